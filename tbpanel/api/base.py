@@ -1,0 +1,173 @@
+"""Shared handler behaviour: JSON in and out, ThingsBoard's error shape, who is asking."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+import orjson
+import tornado.web
+
+from ..entities import EntityError, NotFound
+from ..platform import Platform
+from ..store import QueryError
+from ..store.payload import PayloadError
+
+log = logging.getLogger("tbpanel.api")
+
+# ThingsBoard's errorCode values (ThingsboardErrorCode).
+GENERAL = 2
+AUTHENTICATION = 10
+JWT_TOKEN_EXPIRED = 11
+PERMISSION_DENIED = 20
+INVALID_ARGUMENTS = 30
+BAD_REQUEST_PARAMS = 31
+ITEM_NOT_FOUND = 32
+TOO_MANY_REQUESTS = 33
+
+
+class ApiError(Exception):
+    """An error answered to the client in ThingsBoard's JSON shape."""
+
+    def __init__(self, status: int, message: str, error_code: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_code = error_code if error_code is not None else {
+            400: BAD_REQUEST_PARAMS, 401: AUTHENTICATION, 403: PERMISSION_DENIED,
+            404: ITEM_NOT_FOUND, 409: INVALID_ARGUMENTS, 413: BAD_REQUEST_PARAMS,
+            429: TOO_MANY_REQUESTS}.get(status, GENERAL)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def as_api_error(e: BaseException) -> ApiError | None:
+    """Domain exceptions → HTTP answers, in one place (entity errors carry their own codes)."""
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, (PayloadError, QueryError)):
+        return ApiError(400, str(e), BAD_REQUEST_PARAMS)
+    if isinstance(e, EntityError):
+        return ApiError(e.status, str(e), e.error_code)
+    return None
+
+
+class ApiHandler(tornado.web.RequestHandler):
+    """Base of every /api handler. Subclasses raise ApiError or domain errors; never 500 on bad input."""
+
+    platform: Platform
+
+    def initialize(self, platform: Platform) -> None:
+        self.platform = platform
+
+    # -- output -------------------------------------------------------------------------
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            status, message, code = exc.status, exc.message, exc.error_code
+        elif isinstance(exc, tornado.web.HTTPError):
+            status, code = exc.status_code, ApiError(exc.status_code, "").error_code
+            message = exc.log_message or self._reason
+        else:
+            status, message, code = status_code, self._reason, ApiError(status_code, "").error_code
+            if status_code >= 500:
+                message = "Internal server error"
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"status": status, "message": message, "errorCode": code,
+                                  "timestamp": now_ms()}))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        api_error = as_api_error(e)
+        if api_error is None:
+            super()._handle_request_exception(e)
+        elif not self._finished:
+            self.send_error(api_error.status, exc_info=(ApiError, api_error, e.__traceback__))
+
+    # -- input --------------------------------------------------------------------------
+    def json_body(self) -> Any:
+        if not self.request.body:
+            raise ApiError(400, "Invalid JSON body: the request body is empty")
+        try:
+            return orjson.loads(self.request.body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"Invalid JSON body: {exc}") from None
+
+    def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None,
+                maximum: int | None = None) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(400, f"parameter '{name}' must be an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ApiError(400, f"parameter '{name}' must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ApiError(400, f"parameter '{name}' must be at most {maximum}, got {value}")
+        return value
+
+    def bool_arg(self, name: str, default: bool) -> bool:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise ApiError(400, f"parameter '{name}' must be true or false, got {raw!r}")
+
+    # -- who is asking ------------------------------------------------------------------
+    def bearer_token(self) -> str | None:
+        for header in ("X-Authorization", "Authorization"):
+            value = self.request.headers.get(header)
+            if value:
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    return token.strip()
+                raise ApiError(401, f"{header} header must be 'Bearer <token>'")
+        return None
+
+    def require_user(self):
+        """The authenticated user, or 401 in ThingsBoard's shape (errorCode 11 when expired)."""
+        token = self.bearer_token()
+        if token is None:
+            raise ApiError(401, "Authentication failed: no JWT token in the X-Authorization header")
+        return self.user_for_claims(self.platform.tokens.verify(token))
+
+    def user_for_claims(self, claims: dict):
+        """The enabled user a verified token names; 401 if it was deleted or disabled since."""
+        try:
+            user = self.platform.registry.get_user(claims["userId"])
+        except NotFound:
+            user = None
+        if user is None or not user.enabled:
+            raise ApiError(401, "Authentication failed: the token's user no longer exists or is disabled")
+        return user
+
+    def require_role(self, user, *roles: str) -> None:
+        if user.authority not in roles:
+            raise ApiError(403, "You don't have permission to perform this operation!")
+
+    async def in_thread(self, fn: Callable, *args: Any) -> Any:
+        """Run blocking work (SQLite, Zarr) on the platform's pool, keeping the loop free."""
+        return await asyncio.get_running_loop().run_in_executor(self.platform.executor, fn, *args)
+
+
+def page_data(items: list, total: int, page: int, page_size: int) -> dict:
+    """ThingsBoard's PageData envelope."""
+    pages = (total + page_size - 1) // page_size if page_size else 0
+    return {"data": items, "totalPages": pages, "totalElements": total,
+            "hasNext": (page + 1) * page_size < total}

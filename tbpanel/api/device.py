@@ -1,0 +1,69 @@
+"""Device transport over HTTP: ``POST /api/v1/{token}/telemetry`` and ``/attributes``.
+
+A 200 here means the points are durably stored (ThingsBoard's only means "queued"). The
+token is checked before the body is read, the body size is capped while it streams in, and a
+rejected payload stores nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import tornado.web
+
+from ..store.payload import parse_attributes, parse_telemetry
+from .base import ApiError, ApiHandler, now_ms
+
+
+@tornado.web.stream_request_body
+class DeviceUploadHandler(ApiHandler):
+    """Accepts telemetry or client attributes from a device identified by its access token."""
+
+    def initialize(self, platform, kind: str) -> None:  # type: ignore[override]
+        super().initialize(platform)
+        self.kind = kind
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+
+    def prepare(self) -> None:
+        token = self.path_args[0] if self.path_args else ""
+        self.device = self.platform.registry.device_by_token(token)
+        if self.device is None:
+            raise ApiError(401, "Unknown device access token")
+        length = self.request.headers.get("Content-Length")
+        limit = self.platform.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ApiError(413, f"Payload of {length} bytes exceeds the limit of {limit} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.platform.max_body_bytes:
+            self._too_large = True
+            self._chunks.clear()
+            return
+        self._chunks.append(chunk)
+
+    async def post(self, token: str) -> None:
+        if self._too_large:
+            raise ApiError(413, f"Payload exceeds the limit of {self.platform.max_body_bytes} bytes")
+        body = b"".join(self._chunks)
+        if not body.strip():
+            raise ApiError(400, "Invalid JSON body: the request body is empty")
+        ts = now_ms()
+        if self.kind == "telemetry":
+            points = parse_telemetry(body, ts)
+            if points:
+                device_id = self.device.id
+                future = self.platform.store.submit(
+                    [(device_id, key, pts, vtype, value) for pts, key, vtype, value in points])
+                await asyncio.wrap_future(future)
+        else:
+            points = parse_attributes(body, ts)
+            if points:
+                await self.in_thread(self.platform.registry.save_attributes,
+                                     self.device.id, "CLIENT_SCOPE", points)
+        self.set_status(200)
+        self.clear_header("Content-Type")
+        self.finish()

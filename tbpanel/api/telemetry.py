@@ -1,0 +1,162 @@
+"""``/api/plugins/telemetry/...``: keys, latest, history (raw and aggregated), save and delete.
+
+ThingsBoard's defaults are kept: ``limit`` 100 and ``orderBy`` DESC for raw queries, the range
+``startTs <= ts < endTs``, bucket timestamps at bucket midpoints, and values rendered as
+strings unless ``useStrictDataTypes=true``.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from ..store.payload import TS_MAX, parse_telemetry
+from ..store.values import to_strict, to_wire_string
+from .base import ApiError, ApiHandler, now_ms
+from .entities import entity_uuid
+
+AGGS = ("NONE", "MIN", "MAX", "AVG", "SUM", "COUNT")
+INTERVAL_TYPES = ("MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER")
+
+
+class TelemetryHandler(ApiHandler):
+    """Common argument handling for routes addressed by ``{entityType}/{entityId}``."""
+
+    def device_for(self, entity_type: str, entity_id: str, user):
+        if entity_type.upper() != "DEVICE":
+            raise ApiError(400, f"tbpanel keeps telemetry for DEVICE entities; got entity type {entity_type!r}")
+        return self.platform.registry.check_device(user, entity_uuid(entity_id, "entity id"))
+
+    def keys_arg(self, required: bool) -> list[str] | None:
+        keys: list[str] = []
+        raw = self.get_query_argument("keys", None)
+        if raw:
+            keys.extend(k.strip() for k in raw.split(",") if k.strip())
+        keys.extend(k for k in self.get_query_arguments("key") if k)
+        if not keys:
+            if required:
+                raise ApiError(400, "parameter 'keys' is required (comma-separated keys, or repeated 'key=')")
+            return None
+        return list(dict.fromkeys(keys))
+
+    def render(self, series: dict[str, list[tuple[int, int, object]]]) -> dict:
+        strict = self.bool_arg("useStrictDataTypes", False)
+        conv = to_strict if strict else to_wire_string
+        return {key: [{"ts": ts, "value": conv(t, v)} for ts, t, v in points]
+                for key, points in series.items()}
+
+
+class KeysHandler(TelemetryHandler):
+    async def get(self, entity_type: str, entity_id: str) -> None:
+        device = self.device_for(entity_type, entity_id, self.require_user())
+        self.write_json(await self.in_thread(self.platform.store.keys, device.id))
+
+
+class ValuesHandler(TelemetryHandler):
+    """Latest values when no range is given; history otherwise (``/history`` always history)."""
+
+    def initialize(self, platform, history: bool = False) -> None:  # type: ignore[override]
+        super().initialize(platform)
+        self.history = history
+
+    async def get(self, entity_type: str, entity_id: str) -> None:
+        device = self.device_for(entity_type, entity_id, self.require_user())
+        has_range = any(self.get_query_argument(p, None) not in (None, "") for p in ("startTs", "endTs"))
+        if self.history or has_range:
+            result = await self._history(device.id)
+        else:
+            result = await self._latest(device.id)
+        self.write_json(result)
+
+    async def _latest(self, device_id: str) -> dict:
+        keys = self.keys_arg(required=False)
+        latest = await self.in_thread(self.platform.store.latest, device_id, keys)
+        out = self.render({k: [v] for k, v in latest.items()})
+        for key in keys or ():
+            out.setdefault(key, [{"ts": now_ms(), "value": None}])  # as ThingsBoard answers
+        return out
+
+    async def _history(self, device_id: str) -> dict:
+        keys = self.keys_arg(required=True)
+        start = self.int_arg("startTs", None, minimum=0, maximum=TS_MAX + 1)
+        end = self.int_arg("endTs", None, minimum=0, maximum=TS_MAX + 1)
+        if start is None or end is None:
+            raise ApiError(400, "history queries need both 'startTs' and 'endTs' (epoch ms)")
+        if start >= end:
+            raise ApiError(400, f"startTs ({start}) must be less than endTs ({end})")
+        agg = (self.get_query_argument("agg", "NONE") or "NONE").upper()
+        if agg not in AGGS:
+            raise ApiError(400, f"agg must be one of {', '.join(AGGS)}; got {agg!r}")
+        limit = self.int_arg("limit", 100, minimum=1, maximum=10_000_000)
+        order = (self.get_query_argument("orderBy", "DESC") or "DESC").upper()
+        if order not in ("ASC", "DESC"):
+            raise ApiError(400, f"orderBy must be ASC or DESC; got {order!r}")
+        store = self.platform.store
+        if agg == "NONE":
+            series = await self.in_thread(store.query_raw, device_id, keys, start, end, limit, order)
+        else:
+            interval_type = (self.get_query_argument("intervalType", "MILLISECONDS") or "MILLISECONDS").upper()
+            if interval_type not in INTERVAL_TYPES:
+                raise ApiError(400, f"intervalType must be one of {', '.join(INTERVAL_TYPES)}; got {interval_type!r}")
+            interval = self.int_arg("interval", 0)
+            if interval_type == "MILLISECONDS" and (interval is None or interval <= 0):
+                raise ApiError(400, f"interval must be a positive number of milliseconds when agg={agg}; got {interval}")
+            tz = self.get_query_argument("timeZone", None) or "UTC"
+            series = await self.in_thread(
+                lambda: store.query_agg(device_id, keys, start, end, agg, interval,
+                                        interval_type=interval_type, tz=tz))
+        return self.render(series)
+
+
+class SaveTelemetryHandler(TelemetryHandler):
+    """``POST .../timeseries/{scope}[/{ttl}]``: server-side save with the device payload shapes."""
+
+    async def post(self, entity_type: str, entity_id: str, scope: str, ttl: str | None = None) -> None:
+        device = self.device_for(entity_type, entity_id, self.require_user())
+        if not self.request.body.strip():
+            raise ApiError(400, "Invalid JSON body: the request body is empty")
+        points = parse_telemetry(self.request.body, now_ms())
+        if not points:
+            raise ApiError(400, "No time series data found in request body")
+        future = self.platform.store.submit(
+            [(device.id, key, ts, vtype, value) for ts, key, vtype, value in points])
+        await asyncio.wrap_future(future)
+        self.set_status(200)
+        self.finish()
+
+
+class DeleteTelemetryHandler(TelemetryHandler):
+    """``DELETE .../timeseries/delete?keys=..&startTs=..&endTs=..``."""
+
+    async def delete(self, entity_type: str, entity_id: str) -> None:
+        device = self.device_for(entity_type, entity_id, self.require_user())
+        keys = self.keys_arg(required=True)
+        if self.bool_arg("deleteAllDataForKeys", False):
+            start, end = 0, TS_MAX + 1
+        else:
+            start = self.int_arg("startTs", None, minimum=0, maximum=TS_MAX + 1)
+            end = self.int_arg("endTs", None, minimum=0, maximum=TS_MAX + 1)
+            if start is None or end is None:
+                raise ApiError(400, "give 'startTs' and 'endTs', or deleteAllDataForKeys=true")
+            if start >= end:
+                raise ApiError(400, f"startTs ({start}) must be less than endTs ({end})")
+        delete_latest = self.bool_arg("deleteLatest", True)
+        rewrite = self.bool_arg("rewriteLatestIfDeleted", False)
+        await self.in_thread(lambda: self.platform.store.delete(
+            device.id, keys, start, end, delete_latest=delete_latest, rewrite_latest_if_deleted=rewrite))
+        self.set_status(200)
+        self.finish()
+
+
+class AttributeKeysHandler(TelemetryHandler):
+    async def get(self, entity_type: str, entity_id: str, scope: str | None = None) -> None:
+        device = self.device_for(entity_type, entity_id, self.require_user())
+        attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope)
+        self.write_json(sorted({a["key"] for a in attrs}))
+
+
+class AttributeValuesHandler(TelemetryHandler):
+    async def get(self, entity_type: str, entity_id: str, scope: str | None = None) -> None:
+        device = self.device_for(entity_type, entity_id, self.require_user())
+        keys = self.keys_arg(required=False)
+        attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope, keys)
+        self.write_json([{"key": a["key"], "value": a["value"], "lastUpdateTs": a["lastUpdateTs"]}
+                         for a in attrs])

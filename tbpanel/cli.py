@@ -1,0 +1,256 @@
+"""The ``tbpanel`` command.
+
+::
+
+    tbpanel init --data DIR --admin-email E --admin-password P [--tenant TITLE]
+    tbpanel user add --data DIR --email E --password P --role TENANT_ADMIN|CUSTOMER_USER
+                     [--customer TITLE] [--tenant TITLE]
+    tbpanel serve [--data DIR] [--address 127.0.0.1] [--port 5006] [--demo] [--show]
+    tbpanel demo [--url URL] [--data DIR] [--devices N]
+
+A password given as ``-`` is read from the first line of standard input (keeps it out of the
+process list and shell history). Passwords are never printed. Exit codes: 0 success, 2 bad
+input or a conflict (nothing was changed), 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+ROLES = ("TENANT_ADMIN", "CUSTOMER_USER")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class _CliError(Exception):
+    """A user-facing error: printed as ``tbpanel: error: <message>``, exit code 2."""
+
+
+def _read_password(value: str, what: str) -> str:
+    if value != "-":
+        return value
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise _CliError(f"{what}: expected a password on standard input")
+    return password
+
+
+# ------------------------------------------------------------------------------------------
+# subcommands
+# ------------------------------------------------------------------------------------------
+def _cmd_init(args: argparse.Namespace) -> int:
+    from tbpanel.entities import registry
+
+    password = _read_password(args.admin_password, "--admin-password")
+    tenant, user = registry.init(args.data, args.admin_email, password, args.tenant)
+    print(f"Initialised {args.data}: tenant {tenant.title!r} ({tenant.id}) "
+          f"with tenant administrator {user.email}.")
+    print(f"Start the server with: tbpanel serve --data {args.data}")
+    return EXIT_OK
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    from tbpanel.entities import CUSTOMER_USER, TENANT_ADMIN, EntityRegistry, NotFound
+
+    if args.role == TENANT_ADMIN and args.customer is not None:
+        raise _CliError("--customer is only for --role CUSTOMER_USER "
+                        "(a TENANT_ADMIN manages the whole tenant)")
+    if args.role == CUSTOMER_USER and not (args.customer and args.customer.strip()):
+        raise _CliError("--role CUSTOMER_USER needs --customer TITLE "
+                        "(the customer is created if it does not exist)")
+    password = _read_password(args.password, "--password")
+    try:
+        registry = EntityRegistry(args.data, create=False)
+    except NotFound:
+        raise _CliError(f"no tbpanel data in {args.data}: run `tbpanel init --data {args.data} "
+                        "--admin-email ... --admin-password ...` first") from None
+    with registry:
+        tenant = _pick_tenant(registry, args.tenant, args.data)
+        if registry.find_user(args.email) is not None:
+            raise _CliError(f"a user with email {args.email.strip()!r} already exists; "
+                            "nothing was changed")
+        created_customer = False
+        with registry.transaction():  # all or nothing: no stray customer on failure
+            customer = None
+            if args.role == CUSTOMER_USER:
+                customer = registry.find_customer(tenant.id, args.customer)
+                if customer is None:
+                    customer = registry.create_customer(tenant.id, args.customer)
+                    created_customer = True
+            user = registry.create_user(args.email, password, args.role, tenant.id,
+                                        customer.id if customer else None,
+                                        first_name=args.first_name or "",
+                                        last_name=args.last_name or "")
+    where = f"tenant {tenant.title!r}"
+    if customer is not None:
+        where += f", customer {customer.title!r}" + (" (created)" if created_customer else "")
+    print(f"Added {user.authority} {user.email} ({user.id}) to {where}.")
+    return EXIT_OK
+
+
+def _pick_tenant(registry, title: str | None, data: str):
+    if title is not None:
+        tenant = registry.find_tenant(title)
+        if tenant is None:
+            titles = ", ".join(repr(t.title) for t in registry.list_tenants()) or "none"
+            raise _CliError(f"no tenant titled {title!r} in {data} (tenants: {titles})")
+        return tenant
+    tenants = registry.list_tenants()
+    if not tenants:
+        raise _CliError(f"{data} has no tenant yet: run `tbpanel init` first")
+    if len(tenants) > 1:
+        titles = ", ".join(repr(t.title) for t in tenants)
+        raise _CliError(f"{data} has several tenants ({titles}): choose one with --tenant TITLE")
+    return tenants[0]
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from tbpanel.server import serve_from_args
+    except ModuleNotFoundError as exc:
+        if exc.name != "tbpanel.server":
+            raise
+        print("tbpanel: error: the server (tbpanel.server) is not available in this "
+              "installation", file=sys.stderr)
+        return EXIT_ERROR
+    result = serve_from_args(args)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from tbpanel.demo import main_from_args
+    except ModuleNotFoundError as exc:
+        if exc.name != "tbpanel.demo":
+            raise
+        print("tbpanel: error: the demo (tbpanel.demo) is not available in this installation",
+              file=sys.stderr)
+        return EXIT_ERROR
+    result = main_from_args(args)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------
+# parser
+# ------------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
+    return value
+
+
+def _version() -> str:
+    try:
+        from tbpanel import __version__
+    except ImportError:  # e.g. a stale editable install that maps `tbpanel` as a namespace
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("tbpanel")
+        except PackageNotFoundError:
+            return "unknown"
+    return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    __version__ = _version()
+    parser = argparse.ArgumentParser(
+        prog="tbpanel",
+        description="IoT telemetry and anomaly analytics, ThingsBoard-compatible.")
+    parser.add_argument("--version", action="version", version=f"tbpanel {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create a data directory with a tenant and its admin",
+                       description="Create the entity database and JWT secret in DIR, a "
+                                   "tenant and its TENANT_ADMIN. Never changes an existing "
+                                   "account.")
+    p.add_argument("--data", required=True, metavar="DIR", help="data directory")
+    p.add_argument("--admin-email", required=True, metavar="E", help="tenant admin login")
+    p.add_argument("--admin-password", required=True, metavar="P",
+                   help="tenant admin password ('-' reads it from standard input)")
+    p.add_argument("--tenant", default="Tenant", metavar="TITLE",
+                   help="tenant title (default: %(default)s)")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("user", help="manage users")
+    user_sub = p.add_subparsers(dest="user_command", metavar="ACTION")
+    user_sub.required = True
+    p = user_sub.add_parser("add", help="add a user",
+                            description="Add a TENANT_ADMIN or CUSTOMER_USER. A missing "
+                                        "customer is created.")
+    p.add_argument("--data", required=True, metavar="DIR", help="data directory")
+    p.add_argument("--email", required=True, metavar="E", help="login email")
+    p.add_argument("--password", required=True, metavar="P",
+                   help="password ('-' reads it from standard input)")
+    p.add_argument("--role", required=True, choices=ROLES, type=str.upper)
+    p.add_argument("--customer", metavar="TITLE", help="customer title (CUSTOMER_USER)")
+    p.add_argument("--tenant", metavar="TITLE",
+                   help="tenant title (default: the only tenant)")
+    p.add_argument("--first-name", default="", metavar="NAME")
+    p.add_argument("--last-name", default="", metavar="NAME")
+    p.set_defaults(func=_cmd_user_add)
+
+    p = sub.add_parser("serve", help="run the web server (dashboards + ThingsBoard API)")
+    p.add_argument("--data", default="./data/local", metavar="DIR",
+                   help="data directory (default: %(default)s)")
+    p.add_argument("--address", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument("--port", default=5006, type=_port, help="listen port (default: %(default)s)")
+    p.add_argument("--demo", action="store_true",
+                   help="demo tenant, logins, simulated fleet and a built model")
+    p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
+                   help="open a browser (default: --no-show)")
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS, type=str.lower,
+                   help="logging level (default: %(default)s)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("demo", help="simulate a fleet posting through the HTTP API")
+    p.add_argument("--url", default="http://127.0.0.1:5006",
+                   help="server URL (default: %(default)s)")
+    p.add_argument("--data", default="./data/local", metavar="DIR",
+                   help="data directory (default: %(default)s)")
+    p.add_argument("--devices", default=10, type=_positive_int, metavar="N",
+                   help="number of simulated devices (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (argparse usage errors exit with 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from tbpanel.entities import EntityError
+
+    try:
+        return args.func(args)
+    except (_CliError, EntityError) as exc:
+        print(f"tbpanel: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"tbpanel: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What a user's fleet looks like right now: devices, stored points, last activity.
+
+A pure domain object (no Panel import): the landing page renders it, a notebook can call
+:meth:`Fleet.summary` directly.
+"""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import param
+
+
+class Fleet(param.Parameterized):
+    """The devices one user may see, with the store's per-device figures."""
+
+    online_within_s = param.Integer(default=300, bounds=(1, None),
+                                    doc="A device that reported within this many seconds is online.")
+
+    def __init__(self, platform, user, **params):
+        super().__init__(**params)
+        self.platform = platform
+        self.user = user
+
+    def devices(self) -> list:
+        """Every device the user may read: the tenant's, or only its customer's."""
+        reg = self.platform.registry
+        customer = self.user.customer_id if self.user.authority == "CUSTOMER_USER" else None
+        if self.user.authority not in ("TENANT_ADMIN", "CUSTOMER_USER"):
+            return []
+        out, page = [], 0
+        while True:
+            items, total = reg.list_devices(self.user.tenant_id, customer_id=customer, page=page,
+                                            page_size=1000, sort_property="name", sort_order="ASC")
+            out.extend(items)
+            page += 1
+            if page * 1000 >= total or not items:
+                return out
+
+    def summary(self) -> pd.DataFrame:
+        """One row per device: name, type, customer, keys, points stored, last activity, online."""
+        now_ms = time.time() * 1000
+        store = self.platform.store
+        customers: dict[str, str] = {}
+        rows = []
+        for d in self.devices():
+            stats = store.stats(d.id)
+            last = stats.get("last_ts")
+            if d.customer_id and d.customer_id not in customers:
+                customers[d.customer_id] = self.platform.registry.get_customer(d.customer_id).title
+            rows.append({
+                "device": d.name, "type": d.type, "customer": customers.get(d.customer_id, ""),
+                "keys": stats.get("series", 0), "points": stats.get("points", 0),
+                "last_activity": pd.to_datetime(last, unit="ms", utc=True) if last else pd.NaT,
+                "online": bool(last and now_ms - last <= self.online_within_s * 1000),
+                "id": d.id,
+            })
+        columns = ["device", "type", "customer", "keys", "points", "last_activity", "online", "id"]
+        return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,56 @@
+"""One data directory, opened: the entity registry, the telemetry store and the token issuer.
+
+The server, the CLI, the demo and notebooks all reach tbpanel's state through a
+:class:`Platform`, so that every one of them opens the same files the same way.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import param
+
+from .entities import EntityRegistry, TokenIssuer, load_or_create_secret
+from .store import TelemetryStore, open_store
+
+
+class Platform(param.Parameterized):
+    """The opened data directory and the settings that apply to every transport."""
+
+    data_dir = param.String(doc="Directory holding entities.sqlite, telemetry.sqlite and cold/.")
+    max_body_bytes = param.Integer(default=1 << 20, bounds=(1, None),
+                                   doc="Largest device payload accepted; larger bodies get 413.")
+    compaction_interval_s = param.Number(default=60, bounds=(0, None),
+                                         doc="How often closed partitions move to the Zarr tier (0: never).")
+
+    def __init__(self, data_dir: str | os.PathLike, **params):
+        super().__init__(data_dir=str(Path(data_dir).resolve()), **params)
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        self.registry: EntityRegistry = EntityRegistry(self.data_dir)
+        self.store: TelemetryStore = open_store(
+            Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s)
+        self._secret = load_or_create_secret(self.data_dir)
+        self.tokens: TokenIssuer = TokenIssuer(self._secret)
+        #: Runs blocking work (SQLite reads, Zarr reads) off the server's event loop.
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tbpanel-io")
+
+    @property
+    def cookie_secret(self) -> str:
+        """Page-session cookie key, derived from the JWT secret so one file guards both."""
+        return hmac.new(self._secret, b"tbpanel page cookies", hashlib.sha256).hexdigest()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.store.close()
+        close = getattr(self.registry, "close", None)
+        if close:
+            close()
+
+    def __enter__(self) -> "Platform":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,362 @@
+"""Zarr v3 cold tier: one immutable Zarr group per (UTC month, generation).
+
+Layout under the cold root (a local directory by default, or an fsspec URL)::
+
+    2024-03/g000002/          one generation of the month 2024-03 (a Zarr v3 group;
+                              chunk files are named c.0, c.1, ... beside each zarr.json)
+        ts      int64   sorted by (series, ts)
+        t       int8    ValueType code
+        num     float64 bool/long/double value as a float (NaN for text) - fast aggregation
+        lng     int64   exact long value (0 elsewhere)
+        txt     string  STR/JSON text ("" elsewhere); only when the month has text points
+        series  int64   sorted distinct series ids of the partition          (index)
+        offsets int64   n+1 row offsets: series[i] is rows offsets[i]:offsets[i+1] (index)
+
+Arrays are written whole, once (a chunk is up to ``chunk_rows`` rows, Blosc lz4 + shuffle;
+zstd for text), and never modified: a rewrite of a month is a new generation directory, and
+which generation is current is decided by the manifest row in SQLite, committed in the same
+transaction that deletes the moved hot rows. So a directory that is not in the manifest is
+either unfinished or superseded and can be removed.
+
+Reads go through :class:`Partition`, which caches the opened arrays and the decoded index,
+and an LRU of decoded column slices keyed by ``(month, generation, column, lo, hi)`` (a new
+generation never hits a stale entry).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("ts", "t", "num", "lng", "txt")
+DTYPES = {"ts": np.int64, "t": np.int8, "num": np.float64, "lng": np.int64}
+FORMAT = "tbpanel-cold-1"
+# chunk files sit next to each array's zarr.json ("c.0", "c.1", ...): no per-array chunk
+# directory, so a generation is one directory per column instead of two
+_CKE = {"name": "default", "separator": "."}
+_NAME_RE = re.compile(r"^\d{4}-\d{2}$")
+_GEN_RE = re.compile(r"^g(\d+)$")
+
+
+def gen_dir(name: str, gen: int) -> str:
+    return f"{name}/g{gen:06d}"
+
+
+class SliceCache:
+    """Thread-safe LRU of decoded numpy arrays, bounded by total bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._d: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            arr = self._d.get(key)
+            if arr is None:
+                self.misses += 1
+                return None
+            self._d.move_to_end(key)
+            self.hits += 1
+            return arr
+
+    def put(self, key, arr: np.ndarray) -> None:
+        size = arr.nbytes if arr.dtype != object else arr.nbytes * 8
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self._bytes -= _size(old)
+            self._d[key] = arr
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._d:
+                _, ev = self._d.popitem(last=False)
+                self._bytes -= _size(ev)
+
+    def evict(self, name: str, gen: int) -> None:
+        with self._lock:
+            for k in [k for k in self._d if k[0] == name and k[1] == gen]:
+                self._bytes -= _size(self._d.pop(k))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self._bytes = 0
+
+
+def _size(arr: np.ndarray) -> int:
+    return arr.nbytes if arr.dtype != object else arr.nbytes * 8
+
+
+class Partition:
+    """An open, immutable cold generation: array handles, decoded index, cached slices."""
+
+    def __init__(self, cold: "ColdTier", name: str, gen: int):
+        self.name = name
+        self.gen = gen
+        self._cache = cold.cache
+        group = zarr.open_group(cold.store, path=gen_dir(name, gen), mode="r", zarr_format=3)
+        self.attrs = dict(group.attrs)
+        self.rows = int(self.attrs.get("rows", 0))
+        self.has_txt = bool(self.attrs.get("has_txt", False))
+        self._group = group
+        self._arrays: dict = {}  # opened on first use
+        self.series = np.asarray(self._array("series")[:], dtype=np.int64)
+        self.offsets = np.asarray(self._array("offsets")[:], dtype=np.int64)
+        self.series.flags.writeable = False
+        self.offsets.flags.writeable = False
+
+    def _array(self, col: str):
+        a = self._arrays.get(col)
+        if a is None:
+            try:
+                a = self._arrays[col] = self._group[col]
+            except KeyError:  # zarr's way of saying the array's metadata file is gone
+                raise FileNotFoundError(f"{gen_dir(self.name, self.gen)}/{col}") from None
+        return a
+
+    def locate(self, sid: int) -> tuple[int, int] | None:
+        """Row range of series ``sid`` in this partition, or ``None``."""
+        i = int(np.searchsorted(self.series, sid))
+        if i == len(self.series) or self.series[i] != sid:
+            return None
+        return int(self.offsets[i]), int(self.offsets[i + 1])
+
+    def read(self, col: str, lo: int, hi: int) -> np.ndarray:
+        """Decoded rows ``lo:hi`` of a column (cached). Missing ``txt`` reads as ``None``s."""
+        key = (self.name, self.gen, col, lo, hi)
+        arr = self._cache.get(key)
+        if arr is not None:
+            return arr
+        if col == "txt":
+            if not self.has_txt:
+                arr = np.full(hi - lo, None, dtype=object)
+            else:
+                arr = np.asarray(self._array("txt")[lo:hi]).astype(object)
+        else:
+            arr = np.asarray(self._array(col)[lo:hi], dtype=DTYPES[col])
+        arr.flags.writeable = False
+        self._cache.put(key, arr)
+        return arr
+
+    def read_all(self) -> dict[str, np.ndarray]:
+        """Every row of every column (for a rewrite); not cached. Series ids per row included."""
+        out = {}
+        for col in ("ts", "t", "num", "lng"):
+            out[col] = np.asarray(self._array(col)[:], dtype=DTYPES[col])
+        if self.has_txt:
+            out["txt"] = np.asarray(self._array("txt")[:]).astype(object)
+        else:
+            out["txt"] = None
+        out["series"] = np.repeat(self.series, np.diff(self.offsets))
+        return out
+
+
+class ColdTier:
+    """The cold store: writing generations, opening them (cached), removing them."""
+
+    def __init__(self, location: str, *, chunk_rows: int = 1_000_000,
+                 cache_bytes: int = 256 << 20, compressor: str = "lz4", fsync: bool = True):
+        self.location = location
+        self.fsync = fsync
+        self.chunk_rows = int(chunk_rows)
+        self.cache = SliceCache(cache_bytes)
+        self._parts: dict[tuple[str, int], Partition] = {}
+        self._lock = threading.Lock()
+        if compressor not in ("lz4", "zstd"):
+            raise ValueError("compressor must be 'lz4' or 'zstd'")
+        self._codec = BloscCodec(cname=compressor, clevel=5, shuffle="shuffle")
+        self._txt_codec = ZstdCodec(level=3)
+        self._fs = None
+        if _is_url(location):
+            import fsspec  # optional: only needed for URLs (s3://, gs://, memory://, ...)
+
+            self._fs, self._root = fsspec.core.url_to_fs(location)
+            self.local = False
+            self._fs.makedirs(self._root, exist_ok=True)
+            self.store = zarr.storage.FsspecStore.from_url(location, read_only=False)
+        else:
+            path = location[len("file://"):] if location.startswith("file://") else location
+            self._root = os.path.abspath(path)
+            self.local = True
+            os.makedirs(self._root, exist_ok=True)
+            self.store = zarr.storage.LocalStore(self._root)
+
+    # -- writing
+    def write_generation(self, name: str, gen: int, data: dict[str, np.ndarray | None],
+                         series: np.ndarray, offsets: np.ndarray, extra_attrs: dict | None = None) -> None:
+        """Write one complete generation; durable (fsynced, unless ``fsync=False``) on return."""
+        n = len(data["ts"])
+        chunk = max(1, min(self.chunk_rows, n))
+        has_txt = data.get("txt") is not None
+        path = gen_dir(name, gen)
+        attrs = {"format": FORMAT, "partition": name, "generation": gen, "rows": n,
+                 "series_count": int(len(series)), "has_txt": has_txt, **(extra_attrs or {})}
+        group = zarr.open_group(self.store, path=path, mode="w", zarr_format=3, attributes=attrs)
+        for col in ("ts", "t", "num", "lng"):
+            arr = np.ascontiguousarray(data[col], dtype=DTYPES[col])
+            group.create_array(col, data=arr, chunks=(chunk,), compressors=[self._codec],
+                               chunk_key_encoding=_CKE)
+        if has_txt:
+            txt = data["txt"]
+            txt = np.where(np.equal(txt, None), "", txt).astype(np.dtypes.StringDType())
+            group.create_array("txt", data=txt, chunks=(chunk,), compressors=[self._txt_codec],
+                               chunk_key_encoding=_CKE)
+        ichunk = max(1, min(self.chunk_rows, len(offsets)))
+        group.create_array("series", data=np.ascontiguousarray(series, dtype=np.int64),
+                           chunks=(ichunk,), compressors=[self._codec], chunk_key_encoding=_CKE)
+        group.create_array("offsets", data=np.ascontiguousarray(offsets, dtype=np.int64),
+                           chunks=(ichunk,), compressors=[self._codec], chunk_key_encoding=_CKE)
+        if self.local and self.fsync:
+            _fsync_tree(os.path.join(self._root, path))
+            _fsync_dir(os.path.join(self._root, name))
+            _fsync_dir(self._root)
+
+    # -- reading
+    def open(self, name: str, gen: int) -> Partition:
+        key = (name, gen)
+        p = self._parts.get(key)
+        if p is None:
+            with self._lock:
+                p = self._parts.get(key)
+                if p is None:
+                    p = Partition(self, name, gen)
+                    self._parts[key] = p
+        return p
+
+    def evict(self, name: str, gen: int) -> None:
+        with self._lock:
+            self._parts.pop((name, gen), None)
+        self.cache.evict(name, gen)
+
+    def clear_cache(self) -> None:
+        """Forget decoded slices (keeps array handles and indexes)."""
+        self.cache.clear()
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._parts.clear()
+        self.cache.clear()
+
+    # -- housekeeping
+    def exists(self, name: str, gen: int) -> bool:
+        rel = f"{gen_dir(name, gen)}/zarr.json"
+        if self.local:
+            return os.path.exists(os.path.join(self._root, rel))
+        return self._fs.exists(f"{self._root.rstrip('/')}/{rel}")
+
+    def list_generations(self) -> list[tuple[str, int]]:
+        out = []
+        for name in self._listdir(""):
+            if not _NAME_RE.match(name):
+                continue
+            for g in self._listdir(name):
+                m = _GEN_RE.match(g)
+                if m:
+                    out.append((name, int(m.group(1))))
+        return sorted(out)
+
+    def remove(self, name: str, gen: int) -> None:
+        """Delete a generation. Its group ``zarr.json`` goes first, so that a reader in another
+        process can tell (:meth:`exists`) that chunks it just read may have been missing."""
+        self.evict(name, gen)
+        rel = gen_dir(name, gen)
+        try:
+            if self.local:
+                os.unlink(os.path.join(self._root, rel, "zarr.json"))
+            else:
+                self._fs.rm(f"{self._root.rstrip('/')}/{rel}/zarr.json")
+        except FileNotFoundError:
+            pass
+        self._rmtree(rel)
+
+    def remove_empty_month_dirs(self, keep: set[str]) -> None:
+        for name in self._listdir(""):
+            if _NAME_RE.match(name) and name not in keep:
+                if not any(_GEN_RE.match(g) for g in self._listdir(name)):
+                    self._rmtree(name)
+
+    def _listdir(self, rel: str) -> list[str]:
+        if self.local:
+            p = os.path.join(self._root, rel)
+            try:
+                return sorted(e.name for e in os.scandir(p) if e.is_dir())
+            except FileNotFoundError:
+                return []
+        p = f"{self._root.rstrip('/')}/{rel}" if rel else self._root
+        try:
+            entries = self._fs.ls(p, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(os.path.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
+
+    def _rmtree(self, rel: str) -> None:
+        if self.local:
+            shutil.rmtree(os.path.join(self._root, rel), ignore_errors=True)
+        else:
+            try:
+                self._fs.rm(f"{self._root.rstrip('/')}/{rel}", recursive=True)
+            except FileNotFoundError:
+                pass
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+_FSYNC_POOL: ThreadPoolExecutor | None = None
+_FSYNC_LOCK = threading.Lock()
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: str) -> None:
+    """fsync every file and directory under ``root``.
+
+    The calls run on a few threads at once: the filesystem groups concurrent fsyncs into
+    fewer journal commits, which makes a generation's ~30 fsyncs several times faster.
+    """
+    global _FSYNC_POOL
+    files, dirs = [], []
+    for dirpath, _dirs, names in os.walk(root):
+        files.extend(os.path.join(dirpath, f) for f in names)
+        dirs.append(dirpath)
+    with _FSYNC_LOCK:
+        if _FSYNC_POOL is None:
+            _FSYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tbpanel-fsync")
+        pool = _FSYNC_POOL
+    list(pool.map(_fsync_file, files))
+    list(pool.map(_fsync_dir, dirs))

@@ -1,0 +1,146 @@
+"""Parsing ThingsBoard telemetry and attribute payloads into typed points.
+
+Shared by every device transport (HTTP now, MQTT/CoAP later) so that the type rules and the
+error messages are the same everywhere. A payload is either accepted whole or rejected whole
+with a :class:`PayloadError` that says what is wrong: nothing from a bad request is stored.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+from .values import classify
+
+#: Earliest and latest timestamps accepted: 1970-01-01 and 9999-12-31 (epoch ms).
+TS_MIN = 0
+TS_MAX = 253_402_300_799_999
+#: Longest key accepted (characters). ThingsBoard's key dictionary column is varchar(255).
+MAX_KEY_LENGTH = 255
+#: Longest string or JSON value accepted (characters).
+MAX_STRING_LENGTH = 1_000_000
+
+Point = tuple[int, str, int, Any]  # (ts, key, vtype, value)
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be stored; the message is shown to the client."""
+
+
+# orjson turns integer literals beyond 64 bits into floats without a word; a body holding a
+# run of 20+ digits is re-read with the stdlib parser, which keeps them exact so that the
+# value check can reject them instead of storing a silently rounded number.
+_HUGE_INT = re.compile(rb"\d{20,}")
+
+
+def _no_constants(name: str) -> Any:
+    raise PayloadError(f"Invalid JSON body: {name} is not valid JSON")
+
+
+def loads(body: bytes | str) -> Any:
+    """Decode JSON, rejecting NaN/Infinity literals and invalid UTF-8 with a clear message."""
+    if isinstance(body, str):
+        body = body.encode()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"Invalid JSON body: {exc}") from None
+    except RecursionError:
+        raise PayloadError("Invalid JSON body: nested too deeply") from None
+    if _HUGE_INT.search(body):
+        try:
+            data = json.loads(body, parse_constant=_no_constants)
+        except RecursionError:
+            raise PayloadError("Invalid JSON body: nested too deeply") from None
+    return data
+
+
+def parse_ts(raw: Any) -> int:
+    """An epoch-milliseconds timestamp: an integer (or integral number/digit string) in range."""
+    if isinstance(raw, bool):
+        raise PayloadError(f"'ts' must be an epoch-milliseconds integer, got {raw!r}")
+    if isinstance(raw, float):
+        if raw != raw or raw in (float("inf"), float("-inf")) or raw != int(raw):
+            raise PayloadError(f"'ts' must be an epoch-milliseconds integer, got {raw!r}")
+        raw = int(raw)
+    elif isinstance(raw, str):
+        if not raw.isdigit():
+            raise PayloadError(f"'ts' must be an epoch-milliseconds integer, got {raw!r}")
+        raw = int(raw)
+    elif not isinstance(raw, int):
+        raise PayloadError(f"'ts' must be an epoch-milliseconds integer, got {type(raw).__name__}")
+    if not TS_MIN <= raw <= TS_MAX:
+        raise PayloadError(f"'ts' {raw} is outside the accepted range {TS_MIN}..{TS_MAX} (epoch ms)")
+    return raw
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise PayloadError("telemetry keys must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise PayloadError(f"key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters")
+    if any(ord(c) < 32 for c in key):
+        raise PayloadError(f"key {key!r} contains control characters")
+
+
+def parse_values(values: Any, ts: int, where: str = "body") -> list[Point]:
+    """Type every entry of one flat ``{key: value}`` object; JSON nulls are skipped."""
+    if not isinstance(values, dict):
+        raise PayloadError(f"{where} must be a JSON object of key/value pairs, got {_kind(values)}")
+    points: list[Point] = []
+    for key, raw in values.items():
+        _check_key(key)
+        try:
+            typed = classify(raw)
+        except ValueError as exc:
+            raise PayloadError(f"value of {key!r}: {exc}") from None
+        if typed is None:
+            continue
+        vtype, value = typed
+        if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+            raise PayloadError(f"value of {key!r} is longer than {MAX_STRING_LENGTH} characters")
+        points.append((ts, key, vtype, value))
+    return points
+
+
+def parse_telemetry(body: bytes | str | Any, server_ts: int) -> list[Point]:
+    """All points of a telemetry payload (object, timestamped object, or an array of either).
+
+    ``body`` may be raw bytes or already-decoded JSON. An object is "timestamped" only when it
+    has both ``ts`` and ``values``; otherwise its keys are telemetry keys stamped ``server_ts``.
+    """
+    data = loads(body) if isinstance(body, (bytes, str)) else body
+    if isinstance(data, list):
+        points: list[Point] = []
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise PayloadError(f"element {i} of the array must be a JSON object, got {_kind(item)}")
+            points.extend(_parse_object(item, server_ts, f"element {i}"))
+        return points
+    if isinstance(data, dict):
+        return _parse_object(data, server_ts, "body")
+    raise PayloadError(f"telemetry must be a JSON object or an array of objects, got {_kind(data)}")
+
+
+def _parse_object(obj: dict, server_ts: int, where: str) -> list[Point]:
+    if "ts" in obj and "values" in obj:
+        ts = parse_ts(obj["ts"])
+        return parse_values(obj["values"], ts, f"'values' of {where}")
+    return parse_values(obj, server_ts, where)
+
+
+def parse_attributes(body: bytes | str | Any, server_ts: int) -> list[Point]:
+    """A flat attributes object, typed like telemetry and stamped with the server time."""
+    data = loads(body) if isinstance(body, (bytes, str)) else body
+    if not isinstance(data, dict):
+        raise PayloadError(f"attributes must be a JSON object, got {_kind(data)}")
+    return parse_values(data, server_ts, "attributes")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)

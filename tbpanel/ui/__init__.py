@@ -1,0 +1,1 @@
+"""Panel pages: each module is one page area; views take domain objects as parameters."""

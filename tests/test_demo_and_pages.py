@@ -1,0 +1,120 @@
+"""`tbpanel serve --demo`: the demo logins, fleet, history, live simulator, and the pages in a browser."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import requests
+
+from conftest import Api, ServerProcess
+from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD, load_fleet
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("demo"), extra=("--demo",)).start(timeout=240)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    import os
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("browser tests need Debian's chromium: apt-get install -y chromium (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+def test_demo_prints_its_url_and_logins(demo):
+    text = "".join(demo.output)
+    assert "tbpanel serving at http://localhost:" in text
+    assert TENANT_EMAIL in text and CUSTOMER_EMAIL in text
+    assert requests.get(demo.url + "/liveness", timeout=10).status_code == 200
+
+
+def test_demo_fleet_history_and_roles(demo):
+    fleet = load_fleet()
+    tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+    devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]
+    assert sorted(d["name"] for d in devices) == sorted(d["name"] for d in fleet["devices"])
+    assert {d["type"] for d in devices} == {"thermostat", "pump"}
+    customer = Api.login(demo.url, CUSTOMER_EMAIL, CUSTOMER_PASSWORD)
+    cid = customer.get("/api/auth/user").json()["customerId"]["id"]
+    mine = customer.get(f"/api/customer/{cid}/devices?pageSize=100&page=0").json()["data"]
+    assert sorted(d["name"] for d in mine) == sorted(d["name"] for d in fleet["devices"] if d["customer"])
+    pump = next(d for d in devices if d["name"] == "Pump P1")["id"]["id"]
+    now = int(time.time() * 1000)
+    day = tenant.get(f"/api/plugins/telemetry/DEVICE/{pump}/values/timeseries",
+                     params=dict(keys="vibration", startTs=now - 20 * 86_400_000, endTs=now,
+                                 agg="COUNT", interval=86_400_000, useStrictDataTypes="true")).json()
+    assert len(day["vibration"]) >= 19 and all(p["value"] >= 1400 for p in day["vibration"][1:-1])
+
+
+def test_demo_fleet_keeps_posting_over_http(demo):
+    tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+    devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]
+    t1 = next(d for d in devices if d["name"] == "Thermostat T1")["id"]["id"]
+    first = tenant.get(f"/api/plugins/telemetry/DEVICE/{t1}/values/timeseries?keys=temperature").json()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        latest = tenant.get(f"/api/plugins/telemetry/DEVICE/{t1}/values/timeseries?keys=temperature").json()
+        if latest["temperature"][0]["ts"] > first["temperature"][0]["ts"]:
+            return
+        time.sleep(0.5)
+    pytest.fail("the simulated fleet did not post a new point within 30 s")
+
+
+def test_pages_need_login(demo):
+    r = requests.get(demo.url + "/", allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 303) and "/login" in r.headers["Location"]
+
+
+@pytest.mark.browser
+def test_customer_logs_in_and_sees_only_its_fleet(demo, browser):
+    page = browser.new_page()
+    try:
+        page.goto(demo.url + "/")
+        page.wait_for_url("**/login**")
+        page.fill("#username", CUSTOMER_EMAIL)
+        page.fill("#password", "wrong")
+        page.click("#login")
+        assert "Invalid username or password" in page.inner_text("body")
+        page.fill("#password", CUSTOMER_PASSWORD)
+        page.click("#login")
+        # Panel renders into shadow roots: locators pierce them, inner_text("body") does not
+        page.wait_for_selector("text=Thermostat T1", timeout=60_000)
+        assert page.get_by_text(CUSTOMER_EMAIL).count() == 1
+        assert page.get_by_text("Points stored", exact=True).count() == 1
+        for name in ("Pump P1", "Thermostat T1", "Thermostat T2"):
+            assert page.get_by_text(name, exact=True).count() == 1, name
+        for name in ("Pump P2", "Pump P3", "Thermostat T3"):
+            assert page.get_by_text(name, exact=True).count() == 0, name
+        page.screenshot(path=str(demo.data / "landing-customer.png"), full_page=True)
+        page.goto(demo.url + "/logout")
+        page.wait_for_url("**/login**")
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_tenant_sees_the_whole_fleet(demo, browser):
+    page = browser.new_page()
+    try:
+        page.goto(demo.url + "/login")
+        page.fill("#username", TENANT_EMAIL)
+        page.fill("#password", TENANT_PASSWORD)
+        page.click("#login")
+        page.wait_for_selector("text=Pump P3", timeout=60_000)
+        for d in load_fleet()["devices"]:
+            assert page.get_by_text(d["name"], exact=True).count() == 1, d["name"]
+    finally:
+        page.close()
