@@ -837,6 +837,33 @@ class TelemetryStore:
 
         return self._read(run)
 
+    def numeric_arrays(self, entity: str, keys, start: int, end: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every numeric point of each key in ``[start, end)`` as ``(ts int64, values float64)``.
+
+        Longs and doubles as float64, booleans as 0/1; string and JSON points are left out.
+        This is what analytics (anomaly models) read: arrays, never Python tuples per point.
+        """
+        self._check_open()
+        check_range(int(start), int(end))
+        sids = self._resolve(entity, keys)
+
+        def run():
+            data = self._collect(list(sids.values()), int(start), int(end)) if sids else {}
+            out = {}
+            for k, sid in sids.items():
+                sd = data[sid]
+                if not len(sd):
+                    continue
+                numeric = sd.column("t") <= _DOUBLE
+                ts, num = sd.ts, sd.column("num")
+                if not numeric.all():
+                    ts, num = ts[numeric], num[numeric]
+                if len(ts):
+                    out[k] = (np.asarray(ts, np.int64), np.asarray(num, np.float64))
+            return out
+
+        return self._read(run)
+
     def query_agg_arrays(self, entity: str, keys, start: int, end: int, agg: str,
                          interval: int | None = None, interval_type: str = "MILLISECONDS",
                          tz: str = "UTC") -> dict[str, AggResult]:
