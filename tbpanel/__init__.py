@@ -9,11 +9,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "open_store"]
+__all__ = ["__version__", "open_store", "connect", "ModelConfig"]
 
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "open_store": "tbpanel.store",
+    "connect": "tbpanel.platform",
+    "ModelConfig": "tbpanel.anomaly.config",
 }
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import param
 
+from .anomaly.repository import AnomalyRepository
+from .anomaly.service import AnomalyService
 from .entities import EntityRegistry, TokenIssuer, load_or_create_secret
+from .jobs import TaskRunner
 from .store import TelemetryStore, open_store
 
 
@@ -36,6 +39,10 @@ class Platform(param.Parameterized):
         self.tokens: TokenIssuer = TokenIssuer(self._secret)
         #: Runs blocking work (SQLite reads, Zarr reads) off the server's event loop.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tbpanel-io")
+        #: Long work (build, refresh, reprocess) with progress and history.
+        self.tasks: TaskRunner = TaskRunner(Path(self.data_dir) / "analytics.sqlite", workers=1)
+        self.anomaly: AnomalyService = AnomalyService(
+            self.store, self.registry, AnomalyRepository(self.data_dir), self.tasks)
 
     @property
     def cookie_secret(self) -> str:
@@ -43,6 +50,8 @@ class Platform(param.Parameterized):
         return hmac.new(self._secret, b"tbpanel page cookies", hashlib.sha256).hexdigest()
 
     def close(self) -> None:
+        self.tasks.shutdown()
+        self.anomaly.repo.close()
         self.executor.shutdown(wait=True)
         self.store.close()
         close = getattr(self.registry, "close", None)
@@ -54,3 +63,11 @@ class Platform(param.Parameterized):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def connect(data_dir: str | os.PathLike, **params) -> Platform:
+    """Open a data directory from Python (a notebook): store, devices, anomaly models, tasks.
+
+    Use it while no server runs on the same directory, or for reading alongside one.
+    """
+    return Platform(data_dir, **params)

@@ -1,17 +1,23 @@
 """One process, one port: the Panel pages and the ThingsBoard-compatible API in one tornado app."""
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
 
 import panel as pn
+from tornado.ioloop import PeriodicCallback
 
 from . import logs
 from .api import api_patterns
+from .live import LiveHub
 from .platform import Platform
 from .ui.fleet import fleet_page
 from .ui.login import PageAuthProvider
+from .ui.telemetry import telemetry_page
+
+log = logging.getLogger("tbpanel.server")
 
 def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -25,17 +31,43 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
     if port == 0:
         port = free_port(address)
     hosts = {address, "localhost", "127.0.0.1"}
-    def landing():  # Panel calls a plain function once per session (not a functools.partial)
-        return fleet_page(platform)
+    live = LiveHub(platform.store)  # the one fan-out: WebSocket clients and page sessions
 
-    pages = {"/": landing}
+    def landing():  # Panel calls a plain function once per session (not a functools.partial)
+        return fleet_page(platform, live)
+
+    def telemetry():
+        return telemetry_page(platform, live)
+
+    pages = {"/": landing, "/telemetry": telemetry}
     server = pn.serve(
         pages, port=port, address=address, show=show, start=False, title="tbpanel",
-        extra_patterns=api_patterns(platform), liveness=True,
+        extra_patterns=api_patterns(platform, live), liveness=True,
         websocket_origin=[f"{h}:{port}" for h in sorted(hosts)],
         cookie_secret=platform.cookie_secret, auth_provider=PageAuthProvider(platform),
+        # look for closed page sessions every 3 s (Bokeh: 17 s) so their live subscriptions
+        # end soon after the tab closes; a session still lingers 15 s for a reconnect
+        check_unused_sessions_milliseconds=3000,
         verbose=False)
+    live.bind(server.io_loop)
+    server.live = live
     return server
+
+
+def start_scheduler(platform: Platform, period_ms: int = 15_000) -> PeriodicCallback:
+    """Check every ``period_ms`` for due refresh runs (on the server's own IOLoop); the runs
+    themselves go to the task runner's threads, the check to the I/O pool."""
+    def check() -> None:
+        def run() -> None:
+            try:
+                platform.anomaly.run_due()
+            except Exception:
+                log.exception("scheduling refresh runs failed")
+        platform.executor.submit(run)
+
+    callback = PeriodicCallback(check, period_ms)
+    callback.start()
+    return callback
 
 
 def public_url(address: str, port: int) -> str:
@@ -53,6 +85,7 @@ def serve_from_args(args) -> int:
         demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
     server = build_server(platform, address=args.address, port=args.port, show=args.show)
     server.start()
+    start_scheduler(platform)
     url = public_url(args.address, server.port)
     if args.demo:
         from . import demo

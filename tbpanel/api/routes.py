@@ -1,16 +1,21 @@
 """The URL table of the API, in one place (mounted via ``pn.serve(extra_patterns=...)``)."""
 from __future__ import annotations
 
+from ..live import LiveHub
 from ..platform import Platform
 from . import auth, device, entities, telemetry
+from .websocket import websocket_patterns
+from .models import model_patterns
 from .base import ApiError, ApiHandler
 
 _ID = r"([^/]+)"
 _TEL = r"/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
 
 
-def api_patterns(platform: Platform) -> list[tuple]:
+def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[tuple]:
+    """Every API route; ``live`` is the server's fan-out hub (one is made if not given)."""
     p = {"platform": platform}
+    live = live if live is not None else LiveHub(platform.store)
     return [
         (rf"/api/v1/{_ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
         (rf"/api/v1/{_ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
@@ -39,6 +44,8 @@ def api_patterns(platform: Platform) -> list[tuple]:
         (rf"{_TEL}/keys/attributes/([A-Za-z_]+)/?", telemetry.AttributeKeysHandler, p),
         (rf"{_TEL}/values/attributes/?", telemetry.AttributeValuesHandler, p),
         (rf"{_TEL}/values/attributes/([A-Za-z_]+)/?", telemetry.AttributeValuesHandler, p),
+        *model_patterns(platform),
+        *websocket_patterns(platform, live),
         (r"/api/.*", NotFoundHandler, p),
     ]
 

@@ -1,21 +1,29 @@
 """The landing page: the signed-in user's fleet, points stored and last activity per device."""
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
-from ..entities import NotFound
 from ..fleet import Fleet
+from ..live import DocumentSink, LiveHub
+from .layout import page_template
 
 
 class FleetView(pn.viewable.Viewer):
-    """Cards with fleet totals above a table of devices; refreshed every few seconds."""
+    """Cards with fleet totals above a table of devices.
+
+    With a live hub the table is refreshed when the user's devices store telemetry (at most
+    once per ``live_min_ms``), plus every ``refresh_ms`` for what no write announces: devices
+    going offline, devices added or reassigned. Without one it is polled every ``refresh_ms``.
+    """
 
     fleet = param.ClassSelector(class_=Fleet)
-    refresh_ms = param.Integer(default=2000, bounds=(200, None))
+    live = param.ClassSelector(class_=LiveHub, default=None, allow_None=True)
+    refresh_ms = param.Integer(default=None, allow_None=True, bounds=(200, None),
+                               doc="Periodic refresh; default 2 s without a hub, 30 s with one.")
+    live_min_ms = param.Integer(default=1000, bounds=(0, None))
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -29,14 +37,19 @@ class FleetView(pn.viewable.Viewer):
         self._table = pn.widgets.Tabulator(
             frame, show_index=False, disabled=True, sizing_mode="stretch_width", height=420,
             hidden_columns=["id"], name="fleet-table",
-            formatters={"online": {"type": "tickCross"}},
+            formatters={"online": {"type": "tickCross"},
+                        "plot": {"type": "link", "urlPrefix": "/telemetry?device=", "label": "telemetry ›"}},
             titles={"last_activity": "last activity (UTC)", "points": "points stored"})
         self._callback = None
+        self._sink: DocumentSink | None = None
+        self._followed: set[str] = set()
+        self._doc = None
 
     def _frame(self) -> pd.DataFrame:
         """The summary with times as text: Tabulator's datetime formatter needs a CDN library."""
         frame = self.fleet.summary()
         frame["last_activity"] = frame["last_activity"].dt.strftime("%Y-%m-%d %H:%M:%S").fillna("never")
+        frame["plot"] = frame["id"]  # rendered as a link to the device's telemetry page
         return frame
 
     def refresh(self) -> None:
@@ -45,29 +58,41 @@ class FleetView(pn.viewable.Viewer):
         self._online.value = int(frame["online"].sum())
         self._points.value = int(frame["points"].sum())
         self._table.value = frame
+        if self._sink is not None and set(frame["id"]) != self._followed:
+            self._follow(frame)  # devices were added, deleted or reassigned
+
+    def _start(self) -> None:
+        """Once the browser is connected: follow the fleet's devices through the hub."""
+        self._doc = pn.state.curdoc
+        self._sink = DocumentSink(self.live, self._doc, self._on_live,
+                                  tenant=self.fleet.user.tenant_id or "", min_interval_ms=self.live_min_ms)
+        self._follow(self._table.value)
+
+    def _follow(self, frame: pd.DataFrame) -> None:
+        self._followed = set(frame["id"])
+        self._sink.follow(self._followed)
+
+    def _on_live(self, points) -> None:
+        with set_curdoc(self._doc):
+            self.refresh()
 
     def __panel__(self):
-        if self._callback is None and pn.state.curdoc is not None:
-            self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
+        doc = pn.state.curdoc
+        if self._callback is None and doc is not None:
+            period = self.refresh_ms or (30_000 if self.live is not None else 2000)
+            self._callback = pn.state.add_periodic_callback(self.refresh, period=period)
+            if self.live is not None and doc.session_context is not None:
+                pn.state.onload(self._start)
         return pn.Column(
             pn.Row(self._devices, self._online, self._points),
             self._table, sizing_mode="stretch_width")
 
 
-def fleet_page(platform) -> pn.template.BaseTemplate:
+def fleet_page(platform, live: LiveHub | None = None) -> pn.template.BaseTemplate:
     """Build the landing page for the user of the current session."""
-    try:
-        user = platform.registry.get_user(pn.state.user) if pn.state.user else None
-    except NotFound:
-        user = None
-    template = pn.template.FastListTemplate(title="tbpanel", header_background="#0b6bcb",
-                                            font="system-ui, sans-serif", font_url="")  # no CDN fonts
-    if user is None:  # the auth provider redirects first; this is a second lock on the door
-        template.main.append(pn.pane.Markdown("Please [sign in](/login)."))
+    template, user = page_template(platform, "/")
+    if user is None:
         return template
-    template.header.append(pn.pane.HTML(
-        f'<span style="color:white">{html.escape(user.email)} · {user.authority.replace("_", " ").lower()} · '
-        f'<a style="color:white" href="/logout">sign out</a></span>'))
     template.main.append(pn.pane.Markdown("## Fleet"))
-    template.main.append(FleetView(fleet=Fleet(platform, user)))
+    template.main.append(FleetView(fleet=Fleet(platform, user), live=live))
     return template

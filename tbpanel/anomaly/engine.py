@@ -1,0 +1,258 @@
+"""The anomaly pipeline, pure numpy (no storage access).
+
+```python
+trained = fit(config, data)                       # data: {item: {field: (ts_ms, values)}}
+segs = trained.score(data, start_ms, end_ms)      # complete segments with start >= start_ms, end <= end_ms
+anomalies = assemble(segs, config)                # list[AnomalyRecord]
+trained = refit(trained, data)                    # adaptive mode: same config, re-learned causally
+```
+Build: collect -> segment -> features -> normalise (min/max of training) -> cluster -> distances of
+every training segment -> ``d_thr`` -> scores -> default severity thresholds and cluster stats.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .clustering import ClusterModel, fit_clusters
+from .config import ModelConfig
+from .features import Normalizer, column_groups, extract
+from .scoring import (AnomalyRecord, ScoredSegments, assemble, cluster_statistics,
+                      default_severity_thresholds, effective_thresholds, scores_from_distances,
+                      threshold_distance)
+from .segments import ItemData, clean_item, median_step, segment_item
+
+__all__ = ["ItemData", "TrainedModel", "ScoredSegments", "AnomalyRecord", "Cancelled", "fit",
+           "refit", "assemble", "Progress", "Cancel"]
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+MODEL_FORMAT = 1
+
+
+class Cancelled(Exception):
+    """Raised when the ``cancel`` callback returns True; nothing is returned or changed."""
+
+
+class _Tracker:
+    def __init__(self, progress: Progress | None, cancel: Cancel | None, lo: float = 0.0, hi: float = 1.0):
+        self.progress, self.cancel, self.lo, self.hi = progress, cancel, lo, hi
+
+    def __call__(self, frac: float, msg: str) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled(msg)
+        if self.progress is not None:
+            self.progress(float(self.lo + (self.hi - self.lo) * min(max(frac, 0.0), 1.0)), msg)
+
+
+def _select_items(config: ModelConfig, data: dict[str, ItemData]) -> list[str]:
+    if config.items:
+        return [i for i in config.items if i in data]
+    return sorted(data)
+
+
+def _select_fields(config: ModelConfig, data: dict[str, ItemData], items: list[str]) -> list[str]:
+    if config.fields:
+        return list(config.fields)
+    return sorted({f for i in items for f in data[i]})
+
+
+def _slice(item: ItemData, start: int | None, end: int | None, max_points: int = 0) -> ItemData:
+    out = {}
+    for f, (ts, v) in item.items():
+        a = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
+        b = len(ts) if end is None else int(np.searchsorted(ts, end, side="left"))
+        if max_points and b - a > max_points:
+            a = b - max_points
+        out[f] = (ts[a:b], v[a:b])
+    return out
+
+
+@dataclass
+class TrainedModel:
+    """Everything a built model stores; ``to_dict()`` is JSON-safe."""
+
+    config: ModelConfig              # as the user set it
+    resolved: ModelConfig            # auto knobs filled from the data step
+    fields: list[str]
+    step_ms: float
+    normalizer: Normalizer
+    clusters: ClusterModel
+    d_thr: float
+    train_distances: np.ndarray
+    severity_defaults: dict[str, float]
+    cluster_stats: list[dict[str, Any]]
+    trained_items: list[str]
+    train_range: tuple[int | None, int | None]
+    n_train_segments: int
+    n_refits: int = 0
+    build_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def train_scores(self) -> np.ndarray:
+        return scores_from_distances(self.train_distances, self.d_thr)
+
+    @property
+    def centroids(self) -> np.ndarray:
+        return self.clusters.centroids
+
+    @property
+    def cluster_sizes(self) -> np.ndarray:
+        return self.clusters.sizes
+
+    @property
+    def auto_clusters(self) -> dict | None:
+        return self.clusters.auto
+
+    @property
+    def segment_ms(self) -> int:
+        return int(self.resolved.segment_ms)
+
+    @property
+    def step(self) -> int:
+        """Distance between consecutive segment starts (ms)."""
+        return self.resolved.step_ms()
+
+    def thresholds(self, config: ModelConfig | None = None) -> dict[str, float]:
+        """Enabled severity thresholds (config overrides on top of the build's defaults)."""
+        return effective_thresholds(self.severity_defaults, config or self.config)
+
+    # ---------------------------------------------------------------- scoring
+    def features(self, item: ItemData, start_ms: int | None = None, end_ms: int | None = None):
+        """``(segment table, normalised feature matrix)`` of one item (cleaned inside)."""
+        r = self.resolved
+        it = clean_item(item, self.fields)
+        if start_ms is not None or end_ms is not None:
+            it = _slice(it, start_ms, end_ms)
+        if end_ms is None:
+            lasts = [int(ts[-1]) for ts, _ in it.values() if len(ts)]
+            end_ms = (max(lasts) + 1) if lasts else None
+        table = segment_item(it, self.fields, r.segment_ms, r.step_ms(), max_gap_ms=r.max_gap_ms,
+                             min_duration_ms=r.min_duration_ms, min_points=r.min_points,
+                             start_ms=start_ms, end_ms=end_ms)
+        x = extract(it, table, r, self.fields)
+        return table, self.normalizer.transform(x)
+
+    def score(self, data: dict[str, ItemData], start_ms: int | None = None, end_ms: int | None = None, *,
+              progress: Progress | None = None, cancel: Cancel | None = None) -> ScoredSegments:
+        """Score every complete segment (``start >= start_ms``, ``end <= end_ms``) of every item
+        in ``data`` (trained or not). ``end_ms=None``: up to each item's last point."""
+        track = _Tracker(progress, cancel)
+        names = sorted(data)
+        tables, mats = [], []
+        for n, name in enumerate(names):
+            track(n / max(len(names), 1) * 0.8, f"segmenting {name}")
+            t, x = self.features(data[name], start_ms, end_ms)
+            tables.append((name, t))
+            mats.append(x)
+        track(0.8, "measuring distances")
+        x = np.vstack(mats) if mats else np.empty((0, 0))
+        d, lab = self.clusters.distances(x) if x.shape[0] else (np.empty(0), np.empty(0, np.int64))
+        item = np.concatenate([np.full(len(t), name, dtype=object) for name, t in tables]) if tables \
+            else np.empty(0, dtype=object)
+        start = np.concatenate([t.start for _, t in tables]) if tables else np.empty(0, np.int64)
+        end = np.concatenate([t.end for _, t in tables]) if tables else np.empty(0, np.int64)
+        out = ScoredSegments(item, start.astype(np.int64), end.astype(np.int64),
+                             scores_from_distances(d, self.d_thr), d, lab.astype(np.int64)).sorted()
+        track(1.0, f"scored {len(out)} segments")
+        return out
+
+    # ------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": MODEL_FORMAT, "config": self.config.to_dict(), "resolved": self.resolved.to_dict(),
+                "fields": list(self.fields), "step_ms": self.step_ms,
+                "normalizer": self.normalizer.to_dict(), "clusters": self.clusters.to_dict(),
+                "d_thr": self.d_thr, "train_distances": self.train_distances.tolist(),
+                "severity_defaults": dict(self.severity_defaults), "cluster_stats": self.cluster_stats,
+                "trained_items": list(self.trained_items), "train_range": list(self.train_range),
+                "n_train_segments": self.n_train_segments, "n_refits": self.n_refits,
+                "build_seconds": self.build_seconds, "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainedModel":
+        if d.get("format") != MODEL_FORMAT:
+            raise ValueError(f"unsupported model format {d.get('format')!r}")
+        return cls(config=ModelConfig.from_dict(d["config"]), resolved=ModelConfig.from_dict(d["resolved"]),
+                   fields=list(d["fields"]), step_ms=float(d["step_ms"]),
+                   normalizer=Normalizer.from_dict(d["normalizer"]),
+                   clusters=ClusterModel.from_dict(d["clusters"]), d_thr=float(d["d_thr"]),
+                   train_distances=np.asarray(d["train_distances"], dtype=np.float64),
+                   severity_defaults={k: float(v) for k, v in d["severity_defaults"].items()},
+                   cluster_stats=list(d["cluster_stats"]), trained_items=list(d["trained_items"]),
+                   train_range=tuple(d["train_range"]), n_train_segments=int(d["n_train_segments"]),
+                   n_refits=int(d.get("n_refits", 0)), build_seconds=float(d.get("build_seconds", 0.0)),
+                   extra=dict(d.get("extra", {})))
+
+
+def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, ItemData],
+           train_start: int | None, train_end: int | None, track: _Tracker, n_refits: int = 0) -> TrainedModel:
+    t0 = time.perf_counter()
+    config.check()
+    items = _select_items(config, data)
+    if not items:
+        raise ValueError("no training items: the data holds none of the selected items")
+    fields = _select_fields(config, data, items)
+    if not fields:
+        raise ValueError("no fields to train on")
+    cleaned = {}
+    for n, name in enumerate(items):
+        track(0.1 * n / len(items), f"collecting {name}")
+        cleaned[name] = _slice(clean_item(data[name], fields), train_start, train_end, config.max_points)
+    step = median_step(list(cleaned.values()))
+    r = resolved if resolved is not None else config.resolved(step)
+    tables, mats = [], []
+    for n, name in enumerate(items):
+        track(0.1 + 0.4 * n / len(items), f"segmenting {name}")
+        it = cleaned[name]
+        t = segment_item(it, fields, r.segment_ms, r.step_ms(), max_gap_ms=r.max_gap_ms,
+                         min_duration_ms=r.min_duration_ms, min_points=r.min_points,
+                         start_ms=train_start, end_ms=train_end)
+        tables.append(t)
+        mats.append(extract(it, t, r, fields))
+    raw = np.vstack(mats) if mats else np.empty((0, 0))
+    durations = np.concatenate([t.end - t.start for t in tables])
+    if raw.shape[0] == 0:
+        raise ValueError("no training segment passed the segment filters (check the segment length, "
+                         "max gap, min points and the training range)")
+    if config.max_segments and raw.shape[0] > config.max_segments:
+        keep = np.unique(np.linspace(0, raw.shape[0] - 1, config.max_segments).round().astype(int))
+        raw, durations = raw[keep], durations[keep]
+    track(0.5, f"normalising {raw.shape[0]} segments")
+    norm = Normalizer.fit(raw, column_groups(r, fields), r.clip)
+    x = norm.transform(raw)
+    track(0.55, f"clustering ({config.algorithm})")
+    blocks = len(fields) if r.comparison == "behavior" else 1
+    clusters, _ = fit_clusters(x, r, blocks=blocks)
+    track(0.85, "scoring training segments")
+    d, labels = clusters.distances(x)
+    d_thr = threshold_distance(d, r.threshold_percent)
+    s = scores_from_distances(d, d_thr)
+    model = TrainedModel(
+        config=config, resolved=r, fields=fields, step_ms=step, normalizer=norm, clusters=clusters,
+        d_thr=d_thr, train_distances=d, severity_defaults=default_severity_thresholds(s),
+        cluster_stats=cluster_statistics(labels, s, durations, clusters.k), trained_items=items,
+        train_range=(train_start, train_end), n_train_segments=int(x.shape[0]), n_refits=n_refits,
+        build_seconds=time.perf_counter() - t0)
+    track(1.0, f"ready: {clusters.k} clusters, threshold distance {d_thr:.4g}")
+    return model
+
+
+def fit(config: ModelConfig, data: dict[str, ItemData], *, progress: Progress | None = None,
+        cancel: Cancel | None = None) -> TrainedModel:
+    """Build a model on ``data`` (restricted to the config's items, fields and training range)."""
+    return _build(config, None, data, config.train_start, config.train_end, _Tracker(progress, cancel))
+
+
+def refit(trained: TrainedModel, data: dict[str, ItemData], *, until_ms: int | None = None,
+          progress: Progress | None = None, cancel: Cancel | None = None) -> TrainedModel:
+    """Adaptive re-fit: same configuration (and resolved segment lengths), normalisation, clusters
+    and thresholds re-learned on everything in ``data`` from the training start up to ``until_ms``
+    (causal: nothing after ``until_ms`` is looked at)."""
+    start = trained.config.train_start
+    return _build(trained.config, trained.resolved, data, start, until_ms, _Tracker(progress, cancel),
+                  n_refits=trained.n_refits + 1)

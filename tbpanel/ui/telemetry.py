@@ -1,0 +1,349 @@
+"""The ``/telemetry`` page: pick a device and keys, watch them live.
+
+The plot is a Bokeh figure with one ``ColumnDataSource`` per key (named ``series:<key>``).
+A read (:meth:`TelemetryQuery.load`, on the platform's thread pool) fills them once; after
+that, points arrive from the live hub through this session's :class:`DocumentSink` and only
+the new rows are streamed (``cds.stream(..., rollover=ROLLOVER)``) or the open bucket patched.
+Nothing polls the database: the one-second tick only re-renders ages and slides the window.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource, HoverTool, Legend, Range1d
+from bokeh.palettes import Category10_10
+from bokeh.plotting import figure
+from panel.io.state import set_curdoc
+
+from ..entities import EntityError
+from ..live import DocumentSink, LiveHub
+from ..telemetry_view import (AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, interval_text,
+                              latest_rows, now_ms)
+from .layout import page_template
+
+ROLLOVER = 5000  # rows kept per line in the browser, however long a page stays open
+MAX_DEFAULT_KEYS = 4
+WINDOW_LABELS = {"5 min": "5m", "1 hour": "1h", "1 day": "1d", "Fixed": "fixed"}
+INTERVAL_LABELS = {"1 s": 1_000, "10 s": 10_000, "1 min": 60_000, "5 min": 300_000,
+                   "1 h": 3_600_000, "1 day": 86_400_000}
+_PICK = "— pick a device —"
+
+_TABLE_CSS = """
+table.latest { border-collapse: collapse; width: 100%; font-size: 13px; }
+table.latest th, table.latest td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e3e6ea; }
+table.latest th { color: #556; font-weight: 600; }
+table.latest td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
+"""
+
+
+def _to_dt(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+
+
+def _to_ms(value: dt.datetime) -> int:
+    return int(value.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+class TelemetryView(pn.viewable.Viewer):
+    """Device and key pickers, window and aggregation, a live plot and a latest-values table."""
+
+    query = param.ClassSelector(class_=TelemetryQuery)
+    live = param.ClassSelector(class_=LiveHub, default=None, allow_None=True,
+                               doc="The server's fan-out hub; without it the page is static.")
+    tick_ms = param.Integer(default=1000, bounds=(100, None), doc="How often ages are re-rendered.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        q = self.query
+        self._doc = None
+        self._sink: DocumentSink | None = None
+        self._series: LiveSeries | None = None
+        self._sources: dict[str, ColumnDataSource] = {}   # the keys plotted now
+        self._cds: dict[str, ColumnDataSource] = {}       # one per key, reused across reloads
+        self._figure = self._make_figure()
+        self._stash: list = []
+        self._gen = 0
+        self._reload_pending = False
+        self._started = False
+        self._devices = {d.id: d for d in q.devices()}
+
+        self._search = pn.widgets.TextInput(name="Device", placeholder="search devices…", width=280,
+                                            css_classes=["device-search"])
+        self._device = pn.widgets.Select(name="", options=self._device_options(""), width=280,
+                                         css_classes=["device-select"])
+        self._keys = pn.widgets.CheckButtonGroup(name="Keys", options=[], button_type="primary",
+                                                 button_style="outline", orientation="vertical", width=280,
+                                                 css_classes=["key-buttons"])
+        self._window = pn.widgets.RadioButtonGroup(name="Time window", options=WINDOW_LABELS,
+                                                   value=q.window, button_type="primary",
+                                                   button_style="outline", width=280,
+                                                   css_classes=["window-buttons"])
+        self._range = pn.widgets.DatetimeRangePicker(name="Range (UTC)", width=280, visible=False,
+                                                     css_classes=["range-picker"])
+        self._agg = pn.widgets.Select(name="Aggregation", options=list(AGGS), value=q.agg, width=135,
+                                      css_classes=["agg-select"])
+        self._interval = pn.widgets.Select(name="Interval", options=INTERVAL_LABELS, width=135,
+                                           css_classes=["interval-select"],
+                                           value=q.interval if q.interval in INTERVAL_LABELS.values() else 60_000)
+        self._status = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width",
+                                     css_classes=["status"])
+        self._notes = pn.pane.Markdown("", styles={"color": "#667", "font-size": "12px"})
+        self._plot = pn.pane.Bokeh(self._figure, sizing_mode="stretch_width", min_height=400)
+        self._plot_box = pn.Column(self._plot, sizing_mode="stretch_width", margin=0)
+        self._latest = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_TABLE_CSS])
+
+        self._search.param.watch(self._on_search, "value_input")
+        self._device.param.watch(lambda e: setattr(q, "device", e.new or ""), "value")
+        self._keys.param.watch(lambda e: setattr(q, "keys", list(e.new)), "value")
+        self._window.param.watch(self._on_window_widget, "value")
+        self._range.param.watch(self._on_range_widget, "value")
+        self._agg.param.watch(lambda e: setattr(q, "agg", e.new), "value")
+        self._interval.param.watch(lambda e: setattr(q, "interval", int(e.new)), "value")
+        q.param.watch(self._on_device, "device")
+        q.param.watch(self._on_choice, ["keys", "window", "start", "end", "agg", "interval"])
+        self._layout = pn.Row(
+            pn.Column(self._search, self._device, pn.pane.Markdown("**Keys**", margin=(0, 10)), self._keys,
+                      pn.pane.Markdown("**Time window**", margin=(0, 10)), self._window, self._range,
+                      pn.Row(self._agg, self._interval), width=310),
+            pn.Column(self._status, self._plot_box, self._notes, sizing_mode="stretch_width"),
+            pn.Column(pn.pane.Markdown("### Latest values"), self._latest, width=380),
+            sizing_mode="stretch_width")
+        if q.device:
+            self._on_device()
+
+    # ---------------------------------------------------------------------- pickers
+    def _device_options(self, text: str) -> dict[str, str]:
+        text = text.strip().lower()
+        opts = {_PICK: ""}
+        for d in sorted(self._devices.values(), key=lambda d: d.name.lower()):
+            if not text or text in d.name.lower() or text in (d.type or "").lower():
+                opts[f"{d.name} ({d.type})"] = d.id
+        if self.query.device in self._devices and self.query.device not in opts.values():
+            d = self._devices[self.query.device]
+            opts[f"{d.name} ({d.type})"] = d.id  # keep the current choice visible while filtering
+        return opts
+
+    def _on_search(self, event) -> None:
+        self._device.options = self._device_options(event.new or "")
+
+    def _on_device(self, *_) -> None:
+        q = self.query
+        ok, _why = q.may_read()
+        keys = q.available_keys() if ok else []
+        self._keys.options = keys
+        chosen = [k for k in q.keys if k in keys] or keys[:MAX_DEFAULT_KEYS]
+        q.keys = chosen
+        self._keys.value = chosen
+        self._device.value = q.device if q.device in self._devices else ""
+        self._request_reload()
+
+    def _on_window_widget(self, event) -> None:
+        q = self.query
+        with param.parameterized.batch_call_watchers(q):  # one change, one reload
+            if event.new == "fixed" and (q.start is None or q.end is None):
+                now = now_ms()
+                q.start, q.end = now - WINDOWS["1d"], now
+            q.window = event.new
+
+    def _on_range_widget(self, event) -> None:
+        if event.new and all(event.new):
+            start, end = (_to_ms(v) for v in event.new)
+            if start < end:
+                with param.parameterized.batch_call_watchers(self.query):
+                    self.query.start, self.query.end = start, end
+
+    def _on_choice(self, *_) -> None:
+        q = self.query
+        self._window.value = q.window
+        self._range.visible = q.window == "fixed"
+        if q.window == "fixed" and q.start is not None and q.end is not None:
+            self._range.value = (_to_dt(q.start), _to_dt(q.end))
+        self._agg.value = q.agg
+        self._interval.disabled = q.agg == "NONE"
+        self._keys.value = list(q.keys)
+        self._request_reload()
+
+    # ---------------------------------------------------------------------- session
+    def __panel__(self):
+        if not self._started:
+            self._started = True
+            doc = pn.state.curdoc
+            if doc is not None and doc.session_context is not None:
+                pn.state.onload(self._start)
+            else:  # a notebook or a static export: read once, no live updates
+                self._show_now()
+        return self._layout
+
+    def _start(self) -> None:
+        """Runs once the browser is connected: subscribe, tick, first read."""
+        self._doc = pn.state.curdoc
+        if self.live is not None:
+            self._sink = DocumentSink(self.live, self._doc, self._on_live,
+                                      tenant=self.query.user.tenant_id or "")
+        pn.state.add_periodic_callback(self._tick, period=self.tick_ms)
+        self._reload_pending = False
+        self._request_reload()
+
+    def _request_reload(self) -> None:
+        """Many choices changing at once (a device brings new keys) cause one read."""
+        if self._doc is None or self._reload_pending:
+            return
+        self._reload_pending = True
+        self._doc.add_next_tick_callback(self._reload)
+
+    async def _reload(self) -> None:
+        self._reload_pending = False
+        self._gen += 1
+        gen = self._gen
+        with set_curdoc(self._doc):
+            q = self.query
+            ok, why = q.may_read()
+            self._series = None
+            self._stash = []
+            if not ok:
+                if self._sink is not None:
+                    self._sink.follow([])
+                self._show_denied(why)
+                return
+            try:
+                device_id = q.device_entity().id
+            except EntityError as e:  # deleted or reassigned since may_read
+                self._show_denied(str(e))
+                return
+            if self._sink is not None:  # subscribe before reading: nothing falls in between
+                self._sink.follow([device_id])
+            try:
+                snap = await asyncio.get_running_loop().run_in_executor(q.platform.executor, q.load)
+            except ValueError as e:
+                self._show_denied(str(e), alert_type="danger")
+                return
+            if gen != self._gen:  # superseded by a newer choice
+                return
+            self._show(snap)
+            stash, self._stash = self._stash, []
+            if stash:
+                self._on_live(stash)
+
+    def _show_now(self) -> None:
+        ok, why = self.query.may_read()
+        if ok:
+            self._show(self.query.load())
+        else:
+            self._show_denied(why)
+
+    # ---------------------------------------------------------------------- rendering
+    def _show_denied(self, why: str, alert_type: str = "warning") -> None:
+        self._status.object = why
+        self._status.alert_type = alert_type
+        self._status.visible = True
+        self._plot_box.visible = False  # (toggling a Bokeh pane's own visible breaks in Panel 1.9)
+        self._clear_plot()
+        self._latest.object = ""
+        self._notes.object = ""
+
+    def _make_figure(self):
+        """The session's one figure: reloads swap its renderers and data, never the figure,
+        so the browser's document does not fill up with stale plots."""
+        fig = figure(x_axis_type="datetime", height=400, sizing_mode="stretch_width", title="",
+                     x_range=Range1d(0, 1), tools="pan,xwheel_zoom,box_zoom,reset,save",
+                     toolbar_location="above", name="telemetry-plot")
+        fig.add_tools(HoverTool(tooltips=[("key", "$name"), ("time", "@ts{%F %T}"), ("value", "@y")],
+                                formatters={"@ts": "datetime"}))
+        fig.add_layout(Legend(location="top_left", click_policy="hide"))
+        return fig
+
+    def _clear_plot(self) -> None:
+        self._figure.renderers = []
+        self._figure.legend[0].items = []
+        self._figure.title.text = ""
+        self._sources = {}
+
+    def _show(self, snap: Snapshot) -> None:
+        self._status.visible = False
+        self._plot_box.visible = True
+        self._series = LiveSeries(snap)
+        device = self._devices.get(snap.device_id)
+        title = f"{device.name if device else snap.device_id} · " + (
+            f"live, last {next(k for k, v in WINDOW_LABELS.items() if v == self.query.window)}"
+            if snap.live else f"{_to_dt(snap.start):%Y-%m-%d %H:%M} – {_to_dt(snap.end):%Y-%m-%d %H:%M} UTC")
+        if snap.interval:
+            title += f" · {snap.agg} per {interval_text(snap.interval)}"
+        fig = self._figure
+        self._clear_plot()
+        for i, (key, s) in enumerate(snap.series.items()):
+            src = self._cds.get(key)
+            if src is None:
+                src = self._cds[key] = ColumnDataSource(data={"ts": [], "y": []}, name=f"series:{key}")
+            src.data = {"ts": s.ts, "y": s.y}
+            color = Category10_10[i % len(Category10_10)]
+            fig.line("ts", "y", source=src, color=color, line_width=1.6, legend_label=key, name=key)
+            fig.scatter("ts", "y", source=src, color=color, size=3, name=key)
+            self._sources[key] = src
+        fig.title.text = title
+        fig.x_range.update(start=snap.start, end=snap.end)
+        total = sum(s.raw_points for s in snap.series.values())
+        notes = [f"{total:,} points read"] + snap.notes
+        if not snap.series:
+            notes = ["No keys chosen."]
+        self._notes.object = " · ".join(notes)
+        self._render_latest()
+
+    def _render_latest(self) -> None:
+        if self._series is None:
+            return
+        rows = latest_rows(self._series.snap.latest)
+        if not rows:
+            self._latest.object = "<p>No telemetry yet.</p>"
+            return
+        body = "".join(
+            f'<tr data-key="{html.escape(r["key"])}"><td class="key">{html.escape(r["key"])}</td>'
+            f'<td class="value">{html.escape(r["value"][:80])}</td>'
+            f'<td class="time">{r["time"]}</td><td class="age">{r["age"]}</td></tr>' for r in rows)
+        self._latest.object = (f'<table class="latest" id="latest-table"><thead><tr><th>key</th>'
+                               f'<th>value</th><th>time (UTC)</th><th>age</th></tr></thead>'
+                               f'<tbody>{body}</tbody></table>')
+
+    # ---------------------------------------------------------------------- live
+    def _on_live(self, points: list) -> None:
+        """New points for this session's device, on this session's document."""
+        with set_curdoc(self._doc):
+            if self._series is None:
+                self._stash.extend(points)
+                return
+            changes, latest_changed = self._series.apply(points)
+            for key, change in changes.items():
+                src = self._sources.get(key)
+                if src is None:
+                    continue
+                if change.replace_last is not None and len(src.data["ts"]):
+                    i = len(src.data["ts"]) - 1
+                    src.patch({"ts": [(i, change.replace_last[0])], "y": [(i, change.replace_last[1])]})
+                if change.ts:
+                    src.stream({"ts": change.ts, "y": change.y}, rollover=ROLLOVER)
+            if latest_changed:
+                self._render_latest()
+
+    def _tick(self) -> None:
+        if self._series is None:
+            return
+        self._render_latest()
+        if self.query.live and self._sources:
+            now = now_ms()
+            self._figure.x_range.update(start=now - WINDOWS[self.query.window], end=now)
+
+
+def telemetry_page(platform, live: LiveHub | None = None) -> pn.template.BaseTemplate:
+    """Build the telemetry page for the user of the current session."""
+    template, user = page_template(platform, "/telemetry")
+    if user is None:
+        return template
+    query = TelemetryQuery(platform, user)
+    if pn.state.location is not None:
+        pn.state.location.sync(query, {"device": "device", "window": "window", "start": "start",
+                                       "end": "end", "agg": "agg", "interval": "interval"})
+    template.main.append(TelemetryView(query=query, live=live))
+    return template
