@@ -7,9 +7,10 @@ import time
 import pytest
 import requests
 
-from conftest import Api, ServerProcess
+from conftest import ROOT, Api, ServerProcess
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD, load_fleet
 
+ARTIFACTS = ROOT / "test-artifacts"  # gitignored; screenshots of every browser test
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
@@ -98,7 +99,8 @@ def test_customer_logs_in_and_sees_only_its_fleet(demo, browser):
             assert page.get_by_text(name, exact=True).count() == 1, name
         for name in ("Pump P2", "Pump P3", "Thermostat T3"):
             assert page.get_by_text(name, exact=True).count() == 0, name
-        page.screenshot(path=str(demo.data / "landing-customer.png"), full_page=True)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "landing-customer.png"), full_page=True)
         page.goto(demo.url + "/logout")
         page.wait_for_url("**/login**")
     finally:
@@ -116,5 +118,40 @@ def test_tenant_sees_the_whole_fleet(demo, browser):
         page.wait_for_selector("text=Pump P3", timeout=60_000)
         for d in load_fleet()["devices"]:
             assert page.get_by_text(d["name"], exact=True).count() == 1, d["name"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "landing-tenant.png"), full_page=True)
     finally:
         page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("login", [(TENANT_EMAIL, TENANT_PASSWORD), (CUSTOMER_EMAIL, CUSTOMER_PASSWORD)],
+                         ids=["tenant", "customer"])
+def test_demo_users_see_posted_telemetry_live(demo, browser, login):
+    """Each demo login opens /telemetry for Thermostat T1 and sees a value posted over the
+    device API arrive in the latest table and the plot data, without reloading."""
+    from test_live_pages import SERIES_JS
+
+    tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+    devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]
+    t1 = next(d for d in devices if d["name"] == "Thermostat T1")["id"]["id"]
+    key = f"setpoint_{login[0].split('@')[0]}"  # a key the simulator never posts
+    post = lambda v: requests.post(f"{demo.url}/api/v1/T1_DEMO_TOKEN/telemetry", json={key: v}, timeout=30)
+    assert post(1.5).status_code == 200
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{demo.url}/login?next=/telemetry%3Fdevice%3D{t1}")
+        page.fill("#username", login[0])
+        page.fill("#password", login[1])
+        page.click("#login")
+        cell = page.locator(f"#latest-table tr[data-key='{key}'] td.value")
+        cell.filter(has_text="1.5").wait_for(timeout=60_000)
+        assert post(77.125).status_code == 200
+        cell.filter(has_text="77.125").wait_for(timeout=30_000)
+        page.wait_for_function(f"() => {{ const s = ({SERIES_JS})(); return s['{key}'] && "
+                               f"s['{key}'].y.includes(77.125); }}", timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"telemetry-demo-{login[0].split('@')[0]}.png"), full_page=True)
+    finally:
+        context.close()
