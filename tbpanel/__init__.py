@@ -9,13 +9,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "open_store", "connect", "ModelConfig"]
+__all__ = ["__version__", "open_store", "connect", "ModelConfig", "open_demo"]
 
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "open_store": "tbpanel.store",
     "connect": "tbpanel.platform",
     "ModelConfig": "tbpanel.anomaly.config",
+    "open_demo": "tbpanel.demo",
 }
 
 

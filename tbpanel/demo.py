@@ -108,6 +108,37 @@ def ensure_demo(platform, *, fleet: dict | None = None, end_ms: int | None = Non
     return ids
 
 
+DEMO_MODELS = [
+    {"name": "Pump health", "device_type": "pump", "fields": ["pressure", "flow", "vibration"]},
+    {"name": "Thermostat comfort", "device_type": "thermostat", "fields": ["temperature", "humidity"]},
+]
+
+
+def ensure_demo_models(platform, *, progress: Callable[[str], None] = log.info) -> list:
+    """One model per demo device type, built on the history, refreshed hourly with saved scores
+    and alarms on — what the served demo shows. Idempotent, like :func:`ensure_demo`."""
+    from .anomaly.config import ModelConfig
+
+    fleet = load_fleet()
+    tenant = platform.registry.find_tenant(fleet["tenant"])
+    existing = {m.config.name: m for m in platform.anomaly.list_models(tenant.id)}
+    models = []
+    for spec in DEMO_MODELS:
+        model = existing.get(spec["name"])
+        if model is None:
+            model = platform.anomaly.create_model(tenant.id, ModelConfig(**spec))
+        if model.status != "READY":
+            progress(f"building the demo model {spec['name']!r} ...")
+            task = platform.tasks.wait(platform.anomaly.build(model.id).id)
+            if task.status != "DONE":
+                progress(f"  the demo model {spec['name']!r} did not build: {task.message}")
+                continue
+            model = platform.anomaly.set_refresh(model.id, {"enabled": True, "every": 1, "unit": "HOUR",
+                                                            "save_telemetry": True, "create_alarms": True})
+        models.append(model)
+    return models
+
+
 class FleetSimulator:
     """Posts every demo device's current values to ``/api/v1/{token}/telemetry`` over HTTP."""
 
@@ -158,3 +189,87 @@ def main_from_args(args) -> int:
             time.sleep(sim.period_s)
     except KeyboardInterrupt:
         return 0
+
+
+#: The fixed end of the notebooks' demo history (2026-11-20 00:00 UTC): with it, every run of a
+#: notebook or test sees the same points, the same planted anomalies and the same model results.
+DEMO_END_MS = 1_795_132_800_000
+
+
+def open_demo(path: str | Path, *, end_ms: int = DEMO_END_MS, **params):
+    """Open (creating on first use) a demo data directory at ``path`` and return its Platform.
+
+    For notebooks and tests: a private copy of the demo fleet with a *fixed* end time, so results
+    are reproducible, and with compaction off so nothing moves between tiers while you explore.
+    """
+    from .platform import connect
+
+    params.setdefault("compaction_interval_s", 0)
+    platform = connect(path, **params)
+    try:
+        ensure_demo(platform, end_ms=end_ms, progress=lambda msg: None)
+    except BaseException:
+        platform.close()
+        raise
+    return platform
+
+
+def demo_device_ids(platform, names: list[str] | None = None) -> dict[str, str]:
+    """``{device name: device id}`` of the demo tenant (all devices, or the given names in order).
+
+    The store is keyed by device id; people think in names, so notebooks translate here.
+    """
+    fleet = load_fleet()
+    tenant = platform.registry.find_tenant(fleet["tenant"])
+    if tenant is None:
+        raise LookupError(f"no tenant {fleet['tenant']!r}: open the directory with open_demo()")
+    devices = {d.name: d.id for d in platform.registry.list_devices(tenant.id, page_size=100_000)[0]}
+    if names is None:
+        return dict(sorted(devices.items()))
+    missing = [n for n in names if n not in devices]
+    if missing:
+        raise KeyError(f"unknown demo devices: {', '.join(missing)}")
+    return {n: devices[n] for n in names}
+
+
+def demo_units(fleet: dict | None = None) -> dict[str, str]:
+    """``{key: unit}`` as the demo fleet defines them (e.g. ``temperature -> °C``)."""
+    fleet = fleet or load_fleet()
+    return {key: spec["unit"] for keys in fleet["device_types"].values()
+            for key, spec in keys.items() if spec.get("unit")}
+
+
+def demo_query(platform, devices: list[str] | str | None = None, keys=None, start=None, end=None,
+               interval=None, agg=None):
+    """``store.query`` by device *name*, labelled with names and the fleet's units.
+
+    Same arguments as :meth:`TelemetryStore.query` except that ``devices`` are demo device names
+    (None: all of them); the result's ``device`` axis holds names and each variable carries
+    ``attrs["units"]``.
+    """
+    from .plotting import with_units
+
+    if isinstance(devices, str):
+        devices = [devices]
+    ids = demo_device_ids(platform, devices)
+    ds = platform.store.query(list(ids.values()), keys, start, end, interval=interval, agg=agg)
+    return with_units(ds, demo_units(), names={v: k for k, v in ids.items()})
+
+
+def planted_anomalies(end_ms: int = DEMO_END_MS, fleet: dict | None = None):
+    """The fleet's planted anomalies as a DataFrame (device, key, kind, start, end, story).
+
+    This is the ground truth a model on the demo data should find; notebooks and tests score
+    detections against it.
+    """
+    import pandas as pd
+
+    fleet = fleet or load_fleet()
+    rows = []
+    for a in fleet["anomalies"]:
+        start = end_ms - int(a["hours_before_end"] * 3_600_000)
+        stop = start + int(a["duration_h"] * 3_600_000)
+        rows.append({"device": a["device"], "key": a["key"], "kind": a["kind"],
+                     "start": pd.Timestamp(start, unit="ms", tz="UTC"), "end": pd.Timestamp(stop, unit="ms", tz="UTC"),
+                     "story": a.get("story", "")})
+    return pd.DataFrame(rows, columns=["device", "key", "kind", "start", "end", "story"])

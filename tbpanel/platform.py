@@ -13,6 +13,7 @@ from pathlib import Path
 
 import param
 
+from .alarms import AlarmRepository, AlarmService
 from .anomaly.repository import AnomalyRepository
 from .anomaly.service import AnomalyService
 from .entities import EntityRegistry, TokenIssuer, load_or_create_secret
@@ -43,6 +44,8 @@ class Platform(param.Parameterized):
         self.tasks: TaskRunner = TaskRunner(Path(self.data_dir) / "analytics.sqlite", workers=1)
         self.anomaly: AnomalyService = AnomalyService(
             self.store, self.registry, AnomalyRepository(self.data_dir), self.tasks)
+        #: Alarms; its listener on the anomaly service keeps anomaly alarms in step, atomically.
+        self.alarms: AlarmService = AlarmService(AlarmRepository(self.anomaly.repo), self.registry, self.anomaly)
 
     @property
     def cookie_secret(self) -> str:

@@ -13,6 +13,7 @@ from . import logs
 from .api import api_patterns
 from .live import LiveHub
 from .platform import Platform
+from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
 from .ui.login import PageAuthProvider
 from .ui.telemetry import telemetry_page
@@ -39,7 +40,10 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
     def telemetry():
         return telemetry_page(platform, live)
 
-    pages = {"/": landing, "/telemetry": telemetry}
+    def alarms():
+        return alarms_page(platform)
+
+    pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms}
     server = pn.serve(
         pages, port=port, address=address, show=show, start=False, title="tbpanel",
         extra_patterns=api_patterns(platform, live), liveness=True,
@@ -83,6 +87,7 @@ def serve_from_args(args) -> int:
     if args.demo:
         from . import demo
         demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
+        demo.ensure_demo_models(platform, progress=lambda msg: print(msg, flush=True))
     server = build_server(platform, address=args.address, port=args.port, show=args.show)
     server.start()
     start_scheduler(platform)

@@ -60,6 +60,19 @@ def test_demo_fleet_history_and_roles(demo):
     assert len(day["vibration"]) >= 19 and all(p["value"] >= 1400 for p in day["vibration"][1:-1])
 
 
+def test_demo_has_built_models_with_refresh_and_alarms_on(demo):
+    tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+    models = {m["name"]: m for m in tenant.get("/api/tbpanel/models").json()}
+    assert set(models) == {"Pump health", "Thermostat comfort"}
+    for m in models.values():
+        assert m["status"] == "READY" and m["counts"]["anomalies"] >= 1
+        assert m["refresh"]["enabled"] and m["refresh"]["create_alarms"] and m["refresh"]["save_telemetry"]
+    devices = {d["id"]["id"]: d["name"] for d in tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]}
+    pump = tenant.get(f"/api/tbpanel/models/{models['Pump health']['id']}/anomalies").json()
+    top = max(pump, key=lambda a: a["scoreIndex"])
+    assert devices[top["item"]] == "Pump P1"  # the planted level shift ranks first
+
+
 def test_demo_fleet_keeps_posting_over_http(demo):
     tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
     devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]

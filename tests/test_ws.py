@@ -276,7 +276,7 @@ def test_bad_and_unauthorised_commands_get_error_codes_and_the_socket_stays_usab
         v2 = await connect(world, "/api/ws")
         await send(v2, {"authCmd": {"token": jwt(world.admin)},
                         "cmds": [{"cmdId": 1, "entityType": "DEVICE", "entityId": own},
-                                 dict(sub(2, own), type="ALARM_DATA")]})
+                                 dict(sub(2, own), type="ENTITY_DATA")]})
         err(1, 2, "type")(await recv(v2))
         err(2, 2, "not supported")(await recv(v2))
         v2.close()

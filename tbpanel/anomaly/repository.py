@@ -7,6 +7,7 @@ open connection for exactly that reason.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
@@ -54,6 +55,7 @@ class AnomalyRepository:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._after_commit: list = []
 
     def close(self) -> None:
         with self._lock:
@@ -64,12 +66,31 @@ class AnomalyRepository:
         """One atomic unit of work; everything done with the yielded connection commits together."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            self._after_commit = []
             try:
                 yield self._db
             except BaseException:
+                self._after_commit = []
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            callbacks, self._after_commit = self._after_commit, []
+        for fn in callbacks:  # outside the lock: callbacks may read the database
+            try:
+                fn()
+            except Exception:  # a listener's bug must not undo or hide a commit
+                logging.getLogger("tbpanel.anomaly").exception("after-commit callback failed")
+
+    def after_commit(self, fn) -> None:
+        """Run ``fn`` once the open transaction commits (dropped if it rolls back): what others
+        should hear about (live alarm pushes) must never announce a change that was undone."""
+        self._after_commit.append(fn)
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection for reads (sees the caller's own open transaction, if any)."""
+        with self._lock:
+            yield self._db
 
     # -- models ------------------------------------------------------------------------------
     def insert_model(self, row: dict) -> None:

@@ -124,6 +124,29 @@ class AnomalyModel(param.Parameterized):
         return (f"<AnomalyModel {self.config.name!r} {self.status} type={self.config.device_type!r} "
                 f"fields={list(self.config.fields)} id={self.id}>")
 
+    def summary(self) -> dict:
+        """Settings that matter, status and an anomaly summary: what a notebook repr shows."""
+        c = self.config
+        out = {"name": c.name, "status": self.status, "message": self.message, "device_type": c.device_type,
+               "fields": list(c.fields), "window": c.window, "segment": f"{c.segment_ms / 60_000:g} min" if c.segment_ms
+               else f"{c.segment_points} points", "comparison": c.comparison, "algorithm": c.algorithm,
+               "distance": c.distance, "threshold_percent": c.threshold_percent, "adaptive": c.adaptive,
+               "refresh": (f"every {self.refresh.every} {self.refresh.unit}" if self.refresh.enabled else "off")}
+        if self._service is not None:
+            df = self.anomalies()
+            out.update(anomalies=len(df), items_affected=int(df["item"].nunique()) if len(df) else 0,
+                       peak_score=float(df["score"].max()) if len(df) else 0.0,
+                       active=int(df["active"].sum()) if len(df) else 0)
+        return out
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                       for k, v in self.summary().items() if v not in ("", None))
+        return f"<b>AnomalyModel</b> <code>{html.escape(self.id)}</code><table>{rows}</table>"
+
 
 def wait_with_progress(runner: TaskRunner, task: Task, show: bool = True) -> Task:
     """Block until the task ends, drawing a progress bar (tqdm's notebook bar in Jupyter)."""
@@ -160,6 +183,8 @@ class AnomalyChanges:
     extended: list[dict] = field(default_factory=list)
     ended: list[dict] = field(default_factory=list)
     deleted: list[dict] = field(default_factory=list)
+    #: what listeners want in the task log (the alarm service's storm warning)
+    notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict:
         return {k: len(getattr(self, k)) for k in ("created", "extended", "ended", "deleted")}
@@ -427,6 +452,8 @@ class AnomalyService:
         if model.refresh.save_telemetry:
             self._save_scores(cfg, segs, self.repo.anomalies(model_id, start=start - 30 * 86_400_000), start, until)
         counts = changes.counts()
+        for note in changes.notes:
+            ctx.log(note)
         ctx.log(f"scored {len(segs)} segments of {len(items)} devices from {start} to {until}: {counts}")
         return {"segments": int(len(segs)), **counts, "from": start, "to": until}
 
@@ -455,6 +482,8 @@ class AnomalyService:
             self._notify(db, model, changes)
         if save_telemetry:
             self._save_scores(cfg, segs, records_as_rows(records), start, end)
+        for note in changes.notes:
+            ctx.log(note)
         ctx.log(f"replaced {len(changes.deleted)} anomalies with {len(records)} over {len(items)} devices")
         return {"segments": int(len(segs)), "deleted": len(changes.deleted), "created": len(records),
                 "items": len(items)}

@@ -6,6 +6,7 @@ from ..platform import Platform
 from . import auth, device, entities, telemetry
 from .websocket import websocket_patterns
 from .models import model_patterns
+from .alarms import alarm_patterns
 from .base import ApiError, ApiHandler
 
 _ID = r"([^/]+)"
@@ -45,6 +46,7 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[tuple]
         (rf"{_TEL}/values/attributes/?", telemetry.AttributeValuesHandler, p),
         (rf"{_TEL}/values/attributes/([A-Za-z_]+)/?", telemetry.AttributeValuesHandler, p),
         *model_patterns(platform),
+        *alarm_patterns(platform),
         *websocket_patterns(platform, live),
         (r"/api/.*", NotFoundHandler, p),
     ]

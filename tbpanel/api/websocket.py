@@ -21,8 +21,20 @@ Supported subset
   this socket's subscriptions). Sending a ``cmdId`` again replaces its subscription.
 * ``historyCmds`` / ``type: "TIMESERIES_HISTORY"``: ``cmdId, entityType, entityId, keys,
   startTs, endTs, interval, limit, agg``; one answer, no subscription.
+* ``type: "ALARM_DATA"`` (``/api/ws`` only): ``cmdId, query: {entityFilter?, pageLink}``.
+  ``entityFilter``: absent (every alarm the user may see), ``{"type": "singleEntity",
+  "singleEntity": {"entityType": "DEVICE", "id"}}`` or ``{"type": "entityList", "entityType":
+  "DEVICE", "entityList": [ids]}``. ``pageLink``: ``page, pageSize (10), statusList (ANY |
+  ACTIVE | CLEARED | ACK | UNACK, any of), severityList, typeList, startTs, endTs, timeWindow,
+  textSearch, sortOrder: {key: {key: createdTime|startTs|severity|…}, direction}`` (times on
+  createdTime). First answer ``{"cmdId", "cmdUpdateType": "ALARM_DATA", "data": PageData of
+  alarms, "update": null, "errorCode", "errorMsg"}``; then, for every committed change of an
+  alarm of the filtered entities, ``{"data": null, "update": [alarm]}`` (also when the change
+  makes it leave the filter, so clients can drop it) and, tbpanel's addition, ``"deleted":
+  [alarm id]`` for deleted alarms. ``{"type": "ALARM_DATA_UNSUBSCRIBE", "cmdId"}`` ends it.
+  No ``latestValues``/entity fields, no propagated alarms.
 * Not supported (answered with errorCode 2 and a message, the socket stays open):
-  ``attrSubCmds`` / ATTRIBUTES, ENTITY_DATA, ALARM_DATA, notifications, RPC.
+  ``attrSubCmds`` / ATTRIBUTES, ENTITY_DATA, notifications, RPC.
 
 Answers have ThingsBoard's shape ``{"subscriptionId", "errorCode", "errorMsg", "data":
 {"key": [[ts, "value as string"], ...]}, "latestValues": {"key": ts}}``; pushes carry only
@@ -39,6 +51,7 @@ reached!"), so it never holds memory or other subscribers back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -49,6 +62,9 @@ import orjson
 import tornado.websocket
 from tornado.ioloop import IOLoop
 
+from ..alarms import SEVERITIES as ALARM_SEVERITIES
+from ..alarms import STATUSES, AlarmQuery
+from ..alarms.repository import SORT as ALARM_SORT
 from ..entities import EntityError, NotFound, PermissionDenied
 from ..live import LiveHub, Point, Subscription
 from ..platform import Platform
@@ -276,7 +292,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
                 await self._history(cmd_id, cmd)
             else:
                 raise CmdError(BAD_REQUEST, f"{kind} commands are not supported by tbpanel "
-                                            "(supported: TIMESERIES, TIMESERIES_HISTORY)")
+                                            "(supported: TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA)")
         except CmdError as e:
             self._send(error_update(cmd_id, e.code, e.message))
         except QueryError as e:
@@ -452,13 +468,165 @@ class WsApiWebSocket(TelemetryWebSocket):
                 out.append((kind.upper(), c))
         return out
 
+    def open(self) -> None:
+        super().open()
+        self._alarm_subs: dict[int, tuple[AlarmQuery, Any]] = {}
+        self._alarm_held: dict[int, list] = {}
+
+    def on_close(self) -> None:
+        super().on_close()
+        for cmd_id in list(getattr(self, "_alarm_subs", {})):
+            self._alarm_cancel(cmd_id)
+
     async def _run(self, kind: str, cmd: Any) -> None:
         if kind == "MISSING_TYPE":
             cmd_id = cmd.get("cmdId") if isinstance(cmd, dict) else 0
             self._send(error_update(cmd_id if isinstance(cmd_id, int) else 0, BAD_REQUEST,
-                                    "'type' is required (TIMESERIES or TIMESERIES_HISTORY)"))
+                                    "'type' is required (TIMESERIES, TIMESERIES_HISTORY or ALARM_DATA)"))
+            return
+        if kind in ("ALARM_DATA", "ALARM_DATA_UNSUBSCRIBE"):
+            cmd_id = 0
+            try:
+                cmd_id = cmd_id_of(cmd)
+                if kind == "ALARM_DATA":
+                    await self._alarm_sub(cmd_id, cmd)
+                else:
+                    self._alarm_cancel(cmd_id)
+            except CmdError as e:
+                self._send(alarm_update(cmd_id, error=(e.code, e.message)))
+            except EntityError as e:
+                code = UNAUTHORIZED if isinstance(e, PermissionDenied) else BAD_REQUEST
+                self._send(alarm_update(cmd_id, error=(code, str(e))))
+            except tornado.websocket.WebSocketClosedError:
+                pass
+            except Exception:
+                log.exception("alarm command failed: %r", cmd)
+                self._send(alarm_update(cmd_id, error=(INTERNAL_ERROR, "Failed to fetch data!")))
             return
         await super()._run(kind, cmd)
+
+    # ------------------------------------------------------------------------ ALARM_DATA
+    async def _alarm_sub(self, cmd_id: int, cmd: dict) -> None:
+        q = alarm_query_of(self.user, cmd.get("query") or {}, self._alarm_entities(cmd.get("query") or {}))
+        self._alarm_cancel(cmd_id)
+        loop = IOLoop.current()
+        service = self.platform.alarms
+
+        def heard(kind: str, alarm) -> None:  # any thread, after the commit
+            loop.add_callback(self._on_alarm, cmd_id, kind, alarm)
+        # subscribe before reading: a change committed meanwhile is pushed, never lost
+        self._alarm_held[cmd_id] = []
+        service.listeners.append(heard)
+        loose = dataclasses.replace(q, statuses=[], search_status="ANY", start_time=None, end_time=None)
+        self._alarm_subs[cmd_id] = (loose, heard)
+        alarms, total = await self._in_thread(service.query, self.user, q)
+        pages = (total + q.page_size - 1) // q.page_size
+        data = {"data": [a.to_json() for a in alarms], "totalPages": pages, "totalElements": total,
+                "hasNext": (q.page + 1) * q.page_size < total}
+        if self._alarm_subs.get(cmd_id, (None, None))[1] is not heard:  # replaced or cancelled meanwhile
+            return
+        self._send(alarm_update(cmd_id, data=data))
+        held = self._alarm_held.pop(cmd_id, [])
+        for kind, alarm in held:  # changes committed while the page was read, in order
+            self._on_alarm(cmd_id, kind, alarm)
+
+    def _alarm_entities(self, query: dict) -> list[str] | None:
+        f = query.get("entityFilter")
+        if not f:
+            return None
+        if not isinstance(f, dict):
+            raise CmdError(BAD_REQUEST, "'entityFilter' must be an object")
+        if f.get("type") == "singleEntity":
+            return [self._device(_entity_ref(f.get("singleEntity"))).id]
+        if f.get("type") == "entityList":
+            if str(f.get("entityType", "")).upper() != "DEVICE" or not isinstance(f.get("entityList"), list):
+                raise CmdError(BAD_REQUEST, "entityList filters need entityType DEVICE and an entityList")
+            return [self._device({"entityType": "DEVICE", "entityId": i}).id for i in f["entityList"]]
+        raise CmdError(BAD_REQUEST, f"entityFilter type {f.get('type')!r} is not supported "
+                                    "(supported: singleEntity, entityList of devices)")
+
+    def _on_alarm(self, cmd_id: int, kind: str, alarm) -> None:
+        sub = self._alarm_subs.get(cmd_id)
+        if sub is None or self._closed:
+            return
+        if cmd_id in self._alarm_held:  # the first answer is not out yet
+            self._alarm_held[cmd_id].append((kind, alarm))
+            return
+        if alarm.tenant_id != self.user.tenant_id or not self.platform.alarms.may_see(self.user, alarm):
+            return
+        loose = sub[0]  # the filter without status and time: a change that moves an alarm out
+        if not loose.matches(alarm):  # of the status filter is still announced, so clients drop it
+            return
+        if kind == "DELETED":
+            self._send(alarm_update(cmd_id, deleted=[alarm.to_json()["id"]]))
+        else:
+            self._send(alarm_update(cmd_id, update=[alarm.to_json()]))
+
+    def _alarm_cancel(self, cmd_id: int) -> None:
+        sub = self._alarm_subs.pop(cmd_id, None)
+        self._alarm_held.pop(cmd_id, None)
+        if sub is not None and sub[1] in self.platform.alarms.listeners:
+            self.platform.alarms.listeners.remove(sub[1])
+
+
+def _entity_ref(ref: Any) -> dict:
+    if not isinstance(ref, dict):
+        raise CmdError(BAD_REQUEST, "'singleEntity' must be {\"entityType\": \"DEVICE\", \"id\": ...}")
+    return {"entityType": ref.get("entityType"), "entityId": ref.get("id")}
+
+
+_SEARCH_TO_STATUSES = {"ANY": STATUSES, "ACTIVE": ("ACTIVE_UNACK", "ACTIVE_ACK"),
+                       "CLEARED": ("CLEARED_UNACK", "CLEARED_ACK"), "ACK": ("ACTIVE_ACK", "CLEARED_ACK"),
+                       "UNACK": ("ACTIVE_UNACK", "CLEARED_UNACK")}
+
+
+def alarm_query_of(user, query: dict, originators: list[str] | None) -> AlarmQuery:
+    """ThingsBoard's AlarmDataQuery ``pageLink`` → :class:`AlarmQuery` (the documented subset)."""
+    if not isinstance(query, dict):
+        raise CmdError(BAD_REQUEST, "'query' must be an object")
+    link = query.get("pageLink") or {}
+    if not isinstance(link, dict):
+        raise CmdError(BAD_REQUEST, "'pageLink' must be an object")
+    page_size = _int(link, "pageSize", 10, minimum=1)
+    page = _int(link, "page", 0)
+    statuses: set[str] = set()
+    for s in link.get("statusList") or []:
+        if not isinstance(s, str) or s.upper() not in _SEARCH_TO_STATUSES:
+            raise CmdError(BAD_REQUEST, f"statusList items must be one of {', '.join(_SEARCH_TO_STATUSES)}, got {s!r}")
+        statuses |= set(_SEARCH_TO_STATUSES[s.upper()])
+    severities = []
+    for s in link.get("severityList") or []:
+        if not isinstance(s, str) or s.upper() not in ALARM_SEVERITIES:
+            raise CmdError(BAD_REQUEST, f"severityList items must be one of {', '.join(ALARM_SEVERITIES)}, got {s!r}")
+        severities.append(s.upper())
+    types = link.get("typeList") or []
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise CmdError(BAD_REQUEST, "'typeList' must be a list of strings")
+    window = _int(link, "timeWindow", 0)
+    start = _int(link, "startTs") or (now_ms() - window if window else None)
+    end = _int(link, "endTs")
+    order = link.get("sortOrder") or {}
+    key = ((order.get("key") or {}).get("key") if isinstance(order, dict) else None) or "createdTime"
+    direction = (order.get("direction") if isinstance(order, dict) else None) or "DESC"
+    if key not in ALARM_SORT or str(direction).upper() not in ("ASC", "DESC"):
+        raise CmdError(BAD_REQUEST, f"sortOrder key must be one of {', '.join(ALARM_SORT)} and direction ASC or DESC")
+    text = link.get("textSearch")
+    return AlarmQuery(user.tenant_id, originators=originators,
+                      statuses=[s for s in STATUSES if s in statuses] if statuses and statuses != set(STATUSES) else [],
+                      severities=severities, types=list(types), start_time=start, end_time=end,
+                      text=text if isinstance(text, str) and text else None, sort_property=key,
+                      sort_order=str(direction).upper(), page=page, page_size=page_size)
+
+
+def alarm_update(cmd_id: int, *, data: dict | None = None, update: list | None = None,
+                 deleted: list | None = None, error: tuple[int, str] | None = None) -> dict:
+    """ThingsBoard's AlarmDataUpdate (``deleted``: tbpanel's addition for removed alarms)."""
+    out = {"cmdId": cmd_id, "cmdUpdateType": "ALARM_DATA", "data": data, "update": update,
+           "errorCode": error[0] if error else NO_ERROR, "errorMsg": error[1] if error else None,
+           "allowedEntities": None, "totalEntities": None}
+    if deleted is not None:
+        out["deleted"] = deleted
+    return out
 
 
 class LiveStatsHandler(ApiHandler):

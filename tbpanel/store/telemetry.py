@@ -79,6 +79,23 @@ _TCODE = {int(x): int(x) for x in ValueType}
 _SQL_IN_CHUNK = 500
 
 
+def _iso(ts: int | None) -> str:
+    """Epoch ms as a short UTC timestamp for reprs."""
+    import datetime as _dt
+
+    if ts is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -411,7 +428,53 @@ class TelemetryStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<TelemetryStore {self.path!r} series={len(self._sstat)} points~{self._total_points}>"
+        if self._closed:
+            return f"<TelemetryStore {self.path!r} closed>"
+        s = self._summary()
+        span = (f"{_iso(s['first_ts'])} .. {_iso(s['last_ts'])}" if s["first_ts"] is not None else "empty")
+        keys = ", ".join(s["keys"][:8]) + (", ..." if len(s["keys"]) > 8 else "")
+        return (f"<TelemetryStore {self.path!r} devices={s['entities']} series={s['series']} "
+                f"points~{s['points']:,} span={span} size={_size(s['bytes'])} keys=[{keys}]>")
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows for ``store``: enough to know what is in it before querying."""
+        import html
+
+        if self._closed:
+            return f"<b>TelemetryStore</b> <code>{html.escape(self.path)}</code> (closed)"
+        s = self._summary()
+        span = (f"{_iso(s['first_ts'])} &ndash; {_iso(s['last_ts'])}" if s["first_ts"] is not None else "empty")
+        rows = [("path", f"<code>{html.escape(self.path)}</code>"), ("devices", f"{s['entities']:,}"),
+                ("series", f"{s['series']:,}"), ("points (approx.)", f"{s['points']:,}"), ("time span", span),
+                ("size on disk", _size(s["bytes"])), ("keys", html.escape(", ".join(s["keys"])) or "&ndash;")]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                       for k, v in rows)
+        return f"<b>TelemetryStore</b><table>{body}</table>"
+
+    def _summary(self) -> dict:
+        """Devices, keys, time span and size for the reprs (index lookups only, no data scan)."""
+        with self._state_lock:
+            keys = sorted({k for ks in self._by_entity.values() for k in ks})
+            last = max((st[1] for st in self._sstat.values() if st[1] is not None), default=None)
+            sids = list(self._sstat)
+            out = {"entities": len(self._by_entity), "series": len(sids), "points": self._total_points,
+                   "keys": keys, "last_ts": last}
+        conn = self._readers.get()
+        firsts = [r[0] for sid in sids
+                  for r in conn.execute("SELECT MIN(ts) FROM hot WHERE series = ?", (sid,)) if r[0] is not None]
+        cold = conn.execute("SELECT MIN(start_ts) FROM cold_partitions").fetchone()
+        if cold and cold[0] is not None:
+            firsts.append(cold[0])
+        out["first_ts"] = min(firsts) if firsts else None
+        total = 0
+        for root, _dirs, files in os.walk(self.path):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:  # a retired generation removed while we walk
+                    pass
+        out["bytes"] = total
+        return out
 
     def _check_open(self) -> None:
         if self._closed:

@@ -7,7 +7,7 @@ import panel as pn
 
 from ..entities import NotFound
 
-NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"))
+NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"))
 
 
 def session_user(platform):

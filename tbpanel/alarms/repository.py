@@ -1,0 +1,223 @@
+"""Alarm rows in ``analytics.sqlite``, next to the anomalies that cause most of them.
+
+Same file and same connection as :class:`~tbpanel.anomaly.repository.AnomalyRepository`, so an
+anomaly change and the alarm transition it causes commit in one transaction. Every write takes
+the caller's open connection ``db``; reads may pass one to see their own uncommitted writes.
+"""
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import orjson
+
+from ..anomaly.repository import AnomalyRepository
+from .model import SEVERITY_RANK, Alarm
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms (
+    id TEXT PRIMARY KEY, created_time INTEGER NOT NULL, tenant_id TEXT NOT NULL, customer_id TEXT,
+    type TEXT NOT NULL, originator_type TEXT NOT NULL, originator_id TEXT NOT NULL,
+    originator_name TEXT NOT NULL DEFAULT '', severity TEXT NOT NULL, severity_rank INTEGER NOT NULL,
+    acknowledged INTEGER NOT NULL DEFAULT 0, cleared INTEGER NOT NULL DEFAULT 0,
+    start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL, ack_ts INTEGER NOT NULL DEFAULT 0,
+    clear_ts INTEGER NOT NULL DEFAULT 0, details TEXT NOT NULL DEFAULT '{}',
+    propagate INTEGER NOT NULL DEFAULT 0, anomaly_id TEXT, model_id TEXT);
+CREATE INDEX IF NOT EXISTS alarms_tenant_created ON alarms(tenant_id, created_time);
+CREATE INDEX IF NOT EXISTS alarms_originator ON alarms(originator_id, type, cleared);
+CREATE INDEX IF NOT EXISTS alarms_anomaly ON alarms(anomaly_id);
+-- the storm guard as a constraint: a bug can never leave two active alarms of one type on a device
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(originator_id, type) WHERE cleared = 0;
+"""
+
+COLUMNS = ("id", "created_time", "tenant_id", "customer_id", "type", "originator_type", "originator_id",
+           "originator_name", "severity", "acknowledged", "cleared", "start_ts", "end_ts", "ack_ts",
+           "clear_ts", "details", "propagate", "anomaly_id", "model_id")
+
+#: API sortProperty -> SQL expression
+SORT = {"createdTime": "created_time", "startTs": "start_ts", "endTs": "end_ts", "ackTs": "ack_ts",
+        "clearTs": "clear_ts", "type": "type", "severity": "severity_rank", "originator": "originator_name",
+        "originatorName": "originator_name", "status": "cleared * 2 + acknowledged"}
+
+
+@dataclass
+class AlarmQuery:
+    """Filters of the alarm queries (ThingsBoard's parameters plus severity/type/model lists)."""
+
+    tenant_id: str
+    originators: list[str] | None = None       # None: any device of the tenant
+    search_status: str = "ANY"                  # ANY | ACTIVE | CLEARED | ACK | UNACK
+    statuses: list[str] = field(default_factory=list)   # ACTIVE_UNACK … CLEARED_ACK
+    severities: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    model_id: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    time_property: str = "createdTime"          # or startTs (data time of anomaly alarms)
+    text: str | None = None
+    sort_property: str = "createdTime"
+    sort_order: str = "DESC"
+    page: int = 0
+    page_size: int = 100
+
+
+    def matches(self, alarm: Alarm) -> bool:
+        """Whether ``alarm`` passes the filters (paging and sorting aside): for live pushes."""
+        if alarm.tenant_id != self.tenant_id:
+            return False
+        if self.originators is not None and alarm.originator_id not in self.originators:
+            return False
+        search = {"ANY": True, "ACTIVE": not alarm.cleared, "CLEARED": alarm.cleared,
+                  "ACK": alarm.acknowledged, "UNACK": not alarm.acknowledged}[self.search_status]
+        if not search or (self.statuses and alarm.status not in self.statuses):
+            return False
+        if (self.severities and alarm.severity not in self.severities) or (self.types and alarm.type not in self.types):
+            return False
+        if self.model_id and alarm.model_id != self.model_id:
+            return False
+        t = alarm.start_ts if self.time_property == "startTs" else alarm.created_time
+        if (self.start_time is not None and t < self.start_time) or (self.end_time is not None and t > self.end_time):
+            return False
+        text = (self.text or "").lower()
+        return not text or any(text in v.lower() for v in (alarm.type, alarm.severity, alarm.originator_name))
+
+
+class AlarmRepository:
+    """Rows in, rows out; :mod:`.lifecycle` and :mod:`.service` own the rules."""
+
+    def __init__(self, anomaly_repo: AnomalyRepository):
+        self.base = anomaly_repo
+        with self.base.transaction() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+
+    def transaction(self):
+        return self.base.transaction()
+
+    # -- writes (inside the caller's transaction) ---------------------------------------------
+    def insert(self, db: sqlite3.Connection, alarm: Alarm) -> Alarm:
+        if not alarm.id:
+            alarm.id = str(uuid.uuid4())
+        row = self._encode(alarm)
+        db.execute(f"INSERT INTO alarms ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        return alarm
+
+    def save(self, db: sqlite3.Connection, alarm: Alarm) -> Alarm:
+        row = self._encode(alarm)
+        db.execute(f"UPDATE alarms SET {', '.join(f'{k}=?' for k in row if k != 'id')} WHERE id=?",
+                   [v for k, v in row.items() if k != "id"] + [alarm.id])
+        return alarm
+
+    def delete(self, db: sqlite3.Connection, alarm_id: str) -> None:
+        db.execute("DELETE FROM alarms WHERE id=?", (alarm_id,))
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, alarm_id: str, db: sqlite3.Connection | None = None) -> Alarm | None:
+        rows = self._select("SELECT * FROM alarms WHERE id=?", [alarm_id], db)
+        return rows[0] if rows else None
+
+    def active_for(self, originator_id: str, type: str, db: sqlite3.Connection | None = None) -> Alarm | None:
+        rows = self._select("SELECT * FROM alarms WHERE originator_id=? AND type=? AND cleared=0",
+                            [originator_id, type], db)
+        return rows[0] if rows else None
+
+    def for_anomalies(self, anomaly_ids: Iterable[str], db: sqlite3.Connection | None = None) -> dict[str, Alarm]:
+        ids = list(anomaly_ids)
+        out: dict[str, Alarm] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for a in self._select(f"SELECT * FROM alarms WHERE anomaly_id IN ({', '.join('?' * len(chunk))})",
+                                  chunk, db):
+                out[a.anomaly_id] = a
+        return out
+
+    def all(self, db: sqlite3.Connection | None = None) -> list[Alarm]:
+        return self._select("SELECT * FROM alarms ORDER BY created_time", [], db)
+
+    def query(self, q: AlarmQuery) -> tuple[list[Alarm], int]:
+        where, args = self._where(q)
+        order = SORT.get(q.sort_property)
+        if order is None:
+            raise ValueError(f"sortProperty must be one of {', '.join(SORT)}, got {q.sort_property!r}")
+        with self.base.reading() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM alarms WHERE {where}", args).fetchone()[0]
+        rows = self._select(f"SELECT * FROM alarms WHERE {where} ORDER BY {order} {q.sort_order}, id "
+                            f"LIMIT ? OFFSET ?", [*args, q.page_size, q.page * q.page_size])
+        return rows, total
+
+    def highest_severity(self, tenant_id: str, originator_id: str, search_status: str = "ANY",
+                         statuses: list[str] | None = None) -> str | None:
+        where, args = self._where(AlarmQuery(tenant_id, originators=[originator_id], search_status=search_status,
+                                             statuses=statuses or []))
+        with self.base.reading() as db:
+            row = db.execute(f"SELECT severity FROM alarms WHERE {where} ORDER BY severity_rank DESC LIMIT 1",
+                             args).fetchone()
+        return row[0] if row else None
+
+    def types(self, tenant_id: str) -> list[str]:
+        with self.base.reading() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT type FROM alarms WHERE tenant_id=? ORDER BY type",
+                                             (tenant_id,))]
+
+    # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _where(q: AlarmQuery) -> tuple[str, list[Any]]:
+        where, args = ["tenant_id=?"], [q.tenant_id]
+        if q.originators is not None:
+            if not q.originators:
+                return "0", []
+            where.append(f"originator_id IN ({', '.join('?' * len(q.originators))})")
+            args += q.originators
+        where.append({"ANY": "1", "ACTIVE": "cleared=0", "CLEARED": "cleared=1", "ACK": "acknowledged=1",
+                      "UNACK": "acknowledged=0"}[q.search_status])
+        if q.statuses:
+            parts = [f"(cleared={int(s.startswith('CLEARED'))} AND acknowledged={int(s.endswith('_ACK'))})"
+                     for s in q.statuses]
+            where.append("(" + " OR ".join(parts) + ")")
+        for col, values in (("severity", q.severities), ("type", q.types)):
+            if values:
+                where.append(f"{col} IN ({', '.join('?' * len(values))})")
+                args += list(values)
+        if q.model_id:
+            where.append("model_id=?")
+            args.append(q.model_id)
+        col = "start_ts" if q.time_property == "startTs" else "created_time"
+        if q.start_time is not None:
+            where.append(f"{col} >= ?")
+            args.append(q.start_time)
+        if q.end_time is not None:
+            where.append(f"{col} <= ?")
+            args.append(q.end_time)
+        if q.text:
+            where.append("(LOWER(type) LIKE ? OR LOWER(severity) LIKE ? OR LOWER(originator_name) LIKE ?)")
+            needle = "%" + q.text.lower() + "%"
+            args += [needle] * 3
+        return " AND ".join(where), args
+
+    def _select(self, sql: str, args: list, db: sqlite3.Connection | None = None) -> list[Alarm]:
+        with self.base.reading() as shared:
+            cur = (db or shared).execute(sql, args)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        out = []
+        for r in rows:
+            row = dict(zip(names, r))
+            row.pop("severity_rank", None)
+            row["details"] = orjson.loads(row["details"]) if row["details"] else {}
+            for k in ("acknowledged", "cleared", "propagate"):
+                row[k] = bool(row[k])
+            out.append(Alarm.from_row(row))
+        return out
+
+    @staticmethod
+    def _encode(alarm: Alarm) -> dict[str, Any]:
+        row = {k: getattr(alarm, k) for k in COLUMNS}
+        row["details"] = orjson.dumps(alarm.details or {}, option=orjson.OPT_SERIALIZE_NUMPY
+                                      | orjson.OPT_NON_STR_KEYS).decode()
+        for k in ("acknowledged", "cleared", "propagate"):
+            row[k] = int(bool(row[k]))
+        row["severity_rank"] = SEVERITY_RANK[alarm.severity]
+        return row
