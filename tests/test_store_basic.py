@@ -598,3 +598,21 @@ def test_cold_tier_at_an_fsspec_url(tmp_path):
     with open_store(tmp_path / "data", cold_url=url, compaction_interval_s=0) as s:
         assert all_raw(s, "d", ["k", "s"]) == expect
         assert len(expect["k"]) == 41 and expect["s"] == [(JAN, V.JSON, '{"x":1}')]
+
+
+def test_open_store_at_a_url_keeps_history_there(tmp_path, monkeypatch):
+    """``open_store(url)``: history (cold tier) at the URL, recent writes in a local cache."""
+    pytest.importorskip("fsspec")
+    monkeypatch.setenv("TBPANEL_CACHE", str(tmp_path / "cache"))
+    url = f"memory://tbpanel-url-{os.getpid()}-{time.time_ns()}/fleet"
+    with open_store(url, compaction_interval_s=0) as s:
+        assert s.path.startswith(str(tmp_path / "cache"))
+        s.write_points([("d", "k", JAN + i * DAY, V.LONG, i) for i in range(40)])
+        assert s.compact(before_ts=FAR)["partitions"] == 2
+        expect = all_raw(s, "d", ["k"])
+    import fsspec
+    assert fsspec.filesystem("memory").exists(url.split("://", 1)[1] + "/cold")
+    with open_store(url, compaction_interval_s=0) as s:
+        assert all_raw(s, "d", ["k"]) == expect and len(expect["k"]) == 40
+    with open_store(f"file://{tmp_path / 'local'}", compaction_interval_s=0) as s:
+        assert s.path == str(tmp_path / "local")

@@ -47,6 +47,7 @@ import fcntl
 import logging
 import math
 import os
+from pathlib import Path
 import re
 import threading
 import time
@@ -1386,9 +1387,10 @@ def _merge(old: dict | None, hot: dict) -> dict:
     return {c: (None if v is None else v[sel]) for c, v in cols.items()}
 
 
-def open_store(path: str, cold_url: str | None = None, *, synchronous: str = "FULL",
+def open_store(path: str | os.PathLike, cold_url: str | None = None, *, synchronous: str = "FULL",
                compaction_interval_s: float = 60, grace_ms: int = 86_400_000, **kwargs) -> TelemetryStore:
-    """Open (creating if needed) the telemetry store in directory ``path``.
+    """Open (creating if needed) the telemetry store in directory ``path`` (or at a URL: see
+    :func:`resolve_location`).
 
     ``cold_url``: where the Zarr cold tier lives (a path or an fsspec URL; default
     ``path/cold``). ``synchronous``: SQLite's durability level (FULL: an acknowledged write
@@ -1398,5 +1400,22 @@ def open_store(path: str, cold_url: str | None = None, *, synchronous: str = "FU
     compacted. Extra keyword arguments: ``busy_timeout_ms``, ``cache_bytes``, ``chunk_rows``,
     ``compressor`` ("lz4" or "zstd").
     """
+    path, cold_url = resolve_location(path, cold_url)
     return TelemetryStore(path, cold_url, synchronous=synchronous,
                           compaction_interval_s=compaction_interval_s, grace_ms=grace_ms, **kwargs)
+
+
+def resolve_location(path_or_url, cold_url: str | None = None) -> tuple[str, str | None]:
+    """``open_store`` takes a directory or a URL. With an fsspec URL (``s3://bucket/fleet``,
+    ``memory://x``) the history — the Zarr cold tier — lives at ``<url>/cold``, and the hot tier
+    (recent writes, not yet compacted; SQLite needs a local file) in a local cache directory,
+    ``$TBPANEL_CACHE`` or ``~/.cache/tbpanel``, named after the URL."""
+    text = os.fspath(path_or_url)
+    if text.startswith("file://"):
+        return text[len("file://"):], cold_url
+    if "://" not in text:
+        return text, cold_url
+    import hashlib
+    cache = Path(os.environ.get("TBPANEL_CACHE") or Path.home() / ".cache" / "tbpanel")
+    local = cache / "stores" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    return str(local), cold_url or text.rstrip("/") + "/cold"
