@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -26,6 +27,7 @@ import pandas as pd
 import param
 
 from ..jobs import Cancelled, Task, TaskContext, TaskRunner, next_run
+from ..store.telemetry import to_ms
 from ..store.values import ValueType
 from .config import ModelConfig
 from .engine import TrainedModel, assemble, fit, refit
@@ -209,7 +211,6 @@ class AnomalyService:
                      refresh: dict | None = None) -> AnomalyModel:
         config = config if isinstance(config, ModelConfig) else ModelConfig(**config)
         config.check()
-        import uuid
         model_id = str(uuid.uuid4())
         settings = RefreshSettings(**(refresh or {}))
         self.repo.insert_model({"id": model_id, "tenant_id": tenant_id, "name": config.name,
@@ -584,7 +585,5 @@ def _scaled(ctx: TaskContext, lo: float, hi: float):
 
 
 def _ms(x) -> int:
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    return int(pd.Timestamp(x).tz_localize("UTC").value // 1_000_000 if pd.Timestamp(x).tzinfo is None
-               else pd.Timestamp(x).value // 1_000_000)
+    """Epoch ms from ms, a datetime or an ISO string (the store's rule, naive = UTC)."""
+    return to_ms(x, "time")
