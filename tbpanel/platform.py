@@ -16,7 +16,7 @@ import param
 from .alarms import AlarmRepository, AlarmService
 from .anomaly.repository import AnomalyRepository
 from .anomaly.service import AnomalyService
-from .entities import EntityRegistry, TokenIssuer, load_or_create_secret
+from .entities import EntityRegistry, LoginThrottle, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
 from .store import TelemetryStore, open_store
 
@@ -38,6 +38,7 @@ class Platform(param.Parameterized):
             Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s)
         self._secret = load_or_create_secret(self.data_dir)
         self.tokens: TokenIssuer = TokenIssuer(self._secret)
+        self.logins = LoginThrottle()
         #: Runs blocking work (SQLite reads, Zarr reads) off the server's event loop.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tbpanel-io")
         #: Long work (build, refresh, reprocess) with progress and history.
@@ -46,6 +47,19 @@ class Platform(param.Parameterized):
             self.store, self.registry, AnomalyRepository(self.data_dir), self.tasks)
         #: Alarms; its listener on the anomaly service keeps anomaly alarms in step, atomically.
         self.alarms: AlarmService = AlarmService(AlarmRepository(self.anomaly.repo), self.registry, self.anomaly)
+
+    def authenticate(self, username: str, password: str, address: str):
+        """The user for these credentials, or None; raises TooManyAttempts while throttled.
+        Every login (API and page) goes through here, so both share one throttle."""
+        wait = self.logins.retry_after(username, address)
+        if wait > 0:
+            raise TooManyAttempts(wait)
+        user = self.registry.authenticate(username, password)
+        if user is None:
+            self.logins.failed(username, address)
+        else:
+            self.logins.succeeded(username)
+        return user
 
     @property
     def cookie_secret(self) -> str:

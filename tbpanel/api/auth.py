@@ -12,7 +12,7 @@ class LoginHandler(ApiHandler):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ApiError(400, "login body must have string 'username' and 'password'")
-        user = await self.in_thread(self.platform.registry.authenticate, username, password)
+        user = await self.in_thread(self.platform.authenticate, username, password, self.request.remote_ip)
         if user is None:
             raise ApiError(401, "Invalid username or password")
         self.write_json(self.platform.tokens.issue(user))

@@ -10,6 +10,7 @@ from .errors import (
     PermissionDenied,
     TokenExpired,
     TokenInvalid,
+    TooManyAttempts,
 )
 from .models import (
     AUTHORITIES,
@@ -26,13 +27,14 @@ from .models import (
 )
 from .passwords import hash_password, verify_password
 from .registry import ATTRIBUTE_SCOPES, DB_FILE, EntityRegistry, generate_access_token, init
+from .throttle import LoginThrottle
 from .tokens import REFRESH_SCOPE, SECRET_FILE, TokenIssuer, load_or_create_secret
 
 __all__ = [
     "AUTHORITIES", "ATTRIBUTE_SCOPES", "CUSTOMER_USER", "DB_FILE", "NULL_UUID", "REFRESH_SCOPE",
     "SECRET_FILE", "SYS_ADMIN", "TENANT_ADMIN",
     "AuthError", "Conflict", "EntityError", "InvalidInput", "NotFound", "PermissionDenied",
-    "TokenExpired", "TokenInvalid",
+    "TokenExpired", "TokenInvalid", "TooManyAttempts", "LoginThrottle",
     "Customer", "Device", "Entity", "Tenant", "User", "entity_id_json",
     "EntityRegistry", "TokenIssuer", "generate_access_token", "hash_password", "init",
     "load_or_create_secret", "verify_password",

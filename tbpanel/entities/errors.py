@@ -68,3 +68,14 @@ class TokenExpired(AuthError):
     """A well-formed, correctly signed token whose ``exp`` has passed (errorCode 11)."""
 
     error_code = 11
+
+
+class TooManyAttempts(EntityError):
+    """Login refused for a while after repeated failures (ThingsBoard's TOO_MANY_REQUESTS)."""
+
+    status = 429
+    error_code = 33
+
+    def __init__(self, retry_after_s: float):
+        super().__init__(f"Too many failed logins; try again in {int(retry_after_s) + 1} s")
+        self.retry_after_s = retry_after_s

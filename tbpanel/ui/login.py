@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import tornado.web
 from bokeh.server.auth_provider import AuthProvider
 
-from ..entities import NotFound
+from ..entities import NotFound, TooManyAttempts
 
 COOKIE = "user"
 COOKIE_DAYS = 1
@@ -70,7 +70,12 @@ def _login_handler(platform):
         def post(self) -> None:
             username = self.get_body_argument("username", "").strip()
             password = self.get_body_argument("password", "")
-            user = platform.registry.authenticate(username, password) if username and password else None
+            try:
+                user = (platform.authenticate(username, password, self.request.remote_ip)
+                        if username and password else None)
+            except TooManyAttempts as exc:
+                self._render(str(exc), username, status=429)
+                return
             if user is None:
                 self._render("Invalid username or password.", username, status=401)
                 return
