@@ -5,7 +5,7 @@
     tbpanel init --data DIR --admin-email E --admin-password P [--tenant TITLE]
     tbpanel user add --data DIR --email E --password P --role TENANT_ADMIN|CUSTOMER_USER
                      [--customer TITLE] [--tenant TITLE]
-    tbpanel serve [--data DIR] [--address 127.0.0.1] [--port 5006] [--demo] [--show]
+    tbpanel serve [--data DIR] [--address 127.0.0.1] [--port 5006] [--mqtt-port 1883] [--coap-port 5683] [--demo] [--show]
     tbpanel demo [--url URL] [--data DIR] [--devices N]
 
 A password given as ``-`` is read from the first line of standard input (keeps it out of the
@@ -148,6 +148,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _transport_port(text: str) -> int:
+    return -1 if text.strip() == "-1" else _port(text)
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -215,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data directory (default: %(default)s)")
     p.add_argument("--address", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--port", default=5006, type=_port, help="listen port (default: %(default)s)")
+    p.add_argument("--mqtt-port", default=None, type=_transport_port,
+                   help="MQTT device transport port (default: 1883 if free; 0 = a free "
+                        "port, -1 = off)")
+    p.add_argument("--coap-port", default=None, type=_transport_port,
+                   help="CoAP (UDP) device transport port (default: 5683 if free; 0 = a free "
+                        "port, -1 = off)")
     p.add_argument("--demo", action="store_true",
                    help="demo tenant, logins, simulated fleet and a built model")
     p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,

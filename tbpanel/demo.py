@@ -7,6 +7,8 @@ import json
 import logging
 import threading
 import time
+import socket
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -139,12 +141,55 @@ def ensure_demo_models(platform, *, progress: Callable[[str], None] = log.info) 
     return models
 
 
-class FleetSimulator:
-    """Posts every demo device's current values to ``/api/v1/{token}/telemetry`` over HTTP."""
+class _MqttDevice:
+    """One demo device's MQTT 3.1.1 session: QoS 1 publishes, each waiting for its PUBACK."""
 
-    def __init__(self, platform, base_url: str, *, period_s: float = 5.0, fleet: dict | None = None):
+    def __init__(self, host: str, port: int, token: str):
+        from .transports import mqtt_codec as c
+        self.c = c
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+        self.packet_id = 0
+        self.sock.sendall(c.encode_connect(c.Connect(c.MQTT_311, f"demo-{token[:2]}", 60, True, token)))
+        first, body = self._read()
+        if first >> 4 != c.CONNACK or body[1] != 0:
+            raise ConnectionError(f"MQTT connection refused (code {body[1]})")
+
+    def _read(self) -> tuple[int, bytes]:
+        while True:
+            head = self.c.split_fixed_header(self.buf)
+            if head and len(self.buf) >= head[2] + head[1]:
+                first, length, size = head
+                body, self.buf = self.buf[size:size + length], self.buf[size + length:]
+                return first, body
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("MQTT session closed by the server")
+            self.buf += chunk
+
+    def publish(self, body: bytes) -> None:
+        self.packet_id = self.packet_id % 65535 + 1
+        self.sock.sendall(self.c.publish(self.c.MQTT_311, "v1/devices/me/telemetry", body, 1,
+                                         self.packet_id))
+        while True:
+            first, _ = self._read()
+            if first >> 4 == self.c.PUBACK:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FleetSimulator:
+    """Posts every demo device's current values: over HTTP (``/api/v1/{token}/telemetry``), or
+    over MQTT for devices marked ``"transport": "mqtt"`` when the server has an MQTT port."""
+
+    def __init__(self, platform, base_url: str, *, period_s: float = 5.0, fleet: dict | None = None,
+                 mqtt_port: int | None = None):
         self.fleet = fleet or load_fleet()
         self.base_url = base_url.rstrip("/")
+        self.mqtt_port = mqtt_port
+        self._mqtt: dict[str, _MqttDevice] = {}
         self.period_s = period_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tbpanel-demo-fleet", daemon=True)
@@ -155,7 +200,23 @@ class FleetSimulator:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=5)
+        for session in self._mqtt.values():
+            session.close()
+        self._mqtt.clear()
+
+    def _post_mqtt(self, token: str, body: bytes) -> None:
+        session = self._mqtt.get(token)
+        if session is None:
+            host = urllib.parse.urlsplit(self.base_url).hostname or "127.0.0.1"
+            session = self._mqtt[token] = _MqttDevice(host, self.mqtt_port, token)
+        try:
+            session.publish(body)
+        except OSError:
+            self._mqtt.pop(token, None)
+            session.close()
+            raise
 
     def post_once(self) -> None:
         now = int(time.time() * 1000)
@@ -164,6 +225,10 @@ class FleetSimulator:
             values = {key: float(series_values(self.fleet, spec["name"], key, ts, now + DAY_MS)[0])
                       for key in self.fleet["device_types"][spec["type"]]}
             body = json.dumps({"ts": now, "values": values}).encode()
+            if spec.get("transport") == "mqtt" and self.mqtt_port:
+                self._post_mqtt(spec["token"], body)
+                self.posted += len(values)
+                continue
             req = urllib.request.Request(f"{self.base_url}/api/v1/{spec['token']}/telemetry", data=body,
                                          headers={"Content-Type": "application/json"}, method="POST")
             with urllib.request.urlopen(req, timeout=10) as resp:

@@ -31,7 +31,8 @@ class ServerProcess:
         self.data_dir = str(Path(data_dir).resolve())
         self.url = ""
         self.output: list[str] = []
-        args = [sys.executable, "-m", "tbpanel.cli", "serve", "--data", self.data_dir, "--port", "0"]
+        args = [sys.executable, "-m", "tbpanel.cli", "serve", "--data", self.data_dir, "--port", "0",
+                "--mqtt-port", "0", "--coap-port", "0"]
         if demo:
             args.append("--demo")
         self.proc = subprocess.Popen(args, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,

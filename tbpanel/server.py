@@ -74,6 +74,44 @@ def start_scheduler(platform: Platform, period_ms: int = 15_000) -> PeriodicCall
     return callback
 
 
+DEFAULT_PORTS = {"mqtt": 1883, "coap": 5683}
+
+
+def start_transport(kind: str, platform: Platform, server, address: str, port: int | None):
+    """The MQTT or CoAP device transport on the tornado server's own asyncio loop (before it runs).
+
+    ``port`` None is the default port, which may be taken (a local broker): then the server
+    runs without that transport and says so; an explicit port that cannot be bound is an error.
+    """
+    if port is not None and port < 0:
+        return None
+    if kind == "mqtt":
+        from .transports.mqtt import MqttTransport
+        transport = MqttTransport(platform)
+    else:
+        try:
+            from .transports.coap import CoapTransport
+        except ImportError as exc:  # aiocoap missing from an older environment
+            if port is not None:
+                raise SystemExit(f"tbpanel: error: CoAP needs aiocoap: {exc}")
+            print("coap off: aiocoap is not installed", flush=True)
+            return None
+        transport = CoapTransport(platform)
+    default = DEFAULT_PORTS[kind]
+    loop = server.io_loop.asyncio_loop
+    try:
+        bound = loop.run_until_complete(transport.start(address, default if port is None else port))
+    except OSError as exc:
+        if port is not None:
+            raise SystemExit(f"tbpanel: error: cannot listen for {kind.upper()} on {address}:{port}: {exc}")
+        log.warning("%s transport off: cannot listen on %s:%d (%s); use --%s-port",
+                    kind.upper(), address, default, exc, kind)
+        print(f"{kind} off: {address}:{default} is not available", flush=True)
+        return None
+    print(f"{kind} listening on {address}:{bound}", flush=True)
+    return transport
+
+
 def public_url(address: str, port: int) -> str:
     host = "localhost" if address in ("127.0.0.1", "localhost", "0.0.0.0", "") else address
     return f"http://{host}:{port}/"
@@ -91,10 +129,13 @@ def serve_from_args(args) -> int:
     server = build_server(platform, address=args.address, port=args.port, show=args.show)
     server.start()
     start_scheduler(platform)
+    mqtt = start_transport("mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1))
+    coap = start_transport("coap", platform, server, args.address, getattr(args, "coap_port", -1))
     url = public_url(args.address, server.port)
     if args.demo:
         from . import demo
-        simulator = demo.FleetSimulator(platform, f"http://127.0.0.1:{server.port}")
+        simulator = demo.FleetSimulator(platform, f"http://127.0.0.1:{server.port}",
+                                        mqtt_port=mqtt.port if mqtt is not None else None)
         simulator.start()
         print(f"demo logins: {demo.TENANT_EMAIL} / {demo.TENANT_PASSWORD}, "
               f"{demo.CUSTOMER_EMAIL} / {demo.CUSTOMER_PASSWORD}", flush=True)
@@ -110,6 +151,9 @@ def serve_from_args(args) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+        for transport in (mqtt, coap):
+            if transport is not None:
+                server.io_loop.asyncio_loop.run_until_complete(transport.close())
         server.stop()
         platform.close()
         print("tbpanel stopped", file=sys.stderr, flush=True)

@@ -33,18 +33,23 @@ class ServerProcess:
     extra: tuple[str, ...] = ()
     proc: subprocess.Popen | None = None
     url: str = ""
+    mqtt_port: int = 0  # from the "mqtt listening on" line (0: not printed)
+    coap_port: int = 0  # from the "coap listening on" line
     output: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 90) -> "ServerProcess":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(self.data), "--port", "0",
-             *self.extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             "--mqtt-port", "0", "--coap-port", "0", *self.extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         found = threading.Event()
 
         def pump():
             for line in self.proc.stdout:
                 self.output.append(line)
+                mq = re.search(r"(mqtt|coap) listening on \S+:(\d+)", line)
+                if mq:
+                    setattr(self, f"{mq.group(1)}_port", int(mq.group(2)))
                 m = re.search(r"tbpanel serving at (http://\S+)", line)
                 if m and not found.is_set():
                     self.url = m.group(1).rstrip("/")

@@ -1,6 +1,6 @@
 """Parsing ThingsBoard telemetry and attribute payloads into typed points.
 
-Shared by every device transport (HTTP now, MQTT/CoAP later) so that the type rules and the
+Shared by every device transport (HTTP, MQTT, CoAP) so that the type rules and the
 error messages are the same everywhere. A payload is either accepted whole or rejected whole
 with a :class:`PayloadError` that says what is wrong: nothing from a bad request is stored.
 """

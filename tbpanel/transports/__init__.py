@@ -1,0 +1,1 @@
+"""Device transports besides HTTP (MQTT); each feeds the store's durable write path."""

@@ -1,0 +1,472 @@
+"""MQTT device transport (ThingsBoard's device and gateway topics), MQTT 3.1.1 and 5.
+
+This is a device transport, not a broker: each TCP connection is one device session,
+authenticated by its access token (the CONNECT username), and ``v1/devices/me/...`` means
+that session's device only. Publishes go through the same payload rules and the same durable
+write path as the HTTP device API, and a QoS 1 PUBACK is sent only once the data is on disk.
+
+Acknowledgements leave in the order the publishes arrived (MQTT requires it) while the writes
+themselves overlap: telemetry is handed to the store's group-commit writer as soon as it is
+parsed, and a per-session writer task awaits each result in turn before sending its answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from ..entities.errors import EntityError
+from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
+from . import mqtt_codec as c
+
+log = logging.getLogger("tbpanel.mqtt")
+
+DEVICE_TELEMETRY = "v1/devices/me/telemetry"
+DEVICE_ATTRIBUTES = "v1/devices/me/attributes"
+RPC_REQUEST = "v1/devices/me/rpc/request/"
+RPC_RESPONSE = "v1/devices/me/rpc/response/"
+ATTRIBUTE_REQUEST = "v1/devices/me/attributes/request/"
+GATEWAY_CONNECT = "v1/gateway/connect"
+GATEWAY_DISCONNECT = "v1/gateway/disconnect"
+GATEWAY_TELEMETRY = "v1/gateway/telemetry"
+GATEWAY_ATTRIBUTES = "v1/gateway/attributes"
+
+#: Topic filters a device may subscribe to (those tb-mqtt-client and gateways use).
+SUBSCRIBABLE = ("v1/devices/me/", "v1/gateway/", "v2/fw/response/")
+
+CONNECT_TIMEOUT = 10.0
+_CLOSE = object()
+
+
+@dataclass
+class MqttLimits:
+    """Per-device limits; exceeding one is answered with a reason, never silently dropped."""
+
+    max_payload_bytes: int = 1 << 20
+    max_sessions_per_device: int = 16
+    messages_per_second: float = 5_000.0
+    receive_maximum: int = 100  # QoS 1 publishes a client may have unacknowledged
+
+
+class _RateLimit:
+    """Token bucket of one device (shared by its sessions): burst = one second's worth."""
+
+    def __init__(self, rate: float):
+        self.rate, self.tokens, self.stamp = rate, rate, time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Rejected(Exception):
+    """A publish refused for a reason the client should hear (v5 reason code + text)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class MqttTransport:
+    """The listening socket and the device sessions; runs on the server's asyncio loop."""
+
+    def __init__(self, platform: Any, limits: MqttLimits | None = None):
+        self.platform = platform
+        self.limits = limits or MqttLimits(max_payload_bytes=platform.max_body_bytes)
+        self.sessions: dict[str, int] = {}  # device id -> open sessions
+        self._rates: dict[str, _RateLimit] = {}
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 1883) -> int:
+        """Listen; returns the bound port (useful with ``port=0``)."""
+        self._server = await asyncio.start_server(self._accept, host, port)
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await _Session(self, reader, writer).run()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("MQTT session failed")
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+    def rate(self, device_id: str) -> _RateLimit:
+        bucket = self._rates.get(device_id)
+        if bucket is None:
+            bucket = self._rates[device_id] = _RateLimit(self.limits.messages_per_second)
+        return bucket
+
+    def session_limits(self) -> dict[str, Any]:
+        """The answer to tb-mqtt-client's ``getSessionLimits`` RPC (ThingsBoard's shape)."""
+        rate = f"{int(self.limits.messages_per_second)}:1"
+        return {"maxPayloadSize": self.limits.max_payload_bytes,
+                "maxInflightMessages": self.limits.receive_maximum,
+                "rateLimits": {"messages": rate, "telemetryMessages": rate,
+                               "telemetryDataPoints": ""}}
+
+
+class _Session:
+    """One device connection: reads packets, queues answers in arrival order."""
+
+    def __init__(self, transport: MqttTransport, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter):
+        self.t = transport
+        self.platform = transport.platform
+        self.reader, self.writer = reader, writer
+        self.level = c.MQTT_311
+        self.device: Any = None
+        self.peer = writer.get_extra_info("peername")
+        self.out: asyncio.Queue = asyncio.Queue(maxsize=2 * transport.limits.receive_maximum)
+        self.gateway_devices: dict[str, str] = {}  # name -> device id
+
+    # ------------------------------------------------------------------ reading
+    async def read_packet(self) -> tuple[int, bytes]:
+        first = (await self.reader.readexactly(1))[0]
+        length, shift = 0, 0
+        for i in range(4):
+            byte = (await self.reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        else:
+            raise c.MalformedPacket("remaining length longer than 4 bytes")
+        limit = self.t.limits.max_payload_bytes + 65_536  # topic and properties on top
+        if length > limit:
+            raise Rejected(c.V5_PACKET_TOO_LARGE,
+                           f"packet of {length} bytes exceeds the limit of {limit} bytes")
+        return first, await self.reader.readexactly(length)
+
+    async def run(self) -> None:
+        try:
+            first, body = await asyncio.wait_for(self.read_packet(), CONNECT_TIMEOUT)
+        except (asyncio.TimeoutError, c.MalformedPacket, Rejected) as exc:
+            log.info("MQTT %s: closed before CONNECT: %s", self.peer, exc or "timeout")
+            return
+        if first >> 4 != c.CONNECT:
+            log.info("MQTT %s: first packet is not CONNECT; closing", self.peer)
+            return
+        try:
+            connect = c.parse_connect(body)
+        except c.UnsupportedProtocol as exc:
+            code = c.V5_UNSUPPORTED_PROTOCOL_VERSION if exc.level > c.MQTT_5 else c.V311_UNACCEPTABLE_PROTOCOL
+            await self.send_now(c.connack(c.MQTT_5 if exc.level > c.MQTT_5 else c.MQTT_311, code))
+            log.info("MQTT %s: %s", self.peer, exc)
+            return
+        except c.MalformedPacket as exc:
+            log.info("MQTT %s: malformed CONNECT: %s", self.peer, exc)
+            return
+        self.level = connect.level
+        if not await self.authenticate(connect):
+            return
+        device_id = self.device.id
+        self.t.sessions[device_id] = self.t.sessions.get(device_id, 0) + 1
+        writer_task = asyncio.create_task(self.write_loop())
+        try:
+            await self.read_loop(connect.keepalive)
+        finally:
+            self.t.sessions[device_id] -= 1
+            if not self.t.sessions[device_id]:
+                del self.t.sessions[device_id]
+            if not writer_task.done():
+                try:
+                    self.out.put_nowait(_CLOSE)
+                except asyncio.QueueFull:
+                    writer_task.cancel()
+            try:
+                await writer_task
+            except (asyncio.CancelledError, ConnectionError):
+                pass
+
+    async def authenticate(self, connect: c.Connect) -> bool:
+        """CONNACK: accepted for a known token under the session limit; refused otherwise."""
+        token = connect.username
+        device = self.platform.registry.device_by_token(token) if token else None
+        if device is None:
+            code = c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else c.V311_NOT_AUTHORIZED
+            log.info("MQTT %s: refused: %s", self.peer,
+                     "unknown access token" if token else "no access token (username)")
+            await self.send_now(c.connack(self.level, code))
+            return False
+        limit = self.t.limits.max_sessions_per_device
+        if self.t.sessions.get(device.id, 0) >= limit:
+            log.warning("MQTT %s: refused device %s: %d sessions already open (the limit)",
+                        self.peer, device.id, limit)
+            code = c.V5_QUOTA_EXCEEDED if self.level == c.MQTT_5 else c.V311_SERVER_UNAVAILABLE
+            await self.send_now(c.connack(self.level, code, {
+                c.PROP_REASON_STRING: f"device has {limit} open sessions (the limit)"}))
+            return False
+        self.device = device
+        props = {c.PROP_MAXIMUM_QOS: 1, c.PROP_RETAIN_AVAILABLE: 0,
+                 c.PROP_MAXIMUM_PACKET_SIZE: self.t.limits.max_payload_bytes + 65_536,
+                 c.PROP_RECEIVE_MAXIMUM: self.t.limits.receive_maximum,
+                 c.PROP_WILDCARD_AVAILABLE: 1, c.PROP_SUBSCRIPTION_IDS_AVAILABLE: 0,
+                 c.PROP_SHARED_SUBSCRIPTION_AVAILABLE: 0}
+        await self.send_now(c.connack(self.level, 0, props))
+        log.info("MQTT %s: device %s connected (MQTT %s)", self.peer, device.id,
+                 "5" if self.level == c.MQTT_5 else "3.1.1")
+        return True
+
+    async def read_loop(self, keepalive: int) -> None:
+        timeout = keepalive * 1.5 if keepalive else None
+        while True:
+            try:
+                first, body = await asyncio.wait_for(self.read_packet(), timeout)
+            except asyncio.TimeoutError:
+                log.info("MQTT device %s: keep-alive expired", self.device.id)
+                return
+            except asyncio.IncompleteReadError:
+                return
+            except Rejected as exc:
+                await self.fail(exc.code, str(exc))
+                return
+            except c.MalformedPacket as exc:
+                await self.fail(c.V5_MALFORMED_PACKET, f"malformed packet: {exc}")
+                return
+            try:
+                packet = c.parse_packet(first, body, self.level)
+            except c.MalformedPacket as exc:
+                await self.fail(c.V5_MALFORMED_PACKET, f"malformed packet: {exc}")
+                return
+            if isinstance(packet, c.Publish):
+                if not await self.on_publish(packet):
+                    return
+            elif isinstance(packet, c.Subscribe):
+                codes = [min(opts & 0x03, 1) if filt.startswith(SUBSCRIBABLE)
+                         else (c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else 0x80)
+                         for filt, opts in packet.topics]
+                await self.out.put(c.suback(self.level, packet.packet_id, codes))
+            elif isinstance(packet, c.Unsubscribe):
+                await self.out.put(c.unsuback(self.level, packet.packet_id, len(packet.topics)))
+            elif packet.type == c.PINGREQ:
+                await self.out.put(c.pingresp())
+            elif packet.type == c.DISCONNECT:
+                return
+            elif packet.type in (c.PUBACK, c.PUBCOMP, c.PUBREC, c.PUBREL, c.AUTH):
+                continue  # acknowledgements of our QoS 0 RPC answers never arrive; ignore
+            else:  # pragma: no cover - parse_packet rejects the rest
+                return
+
+    # ------------------------------------------------------------------ publishing
+    async def on_publish(self, p: c.Publish) -> bool:
+        """Validate now (so a bad payload stores nothing), queue the durable write and answer."""
+        if p.qos == 2:
+            await self.fail(c.V5_QOS_NOT_SUPPORTED, "QoS 2 is not supported (maximum QoS is 1)")
+            return False
+        try:
+            if not self.t.rate(self.device.id).allow():
+                raise Rejected(c.V5_QUOTA_EXCEEDED, "message rate limit of "
+                               f"{self.t.limits.messages_per_second:g}/s exceeded")
+            if len(p.payload) > self.t.limits.max_payload_bytes:
+                raise Rejected(c.V5_PACKET_TOO_LARGE if p.qos == 0 else c.V5_QUOTA_EXCEEDED,
+                               f"payload of {len(p.payload)} bytes exceeds the limit of "
+                               f"{self.t.limits.max_payload_bytes} bytes")
+            work = self.dispatch(p)
+        except (ValueError, Rejected) as exc:  # PayloadError, or the store's point check
+            code = exc.code if isinstance(exc, Rejected) else c.V5_PAYLOAD_FORMAT_INVALID
+            log.info("MQTT device %s: rejected publish on %s: %s", self.device.id, p.topic, exc)
+            if self.level == c.MQTT_5 and p.qos == 1:
+                await self.out.put(c.puback(self.level, p.packet_id, code, str(exc)[:512]))
+                return True
+            await self.fail(code, str(exc))  # 3.1.1 cannot say why: close (reason logged)
+            return False
+        await self.out.put((work, p))
+        return True
+
+    def dispatch(self, p: c.Publish) -> Awaitable[bytes | None] | Callable[[], Awaitable[Any]]:
+        """Parse the payload for its topic; returns the (started or deferred) work."""
+        topic, now = p.topic, int(time.time() * 1000)
+        device_id = self.device.id
+        if topic == DEVICE_TELEMETRY:
+            points = parse_telemetry(p.payload, now)
+            return self.write_points([(device_id, k, ts, vt, v) for ts, k, vt, v in points])
+        if topic == DEVICE_ATTRIBUTES:
+            points = parse_attributes(p.payload, now)
+            return lambda: self.in_executor(self.platform.registry.save_attributes,
+                                            device_id, "CLIENT_SCOPE", points)
+        if topic.startswith(RPC_REQUEST) and topic[len(RPC_REQUEST):].isdigit():
+            request = loads(p.payload)
+            method = request.get("method") if isinstance(request, dict) else None
+            answer = self.t.session_limits() if method == "getSessionLimits" else \
+                {"error": f"unsupported RPC method {method!r}"}
+            response = c.publish(self.level, RPC_RESPONSE + topic[len(RPC_REQUEST):],
+                                 orjson.dumps(answer))
+            return lambda: self._just(response)
+        if topic.startswith(ATTRIBUTE_REQUEST) and topic[len(ATTRIBUTE_REQUEST):].isdigit():
+            request = loads(p.payload) if p.payload.strip() else {}
+            return lambda: self.answer_attributes(topic[len(ATTRIBUTE_REQUEST):], request)
+        if topic.startswith("v1/gateway/"):
+            return self.gateway(topic, p.payload, now)
+        raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
+
+    def write_points(self, rows: list) -> Awaitable[Any]:
+        if not rows:
+            return self._just(None)
+        return asyncio.wrap_future(self.platform.store.submit(rows))
+
+    async def _just(self, value: Any) -> Any:
+        return value
+
+    async def in_executor(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.platform.executor, fn, *args)
+
+    async def answer_attributes(self, request_id: str, request: Any) -> bytes:
+        """``attributes/request/{n}``: ``{"client": {..}, "shared": {..}}`` (ThingsBoard's shape)."""
+        if not isinstance(request, dict):
+            request = {}
+        answer: dict[str, dict] = {}
+        for field, scope in (("clientKeys", "CLIENT_SCOPE"), ("sharedKeys", "SHARED_SCOPE")):
+            keys = [k for k in str(request.get(field) or "").split(",") if k]
+            attrs = await self.in_executor(self.platform.registry.get_attributes,
+                                           self.device.id, scope)
+            values = {a["key"]: a["value"] for a in attrs if not keys or a["key"] in keys}
+            if values:
+                answer["client" if scope == "CLIENT_SCOPE" else "shared"] = values
+        return c.publish(self.level, "v1/devices/me/attributes/response/" + request_id,
+                         orjson.dumps(answer))
+
+    # ------------------------------------------------------------------ gateway API
+    def gateway(self, topic: str, payload: bytes, now: int) -> Callable[[], Awaitable[Any]]:
+        if not (self.device.additional_info or {}).get("gateway"):
+            raise Rejected(c.V5_NOT_AUTHORIZED,
+                           "gateway topics need a gateway device (additionalInfo.gateway = true)")
+        data = loads(payload)
+        if topic in (GATEWAY_CONNECT, GATEWAY_DISCONNECT):
+            if not isinstance(data, dict) or not isinstance(data.get("device"), str) \
+                    or not data["device"].strip():
+                raise PayloadError('expected {"device": "name"[, "type": "..."]}')
+            if topic == GATEWAY_DISCONNECT:
+                return lambda: self._just(None)
+            name, dtype = data["device"].strip(), str(data.get("type") or "default")
+            return lambda: self.gateway_device(name, dtype)
+        if not isinstance(data, dict):
+            raise PayloadError("gateway payload must be an object keyed by device name")
+        parsed: dict[str, list] = {}
+        for name, entries in data.items():
+            if topic == GATEWAY_TELEMETRY:
+                if not isinstance(entries, list):
+                    raise PayloadError(f"telemetry of device {name!r} must be an array")
+                parsed[name] = parse_telemetry(entries, now)
+            elif topic == GATEWAY_ATTRIBUTES:
+                parsed[name] = parse_attributes(entries, now)
+            else:
+                raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
+
+        async def store() -> None:
+            ids = {name: await self.gateway_device(name.strip(), "default") for name in parsed}
+            if topic == GATEWAY_TELEMETRY:
+                await self.write_points([(ids[n], k, ts, vt, v)
+                                         for n, pts in parsed.items() for ts, k, vt, v in pts])
+            else:
+                for name, pts in parsed.items():
+                    if pts:
+                        await self.in_executor(self.platform.registry.save_attributes,
+                                               ids[name], "CLIENT_SCOPE", pts)
+        return store
+
+    async def gateway_device(self, name: str, dtype: str) -> str:
+        """The id of the gateway's device ``name``, created (owned by the gateway) on first sight."""
+        if not name:
+            raise PayloadError("device name must not be empty")
+        known = self.gateway_devices.get(name)
+        if known is not None:
+            return known
+        gw = self.device
+        registry = self.platform.registry
+
+        def find_or_create() -> str:
+            found = registry.find_device(gw.tenant_id, name)
+            if found is None:
+                try:
+                    found = registry.save_device(
+                        gw.tenant_id, name, type=dtype, customer_id=gw.customer_id,
+                        additional_info={"gateway": False, "lastConnectedGateway": gw.id})
+                    log.info("MQTT gateway %s created device %s (%s)", gw.id, found.id, name)
+                except EntityError:
+                    found = registry.find_device(gw.tenant_id, name)  # created concurrently
+                    if found is None:
+                        raise
+            return found.id
+
+        try:
+            device_id = await self.in_executor(find_or_create)
+        except EntityError as exc:
+            raise PayloadError(f"device {name!r}: {exc}") from None
+        self.gateway_devices[name] = device_id
+        return device_id
+
+    # ------------------------------------------------------------------ writing
+    async def write_loop(self) -> None:
+        """Sends answers in arrival order, awaiting each write before its PUBACK."""
+        while True:
+            item = await self.out.get()
+            if item is _CLOSE:
+                return
+            if isinstance(item, tuple):
+                work, p = item
+                try:
+                    result = await (work() if callable(work) else work)
+                    code, text = 0, None
+                except PayloadError as exc:
+                    code, text = c.V5_PAYLOAD_FORMAT_INVALID, str(exc)
+                except Exception as exc:
+                    log.exception("MQTT device %s: storing a publish on %s failed",
+                                  self.device.id, p.topic)
+                    code, text, result = c.V5_UNSPECIFIED_ERROR, f"not stored: {exc}", None
+                if code and (self.level != c.MQTT_5 or p.qos == 0):
+                    log.info("MQTT device %s: closing session: %s", self.device.id, text)
+                    if self.level == c.MQTT_5:  # a 3.1.1 server has no DISCONNECT to send
+                        await self.write(c.disconnect(self.level, code, (text or "")[:512]))
+                    self.writer.close()
+                    return
+                data = b""
+                if isinstance(result, bytes):
+                    data += result
+                if p.qos == 1:
+                    data += c.puback(self.level, p.packet_id, code, text)
+                if data:
+                    await self.write(data)
+            else:
+                await self.write(item)
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_now(self, data: bytes) -> None:
+        """Before the writer task exists (CONNACK)."""
+        await self.write(data)
+
+    async def fail(self, code: int, reason: str) -> None:
+        """End the session after the answers already queued: v5 says why, 3.1.1 just closes."""
+        log.info("MQTT device %s: closing session: %s",
+                 self.device.id if self.device else self.peer, reason)
+        if self.level == c.MQTT_5:
+            await self.out.put(c.disconnect(self.level, code, reason[:512]))
