@@ -167,3 +167,29 @@ def world(tmp_path_factory) -> World:
                     Api.login(server.url, *OTHER_CUSTOMER_USER), Api(server.url), customers, devices)
     finally:
         server.stop()
+
+
+def wait_task(api: "Api", task_id: str, timeout: float = 120) -> dict:
+    """Poll ``/api/tbpanel/tasks/{id}`` until the task is DONE, FAILED or CANCELLED."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        task = api.get(f"/api/tbpanel/tasks/{task_id}").json()
+        if task["status"] in ("DONE", "FAILED", "CANCELLED"):
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} did not finish")
+
+
+def jwt(api: "Api") -> str:
+    """The bearer token an :class:`Api` client sends."""
+    return api.session.headers["X-Authorization"].split(" ", 1)[1]
+
+
+@pytest.fixture
+def no_server_errors(world):
+    """Exceptions in handlers and page callbacks only reach the server log: fail the test that
+    caused one. Modules opt in with ``pytestmark = pytest.mark.usefixtures("no_server_errors")``."""
+    start = len(world.server.output)
+    yield
+    errors = [line for line in world.server.output[start:] if "Traceback" in line or "ERROR" in line]
+    assert not errors, "".join(world.server.output[start:])

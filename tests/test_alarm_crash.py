@@ -5,13 +5,12 @@ test_alarm_lifecycle.py; this one kills wherever the run happens to be."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import requests
 
-from conftest import Api, ServerProcess, cli
+from conftest import Api, ServerProcess, cli, wait_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_alarm_lifecycle import Harness, check_invariants  # noqa: E402
@@ -20,14 +19,6 @@ HOUR = 3_600_000
 T0 = 1_767_225_600_000
 
 
-def wait_task(api, task_id, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        task = api.get(f"/api/tbpanel/tasks/{task_id}").json()
-        if task["status"] in ("DONE", "FAILED", "CANCELLED"):
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} did not finish")
 
 
 def post(url, token, start, end, spike_from=None):

@@ -9,21 +9,13 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ADMIN, CUSTOMER_USER
-from test_live_pages import WAIT_MS, browser, no_server_errors, open_page, shot  # noqa: F401 (fixtures)
+from conftest import ADMIN, CUSTOMER_USER, wait_task
+from test_live_pages import WAIT_MS, browser, open_page, shot  # noqa: F401 (fixtures)
 
 HOUR = 3_600_000
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
 
 
-def wait_task(api, task_id, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        task = api.get(f"/api/tbpanel/tasks/{task_id}").json()
-        if task["status"] in ("DONE", "FAILED", "CANCELLED"):
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} did not finish")
 
 
 def post_series(world, token, start, end, spike_from=None):

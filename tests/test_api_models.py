@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
+from conftest import wait_task
+
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01 UTC
 
 
-def wait_task(api, task_id, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        task = api.get(f"/api/tbpanel/tasks/{task_id}").json()
-        if task["status"] in ("DONE", "FAILED", "CANCELLED"):
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} did not finish")
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ SERIES_JS = """() => {
   return out;
 }"""
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +50,6 @@ def browser():
         b.close()
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(world):
-    """Exceptions in page callbacks only reach the server log: fail the test that caused one."""
-    start = len(world.server.output)
-    yield
-    errors = [line for line in world.server.output[start:] if "Traceback" in line or "ERROR" in line]
-    assert not errors, "".join(world.server.output[start:])
 
 
 @pytest.fixture

@@ -16,22 +16,15 @@ import pytest
 import requests
 from tornado.websocket import websocket_connect
 
-from conftest import Api
+from conftest import jwt
+
+pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 T0 = 1_700_000_000_000  # fixed timestamps: history tests must not depend on the clock
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(world):
-    """A failed command must be answered, not crash in the server's log."""
-    start = len(world.server.output)
-    yield
-    errors = [line for line in world.server.output[start:] if "Traceback" in line or "ERROR" in line]
-    assert not errors, "".join(world.server.output[start:])
 
 
-def jwt(api: Api) -> str:
-    return api.session.headers["X-Authorization"].split(" ", 1)[1]
 
 
 def ws_url(world, path: str) -> str:

@@ -10,19 +10,13 @@ import pytest
 import requests
 from tornado.websocket import websocket_connect
 
-from conftest import Api
+from conftest import Api, jwt
+
+pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(world):
-    start = len(world.server.output)
-    yield
-    errors = [line for line in world.server.output[start:] if "Traceback" in line or "ERROR" in line]
-    assert not errors, "".join(world.server.output[start:])
 
 
-def jwt(api: Api) -> str:
-    return api.session.headers["X-Authorization"].split(" ", 1)[1]
 
 
 async def open_ws(world, api: Api):
