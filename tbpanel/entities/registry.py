@@ -493,7 +493,7 @@ class EntityRegistry:
 
     def list_tenants(self) -> list[Tenant]:
         rows = self._all("SELECT id, created_time, title, additional_info FROM tenant "
-                         "ORDER BY created_time, id")
+                         "ORDER BY created_time, rowid")  # rowid: creation order within one ms
         return [self._tenant(r) for r in rows]
 
     def _require_tenant(self, tenant_id: Any) -> str:

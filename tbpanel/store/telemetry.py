@@ -884,19 +884,28 @@ class TelemetryStore:
         start, end = int(start), int(end)
         edges = bucket_edges(start, end, interval, interval_type, tz)
         sids = self._resolve(entity, keys)
+
+        def one(sd: SeriesData):
+            res = aggregate(agg_u, edges, sd.ts, sd.column)
+            return res.to_list() if len(res) else None
+
+        return self._per_series(sids, start, end, one)
+
+    def _per_series(self, sids: dict[str, int], start: int, end: int, one: Callable[["SeriesData"], Any]) -> dict:
+        """``{key: one(series data)}`` over one consistent read; series with no points, or for
+        which ``one`` returns None, are left out (ThingsBoard omits keys without data)."""
         if not sids:
             return {}
 
         def run():
             data = self._collect(list(sids.values()), start, end)
             out = {}
-            for k, sid in sids.items():
+            for key, sid in sids.items():
                 sd = data[sid]
-                if not len(sd):
-                    continue
-                res = aggregate(agg_u, edges, sd.ts, sd.column)
-                if len(res):
-                    out[k] = res.to_list()
+                if len(sd):
+                    value = one(sd)
+                    if value is not None:
+                        out[key] = value
             return out
 
         return self._read(run)
@@ -911,22 +920,14 @@ class TelemetryStore:
         check_range(int(start), int(end))
         sids = self._resolve(entity, keys)
 
-        def run():
-            data = self._collect(list(sids.values()), int(start), int(end)) if sids else {}
-            out = {}
-            for k, sid in sids.items():
-                sd = data[sid]
-                if not len(sd):
-                    continue
-                numeric = sd.column("t") <= _DOUBLE
-                ts, num = sd.ts, sd.column("num")
-                if not numeric.all():
-                    ts, num = ts[numeric], num[numeric]
-                if len(ts):
-                    out[k] = (np.asarray(ts, np.int64), np.asarray(num, np.float64))
-            return out
+        def one(sd: SeriesData):
+            numeric = sd.column("t") <= _DOUBLE
+            ts, num = sd.ts, sd.column("num")
+            if not numeric.all():
+                ts, num = ts[numeric], num[numeric]
+            return (np.asarray(ts, np.int64), np.asarray(num, np.float64)) if len(ts) else None
 
-        return self._read(run)
+        return self._per_series(sids, int(start), int(end), one)
 
     def query_agg_arrays(self, entity: str, keys, start: int, end: int, agg: str,
                          interval: int | None = None, interval_type: str = "MILLISECONDS",
@@ -937,18 +938,11 @@ class TelemetryStore:
         edges = bucket_edges(int(start), int(end), interval, interval_type, tz)
         sids = self._resolve(entity, keys)
 
-        def run():
-            data = self._collect(list(sids.values()), int(start), int(end)) if sids else {}
-            out = {}
-            for k, sid in sids.items():
-                sd = data[sid]
-                if len(sd):
-                    res = aggregate(agg_u, edges, sd.ts, sd.column)
-                    if len(res):
-                        out[k] = res
-            return out
+        def one(sd: SeriesData):
+            res = aggregate(agg_u, edges, sd.ts, sd.column)
+            return res if len(res) else None
 
-        return self._read(run)
+        return self._per_series(sids, int(start), int(end), one)
 
     def query(self, devices, keys=None, start=None, end=None, interval=None, agg=None, *,
               interval_type: str = "MILLISECONDS", tz: str = "UTC"):
