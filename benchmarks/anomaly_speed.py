@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from report import write_report  # noqa: E402
+
 from ingest_query import machine  # noqa: E402
 from tbpanel.anomaly.config import ModelConfig  # noqa: E402
 from tbpanel.platform import Platform  # noqa: E402
@@ -98,11 +100,7 @@ def main() -> int:
             print(lines[-1], flush=True)
         finally:
             platform.close()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"anomaly_speed-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"\nwritten to {path}")
+    write_report(args.out, "anomaly_speed", lines)
     return 0
 
 

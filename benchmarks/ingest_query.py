@@ -31,6 +31,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import write_report  # noqa: E402
 
 YEAR_MIN = 525_600
 T0 = 1_672_531_200_000  # 2023-01-01 UTC
@@ -251,11 +254,7 @@ def main() -> int:
             lines.append(f"1 year of 1-minute data → 1h AVG in-process, {text}: first query {first:.2f} ms, "
                          f"then {fmt(warm)}")
             print(lines[-1], flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"ingest_query-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"\nwritten to {path}")
+    write_report(args.out, "ingest_query", lines)
     return 0
 
 

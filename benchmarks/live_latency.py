@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from report import write_report  # noqa: E402
+
 from ingest_query import machine, start_server  # noqa: E402
 
 EMAIL, PASSWORD = "bench@tbpanel.test", "bench-pass"
@@ -172,11 +174,7 @@ def main() -> int:
               f"server process CPU during the run: {cpu:.0f}% of one core (on {os.cpu_count()} cores shared with "
               f"the browsers and the posting threads)"]
     print("\n".join(lines[-3:]), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"live_latency-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"\nwritten to {path}")
+    write_report(args.out, "live_latency", lines)
     return 0
 
 

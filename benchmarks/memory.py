@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from report import write_report  # noqa: E402
+
 from ingest_query import machine, request, start_server  # noqa: E402
 from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, PASSWORD  # noqa: E402
 
@@ -199,11 +201,7 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"written to {path}")
+    write_report(args.out, "memory", lines)
     return 0
 
 

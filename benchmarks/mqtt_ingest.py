@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from report import write_report  # noqa: E402
+
 from ingest_query import login_and_devices, machine  # noqa: E402
 
 from tbpanel.transports import mqtt_codec as c  # noqa: E402
@@ -126,11 +128,7 @@ def main() -> int:
                  f"{args.window} in flight: {acked / elapsed:,.0f} messages/s durable "
                  f"({acked:,} in {elapsed:.1f} s, {refused:,} refused; server CPU {cpu / elapsed:.2f} cores)")
     print(lines[-1], flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"mqtt_ingest-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text("\n".join(lines) + "\n")
-    print(f"\nwritten to {path}")
+    write_report(args.out, "mqtt_ingest", lines)
     return 0
 
 
