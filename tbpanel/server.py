@@ -17,6 +17,8 @@ from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
 from .ui.login import PageAuthProvider
 from .ui.telemetry import telemetry_page
+from .ui.workspace.models import models_page
+from .ui.workspace.page import model_page
 
 log = logging.getLogger("tbpanel.server")
 
@@ -43,7 +45,13 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
     def alarms():
         return alarms_page(platform)
 
-    pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms}
+    def models():
+        return models_page(platform, live)
+
+    def model():
+        return model_page(platform, live)
+
+    pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
     server = pn.serve(
         pages, port=port, address=address, show=show, start=False, title="tbpanel",
         extra_patterns=api_patterns(platform, live), liveness=True,

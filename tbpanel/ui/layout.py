@@ -7,7 +7,7 @@ import panel as pn
 
 from ..entities import NotFound
 
-NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"))
+NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
 
 
 def session_user(platform):

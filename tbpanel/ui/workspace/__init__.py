@@ -1,0 +1,1 @@
+"""The anomaly workspace pages: ``/models`` (list and creation wizard) and ``/model?id=<id>`` (tabs)."""
