@@ -12,6 +12,10 @@ PORT   ?= 5006
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# tb-mqtt-client's paho fork (once in the test extra) shares upstream paho's files: drop both
+	@# so the install below puts upstream paho-mqtt back whole (the SDK now has .test-venvs/)
+	if $(BIN)/python -m pip show --quiet tb-paho-mqtt-client 2>/dev/null; then \
+	    $(BIN)/python -m pip uninstall --quiet -y tb-mqtt-client tb-paho-mqtt-client paho-mqtt; fi
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
@@ -27,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_query.py
 
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DATA) .pytest_cache .hypothesis .test-venvs

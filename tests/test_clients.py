@@ -1,14 +1,15 @@
-"""The real PyPI clients written for ThingsBoard, unchanged, against a tbpanel server."""
+"""The real PyPI clients written for ThingsBoard, unchanged, against a tbpanel server.
+
+tb-rest-client runs in the test interpreter; the device SDK (TBHTTPDevice, from tb-mqtt-client)
+runs in its own virtualenv as a subprocess (see clients_venv.py for why)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
-from tb_device_http import TBHTTPDevice
 from tb_rest_client.models.device_id import DeviceId
 from tb_rest_client.rest import ApiException
 from tb_rest_client.rest_client import RestClient
 
+from clients_venv import run_client_script, tb_client_python  # noqa: F401 (fixture)
 from conftest import ADMIN
 
 T0 = 1_710_000_000_000
@@ -64,14 +65,27 @@ def test_rest_client_raises_api_exception(rest, world):
     assert err.value.status == 400
 
 
-def test_tb_http_device_posts_telemetry(world, rest):
+HTTP_DEVICE = r"""
+import json, sys
+from datetime import datetime, timezone
+from tb_device_http import TBHTTPDevice
+url, token, t0 = sys.argv[1], sys.argv[2], int(sys.argv[3])
+device = TBHTTPDevice(url, token)
+out = {"connected": device.test_connection()}  # posts {} and expects a 2xx
+when = datetime.fromtimestamp(t0 / 1000, tz=timezone.utc).replace(tzinfo=None)
+device.send_telemetry({"pressure": 3.25, "on": True}, timestamp=when, queued=False)
+device.send_attributes({"fw": "v2.0"})
+out["wrong_token_connected"] = TBHTTPDevice(url, "wrong-token").test_connection()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_tb_http_device_posts_telemetry(world, rest, tb_client_python, tmp_path):
     did, token = world.new_device("client-http-device")
-    device = TBHTTPDevice(world.url, token)
-    assert device.test_connection()  # posts {} and expects a 2xx
-    when = datetime.fromtimestamp(T0 / 1000, tz=timezone.utc).replace(tzinfo=None)
-    device.send_telemetry({"pressure": 3.25, "on": True}, timestamp=when, queued=False)
-    device.send_attributes({"fw": "2.0"})
+    out = run_client_script(tb_client_python, HTTP_DEVICE, world.url, token, str(T0), cwd=tmp_path)
+    assert out == {"connected": True, "wrong_token_connected": False}
     hist = rest.get_timeseries(DeviceId(did, "DEVICE"), start_ts=T0, end_ts=T0 + 1, keys="pressure,on")
     assert _as_dict(hist["pressure"]) == [(T0, "3.25")]
     assert _as_dict(hist["on"]) == [(T0, "true")]
-    assert not TBHTTPDevice(world.url, "wrong-token").test_connection()
+    attrs = world.admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/attributes/CLIENT_SCOPE").json()
+    assert {a["key"]: a["value"] for a in attrs} == {"fw": "v2.0"}

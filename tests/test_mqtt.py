@@ -1,15 +1,15 @@
-"""MQTT device transport against a real ``tbpanel serve``: tb-mqtt-client (v5), paho 3.1.1 and 5,
-and a raw socket client for the answers paho hides (CONNACK codes, PUBACK reasons, closes)."""
+"""MQTT device transport against a real ``tbpanel serve``: tb-mqtt-client (v5, in its own
+virtualenv), upstream paho-mqtt 3.1.1 and 5, and a raw socket client for the answers paho hides
+(CONNACK codes, PUBACK reasons, closes)."""
 from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
 
+from clients_venv import run_client_script, tb_client_python  # noqa: F401 (fixture)
 from conftest import ADMIN, Api, ServerProcess, cli
 from tbpanel.transports import mqtt_codec as c
 
@@ -104,14 +104,11 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_tb_mqtt_client_v5_telemetry_attributes_and_session_limits(world, port):
+def test_tb_mqtt_client_v5_telemetry_attributes_and_session_limits(world, port, tb_client_python,
+                                                                  tmp_path):
     """The unchanged TBDeviceMqttClient (MQTT 5) gets result 0 and the data reads back typed."""
     did, token = world.new_device("mqtt-tb-client")
-    r = subprocess.run([sys.executable, "-c", TB_CLIENT, str(port), token], cwd="/tmp",
-                       capture_output=True, text=True, timeout=60)
-    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-    assert line, r.stdout + r.stderr
-    out = json.loads(line[0][7:])
+    out = run_client_script(tb_client_python, TB_CLIENT, str(port), token, cwd=tmp_path)
     assert (out["telemetry"], out["ts"], out["attributes"]) == (0, 0, 0)
     assert out["limits"]["maxPayloadSize"] > 0 and "rateLimits" in out["limits"]
     values = latest(world, did, "temperature,count,on")
@@ -122,6 +119,21 @@ def test_tb_mqtt_client_v5_telemetry_attributes_and_session_limits(world, port):
     attrs = {a["key"]: a["value"] for a in
              world.admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/attributes/CLIENT_SCOPE").json()}
     assert attrs == {"firmware": "v1.2.3", "slots": 4}
+
+
+def test_paho_tests_import_upstream_paho():
+    """The paho tests below exercise upstream paho-mqtt, not tb-mqtt-client's fork of it (both
+    install the ``paho`` package; the fork lives only in the SDK's own virtualenv)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    from pathlib import Path
+
+    import paho.mqtt
+    with pytest.raises(PackageNotFoundError):
+        distribution("tb-paho-mqtt-client")  # a .venv from before: `make venv` removes it
+    upstream = distribution("paho-mqtt")
+    files = {Path(upstream.locate_file(f)).resolve() for f in upstream.files or ()}
+    assert Path(paho.mqtt.__file__).resolve() in files
+    assert int(paho.mqtt.__version__.split(".")[0]) >= 2
 
 
 @pytest.mark.parametrize("version", ["311", "5"])
