@@ -6,6 +6,7 @@
     tbpanel user add --data DIR --email E --password P --role TENANT_ADMIN|CUSTOMER_USER
                      [--customer TITLE] [--tenant TITLE]
     tbpanel serve [--data DIR] [--address 127.0.0.1] [--port 5006] [--mqtt-port 1883] [--coap-port 5683] [--demo] [--show]
+                  [--mqtt-max-sessions N] [--mqtt-max-rate N] [--mqtt-max-payload BYTES]
     tbpanel demo [--url URL] [--data DIR] [--devices N]
 
 A password given as ``-`` is read from the first line of standard input (keeps it out of the
@@ -148,6 +149,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+               "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+#: MQTT's remaining length cannot say more than 256 MiB.
+MAX_MQTT_PAYLOAD = 256 << 20
+
+
+def _payload_size(text: str) -> int:
+    """Bytes, optionally with a binary unit: ``65536``, ``64KiB``, ``1M``."""
+    number = text.strip().rstrip("BbIiKkMm ")
+    unit = text.strip()[len(number):].strip().lower()
+    try:
+        value = int(number) * _SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size in bytes such as 65536, 64KiB or 1MiB, got {text!r}") from None
+    if not 1 <= value <= MAX_MQTT_PAYLOAD:
+        raise argparse.ArgumentTypeError(
+            f"expected a size between 1 byte and 256 MiB (MQTT's packet limit), got {text!r}")
+    return value
+
+
 def _transport_port(text: str) -> int:
     return -1 if text.strip() == "-1" else _port(text)
 
@@ -225,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coap-port", default=None, type=_transport_port,
                    help="CoAP (UDP) device transport port (default: 5683 if free; 0 = a free "
                         "port, -1 = off)")
+    limits = p.add_argument_group(
+        "MQTT per-device limits",
+        "Each applies to one device across all its sessions. A publish over a limit is refused "
+        "with its reason: MQTT 5 QoS 1 gets PUBACK 0x97 and a reason string, MQTT 5 QoS 0 a "
+        "DISCONNECT with the reason, MQTT 3.1.1 a closed session (reason logged); nothing of it "
+        "is stored. A session over the limit gets CONNACK 0x97 (MQTT 5) / 3 (3.1.1).")
+    limits.add_argument("--mqtt-max-sessions", type=_positive_int, default=None, metavar="N",
+                        help="sessions one device may have open at once (default: 16)")
+    limits.add_argument("--mqtt-max-rate", type=_positive_int, default=None, metavar="N",
+                        help="publishes per second per device, bursts of up to one second's "
+                             "worth (default: 5000)")
+    limits.add_argument("--mqtt-max-payload", type=_payload_size, default=None, metavar="BYTES",
+                        help="largest publish payload, e.g. 65536, 64KiB, 1MiB (default: 1MiB, "
+                             "the HTTP body limit)")
     p.add_argument("--demo", action="store_true",
                    help="demo tenant, logins, simulated fleet and a built model")
     p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,

@@ -85,17 +85,31 @@ def start_scheduler(platform: Platform, period_ms: int = 15_000) -> PeriodicCall
 DEFAULT_PORTS = {"mqtt": 1883, "coap": 5683}
 
 
-def start_transport(kind: str, platform: Platform, server, address: str, port: int | None):
+def mqtt_limits(platform: Platform, args):
+    """The MQTT per-device limits: the defaults, with what ``--mqtt-max-*`` overrides."""
+    from .transports.mqtt import MqttLimits
+    limits = MqttLimits(max_payload_bytes=platform.max_body_bytes)
+    for option, field in (("mqtt_max_sessions", "max_sessions_per_device"),
+                          ("mqtt_max_rate", "messages_per_second"),
+                          ("mqtt_max_payload", "max_payload_bytes")):
+        if getattr(args, option, None) is not None:
+            setattr(limits, field, getattr(args, option))
+    return limits
+
+
+def start_transport(kind: str, platform: Platform, server, address: str, port: int | None,
+                    limits=None):
     """The MQTT or CoAP device transport on the tornado server's own asyncio loop (before it runs).
 
     ``port`` None is the default port, which may be taken (a local broker): then the server
     runs without that transport and says so; an explicit port that cannot be bound is an error.
+    ``limits`` are the MQTT per-device limits (:func:`mqtt_limits`).
     """
     if port is not None and port < 0:
         return None
     if kind == "mqtt":
         from .transports.mqtt import MqttTransport
-        transport = MqttTransport(platform)
+        transport = MqttTransport(platform, limits)
     else:
         try:
             from .transports.coap import CoapTransport
@@ -116,7 +130,12 @@ def start_transport(kind: str, platform: Platform, server, address: str, port: i
                     kind.upper(), address, default, exc, kind)
         print(f"{kind} off: {address}:{default} is not available", flush=True)
         return None
-    print(f"{kind} listening on {address}:{bound}", flush=True)
+    detail = ""
+    if kind == "mqtt":
+        lim = transport.limits
+        detail = (f" (per device: {lim.max_sessions_per_device} sessions, "
+                  f"{lim.messages_per_second:g} messages/s, {lim.max_payload_bytes}-byte payloads)")
+    print(f"{kind} listening on {address}:{bound}{detail}", flush=True)
     return transport
 
 
@@ -137,7 +156,8 @@ def serve_from_args(args) -> int:
     server = build_server(platform, address=args.address, port=args.port, show=args.show)
     server.start()
     start_scheduler(platform)
-    mqtt = start_transport("mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1))
+    mqtt = start_transport("mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1),
+                           mqtt_limits(platform, args))
     coap = start_transport("coap", platform, server, args.address, getattr(args, "coap_port", -1))
     url = public_url(args.address, server.port)
     if args.demo:

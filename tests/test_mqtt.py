@@ -335,6 +335,92 @@ def test_acknowledged_messages_survive_kill(tmp_path):
         server.stop()
 
 
+def test_limit_options_parse_and_help():
+    from tbpanel.cli import build_parser
+    from tbpanel.transports.mqtt import MqttLimits
+
+    parser = build_parser()
+    a = parser.parse_args(["serve"])
+    assert (a.mqtt_max_sessions, a.mqtt_max_rate, a.mqtt_max_payload) == (None, None, None)
+    for text, size in (("65536", 65536), ("64KiB", 65536), ("64k", 65536), ("1M", 1 << 20),
+                       ("2 MiB", 2 << 20)):
+        assert parser.parse_args(["serve", "--mqtt-max-payload", text]).mqtt_max_payload == size
+    for bad in (["--mqtt-max-payload", "0"], ["--mqtt-max-payload", "lots"],
+                ["--mqtt-max-payload", "300MiB"], ["--mqtt-max-payload", "1GiB"],
+                ["--mqtt-max-rate", "0"], ["--mqtt-max-sessions", "two"]):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(["serve", *bad])
+        assert info.value.code == 2
+    text = " ".join(cli("serve", "--help").stdout.split())
+    defaults = MqttLimits()
+    assert f"at once (default: {defaults.max_sessions_per_device})" in text
+    assert f"worth (default: {defaults.messages_per_second:g})" in text
+    assert "(default: 1MiB, the HTTP body limit)" in text
+    r = cli("serve", "--mqtt-max-payload", "9GB", check=False)
+    assert r.returncode == 2 and "--mqtt-max-payload" in r.stderr
+
+
+def test_per_device_limits_from_the_command_line(tmp_path):
+    """``serve --mqtt-max-sessions 1 --mqtt-max-rate 5 --mqtt-max-payload 64``: each limit is
+    enforced with its reason, and getSessionLimits reports them."""
+    data = tmp_path / "data"
+    cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1])
+    server = ServerProcess(data, extra=("--mqtt-max-sessions", "1", "--mqtt-max-rate", "5",
+                                        "--mqtt-max-payload", "64")).start()
+    try:
+        assert any("1 sessions, 5 messages/s, 64-byte payloads" in line for line in server.output)
+        admin = Api.login(server.url, *ADMIN)
+        tokens, ids = [], []
+        for name in ("limited-a", "limited-b"):
+            did = admin.post("/api/device", json={"name": name}).json()["id"]["id"]
+            ids.append(did)
+            tokens.append(admin.get(f"/api/device/{did}/credentials").json()["credentialsId"])
+        a = RawClient(server.mqtt_port, c.MQTT_5)
+        assert a.connect(tokens[0], "a1") == 0
+        for level, refused in ((c.MQTT_5, c.V5_QUOTA_EXCEEDED), (c.MQTT_311, c.V311_SERVER_UNAVAILABLE)):
+            second = RawClient(server.mqtt_port, level)
+            assert second.connect(tokens[0], "a2") == refused  # one session per device
+            assert second.closed()
+        # device A: its session limits, then a payload over 64 bytes (2 of its 5 tokens)
+        a.publish("v1/devices/me/rpc/request/1", {"method": "getSessionLimits"}, packet_id=1)
+        first, body = a.read()
+        topic_len = int.from_bytes(body[:2], "big")
+        answer = json.loads(body[2 + topic_len + 1:])
+        assert answer["maxPayloadSize"] == 64 and answer["rateLimits"]["messages"] == "5:1"
+        assert a.puback() == (1, 0)
+        a.publish("v1/devices/me/telemetry", {"s": "x" * 80}, packet_id=2)
+        first, body = a.read()
+        assert first >> 4 == c.PUBACK and body[:3] == bytes([0, 2, c.V5_QUOTA_EXCEEDED])
+        assert b"exceeds the limit of 64 bytes" in body
+        a.close()
+        # device B: 30 publishes at once against 5 per second; the refused ones say why
+        b = RawClient(server.mqtt_port, c.MQTT_5)
+        assert b.connect(tokens[1], "b1") == 0
+        b.sock.sendall(b"".join(c.publish(c.MQTT_5, "v1/devices/me/telemetry",
+                                          json.dumps({"ts": 1_700_000_000_000 + i, "values": {"n": i}}).encode(),
+                                          1, i) for i in range(1, 31)))
+        accepted, refused = [], []
+        for _ in range(30):
+            first, body = b.read()
+            assert first >> 4 == c.PUBACK
+            pid, reason = int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0
+            if reason:
+                assert reason == c.V5_QUOTA_EXCEEDED and b"rate limit of 5/s exceeded" in body
+                refused.append(pid)
+            else:
+                accepted.append(pid)
+        b.close()
+        assert refused and 5 <= len(accepted) < 30
+        r = admin.get(f"/api/plugins/telemetry/DEVICE/{ids[1]}/values/timeseries"
+                      "?keys=n&startTs=0&endTs=9999999999999&limit=100")
+        assert sorted(int(p["value"]) for p in r.json()["n"]) == sorted(accepted)
+        r = admin.get(f"/api/plugins/telemetry/DEVICE/{ids[0]}/values/timeseries"
+                      "?keys=s&startTs=0&endTs=9999999999999")
+        assert r.json().get("s", []) == []
+    finally:
+        server.stop()
+
+
 def test_demo_simulator_posts_mqtt_devices_over_mqtt(world, port):
     """Fleet devices marked "transport": "mqtt" post through the MQTT session, the rest over HTTP."""
     from tbpanel.demo import FleetSimulator, load_fleet
