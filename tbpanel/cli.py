@@ -250,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     limits = p.add_argument_group(
         "MQTT per-device limits",
         "Each applies to one device across all its sessions. A publish over a limit is refused "
-        "with its reason: MQTT 5 QoS 1 gets PUBACK 0x97 and a reason string, MQTT 5 QoS 0 a "
-        "DISCONNECT with the reason, MQTT 3.1.1 a closed session (reason logged); nothing of it "
-        "is stored. A session over the limit gets CONNACK 0x97 (MQTT 5) / 3 (3.1.1).")
+        "with its reason: MQTT 5 QoS 1/2 gets PUBACK/PUBREC 0x97 and a reason string, MQTT 5 "
+        "QoS 0 a DISCONNECT with the reason, MQTT 3.1.1 a closed session (reason logged); "
+        "nothing of it is stored. A session over the limit gets CONNACK 0x97 (MQTT 5) / 3 "
+        "(3.1.1).")
     limits.add_argument("--mqtt-max-sessions", type=_positive_int, default=None, metavar="N",
                         help="sessions one device may have open at once (default: 16)")
     limits.add_argument("--mqtt-max-rate", type=_positive_int, default=None, metavar="N",

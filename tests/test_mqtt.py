@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 
 import pytest
 
@@ -22,10 +23,12 @@ class RawClient:
         self.level = level
         self.buf = b""
 
-    def connect(self, username: str | None, client_id: str = "raw") -> int:
-        self.sock.sendall(c.encode_connect(c.Connect(self.level, client_id, 30, True, username)))
+    def connect(self, username: str | None, client_id: str = "raw", will: c.Will | None = None) -> int:
+        self.sock.sendall(c.encode_connect(c.Connect(self.level, client_id, 30, True, username,
+                                                     will=will)))
         first, body = self.read()
         assert first >> 4 == c.CONNACK
+        self.connack_body = body
         return body[1]
 
     def read(self) -> tuple[int, bytes]:
@@ -41,16 +44,20 @@ class RawClient:
                 raise ConnectionError("closed by server")
             self.buf += chunk
 
-    def publish(self, topic: str, payload: bytes | dict, qos: int = 1, packet_id: int = 1) -> None:
+    def publish(self, topic: str, payload: bytes | dict, qos: int = 1, packet_id: int = 1,
+                retain: bool = False, dup: bool = False) -> None:
         if isinstance(payload, dict):
             payload = json.dumps(payload).encode()
-        self.sock.sendall(c.publish(self.level, topic, payload, qos, packet_id))
+        self.sock.sendall(c.publish(self.level, topic, payload, qos, packet_id, retain, dup=dup))
 
-    def puback(self) -> tuple[int, int]:
-        """(packet id, reason code) of the next PUBACK."""
+    def puback(self, ptype: int = c.PUBACK) -> tuple[int, int]:
+        """(packet id, reason code) of the next PUBACK (or PUBREC / PUBCOMP with ``ptype``)."""
         first, body = self.read()
-        assert first >> 4 == c.PUBACK, first
+        assert first >> 4 == ptype, first
         return int.from_bytes(body[:2], "big"), (body[2] if len(body) > 2 else 0)
+
+    def pubrel(self, packet_id: int) -> None:
+        self.sock.sendall(c.puback(self.level, packet_id, ptype=c.PUBREL))
 
     def closed(self) -> bool:
         """True once the server has closed the connection (after any packets it sent)."""
@@ -137,7 +144,7 @@ def test_paho_tests_import_upstream_paho():
 
 
 @pytest.mark.parametrize("version", ["311", "5"])
-def test_paho_qos0_and_qos1(world, port, version):
+def test_paho_qos0_1_and_2(world, port, version):
     import paho.mqtt.client as mqtt
     did, token = world.new_device(f"mqtt-paho-{version}")
     protocol = mqtt.MQTTv311 if version == "311" else mqtt.MQTTv5
@@ -152,16 +159,19 @@ def test_paho_qos0_and_qos1(world, port, version):
         assert connected.wait(20)
         for i in range(20):
             info = client.publish("v1/devices/me/telemetry",
-                                  json.dumps({"ts": 1_700_000_000_000 + i, "values": {"v": i}}), qos=i % 2)
+                                  json.dumps({"ts": 1_700_000_000_000 + i, "values": {"v": i}}), qos=i % 3)
             info.wait_for_publish(20)
-        # a QoS 1 message is durable when its PUBACK arrives; QoS 0 ones before it were
-        # written earlier on the same session (writes keep arrival order)
-        client.publish("v1/devices/me/telemetry", json.dumps({"last": 1}), qos=1).wait_for_publish(20)
+            assert info.is_published()  # QoS 1: PUBACK; QoS 2: PUBREC, PUBREL, PUBCOMP done
+        # a QoS 1/2 message is durable when its PUBACK/PUBREC arrives; QoS 0 ones before it
+        # were written earlier on the same session (writes keep arrival order)
+        for qos in (1, 2):
+            client.publish("v1/devices/me/telemetry", json.dumps({f"last{qos}": 1}),
+                           qos=qos).wait_for_publish(20)
     finally:
         client.loop_stop()
         client.disconnect()
     assert sorted(p["value"] for p in history(world, did, "v")) == list(range(20))
-    assert len(history(world, did, "last")) == 1
+    assert len(history(world, did, "last1")) == 1 and len(history(world, did, "last2")) == 1
 
 
 @pytest.mark.parametrize("level, refused", [(c.MQTT_311, 5), (c.MQTT_5, 0x87)])
@@ -305,8 +315,130 @@ def test_gateway_topics_need_a_gateway_device(world, port):
     assert world.admin.get("/api/tenant/devices?deviceName=Sneaky").status_code == 404
 
 
-def test_acknowledged_messages_survive_kill(tmp_path):
-    """SIGKILL right after the PUBACKs: every acknowledged message is on disk after restart."""
+def test_qos2_exactly_once_with_resends(world, port):
+    """PUBREC after the write; a resend before PUBREL is answered but not stored again; PUBREL
+    gets PUBCOMP (v5: 0x92 for an unknown id); a refused QoS 2 publish gets its reason on PUBREC."""
+    did, token = world.new_device("mqtt-qos2")
+    raw = RawClient(port, c.MQTT_5)
+    assert raw.connect(token) == 0
+    raw.publish("v1/devices/me/telemetry", {"once": 1}, qos=2, packet_id=7)
+    assert raw.puback(c.PUBREC) == (7, 0)
+    assert [p["value"] for p in history(world, did, "once")] == [1]  # durable at PUBREC
+    raw.publish("v1/devices/me/telemetry", {"once": 2}, qos=2, packet_id=7, dup=True)
+    assert raw.puback(c.PUBREC) == (7, 0)
+    raw.pubrel(7)
+    assert raw.puback(c.PUBCOMP) == (7, 0)
+    raw.pubrel(7)  # already released
+    assert raw.puback(c.PUBCOMP) == (7, c.V5_PACKET_ID_NOT_FOUND)
+    raw.publish("v1/devices/me/telemetry", {"once": 3}, qos=2, packet_id=7)  # id reused: new
+    assert raw.puback(c.PUBREC) == (7, 0)
+    raw.pubrel(7)
+    assert raw.puback(c.PUBCOMP) == (7, 0)
+    raw.publish("v1/devices/me/telemetry", b'{"once": ', qos=2, packet_id=8)
+    assert raw.puback(c.PUBREC) == (8, c.V5_PAYLOAD_FORMAT_INVALID)
+    raw.close()
+    assert sorted(p["value"] for p in history(world, did, "once")) == [1, 3]
+    # MQTT 3.1.1: the same flow without reason codes
+    did, token = world.new_device("mqtt-qos2-311")
+    raw = RawClient(port, c.MQTT_311)
+    assert raw.connect(token) == 0
+    raw.publish("v1/devices/me/attributes", {"mode": "eco"}, qos=2, packet_id=1)
+    raw.publish("v1/devices/me/attributes", {"mode": "eco"}, qos=2, packet_id=1, dup=True)
+    assert raw.puback(c.PUBREC) == (1, 0) and raw.puback(c.PUBREC) == (1, 0)
+    raw.pubrel(1)
+    assert raw.puback(c.PUBCOMP) == (1, 0)
+    raw.close()
+
+
+def test_retain_flag(world, port):
+    """MQTT 5 advertises Retain Available = 0 and ends a session that retains anyway (0x9A,
+    nothing stored); MQTT 3.1.1 cannot be told, so the flag is ignored and the data stored."""
+    did, token = world.new_device("mqtt-retain")
+    raw = RawClient(port, c.MQTT_5)
+    assert raw.connect(token) == 0
+    assert bytes([c.PROP_RETAIN_AVAILABLE, 0]) in raw.connack_body
+    raw.publish("v1/devices/me/telemetry", {"kept5": 1}, qos=1, packet_id=1, retain=True)
+    first, body = raw.read()
+    assert first >> 4 == c.DISCONNECT and body[0] == c.V5_RETAIN_NOT_SUPPORTED
+    assert b"retained messages are not supported" in body
+    assert raw.closed()
+    raw = RawClient(port, c.MQTT_311)
+    assert raw.connect(token) == 0
+    raw.publish("v1/devices/me/telemetry", {"kept311": 1}, qos=1, packet_id=1, retain=True)
+    assert raw.puback() == (1, 0)
+    raw.close()
+    assert history(world, did, "kept5") == []
+    assert [p["value"] for p in history(world, did, "kept311")] == [1]
+
+
+def _attributes(world, device_id: str) -> dict:
+    r = world.admin.get(f"/api/plugins/telemetry/DEVICE/{device_id}/values/attributes/CLIENT_SCOPE")
+    assert r.status_code == 200, r.text
+    return {a["key"]: a["value"] for a in r.json()}
+
+
+def _eventually(check, timeout: float = 20):
+    """Poll ``check`` until it is truthy (the will is stored after the server sees the close)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("level", [c.MQTT_311, c.MQTT_5])
+def test_will_stored_when_the_session_ends_abnormally(world, port, level):
+    did, token = world.new_device(f"mqtt-will-{level}")
+    will = c.Will("v1/devices/me/attributes", b'{"online": false}', 1)
+    raw = RawClient(port, level)
+    assert raw.connect(token, will=will) == 0
+    raw.publish("v1/devices/me/attributes", {"online": True}, packet_id=1)
+    assert raw.puback() == (1, 0)
+    assert _attributes(world, did) == {"online": True}
+    raw.close()  # no DISCONNECT: the network "failed"
+    _eventually(lambda: _attributes(world, did) == {"online": False})
+    # a normal DISCONNECT discards the will; MQTT 5 "disconnect with will message" (0x04) keeps
+    # it. The server closes the socket only after the will (if any) is stored, so no waiting.
+    for reason, stored in ((0, 0), (c.V5_DISCONNECT_WITH_WILL, 1)):
+        if reason and level != c.MQTT_5:
+            continue
+        raw = RawClient(port, level)
+        assert raw.connect(token, will=c.Will("v1/devices/me/telemetry", b'{"bye": 1}')) == 0
+        raw.sock.sendall(c.disconnect(level, reason))
+        assert raw.closed()
+        assert len(history(world, did, "bye")) == stored
+
+
+def test_wills_that_cannot_be_stored(world, port):
+    """MQTT 5 refuses a retained will or a bad will payload with the reason, and is told in the
+    CONNACK when a will on a non-device topic is ignored; MQTT 3.1.1 connects and logs why."""
+    did, token = world.new_device("mqtt-will-bad")
+    cases = [(c.Will("v1/devices/me/attributes", b'{"a": 1}', 0, True), c.V5_RETAIN_NOT_SUPPORTED),
+             (c.Will("v1/devices/me/telemetry", b'{"a": '), c.V5_PAYLOAD_FORMAT_INVALID)]
+    for will, code in cases:
+        raw = RawClient(port, c.MQTT_5)
+        assert raw.connect(token, will=will) == code
+        assert raw.closed()
+    raw = RawClient(port, c.MQTT_5)
+    assert raw.connect(token, will=c.Will("devices/x/status", b"offline")) == 0
+    assert b"will on 'devices/x/status' ignored" in raw.connack_body
+    raw.close()
+    for will, _ in cases[1:]:  # 3.1.1: retain is ignored; bad wills are dropped (logged)
+        raw = RawClient(port, c.MQTT_311)
+        assert raw.connect(token, will=will) == 0
+        raw.close()
+    raw = RawClient(port, c.MQTT_311)  # the session's own data still flows after such a will
+    assert raw.connect(token, will=cases[0][0]) == 0
+    raw.publish("v1/devices/me/telemetry", {"after": 1}, packet_id=1)
+    assert raw.puback() == (1, 0)
+    raw.close()
+    _eventually(lambda: _attributes(world, did) == {"a": 1})  # the 3.1.1 will with retain set
+    assert any("will dropped" in line and "Invalid JSON" in line for line in world.server.output)
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_acknowledged_messages_survive_kill(tmp_path, qos):
+    """SIGKILL right after the PUBACKs (QoS 2: PUBRECs): every acknowledged message is on disk
+    after restart."""
     data = tmp_path / "data"
     cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1])
     server = ServerProcess(data).start()
@@ -319,8 +451,8 @@ def test_acknowledged_messages_survive_kill(tmp_path):
         n = 300
         for i in range(1, n + 1):
             raw.publish("v1/devices/me/telemetry", {"ts": 1_700_000_000_000 + i, "values": {"seq": i}},
-                        packet_id=i)
-        acked = [raw.puback()[0] for _ in range(n)]
+                        qos=qos, packet_id=i)
+        acked = [raw.puback(c.PUBACK if qos == 1 else c.PUBREC)[0] for _ in range(n)]
         server.kill()
         assert acked == list(range(1, n + 1))  # in order, all of them
     finally:
@@ -393,6 +525,12 @@ def test_per_device_limits_from_the_command_line(tmp_path):
         assert first >> 4 == c.PUBACK and body[:3] == bytes([0, 2, c.V5_QUOTA_EXCEEDED])
         assert b"exceeds the limit of 64 bytes" in body
         a.close()
+        # a will over the payload limit is refused at CONNECT (a will is a deferred publish)
+        raw = RawClient(server.mqtt_port, c.MQTT_5)
+        assert raw.connect(tokens[1], "b0", c.Will("v1/devices/me/telemetry",
+                                                   json.dumps({"s": "x" * 80}).encode())) \
+            == c.V5_PACKET_TOO_LARGE
+        assert raw.closed()
         # device B: 30 publishes at once against 5 per second; the refused ones say why
         b = RawClient(server.mqtt_port, c.MQTT_5)
         assert b.connect(tokens[1], "b1") == 0
@@ -493,11 +631,15 @@ def test_paho_v5_malformed_payload_and_gateway(world, port):
     try:
         assert code == 0
         bad = client.publish("v1/devices/me/telemetry", b'{"t": ', qos=1).mid
+        bad2 = client.publish("v1/devices/me/telemetry", b'{"t": ', qos=2).mid
         good = client.publish("v1/gateway/telemetry", json.dumps(
             {"Paho GW child": [{"ts": 1_700_000_000_000, "values": {"t": 5}}]}), qos=1).mid
         with got:
-            assert got.wait_for(lambda: bad in acks and good in acks, 20)
+            assert got.wait_for(lambda: {bad, bad2, good} <= set(acks), 20)
         assert (acks[bad], acks[good]) == (c.V5_PAYLOAD_FORMAT_INVALID, 0)
+        # paho ignores PUBREC's reason (0x99, checked with the raw client) and sends PUBREL
+        # anyway; that exchange had ended, so its PUBCOMP says "packet identifier not found"
+        assert acks[bad2] == c.V5_PACKET_ID_NOT_FOUND
     finally:
         client.loop_stop()
         client.disconnect()

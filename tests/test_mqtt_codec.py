@@ -48,15 +48,39 @@ def test_connect_round_trip(level, client_id, username, keepalive):
     assert (got.level, got.client_id, got.username, got.keepalive) == (level, client_id, username, keepalive)
 
 
+@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]), client_id=text,
+       topic=text.filter(bool), payload=st.binary(max_size=100), qos=st.integers(0, 2),
+       retain=st.booleans(), delay=st.integers(0, 2**32 - 1))
+def test_connect_with_will_round_trip(level, client_id, topic, payload, qos, retain, delay):
+    props = {c.PROP_WILL_DELAY: delay} if level == c.MQTT_5 else {}
+    will = c.Will(topic, payload, qos, retain, props)
+    first, body = _split(c.encode_connect(c.Connect(level, client_id, 30, True, "tok", None, {}, will)))
+    got = c.parse_connect(body)
+    assert (got.client_id, got.username, got.will) == (client_id, "tok", will)
+
+
 @given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
        topic=text.filter(lambda t: t and "+" not in t and "#" not in t),
-       payload=st.binary(max_size=300), qos=st.integers(0, 1), packet_id=st.integers(1, 65535))
-def test_publish_round_trip(level, topic, payload, qos, packet_id):
-    first, body = _split(c.publish(level, topic, payload, qos, packet_id))
+       payload=st.binary(max_size=300), qos=st.integers(0, 2), packet_id=st.integers(1, 65535),
+       retain=st.booleans(), dup=st.booleans())
+def test_publish_round_trip(level, topic, payload, qos, packet_id, retain, dup):
+    first, body = _split(c.publish(level, topic, payload, qos, packet_id, retain, dup=dup))
     p = c.parse_packet(first, body, level)
     assert isinstance(p, c.Publish)
-    assert (p.topic, p.payload, p.qos) == (topic, payload, qos)
+    assert (p.topic, p.payload, p.qos, p.retain, p.dup) == (topic, payload, qos, retain, dup)
     assert p.packet_id == (packet_id if qos else None)
+
+
+@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
+       ptype=st.sampled_from([c.PUBACK, c.PUBREC, c.PUBREL, c.PUBCOMP]),
+       packet_id=st.integers(1, 65535), reason=st.sampled_from([0, 0x10, 0x92, 0x97, 0x99]),
+       why=st.one_of(st.none(), text))
+def test_publish_acknowledgements_round_trip(level, ptype, packet_id, reason, why):
+    """PUBACK and the three QoS 2 packets; 3.1.1 carries only the packet id."""
+    first, body = _split(c.puback(level, packet_id, reason, why, ptype=ptype))
+    assert first == (ptype << 4) | (0x02 if ptype == c.PUBREL else 0)
+    p = c.parse_packet(first, body, level)
+    assert (p.type, p.packet_id, p.reason) == (ptype, packet_id, reason if level == c.MQTT_5 else 0)
 
 
 @given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
@@ -99,7 +123,11 @@ def test_fuzzed_mutations_of_valid_packets(data):
                   props={c.PROP_PAYLOAD_FORMAT: 1} if level == c.MQTT_5 else None),
         c.encode_subscribe(level, 3, [("v1/devices/me/rpc/request/+", 1)]),
         c.encode_connect(c.Connect(level, "id", 60, True, "token", b"pw")),
+        c.encode_connect(c.Connect(level, "id", 60, True, "token", None, {}, c.Will(
+            "v1/devices/me/attributes", b'{"online":false}', 1, False,
+            {c.PROP_WILL_DELAY: 5} if level == c.MQTT_5 else {}))),
         c.disconnect(level, 0x99, "bad"), c.puback(level, 9, 0x99, "bad"),
+        c.puback(level, 9, 0, ptype=c.PUBREL), c.puback(level, 10, 0x92, "gone", ptype=c.PUBCOMP),
     ]))
     first, body = _split(packet)
     body = bytearray(body)
@@ -125,6 +153,14 @@ def test_parser_rejects_protocol_violations():
         c.parse_packet(0x80, b"\x00\x01", 4)  # SUBSCRIBE with flags 0 and no filters
     with pytest.raises(c.MalformedPacket):
         c.parse_connect(b"\x00\x04MQTT\x04\x03\x00\x3c\x00\x00")  # reserved flag
+    with pytest.raises(c.MalformedPacket):
+        c.parse_packet(c.PUBREL << 4, b"\x00\x01", 4)  # PUBREL must have flags 0b0010
+    with pytest.raises(c.MalformedPacket):
+        c.parse_packet((c.PUBACK << 4) | 2, b"\x00\x01", 4)  # PUBACK must have flags 0
+    with pytest.raises(c.MalformedPacket):
+        c.parse_packet(c.PUBACK << 4, b"\x00\x01\x00", 4)  # 3.1.1 PUBACK is two bytes
+    with pytest.raises(c.MalformedPacket):
+        c.parse_connect(b"\x00\x04MQTT\x04\x1e\x00\x3c\x00\x00\x00\x01t\x00\x00")  # will QoS 3
     with pytest.raises(c.UnsupportedProtocol):
         c.parse_connect(b"\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00")
 

@@ -3,7 +3,14 @@
 This is a device transport, not a broker: each TCP connection is one device session,
 authenticated by its access token (the CONNECT username), and ``v1/devices/me/...`` means
 that session's device only. Publishes go through the same payload rules and the same durable
-write path as the HTTP device API, and a QoS 1 PUBACK is sent only once the data is on disk.
+write path as the HTTP device API, and a QoS 1 PUBACK (QoS 2 PUBREC) is sent only once the data
+is on disk.
+
+Retained messages are not supported (nothing is ever delivered to another session): MQTT 5
+advertises Retain Available = 0 and ends a session that sets retain anyway (0x9A); MQTT 3.1.1
+cannot say so, and its retain flag is ignored. A will on ``v1/devices/me/telemetry`` or
+``.../attributes`` is stored as if the device had published it when its session ends without a
+normal DISCONNECT; wills on other topics are ignored (logged; MQTT 5 hears it in the CONNACK).
 
 Acknowledgements leave in the order the publishes arrived (MQTT requires it) while the writes
 themselves overlap: telemetry is handed to the store's group-commit writer as soon as it is
@@ -145,6 +152,9 @@ class _Session:
         self.peer = writer.get_extra_info("peername")
         self.out: asyncio.Queue = asyncio.Queue(maxsize=2 * transport.limits.receive_maximum)
         self.gateway_devices: dict[str, str] = {}  # name -> device id
+        self.qos2_pending: set[int] = set()  # QoS 2 packet ids stored, awaiting PUBREL
+        self.will: c.Will | None = None
+        self.clean_disconnect = False
 
     # ------------------------------------------------------------------ reading
     async def read_packet(self) -> tuple[int, bytes]:
@@ -189,8 +199,12 @@ class _Session:
         device_id = self.device.id
         self.t.sessions[device_id] = self.t.sessions.get(device_id, 0) + 1
         writer_task = asyncio.create_task(self.write_loop())
+        cancelled = False
         try:
             await self.read_loop(connect.keepalive)
+        except asyncio.CancelledError:  # server shutdown: no will either
+            cancelled = True
+            raise
         finally:
             self.t.sessions[device_id] -= 1
             if not self.t.sessions[device_id]:
@@ -204,6 +218,8 @@ class _Session:
                 await writer_task
             except (asyncio.CancelledError, ConnectionError):
                 pass
+            if not cancelled and not self.clean_disconnect and self.will is not None:
+                await self.publish_will()
 
     async def authenticate(self, connect: c.Connect) -> bool:
         """CONNACK: accepted for a known token under the session limit; refused otherwise."""
@@ -223,16 +239,68 @@ class _Session:
             await self.send_now(c.connack(self.level, code, {
                 c.PROP_REASON_STRING: f"device has {limit} open sessions (the limit)"}))
             return False
-        self.device = device
-        props = {c.PROP_MAXIMUM_QOS: 1, c.PROP_RETAIN_AVAILABLE: 0,
+        props = {c.PROP_RETAIN_AVAILABLE: 0,
                  c.PROP_MAXIMUM_PACKET_SIZE: self.t.limits.max_payload_bytes + 65_536,
                  c.PROP_RECEIVE_MAXIMUM: self.t.limits.receive_maximum,
                  c.PROP_WILDCARD_AVAILABLE: 1, c.PROP_SUBSCRIPTION_IDS_AVAILABLE: 0,
                  c.PROP_SHARED_SUBSCRIPTION_AVAILABLE: 0}
+        if connect.will is not None:
+            refusal = self.accept_will(connect.will, device, props)
+            if refusal is not None:
+                log.info("MQTT %s: refused device %s: %s", self.peer, device.id, refusal[1])
+                await self.send_now(c.connack(self.level, refusal[0],
+                                              {c.PROP_REASON_STRING: refusal[1][:512]}))
+                return False
+        self.device = device
         await self.send_now(c.connack(self.level, 0, props))
         log.info("MQTT %s: device %s connected (MQTT %s)", self.peer, device.id,
                  "5" if self.level == c.MQTT_5 else "3.1.1")
         return True
+
+    def accept_will(self, will: c.Will, device: Any, props: dict) -> tuple[int, str] | None:
+        """Keep a will this transport can store; (v5 CONNACK code, reason) to refuse the session.
+
+        Only MQTT 5 refuses (retain, or a bad payload on a device topic): 3.1.1 has no code to
+        say why, so there the will is dropped and the reason logged, and the session goes on."""
+        v5 = self.level == c.MQTT_5
+        if will.topic not in (DEVICE_TELEMETRY, DEVICE_ATTRIBUTES):
+            note = (f"will on {will.topic!r} ignored: only wills on {DEVICE_TELEMETRY} or "
+                    f"{DEVICE_ATTRIBUTES} are stored")
+            log.info("MQTT %s: device %s: %s", self.peer, device.id, note)
+            if v5:
+                props[c.PROP_REASON_STRING] = note
+            return None
+        problem: tuple[int, str] | None = None
+        if will.retain and v5:
+            problem = (c.V5_RETAIN_NOT_SUPPORTED, "retained wills are not supported "
+                       "(Retain Available = 0)")
+        elif len(will.payload) > self.t.limits.max_payload_bytes:
+            problem = (c.V5_PACKET_TOO_LARGE, f"will payload of {len(will.payload)} bytes exceeds "
+                       f"the limit of {self.t.limits.max_payload_bytes} bytes")
+        else:
+            try:
+                parse = parse_telemetry if will.topic == DEVICE_TELEMETRY else parse_attributes
+                parse(will.payload, int(time.time() * 1000))
+            except ValueError as exc:
+                problem = (c.V5_PAYLOAD_FORMAT_INVALID, f"will payload: {exc}")
+        if problem is not None and not v5:
+            log.warning("MQTT %s: device %s: will dropped: %s", self.peer, device.id, problem[1])
+            return None
+        if problem is None:
+            self.will = will
+        return problem
+
+    async def publish_will(self) -> None:
+        """Store the will like a publish of the device (the session ended abnormally)."""
+        will = self.will
+        try:
+            work = self.dispatch(c.Publish(will.topic, will.payload, will.qos))
+            await (work() if callable(work) else work)
+        except Exception as exc:  # e.g. a string that no longer fits; nothing else to tell
+            log.warning("MQTT device %s: will on %s not stored: %s", self.device.id, will.topic, exc)
+            return
+        log.info("MQTT device %s: session ended without DISCONNECT: will stored on %s",
+                 self.device.id, will.topic)
 
     async def read_loop(self, keepalive: int) -> None:
         timeout = keepalive * 1.5 if keepalive else None
@@ -268,18 +336,32 @@ class _Session:
             elif packet.type == c.PINGREQ:
                 await self.out.put(c.pingresp())
             elif packet.type == c.DISCONNECT:
+                self.clean_disconnect = packet.reason != c.V5_DISCONNECT_WITH_WILL
                 return
-            elif packet.type in (c.PUBACK, c.PUBCOMP, c.PUBREC, c.PUBREL, c.AUTH):
+            elif packet.type == c.PUBREL:  # QoS 2, step 3: the device releases the packet id
+                known = packet.packet_id in self.qos2_pending
+                self.qos2_pending.discard(packet.packet_id)
+                await self.out.put(c.puback(self.level, packet.packet_id,
+                                            0 if known else c.V5_PACKET_ID_NOT_FOUND,
+                                            ptype=c.PUBCOMP))
+            elif packet.type in (c.PUBACK, c.PUBCOMP, c.PUBREC, c.AUTH):
                 continue  # acknowledgements of our QoS 0 RPC answers never arrive; ignore
             else:  # pragma: no cover - parse_packet rejects the rest
                 return
 
     # ------------------------------------------------------------------ publishing
     async def on_publish(self, p: c.Publish) -> bool:
-        """Validate now (so a bad payload stores nothing), queue the durable write and answer."""
-        if p.qos == 2:
-            await self.fail(c.V5_QOS_NOT_SUPPORTED, "QoS 2 is not supported (maximum QoS is 1)")
+        """Validate now (so a bad payload stores nothing), queue the durable write and answer.
+
+        QoS 2: the write is acknowledged with PUBREC once durable; a resend of a packet id still
+        awaiting its PUBREL is answered again without storing it twice."""
+        if p.retain and self.level == c.MQTT_5:
+            await self.fail(c.V5_RETAIN_NOT_SUPPORTED,
+                            "retained messages are not supported (Retain Available = 0)")
             return False
+        if p.qos == 2 and p.packet_id in self.qos2_pending:
+            await self.out.put((self._just(None), p))
+            return True
         try:
             if not self.t.rate(self.device.id).allow():
                 raise Rejected(c.V5_QUOTA_EXCEEDED, "message rate limit of "
@@ -292,11 +374,14 @@ class _Session:
         except (ValueError, Rejected) as exc:  # PayloadError, or the store's point check
             code = exc.code if isinstance(exc, Rejected) else c.V5_PAYLOAD_FORMAT_INVALID
             log.info("MQTT device %s: rejected publish on %s: %s", self.device.id, p.topic, exc)
-            if self.level == c.MQTT_5 and p.qos == 1:
-                await self.out.put(c.puback(self.level, p.packet_id, code, str(exc)[:512]))
+            if self.level == c.MQTT_5 and p.qos:
+                await self.out.put(c.puback(self.level, p.packet_id, code, str(exc)[:512],
+                                            ptype=c.PUBACK if p.qos == 1 else c.PUBREC))
                 return True
             await self.fail(code, str(exc))  # 3.1.1 cannot say why: close (reason logged)
             return False
+        if p.qos == 2:
+            self.qos2_pending.add(p.packet_id)
         await self.out.put((work, p))
         return True
 
@@ -424,7 +509,7 @@ class _Session:
 
     # ------------------------------------------------------------------ writing
     async def write_loop(self) -> None:
-        """Sends answers in arrival order, awaiting each write before its PUBACK."""
+        """Sends answers in arrival order, awaiting each write before its PUBACK / PUBREC."""
         while True:
             item = await self.out.get()
             if item is _CLOSE:
@@ -451,6 +536,10 @@ class _Session:
                     data += result
                 if p.qos == 1:
                     data += c.puback(self.level, p.packet_id, code, text)
+                elif p.qos == 2:
+                    if code:  # refused: the exchange ends here, no PUBREL follows
+                        self.qos2_pending.discard(p.packet_id)
+                    data += c.puback(self.level, p.packet_id, code, text, ptype=c.PUBREC)
                 if data:
                     await self.write(data)
             else:

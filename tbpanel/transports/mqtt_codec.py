@@ -2,8 +2,9 @@
 
 No maintained Python library offers a sans-I/O codec for both protocol levels (paho and
 amqtt bundle their own networking), so this module parses and builds the packets a device
-session exchanges: CONNECT/CONNACK, PUBLISH/PUBACK, SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK,
-PINGREQ/PINGRESP and DISCONNECT. Every parse error is a :class:`MalformedPacket` (never an
+session exchanges: CONNECT (with its will) / CONNACK, PUBLISH with PUBACK (QoS 1) or
+PUBREC/PUBREL/PUBCOMP (QoS 2), SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK, PINGREQ/PINGRESP and
+DISCONNECT. Every parse error is a :class:`MalformedPacket` (never an
 IndexError or a UnicodeDecodeError), so the server can close the session with a reason.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ PROP_WILDCARD_AVAILABLE = 0x28
 PROP_SUBSCRIPTION_IDS_AVAILABLE = 0x29
 PROP_SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
 PROP_REASON_STRING = 0x1F
+PROP_WILL_DELAY = 0x18
 
 # Reason codes used by the transport.
 V5_SUCCESS = 0x00
@@ -51,10 +53,13 @@ V5_IMPLEMENTATION_SPECIFIC = 0x83
 V5_UNSUPPORTED_PROTOCOL_VERSION = 0x84
 V5_BAD_USERNAME_OR_PASSWORD = 0x86
 V5_NOT_AUTHORIZED = 0x87
+V5_DISCONNECT_WITH_WILL = 0x04
+V5_PACKET_ID_NOT_FOUND = 0x92
 V5_TOPIC_NAME_INVALID = 0x90
 V5_PACKET_TOO_LARGE = 0x95
 V5_QUOTA_EXCEEDED = 0x97
 V5_PAYLOAD_FORMAT_INVALID = 0x99
+V5_RETAIN_NOT_SUPPORTED = 0x9A
 V5_QOS_NOT_SUPPORTED = 0x9B
 V5_CONNECTION_RATE_EXCEEDED = 0x9F
 V311_UNACCEPTABLE_PROTOCOL = 1
@@ -209,6 +214,17 @@ def _packet(first_byte: int, body: bytes) -> bytes:
 
 # ----------------------------------------------------------------------------- packets
 @dataclass
+class Will:
+    """The message a client asks the server to publish for it if its session ends abnormally."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: dict[int, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Connect:
     level: int
     client_id: str
@@ -217,6 +233,7 @@ class Connect:
     username: str | None = None
     password: bytes | None = None
     properties: dict[int, Any] = field(default_factory=dict)
+    will: Will | None = None
 
 
 @dataclass
@@ -246,7 +263,7 @@ class Unsubscribe:
 
 @dataclass
 class Simple:
-    """PINGREQ, DISCONNECT, PUBACK and other packets the transport only needs the type of."""
+    """PINGREQ, DISCONNECT, the publish acknowledgements and AUTH: type, reason, packet id."""
 
     type: int
     reason: int = 0
@@ -290,18 +307,20 @@ def parse_connect(body: bytes) -> Connect:
     keepalive = r.u16()
     props = r.properties() if level == MQTT_5 else {}
     client_id = r.string()
-    if flags & 0x04:  # will flag: properties (v5), topic, payload — read and ignored
-        if level == MQTT_5:
-            r.properties()
-        r.string()
-        r.binary()
+    will = None
+    if flags & 0x04:  # will flag: properties (v5), topic, payload
+        will_qos = (flags >> 3) & 0x03
+        if will_qos == 3:
+            raise MalformedPacket("will QoS 3")
+        will_props = r.properties() if level == MQTT_5 else {}
+        will = Will(r.string(), r.binary(), will_qos, bool(flags & 0x20), will_props)
     elif flags & 0x38:
         raise MalformedPacket("will QoS/retain set without the will flag")
     username = r.string() if flags & 0x80 else None
     password = r.binary() if flags & 0x40 else None
     if r.remaining():
         raise MalformedPacket("trailing bytes after CONNECT payload")
-    return Connect(level, client_id, keepalive, bool(flags & 0x02), username, password, props)
+    return Connect(level, client_id, keepalive, bool(flags & 0x02), username, password, props, will)
 
 
 def parse_packet(first_byte: int, body: bytes, level: int) -> Packet:
@@ -350,7 +369,15 @@ def parse_packet(first_byte: int, body: bytes, level: int) -> Packet:
         reason = r.byte() if ptype == DISCONNECT and level == MQTT_5 and r.remaining() else 0
         return Simple(ptype, reason)
     if ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP):
-        return Simple(ptype, 0, r.u16())
+        if flags != (0x02 if ptype == PUBREL else 0):
+            raise MalformedPacket("publish acknowledgement with wrong fixed-header flags")
+        packet_id = r.u16()
+        reason = r.byte() if level == MQTT_5 and r.remaining() else 0
+        if level == MQTT_5 and r.remaining():
+            r.properties()
+        if r.remaining():
+            raise MalformedPacket("trailing bytes after a publish acknowledgement")
+        return Simple(ptype, reason, packet_id)
     if ptype == AUTH and level == MQTT_5:
         return Simple(ptype, r.byte() if r.remaining() else 0)
     raise MalformedPacket(f"unexpected packet type {ptype} from a client")
@@ -365,12 +392,14 @@ def connack(level: int, code: int, props: dict[int, Any] | None = None,
     return _packet(CONNACK << 4, body)
 
 
-def puback(level: int, packet_id: int, reason: int = 0, reason_string: str | None = None) -> bytes:
+def puback(level: int, packet_id: int, reason: int = 0, reason_string: str | None = None,
+           ptype: int = PUBACK) -> bytes:
+    """PUBACK, or with ``ptype`` PUBREC / PUBREL / PUBCOMP (same layout; PUBREL has flags 2)."""
     body = _u16(packet_id)
     if level == MQTT_5 and (reason or reason_string):
         body += bytes([reason]) + encode_properties(
             {PROP_REASON_STRING: reason_string} if reason_string else None)
-    return _packet(PUBACK << 4, body)
+    return _packet((ptype << 4) | (0x02 if ptype == PUBREL else 0), body)
 
 
 def suback(level: int, packet_id: int, codes: list[int]) -> bytes:
@@ -397,23 +426,29 @@ def disconnect(level: int, reason: int = 0, reason_string: str | None = None) ->
 
 
 def publish(level: int, topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None,
-            retain: bool = False, props: dict[int, Any] | None = None) -> bytes:
+            retain: bool = False, props: dict[int, Any] | None = None, dup: bool = False) -> bytes:
     body = _string(topic)
     if qos:
         body += _u16(packet_id or 1)
     if level == MQTT_5:
         body += encode_properties(props)
-    return _packet((PUBLISH << 4) | (qos << 1) | int(retain), body + payload)
+    return _packet((PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1) | int(retain), body + payload)
 
 
 def encode_connect(c: Connect) -> bytes:
     """CONNECT (for tests and benchmarks that speak raw MQTT)."""
     flags = (0x02 if c.clean_start else 0) | (0x80 if c.username is not None else 0) \
         | (0x40 if c.password is not None else 0)
+    if c.will is not None:
+        flags |= 0x04 | (c.will.qos << 3) | (0x20 if c.will.retain else 0)
     body = _string("MQTT") + bytes([c.level, flags]) + _u16(c.keepalive)
     if c.level == MQTT_5:
         body += encode_properties(c.properties)
     body += _string(c.client_id)
+    if c.will is not None:
+        if c.level == MQTT_5:
+            body += encode_properties(c.will.properties)
+        body += _string(c.will.topic) + _u16(len(c.will.payload)) + c.will.payload
     if c.username is not None:
         body += _string(c.username)
     if c.password is not None:
