@@ -36,8 +36,8 @@ def duration_text(ms: int | None) -> str:
     if ms < HOUR_MS:
         return f"{ms / 60_000:.0f} min"
     if ms < 2 * DAY_MS:
-        return f"{ms / HOUR_MS:.1f} h"
-    return f"{ms / DAY_MS:.1f} d"
+        return f"{ms / HOUR_MS:.1f}".removesuffix(".0") + " h"
+    return f"{ms / DAY_MS:.1f}".removesuffix(".0") + " d"
 
 
 def profile_devices(platform, model) -> dict[str, str]:

@@ -25,7 +25,7 @@ class ClusterView(pn.viewable.Viewer):
     def __init__(self, platform, **params):
         super().__init__(**params)
         self.platform = platform
-        self._body = pn.Column(pn.indicators.LoadingSpinner(value=True, size=30, name="clusters-loading"),
+        self._body = pn.Column(pn.indicators.LoadingSpinner(value=True, size=30),
                                pn.pane.Markdown("Scoring the training range to group its segments by cluster…"),
                                sizing_mode="stretch_width")
         self._cluster = pn.widgets.Select(name="Sample members of cluster", width=220)
@@ -39,7 +39,7 @@ class ClusterView(pn.viewable.Viewer):
         figs = []
         for f, rows in info.centroid_curves().items():
             fig = figure(title=f"{f}: centroids (normalised)", height=260, width=420, name=f"centroids:{f}",
-                         x_range=labels if info.trained.resolved.comparison == "feature" else None,
+                         **({"x_range": labels} if info.trained.resolved.comparison == "feature" else {}),
                          tools="hover,save")
             x = labels if info.trained.resolved.comparison == "feature" else np.arange(width)
             sizes = info.trained.cluster_sizes
@@ -50,7 +50,7 @@ class ClusterView(pn.viewable.Viewer):
             fig.xaxis.axis_label = "feature" if info.trained.resolved.comparison == "feature" else \
                 f"position in segment (of {width}, {info.trained.segment_ms / 60_000:g} min)"
             figs.append(pn.pane.Bokeh(fig))
-        return pn.FlexBox(*figs)
+        return pn.GridBox(*figs, ncols=3)
 
     def _histograms(self):
         info = self.info
@@ -83,13 +83,14 @@ class ClusterView(pn.viewable.Viewer):
             figs.append(pn.pane.Bokeh(fig))
         self._samples.objects = [pn.pane.Markdown("Raw values of member segments: the most typical (lowest score) "
                                                   "first, the least typical last; legend: device, start (UTC), score."),
-                                 pn.FlexBox(*figs)]
+                                 pn.GridBox(*figs, ncols=3)]
 
     def _show(self, _=None) -> None:
         info = self.info
         self._cluster.options = {f"cluster {c}": c for c in range(info.k)}
-        auto = info.trained.auto_clusters
-        how = f" Cluster count chosen automatically: {html.escape(str(auto))}." if auto else ""
+        auto = info.trained.auto_clusters or {}
+        how = (f" Cluster count chosen automatically ({html.escape(str(auto.get('rule', '')))})."
+               if auto else "")
         self._body.objects = [
             pn.pane.Markdown(f"**{info.k} clusters** over {info.trained.n_train_segments} training segments of "
                              f"{len(info.trained.trained_items)} device(s).{how}"),

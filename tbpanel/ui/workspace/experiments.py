@@ -23,6 +23,15 @@ def _ms(value):
     return int(value.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
+def _choice(label: str, options: dict[str, str], variant: Variant, knob: str, cast, width: int):
+    """A select whose first option, "as the model", leaves the knob to the model (None)."""
+    current = getattr(variant, knob)
+    w = pn.widgets.Select(name=label, options={"as the model": "", **options},
+                          value="" if current is None else str(current), width=width)
+    w.param.watch(lambda e: setattr(variant, knob, cast(e.new) if e.new != "" else None), "value")
+    return w
+
+
 class ExperimentsView(pn.viewable.Viewer):
     bench = param.ClassSelector(class_=ExperimentBench)
     period_ms = param.Integer(default=700, bounds=(100, None))
@@ -66,16 +75,10 @@ class ExperimentsView(pn.viewable.Viewer):
         pct = pn.widgets.FloatInput(name="Threshold % (sensitivity)", value=v.threshold_percent, start=0.01, end=100,
                                     step=0.5, width=170, placeholder="as the model")
         pct.param.watch(lambda e: setattr(v, "threshold_percent", e.new), "value")
-        seg = pn.widgets.Select(name="Segment", options={"as the model": None, **SEGMENTS}, value=v.segment_ms,
-                                width=130)
-        seg.param.watch(lambda e: setattr(v, "segment_ms", e.new), "value")
-        win = pn.widgets.Select(name="Window", options={"as the model": None, "fixed": "fixed", "sliding": "sliding"},
-                                value=v.window, width=120)
-        win.param.watch(lambda e: setattr(v, "window", e.new), "value")
-        alg = pn.widgets.Select(name="Algorithm", options={"as the model": None, "K-Means": "kmeans",
-                                                          "DBSCAN": "dbscan", "Gaussian mixture": "gmm"},
-                                value=v.algorithm, width=150)
-        alg.param.watch(lambda e: setattr(v, "algorithm", e.new), "value")
+        seg = _choice("Segment", {**{k: str(ms) for k, ms in SEGMENTS.items()}}, v, "segment_ms", int, 130)
+        win = _choice("Window", {"fixed": "fixed", "sliding": "sliding"}, v, "window", str, 120)
+        alg = _choice("Algorithm", {"K-Means": "kmeans", "DBSCAN": "dbscan", "Gaussian mixture": "gmm"}, v,
+                      "algorithm", str, 150)
         remove = pn.widgets.Button(name="✕", width=40, align="end")
         remove.on_click(lambda _: self._remove_variant(v))
         return pn.Row(label, pct, seg, win, alg, remove, css_classes=["variant-row"])

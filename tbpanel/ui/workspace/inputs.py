@@ -164,7 +164,7 @@ class InputView(pn.viewable.Viewer):
         rows = []
         for r in df.itertuples():
             colour = SEVERITY_COLOURS.get(r.severity.lower(), "#9e9e9e")
-            th = "off" if not r.enabled else ("" if r.threshold is None else f"≥ {r.threshold:g}")
+            th = "off" if not r.enabled else ("" if r.threshold is None or r.threshold != r.threshold else f"≥ {r.threshold:g}")
             seg = "" if r.training_segments is None or r.training_segments != r.training_segments else f"{int(r.training_segments)}"
             rows.append(f"<tr data-severity='{r.severity.lower().replace(' ', '-')}'>"
                         f"<td><span style='display:inline-block;width:10px;height:10px;background:{colour}'></span> "
@@ -195,15 +195,17 @@ class InputView(pn.viewable.Viewer):
         for title, names in SECTIONS.items():
             body = [self._row(n) for n in names]
             if title == "Alarms":
-                body = [*body, self._deletion, pn.pane.Markdown("**Severity thresholds** (anomaly score):"),
-                        self._thresholds()]
+                body = [*body, self._deletion]
             cards.append(pn.Card(*body, title=title, collapsed=title not in OPEN_SECTIONS,
                                  sizing_mode="stretch_width"))
         self._changed()
         return pn.Column(
             pn.pane.Markdown("Settings of the stored model. Name, saved-score settings and alarm settings change in "
                              "place; every other change needs a rebuild, and the tab says so before you save."),
-            pn.Row(pn.Column(self._hist, self._preview, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            pn.Row(pn.Column(self._hist, self._preview, sizing_mode="stretch_width"),
+                   pn.Column(pn.pane.Markdown("**Severity thresholds** (anomaly score; an alarm takes the highest "
+                                              "tier its anomaly's score meets)"), self._thresholds(), width=460),
+                   sizing_mode="stretch_width"),
             *cards, self._rebuild, pn.Row(self._save, self._reset), self._message, sizing_mode="stretch_width")
 
 

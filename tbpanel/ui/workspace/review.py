@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, HoverTool, LinearAxis, Range1d, Span
+from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, Range1d, Span
 
 from ...workspace.review import ReviewModel
 from .session import SEVERITY_COLOURS, in_background, live_session, time_figure
@@ -54,7 +54,8 @@ class ReviewView(pn.viewable.Viewer):
         f.extra_y_ranges = {"score": Range1d(0, 200)}
         f.add_layout(LinearAxis(y_range_name="score", axis_label="anomaly score"), "right")
         f.vstrip(x0="x0", x1="x1", source=self._strips, fill_color="color", fill_alpha=0.22, line_alpha=0)
-        f.line("x", "y", source=self._raw, color="#0b6bcb", line_width=1.2, legend_label="value")
+        raw = f.line("x", "y", source=self._raw, color="#0b6bcb", line_width=1.2, legend_label="value")
+        f.y_range = DataRange1d(renderers=[raw], range_padding=0.15)  # the value axis fits the values only
         f.step("x", "score", source=self._score, y_range_name="score", color="#d32f2f", line_width=1.2,
                mode="before", legend_label="score")
         f.add_layout(Span(location=100, dimension="width", y_range_name="score", line_color="#d32f2f",
@@ -62,6 +63,7 @@ class ReviewView(pn.viewable.Viewer):
         f.add_tools(HoverTool(tooltips=[("time", "@x{%F %H:%M}"), ("value", "@y")], formatters={"@x": "datetime"},
                               mode="vline"))
         f.legend.location = "top_left"
+        f.legend.background_fill_alpha = 0.6
         return f
 
     # -- loading -----------------------------------------------------------------------------------
@@ -89,8 +91,9 @@ class ReviewView(pn.viewable.Viewer):
             hit = r.anomaly_table()[r.anomaly_table()["id"] == r.selected]
             if len(hit):
                 row = hit.iloc[0].to_dict()
-                text += (f" · zoomed to <span id='review-focus' data-start='{row.start_ts}' data-end='{row.end_ts}'>"
-                         f"{row.start} – {row.end} UTC, score {row.score:g} ({row.severity})</span>")
+                text += (f" · zoomed to <span id='review-focus' data-start='{row['start_ts']}' "
+                         f"data-end='{row['end_ts']}'>{row['start']} – {row['end']} UTC, score {row['score']:g} "
+                         f"({row['severity']})</span>")
         self._caption.object = text
 
     def reload(self) -> None:

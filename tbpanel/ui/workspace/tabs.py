@@ -23,6 +23,8 @@ def extra_tabs(platform, live, user, model) -> list[tuple[str, object]]:
 
     Each tab is built the first time it is shown (a lazy ``ParamFunction``), so opening the
     model page costs only the Result tab."""
+    pn.extension("tabulator")  # the tabs' tables render later than the page: load Tabulator with it
+
     def lazy(make):
         def build():
             return make(platform, live, user, model)
