@@ -4,7 +4,6 @@ side by side; promote one. Running never changes the stored model (it is an EXPE
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 
 import panel as pn
 import param
@@ -12,15 +11,8 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.palettes import Category10_10
 
 from ...workspace.experiments import CURRENT, SEGMENTS, ExperimentBench, Variant
-from .session import live_session, time_figure
+from .session import live_session, picker_ms, picker_value, time_figure
 
-
-def _dt(ms):
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
-
-
-def _ms(value):
-    return int(value.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
 def _choice(label: str, options: dict[str, str], variant: Variant, knob: str, cast, width: int):
@@ -44,10 +36,10 @@ class ExperimentsView(pn.viewable.Viewer):
         self._add = pn.widgets.Button(name="+ variant", width=110, css_classes=["add-variant"])
         self._add.on_click(lambda _: self._add_variant())
         self._current = pn.widgets.Checkbox.from_param(b.param.include_current, name="Compare with the stored model")
-        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=_dt(b.start), width=200)
-        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=_dt(b.end), width=200)
-        self._start.param.watch(lambda e: setattr(b, "start", _ms(e.new) if e.new else None), "value")
-        self._end.param.watch(lambda e: setattr(b, "end", _ms(e.new) if e.new else None), "value")
+        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=picker_value(b.start), width=200)
+        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=picker_value(b.end), width=200)
+        self._start.param.watch(lambda e: setattr(b, "start", picker_ms(e.new)), "value")
+        self._end.param.watch(lambda e: setattr(b, "end", picker_ms(e.new)), "value")
         self._run = pn.widgets.Button(name="Run experiment", button_type="primary", width=180,
                                       css_classes=["run-experiment"])
         self._run.on_click(lambda _: self._on_run())

@@ -8,7 +8,6 @@ anomalies that would get an alarm of that severity and the training segments at 
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 
 import numpy as np
 import panel as pn
@@ -19,17 +18,10 @@ from bokeh.plotting import figure
 from ...anomaly.config import SEVERITIES
 from ...workspace.inputs import DELETE_BEHAVIOUR, SECTIONS, InputDraft
 from ...workspace.model_data import profile_devices
-from .session import SEVERITY_COLOURS
+from .session import SEVERITY_COLOURS, picker_ms, picker_value
 
 OPEN_SECTIONS = {"Alarms", "Scoring"}
 
-
-def _dt(ms):
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
-
-
-def _ms(value):
-    return None if value is None else int(value.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
 #: param type -> widget, for the knobs without a custom widget (their doc becomes the tooltip)
@@ -87,8 +79,8 @@ class InputView(pn.viewable.Viewer):
             w.param.watch(lambda e, n=name: setattr(d, n, list(e.new)), "value")
         elif name in ("train_start", "train_end"):
             w = pn.widgets.DatetimePicker(name=f"Training {name.split('_')[1]} (UTC, empty: all data)",
-                                          value=_dt(getattr(d, name)), width=260)
-            w.param.watch(lambda e, n=name: setattr(d, n, _ms(e.new)), "value")
+                                          value=picker_value(getattr(d, name)), width=260)
+            w.param.watch(lambda e, n=name: setattr(d, n, picker_ms(e.new)), "value")
         elif name == "alarm_on_delete":
             w = pn.widgets.RadioButtonGroup(name="On anomaly deletion", options=["clear", "delete"],
                                             value=d.alarm_on_delete, button_type="default")
@@ -187,7 +179,7 @@ class InputView(pn.viewable.Viewer):
         for name, w in self._widgets.items():
             if isinstance(w, pn.widgets.Widget) and hasattr(w, "value"):
                 v = getattr(d, name)
-                w.value = _dt(v) if name in ("train_start", "train_end") else v
+                w.value = picker_value(v) if name in ("train_start", "train_end") else v
         self._message.object = "Changes discarded."
 
     def __panel__(self):

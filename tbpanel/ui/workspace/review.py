@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
-import pandas as pd
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, Range1d, Span

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import panel as pn
@@ -18,6 +19,16 @@ log = logging.getLogger("tbpanel.ui")
 
 SEVERITY_COLOURS = {"warning": "#1e88e5", "minor": "#fbc02d", "major": "#f57c00", "critical": "#d32f2f",
                     "none": "#9e9e9e"}
+
+
+def picker_value(ms: int | None) -> datetime | None:
+    """Epoch ms as the naive UTC datetime Panel's date pickers show (None stays None)."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
+
+
+def picker_ms(value: datetime | None) -> int | None:
+    """A date picker's naive UTC datetime as epoch ms (None stays None)."""
+    return None if value is None else int(value.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
 def live_session() -> bool:

@@ -7,23 +7,15 @@ only when a task changed, so running tasks update live and an idle page costs on
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
 
 import panel as pn
 import param
 
 from ...workspace.tasks import ITEM_CHOICES, TaskBoard
-from .session import live_session
+from .session import live_session, picker_ms, picker_value
 
 CANCEL = {"cancel": '<span class="task-cancel" style="cursor:pointer;font-weight:600;color:#c62828">cancel</span>'}
 
-
-def _dt(ms):
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
-
-
-def _ms(value):
-    return int(value.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
 class TasksView(pn.viewable.Viewer):
@@ -34,10 +26,10 @@ class TasksView(pn.viewable.Viewer):
         super().__init__(**params)
         self.platform = platform
         b, req = self.board, self.board.request
-        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=_dt(req.start), width=200)
-        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=_dt(req.end), width=200)
-        self._start.param.watch(lambda e: setattr(req, "start", _ms(e.new) if e.new else None), "value")
-        self._end.param.watch(lambda e: setattr(req, "end", _ms(e.new) if e.new else None), "value")
+        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=picker_value(req.start), width=200)
+        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=picker_value(req.end), width=200)
+        self._start.param.watch(lambda e: setattr(req, "start", picker_ms(e.new)), "value")
+        self._end.param.watch(lambda e: setattr(req, "end", picker_ms(e.new)), "value")
         self._mode = pn.widgets.RadioButtonGroup(name="Devices", options=ITEM_CHOICES, value=req.items_mode)
         self._mode.param.watch(lambda e: setattr(req, "items_mode", e.new), "value")
         self._items = pn.widgets.MultiChoice(name="Selected devices", options={v: k for k, v in b.devices.items()},
