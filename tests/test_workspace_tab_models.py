@@ -65,6 +65,14 @@ def test_review_lists_anomalies_by_impact_and_zooms_onto_the_planted_level_shift
     assert (scores[scores.end_ts < row["start_ts"] - DAY].score < 100).mean() > 0.9
     with pytest.raises(KeyError):
         review.focus("no-such-anomaly")
+    version = review.version()
+    task = platform.anomaly.reprocess(model.id, row["start_ts"] - DAY, row["end_ts"] + DAY, [row["item"]])
+    assert platform.tasks.wait(task.id, timeout=60).status == "DONE"
+    assert review.version() != version          # the tab sees that anomalies may have changed
+    review.reload()
+    fresh = review.anomaly_table()
+    assert row["id"] not in set(fresh["id"])    # the reprocess replaced it by a fresh one, same place
+    assert len(fresh[(fresh["item"] == row["item"]) & (fresh["start_ts"] == row["start_ts"])]) == 1
 
 
 def test_cluster_info_matches_the_stored_statistics(platform):

@@ -15,6 +15,7 @@ from ..anomaly.scoring import severity_for
 from ..telemetry_view import minmax_decimate
 from .model_data import HOUR_MS, duration_text, item_arrays, model_fields, now_ms, profile_devices, utc_text
 
+CHANGING_KINDS = ("BUILD", "REFRESH", "REPROCESS")
 ANOMALY_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active",
                    "item", "start_ts", "end_ts"]
 
@@ -59,8 +60,16 @@ class ReviewModel(param.Parameterized):
         df = pd.DataFrame(out, columns=ANOMALY_COLUMNS)
         return df.sort_values("score_index", ascending=False, ignore_index=True)
 
+    def version(self) -> tuple:
+        """Changes when a task that changes anomalies (build, refresh, reprocess) has ended."""
+        return tuple((t.id, t.status) for t in self.platform.tasks.list(model_id=self.model.id, limit=20)
+                     if t.kind in CHANGING_KINDS and t.status in ("DONE", "FAILED", "CANCELLED"))
+
     def reload(self) -> None:
-        """Read the anomalies again (after a refresh run or a reprocess)."""
+        """Read the model, its anomalies and scores again (after a refresh run, reprocess or rebuild)."""
+        self.model = self.service.get_model(self.model.id) or self.model
+        self.trained = self.service.trained(self.model.id)
+        self._scores.clear()
         self._anomalies = self._frame()
 
     def anomaly_table(self) -> pd.DataFrame:

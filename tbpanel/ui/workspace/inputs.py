@@ -71,7 +71,9 @@ class InputView(pn.viewable.Viewer):
             if name == "items":
                 opts = {v: k for k, v in profile_devices(self.platform, self.inputs.model).items()}
             elif name == "fields":
-                opts = sorted(set(d.fields) | set(self.inputs.trained.fields if self.inputs.trained else []))
+                keys = {k for dev in profile_devices(self.platform, self.inputs.model)
+                        for k in self.platform.store.keys(dev) if not k.startswith(("_EAD_", "_EID_"))}
+                opts = sorted(set(d.fields) | keys)
             else:
                 opts = list(d.param.features.default)
             w = pn.widgets.MultiChoice(name=name.capitalize() + (" (empty: all)" if name != "features" else ""),

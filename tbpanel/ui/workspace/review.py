@@ -22,6 +22,7 @@ class ReviewView(pn.viewable.Viewer):
     """Device and field pickers, the chart and the anomaly table."""
 
     review = param.ClassSelector(class_=ReviewModel)
+    follow_ms = param.Integer(default=3000, bounds=(200, None), doc="How often ended tasks are looked for.")
 
     def __init__(self, platform, **params):
         super().__init__(**params)
@@ -45,6 +46,7 @@ class ReviewView(pn.viewable.Viewer):
         r.param.watch(self._on_choice, ["item", "field"])
         self._all.on_click(lambda _: self._show_all())
         self._loaded = False
+        self._version = r.version()
 
     def _make_figure(self):
         f = time_figure("review-plot", height=360, x_range=Range1d(0, 1))
@@ -98,6 +100,16 @@ class ReviewView(pn.viewable.Viewer):
         in_background(self.platform.executor, self._load, self._show,
                       lambda exc: setattr(self._caption, "object", f"Could not read the data: {html.escape(str(exc))}"))
 
+    def follow(self) -> None:
+        """Periodic: when a build, refresh run or reprocess of the model ended, show its anomalies."""
+        version = self.review.version()
+        if version == self._version:
+            return
+        self._version = version
+        self.review.reload()
+        self._table.value = self.review.anomaly_table()[TABLE_COLUMNS]
+        self.reload()
+
     def _on_choice(self, *_):
         if self._item.value != self.review.item:
             self._item.value = self.review.item
@@ -124,6 +136,7 @@ class ReviewView(pn.viewable.Viewer):
             self._loaded = True
             if live_session():
                 pn.state.onload(self.reload)
+                pn.state.add_periodic_callback(self.follow, period=self.follow_ms)
             else:
                 self.reload()
         return pn.Column(

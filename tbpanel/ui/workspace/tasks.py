@@ -14,7 +14,8 @@ import param
 from ...workspace.tasks import ITEM_CHOICES, TaskBoard
 from .session import live_session, picker_ms, picker_value
 
-CANCEL = {"cancel": '<span class="task-cancel" style="cursor:pointer;font-weight:600;color:#c62828">cancel</span>'}
+CANCEL = '<span class="task-cancel" style="cursor:pointer;font-weight:600;color:#c62828">cancel</span>'
+LIVE = ("QUEUED", "IN_PROGRESS")
 
 
 
@@ -43,15 +44,23 @@ class TasksView(pn.viewable.Viewer):
         self._run.on_click(lambda _: self._on_run())
         self._message = pn.pane.Markdown("", name="tasks-message")
         self._table = pn.widgets.Tabulator(
-            b.history(), show_index=False, disabled=True, sizing_mode="stretch_width", height=320,
-            hidden_columns=["id"], pagination=None, name="task-table", buttons=CANCEL,
-            formatters={"progress": {"type": "progress", "max": 100, "legend": True}})
+            self._frame(), show_index=False, disabled=True, sizing_mode="stretch_width", height=320,
+            hidden_columns=["id"], pagination=None, name="task-table",
+            formatters={"progress": {"type": "progress", "max": 100, "legend": True}, "cancel": {"type": "html"}},
+            titles={"cancel": ""}, layout="fit_data_stretch",
+            widths={"kind": 110, "status": 120, "progress": 110, "created": 150, "started": 150, "duration": 90})
         self._table.on_click(self._on_click)
         self._log = pn.pane.HTML("", name="task-log", sizing_mode="stretch_width")
         self._sig = b.signature()
         self._callback = None
         self._offer_telemetry()
         self._show_log()
+
+    def _frame(self):
+        """The history with a cancel link on the tasks that are still queued or running."""
+        df = self.board.history()
+        df["cancel"] = [CANCEL if s in LIVE else "" for s in df["status"]]
+        return df
 
     def _offer_telemetry(self) -> None:
         ok = self.board.may_save_telemetry
@@ -68,7 +77,7 @@ class TasksView(pn.viewable.Viewer):
 
     def _on_click(self, event) -> None:
         task_id = self._table.value.iloc[event.row]["id"]
-        if event.column == "cancel":
+        if event.column == "cancel" and self._table.value.iloc[event.row]["status"] in LIVE:
             self.board.cancel(task_id)
             self._message.object = html.escape(self.board.message)
         self.board.selected = task_id
@@ -89,7 +98,7 @@ class TasksView(pn.viewable.Viewer):
         sig = self.board.signature()
         if force or sig != self._sig:
             self._sig = sig
-            self._table.value = self.board.history()
+            self._table.value = self._frame()
             self._show_log()
 
     def __panel__(self):
