@@ -19,7 +19,7 @@ class JobsView(pn.viewable.Viewer):
         super().__init__(**params)
         self.platform = platform
         j, r = self.jobs, self.jobs.refresh
-        self._enabled = pn.widgets.Switch.from_param(r.param.enabled, name="Refresh", css_classes=["refresh-enabled"])
+        self._enabled = pn.widgets.Switch.from_param(r.param.enabled, name="Refresh (the periodic job)", css_classes=["refresh-enabled"])
         self._every = pn.widgets.IntInput.from_param(r.param.every, name="Every", width=100)
         self._unit = pn.widgets.Select.from_param(r.param.unit, name="Unit", width=120)
         self._at_start = pn.widgets.Checkbox.from_param(r.param.at_unit_start, name="at the start of the unit")
@@ -77,7 +77,7 @@ class JobsView(pn.viewable.Viewer):
 
     def __panel__(self):
         return pn.Column(
-            pn.Row(pn.pane.Markdown("**Refresh**", width=80), self._enabled),
+            self._enabled,
             pn.Row(self._every, self._unit, self._at_start),
             self._items,
             self._schedule,

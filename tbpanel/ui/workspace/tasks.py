@@ -48,7 +48,8 @@ class TasksView(pn.viewable.Viewer):
             hidden_columns=["id"], pagination=None, name="task-table",
             formatters={"progress": {"type": "progress", "max": 100, "legend": True}, "cancel": {"type": "html"}},
             titles={"cancel": ""}, layout="fit_data_stretch",
-            widths={"kind": 110, "status": 120, "progress": 110, "created": 150, "started": 150, "duration": 90})
+            widths={"kind": 110, "status": 120, "progress": 110, "created": 150, "started": 150, "duration": 90,
+                    "message": 380}, selectable=False)
         self._table.on_click(self._on_click)
         self._log = pn.pane.HTML("", name="task-log", sizing_mode="stretch_width")
         self._sig = b.signature()
