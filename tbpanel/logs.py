@@ -31,6 +31,22 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class ClosedSocketWrites(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for a write to a WebSocket that closed.
+
+    Panel pushes document patches without awaiting the writes (``dispatch_tornado``); when a
+    browser tab closes mid-push, the write fails and asyncio reports it as an unretrieved error
+    with two tracebacks. A closed tab is not a server error, so it is logged as one DEBUG line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ in ("WebSocketClosedError", "StreamClosedError"):
+            logging.getLogger("tbpanel.server").debug("write to a closed WebSocket dropped")
+            return False
+        return True
+
+
 def configure(level: str = "INFO") -> None:
     """Root logging for ``tbpanel serve``; per-request access lines only at DEBUG."""
     numeric = getattr(logging, str(level).upper(), logging.INFO)
@@ -39,3 +55,4 @@ def configure(level: str = "INFO") -> None:
     access.setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING)
     for name in ("tornado.access", "tornado.application", "tornado.general", "tbpanel", "bokeh"):
         logging.getLogger(name).addFilter(RedactSecrets())
+    logging.getLogger("asyncio").addFilter(ClosedSocketWrites())

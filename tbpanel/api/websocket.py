@@ -443,9 +443,12 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         if self._closed:
             return
         try:
-            self.write_message(orjson.dumps(msg).decode())
+            sent = self.write_message(orjson.dumps(msg).decode())
         except tornado.websocket.WebSocketClosedError:
-            pass
+            return
+        # not awaited: a socket that closes mid-write fails this future, which is expected —
+        # retrieve the error so asyncio does not log "Task exception was never retrieved"
+        sent.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class WsApiWebSocket(TelemetryWebSocket):
