@@ -220,11 +220,14 @@ def test_delete_warning_spells_out_the_alarm_behaviour_and_delete_applies_it(env
     assert total >= 1
     n = len(platform.anomaly.anomalies(model.id))
     text = lst.delete_warning(model.id)
+    active = platform.alarms.repo.query(AlarmQuery(tenant.id, model_id=model.id, search_status="ACTIVE"))[1]
     assert f"Its {n} anomal" in text and "_EAD_anomaly" in text
+    assert f"alarm behaviour on anomaly deletion* = {behaviour}" in text
+    plural = "s" if total != 1 else ""
     if behaviour == "clear":
-        assert "**cleared**" in text and f"active alarm{'s' if total != 1 else ''} of {total}" in text
+        assert "**cleared**" in text and f"{active} of its {total} alarm{plural}" in text
     else:
-        assert "**deleted**" in text and f"its {total} alarm" in text
+        assert "**deleted**" in text and f"{total} alarm{plural} disappear" in text
     lst.delete(model.id)
     assert platform.anomaly.get_model(model.id) is None
     after = {a.id: a for a in platform.alarms.repo.query(AlarmQuery(tenant.id))[0]}

@@ -24,6 +24,10 @@ def fmt_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 class ModelRow(param.Parameterized):
     """One model as the list shows it."""
 
@@ -119,15 +123,16 @@ class ModelsList(param.Parameterized):
         repo = self._platform.alarms.repo
         _, total = repo.query(AlarmQuery(self.tenant_id, model_id=model_id, page_size=1))
         _, active = repo.query(AlarmQuery(self.tenant_id, model_id=model_id, search_status="ACTIVE", page_size=1))
+        setting = f"(setting *alarm behaviour on anomaly deletion* = {c.alarm_on_delete})"
         if c.alarm_on_delete == "delete":
-            fate = (f"**deleted**: its {total} alarm{'s' if total != 1 else ''} disappear from the alarm list "
-                    f"(setting *alarm behaviour on anomaly deletion* = delete)")
+            fate = (f"Its alarms are **deleted** {setting}: {_n(total, 'alarm')} disappear from the alarm list.")
         else:
-            fate = (f"**cleared**: its {active} active alarm{'s' if active != 1 else ''} of {total} become "
-                    f"CLEARED and stay in the alarm history (setting *alarm behaviour on anomaly deletion* = clear)")
-        return (f"Delete **{c.name}**? Its {counts['anomalies']} anomal{'ies' if counts['anomalies'] != 1 else 'y'} "
-                f"are deleted and their alarms are {fate}. Scores already saved as telemetry "
-                f"(`_EAD_{c.telemetry_key}`, `_EID_{c.telemetry_key}`) stay. This cannot be undone.")
+            fate = (f"Its alarms are **cleared** {setting}: {active} of its {_n(total, 'alarm')} "
+                    f"{'is' if active == 1 else 'are'} active and become CLEARED; all stay in the alarm history.")
+        n = counts["anomalies"]
+        return (f"Delete **{c.name}**? Its {n} anomal{'y is' if n == 1 else 'ies are'} deleted. {fate} "
+                f"Scores already saved as telemetry (`_EAD_{c.telemetry_key}`, `_EID_{c.telemetry_key}`) "
+                f"stay. This cannot be undone.")
 
     def delete(self, model_id: str) -> None:
         self._model(model_id)

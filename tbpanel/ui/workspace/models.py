@@ -35,7 +35,7 @@ class ModelRowView(pn.viewable.Viewer):
         self.page = page
         self._head = pn.pane.HTML("", sizing_mode="stretch_width", min_width=420)
         self._progress = pn.indicators.Progress(value=0, max=100, width=160, visible=False, margin=(14, 10))
-        self._toggles = {t: pn.widgets.Checkbox(name=label, width=170, margin=(14, 6))
+        self._toggles = {t: pn.widgets.Checkbox(name=label, width=170, margin=(14, 6), css_classes=[f"toggle-{t}"])
                          for t, label in TOGGLE_LABELS.items()}
         self._syncing = False
         for t, box in self._toggles.items():
