@@ -147,6 +147,7 @@ def test_new_user_walks_the_wizard_builds_and_sees_the_result(open_page, api, de
     msg.filter(has_text="below the MINOR threshold").wait_for(timeout=WAIT_MS)
     build = page.get_by_role("button", name="Build model")
     assert build.is_disabled() and page.locator("#review-invalid").count() == 1
+    msg.scroll_into_view_if_needed()
     shot(page, "wizard-5-review-invalid")
     major.fill("400")
     major.press("Tab")

@@ -22,6 +22,10 @@ from .background import Background
 VERDICT_COLOURS = {"Poor": "#d32f2f", "Fair": "#f57c00", "Good": "#1e88e5", "Excellent": "#2e7d32"}
 #: the ModelConfig knobs the Advanced form leaves out (the review step shows the name)
 NOT_ADVANCED = {"name"}
+#: the Advanced form's sections, each starting at this knob (ModelConfig's own order)
+SECTIONS = {"device_type": "Data", "segment_ms": "Segmentation", "comparison": "Comparison",
+            "algorithm": "Algorithm", "threshold_percent": "Scoring", "telemetry_key": "Outputs and alarms",
+            "adaptive": "Adaptive re-fits"}
 
 
 def _utc(ms: int) -> datetime:
@@ -48,15 +52,18 @@ class AdvancedForm(pn.viewable.Viewer):
         self._errors: dict[str, str] = {}
         self._widgets: dict[str, pn.widgets.Widget] = {}
         self._msgs: dict[str, pn.pane.HTML] = {}
-        self._rows = []
+        self._sections: list[tuple[str, list]] = []
         for field, p in ModelConfig.param.objects("existing").items():
             if field in NOT_ADVANCED:
                 continue
+            if field in SECTIONS or not self._sections:
+                self._sections.append((SECTIONS.get(field, ""), []))
             w = self._widget(field, p)
             self._widgets[field] = w
-            self._msgs[field] = pn.pane.HTML("", name=f"msg-{field}", margin=(18, 5, 0, 5), width=420)
+            self._msgs[field] = pn.pane.HTML("", name=f"msg-{field}", margin=(0, 10), width=270)
             w.param.watch(lambda e, f=field: self._edited(f, e.new), "value")
-            self._rows.append(pn.Row(w, self._msgs[field], css_classes=["advanced-field"], name=field))
+            self._sections[-1][1].append(pn.Column(w, self._msgs[field], css_classes=["advanced-field"],
+                                                   name=field, width=290))
         self.on_change = None
         self.show()
 
@@ -65,15 +72,15 @@ class AdvancedForm(pn.viewable.Viewer):
         label = p.label or field
         desc = p.doc or None
         if isinstance(p, param.Selector):
-            return pn.widgets.Select(name=label, options=list(p.objects), description=desc, width=260)
+            return pn.widgets.Select(name=label, options=list(p.objects), description=desc, width=250)
         if isinstance(p, param.Boolean):
-            return pn.widgets.Checkbox(name=label, width=260, margin=(22, 10, 5, 10))
+            return pn.widgets.Checkbox(name=label, width=250, margin=(28, 10, 5, 10))
         if isinstance(p, param.Integer):
-            return pn.widgets.IntInput(name=label, description=desc, width=260)
+            return pn.widgets.IntInput(name=label, description=desc, width=250)
         if isinstance(p, param.Number):
-            return pn.widgets.FloatInput(name=label, description=desc, width=260)
+            return pn.widgets.FloatInput(name=label, description=desc, width=250)
         return pn.widgets.TextInput(name=label + (" (comma separated)" if isinstance(p, param.List) else ""),
-                                    description=desc, width=260)
+                                    description=desc, width=250)
 
     def show(self) -> None:
         """Put the config's values into the widgets (after the wizard made a new draft)."""
@@ -112,7 +119,13 @@ class AdvancedForm(pn.viewable.Viewer):
             pane.object = _msg_html(problems.get(field, []))
 
     def __panel__(self):
-        return pn.Column(*self._rows, sizing_mode="stretch_width")
+        parts = []
+        for title, cells in self._sections:
+            parts += [pn.pane.Markdown(f"#### {title}", margin=(10, 10, 0, 10)),
+                      pn.FlexBox(*cells, sizing_mode="stretch_width")]
+        return pn.Column(pn.pane.Markdown("Values of 0 marked *auto* are resolved from the data when the "
+                                          "model is built; empty thresholds come from the build."),
+                         *parts, sizing_mode="stretch_width")
 
 
 class WizardView(pn.viewable.Viewer):
