@@ -108,6 +108,7 @@ class ResultView(pn.viewable.Viewer):
         self._bg = Background(platform.executor)
         self._listener = None
         self._started = False
+        self._seen = None
         self.refresh()
 
     def _header_html(self, model) -> str:
@@ -131,6 +132,11 @@ class ResultView(pn.viewable.Viewer):
             return
         self.model = model
         s = self.summary
+        seen = (model.status, model.message, model.built_ms, model.last_refresh_run_ms, devices, s.anomalies,
+                s.active, s.peak_score, s.total_impact, s.score_min)
+        if seen == self._seen:  # the poll found nothing new: leave the page (and the heatmap) alone
+            return
+        self._seen = seen
         self.header.object = self._header_html(model)
         built = fmt_ms(model.built_ms)
         note = "" if model.status == "READY" else f" — {html.escape(model.message)}"

@@ -323,7 +323,10 @@ class WizardView(pn.viewable.Viewer):
     def _rename(self, event) -> None:
         cfg = self.wizard.config
         if cfg is not None and event.new != cfg.name:
-            cfg.name = event.new
+            cfg = cfg.copy(name=event.new)  # param keeps ``name`` constant after construction
+            self.wizard.config = cfg
+            if self._advanced is not None:
+                self._advanced.config = cfg
             self._review_changed()
 
     def _review_changed(self) -> None:
@@ -397,8 +400,8 @@ class WizardView(pn.viewable.Viewer):
                 self._progress.bar_color = "danger"
                 self._build_status.object = (
                     f"<p id='build-state' data-status='{task.status}' style='color:#c62828'>The build "
-                    f"{task.status.lower()}: {html.escape(task.message)}. The model is kept: "
-                    f"<a href='{url}'>open it</a> or change the data and try again.</p>")
+                    f"{task.status.lower()}: {html.escape(task.message)}. The model is kept with its settings: "
+                    f"<a href='{url}'>open it</a>, or build it again from <a href='/models'>the models list</a>.</p>")
 
     def __panel__(self):
         return pn.Column(pn.pane.Markdown("## New anomaly model"), self._steps, self._body, self._alert,
