@@ -48,8 +48,13 @@ def no_server_errors(demo):  # noqa: F811
     """Exceptions in page callbacks only reach the server log: fail the test that caused one."""
     start = len(demo.output)
     yield
-    errors = [line for line in demo.output[start:] if "Traceback" in line or "ERROR" in line]
-    assert not errors, "".join(demo.output[start:])
+    out = demo.output[start:]
+    # tornado logs a push to a tab that just navigated away as an unretrieved WebSocketClosedError
+    # (one ERROR line, two chained tracebacks): a race of the transport, not a page error
+    benign = "".join(out).count("exception=WebSocketClosedError()>")
+    tracebacks = sum("Traceback" in line for line in out) - 2 * benign
+    errors = sum("ERROR" in line for line in out) - benign
+    assert tracebacks <= 0 and errors <= 0, "".join(out)
 
 
 @pytest.fixture(scope="module")

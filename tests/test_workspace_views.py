@@ -87,3 +87,12 @@ def test_result_view_cards_hold_the_summary(env):  # noqa: F811
         in view._cards.object
     assert f"of 3 devices" in view._cards.object and len(view._top.value) == min(len(df), 10)
     assert view._heat.object.name == "activity-heatmap" and view._heat.object.renderers
+
+
+def test_result_view_of_a_model_not_built_yet(env):  # noqa: F811
+    platform, tenant, _ = env
+    model = platform.anomaly.create_model(tenant.id, ModelConfig(name="new", device_type="pump"))
+    view = ResultView(platform, model)
+    assert 'data-value="0"' in view._cards.object and "none found" in view._cards.object
+    assert "Status <b>NEW</b>" in view._status.object and view._top.value.empty
+    assert len(view._heat.object.renderers) == 1  # an empty heatmap, not a figure without renderers

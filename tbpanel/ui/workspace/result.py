@@ -24,7 +24,7 @@ CARD_CSS = """
 .card .value {font-size:26px; font-weight:600; color:#102a43}
 .card .sub {color:#829ab1; font-size:12px}
 """
-HEAT = ["#fff5eb", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#8c2d04"]
+HEAT = ["#fdd9b5", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#8c2d04"]
 
 
 def cards_html(s: ResultSummary, trained_items: int | None = None) -> str:
@@ -54,11 +54,14 @@ def heatmap(s: ResultSummary):
                tools="")
     if len(act):
         data = act.assign(x=act["day"] + pd.Timedelta(hours=12), day_text=act["day"].dt.strftime("%Y-%m-%d"))
-        mapper = LinearColorMapper(palette=HEAT, low=0, high=max(float(act["impact"].max()), 1e-9))
-        r = p.rect(x="x", y="device", width=DAY_MS * 0.95, height=0.85, source=data.drop(columns=["day"]),
-                   fill_color={"field": "impact", "transform": mapper}, line_color="#bbb")
-        p.add_tools(HoverTool(renderers=[r], tooltips=[("device", "@device"), ("day", "@day_text"),
-                                                       ("anomalies", "@anomalies"), ("impact", "@impact{0.0}")]))
+    else:  # an empty renderer still, so the figure is valid (and looks the same) before anything is found
+        data = pd.DataFrame({c: [] for c in ("device", "day", "anomalies", "impact", "x", "day_text")})
+    mapper = LinearColorMapper(palette=HEAT, low=0, high=max(float(act["impact"].max()) if len(act) else 1.0, 1e-9))
+    r = p.rect(x="x", y="device", width=DAY_MS * 0.95, height=0.85, source=data.drop(columns=["day"]),
+               fill_color={"field": "impact", "transform": mapper}, line_color="#bbb")
+    p.add_tools(HoverTool(renderers=[r], tooltips=[("device", "@device"), ("day", "@day_text"),
+                                                   ("anomalies", "@anomalies"), ("impact", "@impact{0.0}")]))
+    if len(act):
         p.add_layout(ColorBar(color_mapper=mapper, title="impact", width=10), "right")
     p.xgrid.grid_line_color = None
     return p
