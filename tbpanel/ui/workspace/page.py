@@ -5,8 +5,6 @@ tenants' administrators get a refusal, never the model.
 """
 from __future__ import annotations
 
-import html
-
 import panel as pn
 
 from ..layout import page_template
@@ -38,10 +36,9 @@ def model_page(platform, live):
             "No such model, or you may not open it. Anomaly models belong to tenant administrators; "
             "[back to the models](/models)."))
         return template
-    template.main.append(pn.pane.HTML(
-        f'<h2 id="model-title">{html.escape(model.config.name)} '
-        f'<small style="color:#666">{html.escape(model.status)}</small></h2>'))
-    tabs = pn.Tabs(("Result", result_tab(platform, live, user, model)),
+    result = result_tab(platform, live, user, model)
+    template.main.append(result.header)
+    tabs = pn.Tabs(("Result", result),
                    *extra_tabs(platform, live, user, model), dynamic=True, sizing_mode="stretch_width")
     template.main.append(tabs)
     return template
