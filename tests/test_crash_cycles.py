@@ -2,13 +2,17 @@
 model builds and alarm changes; after every restart the invariants of crash_support hold."""
 from __future__ import annotations
 
+
 import time
+
+import pytest
 
 from crash_support import DISRUPTIONS, CrashHarness
 
 CYCLES = 20  # each of the six disruptions three or four times
 
 
+@pytest.mark.slow
 def test_every_acknowledged_point_survives_repeated_sigkill(tmp_path):
     h = CrashHarness(tmp_path / "data", seed=8)
     t0 = time.monotonic()

@@ -4,6 +4,8 @@ may fail and no acknowledged point may be missing from the store or a subscriber
 (timings are the benchmark's business, not asserted here)."""
 from __future__ import annotations
 
+import pytest
+
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from soak import EMAIL, PASSWORD, Soak  # noqa: E402
 
 
+@pytest.mark.slow
 def test_short_soak_has_no_errors_and_loses_no_point(tmp_path: Path):
     data = tmp_path / "data"
     cli("init", "--data", str(data), "--admin-email", EMAIL, "--admin-password", PASSWORD)

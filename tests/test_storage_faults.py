@@ -12,13 +12,15 @@
   (compaction postponed, ingest unaffected, resumes when writable), and starting on a
   read-only data directory (a clear error, no traceback).
 * **File-size limit** (RLIMIT_FSIZE lowered on the running server with prlimit; EFBIG, the way
-  a quota fails) needs no mount, so it also runs where mounting is not permitted.
+  a quota fails) needs no mount, so it also runs where mounting is not permitted; an MQTT 5
+  QoS 1 publish then gets PUBACK reason 0x97 (quota exceeded) instead of success.
 
 Mount-based tests skip, saying why, where the process may not mount (no CAP_SYS_ADMIN).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import sqlite3
@@ -31,6 +33,8 @@ import pytest
 import requests
 
 from conftest import ROOT, Api, ServerProcess, cli
+from test_mqtt import RawClient
+from tbpanel.transports import mqtt_codec as c
 
 EMAIL, PASSWORD = "faults@tbpanel.test", "faults-pass-1"
 OLD = 1_704_067_200_000  # 2024-01-01: closed months, so the compactor moves them to the cold tier
@@ -210,7 +214,7 @@ def test_read_only_data_directory_is_refused_with_a_clear_message(tmp_path):
 
 def test_file_size_limit_answers_507_and_recovers_when_lifted(tmp_path):
     data = tmp_path / "data"
-    server, api, did, token = server_on(data, "--compaction-interval", "0")
+    server, api, did, token = server_on(data, "--compaction-interval", "0", "--mqtt-port", "0")
     pid = server.proc.pid
     try:
         acked = [i for i in range(3)
@@ -221,6 +225,11 @@ def test_file_size_limit_answers_507_and_recovers_when_lifted(tmp_path):
         more, rejected, r = post_until(server.url, token, 3, 507)
         acked += more
         assert_507(r, "refused a write")
+        mqtt = RawClient(server.mqtt_port, c.MQTT_5)  # MQTT 5 QoS 1: no success PUBACK, "quota exceeded"
+        assert mqtt.connect(token) == 0
+        mqtt.publish("v1/devices/me/telemetry", json.dumps(batch(rejected)).encode(), packet_id=9)
+        assert mqtt.puback() == (9, c.V5_QUOTA_EXCEEDED)
+        mqtt.close()
         assert_holds(stored(api, did), acked, [rejected])
         assert "Traceback" not in "".join(server.output[mark:])
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
