@@ -2,7 +2,6 @@
 model builds and alarm changes; after every restart the invariants of crash_support hold."""
 from __future__ import annotations
 
-
 import time
 
 import pytest

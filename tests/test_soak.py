@@ -4,10 +4,10 @@ may fail and no acknowledged point may be missing from the store or a subscriber
 (timings are the benchmark's business, not asserted here)."""
 from __future__ import annotations
 
-import pytest
-
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import ROOT, ServerProcess, cli
 
