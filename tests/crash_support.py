@@ -208,14 +208,14 @@ class CrashHarness:
             self.late_writes.set()
         for p in posters:
             p.start()
-        time.sleep(self.rng.uniform(0.1, 0.4))
+        time.sleep(self.rng.uniform(0.1, 0.3))
         stop_side = threading.Event()
         side, task_id = self.disrupt(kind, stop_side)
         if task_id:  # kill while the task runs (it may also finish first: both are fine)
             self.until_running(task_id)
             time.sleep(self.rng.uniform(0.0, 0.15))
         else:
-            time.sleep(self.rng.uniform(0.0, 0.8))
+            time.sleep(self.rng.uniform(0.0, 0.6))
         self.server.kill()
         stop_side.set()
         for p in posters:

@@ -28,3 +28,22 @@ def test_every_acknowledged_point_survives_repeated_sigkill(tmp_path):
           f"{f.alarm_changes_acked} alarm changes acknowledged")
     assert f.cycles == CYCLES and set(f.disruptions) == set(DISRUPTIONS)
     assert f.batches_acked > 0 and f.alarm_changes_acked > 0
+
+
+def test_a_build_that_died_with_its_process_leaves_the_model_failed_not_building(tmp_path):
+    """Deterministic version of what the kill cycles found: a model whose build task was running
+    when the process died was left IN_PROGRESS ("building") forever."""
+    from tbpanel.anomaly.config import ModelConfig
+    from tbpanel.jobs import IN_PROGRESS, Task
+    from tbpanel.platform import Platform
+
+    with Platform(tmp_path, compaction_interval_s=0) as p:
+        model = p.anomaly.create_model("tenant", ModelConfig(name="m", device_type="pump", fields=["x"]))
+        # what a SIGKILL in the middle of the build leaves behind: both rows say "running"
+        p.anomaly.repo.update_model(model.id, status="IN_PROGRESS", message="building")
+        p.tasks._save(Task(id="t-build", kind="BUILD", model_id=model.id, tenant_id="tenant",
+                           status=IN_PROGRESS, created_ms=1, started_ms=2))
+    with Platform(tmp_path, compaction_interval_s=0) as p:
+        assert p.tasks.get("t-build").status == "FAILED"
+        reopened = p.anomaly.get_model(model.id)
+        assert reopened.status == "FAILED" and reopened.message.startswith("interrupted"), reopened.message
