@@ -1,6 +1,6 @@
 """Crash safety at length: SIGKILL a real server hundreds of times under load and check it.
 
-Runs tests/crash_support.py's harness (concurrent device posters, compaction every 0.1 s,
+Runs tests/crash_support.py's harness (concurrent device posters over HTTP and MQTT, compaction every 0.1 s,
 model refresh / reprocess / build and REST alarm changes as disruptions, a random SIGKILL in
 each cycle, then a restart and every invariant checked) for ``--cycles`` cycles and reports
 what was checked. The CI test (tests/test_crash_cycles.py) runs 20 cycles of the same thing.
@@ -50,7 +50,8 @@ def main() -> int:
               f"| kill cycles (SIGKILL + restart + full check) | {f.cycles} |",
               f"| disruptions | {', '.join(f'{k} {v}' for k, v in sorted(f.disruptions.items()))} |",
               f"| point values checked (cumulative, every restart) | {f.points_checked:,} |",
-              f"| batches acknowledged / unacknowledged | {f.batches_acked:,} / {f.batches_unsure:,} |",
+              f"| batches acknowledged (of which MQTT QoS 1) / unacknowledged | {f.batches_acked:,} "
+              f"({f.batches_acked_mqtt:,}) / {f.batches_unsure:,} |",
               f"| kills that left an uncommitted compaction generation | {f.orphan_generations_at_kill} |",
               f"| tasks interrupted by a kill | {', '.join(f'{k} {v}' for k, v in sorted(f.interrupted_tasks.items())) or '0'} |",
               f"| REST alarm changes acknowledged | {f.alarm_changes_acked} |",

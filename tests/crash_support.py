@@ -5,8 +5,9 @@ Used by tests/test_crash_cycles.py (about 20 cycles, bounded) and benchmarks/cra
 
 1. starts the server (``--compaction-interval 0.1``: the compactor works almost all the time,
    because posters keep writing into closed months of 2024),
-2. runs concurrent device posters over HTTP (each batch a numbered, deterministic set of
-   points; a 200 adds the batch to ``acked``, an error or lost connection to ``unsure``),
+2. runs concurrent device posters, one over MQTT QoS 1 and the others over HTTP (each batch a
+   numbered, deterministic set of points; a 200 or a PUBACK adds the batch to ``acked``, an
+   error or lost connection to ``unsure``),
 3. starts one disruption — a model refresh, a reprocess that raises and clears alarms, a model
    build, a burst of REST alarm changes, or late writes into already compacted months — and
 4. SIGKILLs the server a random moment later, then checks the files (:meth:`check_files`)
@@ -44,12 +45,14 @@ import numpy as np
 import requests
 
 from conftest import Api, ServerProcess, cli
+from test_mqtt import RawClient
 
 EMAIL, PASSWORD = "crash@tbpanel.test", "crash-pass-1"
 HOUR = 3_600_000
 BASE = 1_704_067_200_000   # 2024-01-01: every month the posters write is closed, so it is compacted
 STEP = 600_000             # 10 min between points: a month fills in ~4,300 points per poster
 PER_BATCH = 20
+MQTT_POSTER = 0  # poster 0 publishes over MQTT (QoS 1), the others over HTTP
 DISRUPTIONS = ("compaction", "refresh", "reprocess", "alarms", "build", "ingest")
 
 
@@ -63,12 +66,12 @@ class Figures:
     cycles: int = 0
     points_checked: int = 0
     batches_acked: int = 0
+    batches_acked_mqtt: int = 0  # of batches_acked, PUBACKed over MQTT
     batches_unsure: int = 0
     orphan_generations_at_kill: int = 0   # a compaction was between writing and committing
     interrupted_tasks: dict = field(default_factory=dict)  # kind -> tasks the kill interrupted
     alarm_changes_acked: int = 0
     disruptions: dict = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 class Poster(threading.Thread):
@@ -77,6 +80,7 @@ class Poster(threading.Thread):
     def __init__(self, harness: "CrashHarness", index: int):
         super().__init__(daemon=True)
         self.h, self.index = harness, index
+        self.rng = random.Random(index * 7919 + harness.figures.cycles)
         self.stop_event = threading.Event()
 
     def batch(self, b: int) -> list[dict]:
@@ -89,22 +93,40 @@ class Poster(threading.Thread):
 
     def run(self) -> None:
         h = self.h
-        session = requests.Session()
-        url = f"{h.server.url}/api/v1/{h.tokens[self.index]}/telemetry"
+        send = self.over_mqtt() if self.index == MQTT_POSTER else self.over_http()
         while not self.stop_event.is_set():
             with h.lock:
                 b = h.next_batch[self.index]
                 h.next_batch[self.index] += 1
-            self.post(session, url, b)
+            self.post(send, b)
             if h.late_writes.is_set() and b > 50:  # rewrite an old batch: late data into a compacted month
-                self.post(session, url, h.rng_for(self.index).randrange(0, b // 2))
+                self.post(send, self.rng.randrange(0, b // 2))
 
-    def post(self, session, url: str, b: int) -> None:
+    def over_http(self):
+        session = requests.Session()
+        url = f"{self.h.server.url}/api/v1/{self.h.tokens[self.index]}/telemetry"
+        return lambda body: session.post(url, json=body, timeout=30).status_code == 200
+
+    def over_mqtt(self):
+        """QoS 1 publishes; a PUBACK with reason 0 is the acknowledgement."""
+        client = None
+
+        def send(body) -> bool:
+            nonlocal client
+            if client is None:
+                client = RawClient(self.h.server.mqtt_port)
+                assert client.connect(self.h.tokens[self.index]) == 0
+            client.publish("v1/devices/me/telemetry", json.dumps(body).encode(), qos=1, packet_id=1)
+            return client.puback() == (1, 0)
+        return send
+
+    def post(self, send, b: int) -> None:
         try:
-            r = session.post(url, json=self.batch(b), timeout=30)
-            ok = r.status_code == 200
-        except requests.RequestException:
+            ok = send(self.batch(b))
+        except (requests.RequestException, OSError):
             ok = False
+            if self.index == MQTT_POSTER:
+                self.stop_event.set()  # the session is gone with the server
         with self.h.lock:
             (self.h.acked if ok else self.h.unsure)[self.index].add(b)
 
@@ -127,16 +149,11 @@ class CrashHarness:
         self.server: ServerProcess | None = None
         self.alarm_created: set[str] = set()   # alarm ids an acknowledged POST /api/alarm returned
         self.alarm_cleared: set[str] = set()   # alarm ids an acknowledged .../clear cleared
-        self._rngs: dict[int, random.Random] = {}
-
-    def rng_for(self, i: int) -> random.Random:
-        return self._rngs.setdefault(i, random.Random(i * 7919 + self.figures.cycles))
 
     # -- setup ----------------------------------------------------------------------------------
     def start(self) -> None:
-        self._started_ms = int(time.time() * 1000)
-        self.server = ServerProcess(self.data, extra=("--compaction-interval", "0.1", "--coap-port", "-1",
-                                                      "--mqtt-port", "-1")).start()
+        self.started_ms = int(time.time() * 1000)  # tasks created before this predate the kill
+        self.server = ServerProcess(self.data, extra=("--compaction-interval", "0.1", "--coap-port", "-1")).start()
         self.api = Api.login(self.server.url, EMAIL, PASSWORD)
 
     def setup(self) -> None:
@@ -363,6 +380,7 @@ class CrashHarness:
             assert stored.get(b, 0) in (0, 2 * PER_BATCH), f"cycle {c}: poster {i}: failed batch {b} is partly stored"
         self.figures.points_checked += sum(stored.values())
         self.figures.batches_acked = sum(len(a) for a in self.acked)
+        self.figures.batches_acked_mqtt = len(self.acked[MQTT_POSTER])
         self.figures.batches_unsure = sum(len(u - a) for u, a in zip(self.unsure, self.acked))
 
     def check_analytics(self, c: int) -> None:
@@ -370,7 +388,7 @@ class CrashHarness:
         conn = sqlite3.connect(f"file:{self.data / 'analytics.sqlite'}?mode=ro", uri=True)
         try:
             q = lambda sql, *a: conn.execute(sql, a).fetchall()  # noqa: E731
-            started = self.server_started_ms
+            started = self.started_ms
             stuck = q("SELECT id, kind, status FROM tasks WHERE status IN ('QUEUED', 'IN_PROGRESS') AND created_ms < ?", started)
             assert not stuck, f"cycle {c}: tasks stuck after restart: {stuck}"
             for (kind,) in q("SELECT kind FROM tasks WHERE message LIKE 'interrupted%' AND finished_ms >= ?", started):
@@ -398,10 +416,6 @@ class CrashHarness:
             assert not reopened, f"cycle {c}: acknowledged clears lost: {reopened}"
         finally:
             conn.close()
-
-    @property
-    def server_started_ms(self) -> int:
-        return self._started_ms
 
     def close(self) -> None:
         if self.server is not None:
