@@ -28,7 +28,7 @@ _SQLITE_IOERR_FSYNC = 1034
 def storage_fault(exc: BaseException) -> str | None:
     """Why storage refused a write, for the client; ``None`` if ``exc`` is not a storage fault."""
     if isinstance(exc, OSError) and exc.errno in OS_FAULTS:
-        return f"{OS_FAULTS[exc.errno]}; nothing was stored — retry when space is available"
+        return f"{OS_FAULTS[exc.errno]}; nothing was stored, retry later"
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is None:
@@ -41,5 +41,5 @@ def storage_fault(exc: BaseException) -> str | None:
             what = "the server's storage refused a write (disk I/O error)"
         else:
             return None
-        return f"{what}; nothing was stored — retry when space is available"
+        return f"{what}; nothing was stored, retry later"
     return None
