@@ -7,6 +7,7 @@
                      [--customer TITLE] [--tenant TITLE]
     tbpanel serve [--data DIR] [--address 127.0.0.1] [--port 5006] [--mqtt-port 1883] [--coap-port 5683] [--demo] [--show]
                   [--mqtt-max-sessions N] [--mqtt-max-rate N] [--mqtt-max-payload BYTES]
+                  [--compaction-interval 60]
     tbpanel demo [--url URL] [--data DIR] [--devices N]
 
 A password given as ``-`` is read from the first line of standard input (keeps it out of the
@@ -170,6 +171,16 @@ def _payload_size(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _transport_port(text: str) -> int:
     return -1 if text.strip() == "-1" else _port(text)
 
@@ -268,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open a browser (default: --no-show)")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS, type=str.lower,
                    help="logging level (default: %(default)s)")
+    p.add_argument("--compaction-interval", default=60.0, type=_seconds, metavar="SECONDS",
+                   help="how often closed months move to the Zarr cold tier (default: "
+                        "%(default)s; 0 = never)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="simulate a fleet posting through the HTTP API")

@@ -5,6 +5,7 @@ The server, the CLI, the demo and notebooks all reach tbpanel's state through a
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -33,6 +34,9 @@ class Platform(param.Parameterized):
     def __init__(self, data_dir: str | os.PathLike, **params):
         super().__init__(data_dir=str(Path(data_dir).resolve()), **params)
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        if not os.access(self.data_dir, os.W_OK):  # say so, rather than "unable to open database file"
+            code = errno.EROFS if _read_only_fs(self.data_dir) else errno.EACCES
+            raise OSError(code, f"the data directory is not writable ({os.strerror(code)})", self.data_dir)
         self.registry: EntityRegistry = EntityRegistry(self.data_dir)
         self.store: TelemetryStore = open_store(
             Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s)
@@ -80,6 +84,10 @@ class Platform(param.Parameterized):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _read_only_fs(path: str) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def connect(data_dir: str | os.PathLike, **params) -> Platform:

@@ -147,7 +147,7 @@ def public_url(address: str, port: int) -> str:
 def serve_from_args(args) -> int:
     """``tbpanel serve``: open the data directory, optionally seed the demo, serve until stopped."""
     logs.configure(args.log_level)
-    platform = Platform(args.data)
+    platform = Platform(args.data, compaction_interval_s=getattr(args, "compaction_interval", 60))
     simulator = None
     if args.demo:
         from . import demo

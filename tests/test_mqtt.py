@@ -213,7 +213,10 @@ def test_malformed_payload_311_closes_session_nothing_stored(world, port):
     assert raw.puback() == (1, 0)  # the earlier message is still acknowledged
     assert raw.closed()
     assert history(world, did, "x") == [] and len(history(world, did, "before")) == 1
-    assert any("closing session" in line and "Invalid JSON" in line for line in world.server.output)
+    deadline = time.time() + 10  # the server's log reaches us through a pipe and a reader thread
+    while not any("closing session" in line and "Invalid JSON" in line for line in world.server.output):
+        assert time.time() < deadline, "the session's close was not logged"
+        time.sleep(0.05)
 
 
 def test_oversized_payload(world, port):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from ..jobs import Cancelled, Task, TaskContext, TaskRunner, next_run
+from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner, next_run
 from ..store.telemetry import to_ms
 from ..store.values import ValueType
 from .config import ModelConfig
@@ -205,6 +205,20 @@ class AnomalyService:
         self.runner = runner
         self.listeners: list[Listener] = []
         self._running_refresh: dict[str, str] = {}
+        self._fail_interrupted_builds()
+
+    def _fail_interrupted_builds(self) -> None:
+        """A model whose build task died with the process (the runner has marked the task
+        FAILED) must not say "building" forever: it fails like any build (its previous
+        trained artifact, if any, is untouched because a build commits only at its end)."""
+        for row in self.repo.list_models():
+            if row["status"] not in (QUEUED, IN_PROGRESS):
+                continue
+            builds = [t for t in self.runner.list(model_id=row["id"], limit=50) if t.kind == "BUILD"]
+            if not builds or builds[0].status in FINAL:
+                log.warning("model %s: its build was interrupted by the last shutdown", row["id"])
+                self.repo.update_model(row["id"], status=FAILED,
+                                       message="interrupted: the server stopped while this model was building")
 
     # -- models ----------------------------------------------------------------------------------
     def create_model(self, tenant_id: str, config: ModelConfig | dict, *,

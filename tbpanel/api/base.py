@@ -12,6 +12,7 @@ import tornado.web
 from ..entities import EntityError, NotFound
 from ..platform import Platform
 from ..store import QueryError
+from ..store.faults import storage_fault
 from ..store.payload import PayloadError
 
 log = logging.getLogger("tbpanel.api")
@@ -52,6 +53,10 @@ def as_api_error(e: BaseException) -> ApiError | None:
         return ApiError(400, str(e), BAD_REQUEST_PARAMS)
     if isinstance(e, EntityError):
         return ApiError(e.status, str(e), e.error_code)
+    fault = storage_fault(e)
+    if fault is not None:  # full disk, read-only or quota: the client's data is fine, retry later
+        log.warning("storage refused a write: %s", e)
+        return ApiError(507, f"Insufficient storage: {fault}", GENERAL)
     return None
 
 

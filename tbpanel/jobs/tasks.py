@@ -2,8 +2,10 @@
 
 A :class:`TaskRunner` runs submitted functions on its own worker threads and keeps every
 task's record (status, progress, log, duration, result) in SQLite, so the history survives a
-restart. A task that was running when the process died is marked FAILED on the next start:
-nothing it was doing had been committed (work functions commit their results at the end).
+restart. A task that was running when the process died is marked FAILED ("interrupted") on
+the next start. Work functions commit their results in one transaction at the end, so either
+none of a task's results are there or (a kill just after that commit) all of them are; running
+the task again is always safe. The crash tests (tests/crash_support.py) check both.
 """
 from __future__ import annotations
 

@@ -63,6 +63,7 @@ import numpy as np
 from .aggregate import AggResult, aggregate, normalize_agg
 from .buckets import QueryError, bucket_edges, check_range, get_zone, normalize_interval_type
 from .cold import ColdTier
+from .faults import storage_fault
 from .hot import (
     SQL_TOUCH_MONTH, SQL_UPSERT_HOT, SQL_UPSERT_LATEST, SYNCHRONOUS_MODES, ReaderPool, Writer,
     connect, db_path, hot_rows_to_columns, init_schema, month_from_name, month_name, month_of,
@@ -1170,8 +1171,12 @@ class TelemetryStore:
         while not self._stop.wait(self.compaction_interval_s):
             try:
                 self.compact()
-            except Exception:
-                log.exception("background compaction failed")
+            except Exception as exc:
+                fault = storage_fault(exc)
+                if fault is not None:  # expected while the disk is full: no traceback every round
+                    log.warning("background compaction postponed: %s (%s)", fault.split(";")[0], exc)
+                else:
+                    log.exception("background compaction failed")
 
     def compact(self, before_ts: int | None = None) -> dict:
         """Move closed months from hot to cold (and rewrite months with tombstones).
@@ -1268,7 +1273,12 @@ class TelemetryStore:
             existing = [g for nme, g in self.cold.list_generations() if nme == name]
             new_gen = max([old_gen or 0, *existing]) + 1
             if n_rows:
-                self.cold.write_generation(name, new_gen, merged, series, offsets)
+                try:
+                    self.cold.write_generation(name, new_gen, merged, series, offsets)
+                except BaseException:
+                    # e.g. a full disk: a partial generation would hold on to the space it took
+                    self.cold.remove(name, new_gen)
+                    raise
 
             # per-series change of the stored-points counter
             universe = np.unique(np.concatenate([

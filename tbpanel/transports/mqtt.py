@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..entities.errors import EntityError
+from ..store.faults import storage_fault
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from . import mqtt_codec as c
 
@@ -522,9 +523,7 @@ class _Session:
                 except PayloadError as exc:
                     code, text = c.V5_PAYLOAD_FORMAT_INVALID, str(exc)
                 except Exception as exc:
-                    log.exception("MQTT device %s: storing a publish on %s failed",
-                                  self.device.id, p.topic)
-                    code, text, result = c.V5_UNSPECIFIED_ERROR, f"not stored: {exc}", None
+                    code, text, result = self.failed(exc, p.topic)
                 if code and (self.level != c.MQTT_5 or p.qos == 0):
                     log.info("MQTT device %s: closing session: %s", self.device.id, text)
                     if self.level == c.MQTT_5:  # a 3.1.1 server has no DISCONNECT to send
@@ -544,6 +543,15 @@ class _Session:
                     await self.write(data)
             else:
                 await self.write(item)
+
+    def failed(self, exc: Exception, topic: str) -> tuple[int, str, None]:
+        """The reason code and text for a publish that could not be stored."""
+        fault = storage_fault(exc)
+        if fault is not None:  # full disk or read-only: a warning, not a traceback per message
+            log.warning("MQTT device %s: storage refused a write: %s", self.device.id, exc)
+            return c.V5_QUOTA_EXCEEDED, f"Insufficient storage: {fault}", None
+        log.exception("MQTT device %s: storing a publish on %s failed", self.device.id, topic)
+        return c.V5_UNSPECIFIED_ERROR, f"not stored: {exc}", None
 
     async def write(self, data: bytes) -> None:
         self.writer.write(data)
