@@ -33,6 +33,7 @@ class PayloadError(ValueError):
 # run of 20+ digits is re-read with the stdlib parser, which keeps them exact so that the
 # value check can reject them instead of storing a silently rounded number.
 _HUGE_INT = re.compile(rb"\d{20,}")
+_CONTROL_CHARS = re.compile("[\x00-\x1f]")
 
 
 def _no_constants(name: str) -> Any:
@@ -81,7 +82,7 @@ def _check_key(key: str) -> None:
         raise PayloadError("telemetry keys must not be empty")
     if len(key) > MAX_KEY_LENGTH:
         raise PayloadError(f"key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters")
-    if any(ord(c) < 32 for c in key):
+    if _CONTROL_CHARS.search(key):  # a regex: a per-character generator was ~20% of batched ingest
         raise PayloadError(f"key {key!r} contains control characters")
 
 
