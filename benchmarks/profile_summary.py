@@ -28,22 +28,61 @@ def _split(frame: str) -> tuple[str, str]:
     return m["fn"], file
 
 
-def summarize(path: Path, top: int = 25, thread: str | None = None) -> list[str]:
-    threads: Counter = Counter()
-    inclusive: Counter = Counter()
-    self_file: Counter = Counter()
-    total = 0
+#: What each sample was doing, for HTTP ingest profiles: first rule that matches wins.
+CATEGORIES = (
+    ("store writer thread (SQLite upserts, commit, bookkeeping)", lambda name, fr, deep: "store-writer" in name),
+    ("tornado HTTP/1.1 (read, parse headers, route, handler plumbing, write response)",
+     lambda name, fr, deep: any("tornado/" in f for f in deep)),
+    ("write acknowledgement (futures, cross-thread wake-ups)",
+     lambda name, fr, deep: any(m in f for f in fr for m in ("wrap_future", "concurrent/futures", "acks.py",
+                                                            "submit_points"))),
+    ("store point validation (validate_points)", lambda name, fr, deep: any("validate_points" in f for f in fr)),
+    ("payload parsing (orjson, typing, key checks)", lambda name, fr, deep: any("payload.py" in f for f in fr)),
+    ("device handler, other", lambda name, fr, deep: any("tbpanel/" in f for f in fr)),
+    ("tornado HTTP/1.1 (read, parse headers, route, handler plumbing, write response)",
+     lambda name, fr, deep: any("tornado/" in f for f in fr)),
+    ("asyncio loop, other", lambda name, fr, deep: True),
+)
+
+
+def stacks(path: Path):
+    """``(thread label, frames root first, sample count)`` per line of a collapsed-stack file."""
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        n = int(count)
         frames = stack.split(";")
         name = frames[0] if frames[0].startswith(("thread", "process")) else "?"
         if name != "?":
             frames = frames[1:]
             if frames and frames[0].startswith("process"):
                 frames = frames[1:]
+        yield name, frames, int(count)
+
+
+def categorize(path: Path) -> list[str]:
+    """Shares of the CATEGORIES (``deep`` = the frames below the innermost tbpanel frame)."""
+    counts: Counter = Counter()
+    total = 0
+    for name, frames, n in stacks(path):
+        inner = max((i for i, f in enumerate(frames) if "tbpanel/" in f and "cli.py" not in f
+                     and "server.py" not in f), default=None)
+        deep = frames[inner + 1:] if inner is not None else frames
+        for label, rule in CATEGORIES:
+            if rule(name, frames if inner is not None else [], deep):
+                counts[label] += n
+                total += n
+                break
+    return ["| what the server was doing | share of samples |", "| --- | --- |"] + [
+        f"| {k} | {100 * n / total:.0f}% |" for k, n in counts.most_common()]
+
+
+def summarize(path: Path, top: int = 25, thread: str | None = None) -> list[str]:
+    threads: Counter = Counter()
+    inclusive: Counter = Counter()
+    self_file: Counter = Counter()
+    total = 0
+    for name, frames, n in stacks(path):
         if thread and thread not in name:
             continue
         total += n
@@ -73,7 +112,7 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--thread", default=None, help="only threads whose label contains this")
     args = ap.parse_args()
-    print("\n".join(summarize(args.profile, args.top, args.thread)))
+    print("\n".join(categorize(args.profile) + [""] + summarize(args.profile, args.top, args.thread)))
     return 0
 
 
