@@ -122,6 +122,9 @@ def test_picker_holds_search_matches_not_the_fleet(platform):
     assert sorted(n for n in view._device.options.values() if n) == sorted(
         platform.devs[i].id for i in range(110, 120))
     assert view._matches.object == ""
+    view._search.value_input = "no-such-pump"
+    assert list(view._device.options.values()) == [""] and "No device matches" in view._matches.object
+    view._search.value_input = "pump-11"
     # a device chosen by URL that is not among the matches stays listed and selected
     q.device = platform.devs[5].id
     assert view._device.value == platform.devs[5].id

@@ -128,8 +128,12 @@ class TelemetryView(pn.viewable.Viewer):
         d = self._current
         if d is not None and d.id not in opts.values():
             opts[f"{d.name} ({d.type})"] = d.id  # keep the current choice visible while filtering
-        self._matches.object = (f"{len(found)} of {total:,} devices shown; type to narrow"
-                                if total > len(found) else "")
+        if total > len(found):
+            self._matches.object = f"{len(found)} of {total:,} devices shown; type to narrow"
+        elif text.strip() and not total:
+            self._matches.object = f"No device matches “{html.escape(text.strip())}”."
+        else:
+            self._matches.object = ""
         return opts
 
     def _on_search(self, event) -> None:
