@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 
 import pytest
 
@@ -40,26 +41,40 @@ def test_submit_async_resolves_after_the_points_are_committed(store, tmp_path):
     assert [v for _, _, v in store.query_raw("d", ["k"], 0, FAR, limit=10, order="ASC")["k"]] == list(range(5))
 
 
-def test_many_concurrent_submitters_share_commits_and_wake_ups(store):
-    resolves = []
-
-    class CountingAcks(LoopAcks):
-        def _resolve(self):
-            resolves.append(len(self._ready))
-            super()._resolve()
-
+def test_many_concurrent_submitters_all_get_their_acknowledgement(store):
     async def main():
-        from tbpanel.store import acks
-        acks._by_loop[asyncio.get_running_loop()] = CountingAcks(asyncio.get_running_loop())
         counts = await asyncio.gather(*(store.submit_async([(f"dev{c}", "k", JAN + i, V.DOUBLE, float(i))
                                                              for i in range(10)]) for c in range(200)))
         assert await store.submit_async([]) == 0
         return counts
 
     assert asyncio.run(main()) == [10] * 200
-    assert sum(resolves) == 200
-    assert len(resolves) < 200  # several acknowledgements per wake-up of the loop
     assert store.stats() == {"points": 2000, "series": 200, "entities": 200}
+
+
+def test_acknowledgements_queued_meanwhile_share_one_wake_up_of_the_loop():
+    wakeups = []
+
+    class CountingAcks(LoopAcks):
+        def _resolve(self):
+            wakeups.append(1)
+            super()._resolve()
+
+    async def main():
+        acks = CountingAcks(asyncio.get_running_loop())
+        waiters = [acks.waiter() for _ in range(50)]
+        # a "writer" thread acknowledges all 50 while the loop is busy (this coroutine blocks it)
+        writer = threading.Thread(target=lambda: [done(i, None) for i, (_, done) in enumerate(waiters)])
+        writer.start()
+        writer.join()
+        assert await asyncio.gather(*(fut for fut, _ in waiters)) == list(range(50))
+        failed, done = acks.waiter()
+        done(0, OSError("disk full"))
+        with pytest.raises(OSError):
+            await failed
+
+    asyncio.run(main())
+    assert len(wakeups) == 2
 
 
 def test_invalid_points_raise_at_once_and_failures_reach_the_awaiter(tmp_path):
