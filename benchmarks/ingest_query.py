@@ -8,18 +8,27 @@ Measures, in one run:
   4. 1 year of 1-minute data for one key → 1-hour AVG: in-process (cold cache and warm) and
      over HTTP (/values/timeseries?agg=AVG&interval=3600000).
 
-Usage:  .venv/bin/python benchmarks/ingest_query.py [--seconds 10] [--clients 4] [--out benchmarks/results]
+Usage:  .venv/bin/python benchmarks/ingest_query.py [--seconds 10] [--clients 4] [--connections 1,16] [--repeat 1]
+            [--http-only] [--profile benchmarks/results/profiles] [--out benchmarks/results]
+Each client process runs ``--connections`` keep-alive connections (asyncio), each with one
+request in flight: 4 × 1 is four devices posting back to back, 4 × 16 sixty-four. Request
+bodies are encoded before the clock starts; each HTTP line also gives the server
+process's own CPU use (cores busy, CPU µs per request) from /proc, since the clients share
+its cores. ``--profile`` runs each HTTP workload once more under py-spy (collapsed stacks
+and an SVG flame graph; summarise them with benchmarks/profile_summary.py).
 Targets (../shared/design.md): ≥150k points/s batched HTTP, ≥5k req/s small messages,
 ≤5 ms in-process / ≤20 ms HTTP for the year query.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -86,42 +95,107 @@ def login_and_devices(url: str, n: int) -> tuple[str, list[tuple[str, str]]]:
     return jwt, devices
 
 
-def _client(args) -> tuple[int, int, int]:
-    host, token, worker, seconds, batch = args
-    conn = http.client.HTTPConnection(host)
-    headers = {"Content-Type": "application/json"}
-    sent_points = requests_ok = errors = 0
-    deadline = time.perf_counter() + seconds
-    i = 0
+def _bodies(worker: int, batch: int, count: int) -> list[tuple[bytes, int]]:
+    """Request bodies, encoded before the clock starts (the clients share the server's cores)."""
+    if batch == 1:
+        return [(b'{"temperature": %d.5}' % (i % 100), 1) for i in range(count)]
     base = T0 + worker * 10**10
-    while time.perf_counter() < deadline:
-        if batch == 1:
-            body = b'{"temperature": %d.5}' % (i % 100)
-            points = 1
-        else:
-            body = json.dumps([{"ts": base + (i * batch + j) * 1000, "values": {"v": j, "w": i * 0.5}}
-                               for j in range(batch // 2)]).encode()
-            points = batch // 2 * 2
-        status, _ = request(conn, "POST", f"/api/v1/{token}/telemetry", body, headers)
-        if status == 200:
-            requests_ok += 1
-            sent_points += points
-        else:
-            errors += 1
-        i += 1
-    return sent_points, requests_ok, errors
+    return [(json.dumps([{"ts": base + (i * batch + j) * 1000, "values": {"v": j, "w": i * 0.5}}
+                         for j in range(batch // 2)]).encode(), batch // 2 * 2) for i in range(count)]
 
 
-def http_ingest(url: str, devices, clients: int, seconds: float, batch: int) -> dict:
+async def _connection(host: str, port: int, path: str, bodies: list[tuple[bytes, int]], first: int,
+                      step: int, deadline: float, tally: list[int]) -> None:
+    """One keep-alive connection sending pre-encoded POSTs one after another until ``deadline``."""
+    reader, writer = await asyncio.open_connection(host, port)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n").encode()
+    i = first
+    try:
+        while time.perf_counter() < deadline:
+            body, points = bodies[i % len(bodies)]
+            writer.write(head % len(body) + body)
+            status_line = await reader.readuntil(b"\r\n")
+            headers = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(h.split(b":", 1)[1]) for h in headers.split(b"\r\n")
+                           if h.lower().startswith(b"content-length:")), 0)
+            if length:
+                await reader.readexactly(length)
+            if status_line.split(b" ", 2)[1] == b"200":
+                tally[0] += 1
+                tally[1] += points
+            else:
+                tally[2] += 1
+            i += step
+    finally:
+        writer.close()
+
+
+def _client(args, ready, results) -> None:
+    """A client process: ``connections`` concurrent keep-alive connections (asyncio, so the
+    load generator costs little of the CPU it shares with the server). Bodies are made
+    first; the clock starts when every client has passed the ``ready`` barrier."""
+    host, token, worker, seconds, batch, connections = args
+    # enough distinct bodies for ~3,000 requests/s per process (batched) before they repeat
+    bodies = _bodies(worker, batch, 1000 if batch == 1 else int(seconds * 3000))
+    name, port = host.rsplit(":", 1)
+    tally = [0, 0, 0]  # requests ok, points, errors
+
+    async def run() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(_connection(name, int(port), f"/api/v1/{token}/telemetry", bodies, c,
+                                           connections, deadline, tally) for c in range(connections)))
+    ready.wait()
+    asyncio.run(run())
+    results.put((tally[1], tally[0], tally[2]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_ingest(url: str, devices, clients: int, seconds: float, batch: int, server_pid: int | None = None,
+                profile: Path | None = None, connections: int = 1) -> dict:
+    """``clients`` processes POSTing for ``seconds``; with ``profile``, py-spy samples the server
+    meanwhile (raw collapsed stacks + an SVG flame graph; the rate is then not representative)."""
     host = url.split("//")[1]
-    with mp.Pool(clients) as pool:
-        t = time.perf_counter()
-        results = pool.map(_client, [(host, devices[w % len(devices)][1], w, seconds, batch) for w in range(clients)])
-        elapsed = time.perf_counter() - t
+    spy = []
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        py_spy = str(Path(sys.executable).with_name("py-spy"))
+        # every sampled stack (threads waiting in C calls such as COMMIT's fsync included), and
+        # only the stacks holding the GIL (where the Python CPU time goes), also as a flame graph
+        for extra, fmt_, name in (([], "raw", "wall.txt"), (["--gil"], "raw", "gil.txt"),
+                                  (["--gil"], "flamegraph", "gil.svg")):
+            spy.append(subprocess.Popen(
+                [py_spy, "record", "--pid", str(server_pid), "--rate", "100",
+                 "--nonblocking", "--threads", *extra, "--format", fmt_,
+                 "--output", str(profile / f"ingest-batch{batch}-{name}")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)  # let py-spy attach
+    ready, queue = mp.Barrier(clients + 1), mp.Queue()
+    procs = [mp.Process(target=_client, args=((host, devices[w % len(devices)][1], w, seconds, batch,
+                                               connections), ready, queue)) for w in range(clients)]
+    for p in procs:
+        p.start()
+    ready.wait()  # every client has its bodies: the clock starts now
+    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+    t = time.perf_counter()
+    results = [queue.get() for _ in procs]
+    elapsed = time.perf_counter() - t
+    cpu = (cpu_seconds(server_pid) - cpu0) if server_pid else float("nan")
+    for p in procs:
+        p.join()
+    for p in spy:  # py-spy writes its output when interrupted
+        p.send_signal(signal.SIGINT)
+        p.wait()
     points = sum(r[0] for r in results)
     reqs = sum(r[1] for r in results)
     return {"points_per_s": points / elapsed, "requests_per_s": reqs / elapsed,
-            "errors": sum(r[2] for r in results), "elapsed_s": elapsed}
+            "errors": sum(r[2] for r in results), "elapsed_s": elapsed,
+            "server_cores": cpu / elapsed, "server_us_per_request": cpu / max(reqs, 1) * 1e6}
 
 
 def inprocess_writes(tmp: Path, total: int = 1_000_000, batch: int = 10_000) -> float:
@@ -197,6 +271,18 @@ def inprocess_year_query(tmp: Path, repeats: int = 30) -> dict:
     return out
 
 
+def summarize(runs: list[dict], batch: int) -> str:
+    """Median (min–max) of the rates over runs, with the server's own CPU use."""
+    def med(key, f="{:,.0f}"):
+        xs = [r[key] for r in runs]
+        text = f.format(statistics.median(xs))
+        return text if len(xs) == 1 else f"{text} ({f.format(min(xs))}–{f.format(max(xs))})"
+    head = (f"{med('points_per_s')} points/s, {med('requests_per_s')} req/s" if batch > 1
+            else f"{med('requests_per_s')} requests/s")
+    return (f"{head}, errors {sum(r['errors'] for r in runs)}; server process {med('server_cores', '{:.2f}')} "
+            f"cores busy, {med('server_us_per_request')} µs CPU/request (n={len(runs)})")
+
+
 def fmt(xs: list[float]) -> str:
     return f"median {statistics.median(xs):.2f} ms (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"
 
@@ -205,6 +291,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--connections", default="1,16",
+                    help="keep-alive connections per client process, one run set per value (comma-separated)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each HTTP workload (median, min–max)")
+    ap.add_argument("--http-only", action="store_true", help="only the two HTTP ingest workloads")
+    ap.add_argument("--profile", default=None,
+                    help="directory: after the timed runs, one more run of each HTTP workload under py-spy")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
     lines = [f"# tbpanel ingest/query benchmark · {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -216,14 +308,20 @@ def main() -> int:
         try:
             jwt, devices = login_and_devices(url, max(args.clients, 4) + 1)
             year_device = devices.pop()
-            r = http_ingest(url, devices, args.clients, args.seconds, batch=100)
-            lines.append(f"HTTP ingest, batched 100 points/request, {args.clients} clients: "
-                         f"{r['points_per_s']:,.0f} points/s ({r['requests_per_s']:,.0f} req/s, errors {r['errors']})")
-            print(lines[-1], flush=True)
-            r = http_ingest(url, devices, args.clients, args.seconds, batch=1)
-            lines.append(f"HTTP ingest, one small message/request, {args.clients} clients: "
-                         f"{r['requests_per_s']:,.0f} requests/s (errors {r['errors']})")
-            print(lines[-1], flush=True)
+            conns = [int(c) for c in args.connections.split(",")]
+            for batch, label in ((100, "batched 100 points/request"), (1, "one small message/request")):
+                for c in conns:
+                    runs = [http_ingest(url, devices, args.clients, args.seconds, batch, proc.pid, connections=c)
+                            for _ in range(args.repeat)]
+                    lines.append(f"HTTP ingest, {label}, {args.clients} client processes × {c} connection"
+                                 f"{'s' if c > 1 else ''}: " + summarize(runs, batch))
+                    print(lines[-1], flush=True)
+                if args.profile:
+                    http_ingest(url, devices, args.clients, args.seconds, batch, proc.pid, Path(args.profile),
+                                connections=max(conns))
+            if args.http_only:
+                write_report(args.out, "ingest_http", lines)
+                return 0
             load_year(url, year_device[1])
             q = year_query(url, jwt, year_device[0], repeats=5)
             lines.append(f"1 year of 1-minute data → 1h AVG over HTTP, still in the SQLite hot tier: {fmt(q['http_ms'])}")

@@ -21,7 +21,7 @@ and runs the same workloads on both systems, in the same run:
           raw range query, newest 100 (ORDER BY ts DESC LIMIT 100 / store.query_raw);
           1-hour AVG over the year, one key (GROUP BY bucket / store.query_agg);
           the same for 100 devices (one SQL query with entity_id = ANY / 100 store.query_agg calls);
-          latest values for 1,000 devices (ts_kv_latest / 1,000 store.latest calls).
+          latest values for 1,000 devices (ts_kv_latest / one store.latest_many call).
   disk    bytes per stored point (PostgreSQL: pg_total_relation_size of the ts_kv partitions,
           indexes included; tbpanel: the size of its data directory).
 
@@ -525,10 +525,12 @@ def main() -> int:
         ls_ = [str(d) for d in latest_devs]
 
         def tb_latest():
-            return [store.latest(d) for d in ls_]
-        assert len(pg_q(latest_sql, (latest_devs,))()) == sum(len(x) for x in tb_latest()) == args.latest_devices * args.keys
-        ms_row(f"latest values, {args.latest_devices:,} devices × {args.keys} keys (tbpanel: "
-               f"{args.latest_devices:,} store.latest calls, PostgreSQL: one query on ts_kv_latest)",
+            return store.latest_many(ls_)
+        got = tb_latest()
+        assert got == {d: store.latest(d) for d in ls_}
+        assert len(pg_q(latest_sql, (latest_devs,))()) == sum(len(x) for x in got.values()) == args.latest_devices * args.keys
+        ms_row(f"latest values, {args.latest_devices:,} devices × {args.keys} keys (tbpanel: one "
+               f"store.latest_many call, PostgreSQL: one query on ts_kv_latest)",
                timed(tb_latest, max(3, args.query_repeat // 4)), timed(pg_q(latest_sql, (latest_devs,)), max(3, args.query_repeat // 4)))
 
         # ---------------------------------------------------------------- disk

@@ -22,12 +22,18 @@ class Fleet(param.Parameterized):
         self.platform = platform
         self.user = user
 
+    def _customer_scope(self) -> tuple[bool, str | None]:
+        """``(may see devices at all, customer id to restrict to or None for the whole tenant)``."""
+        if self.user.authority not in ("TENANT_ADMIN", "CUSTOMER_USER"):
+            return False, None
+        return True, self.user.customer_id if self.user.authority == "CUSTOMER_USER" else None
+
     def devices(self) -> list:
         """Every device the user may read: the tenant's, or only its customer's."""
-        reg = self.platform.registry
-        customer = self.user.customer_id if self.user.authority == "CUSTOMER_USER" else None
-        if self.user.authority not in ("TENANT_ADMIN", "CUSTOMER_USER"):
+        allowed, customer = self._customer_scope()
+        if not allowed:
             return []
+        reg = self.platform.registry
         out, page = [], 0
         while True:
             items, total = reg.list_devices(self.user.tenant_id, customer_id=customer, page=page,
@@ -36,6 +42,26 @@ class Fleet(param.Parameterized):
             page += 1
             if page * 1000 >= total or not items:
                 return out
+
+    def find_devices(self, text: str = "", limit: int = 50) -> tuple[list, int]:
+        """The first ``limit`` devices (by name) the user may read whose name or label contains
+        ``text`` (case-insensitive), and how many match: a picker over 10,000 devices holds 50."""
+        allowed, customer = self._customer_scope()
+        if not allowed:
+            return [], 0
+        return self.platform.registry.list_devices(
+            self.user.tenant_id, customer_id=customer, page=0, page_size=limit,
+            text_search=text.strip() or None, sort_property="name", sort_order="ASC")
+
+    def latest(self, keys: list[str] | None = None) -> pd.DataFrame:
+        """The latest value of each key of each device the user may read, in one store read:
+        one row per (device, key) with its time and value (``keys=None``: every key)."""
+        devices = self.devices()
+        latest = self.platform.store.latest_many([d.id for d in devices], keys)
+        rows = [{"device": d.name, "key": key, "ts": pd.to_datetime(ts, unit="ms", utc=True),
+                 "value": value, "id": d.id}
+                for d in devices for key, (ts, _vtype, value) in latest[d.id].items()]
+        return pd.DataFrame(rows, columns=["device", "key", "ts", "value", "id"])
 
     def summary(self) -> pd.DataFrame:
         """One row per device: name, type, customer, keys, points stored, last activity, online."""

@@ -11,6 +11,7 @@ from tornado.ioloop import PeriodicCallback
 
 from . import logs
 from .api import api_patterns
+from .api.routes import device_patterns
 from .live import LiveHub
 from .platform import Platform
 from .ui.alarms import alarms_page
@@ -61,6 +62,9 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
         # end soon after the tab closes; a session still lingers 15 s for a reconnect
         check_unused_sessions_milliseconds=3000,
         verbose=False)
+    # Device uploads are the hot path: tornado tries host rules added this way before Bokeh's
+    # ~30 page and static patterns (the same handlers stay in extra_patterns, unreached).
+    server._tornado.add_handlers(r".*", device_patterns(platform))
     live.bind(server.io_loop)
     server.live = live
     return server

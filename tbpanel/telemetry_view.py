@@ -165,6 +165,10 @@ class TelemetryQuery(param.Parameterized):
         """The user's devices (a tenant admin's tenant, a customer user's customer)."""
         return self._fleet.devices()
 
+    def find_devices(self, text: str = "", limit: int = 50) -> tuple[list, int]:
+        """The first ``limit`` of the user's devices matching ``text``, and how many match."""
+        return self._fleet.find_devices(text, limit)
+
     def device_entity(self):
         """The chosen device if the user may read it; raises NotFound/PermissionDenied/InvalidInput."""
         if not self.device:

@@ -6,8 +6,6 @@ rejected payload stores nothing.
 """
 from __future__ import annotations
 
-import asyncio
-
 import tornado.web
 
 from ..store.payload import parse_attributes, parse_telemetry
@@ -56,9 +54,8 @@ class DeviceUploadHandler(ApiHandler):
             points = parse_telemetry(body, ts)
             if points:
                 device_id = self.device.id
-                future = self.platform.store.submit(
+                await self.platform.store.submit_async(
                     [(device_id, key, pts, vtype, value) for pts, key, vtype, value in points])
-                await asyncio.wrap_future(future)
         else:
             points = parse_attributes(body, ts)
             if points:

@@ -13,13 +13,21 @@ _ID = r"([^/]+)"
 _TEL = r"/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
 
 
+def device_patterns(platform: Platform) -> list[tuple]:
+    """The device upload routes: the ingest hot path (see ``server.build_server``)."""
+    p = {"platform": platform}
+    return [
+        (rf"/api/v1/{_ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
+        (rf"/api/v1/{_ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
+    ]
+
+
 def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[tuple]:
     """Every API route; ``live`` is the server's fan-out hub (one is made if not given)."""
     p = {"platform": platform}
     live = live if live is not None else LiveHub(platform.store)
     return [
-        (rf"/api/v1/{_ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
-        (rf"/api/v1/{_ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
+        *device_patterns(platform),
         (r"/api/auth/login/?", auth.LoginHandler, p),
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),

@@ -242,11 +242,30 @@ def py_value(t: int, v: Any) -> Any:
 # --- the writer thread ---------------------------------------------------------------------
 
 class _WriteOp:
-    __slots__ = ("points", "future")
+    """Points waiting for the writer, acknowledged through a ``Future`` or a ``done`` callback."""
 
-    def __init__(self, points: list, future: Future):
+    __slots__ = ("points", "future", "done")
+
+    def __init__(self, points: list, future: Future | None,
+                 done: Callable[[int, BaseException | None], None] | None = None):
         self.points = points
         self.future = future
+        self.done = done
+
+    def start(self) -> bool:
+        """False if the caller cancelled the future before the writer got to it."""
+        return self.future is None or self.future.set_running_or_notify_cancel()
+
+    def resolve(self, exc: BaseException | None = None) -> None:
+        if self.done is not None:
+            try:
+                self.done(len(self.points), exc)
+            except Exception:  # pragma: no cover - a broken callback must not stop the writer
+                log.exception("write acknowledgement callback failed")
+        elif exc is None:
+            self.future.set_result(len(self.points))
+        else:
+            self.future.set_exception(exc)
 
 
 class _CallOp:
@@ -291,6 +310,13 @@ class Writer(threading.Thread):
             raise RuntimeError("the telemetry store is closed")
         self._q.put(_WriteOp(points, fut))
         return fut
+
+    def submit_points_done(self, points: list, done: Callable[[int, BaseException | None], None]) -> None:
+        """Like :meth:`submit_points`, but ``done(count, exc)`` is called on this thread after
+        COMMIT (``exc`` None) or after the rollback: no ``Future`` (and its lock) per batch."""
+        if self._stopping:
+            raise RuntimeError("the telemetry store is closed")
+        self._q.put(_WriteOp(points, None, done))
 
     def call(self, fn: Callable[[sqlite3.Connection], Any],
              on_commit: Callable[[Any], None] | None = None) -> Future:
@@ -344,7 +370,9 @@ class Writer(threading.Thread):
                             op = self._q.get_nowait()
                         except queue.Empty:
                             break
-                        if op is not _STOP:
+                        if isinstance(op, _WriteOp):
+                            op.resolve(RuntimeError("the telemetry store is closed"))
+                        elif op is not _STOP:
                             op.future.set_exception(RuntimeError("the telemetry store is closed"))
                     return
         finally:
@@ -355,7 +383,7 @@ class Writer(threading.Thread):
 
     def _commit_group(self, group: list[_WriteOp]) -> None:
         # a future cancelled before the writer got to it is simply not written
-        group = [op for op in group if op.future.set_running_or_notify_cancel()]
+        group = [op for op in group if op.start()]
         if not group:
             return
         points = group[0].points if len(group) == 1 else [p for op in group for p in op.points]
@@ -373,14 +401,14 @@ class Writer(threading.Thread):
         except Exception as exc:
             log.warning("telemetry write transaction failed (%d points): %s", len(points), exc)
             for op in group:
-                op.future.set_exception(exc)
+                op.resolve(exc)
             return
         try:
             self._after_commit(points, state)
         except Exception:  # pragma: no cover - bookkeeping must never lose an ack
             log.exception("post-commit bookkeeping failed")
         for op in group:
-            op.future.set_result(len(op.points))
+            op.resolve()
 
     def _run_call(self, op: _CallOp) -> None:
         if not op.future.set_running_or_notify_cancel():

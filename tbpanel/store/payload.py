@@ -32,7 +32,11 @@ class PayloadError(ValueError):
 # orjson turns integer literals beyond 64 bits into floats without a word; a body holding a
 # run of 20+ digits is re-read with the stdlib parser, which keeps them exact so that the
 # value check can reject them instead of storing a silently rounded number.
-_HUGE_INT = re.compile(rb"\d{20,}")
+# (The run is found by mapping every digit to "0" and everything else to " " in C, then a
+# substring search: ~10x faster than the regex \d{20,}, which cost more than orjson itself.)
+_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_TWENTY_DIGITS = b"0" * 20
+_CONTROL_CHARS = re.compile("[\x00-\x1f]")
 
 
 def _no_constants(name: str) -> Any:
@@ -49,7 +53,7 @@ def loads(body: bytes | str) -> Any:
         raise PayloadError(f"Invalid JSON body: {exc}") from None
     except RecursionError:
         raise PayloadError("Invalid JSON body: nested too deeply") from None
-    if _HUGE_INT.search(body):
+    if _TWENTY_DIGITS in body.translate(_DIGITS_TO_ZERO):
         try:
             data = json.loads(body, parse_constant=_no_constants)
         except RecursionError:
@@ -81,7 +85,7 @@ def _check_key(key: str) -> None:
         raise PayloadError("telemetry keys must not be empty")
     if len(key) > MAX_KEY_LENGTH:
         raise PayloadError(f"key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters")
-    if any(ord(c) < 32 for c in key):
+    if _CONTROL_CHARS.search(key):  # a regex: a per-character generator was ~20% of batched ingest
         raise PayloadError(f"key {key!r} contains control characters")
 
 

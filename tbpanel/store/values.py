@@ -26,6 +26,8 @@ class ValueType(IntEnum):
 
 
 NUMERIC_TYPES = (ValueType.LONG, ValueType.DOUBLE)
+# the members as module globals (an attribute lookup on an Enum class is slow in Python 3.11)
+_BOOL, _LONG, _DOUBLE, _STR, _JSON = ValueType
 
 
 def format_double(x: float) -> str:
@@ -65,18 +67,20 @@ def classify(value: Any) -> tuple[int, Any] | None:
     become JSON text. Raises ``ValueError`` for values that cannot be stored faithfully
     (integers outside 64 bits, NaN/Infinity).
     """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return ValueType.BOOL, value
-    if isinstance(value, int):
-        if not LONG_MIN <= value <= LONG_MAX:
-            raise ValueError(f"integer {value} is outside the 64-bit range")
-        return ValueType.LONG, value
-    if isinstance(value, float):
+    # exact-type checks and module-level members first: this runs for every ingested value
+    tp = type(value)
+    if tp is float or (tp is not bool and isinstance(value, float)):
         if not math.isfinite(value):
             raise ValueError("NaN and Infinity are not valid telemetry values")
-        return ValueType.DOUBLE, value
+        return _DOUBLE, value
+    if tp is int or (tp is not bool and isinstance(value, int)):
+        if not LONG_MIN <= value <= LONG_MAX:
+            raise ValueError(f"integer {value} is outside the 64-bit range")
+        return _LONG, value
+    if value is None:
+        return None
+    if tp is bool:
+        return _BOOL, value
     if isinstance(value, str):
         return _cast_string(value)
     if isinstance(value, (dict, list)):

@@ -27,6 +27,7 @@ from .layout import page_template
 
 ROLLOVER = 5000  # rows kept per line in the browser, however long a page stays open
 MAX_DEFAULT_KEYS = 4
+PICKER_LIMIT = 50  # devices listed at once; the search narrows a fleet of any size to these
 WINDOW_LABELS = {"5 min": "5m", "1 hour": "1h", "1 day": "1d", "Fixed": "fixed"}
 INTERVAL_LABELS = {"1 s": 1_000, "10 s": 10_000, "1 min": 60_000, "5 min": 300_000,
                    "1 h": 3_600_000, "1 day": 86_400_000}
@@ -69,10 +70,11 @@ class TelemetryView(pn.viewable.Viewer):
         self._gen = 0
         self._reload_pending = False
         self._started = False
-        self._devices = {d.id: d for d in q.devices()}
-
-        self._search = pn.widgets.TextInput(name="Device", placeholder="search devices…", width=280,
-                                            css_classes=["device-search"])
+        self._current = None  # the chosen device's entity, once the user may read it
+        self._search = pn.widgets.TextInput(name="Device", placeholder="search by name or label…",
+                                            width=280, css_classes=["device-search"])
+        self._matches = pn.pane.Markdown("", styles={"color": "#667", "font-size": "12px"},
+                                         margin=(0, 10), css_classes=["device-matches"])
         self._device = pn.widgets.Select(name="", options=self._device_options(""), width=280,
                                          css_classes=["device-select"])
         self._keys = pn.widgets.CheckButtonGroup(name="Keys", options=[], button_type="primary",
@@ -106,7 +108,7 @@ class TelemetryView(pn.viewable.Viewer):
         q.param.watch(self._on_device, "device")
         q.param.watch(self._on_choice, ["keys", "window", "start", "end", "agg", "interval"])
         self._layout = pn.Row(
-            pn.Column(self._search, self._device, pn.pane.Markdown("**Keys**", margin=(0, 10)), self._keys,
+            pn.Column(self._search, self._device, self._matches, pn.pane.Markdown("**Keys**", margin=(0, 10)), self._keys,
                       pn.pane.Markdown("**Time window**", margin=(0, 10)), self._window, self._range,
                       pn.Row(self._agg, self._interval), width=310),
             pn.Column(self._status, self._plot_box, self._notes, sizing_mode="stretch_width"),
@@ -117,14 +119,21 @@ class TelemetryView(pn.viewable.Viewer):
 
     # ---------------------------------------------------------------------- pickers
     def _device_options(self, text: str) -> dict[str, str]:
-        text = text.strip().lower()
+        """The first PICKER_LIMIT matches of the search (the registry filters and pages: a
+        session never holds the whole fleet), plus the current choice."""
+        found, total = self.query.find_devices(text, PICKER_LIMIT)
         opts = {_PICK: ""}
-        for d in sorted(self._devices.values(), key=lambda d: d.name.lower()):
-            if not text or text in d.name.lower() or text in (d.type or "").lower():
-                opts[f"{d.name} ({d.type})"] = d.id
-        if self.query.device in self._devices and self.query.device not in opts.values():
-            d = self._devices[self.query.device]
+        for d in found:
+            opts[f"{d.name} ({d.type})"] = d.id
+        d = self._current
+        if d is not None and d.id not in opts.values():
             opts[f"{d.name} ({d.type})"] = d.id  # keep the current choice visible while filtering
+        if total > len(found):
+            self._matches.object = f"{len(found)} of {total:,} devices shown; type to narrow"
+        elif text.strip() and not total:
+            self._matches.object = f"No device matches “{html.escape(text.strip())}”."
+        else:
+            self._matches.object = ""
         return opts
 
     def _on_search(self, event) -> None:
@@ -132,13 +141,19 @@ class TelemetryView(pn.viewable.Viewer):
 
     def _on_device(self, *_) -> None:
         q = self.query
-        ok, _why = q.may_read()
+        try:
+            self._current = q.device_entity()
+        except EntityError:  # none chosen, not the user's, or gone
+            self._current = None
+        ok = self._current is not None
         keys = q.available_keys() if ok else []
         self._keys.options = keys
         chosen = [k for k in q.keys if k in keys] or keys[:MAX_DEFAULT_KEYS]
         q.keys = chosen
         self._keys.value = chosen
-        self._device.value = q.device if q.device in self._devices else ""
+        if ok and q.device not in self._device.options.values():
+            self._device.options = self._device_options(self._search.value_input or "")
+        self._device.value = q.device if ok else ""
         self._request_reload()
 
     def _on_window_widget(self, event) -> None:
@@ -266,7 +281,7 @@ class TelemetryView(pn.viewable.Viewer):
         self._status.visible = False
         self._plot_box.visible = True
         self._series = LiveSeries(snap)
-        device = self._devices.get(snap.device_id)
+        device = self._current if self._current is not None and self._current.id == snap.device_id else None
         title = f"{device.name if device else snap.device_id} · " + (
             f"live, last {next(k for k, v in WINDOW_LABELS.items() if v == self.query.window)}"
             if snap.live else f"{_to_dt(snap.start):%Y-%m-%d %H:%M} – {_to_dt(snap.end):%Y-%m-%d %H:%M} UTC")
