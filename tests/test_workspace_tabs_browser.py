@@ -115,12 +115,14 @@ def test_review_opens_the_planted_level_shift_from_the_sorted_table(open_tab, te
     hit = [a for a in anomalies if a["item"] == devices["Pump P1"] and a["startTs"] < p_end and a["endTs"] > p_start]
     assert len(hit) == 1, anomalies
     target = hit[0]
-    table_rows = page.locator(".tabulator-row")
+    # the Review table (it has a severity column; the Result tab's tables, hidden once Review
+    # renders, do not)
+    table_rows = page.locator(".tabulator-row:visible", has=page.locator("[tabulator-field='severity']"))
     table_rows.first.wait_for(timeout=WAIT_MS)
     assert table_rows.count() == len(anomalies)
-    page.locator(".tabulator-col[tabulator-field='score']").click()          # sort by score, ascending
-    page.locator(".tabulator-col[tabulator-field='score']").click()          # then descending
-    scores = [float(t) for t in page.locator(".tabulator-row [tabulator-field='score']").all_inner_texts()]
+    page.locator(".tabulator-col[tabulator-field='score']:visible").click()          # sort by score, ascending
+    page.locator(".tabulator-col[tabulator-field='score']:visible").click()          # then descending
+    scores = [float(t) for t in page.locator(".tabulator-row:visible [tabulator-field='score']").all_inner_texts()]
     assert scores == sorted(scores, reverse=True)
     row = table_rows.filter(has_text="Pump P1").filter(has_text=f"{target['score']:.1f}")
     row.locator("[tabulator-field='start']").click()
@@ -167,10 +169,10 @@ def test_tasks_start_and_cancel_a_reprocess(open_tab, tenant):
                           json={"variants": variants, "startTs": now - 3 * DAY, "endTs": now}).json()
     try:
         page.locator(".run-reprocess button").click()
-        queued = page.locator(".tabulator-row").filter(has_text="REPROCESS")
+        queued = page.locator(".tabulator-row:visible").filter(has_text="REPROCESS")
         queued.first.wait_for(timeout=WAIT_MS)
         # the experiment's progress arrives live in the same table
-        running = page.locator(".tabulator-row").filter(has_text="EXPERIMENT")
+        running = page.locator(".tabulator-row:visible").filter(has_text="EXPERIMENT")
         running.first.locator("[tabulator-field='status']").filter(has_text="IN_PROGRESS").wait_for(timeout=WAIT_MS)
         tasks = tenant.get(f"/api/tbpanel/models/{model['id']}/tasks").json()
         reprocess = next(t for t in tasks if t["kind"] == "REPROCESS")
@@ -209,7 +211,7 @@ def test_experiment_with_two_variants_leaves_the_model_alone(open_tab, tenant):
     page.locator(".variant-row").nth(1).wait_for(timeout=WAIT_MS)
     assert page.locator(".variant-row").count() == 2
     page.locator(".run-experiment button").click()
-    table = page.locator(".tabulator-row")
+    table = page.locator(".tabulator-row:visible")
     for name in ("current", "more sensitive", "less sensitive"):
         table.filter(has_text=name).first.wait_for(timeout=WAIT_MS)
     counts = {r.locator("[tabulator-field='variant']").inner_text(): int(r.locator("[tabulator-field='anomalies']").inner_text())
@@ -225,8 +227,8 @@ def test_experiment_with_two_variants_leaves_the_model_alone(open_tab, tenant):
 
 def test_cluster_info_shows_every_cluster(open_tab, tenant):
     page, model = open_tab("Pump health", "Cluster info")
-    page.locator(".tabulator-row").first.wait_for(timeout=WAIT_MS)
-    k = page.locator(".tabulator-row").count()
+    page.locator(".tabulator-row:visible").first.wait_for(timeout=WAIT_MS)
+    k = page.locator(".tabulator-row:visible").count()
     assert k >= 2
     page.get_by_text("Raw values of member segments").wait_for(timeout=WAIT_MS)
     page.wait_for_timeout(500)
