@@ -25,6 +25,7 @@ class Background:
         self.doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
         self._running: set[str] = set()
         self._again: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {}
+        self._following = False
         self.closed = False
         if self.doc is not None:
             pn.state.on_session_destroyed(lambda ctx: self.close())
@@ -80,3 +81,25 @@ class Background:
                 self.closed = True
 
         self.executor.submit(work)
+
+    def follow(self, anomaly, wanted: Callable[[Any], bool], refresh: Callable[[], None],
+               poll_ms: int, tick: Callable[[], None] | None = None) -> None:
+        """Call ``refresh`` on this session after every committed change of a model that
+        ``wanted(model)`` accepts, and ``tick`` (default ``refresh``) every ``poll_ms`` as a
+        fallback; both stop with the session. Does nothing without a served document or twice."""
+        doc = self.doc
+        if doc is None or self._following:
+            return
+        self._following = True
+        repo = anomaly.repo
+
+        def heard(db, model, changes) -> None:  # a task's thread, inside its transaction
+            if wanted(model) and not self.closed:
+                repo.after_commit(lambda: doc.add_next_tick_callback(refresh))
+        anomaly.listeners.append(heard)
+
+        def stop(ctx) -> None:
+            if heard in anomaly.listeners:
+                anomaly.listeners.remove(heard)
+        pn.state.add_periodic_callback(tick or refresh, period=poll_ms)
+        pn.state.on_session_destroyed(stop)

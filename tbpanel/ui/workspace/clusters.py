@@ -12,7 +12,8 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 from ...workspace.clusters import ClusterInfo
-from .session import in_background, live_session
+from .background import Background
+from .session import live_session
 
 
 def _colour(c: int) -> str:
@@ -25,6 +26,7 @@ class ClusterView(pn.viewable.Viewer):
     def __init__(self, platform, **params):
         super().__init__(**params)
         self.platform = platform
+        self._bg = Background(platform.executor)  # reads off the server loop
         self._body = pn.Column(pn.indicators.LoadingSpinner(value=True, size=30),
                                pn.pane.Markdown("Scoring the training range to group its segments by cluster…"),
                                sizing_mode="stretch_width")
@@ -106,7 +108,7 @@ class ClusterView(pn.viewable.Viewer):
         if not self.info.ready:
             self._body.objects = [pn.pane.Markdown("The model has not been built yet: no clusters to show.")]
             return
-        in_background(self.platform.executor, self.info.load, self._show, self._failed)
+        self._bg.run("clusters", self.info.load, self._show, self._failed)
 
     def __panel__(self):
         if not self._started:

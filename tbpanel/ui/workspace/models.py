@@ -13,7 +13,7 @@ import html
 import panel as pn
 import param
 
-from ...workspace.models_list import TOGGLES, ModelRow, ModelsList
+from ...workspace.models_list import ModelRow, ModelsList
 from ...workspace.wizard import ModelWizard
 from ..layout import page_template
 from .background import Background
@@ -122,8 +122,6 @@ class ModelsPage(pn.viewable.Viewer):
             self._message, self._confirm, self._empty, self._list, sizing_mode="stretch_width")
         self._wizard_view = pn.Column(sizing_mode="stretch_width")
         self._main = pn.Column(self._list_view, sizing_mode="stretch_width")
-        self._listener = None
-        self._started = False
         self.refresh()
 
     # -- list ------------------------------------------------------------------------------------
@@ -211,31 +209,13 @@ class ModelsPage(pn.viewable.Viewer):
         self.refresh()
 
     # -- live ------------------------------------------------------------------------------------
-    def _start(self) -> None:
-        doc = self._bg.doc
-        if doc is None or self._started:
-            return
-        self._started = True
-        repo = self.platform.anomaly.repo
-
-        def heard(db, model, changes) -> None:  # a task's thread, inside its transaction
-            if model.tenant_id == self.user.tenant_id and not self._bg.closed:
-                repo.after_commit(lambda: doc.add_next_tick_callback(self.refresh))
-        self._listener = heard
-        self.platform.anomaly.listeners.append(heard)
-        pn.state.add_periodic_callback(self._tick, period=self.poll_ms)
-        pn.state.on_session_destroyed(lambda ctx: self._stop())
-
     def _tick(self) -> None:
-        if self._main[0] is self._list_view:
+        if self._main[0] is self._list_view:  # not while the wizard is open
             self.refresh()
 
-    def _stop(self) -> None:
-        if self._listener in self.platform.anomaly.listeners:
-            self.platform.anomaly.listeners.remove(self._listener)
-
     def __panel__(self):
-        self._start()
+        self._bg.follow(self.platform.anomaly, lambda model: model.tenant_id == self.user.tenant_id,
+                        self.refresh, self.poll_ms, self._tick)
         return self._main
 
 

@@ -109,8 +109,6 @@ class ResultView(pn.viewable.Viewer):
         self._ranked = _table(pd.DataFrame(), "ranked-items", 250)
         self._heat = pn.pane.Bokeh(heatmap(self.summary), sizing_mode="stretch_width")
         self._bg = Background(platform.executor)
-        self._listener = None
-        self._started = False
         self._seen = None
         self.refresh()
 
@@ -156,27 +154,8 @@ class ResultView(pn.viewable.Viewer):
         self._bg.run("result", self._load, self._apply)
 
     # -- live ----------------------------------------------------------------------------------
-    def _start(self) -> None:
-        doc = self._bg.doc
-        if doc is None or self._started:
-            return
-        self._started = True
-        repo = self.platform.anomaly.repo
-
-        def heard(db, model, changes) -> None:  # a task's thread, inside its transaction
-            if model.id == self.model.id and not self._bg.closed:
-                repo.after_commit(lambda: doc.add_next_tick_callback(self.refresh))
-        self._listener = heard
-        self.platform.anomaly.listeners.append(heard)
-        pn.state.add_periodic_callback(self.refresh, period=self.poll_ms)
-        pn.state.on_session_destroyed(lambda ctx: self._stop())
-
-    def _stop(self) -> None:
-        if self._listener in self.platform.anomaly.listeners:
-            self.platform.anomaly.listeners.remove(self._listener)
-
     def __panel__(self):
-        self._start()
+        self._bg.follow(self.platform.anomaly, lambda model: model.id == self.model.id, self.refresh, self.poll_ms)
         return pn.Column(
             self._status, self._cards,
             pn.Row(pn.Column("### Top anomalies", self._top, sizing_mode="stretch_width"),

@@ -13,7 +13,8 @@ import param
 from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, Range1d, Span
 
 from ...workspace.review import ReviewModel
-from .session import SEVERITY_COLOURS, in_background, live_session, time_figure
+from .background import Background
+from .session import SEVERITY_COLOURS, live_session, time_figure
 
 TABLE_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active"]
 
@@ -27,6 +28,7 @@ class ReviewView(pn.viewable.Viewer):
     def __init__(self, platform, **params):
         super().__init__(**params)
         self.platform = platform
+        self._bg = Background(platform.executor)  # reads off the server loop
         r = self.review
         self._item = pn.widgets.Select(name="Device", options={v: k for k, v in r.devices.items()}, value=r.item,
                                        width=220)
@@ -97,8 +99,8 @@ class ReviewView(pn.viewable.Viewer):
         self._caption.object = text
 
     def reload(self) -> None:
-        in_background(self.platform.executor, self._load, self._show,
-                      lambda exc: setattr(self._caption, "object", f"Could not read the data: {html.escape(str(exc))}"))
+        self._bg.run("series", self._load, self._show,
+                     lambda exc: setattr(self._caption, "object", f"Could not read the data: {html.escape(str(exc))}"))
 
     def follow(self) -> None:
         """Periodic: when a build, refresh run or reprocess of the model ended, show its anomalies."""
