@@ -30,9 +30,9 @@ class PayloadError(ValueError):
 
 
 # orjson turns integer literals beyond 64 bits into floats without a word; a body holding a
-# run of 20+ digits is re-read with the stdlib parser, which keeps them exact so that the
-# value check can reject them instead of storing a silently rounded number.
-_HUGE_INT = re.compile(rb"\d{20,}")
+# run of 19+ digits (-2**63 - 1 has 19) is re-read with the stdlib parser, which keeps them
+# exact so that the value check can reject them instead of storing a silently rounded number.
+_HUGE_INT = re.compile(rb"\d{19,}")
 
 
 def _no_constants(name: str) -> Any:
