@@ -288,6 +288,44 @@ JSON_BODY_CASES = {
 }
 
 
+MODEL_BODY_CASES = {
+    "PUT": {"": [b"", b"[]", b'{"config": 5}', b'{"config": {"nope": 1}}', b'{"config": {"name": "' + b"m" * 300 + b'"}}',
+                 b'{"config": {"items": ["zz"]}}'],
+            "/refresh": [b"", b"[]", b'{"enabled": "yes"}', b'{"interval_ms": -5}', b'{"items": ["zz"]}', b'{"nope": 1}']},
+    "POST": {"/reprocess": [b"", b"{}", b'{"startTs": "0", "endTs": 10}', b'{"startTs": 0, "endTs": 1e400}',
+                            b'{"startTs": 0, "endTs": 9223372036854775808}', b'{"startTs": -5, "endTs": 10}',
+                            b'{"startTs": 10, "endTs": 5}', b'{"startTs": 0, "endTs": 10, "items": ["zz"]}',
+                            b'{"startTs": 0, "endTs": 10, "items": 5}'],
+             "/experiments": [b"", b"{}", b'{"variants": 5}', b'{"variants": {"a": 5}}', b'{"variants": {"a": {"nope": 1}}}',
+                              b'{"variants": {}, "startTs": 10, "endTs": 5}',
+                              b'{"variants": {}, "startTs": 0, "endTs": 99999999999999999999999}',
+                              b'{"variants": {}, "startTs": 0, "endTs": 10, "items": ["zz"]}']},
+}
+
+
+def test_bad_model_bodies(w):
+    """The model routes' bodies; the model and its task list are unchanged afterwards."""
+    start = len(w.server.output)
+    model = w.admin.post("/api/tbpanel/models", json={"config": {"name": "hostile-model"}}).json()
+    base = f"/api/tbpanel/models/{model['id']}"
+    refresh = w.admin.get(f"{base}/refresh").json()
+    failures = []
+    for method, routes in MODEL_BODY_CASES.items():
+        for suffix, bodies in routes.items():
+            for body in bodies:
+                r = w.admin.session.request(method, w.url + base + suffix, data=body, timeout=TIMEOUT)
+                try:
+                    rejected(r)
+                except AssertionError as e:
+                    failures.append(f"{method} {suffix} {body[:80]!r}: {e}")
+    assert not failures, "\n".join(failures)
+    after = w.admin.get(base).json()
+    assert after["name"] == "hostile-model" and after["status"] == model["status"]
+    assert w.admin.get(f"{base}/refresh").json() == refresh
+    assert w.admin.get(f"{base}/tasks").json() == []
+    assert_serving(w, start)
+
+
 def test_bad_json_bodies(w, target):
     start = len(w.server.output)
     failures = []

@@ -595,7 +595,26 @@ def test_page_contents(ctx, browser):
     assert not failures, "\n".join(failures)
 
 
-# --------------------------------------------------------------------------- secrets in logs
+# --------------------------------------------------------------------------- secrets at rest and in logs
+def test_passwords_are_stored_only_as_slow_hashes(ctx):
+    """No file of the data directory holds a password in clear; the users table holds one
+    scrypt hash per user (the format of :mod:`tbpanel.entities.passwords`)."""
+    import sqlite3
+
+    for path in ctx.w.server.data.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [who for who, (_, pw) in PASSWORDS.items() if pw.encode() in data], path
+    dbs = [p for p in ctx.w.server.data.rglob("*") if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00"]
+    hashes = []
+    for db in dbs:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='users'").fetchone():
+                hashes += [r[0] for r in conn.execute("SELECT password_hash FROM users")]
+    assert len(hashes) == len(PASSWORDS)
+    assert all(h.startswith("scrypt$16384$8$1$") for h in hashes), hashes
+
+
 def test_no_secret_in_the_server_output(ctx):
     """After everything above ran at debug level: no password, device access token, JWT,
     cookie secret or session cookie appears anywhere in the server's output."""
