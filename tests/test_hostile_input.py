@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 import requests
+import tornado.websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tornado.websocket import websocket_connect
@@ -662,3 +663,28 @@ def test_float_strings_are_not_a_way_around_the_checks(w, target):
     latest = w.admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries?useStrictDataTypes=true").json()
     assert latest["s"][0]["value"] == "1e400" and latest["n"][0]["value"] == "NaN"
     assert not any(isinstance(v[0]["value"], float) and not math.isfinite(v[0]["value"]) for v in latest.values())
+
+
+def test_websocket_huge_messages(w, target):
+    """A message over the 20 MiB WebSocket limit closes that socket (tornado sends 1009 and
+    drops the stream, so a client still writing may not read the code); a large junk message
+    under it is a bad-request update; the server keeps serving."""
+    start = len(w.server.output)
+
+    async def run():
+        url = w.url.replace("http", "ws", 1) + f"/api/ws/plugins/telemetry?token={jwt(w.admin)}"
+        conn = await websocket_connect(url)
+        await conn.write_message('{"historyCmds": [' + " " * (2 << 20) + "1]}")
+        junk = json.loads(await asyncio.wait_for(conn.read_message(), TIMEOUT))
+        try:
+            await conn.write_message('{"historyCmds": ["' + "x" * (21 << 20) + '"]}')
+        except tornado.websocket.WebSocketClosedError:  # the server closed it mid-message
+            pass
+        closed = await asyncio.wait_for(conn.read_message(), TIMEOUT)
+        return junk, closed, conn.close_code
+
+    junk, closed, code = asyncio.run(run())
+    assert junk["errorCode"] == 2 and junk["errorMsg"]
+    assert closed is None and code in (1009, None)
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
