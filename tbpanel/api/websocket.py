@@ -450,9 +450,17 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         if self._closed:
             return
         try:
-            self.write_message(orjson.dumps(msg).decode())
+            sent = self.write_message(orjson.dumps(msg).decode())
         except tornado.websocket.WebSocketClosedError:
-            pass
+            return
+        # not awaited: a socket that closes while this is written fails the future later, and
+        # an exception nobody retrieves is logged by asyncio as an ERROR with a traceback
+        sent.add_done_callback(_closed_meanwhile)
+
+
+def _closed_meanwhile(sent: asyncio.Future) -> None:
+    if not sent.cancelled():
+        sent.exception()  # retrieved: the client went away, nothing to report
 
 
 class WsApiWebSocket(TelemetryWebSocket):
