@@ -135,9 +135,8 @@ class World:
         return did, self.admin.get(f"/api/device/{did}/credentials").json()["credentialsId"]
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory) -> World:
-    data = tmp_path_factory.mktemp("server-data")
+def open_world(data: Path, extra: tuple[str, ...] = ()) -> World:
+    """Initialise ``data`` with the two tenants, customers, users and devices, and serve it."""
     cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1],
         "--tenant", "Tenant A")
     cli("init", "--data", str(data), "--admin-email", OTHER_ADMIN[0], "--admin-password", OTHER_ADMIN[1],
@@ -146,7 +145,7 @@ def world(tmp_path_factory) -> World:
         "--role", "CUSTOMER_USER", "--customer", "Customer A1", "--tenant", "Tenant A")
     cli("user", "add", "--data", str(data), "--email", OTHER_CUSTOMER_USER[0], "--password",
         OTHER_CUSTOMER_USER[1], "--role", "CUSTOMER_USER", "--customer", "Customer A2", "--tenant", "Tenant A")
-    server = ServerProcess(data).start()
+    server = ServerProcess(data, extra).start()
     try:
         admin = Api.login(server.url, *ADMIN)
         customers = {c["title"]: c["id"]["id"] for c in admin.get("/api/customers?pageSize=10&page=0").json()["data"]}
@@ -163,10 +162,20 @@ def world(tmp_path_factory) -> World:
         r = other.post("/api/device", json={"name": "dev-b", "type": "sensor"})
         assert r.status_code == 200, r.text
         devices["dev-b"] = r.json()
-        yield World(server, admin, other, Api.login(server.url, *CUSTOMER_USER),
-                    Api.login(server.url, *OTHER_CUSTOMER_USER), Api(server.url), customers, devices)
-    finally:
+        return World(server, admin, other, Api.login(server.url, *CUSTOMER_USER),
+                     Api.login(server.url, *OTHER_CUSTOMER_USER), Api(server.url), customers, devices)
+    except BaseException:
         server.stop()
+        raise
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    w = open_world(tmp_path_factory.mktemp("server-data"))
+    try:
+        yield w
+    finally:
+        w.server.stop()
 
 
 def wait_task(api: "Api", task_id: str, timeout: float = 120) -> dict:

@@ -58,3 +58,28 @@ def test_api_and_page_logins_are_throttled(tmp_path):
         assert r.status_code == 401
     finally:
         server.stop()
+
+
+def test_a_noisy_address_is_locked_for_every_account_and_headers_do_not_unlock_it(tmp_path):
+    """Guessing across many accounts from one address (50 failures by default) locks the
+    address for every account, the right password included, on API and page alike; a forged
+    X-Forwarded-For or X-Real-IP does not make the server see another address."""
+    cli("init", "--data", str(tmp_path), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1])
+    server = ServerProcess(tmp_path).start()
+    try:
+        login = f"{server.url}/api/auth/login"
+        for i in range(50):  # one failure per account: no account reaches its own limit
+            r = requests.post(login, json={"username": f"guess{i}@x.test", "password": "guess"}, timeout=60)
+            assert r.status_code == 401, (i, r.text)
+        r = requests.post(login, json={"username": ADMIN[0], "password": ADMIN[1]}, timeout=60)
+        assert r.status_code == 429 and r.json()["errorCode"] == 33
+        for header in ("X-Forwarded-For", "X-Real-IP"):
+            r = requests.post(login, json={"username": ADMIN[0], "password": ADMIN[1]},
+                              headers={header: "203.0.113.7"}, timeout=60)
+            assert r.status_code == 429, (header, r.text)
+        page = requests.post(f"{server.url}/login", data={"username": ADMIN[0], "password": ADMIN[1]},
+                             allow_redirects=False, timeout=60)
+        assert page.status_code == 429 and "user" not in page.cookies
+        assert "Traceback" not in "".join(server.output)
+    finally:
+        server.stop()

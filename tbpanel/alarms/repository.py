@@ -157,10 +157,15 @@ class AlarmRepository:
                              args).fetchone()
         return row[0] if row else None
 
-    def types(self, tenant_id: str) -> list[str]:
+    def types(self, tenant_id: str, originators: Iterable[str] | None = None) -> list[str]:
+        """The tenant's alarm types; with ``originators``, only those of these devices' alarms."""
+        sql, args = "SELECT DISTINCT type FROM alarms WHERE tenant_id=?", [tenant_id]
+        if originators is not None:
+            ids = list(originators)
+            sql += f" AND originator_id IN ({', '.join('?' * len(ids))})"
+            args += ids
         with self.base.reading() as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT type FROM alarms WHERE tenant_id=? ORDER BY type",
-                                             (tenant_id,))]
+            return [r[0] for r in db.execute(sql + " ORDER BY type", args)]
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod

@@ -162,6 +162,10 @@ class AlarmService(param.Parameterized):
         device = self.registry.check_device(user, device_id)
         return self.repo.highest_severity(device.tenant_id, device.id, search_status, statuses)
 
+    def types(self, user) -> list[str]:
+        """``GET /api/alarm/types``: a customer user learns only its own devices' alarm types."""
+        return self.repo.types(user.tenant_id, self.visible_devices(user))
+
     def visible_devices(self, user) -> set[str] | None:
         """Device ids a customer user may see (None: a tenant administrator sees all)."""
         if user.authority == "TENANT_ADMIN":

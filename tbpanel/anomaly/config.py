@@ -16,6 +16,9 @@ from typing import Any
 
 import param
 
+#: Longest model name (characters), as for device and customer names.
+MAX_NAME_LENGTH = 255
+
 __all__ = ["ModelConfig", "FEATURES", "INTENTS", "SENSITIVITIES", "SEVERITIES"]
 
 #: feature names understood by feature-based comparison (per field, in this order)
@@ -173,6 +176,8 @@ class ModelConfig(param.Parameterized):
 
         if not self.name.strip():
             bad("name", "Give the model a name.")
+        elif len(self.name) > MAX_NAME_LENGTH:
+            bad("name", f"Keep the name to {MAX_NAME_LENGTH} characters.")
         if len(set(self.fields)) != len(self.fields):
             bad("fields", "Each field may be listed only once.")
         if any(not f.strip() for f in self.fields):

@@ -7,7 +7,9 @@ from __future__ import annotations
 from ..alarms import SEARCH_STATUSES, STATUSES, AlarmQuery
 from ..alarms.repository import SORT
 from ..alarms.service import parse_severity
-from .base import ApiError, ApiHandler, page_data
+from ..store.payload import TS_MAX
+from ..entities.registry import MAX_NAME_LENGTH
+from .base import MAX_PAGE, ApiError, ApiHandler, page_data
 from .entities import PagedHandler, entity_uuid
 
 
@@ -25,7 +27,7 @@ class AlarmQueryHandler(PagedHandler):
 
     def alarm_query(self, user, originators: list[str] | None) -> AlarmQuery:
         page_size = self.int_arg("pageSize", 100, minimum=1, maximum=10_000)
-        page = self.int_arg("page", 0, minimum=0)
+        page = self.int_arg("page", 0, minimum=0, maximum=MAX_PAGE)
         sort_order = (self.get_query_argument("sortOrder", "DESC") or "DESC").upper()
         if sort_order not in ("ASC", "DESC"):
             raise ApiError(400, f"sortOrder must be ASC or DESC, got {sort_order!r}")
@@ -76,6 +78,8 @@ class AlarmSaveHandler(ApiHandler):
         atype = body.get("type")
         if not isinstance(atype, str) or not atype.strip():
             raise ApiError(400, "alarm 'type' is required and must be a non-empty string")
+        if len(atype) > MAX_NAME_LENGTH:
+            raise ApiError(400, f"alarm 'type' is longer than {MAX_NAME_LENGTH} characters")
         originator = body.get("originator")
         if not isinstance(originator, dict):
             raise ApiError(400, "alarm 'originator' is required: {\"entityType\": \"DEVICE\", \"id\": ...}")
@@ -86,8 +90,8 @@ class AlarmSaveHandler(ApiHandler):
                 "id": entity_uuid(body["id"], "alarm id") if body.get("id") else None}
         for key, name in (("startTs", "start_ts"), ("endTs", "end_ts")):
             if body.get(key) is not None:
-                if not isinstance(body[key], int) or isinstance(body[key], bool) or body[key] < 0:
-                    raise ApiError(400, f"alarm '{key}' must be a non-negative integer (ms), got {body[key]!r}")
+                if not isinstance(body[key], int) or isinstance(body[key], bool) or not 0 <= body[key] <= TS_MAX:
+                    raise ApiError(400, f"alarm '{key}' must be an epoch-ms integer in 0..{TS_MAX}, got {body[key]!r}")
                 data[name] = body[key]
         if body.get("details") is not None and not isinstance(body["details"], dict):
             raise ApiError(400, "alarm 'details' must be a JSON object")
@@ -148,11 +152,11 @@ class AllAlarmsHandler(AlarmQueryHandler):
 
 
 class AlarmTypesHandler(ApiHandler):
-    """``GET /api/alarm/types``: the alarm types of the tenant (for filters)."""
+    """``GET /api/alarm/types``: the alarm types of the tenant (a customer user's: of its devices)."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         user = self.require_user()
-        self.write_json(self.platform.alarms.repo.types(user.tenant_id))
+        self.write_json(await self.in_thread(self.platform.alarms.types, user))
 
 
 class HighestSeverityHandler(ApiHandler):

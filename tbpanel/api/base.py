@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, Callable
 
@@ -14,6 +15,7 @@ from ..platform import Platform
 from ..store import QueryError
 from ..store.faults import storage_fault
 from ..store.payload import PayloadError
+from ..store.values import LONG_MAX, LONG_MIN
 
 log = logging.getLogger("tbpanel.api")
 
@@ -26,6 +28,11 @@ INVALID_ARGUMENTS = 30
 BAD_REQUEST_PARAMS = 31
 ITEM_NOT_FOUND = 32
 TOO_MANY_REQUESTS = 33
+
+#: ThingsBoard's ``page`` is a Java int; larger pages would overflow the SQL offset.
+MAX_PAGE = 2**31 - 1
+
+_INTEGER = re.compile(r"[+-]?\d{1,19}")
 
 
 class ApiError(Exception):
@@ -114,10 +121,9 @@ class ApiHandler(tornado.web.RequestHandler):
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ApiError(400, f"parameter '{name}' must be an integer, got {raw!r}") from None
+        value = int(raw) if _INTEGER.fullmatch(raw) else None
+        if value is None or not LONG_MIN <= value <= LONG_MAX:
+            raise ApiError(400, f"parameter '{name}' must be a 64-bit integer, got {raw[:40]!r}")
         if minimum is not None and value < minimum:
             raise ApiError(400, f"parameter '{name}' must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:

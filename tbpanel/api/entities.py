@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .base import ApiError, ApiHandler, page_data
+from .base import MAX_PAGE, ApiError, ApiHandler, page_data
 
 TENANT_ADMIN = "TENANT_ADMIN"
 CUSTOMER_USER = "CUSTOMER_USER"
@@ -23,7 +23,7 @@ def entity_uuid(raw: Any, what: str) -> str:
 class PagedHandler(ApiHandler):
     def page_args(self) -> tuple[int, int, str | None, str, str]:
         page_size = self.int_arg("pageSize", 100, minimum=1, maximum=10_000)
-        page = self.int_arg("page", 0, minimum=0)
+        page = self.int_arg("page", 0, minimum=0, maximum=MAX_PAGE)
         sort_order = (self.get_query_argument("sortOrder", "DESC") or "DESC").upper()
         if sort_order not in ("ASC", "DESC"):
             raise ApiError(400, f"sortOrder must be ASC or DESC, got {sort_order!r}")

@@ -5,6 +5,8 @@ users get 403 here (they see anomalies through their devices' alarms and saved s
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..anomaly.config import ModelConfig
 from ..anomaly.service import RebuildRequired
 from .base import ApiError, ApiHandler
@@ -43,7 +45,9 @@ class ModelsBase(ApiHandler):
         return model.to_json(self.platform.anomaly.repo.count_anomalies(model.id))
 
 
-def _config(data: dict) -> ModelConfig:
+def _config(data: Any) -> ModelConfig:
+    if not isinstance(data, dict):
+        raise ApiError(400, "config must be an object of model settings")
     unknown = sorted(set(data) - set(ModelConfig.param) - {"name"})
     if unknown:
         raise ApiError(400, f"unknown model settings: {', '.join(unknown)}")
@@ -69,8 +73,14 @@ class ModelsHandler(ModelsBase):
         body = self.body_dict()
         config = _config(body.get("config", {}))
         self.check_items(user, list(config.items))
-        model = await self.in_thread(lambda: self.platform.anomaly.create_model(
-            user.tenant_id, config, refresh=body.get("refresh")))
+        refresh = body.get("refresh")
+        if refresh is not None and not isinstance(refresh, dict):
+            raise ApiError(400, "refresh must be an object of refresh settings")
+        try:
+            model = await self.in_thread(lambda: self.platform.anomaly.create_model(
+                user.tenant_id, config, refresh=refresh))
+        except (ValueError, TypeError) as exc:  # param's check of a refresh setting
+            raise ApiError(400, f"invalid refresh settings: {exc}") from None
         self.write_json(self.model_json(model))
 
 

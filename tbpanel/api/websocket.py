@@ -69,6 +69,7 @@ from ..entities import EntityError, NotFound, PermissionDenied
 from ..live import LiveHub, Point, Subscription
 from ..platform import Platform
 from ..store import QueryError
+from ..store.payload import TS_MAX
 from ..store.values import to_wire_string
 from .base import ApiHandler
 from .entities import entity_uuid
@@ -114,7 +115,9 @@ def _render(series: dict[str, list[tuple[int, int, Any]]]) -> dict[str, list[lis
 
 
 # --------------------------------------------------------------------------- argument parsing
-def _int(cmd: dict, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+def _int(cmd: dict, name: str, default: int | None = None, *, minimum: int = 0,
+         maximum: int = TS_MAX + 1) -> int | None:
+    """An integer field; the default bounds fit every timestamp, count and window (and SQLite)."""
     raw = cmd.get(name)
     if raw is None or raw == "":
         return default
@@ -128,6 +131,8 @@ def _int(cmd: dict, name: str, default: int | None = None, *, minimum: int = 0) 
         raise CmdError(BAD_REQUEST, f"'{name}' must be an integer, got {raw!r}")
     if value < minimum:
         raise CmdError(BAD_REQUEST, f"'{name}' must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise CmdError(BAD_REQUEST, f"'{name}' must be at most {maximum}, got {value}")
     return value
 
 
@@ -136,7 +141,9 @@ def cmd_id_of(cmd: Any) -> int:
         raise CmdError(BAD_REQUEST, f"a command must be a JSON object, got {type(cmd).__name__}")
     if "cmdId" not in cmd:
         raise CmdError(BAD_REQUEST, "'cmdId' is required")
-    value = _int(cmd, "cmdId", minimum=-(2**31))
+    value = _int(cmd, "cmdId", minimum=-(2**31), maximum=2**31 - 1)  # a Java int, as ThingsBoard
+    if value is None:
+        raise CmdError(BAD_REQUEST, "'cmdId' is required")
     if value < 0:
         raise CmdError(BAD_REQUEST, "Cmd id is negative value!")
     return value
@@ -510,7 +517,10 @@ class WsApiWebSocket(TelemetryWebSocket):
 
     # ------------------------------------------------------------------------ ALARM_DATA
     async def _alarm_sub(self, cmd_id: int, cmd: dict) -> None:
-        q = alarm_query_of(self.user, cmd.get("query") or {}, self._alarm_entities(cmd.get("query") or {}))
+        query = cmd.get("query") or {}
+        if not isinstance(query, dict):
+            raise CmdError(BAD_REQUEST, "'query' must be an object")
+        q = alarm_query_of(self.user, query, self._alarm_entities(query))
         self._alarm_cancel(cmd_id)
         loop = IOLoop.current()
         service = self.platform.alarms
@@ -583,6 +593,13 @@ _SEARCH_TO_STATUSES = {"ANY": STATUSES, "ACTIVE": ("ACTIVE_UNACK", "ACTIVE_ACK")
                        "UNACK": ("ACTIVE_UNACK", "CLEARED_UNACK")}
 
 
+def _list(link: dict, name: str) -> list:
+    value = link.get(name) or []
+    if not isinstance(value, list):
+        raise CmdError(BAD_REQUEST, f"'{name}' must be a list")
+    return value
+
+
 def alarm_query_of(user, query: dict, originators: list[str] | None) -> AlarmQuery:
     """ThingsBoard's AlarmDataQuery ``pageLink`` → :class:`AlarmQuery` (the documented subset)."""
     if not isinstance(query, dict):
@@ -590,15 +607,15 @@ def alarm_query_of(user, query: dict, originators: list[str] | None) -> AlarmQue
     link = query.get("pageLink") or {}
     if not isinstance(link, dict):
         raise CmdError(BAD_REQUEST, "'pageLink' must be an object")
-    page_size = _int(link, "pageSize", 10, minimum=1)
-    page = _int(link, "page", 0)
+    page_size = _int(link, "pageSize", 10, minimum=1, maximum=10_000)  # as the REST API
+    page = _int(link, "page", 0, maximum=2**31 - 1)
     statuses: set[str] = set()
-    for s in link.get("statusList") or []:
+    for s in _list(link, "statusList"):
         if not isinstance(s, str) or s.upper() not in _SEARCH_TO_STATUSES:
             raise CmdError(BAD_REQUEST, f"statusList items must be one of {', '.join(_SEARCH_TO_STATUSES)}, got {s!r}")
         statuses |= set(_SEARCH_TO_STATUSES[s.upper()])
     severities = []
-    for s in link.get("severityList") or []:
+    for s in _list(link, "severityList"):
         if not isinstance(s, str) or s.upper() not in ALARM_SEVERITIES:
             raise CmdError(BAD_REQUEST, f"severityList items must be one of {', '.join(ALARM_SEVERITIES)}, got {s!r}")
         severities.append(s.upper())
@@ -609,16 +626,20 @@ def alarm_query_of(user, query: dict, originators: list[str] | None) -> AlarmQue
     start = _int(link, "startTs") or (now_ms() - window if window else None)
     end = _int(link, "endTs")
     order = link.get("sortOrder") or {}
-    key = ((order.get("key") or {}).get("key") if isinstance(order, dict) else None) or "createdTime"
+    sort_key = (order.get("key") or {}) if isinstance(order, dict) else None
+    key = (sort_key.get("key") if isinstance(sort_key, dict) else None) or "createdTime"
     direction = (order.get("direction") if isinstance(order, dict) else None) or "DESC"
-    if key not in ALARM_SORT or str(direction).upper() not in ("ASC", "DESC"):
-        raise CmdError(BAD_REQUEST, f"sortOrder key must be one of {', '.join(ALARM_SORT)} and direction ASC or DESC")
+    if (not isinstance(sort_key, dict) or not isinstance(key, str) or key not in ALARM_SORT
+            or not isinstance(direction, str) or direction.upper() not in ("ASC", "DESC")):
+        raise CmdError(BAD_REQUEST, "sortOrder must be {\"key\": {\"key\": one of " + ", ".join(ALARM_SORT)
+                       + "}, \"direction\": ASC or DESC}")
     text = link.get("textSearch")
+    if text is not None and not isinstance(text, str):
+        raise CmdError(BAD_REQUEST, "'textSearch' must be a string")
     return AlarmQuery(user.tenant_id, originators=originators,
                       statuses=[s for s in STATUSES if s in statuses] if statuses and statuses != set(STATUSES) else [],
                       severities=severities, types=list(types), start_time=start, end_time=end,
-                      text=text if isinstance(text, str) and text else None, sort_property=key,
-                      sort_order=str(direction).upper(), page=page, page_size=page_size)
+                      text=text or None, sort_property=key, sort_order=direction.upper(), page=page, page_size=page_size)
 
 
 def alarm_update(cmd_id: int, *, data: dict | None = None, update: list | None = None,

@@ -66,7 +66,7 @@ class AlarmsView(pn.viewable.Viewer):
         self._devices = {d.name: d.id for d in devices if visible is None or d.id in visible}
         self._status = pn.widgets.Select.from_param(f.param.status, name="Status", width=130)
         self._severity = pn.widgets.MultiChoice.from_param(f.param.severities, name="Severity", width=260)
-        self._types = pn.widgets.MultiChoice(name="Type", options=self.service.repo.types(user.tenant_id),
+        self._types = pn.widgets.MultiChoice(name="Type", options=self.service.types(user),
                                              value=list(f.types), width=220)
         self._device = pn.widgets.Select(name="Device", options={"all devices": "", **self._devices},
                                          value=f.device if f.device in self._devices.values() else "", width=200)
@@ -116,7 +116,7 @@ class AlarmsView(pn.viewable.Viewer):
 
     def refresh(self) -> None:
         self._table.value = self.frame()
-        types = self.service.repo.types(self.user.tenant_id)
+        types = self.service.types(self.user)
         if types != self._types.options:
             self._types.options = types
         storm = self.service.last_storm
