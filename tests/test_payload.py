@@ -65,6 +65,7 @@ def test_shapes():
     (b'{"a": 1e400}', "invalid json"), (b'{"": 1}', "empty"), (b'{"a\\u0001": 1}', "control"),
     (b'{"%s": 1}' % (b"k" * (MAX_KEY_LENGTH + 1)), "longer"),
     (b'{"a": 18446744073709551615}', "64-bit"), (b'{"a": -99999999999999999999999}', "64-bit"),
+    (b'{"_": [-9223372036854775809]}', "64-bit"), (b'{"j": {"x": 99999999999999999999}}', "64-bit"),
     (b"[" * 100_000 + b"]" * 100_000, "invalid json"),
 ])
 def test_errors_name_the_problem(body, words):

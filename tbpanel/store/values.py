@@ -84,7 +84,10 @@ def classify(value: Any) -> tuple[int, Any] | None:
     if isinstance(value, str):
         return _cast_string(value)
     if isinstance(value, (dict, list)):
-        return ValueType.JSON, orjson.dumps(value).decode()
+        try:
+            return ValueType.JSON, orjson.dumps(value).decode()
+        except TypeError as exc:  # an integer beyond 64 bits (or a non-JSON object) inside
+            raise ValueError(f"JSON value cannot be stored: {exc}") from None
     # numpy scalars and the like
     if hasattr(value, "item"):
         return classify(value.item())
