@@ -110,7 +110,9 @@ class InputView(pn.viewable.Viewer):
             err = self._errors[f"{sev}_threshold"] = pn.pane.HTML("", styles={"color": "#c62828"},
                                                                   css_classes=["field-error"])
             self._errors.setdefault(f"{sev}_enabled", pn.pane.HTML("", styles={"color": "#c62828"}))
-            rows.append(pn.Row(val, on, err, self._errors[f"{sev}_enabled"]))
+            # the message under its field: beside it, the narrow column would cut it off
+            err.width = self._errors[f"{sev}_enabled"].width = 420
+            rows.append(pn.Column(pn.Row(val, on), err, self._errors[f"{sev}_enabled"], margin=0))
         return pn.Column(*rows)
 
     def _histogram(self):
