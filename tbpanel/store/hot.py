@@ -122,7 +122,7 @@ SQL_UPSERT_LATEST = (
 SQL_BUMP_LATEST_VERSION = "UPDATE latest_version SET n = n + 1 RETURNING n"
 SQL_LATEST_VERSION = "SELECT n FROM latest_version"
 SQL_ALL_LATEST = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
-                  "WHERE l.ts IS NOT NULL")
+                  "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key")
 SQL_TOUCH_MONTH = (
     "INSERT INTO month_state(month, wc, hot) VALUES (?, 1, 1) "
     "ON CONFLICT(month) DO UPDATE SET wc = wc + 1, hot = 1"

@@ -43,9 +43,10 @@ class LatestValues:
     # ------------------------------------------------------------------------ loading
     @staticmethod
     def build(rows: Iterable[tuple[str, str, int, int, Any]]) -> dict[str, dict[str, Latest]]:
-        """Rows ``(entity, key, ts, vtype, value)`` (values as Python types) to the mapping."""
+        """Rows ``(entity, key, ts, vtype, value)`` ordered by entity and key (values as Python
+        types) to the mapping."""
         by_entity: dict[str, dict[str, Latest]] = {}
-        for e, k, ts, t, v in sorted(rows, key=lambda r: (r[0], r[1])):
+        for e, k, ts, t, v in rows:
             d = by_entity.get(e)
             if d is None:
                 by_entity[e] = d = {}
