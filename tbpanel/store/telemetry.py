@@ -39,7 +39,9 @@ processes, e.g. a notebook next to the server) may open the same directory. SQLi
 serialises their writes; series ids are created race-free; only one of them compacts at a
 time (an ``flock`` on ``compaction.lock``); a reader whose cold generation is removed by
 another instance retries on a fresh snapshot. The in-memory counters of :meth:`stats` only
-see the writes of their own instance.
+see the writes of their own instance. Latest values are answered from an in-memory copy
+(:mod:`tbpanel.store.latest`) only while it is current; after another instance's commit
+they come from SQL (or a reloaded copy), so they are always fresh.
 """
 from __future__ import annotations
 
