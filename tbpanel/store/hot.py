@@ -21,6 +21,10 @@ the store's metadata:
     the cold-tier manifest: which Zarr generation of each month is current.
 ``tombstones(series, part, start_ts, end_ts)``
     deleted ranges that hide cold points until the partition is rewritten.
+``latest_version(n)``
+    bumped by every transaction that may change a row of ``latest`` (from any store
+    instance): it tells an instance whether its in-memory copy of ``latest``
+    (:mod:`tbpanel.store.latest`) is current.
 
 All writes go through :class:`Writer`: a single thread that drains its queue, writes every
 queued batch in one transaction (``executemany``), commits, and only then resolves the
@@ -90,6 +94,11 @@ CREATE TABLE IF NOT EXISTS tombstones(
     end_ts INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS latest_version(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO latest_version(id, n) VALUES (1, 0);
 CREATE INDEX IF NOT EXISTS tombstones_series ON tombstones(series);
 CREATE INDEX IF NOT EXISTS tombstones_part ON tombstones(part);
 """
@@ -110,6 +119,10 @@ SQL_UPSERT_LATEST = (
     "v = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.v ELSE latest.v END, "
     "ts = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.ts ELSE latest.ts END"
 )
+SQL_BUMP_LATEST_VERSION = "UPDATE latest_version SET n = n + 1 RETURNING n"
+SQL_LATEST_VERSION = "SELECT n FROM latest_version"
+SQL_ALL_LATEST = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+                  "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key")
 SQL_TOUCH_MONTH = (
     "INSERT INTO month_state(month, wc, hot) VALUES (?, 1, 1) "
     "ON CONFLICT(month) DO UPDATE SET wc = wc + 1, hot = 1"

@@ -39,12 +39,15 @@ processes, e.g. a notebook next to the server) may open the same directory. SQLi
 serialises their writes; series ids are created race-free; only one of them compacts at a
 time (an ``flock`` on ``compaction.lock``); a reader whose cold generation is removed by
 another instance retries on a fresh snapshot. The in-memory counters of :meth:`stats` only
-see the writes of their own instance.
+see the writes of their own instance. Latest values are answered from an in-memory copy
+(:mod:`tbpanel.store.latest`) only while it is current; after another instance's commit
+they come from SQL (or a reloaded copy), so they are always fresh.
 """
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import math
 import os
@@ -67,10 +70,11 @@ from .buckets import QueryError, bucket_edges, check_range, get_zone, normalize_
 from .cold import ColdTier
 from .faults import storage_fault
 from .hot import (
-    SQL_TOUCH_MONTH, SQL_UPSERT_HOT, SQL_UPSERT_LATEST, SYNCHRONOUS_MODES, ReaderPool, Writer,
-    connect, db_path, hot_rows_to_columns, init_schema, month_from_name, month_name, month_of,
-    month_start, months_of, py_value,
+    SQL_ALL_LATEST, SQL_BUMP_LATEST_VERSION, SQL_LATEST_VERSION, SQL_TOUCH_MONTH, SQL_UPSERT_HOT,
+    SQL_UPSERT_LATEST, SYNCHRONOUS_MODES, ReaderPool, Writer, connect, db_path, hot_rows_to_columns,
+    init_schema, month_from_name, month_name, month_of, month_start, months_of, py_value,
 )
+from .latest import LatestValues
 from .payload import TS_MAX, TS_MIN
 from .values import LONG_MAX, LONG_MIN, ValueType, classify
 
@@ -384,6 +388,7 @@ class TelemetryStore:
         self._by_entity: dict[str, dict[str, int]] = {}
         self._sstat: dict[int, list] = {}  # sid -> [points, latest_ts]
         self._total_points = 0
+        self._latest = LatestValues()  # latest_many() answers from it
         self._load_state(wconn)
         self._listeners: tuple[Callable, ...] = ()
 
@@ -485,16 +490,26 @@ class TelemetryStore:
             raise RuntimeError("the telemetry store is closed")
 
     def _load_state(self, conn) -> None:
-        for sid, entity, key in conn.execute("SELECT id, entity, key FROM series"):
-            self._ids[(entity, key)] = sid
-            self._by_entity.setdefault(entity, {})[key] = sid
-            self._sstat[sid] = [0, None]
-        for sid, ts, points in conn.execute("SELECT series, ts, points FROM latest"):
-            st = self._sstat.get(sid)
-            if st is not None:
-                st[0] = points
-                st[1] = ts
+        conn.execute("BEGIN")  # one snapshot: another instance may be writing
+        gc_was_on = gc.isenabled()
+        gc.disable()  # ~3 new objects per series, no cycles: the collector would double the time
+        try:
+            version = conn.execute(SQL_LATEST_VERSION).fetchone()[0]
+            latest = []
+            for sid, entity, key, ts, t, v, points in conn.execute(
+                    "SELECT s.id, s.entity, s.key, l.ts, l.t, l.v, coalesce(l.points, 0) FROM series s "
+                    "LEFT JOIN latest l ON l.series = s.id ORDER BY s.entity, s.key"):
+                self._ids[(entity, key)] = sid
+                self._by_entity.setdefault(entity, {})[key] = sid
+                self._sstat[sid] = [points, ts]
                 self._total_points += points
+                if ts is not None:
+                    latest.append((entity, key, ts, t, py_value(t, v)))
+            self._latest.load(version, LatestValues.build(latest))
+        finally:
+            conn.execute("COMMIT")
+            if gc_was_on:
+                gc.enable()
 
     def _cleanup_orphans(self, conn) -> None:
         """Remove generation directories that the manifest does not point at."""
@@ -585,7 +600,8 @@ class TelemetryStore:
         new: dict[tuple[str, str], int] = {}
         rows = []
         append = rows.append
-        lat: dict[int, list] = {}
+        lat: dict[int, list] = {}  # sid -> [sid, newest ts, t, v, points]
+        names: dict[int, tuple[str, str]] = {}
         mn = mx = points[0][2]
         for e, k, ts, t, v in points:
             ek = (e, k)
@@ -602,6 +618,7 @@ class TelemetryStore:
             cur = lat.get(sid)
             if cur is None:
                 lat[sid] = [sid, ts, t, v, 1]
+                names[sid] = ek
             else:
                 cur[4] += 1
                 if ts >= cur[1]:
@@ -621,10 +638,12 @@ class TelemetryStore:
             ts_arr = np.fromiter((p[2] for p in points), dtype=np.int64, count=len(points))
             months = [(int(m),) for m in np.unique(months_of(ts_arr))]
         conn.executemany(SQL_TOUCH_MONTH, months)
-        return new, lat
+        version = conn.execute(SQL_BUMP_LATEST_VERSION).fetchone()[0]
+        return new, lat, names, version
 
     def _after_commit(self, points: list[Point], state) -> None:
-        new, lat = state
+        new, lat, names, version = state
+        self._latest.written(version, [(*names[sid], ts, t, v) for sid, ts, t, v, _n in lat.values()])
         with self._state_lock:
             for (e, k), sid in new.items():
                 self._ids[(e, k)] = sid
@@ -685,37 +704,51 @@ class TelemetryStore:
                     ) -> dict[str, dict[str, tuple[int, int, Any]]]:
         """Latest values of many entities in one read: ``entity -> {key: (ts, vtype, value)}``.
 
-        Same answer as calling :meth:`latest` per entity (every entity asked for is in the
-        result, with ``{}`` when it has no latest value), but one SQL query per 500 entities
-        instead of one or two per entity, all from one snapshot.
+        Every entity asked for is in the result, with ``{}`` when it has no latest value;
+        keys are sorted. Answered from memory (:mod:`.latest`) when this instance's copy is
+        current -- one tiny SQL read checks that -- otherwise (another instance or process
+        wrote since) by SQL, one query per 500 entities, all from one snapshot.
         """
         self._check_open()
         ents = list(dict.fromkeys(entities))
-        out: dict[str, dict[str, tuple[int, int, Any]]] = {e: {} for e in ents}
-        if not ents:
-            return out
         if isinstance(keys, str):
             keys = [keys]
-        key_filter = ""
-        key_args: list[str] = []
-        if keys is not None:
-            key_args = list(dict.fromkeys(keys))
-            if not key_args:
-                return out
-            key_filter = " AND s.key IN (%s)" % ",".join("?" * len(key_args))
+        key_args = None if keys is None else list(dict.fromkeys(keys))
+        if not ents or key_args == []:
+            return {e: {} for e in ents}
         conn = self._readers.get()
         conn.execute("BEGIN")
         try:
-            step = max(1, _SQL_IN_CHUNK - len(key_args))
-            for i in range(0, len(ents), step):
-                chunk = ents[i:i + step]
-                q = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
-                     "WHERE l.ts IS NOT NULL AND s.entity IN (%s)%s ORDER BY s.entity, s.key"
-                     % (",".join("?" * len(chunk)), key_filter))
-                for e, k, ts, t, v in conn.execute(q, (*chunk, *key_args)):
-                    out[e][k] = (ts, t, py_value(t, v))
+            version = conn.execute(SQL_LATEST_VERSION).fetchone()[0]
+            out = self._latest.read(version, ents, key_args)
+            if out is None and self._latest.stale:  # missed another instance's commit: reload
+                version, by_entity = _read_all_latest(conn)
+                out = LatestValues.answer(by_entity, ents, key_args)
+                self._latest.install(version, by_entity)
+            if out is None:  # behind another instance's commits
+                out = self._latest_sql(conn, ents, key_args)
         finally:
             conn.execute("COMMIT")
+        return out
+
+    @staticmethod
+    def _latest_sql(conn, ents: list[str], key_args: list[str] | None
+                    ) -> dict[str, dict[str, tuple[int, int, Any]]]:
+        """:meth:`latest_many` by SQL inside the caller's read transaction."""
+        out: dict[str, dict[str, tuple[int, int, Any]]] = {e: {} for e in ents}
+        key_filter = ""
+        if key_args is not None:
+            key_filter = " AND s.key IN (%s)" % ",".join("?" * len(key_args))
+        else:
+            key_args = []
+        step = max(1, _SQL_IN_CHUNK - len(key_args))
+        for i in range(0, len(ents), step):
+            chunk = ents[i:i + step]
+            q = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+                 "WHERE l.ts IS NOT NULL AND s.entity IN (%s)%s ORDER BY s.entity, s.key"
+                 % (",".join("?" * len(chunk)), key_filter))
+            for e, k, ts, t, v in conn.execute(q, (*chunk, *key_args)):
+                out[e][k] = (ts, t, py_value(t, v))
         return out
 
     def stats(self, entity: str | None = None) -> dict:
@@ -1098,6 +1131,7 @@ class TelemetryStore:
         if not sids:
             return 0
         lo, hi = max(start, TS_MIN), min(end, TS_MAX + 1)
+        keys_of = {sid: k for k, sid in sids.items()}
 
         def plan_delete():
             plan = {}
@@ -1121,6 +1155,7 @@ class TelemetryStore:
                                  "WHERE end_ts > ? AND start_ts < ?", (start, end)).fetchall()
             now = now_ms()
             changes = {}
+            latest: dict[str, tuple[int, int, Any] | None] = {}  # key -> its new latest value
             for sid, (count, remains, cand) in plan.items():
                 conn.execute("DELETE FROM hot WHERE series = ? AND ts >= ? AND ts < ?", (sid, start, end))
                 for name, gen, ps, pe in parts:
@@ -1143,13 +1178,17 @@ class TelemetryStore:
                         conn.execute("UPDATE latest SET ts = NULL, t = NULL, v = NULL WHERE series = ?",
                                      (sid,))
                         new_lts = None
+                    latest[keys_of[sid]] = cand
                 conn.execute("UPDATE latest SET points = ? WHERE series = ?", (new_points, sid))
                 changes[sid] = (new_points, new_lts)
             conn.execute("UPDATE month_state SET wc = wc + 1 WHERE month >= ? AND month <= ?",
                          (month_of(lo), month_of(max(lo, hi - 1))))
-            return changes
+            version = conn.execute(SQL_BUMP_LATEST_VERSION).fetchone()[0]
+            return changes, latest, version
 
-        def on_commit(changes):
+        def on_commit(result):
+            changes, latest, version = result
+            self._latest.changed(version, entity, latest)
             with self._state_lock:
                 for sid, (pts, lts) in changes.items():
                     st = self._sstat.get(sid)
@@ -1193,9 +1232,11 @@ class TelemetryStore:
                                      "VALUES (?, ?, ?, ?, ?)", (sid, name, ps, pe, now))
             conn.execute("DELETE FROM series WHERE entity = ?", (entity,))
             conn.execute("UPDATE month_state SET wc = wc + 1")
-            return sids
+            return sids, conn.execute(SQL_BUMP_LATEST_VERSION).fetchone()[0]
 
-        def on_commit(sids):
+        def on_commit(result):
+            sids, version = result
+            self._latest.dropped(version, entity)
             with self._state_lock:
                 keys = self._by_entity.pop(entity, {})
                 for k in keys:
@@ -1383,6 +1424,13 @@ class TelemetryStore:
             stats["tombstones_applied"] += len(tombs)
             return
         log.info("compaction of %s gave up after repeated concurrent changes; will retry later", name)
+
+
+def _read_all_latest(conn) -> tuple[int, dict]:
+    """The latest version and every latest value, inside the caller's read transaction."""
+    version = conn.execute(SQL_LATEST_VERSION).fetchone()[0]
+    rows = ((e, k, ts, t, py_value(t, v)) for e, k, ts, t, v in conn.execute(SQL_ALL_LATEST))
+    return version, LatestValues.build(rows)
 
 
 def _counts(s: np.ndarray, universe: np.ndarray) -> np.ndarray:
