@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +15,10 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"  # gitignored; screenshots of the browser tests
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync"]
 ADMIN = ("admin@tenant-a.test", "admin-a-pass")
 OTHER_ADMIN = ("admin@tenant-b.test", "admin-b-pass")
 CUSTOMER_USER = ("user@customer-a1.test", "customer-pass")
@@ -202,3 +207,16 @@ def no_server_errors(world):
     yield
     errors = [line for line in world.server.output[start:] if "Traceback" in line or "ERROR" in line]
     assert not errors, "".join(world.server.output[start:])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless chromium through Playwright (never a downloaded browser)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("browser tests need Debian's chromium: apt-get install -y chromium (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield b
+        b.close()

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from conftest import ADMIN, CUSTOMER_USER, wait_task
-from test_live_pages import WAIT_MS, browser, open_page, shot  # noqa: F401 (fixtures)
+from test_live_pages import WAIT_MS, open_page, shot  # noqa: F401 (fixtures)
 
 HOUR = 3_600_000
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]

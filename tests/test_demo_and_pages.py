@@ -1,19 +1,14 @@
 """`tbpanel serve --demo`: the demo logins, fleet, history, live simulator, and the pages in a browser."""
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 import requests
 
-from conftest import ROOT, Api, ServerProcess
+from conftest import ARTIFACTS, Api, ServerProcess
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD, load_fleet
 
-ARTIFACTS = ROOT / "test-artifacts"  # gitignored; screenshots of every browser test
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +18,6 @@ def demo(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    import os
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("browser tests need Debian's chromium: apt-get install -y chromium (.ci/run does this)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 def test_demo_prints_its_url_and_logins(demo):

@@ -28,7 +28,7 @@ from tornado.websocket import websocket_connect
 from conftest import ADMIN, CUSTOMER_USER, OTHER_ADMIN, OTHER_CUSTOMER_USER, jwt, open_world
 from tbpanel.api.routes import api_patterns
 from tbpanel.platform import Platform
-from test_live_pages import BROWSER_ARGS, CHROMIUM, WAIT_MS
+from test_live_pages import WAIT_MS
 
 TIMEOUT = 30
 #: Order matters only for readability: the refused first, the allowed last.
@@ -551,13 +551,6 @@ DOCUMENT_JS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.mark.browser

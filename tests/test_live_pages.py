@@ -6,20 +6,14 @@ the browser's Bokeh document (``Bokeh.documents``): the renderers of the figure 
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import uuid
 
 import pytest
 import requests
 
-from conftest import ADMIN, CUSTOMER_USER, ROOT
+from conftest import ADMIN, ARTIFACTS, CUSTOMER_USER
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync"]
-ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 30_000
 
 SERIES_JS = """() => {
@@ -38,16 +32,6 @@ SERIES_JS = """() => {
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("browser tests need Debian's chromium: apt-get install -y chromium (.ci/run does this)")
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 

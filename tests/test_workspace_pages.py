@@ -11,11 +11,10 @@ import time
 import pytest
 import requests
 
-from conftest import ROOT, Api, wait_task
-from test_demo_and_pages import browser, demo  # noqa: F401 (module-scoped fixtures)
+from conftest import ARTIFACTS, Api, wait_task
+from test_demo_and_pages import demo  # noqa: F401 (module-scoped fixture)
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD
 
-ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 60_000
 DAY = 86_400_000
 pytestmark = pytest.mark.browser

@@ -13,11 +13,9 @@ import time
 import pytest
 import requests
 
-from conftest import ROOT, Api, ServerProcess
-from test_live_pages import BROWSER_ARGS, CHROMIUM
+from conftest import ARTIFACTS, Api, ServerProcess
 from tbpanel.demo import TENANT_EMAIL, TENANT_PASSWORD, load_fleet
 
-ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 60_000
 HOUR, DAY = 3_600_000, 86_400_000
 pytestmark = pytest.mark.browser
@@ -48,14 +46,6 @@ def tenant(demo):
     return Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
