@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import param
 
+from .clock import now_ms
 from .entities import InvalidInput, NotFound, PermissionDenied
 from .fleet import Fleet
 from .store.values import ValueType, to_wire_string
@@ -29,10 +30,6 @@ NICE_INTERVALS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_
                   3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
                   30 * 86_400_000)
 _NUMERIC = (int(ValueType.BOOL), int(ValueType.LONG), int(ValueType.DOUBLE))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def age_text(ms: float) -> str:

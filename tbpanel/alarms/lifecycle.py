@@ -11,17 +11,13 @@ then growth, then new anomalies in data-time order.
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clock import now_ms
 from ..anomaly.scoring import severity_for
 from .model import Alarm, higher
 from .repository import AlarmRepository
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

@@ -8,11 +8,11 @@ alarms of devices currently assigned to its customer.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Callable
 
 import param
 
+from ..clock import now_ms
 from ..anomaly.scoring import effective_thresholds
 from ..entities import NotFound, PermissionDenied
 from ..entities.errors import InvalidInput
@@ -26,10 +26,6 @@ log = logging.getLogger("tbpanel.alarms")
 AlarmListener = Callable[[str, Alarm], None]
 
 DENIED = "You don't have permission to perform this operation!"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class AlarmService(param.Parameterized):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from typing import Any, Callable
 
 import orjson
 import tornado.web
 
+from ..clock import now_ms
 from ..entities import EntityError, NotFound
 from ..platform import Platform
 from ..store import QueryError
@@ -46,10 +46,6 @@ class ApiError(Exception):
             400: BAD_REQUEST_PARAMS, 401: AUTHENTICATION, 403: PERMISSION_DENIED,
             404: ITEM_NOT_FOUND, 409: INVALID_ARGUMENTS, 413: BAD_REQUEST_PARAMS,
             429: TOO_MANY_REQUESTS}.get(status, GENERAL)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def as_api_error(e: BaseException) -> ApiError | None:

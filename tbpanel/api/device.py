@@ -9,7 +9,8 @@ from __future__ import annotations
 import tornado.web
 
 from ..store.payload import parse_attributes, parse_telemetry
-from .base import ApiError, ApiHandler, now_ms
+from ..clock import now_ms
+from .base import ApiError, ApiHandler
 
 
 @tornado.web.stream_request_body

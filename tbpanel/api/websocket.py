@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -62,6 +61,7 @@ import orjson
 import tornado.websocket
 from tornado.ioloop import IOLoop
 
+from ..clock import now_ms
 from ..alarms import SEVERITIES as ALARM_SEVERITIES
 from ..alarms import STATUSES, AlarmQuery
 from ..alarms.repository import SORT as ALARM_SORT
@@ -92,10 +92,6 @@ class CmdError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def update(cmd_id: int, data: dict[str, list[list]]) -> dict:

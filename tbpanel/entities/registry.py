@@ -23,12 +23,12 @@ import re
 import secrets
 import sqlite3
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..clock import now_ms as _now_ms
 from . import passwords
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .models import (
@@ -136,9 +136,6 @@ _CUSTOMER_COLS = "id, created_time, tenant_id, title, contact, additional_info"
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
 
 def generate_access_token() -> str:
     """A random device access token: 20 URL-safe characters (120 bits)."""

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import orjson
 import param
+from ..clock import now_ms
 
 log = logging.getLogger("tbpanel.jobs")
 
@@ -30,10 +31,6 @@ FINAL = (DONE, FAILED, CANCELLED)
 
 class Cancelled(Exception):
     """Raised inside a task's work when someone asked it to stop."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Task(param.Parameterized):

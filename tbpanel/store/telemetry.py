@@ -54,7 +54,6 @@ import os
 from pathlib import Path
 import re
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -64,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from ..clock import now_ms
 from .acks import loop_acks
 from .aggregate import AggResult, aggregate, normalize_agg
 from .buckets import QueryError, bucket_edges, check_range, get_zone, normalize_interval_type
@@ -102,10 +102,6 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _Conflict(Exception):

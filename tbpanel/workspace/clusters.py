@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import param
 
-from .model_data import item_arrays, now_ms, profile_devices, utc_text
+from ..clock import now_ms
+from .model_data import item_arrays, profile_devices, utc_text
 
 
 class ClusterInfo(param.Parameterized):

@@ -5,17 +5,12 @@ these few readers keep that in one place so every tab agrees.
 """
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 import numpy as np
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def utc_text(ms: int | None) -> str:

@@ -7,11 +7,10 @@ off, deletion clears or deletes the model's alarms by its ``alarm_on_delete`` se
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import param
 
 from ..alarms.repository import AlarmQuery
+from .model_data import utc_text
 
 #: the three switches of a row, as RefreshSettings knobs
 TOGGLES = {"monitoring": "enabled", "saving": "save_telemetry", "alarms": "create_alarms"}
@@ -19,9 +18,7 @@ TOGGLES = {"monitoring": "enabled", "saving": "save_telemetry", "alarms": "creat
 
 def fmt_ms(ms: int | None) -> str:
     """UTC time for tables ("never" when missing)."""
-    if not ms:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{utc_text(ms)} UTC" if ms else "never"
 
 
 def _n(count: int, noun: str) -> str:

@@ -13,7 +13,8 @@ import param
 
 from ..anomaly.scoring import severity_for
 from ..telemetry_view import minmax_decimate
-from .model_data import HOUR_MS, duration_text, item_arrays, model_fields, now_ms, profile_devices, utc_text
+from ..clock import now_ms
+from .model_data import HOUR_MS, duration_text, item_arrays, model_fields, profile_devices, utc_text
 
 CHANGING_KINDS = ("BUILD", "REFRESH", "REPROCESS")
 ANOMALY_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-from .model_data import DAY_MS, duration_text, now_ms, profile_devices, utc_text
+from ..clock import now_ms
+from .model_data import DAY_MS, duration_text, profile_devices, utc_text
 
 ITEM_CHOICES = {"trained devices": "trained", "all devices of the profile": "all", "selected devices": "specific"}
 HISTORY_COLUMNS = ["id", "kind", "status", "progress", "created", "started", "duration", "message"]
