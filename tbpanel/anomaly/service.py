@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import param
 
+from ..clock import now_ms
 from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner, next_run
 from ..store.telemetry import to_ms
 from ..store.values import ValueType
@@ -37,10 +38,6 @@ from .repository import AnomalyRepository
 log = logging.getLogger("tbpanel.anomaly")
 
 QUEUED, IN_PROGRESS, READY, FAILED, CANCELLED, NEW = "QUEUED", "IN_PROGRESS", "READY", "FAILED", "CANCELLED", "NEW"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class RebuildRequired(ValueError):
@@ -362,6 +359,24 @@ class AnomalyService:
             out[name] = [r.to_dict() for r in recs if start <= r.start_ts < end]
         return out
 
+    def submit_experiment(self, model_id: str, variants: dict[str, dict], start, end, items=None, *,
+                          include_current: bool = True, keep: int = 1000) -> Task:
+        """:meth:`experiment` as an ``EXPERIMENT`` task (so it shows, and can be cancelled, among the
+        model's tasks); its result is ``{"comparison": rows of compare, "anomalies": {variant: the
+        first ``keep`` anomalies}}``. REST and the Experiments tab both start experiments here."""
+        model = self._require(model_id)
+        start, end = _ms(start), _ms(end)
+
+        def work(ctx: TaskContext) -> dict:
+            results = self.experiment(model_id, variants, start, end, items, progress=ctx.progress)
+            if not include_current:
+                results.pop("current", None)
+            return {"comparison": self.compare(results).to_dict(orient="records"),
+                    "anomalies": {k: v[:keep] for k, v in results.items()}}
+
+        return self.runner.submit("EXPERIMENT", work, model_id=model_id, tenant_id=model.tenant_id,
+                                  params={"variants": variants, "start": start, "end": end})
+
     @staticmethod
     def compare(results: dict[str, list[dict]]) -> pd.DataFrame:
         """One row per variant: anomalies, affected items, peak score, total score index."""
@@ -436,10 +451,10 @@ class AnomalyService:
                 ctx.log(f"adaptive re-fit #{refits} on everything up to {until}")
         changes = AnomalyChanges("REFRESH", create_alarms=model.refresh.create_alarms)
         with self.repo.transaction() as db:
+            # every active anomaly starts at or after ``start``, so this transaction's read has them
             existing = {(a["item"], a["start_ts"]): a for a in
                         self.repo.anomalies(model_id, items=list({r.item for r in records} | {a["item"] for a in active}),
                                             start=start, db=db)}
-            existing.update({(a["item"], a["start_ts"]): a for a in active})
             seen = set()
             for rec in records:
                 key = (rec.item, rec.start_ts)

@@ -235,15 +235,7 @@ class ExperimentHandler(ModelsBase):
             raise ApiError(400, "startTs < endTs (epoch ms integers) are required")
         items = body.get("items", "trained")
         self.check_items(user, items)
-        service = self.platform.anomaly
-
-        def work(ctx):
-            results = service.experiment(model.id, variants, start, end, items, progress=ctx.progress)
-            return {"comparison": service.compare(results).to_dict(orient="records"),
-                    "anomalies": {k: v[:1000] for k, v in results.items()}}
-
-        task = self.platform.tasks.submit("EXPERIMENT", work, model_id=model.id, tenant_id=user.tenant_id,
-                                          params={"variants": variants, "start": start, "end": end})
+        task = self.platform.anomaly.submit_experiment(model.id, variants, start, end, items)
         self.write_json(task.to_json())
 
 

@@ -13,7 +13,8 @@ import param
 
 from ..anomaly.config import ModelConfig
 from ..anomaly.service import AnomalyService
-from .model_data import DAY_MS, HOUR_MS, now_ms, profile_devices, utc_text
+from ..clock import now_ms
+from .model_data import DAY_MS, HOUR_MS, profile_devices, utc_text
 
 CURRENT = "current"
 SEGMENTS = {"auto": 0, "15 min": 15 * 60_000, "30 min": 30 * 60_000, "1 h": HOUR_MS, "2 h": 2 * HOUR_MS,
@@ -86,19 +87,9 @@ class ExperimentBench(param.Parameterized):
         if problems:
             self.message = " ".join(problems)
             return None
-        variants, start, end, items = self.named(), int(self.start), int(self.end), self.items
-        include = self.include_current
-        service, model_id = self.service, self.model.id
-
-        def work(ctx) -> dict:
-            results = service.experiment(model_id, variants, start, end, items, progress=ctx.progress)
-            if not include:
-                results.pop(CURRENT, None)
-            return {"comparison": service.compare(results).to_dict(orient="records"),
-                    "anomalies": {k: v[:2000] for k, v in results.items()}}
-
-        task = self.platform.tasks.submit("EXPERIMENT", work, model_id=model_id, tenant_id=self.model.tenant_id,
-                                          params={"variants": variants, "start": start, "end": end})
+        start, end = int(self.start), int(self.end)
+        task = self.service.submit_experiment(self.model.id, self.named(), start, end, self.items,
+                                              include_current=self.include_current, keep=2000)
         self.task_id = task.id
         self.message = f"Experiment over {utc_text(start)} – {utc_text(end)} UTC running."
         return task
