@@ -6,11 +6,11 @@ strings unless ``useStrictDataTypes=true``.
 """
 from __future__ import annotations
 
-import asyncio
 
 from ..store.payload import TS_MAX, parse_telemetry
 from ..store.values import to_strict, to_wire_string
-from .base import ApiError, ApiHandler, now_ms
+from ..clock import now_ms
+from .base import ApiError, ApiHandler
 from .entities import entity_uuid
 
 AGGS = ("NONE", "MIN", "MAX", "AVG", "SUM", "COUNT")
@@ -116,9 +116,8 @@ class SaveTelemetryHandler(TelemetryHandler):
         points = parse_telemetry(self.request.body, now_ms())
         if not points:
             raise ApiError(400, "No time series data found in request body")
-        future = self.platform.store.submit(
+        await self.platform.store.submit_async(
             [(device.id, key, ts, vtype, value) for ts, key, vtype, value in points])
-        await asyncio.wrap_future(future)
         self.set_status(200)
         self.finish()
 

@@ -55,8 +55,8 @@ class DeviceApi(resource.Resource):
             if path[3] == "telemetry":
                 points = parse_telemetry(body, now)
                 if points:
-                    await asyncio.wrap_future(self.platform.store.submit(
-                        [(device.id, k, ts, vt, v) for ts, k, vt, v in points]))
+                    await self.platform.store.submit_async(
+                        [(device.id, k, ts, vt, v) for ts, k, vt, v in points])
             else:
                 points = parse_attributes(body, now)
                 if points:

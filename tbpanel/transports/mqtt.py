@@ -415,7 +415,7 @@ class _Session:
     def write_points(self, rows: list) -> Awaitable[Any]:
         if not rows:
             return self._just(None)
-        return asyncio.wrap_future(self.platform.store.submit(rows))
+        return self.platform.store.submit_async(rows)
 
     async def _just(self, value: Any) -> Any:
         return value
