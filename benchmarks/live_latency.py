@@ -106,6 +106,20 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def signed_in_context(browser, url: str):
+    """A browser context whose cookie is the demo tenant admin's (signed in once through the login
+    form), for opening many dashboard pages."""
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = ctx.new_page()
+    page.goto(f"{url}/login?next=/")
+    page.fill("#username", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url(f"{url}/")
+    page.close()
+    return ctx
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=10)
@@ -125,14 +139,7 @@ def main() -> int:
             devices, _ = setup_devices(url, args.devices)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-                ctx = browser.new_context(viewport={"width": 1200, "height": 800})
-                page = ctx.new_page()
-                page.goto(f"{url}/login?next=/")
-                page.fill("#username", EMAIL)
-                page.fill("#password", PASSWORD)
-                page.click("#login")
-                page.wait_for_url(f"{url}/")
-                page.close()
+                ctx = signed_in_context(browser, url)
                 pages = []
                 for i in range(args.sessions):
                     did = devices[i % len(devices)][0]

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from report import write_report  # noqa: E402
 
 from ingest_query import machine, request, start_server  # noqa: E402
-from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, PASSWORD  # noqa: E402
+from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, PASSWORD, signed_in_context  # noqa: E402
 
 MiB = 2**20
 
@@ -142,14 +142,7 @@ def main() -> int:
 
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-                ctx = browser.new_context(viewport={"width": 1200, "height": 800})
-                page = ctx.new_page()
-                page.goto(f"{url}/login?next=/")
-                page.fill("#username", EMAIL)
-                page.fill("#password", PASSWORD)
-                page.click("#login")
-                page.wait_for_url(f"{url}/")
-                page.close()
+                ctx = signed_in_context(browser, url)
 
                 def open_pages(devs):
                     ps = []

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from report import write_report  # noqa: E402
 
-from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, HOOK_JS, PASSWORD, pct, setup_devices  # noqa: E402
+from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, HOOK_JS, PASSWORD, pct, setup_devices, signed_in_context  # noqa: E402
 
 HOUR = 3_600_000
 
@@ -216,14 +216,7 @@ class Soak:
         res = self.result
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-            ctx = browser.new_context(viewport={"width": 1200, "height": 800})
-            page = ctx.new_page()
-            page.goto(f"{self.url}/login?next=/")
-            page.fill("#username", EMAIL)
-            page.fill("#password", PASSWORD)
-            page.click("#login")
-            page.wait_for_url(f"{self.url}/")
-            page.close()
+            ctx = signed_in_context(browser, self.url)
             pages = []
             for i in range(self.n_pages):
                 p = ctx.new_page()

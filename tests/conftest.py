@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,10 +204,18 @@ def jwt(api: "Api") -> str:
 def no_server_errors(world):
     """Exceptions in handlers and page callbacks only reach the server log: fail the test that
     caused one. Modules opt in with ``pytestmark = pytest.mark.usefixtures("no_server_errors")``."""
-    start = len(world.server.output)
+    with no_errors_logged(world.server):
+        yield
+
+
+@contextmanager
+def no_errors_logged(server: ServerProcess):
+    """Fails (on exit) if ``server`` logged a traceback or an ERROR line meanwhile: exceptions in
+    handlers and page callbacks reach only the server log, never the client."""
+    start = len(server.output)
     yield
-    errors = [line for line in world.server.output[start:] if "Traceback" in line or "ERROR" in line]
-    assert not errors, "".join(world.server.output[start:])
+    out = server.output[start:]
+    assert not [line for line in out if "Traceback" in line or "ERROR" in line], "".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +229,36 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
         yield b
         b.close()
+
+
+@contextmanager
+def signed_in_pages(browser, base_url: str, height: int = 900, wait_ms: int = 30_000):
+    """Yields ``open_(user, path)``: a page signed in as ``(email, password)`` through the login
+    form and landed on ``path``, each in its own browser context (closed on exit)."""
+    contexts = []
+
+    def open_(user: tuple[str, str], path: str):
+        ctx = browser.new_context(viewport={"width": 1400, "height": height})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.goto(f"{base_url}/login?next={requests.utils.quote(path, safe='')}")
+        page.fill("#username", user[0])
+        page.fill("#password", user[1])
+        page.click("#login")
+        page.wait_for_url(f"{base_url}{path}", timeout=wait_ms)
+        return page
+
+    try:
+        yield open_
+    finally:
+        for ctx in contexts:
+            ctx.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh TelemetryStore without the background compactor (tests compact explicitly)."""
+    from tbpanel.store import open_store
+    s = open_store(tmp_path / "data", compaction_interval_s=0)
+    yield s
+    s.close()

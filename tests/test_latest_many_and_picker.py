@@ -19,13 +19,6 @@ JAN = 1_704_067_200_000  # 2024-01-01T00:00Z
 FAR = 4_102_444_800_000
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "data", compaction_interval_s=0)
-    yield s
-    s.close()
-
-
 def test_latest_many_equals_latest_per_entity(store):
     pts = []
     for d in range(700):  # more than one SQL chunk of entities

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import ADMIN, ARTIFACTS, CUSTOMER_USER
+from conftest import ADMIN, ARTIFACTS, CUSTOMER_USER, signed_in_pages
 
 WAIT_MS = 30_000
 
@@ -39,22 +39,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
 @pytest.fixture
 def open_page(browser, world):
     """``open_page(user, path)``: a signed-in page in its own browser context."""
-    contexts = []
-
-    def open_(user: tuple[str, str], path: str):
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.goto(f"{world.url}/login?next={requests.utils.quote(path, safe='')}")
-        page.fill("#username", user[0])
-        page.fill("#password", user[1])
-        page.click("#login")
-        page.wait_for_url(f"{world.url}{path}", timeout=WAIT_MS)
-        return page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
+    with signed_in_pages(browser, world.url, wait_ms=WAIT_MS) as open_:
+        yield open_
 
 
 def post(world, token: str, payload) -> None:

@@ -19,13 +19,6 @@ JAN = 1_704_067_200_000
 FAR = 4_102_444_800_000
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "data", compaction_interval_s=0)
-    yield s
-    s.close()
-
-
 def test_submit_async_resolves_after_the_points_are_committed(store, tmp_path):
     async def main():
         n = await store.submit_async([("d", "k", JAN + i, V.LONG, i) for i in range(5)])

@@ -23,13 +23,6 @@ APR = 1_711_929_600_000          # 2024-04-01T00:00Z
 FAR = 4_102_444_800_000          # 2100-01-01: compact everything up to here
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "data", compaction_interval_s=0)
-    yield s
-    s.close()
-
-
 def manifest(s: TelemetryStore) -> dict[str, tuple[int, int]]:
     con = sqlite3.connect(os.path.join(s.path, "telemetry.sqlite"))
     try:

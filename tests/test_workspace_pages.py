@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
-from conftest import ARTIFACTS, Api, wait_task
+from conftest import ARTIFACTS, Api, no_errors_logged, signed_in_pages, wait_task
 from test_demo_and_pages import demo  # noqa: F401 (module-scoped fixture)
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD
 
@@ -24,32 +23,15 @@ BUILT: dict = {}
 
 @pytest.fixture
 def open_page(browser, demo):  # noqa: F811
-    contexts = []
-
-    def open_(user: tuple[str, str], path: str):
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.goto(f"{demo.url}/login?next={requests.utils.quote(path, safe='')}")
-        page.fill("#username", user[0])
-        page.fill("#password", user[1])
-        page.click("#login")
-        page.wait_for_url(f"{demo.url}{path}", timeout=WAIT_MS)
-        return page
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
+    with signed_in_pages(browser, demo.url, height=1000, wait_ms=WAIT_MS) as open_:
+        yield open_
 
 
 @pytest.fixture(autouse=True)
 def no_server_errors(demo):  # noqa: F811
     """Exceptions in page callbacks only reach the server log: fail the test that caused one."""
-    start = len(demo.output)
-    yield
-    out = demo.output[start:]
-    # a push to a tab that just navigated away is dropped by tbpanel.logs, not logged as an error
-    assert not [line for line in out if "Traceback" in line or "ERROR" in line], "".join(out)
+    with no_errors_logged(demo):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ import re
 import time
 
 import pytest
-import requests
 
-from conftest import ARTIFACTS, Api, ServerProcess
+from conftest import ARTIFACTS, Api, ServerProcess, no_errors_logged, signed_in_pages
 from tbpanel.demo import TENANT_EMAIL, TENANT_PASSWORD, load_fleet
 
 WAIT_MS = 60_000
@@ -51,35 +50,23 @@ def tenant(demo):
 @pytest.fixture
 def no_errors(demo):
     """Exceptions in page callbacks only reach the server log: fail the test that caused one."""
-    start = len(demo.output)
-    yield
-    errors = [line for line in demo.output[start:] if "Traceback" in line or " ERROR " in line]
-    assert not errors, "".join(demo.output[start:])
+    with no_errors_logged(demo):
+        yield
 
 
 @pytest.fixture
 def open_tab(demo, browser, no_errors):
     """``open_tab(model name, tab title)``: the model page signed in as the demo tenant admin."""
-    contexts = []
+    with signed_in_pages(browser, demo.url, height=1000, wait_ms=WAIT_MS) as open_page:
+        def open_(name: str, tab: str):
+            tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+            model = next(m for m in tenant.get("/api/tbpanel/models").json() if m["name"] == name)
+            page = open_page((TENANT_EMAIL, TENANT_PASSWORD), f"/model?id={model['id']}")
+            page.wait_for_selector("#model-title", timeout=WAIT_MS)
+            page.locator(".bk-tab").filter(has_text=re.compile(f"^{re.escape(tab)}$")).click()
+            return page, model
 
-    def open_(name: str, tab: str):
-        tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
-        model = next(m for m in tenant.get("/api/tbpanel/models").json() if m["name"] == name)
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        path = f"/model?id={model['id']}"
-        page.goto(f"{demo.url}/login?next={requests.utils.quote(path, safe='')}")
-        page.fill("#username", TENANT_EMAIL)
-        page.fill("#password", TENANT_PASSWORD)
-        page.click("#login")
-        page.wait_for_selector("#model-title", timeout=WAIT_MS)
-        page.locator(".bk-tab").filter(has_text=re.compile(f"^{re.escape(tab)}$")).click()
-        return page, model
-
-    yield open_
-    for ctx in contexts:
-        ctx.close()
+        yield open_
 
 
 def shot(page, name: str) -> None:
