@@ -1,6 +1,6 @@
 """Crash safety at length: SIGKILL a real server hundreds of times under load and check it.
 
-Runs tests/crash_support.py's harness (concurrent device posters over HTTP and MQTT, compaction every 0.1 s,
+Runs tests/helpers/crash.py's harness (concurrent device posters over HTTP and MQTT, compaction every 0.1 s,
 model refresh / reprocess / build and REST alarm changes as disruptions, a random SIGKILL in
 each cycle, then a restart and every invariant checked) for ``--cycles`` cycles and reports
 what was checked. The CI test (tests/test_crash_cycles.py) runs 20 cycles of the same thing.
@@ -18,11 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from report import write_report  # noqa: E402
 
-from crash_support import CrashHarness  # noqa: E402
+from tests.helpers.crash import CrashHarness  # noqa: E402
 from ingest_query import machine  # noqa: E402
 
 

@@ -289,8 +289,7 @@ def main() -> int:
     ap.add_argument("--subscribers", type=int, default=4)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import ServerProcess, cli
+    from tests.helpers import ServerProcess, cli
 
     lines = [f"# tbpanel soak · {time.strftime('%Y-%m-%d %H:%M:%S')}",
              f"machine: {machine()}", f"command: {' '.join([Path(sys.executable).name] + sys.argv)}", ""]

@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (argparse usage errors exit with 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from tbpanel.entities import EntityError
+    from tbpanel.errors import EntityError
 
     try:
         return args.func(args)

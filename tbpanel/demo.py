@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from .clock import now_ms
 from .store.values import ValueType
 
 log = logging.getLogger("tbpanel.demo")
@@ -95,7 +96,7 @@ def ensure_demo(platform, *, fleet: dict | None = None, end_ms: int | None = Non
         if spec.get("customer"):
             reg.assign_device(device.id, customer.id)
         ids[spec["name"]] = device.id
-    end_ms = end_ms if end_ms is not None else int(time.time() * 1000) // 60_000 * 60_000
+    end_ms = end_ms if end_ms is not None else now_ms() // 60_000 * 60_000
     step = fleet["step_s"] * 1000
     ts = np.arange(end_ms - fleet["history_days"] * DAY_MS, end_ms, step, dtype=np.int64)
     total = 0
@@ -219,7 +220,7 @@ class FleetSimulator:
             raise
 
     def post_once(self) -> None:
-        now = int(time.time() * 1000)
+        now = now_ms()
         ts = np.array([now], dtype=np.int64)
         for spec in self.fleet["devices"]:
             values = {key: float(series_values(self.fleet, spec["name"], key, ts, now + DAY_MS)[0])

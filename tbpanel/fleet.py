@@ -5,10 +5,10 @@ A pure domain object (no Panel import): the landing page renders it, a notebook 
 """
 from __future__ import annotations
 
-import time
 
 import pandas as pd
 import param
+from .clock import now_ms
 
 
 class Fleet(param.Parameterized):
@@ -65,7 +65,7 @@ class Fleet(param.Parameterized):
 
     def summary(self) -> pd.DataFrame:
         """One row per device: name, type, customer, keys, points stored, last activity, online."""
-        now_ms = time.time() * 1000
+        now = now_ms()
         store = self.platform.store
         customers: dict[str, str] = {}
         rows = []
@@ -78,7 +78,7 @@ class Fleet(param.Parameterized):
                 "device": d.name, "type": d.type, "customer": customers.get(d.customer_id, ""),
                 "keys": stats.get("series", 0), "points": stats.get("points", 0),
                 "last_activity": pd.to_datetime(last, unit="ms", utc=True) if last else pd.NaT,
-                "online": bool(last and now_ms - last <= self.online_within_s * 1000),
+                "online": bool(last and now - last <= self.online_within_s * 1000),
                 "id": d.id,
             })
         columns = ["device", "type", "customer", "keys", "points", "last_activity", "online", "id"]

@@ -1,178 +1,16 @@
-"""Shared fixtures: a real tbpanel server process on a free loopback port, and API helpers."""
+"""Shared fixtures: a real tbpanel server process on a free loopback port (the two-tenant
+``world``), a browser, a fresh store. Helpers that tests import live in ``tests/helpers``."""
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
-import sys
-import threading
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"  # gitignored; screenshots of the browser tests
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync"]
-ADMIN = ("admin@tenant-a.test", "admin-a-pass")
-OTHER_ADMIN = ("admin@tenant-b.test", "admin-b-pass")
-CUSTOMER_USER = ("user@customer-a1.test", "customer-pass")
-OTHER_CUSTOMER_USER = ("user@customer-a2.test", "customer2-pass")
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tbpanel.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, check=check, timeout=120)
-
-
-@dataclass
-class ServerProcess:
-    """A ``tbpanel serve`` child process; ``url`` is what it printed."""
-
-    data: Path
-    extra: tuple[str, ...] = ()
-    proc: subprocess.Popen | None = None
-    url: str = ""
-    mqtt_port: int = 0  # from the "mqtt listening on" line (0: not printed)
-    coap_port: int = 0  # from the "coap listening on" line
-    output: list[str] = field(default_factory=list)
-
-    def start(self, timeout: float = 90) -> "ServerProcess":
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(self.data), "--port", "0",
-             "--mqtt-port", "0", "--coap-port", "0", *self.extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        found = threading.Event()
-
-        def pump():
-            for line in self.proc.stdout:
-                self.output.append(line)
-                mq = re.search(r"(mqtt|coap) listening on \S+:(\d+)", line)
-                if mq:
-                    setattr(self, f"{mq.group(1)}_port", int(mq.group(2)))
-                m = re.search(r"tbpanel serving at (http://\S+)", line)
-                if m and not found.is_set():
-                    self.url = m.group(1).rstrip("/")
-                    found.set()
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.time() + timeout
-        while not found.is_set():
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.stop()
-                raise RuntimeError("server did not start:\n" + "".join(self.output))
-            time.sleep(0.05)
-        while time.time() < deadline:
-            try:
-                if requests.get(self.url + "/liveness", timeout=5).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server never became live:\n" + "".join(self.output))
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Api:
-    """A logged-in (or anonymous) HTTP client for one user."""
-
-    def __init__(self, base: str, token: str | None = None):
-        self.base = base
-        self.session = requests.Session()
-        if token:
-            self.session.headers["X-Authorization"] = f"Bearer {token}"
-
-    @classmethod
-    def login(cls, base: str, email: str, password: str) -> "Api":
-        r = requests.post(f"{base}/api/auth/login", json={"username": email, "password": password}, timeout=30)
-        assert r.status_code == 200, r.text
-        return cls(base, r.json()["token"])
-
-    def __getattr__(self, method: str):
-        if method not in ("get", "post", "delete", "put"):
-            raise AttributeError(method)
-        return lambda path, **kw: self.session.request(method.upper(), self.base + path, timeout=60, **kw)
-
-
-@dataclass
-class World:
-    """Two tenants; tenant A with two customers, each with a user and a device."""
-
-    server: ServerProcess
-    admin: Api
-    other_admin: Api
-    customer: Api
-    other_customer: Api
-    anon: Api
-    customer_ids: dict
-    devices: dict  # name -> device json
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def token(self, name: str) -> str:
-        r = self.admin.get(f"/api/device/{self.devices[name]['id']['id']}/credentials")
-        assert r.status_code == 200, r.text
-        return r.json()["credentialsId"]
-
-    def new_device(self, name: str, type: str = "sensor") -> tuple[str, str]:
-        r = self.admin.post("/api/device", json={"name": name, "type": type})
-        assert r.status_code == 200, r.text
-        did = r.json()["id"]["id"]
-        return did, self.admin.get(f"/api/device/{did}/credentials").json()["credentialsId"]
-
-
-def open_world(data: Path, extra: tuple[str, ...] = ()) -> World:
-    """Initialise ``data`` with the two tenants, customers, users and devices, and serve it."""
-    cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1],
-        "--tenant", "Tenant A")
-    cli("init", "--data", str(data), "--admin-email", OTHER_ADMIN[0], "--admin-password", OTHER_ADMIN[1],
-        "--tenant", "Tenant B")
-    cli("user", "add", "--data", str(data), "--email", CUSTOMER_USER[0], "--password", CUSTOMER_USER[1],
-        "--role", "CUSTOMER_USER", "--customer", "Customer A1", "--tenant", "Tenant A")
-    cli("user", "add", "--data", str(data), "--email", OTHER_CUSTOMER_USER[0], "--password",
-        OTHER_CUSTOMER_USER[1], "--role", "CUSTOMER_USER", "--customer", "Customer A2", "--tenant", "Tenant A")
-    server = ServerProcess(data, extra).start()
-    try:
-        admin = Api.login(server.url, *ADMIN)
-        customers = {c["title"]: c["id"]["id"] for c in admin.get("/api/customers?pageSize=10&page=0").json()["data"]}
-        devices = {}
-        for name, customer in [("dev-a1", "Customer A1"), ("dev-a2", "Customer A2"), ("dev-tenant", None)]:
-            r = admin.post("/api/device", json={"name": name, "type": "sensor"})
-            assert r.status_code == 200, r.text
-            devices[name] = r.json()
-            if customer:
-                r = admin.post(f"/api/customer/{customers[customer]}/device/{devices[name]['id']['id']}")
-                assert r.status_code == 200, r.text
-                devices[name] = r.json()
-        other = Api.login(server.url, *OTHER_ADMIN)
-        r = other.post("/api/device", json={"name": "dev-b", "type": "sensor"})
-        assert r.status_code == 200, r.text
-        devices["dev-b"] = r.json()
-        return World(server, admin, other, Api.login(server.url, *CUSTOMER_USER),
-                     Api.login(server.url, *OTHER_CUSTOMER_USER), Api(server.url), customers, devices)
-    except BaseException:
-        server.stop()
-        raise
+from tbpanel.platform import Platform
+from tests.helpers import (ARTIFACTS, BROWSER_ARGS, CHROMIUM, WAIT_MS, ServerProcess, World, no_errors_logged,
+                           open_world, signed_in_pages)
+from tests.helpers.clients_venv import tb_client_python  # noqa: F401 (a session fixture)
+from tests.helpers.workspace import DAY, HOUR, T0, write
 
 
 @pytest.fixture(scope="session")
@@ -184,38 +22,12 @@ def world(tmp_path_factory) -> World:
         w.server.stop()
 
 
-def wait_task(api: "Api", task_id: str, timeout: float = 120) -> dict:
-    """Poll ``/api/tbpanel/tasks/{id}`` until the task is DONE, FAILED or CANCELLED."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        task = api.get(f"/api/tbpanel/tasks/{task_id}").json()
-        if task["status"] in ("DONE", "FAILED", "CANCELLED"):
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} did not finish")
-
-
-def jwt(api: "Api") -> str:
-    """The bearer token an :class:`Api` client sends."""
-    return api.session.headers["X-Authorization"].split(" ", 1)[1]
-
-
 @pytest.fixture
 def no_server_errors(world):
     """Exceptions in handlers and page callbacks only reach the server log: fail the test that
     caused one. Modules opt in with ``pytestmark = pytest.mark.usefixtures("no_server_errors")``."""
     with no_errors_logged(world.server):
         yield
-
-
-@contextmanager
-def no_errors_logged(server: ServerProcess):
-    """Fails (on exit) if ``server`` logged a traceback or an ERROR line meanwhile: exceptions in
-    handlers and page callbacks reach only the server log, never the client."""
-    start = len(server.output)
-    yield
-    out = server.output[start:]
-    assert not [line for line in out if "Traceback" in line or "ERROR" in line], "".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -231,30 +43,6 @@ def browser():
         b.close()
 
 
-@contextmanager
-def signed_in_pages(browser, base_url: str, height: int = 900, wait_ms: int = 30_000):
-    """Yields ``open_(user, path)``: a page signed in as ``(email, password)`` through the login
-    form and landed on ``path``, each in its own browser context (closed on exit)."""
-    contexts = []
-
-    def open_(user: tuple[str, str], path: str):
-        ctx = browser.new_context(viewport={"width": 1400, "height": height})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.goto(f"{base_url}/login?next={requests.utils.quote(path, safe='')}")
-        page.fill("#username", user[0])
-        page.fill("#password", user[1])
-        page.click("#login")
-        page.wait_for_url(f"{base_url}{path}", timeout=wait_ms)
-        return page
-
-    try:
-        yield open_
-    finally:
-        for ctx in contexts:
-            ctx.close()
-
-
 @pytest.fixture
 def store(tmp_path):
     """A fresh TelemetryStore without the background compactor (tests compact explicitly)."""
@@ -262,3 +50,31 @@ def store(tmp_path):
     s = open_store(tmp_path / "data", compaction_interval_s=0)
     yield s
     s.close()
+
+
+@pytest.fixture
+def open_page(browser, world):
+    """``open_page(user, path)``: a signed-in page in its own browser context."""
+    with signed_in_pages(browser, world.url, wait_ms=WAIT_MS) as open_:
+        yield open_
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``tbpanel serve --demo`` on a fresh data directory, for one test module."""
+    server = ServerProcess(tmp_path_factory.mktemp("demo"), extra=("--demo",)).start(timeout=240)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(tmp_path):
+    platform = Platform(tmp_path / "data", compaction_interval_s=0)
+    tenant = platform.registry.create_tenant("T")
+    devices = [platform.registry.save_device(tenant.id, f"pump-{i}", type="pump").id for i in range(3)]
+    spikes = {0: T0 + 4 * DAY + 6 * HOUR, 1: T0 + 2 * DAY + 10 * HOUR}
+    for i, d in enumerate(devices):
+        write(platform, d, i, T0, T0 + 7 * DAY, keys=("vibration", "flow"), spike_at=spikes.get(i))
+    platform.registry.save_device(tenant.id, "lamp", type="lamp")
+    yield platform, tenant, devices
+    platform.close()

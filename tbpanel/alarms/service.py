@@ -15,7 +15,7 @@ import param
 from ..clock import now_ms
 from ..anomaly.scoring import effective_thresholds
 from ..entities import NotFound, PermissionDenied
-from ..entities.errors import InvalidInput
+from ..errors import InvalidInput
 from . import lifecycle
 from .model import SEVERITIES, Alarm, higher
 from .repository import AlarmQuery, AlarmRepository

@@ -10,7 +10,7 @@ import orjson
 import tornado.web
 
 from ..clock import now_ms
-from ..entities import EntityError, NotFound
+from ..errors import EntityError, NotFound
 from ..platform import Platform
 from ..store import QueryError
 from ..store.faults import storage_fault

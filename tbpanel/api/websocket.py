@@ -65,7 +65,7 @@ from ..clock import now_ms
 from ..alarms import SEVERITIES as ALARM_SEVERITIES
 from ..alarms import STATUSES, AlarmQuery
 from ..alarms.repository import SORT as ALARM_SORT
-from ..entities import EntityError, NotFound, PermissionDenied
+from ..errors import EntityError, NotFound, PermissionDenied
 from ..live import LiveHub, Point, Subscription
 from ..platform import Platform
 from ..store import QueryError

@@ -1,7 +1,7 @@
 """Tenants, customers, users, devices, passwords and JWT tokens (SQLite, no Panel import)."""
 from __future__ import annotations
 
-from .errors import (
+from ..errors import (
     AuthError,
     Conflict,
     EntityError,

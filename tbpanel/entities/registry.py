@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator
 
 from ..clock import now_ms as _now_ms
 from . import passwords
-from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .models import (
     AUTHORITIES,
     CUSTOMER_CONTACT_FIELDS,

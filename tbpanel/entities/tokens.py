@@ -20,7 +20,7 @@ from typing import Any
 
 import jwt
 
-from .errors import TokenExpired, TokenInvalid
+from ..errors import TokenExpired, TokenInvalid
 from .models import AUTHORITIES, NULL_UUID, User
 
 __all__ = ["TokenIssuer", "TokenExpired", "TokenInvalid", "load_or_create_secret",

@@ -4,23 +4,17 @@ Pure functions of time (no threads), so the rule is easy to test and to show in 
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
+
+from ..clock import from_datetime, to_datetime
 
 UNITS = ("HOUR", "DAY", "WEEK", "MONTH")
 
 
-def _to_dt(ms: int, tz: str) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz))
-
-
-def _to_ms(dt: datetime) -> int:
-    return int(dt.timestamp() * 1000)
-
-
 def unit_start(ms: int, unit: str, tz: str = "UTC") -> int:
     """Start of the hour/day/ISO week/month containing ``ms`` in ``tz``."""
-    dt = _to_dt(ms, tz)
+    dt = to_datetime(ms, tz)
     if unit == "HOUR":
         dt = dt.replace(minute=0, second=0, microsecond=0)
     elif unit == "DAY":
@@ -32,12 +26,12 @@ def unit_start(ms: int, unit: str, tz: str = "UTC") -> int:
     else:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}; got {unit!r}")
     # re-localise: replace() keeps the old UTC offset across a DST change
-    return _to_ms(dt.replace(tzinfo=None).replace(tzinfo=ZoneInfo(tz)))
+    return from_datetime(dt.replace(tzinfo=None).replace(tzinfo=ZoneInfo(tz)))
 
 
 def add_units(ms: int, every: int, unit: str, tz: str = "UTC") -> int:
     """``ms`` plus ``every`` calendar units in ``tz`` (months keep the day where they can)."""
-    dt = _to_dt(ms, tz).replace(tzinfo=None)
+    dt = to_datetime(ms, tz).replace(tzinfo=None)
     if unit == "HOUR":
         return ms + every * 3_600_000
     if unit == "DAY":
@@ -52,7 +46,7 @@ def add_units(ms: int, every: int, unit: str, tz: str = "UTC") -> int:
         dt = dt.replace(year=year, month=month, day=day)
     else:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}; got {unit!r}")
-    return _to_ms(dt.replace(tzinfo=ZoneInfo(tz)))
+    return from_datetime(dt.replace(tzinfo=ZoneInfo(tz)))
 
 
 def _leap(year: int) -> bool:

@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from ..clock import from_datetime
+
 #: Most buckets one aggregated query may ask for (ThingsBoard itself stops at 700).
 MAX_BUCKETS = 100_000
 
@@ -129,15 +131,9 @@ def _period_start(idx: int, it: str) -> date:
 
 def _local_midnight_ms(d: date, zone) -> int:
     # fold=0: for a nonexistent local midnight this yields the instant of the DST jump.
-    return _to_ms(datetime(d.year, d.month, d.day, tzinfo=zone))
+    return from_datetime(datetime(d.year, d.month, d.day, tzinfo=zone))
 
 
-def _to_ms(dt: datetime) -> int:
-    off = dt.utcoffset()
-    naive = dt.replace(tzinfo=None)
-    epoch = datetime(1970, 1, 1)
-    delta = naive - epoch - off
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def _local_date(ms: int, zone) -> date:

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from ..clock import now_ms
+from ..clock import now_ms, utc_text
 from .acks import loop_acks
 from .aggregate import AggResult, aggregate, normalize_agg
 from .buckets import QueryError, bucket_edges, check_range, get_zone, normalize_interval_type
@@ -89,11 +89,7 @@ _SQL_IN_CHUNK = 500
 
 def _iso(ts: int | None) -> str:
     """Epoch ms as a short UTC timestamp for reprs."""
-    import datetime as _dt
-
-    if ts is None:
-        return "-"
-    return _dt.datetime.fromtimestamp(ts / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if ts is None else utc_text(ts) + " UTC"
 
 
 def _size(n: int) -> str:

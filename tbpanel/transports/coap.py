@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from typing import Any
 
 import aiocoap
 from aiocoap import resource
 
+from ..clock import now_ms
 from ..store.payload import PayloadError, parse_attributes, parse_telemetry
 
 log = logging.getLogger("tbpanel.coap")
@@ -48,7 +48,7 @@ class DeviceApi(resource.Resource):
         if len(body) > limit:
             return _reply(codes.REQUEST_ENTITY_TOO_LARGE,
                           f"payload of {len(body)} bytes exceeds the limit of {limit} bytes")
-        now = int(time.time() * 1000)
+        now = now_ms()
         try:
             if not body.strip():
                 raise PayloadError("Invalid JSON body: the request body is empty")

@@ -26,7 +26,8 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from ..entities.errors import EntityError
+from ..clock import now_ms
+from ..errors import EntityError
 from ..store.faults import storage_fault
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from . import mqtt_codec as c
@@ -281,7 +282,7 @@ class _Session:
         else:
             try:
                 parse = parse_telemetry if will.topic == DEVICE_TELEMETRY else parse_attributes
-                parse(will.payload, int(time.time() * 1000))
+                parse(will.payload, now_ms())
             except ValueError as exc:
                 problem = (c.V5_PAYLOAD_FORMAT_INVALID, f"will payload: {exc}")
         if problem is not None and not v5:
@@ -388,7 +389,7 @@ class _Session:
 
     def dispatch(self, p: c.Publish) -> Awaitable[bytes | None] | Callable[[], Awaitable[Any]]:
         """Parse the payload for its topic; returns the (started or deferred) work."""
-        topic, now = p.topic, int(time.time() * 1000)
+        topic, now = p.topic, now_ms()
         device_id = self.device.id
         if topic == DEVICE_TELEMETRY:
             points = parse_telemetry(p.payload, now)

@@ -7,16 +7,15 @@ document per burst, so a storm of alarm changes costs each browser one table rel
 """
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
 
 import pandas as pd
 import panel as pn
 import param
 from panel.io.state import set_curdoc
 
+from ..clock import now_ms, utc_text
 from ..alarms import SEARCH_STATUSES, SEVERITIES, AlarmQuery
-from ..entities import EntityError
+from ..errors import EntityError
 from .layout import page_template
 
 SEVERITY_COLOURS = {"CRITICAL": "#d32f2f", "MAJOR": "#f57c00", "MINOR": "#fbc02d", "WARNING": "#1e88e5",
@@ -30,7 +29,7 @@ ACTIONS = {a: f'<span class="alarm-action" data-action="{a}" style="cursor:point
 
 
 def _fmt(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else ""
+    return utc_text(ms or None, seconds=True)
 
 
 def _severity_style(value: str) -> str:
@@ -97,7 +96,7 @@ class AlarmsView(pn.viewable.Viewer):
         return AlarmQuery(self.user.tenant_id, originators=[f.device] if f.device else None,
                           search_status=f.status, severities=list(f.severities), types=list(f.types),
                           model_id=f.model or None, time_property="startTs",
-                          start_time=int(time.time() * 1000) - span if span else None,
+                          start_time=now_ms() - span if span else None,
                           sort_property="createdTime", sort_order="DESC", page_size=1000)
 
     def frame(self) -> pd.DataFrame:

@@ -9,7 +9,6 @@ Nothing polls the database: the one-second tick only re-renders ages and slides 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import html
 
 import panel as pn
@@ -19,7 +18,8 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
-from ..entities import EntityError
+from ..clock import from_datetime, naive_utc
+from ..errors import EntityError
 from ..live import DocumentSink, LiveHub
 from ..telemetry_view import (AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, interval_text,
                               latest_rows, now_ms)
@@ -39,14 +39,6 @@ table.latest th, table.latest td { text-align: left; padding: 4px 8px; border-bo
 table.latest th { color: #556; font-weight: 600; }
 table.latest td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
 """
-
-
-def _to_dt(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(tzinfo=None)
-
-
-def _to_ms(value: dt.datetime) -> int:
-    return int(value.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
 class TelemetryView(pn.viewable.Viewer):
@@ -166,7 +158,7 @@ class TelemetryView(pn.viewable.Viewer):
 
     def _on_range_widget(self, event) -> None:
         if event.new and all(event.new):
-            start, end = (_to_ms(v) for v in event.new)
+            start, end = (from_datetime(v) for v in event.new)
             if start < end:
                 with param.parameterized.batch_call_watchers(self.query):
                     self.query.start, self.query.end = start, end
@@ -176,7 +168,7 @@ class TelemetryView(pn.viewable.Viewer):
         self._window.value = q.window
         self._range.visible = q.window == "fixed"
         if q.window == "fixed" and q.start is not None and q.end is not None:
-            self._range.value = (_to_dt(q.start), _to_dt(q.end))
+            self._range.value = (naive_utc(q.start), naive_utc(q.end))
         self._agg.value = q.agg
         self._interval.disabled = q.agg == "NONE"
         self._keys.value = list(q.keys)
@@ -284,7 +276,7 @@ class TelemetryView(pn.viewable.Viewer):
         device = self._current if self._current is not None and self._current.id == snap.device_id else None
         title = f"{device.name if device else snap.device_id} · " + (
             f"live, last {next(k for k, v in WINDOW_LABELS.items() if v == self.query.window)}"
-            if snap.live else f"{_to_dt(snap.start):%Y-%m-%d %H:%M} – {_to_dt(snap.end):%Y-%m-%d %H:%M} UTC")
+            if snap.live else f"{naive_utc(snap.start):%Y-%m-%d %H:%M} – {naive_utc(snap.end):%Y-%m-%d %H:%M} UTC")
         if snap.interval:
             title += f" · {snap.agg} per {interval_text(snap.interval)}"
         fig = self._figure

@@ -12,7 +12,8 @@ import pandas as pd
 import param
 
 from ..clock import now_ms
-from .model_data import item_arrays, profile_devices, utc_text
+from ..clock import utc_text
+from .model_data import item_arrays, profile_devices
 
 
 class ClusterInfo(param.Parameterized):

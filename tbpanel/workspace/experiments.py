@@ -14,7 +14,8 @@ import param
 from ..anomaly.config import ModelConfig
 from ..anomaly.service import AnomalyService
 from ..clock import now_ms
-from .model_data import DAY_MS, HOUR_MS, profile_devices, utc_text
+from ..clock import DAY_MS, HOUR_MS, utc_text
+from .model_data import profile_devices
 
 CURRENT = "current"
 SEGMENTS = {"auto": 0, "15 min": 15 * 60_000, "30 min": 30 * 60_000, "1 h": HOUR_MS, "2 h": 2 * HOUR_MS,

@@ -11,7 +11,8 @@ import param
 from ..anomaly.service import RefreshSettings
 from ..jobs.schedule import next_run
 from ..clock import now_ms
-from .model_data import HOUR_MS, duration_text, profile_devices, utc_text
+from ..clock import HOUR_MS, duration_text, utc_text
+from .model_data import profile_devices
 
 #: storage frequencies offered (ms)
 FREQUENCIES = {"1 min": 60_000, "5 min": 300_000, "10 min": 600_000, "15 min": 900_000, "30 min": 1_800_000,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import param
 
 from ..alarms.repository import AlarmQuery
-from .model_data import utc_text
+from ..clock import utc_text
 
 #: the three switches of a row, as RefreshSettings knobs
 TOGGLES = {"monitoring": "enabled", "saving": "save_telemetry", "alarms": "create_alarms"}

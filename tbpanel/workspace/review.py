@@ -14,7 +14,8 @@ import param
 from ..anomaly.scoring import severity_for
 from ..telemetry_view import minmax_decimate
 from ..clock import now_ms
-from .model_data import HOUR_MS, duration_text, item_arrays, model_fields, profile_devices, utc_text
+from ..clock import HOUR_MS, duration_text, utc_text
+from .model_data import item_arrays, model_fields, profile_devices
 
 CHANGING_KINDS = ("BUILD", "REFRESH", "REPROCESS")
 ANOMALY_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active",

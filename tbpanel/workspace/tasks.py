@@ -10,7 +10,8 @@ import pandas as pd
 import param
 
 from ..clock import now_ms
-from .model_data import DAY_MS, duration_text, profile_devices, utc_text
+from ..clock import DAY_MS, duration_text, utc_text
+from .model_data import profile_devices
 
 ITEM_CHOICES = {"trained devices": "trained", "all devices of the profile": "all", "selected devices": "specific"}
 HISTORY_COLUMNS = ["id", "kind", "status", "progress", "created", "started", "duration", "message"]

@@ -8,10 +8,10 @@ import: the view in ``tbpanel.ui.workspace.wizard`` renders it, tests drive it w
 from __future__ import annotations
 
 import re
-import time
 
 import param
 
+from ..clock import duration_text, now_ms
 from ..anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, _nice
 from .readiness import DataReadiness, assess
 
@@ -31,17 +31,6 @@ RANGES = {"last 7 days": 7 * _DAY, "last 30 days": 30 * _DAY, "last 90 days": 90
 #: points per segment offered as granularities (the data's step times these)
 GRANULARITY_POINTS = (12, 24, 48, 96)
 SCORE_KEYS = ("_EAD_", "_EID_")
-
-
-def duration_text(ms: int) -> str:
-    """``90 s``, ``12 min``, ``6 h``, ``2 d``: for segment and step labels."""
-    for unit, size in (("d", _DAY), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size} {unit}"
-    for unit, size in (("d", _DAY), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
-        if ms >= size:
-            return f"{ms / size:.1f} {unit}"
-    return f"{ms} ms"
 
 
 class ModelWizard(param.Parameterized):
@@ -97,7 +86,7 @@ class ModelWizard(param.Parameterized):
             if start_ms is None or end_ms is None:
                 start_ms, end_ms = self.start_ms, self.end_ms
         else:
-            end_ms = int(time.time() * 1000)
+            end_ms = now_ms()
             start_ms = end_ms - span
         self.param.update(range_preset=preset, start_ms=int(start_ms), end_ms=int(end_ms))
 
@@ -129,7 +118,7 @@ class ModelWizard(param.Parameterized):
         options = sorted({_nice(n * step) for n in GRANULARITY_POINTS} | {rec})
         out = {}
         for seg in options:
-            label = f"{duration_text(seg)} segments (~{seg / step:.0f} points each)"
+            label = f"{duration_text(seg, exact=True)} segments (~{seg / step:.0f} points each)"
             out[label + (" · recommended" if seg == rec else "")] = seg
         return out
 

@@ -9,7 +9,7 @@ import panel as pn
 import param
 
 from ...workspace.jobs import FREQUENCIES, JobsDraft
-from ...workspace.model_data import duration_text, utc_text
+from ...clock import duration_text, utc_text
 
 
 class JobsView(pn.viewable.Viewer):

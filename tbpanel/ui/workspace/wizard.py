@@ -16,7 +16,8 @@ import param
 
 from ...anomaly.config import ModelConfig
 from ...workspace.models_list import fmt_ms
-from ...workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard, duration_text
+from ...clock import duration_text
+from ...workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard
 from .background import Background
 
 VERDICT_COLOURS = {"Poor": "#d32f2f", "Fair": "#f57c00", "Good": "#1e88e5", "Excellent": "#2e7d32"}
@@ -251,7 +252,7 @@ class WizardView(pn.viewable.Viewer):
         self._granularity.value = w.segment_ms if w.segment_ms in options.values() else w.recommended_segment()
         self._name.value = w.model_name
         return [pn.pane.Markdown("### Sensitivity"), self._sensitivity,
-                pn.pane.Markdown(f"### Granularity\nThe data arrives every **{duration_text(w.data_step_ms)}**; "
+                pn.pane.Markdown(f"### Granularity\nThe data arrives every **{duration_text(w.data_step_ms, exact=True)}**; "
                                  "a segment is the stretch of time compared with normal behaviour: shorter ones "
                                  "catch short spikes, longer ones slow changes."),
                 self._granularity, self._name]
@@ -304,7 +305,7 @@ class WizardView(pn.viewable.Viewer):
         rows = [("Devices with data", f"{r.entities} of {r.entities_asked}"),
                 ("Keys", ", ".join(r.keys) or "none"),
                 ("Points (approximate)", f"{r.points:,}"),
-                ("Sampling step", duration_text(r.step_ms) if r.step_ms else "unknown"),
+                ("Sampling step", duration_text(r.step_ms, exact=True) if r.step_ms else "unknown"),
                 ("Range with data", f"{fmt_ms(r.first_ts)} → {fmt_ms(r.last_ts)}" if r.first_ts else "none"),
                 ("Coverage", f"{r.coverage * 100:.0f} %")]
         table = "".join(f"<tr><th style='text-align:left;padding-right:18px'>{k}</th><td data-fact='{k}'>"
@@ -339,13 +340,13 @@ class WizardView(pn.viewable.Viewer):
                    else f"all {len(w.devices)} devices of the profile")
         rows = [("Intent", INTENT_TEXT[w.intent][0]), ("Device profile", cfg.device_type), ("Devices", devices),
                 ("Keys", ", ".join(cfg.fields)), ("Training range", f"{fmt_ms(cfg.train_start)} → {fmt_ms(cfg.train_end)}"),
-                ("Segments", f"{duration_text(cfg.segment_ms)}, {cfg.window}"
+                ("Segments", f"{duration_text(cfg.segment_ms, exact=True)}, {cfg.window}"
                  + (f" (step {cfg.sliding_step_percent:g} %)" if cfg.window == "sliding" else "")),
                 ("Comparison", f"{cfg.comparison}-based, {cfg.algorithm}, {cfg.distance} distance"),
                 ("Sensitivity", f"{w.sensitivity}: {cfg.threshold_percent:g} % of training segments count as anomalous"),
                 ("Adaptive re-fits", "on" if cfg.adaptive else "off"),
                 ("Saved scores", f"_EAD_{cfg.telemetry_key} / _EID_{cfg.telemetry_key} every "
-                                 f"{duration_text(cfg.storage_frequency_ms)} (when switched on)")]
+                                 f"{duration_text(cfg.storage_frequency_ms, exact=True)} (when switched on)")]
         table = "".join(f"<tr><th style='text-align:left;padding-right:18px'>{k}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in rows)
         n_bad = sum(len(v) for v in problems.values())

@@ -1,0 +1,188 @@
+"""Every SQLite file tbpanel writes is opened here: one set of pragmas, one transaction
+discipline, one migration path.
+
+- :func:`connect` — autocommit mode (transactions are explicit), WAL (checked, not assumed),
+  ``synchronous=FULL`` by default: a commit that returned is on disk.
+- :class:`Database` — one connection behind one re-entrant lock, for the files whose writes
+  are small and infrequent (entities, analytics). ``transaction()`` nests as savepoints;
+  ``after_commit(fn)`` runs ``fn`` once the outermost transaction commits and drops it if the
+  transaction rolls back, so nobody is told about a change that was undone.
+- :func:`migrate` — ``PRAGMA user_version`` numbered migrations. Migration *i* (1-based) takes a
+  file from version *i-1* to *i*; a file newer than the code is refused with a message, not
+  opened. The telemetry store's writer keeps its own connection (it is the hot path: group
+  commits on a dedicated thread) but opens and migrates it through these functions too.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger("tbpanel.sqlite")
+
+
+def connect(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000,
+            readonly: bool = False, foreign_keys: bool = False,
+            cache_kib: int | None = None) -> sqlite3.Connection:
+    """A connection in autocommit mode with tbpanel's pragmas (WAL, ``synchronous``)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"cannot put {path} in WAL mode (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        if cache_kib:
+            conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            conn.execute("PRAGMA query_only = 1")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str) -> int:
+    """Bring ``conn``'s file to ``len(migrations)``; returns the version it had.
+
+    Each migration is an SQL script run inside one transaction with the version bump, so a
+    crash leaves the file at the old version or the new one. Migration 1 of a file that
+    predates versioning is written with ``IF NOT EXISTS``, so files made before it upgrade.
+    """
+    target = len(migrations)
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > target:
+        raise RuntimeError(f"{what} has schema version {version}; this tbpanel understands up "
+                           f"to {target}. Upgrade tbpanel.")
+    for number in range(version + 1, target + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migrations[number - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (``executescript`` would commit our transaction); a
+    ``;`` inside a string or trigger body does not end a statement."""
+    out, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n\t;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \n\t;"):
+        out.append(buf.strip())
+    return out
+
+
+class Database:
+    """One connection, one lock, nested transactions with after-commit callbacks."""
+
+    def __init__(self, path: str, migrations: Sequence[str], *, what: str,
+                 on_rollback: Callable[[], None] | None = None, **connect_options: Any) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
+        self._on_rollback = on_rollback
+        self.conn = connect(path, **connect_options)
+        try:
+            migrate(self.conn, migrations, what=what)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work (nested blocks become savepoints); holds the lock throughout."""
+        with self._lock:
+            depth = self._depth
+            if depth == 0:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._after_commit = []
+            else:
+                self.conn.execute(f"SAVEPOINT sp{depth}")
+            self._depth = depth + 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = depth
+                if depth == 0:
+                    self._rollback()
+                else:
+                    self.conn.execute(f"ROLLBACK TO sp{depth}")
+                    self.conn.execute(f"RELEASE sp{depth}")
+                    if self._on_rollback:
+                        self._on_rollback()
+                raise
+            self._depth = depth
+            if depth > 0:
+                self.conn.execute(f"RELEASE sp{depth}")
+                return
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            callbacks, self._after_commit = self._after_commit, []
+        for fn in callbacks:  # outside the lock: callbacks may read the database
+            try:
+                fn()
+            except Exception:  # a listener's bug must not undo or hide a commit
+                log.exception("after-commit callback failed (%s)", self.path)
+
+    def _rollback(self) -> None:
+        self._after_commit = []
+        if self._on_rollback:
+            self._on_rollback()
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the open transaction commits; at once when none is open."""
+        with self._lock:
+            if self._depth == 0:
+                pending = False
+            else:
+                self._after_commit.append(fn)
+                pending = True
+        if not pending:
+            fn()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection for reads (sees the caller's own open transaction, if any)."""
+        with self._lock:
+            yield self.conn
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self.conn.execute(sql, tuple(params)).fetchone()
+            return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self.conn.execute(sql, tuple(params)).fetchall()

@@ -1,0 +1,617 @@
+"""Isolation and auth matrix (issue 8, item 3): every API route, page and WebSocket command ×
+eight identities gets exactly the expected status, and no answer carries another tenant's or
+customer's data. The server runs at debug log level; the last test checks that none of the
+secrets this module used (passwords, device tokens, JWTs, cookie secret and cookies) reached
+its output.
+
+The route table is read from :func:`tbpanel.api.routes.api_patterns`, so a route (or a method
+on one) added without a row in :data:`ROUTES` fails ``test_every_route_has_a_row``.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Callable
+
+import jwt as pyjwt
+import pytest
+import requests
+import tornado.web
+import tornado.websocket
+from tornado.websocket import websocket_connect
+
+from tests.helpers import WAIT_MS, ADMIN, CUSTOMER_USER, OTHER_ADMIN, OTHER_CUSTOMER_USER, jwt, open_world
+from tbpanel.api.routes import api_patterns
+from tbpanel.platform import Platform
+
+TIMEOUT = 30
+#: Order matters only for readability: the refused first, the allowed last.
+IDENTITIES = ["anon", "wrong_token", "expired_token", "tampered_jwt", "other_customer", "customer",
+              "other_admin", "admin"]
+UNAUTHENTICATED = IDENTITIES[:4]
+PASSWORDS = {"admin": ADMIN, "other_admin": OTHER_ADMIN, "customer": CUSTOMER_USER,
+             "other_customer": OTHER_CUSTOMER_USER}
+
+
+@dataclass
+class Ctx:
+    """The world of this module: tenant A (admin, customers A1 and A2), tenant B, and what each
+    owns; ``secrets`` collects everything that must never reach the server's output."""
+
+    w: object
+    jwts: dict[str, str | None]
+    ids: dict[str, str]
+    tokens: dict[str, str]
+    markers: dict[str, set[str]]
+    secrets: set[str] = field(default_factory=set)
+    fresh: Callable[[str], str] | None = None
+
+    def headers(self, who: str) -> dict:
+        t = self.jwts[who]
+        return {"X-Authorization": f"Bearer {t}"} if t else {}
+
+
+# What each identity must never see: the markers of every owner it does not belong to.
+VISIBLE = {"admin": {"A1", "A2", "AT"}, "other_admin": {"B"}, "customer": {"A1"}, "other_customer": {"A2"}}
+
+
+def leaks(ctx: Ctx, who: str, text: str, request_text: str = "") -> list[str]:
+    """Markers of owners ``who`` may not see that occur in ``text`` (an id the client sent
+    itself and the server echoes in its error message is not a leak)."""
+    allowed = VISIBLE.get(who, set())
+    return sorted(m for owner, ms in ctx.markers.items() if owner not in allowed
+                  for m in ms if m in text and m not in request_text)
+
+
+def expired_jwt(ctx_w, token: str) -> str:
+    secret = (ctx_w.server.data / "jwt.secret").read_bytes()
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    claims.update(iat=int(time.time()) - 20000, exp=int(time.time()) - 10)
+    return pyjwt.encode(claims, secret, algorithm="HS512")
+
+
+def tampered_jwt(token: str, claims_from: str) -> str:
+    """The admin's signature on the claims of a token of someone else: must not verify."""
+    head, _, sig = token.split(".")
+    return f"{head}.{claims_from.split('.')[1]}.{sig}"
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory) -> Ctx:
+    w = open_world(tmp_path_factory.mktemp("isolation-data"), ("--log-level", "debug"))
+    try:
+        yield build_ctx(w)
+    finally:
+        w.server.stop()
+
+
+def build_ctx(w) -> Ctx:
+    admin_jwt = jwt(w.admin)
+    jwts = {"anon": None, "wrong_token": "not-a-jwt", "expired_token": expired_jwt(w, admin_jwt),
+            "tampered_jwt": tampered_jwt(jwt(w.customer), admin_jwt), "other_customer": jwt(w.other_customer),
+            "customer": jwt(w.customer), "other_admin": jwt(w.other_admin), "admin": admin_jwt}
+    dev = {name: d["id"]["id"] for name, d in w.devices.items()}
+    tokens = {name: w.token(name) for name in ("dev-a1", "dev-a2", "dev-tenant")}
+    tokens["dev-b"] = w.other_admin.get(f"/api/device/{dev['dev-b']}/credentials").json()["credentialsId"]
+    for name, key in (("dev-a1", "key_a1_secret"), ("dev-a2", "key_a2_secret"), ("dev-tenant", "key_at_secret"),
+                      ("dev-b", "key_b_secret")):
+        r = requests.post(f"{w.url}/api/v1/{tokens[name]}/telemetry", json={key: 42.5}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        r = requests.post(f"{w.url}/api/v1/{tokens[name]}/attributes", json={"attr_" + key: "x"}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+    alarms = {}
+    for name, api in (("dev-a1", w.admin), ("dev-a2", w.admin), ("dev-tenant", w.admin), ("dev-b", w.other_admin)):
+        r = api.post("/api/alarm", json={"type": f"alarm_{name}_secret", "severity": "MAJOR",
+                                         "originator": {"entityType": "DEVICE", "id": dev[name]}})
+        assert r.status_code == 200, r.text
+        alarms[name] = r.json()["id"]["id"]
+    models = {}
+    for name, api in (("A", w.admin), ("B", w.other_admin)):
+        r = api.post("/api/tbpanel/models", json={"config": {"name": f"model_{name}_secret"}})
+        assert r.status_code == 200, r.text
+        models[name] = r.json()["id"]
+    r = w.admin.post(f"/api/tbpanel/models/{models['A']}/build")
+    assert r.status_code == 200, r.text
+    task = r.json()["id"]
+    cust = w.customer_ids
+    ids = {"dev_a1": dev["dev-a1"], "dev_a2": dev["dev-a2"], "dev_at": dev["dev-tenant"], "dev_b": dev["dev-b"],
+           "cust_a1": cust["Customer A1"], "cust_a2": cust["Customer A2"], "alarm_a1": alarms["dev-a1"],
+           "alarm_b": alarms["dev-b"], "model_a": models["A"], "model_b": models["B"], "task_a": task}
+    markers = {
+        "A1": {dev["dev-a1"], "dev-a1", "key_a1_secret", cust["Customer A1"], "alarm_dev-a1_secret", alarms["dev-a1"]},
+        "A2": {dev["dev-a2"], "dev-a2", "key_a2_secret", cust["Customer A2"], "alarm_dev-a2_secret", alarms["dev-a2"]},
+        "AT": {dev["dev-tenant"], "dev-tenant", "key_at_secret", "alarm_dev-tenant_secret", models["A"],
+               "model_A_secret", task, tokens["dev-a1"], tokens["dev-a2"], tokens["dev-tenant"]},
+        "B": {dev["dev-b"], "dev-b", "key_b_secret", "alarm_dev-b_secret", models["B"], "model_B_secret",
+              tokens["dev-b"], alarms["dev-b"]},
+    }
+    c = Ctx(w, jwts, ids, tokens, markers)
+    c.secrets |= {p for _, p in PASSWORDS.values()} | set(tokens.values())
+    c.secrets |= {t for t in jwts.values() if t and t != "not-a-jwt"}
+    c.secrets.add(Platform.cookie_secret.fget(SimpleNamespace(_secret=(w.server.data / "jwt.secret").read_bytes())))
+    c.fresh = lambda kind: make_fresh(c, kind)
+    return c
+
+
+def make_fresh(ctx: Ctx, kind: str) -> str:
+    """A throwaway resource of tenant A for routes that change or delete what they name, so
+    that an allowed request does not change the shared world the other cells are checked on."""
+    a = ctx.w.admin
+    if kind == "device":  # assigned to customer A1, so that customer routes apply to it
+        did = a.post("/api/device", json={"name": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
+        assert a.post(f"/api/customer/{ctx.ids['cust_a1']}/device/{did}").status_code == 200
+        return did
+    if kind == "customer":
+        return a.post("/api/customer", json={"title": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
+    if kind == "alarm":
+        return a.post("/api/alarm", json={"type": f"fresh-{uuid.uuid4().hex[:8]}",
+                                          "originator": {"entityType": "DEVICE", "id": ctx.ids["dev_a1"]}}).json()["id"]["id"]
+    if kind == "model":
+        return a.post("/api/tbpanel/models", json={"config": {"name": f"fresh-{uuid.uuid4().hex[:8]}"}}).json()["id"]
+    raise ValueError(kind)
+
+
+# --------------------------------------------------------------------------- the route table
+def expect(*, customer: int, other_customer: int, other_admin: int, admin: int, unauth: int = 401) -> dict:
+    return {**{i: unauth for i in UNAUTHENTICATED}, "customer": customer, "other_customer": other_customer,
+            "other_admin": other_admin, "admin": admin}
+
+
+def same(status: int) -> dict:
+    return {i: status for i in IDENTITIES}
+
+
+ADMIN_ONLY = expect(customer=403, other_customer=403, other_admin=403, admin=200)
+A1_READ = expect(customer=200, other_customer=403, other_admin=403, admin=200)
+A1_WRITE = A1_READ  # customer users write telemetry to their devices (ThingsBoard's WRITE_TELEMETRY)
+ANY_USER = expect(customer=200, other_customer=200, other_admin=200, admin=200)
+OWN_TENANT_ADMIN = expect(customer=403, other_customer=403, other_admin=200, admin=200)  # each admin: its own
+TEL = "/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
+M = "/api/tbpanel/models/([^/]+)"
+
+
+@dataclass
+class Row:
+    """One (route, method): how to call it (``{name}`` from ``ctx.ids``, ``{fresh}`` a new
+    resource of ``fresh`` kind per call) and the status each identity must get."""
+
+    path: str
+    statuses: dict
+    body: object = None
+    fresh: str | None = None
+
+
+ROUTES: dict[tuple[str, str], Row] = {
+    (r"/api/v1/([^/]+)/telemetry/?", "POST"): Row("/api/v1/not-a-device-token/telemetry", same(401), {"t": 1}),
+    (r"/api/v1/([^/]+)/attributes/?", "POST"): Row("/api/v1/not-a-device-token/attributes", same(401), {"t": 1}),
+    (r"/api/auth/login/?", "POST"): Row("/api/auth/login", same(401), {"username": "nobody-{who}@x.test", "password": "guess"}),
+    (r"/api/auth/token/?", "POST"): Row("/api/auth/token", same(401), {"refreshToken": "not.a.token"}),
+    (r"/api/auth/user/?", "GET"): Row("/api/auth/user", ANY_USER),
+    (r"/api/auth/logout/?", "POST"): Row("/api/auth/logout", ANY_USER),
+    (r"/api/device/?", "POST"): Row("/api/device", ADMIN_ONLY, {"name": "renamed-{who}", "id": "{fresh}"}, "device"),
+    (r"/api/device/types/?", "GET"): Row("/api/device/types", ANY_USER),
+    (r"/api/device/([^/]+)/credentials/?", "GET"): Row("/api/device/{dev_a1}/credentials", ADMIN_ONLY),
+    (r"/api/device/([^/]+)/?", "GET"): Row("/api/device/{dev_a1}", A1_READ),
+    (r"/api/device/([^/]+)/?", "DELETE"): Row("/api/device/{fresh}", ADMIN_ONLY, fresh="device"),
+    (r"/api/tenant/devices/?", "GET"): Row("/api/tenant/devices?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/customer/?", "POST"): Row("/api/customer", ADMIN_ONLY, {"title": "retitled-{who}", "id": "{fresh}"}, "customer"),
+    (r"/api/customers/?", "GET"): Row("/api/customers?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/customer/device/([^/]+)/?", "DELETE"): Row("/api/customer/device/{fresh}", ADMIN_ONLY, fresh="device"),
+    (r"/api/customer/([^/]+)/devices/?", "GET"): Row("/api/customer/{cust_a1}/devices?pageSize=100&page=0", A1_READ),
+    (r"/api/customer/([^/]+)/device/([^/]+)/?", "POST"): Row("/api/customer/{cust_a2}/device/{fresh}", ADMIN_ONLY, fresh="device"),
+    (r"/api/customer/([^/]+)/?", "GET"): Row("/api/customer/{cust_a1}", A1_READ),
+    (r"/api/customer/([^/]+)/?", "DELETE"): Row("/api/customer/{fresh}", ADMIN_ONLY, fresh="customer"),
+    (rf"{TEL}/keys/timeseries/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/keys/timeseries", A1_READ),
+    (rf"{TEL}/values/timeseries/history/?", "GET"): Row(
+        "/api/plugins/telemetry/DEVICE/{dev_a1}/values/timeseries/history?keys=key_a1_secret&startTs=0&endTs=4000000000000", A1_READ),
+    (rf"{TEL}/values/timeseries/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/values/timeseries", A1_READ),
+    (rf"{TEL}/timeseries/delete/?", "DELETE"): Row(
+        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/delete?keys=x&deleteAllDataForKeys=true",
+        A1_WRITE, fresh="device"),
+    (rf"{TEL}/timeseries/([A-Za-z_]+)/?", "POST"): Row(
+        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/ANY", A1_WRITE, {"written": 1}, "device"),
+    (rf"{TEL}/timeseries/([A-Za-z_]+)/(\d+)/?", "POST"): Row(
+        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/ANY/1000", A1_WRITE, {"written": 1}, "device"),
+    (rf"{TEL}/keys/attributes/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/keys/attributes", A1_READ),
+    (rf"{TEL}/keys/attributes/([A-Za-z_]+)/?", "GET"): Row(
+        "/api/plugins/telemetry/DEVICE/{dev_a1}/keys/attributes/CLIENT_SCOPE", A1_READ),
+    (rf"{TEL}/values/attributes/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/values/attributes", A1_READ),
+    (rf"{TEL}/values/attributes/([A-Za-z_]+)/?", "GET"): Row(
+        "/api/plugins/telemetry/DEVICE/{dev_a1}/values/attributes/CLIENT_SCOPE", A1_READ),
+    (r"/api/tbpanel/models/?", "GET"): Row("/api/tbpanel/models", OWN_TENANT_ADMIN),
+    (r"/api/tbpanel/models/?", "POST"): Row("/api/tbpanel/models", ADMIN_ONLY,
+                                            {"config": {"name": "matrix-{who}", "items": ["{dev_a1}"]}}),
+    (rf"{M}/build/?", "POST"): Row(M.replace("([^/]+)", "{fresh}") + "/build", ADMIN_ONLY, fresh="model"),
+    (rf"{M}/refresh/run/?", "POST"): Row("/api/tbpanel/models/{fresh}/refresh/run",
+                                         expect(customer=403, other_customer=403, other_admin=403, admin=400), fresh="model"),
+    (rf"{M}/refresh/?", "GET"): Row("/api/tbpanel/models/{model_a}/refresh", ADMIN_ONLY),
+    (rf"{M}/refresh/?", "PUT"): Row("/api/tbpanel/models/{fresh}/refresh", ADMIN_ONLY, {"enabled": False}, "model"),
+    (rf"{M}/reprocess/?", "POST"): Row("/api/tbpanel/models/{fresh}/reprocess",
+                                       expect(customer=403, other_customer=403, other_admin=403, admin=400),
+                                       {"startTs": 0, "endTs": 1000}, "model"),
+    (rf"{M}/anomalies/?", "GET"): Row("/api/tbpanel/models/{model_a}/anomalies", ADMIN_ONLY),
+    (rf"{M}/tasks/?", "GET"): Row("/api/tbpanel/models/{model_a}/tasks", ADMIN_ONLY),
+    (rf"{M}/experiments/?", "POST"): Row("/api/tbpanel/models/{fresh}/experiments", ADMIN_ONLY,
+                                         {"variants": {"v": {}}, "startTs": 0, "endTs": 1000}, "model"),
+    (rf"{M}/?", "GET"): Row("/api/tbpanel/models/{model_a}", ADMIN_ONLY),
+    (rf"{M}/?", "PUT"): Row("/api/tbpanel/models/{fresh}", ADMIN_ONLY, {"config": {"name": "renamed-{who}"}}, "model"),
+    (rf"{M}/?", "DELETE"): Row("/api/tbpanel/models/{fresh}", ADMIN_ONLY, fresh="model"),
+    (r"/api/tbpanel/tasks/([^/]+)/cancel/?", "GET"): Row("/api/tbpanel/tasks/{task_a}/cancel", ADMIN_ONLY),
+    (r"/api/tbpanel/tasks/([^/]+)/cancel/?", "POST"): Row("/api/tbpanel/tasks/{task_a}/cancel", ADMIN_ONLY),
+    (r"/api/tbpanel/tasks/([^/]+)/?", "GET"): Row("/api/tbpanel/tasks/{task_a}", ADMIN_ONLY),
+    (r"/api/alarm/?", "POST"): Row("/api/alarm", A1_READ,
+                                   {"type": "matrix-{who}", "originator": {"entityType": "DEVICE", "id": "{dev_a1}"}}),
+    (r"/api/alarms/?", "GET"): Row("/api/alarms?pageSize=100&page=0", ANY_USER),
+    (r"/api/alarm/types/?", "GET"): Row("/api/alarm/types", ANY_USER),
+    (r"/api/alarm/highestSeverity/([^/]+)/([^/]+)/?", "GET"): Row("/api/alarm/highestSeverity/DEVICE/{dev_a1}", A1_READ),
+    (r"/api/alarm/([^/]+)/ack/?", "POST"): Row("/api/alarm/{fresh}/ack", A1_READ, fresh="alarm"),
+    (r"/api/alarm/([^/]+)/clear/?", "POST"): Row("/api/alarm/{fresh}/clear", A1_READ, fresh="alarm"),
+    (r"/api/alarm/([^/]+)/([^/]+)/?", "GET"): Row("/api/alarm/DEVICE/{dev_a1}?pageSize=100&page=0", A1_READ),
+    (r"/api/alarm/([^/]+)/?", "GET"): Row("/api/alarm/{alarm_a1}", A1_READ),
+    (r"/api/alarm/([^/]+)/?", "DELETE"): Row("/api/alarm/{fresh}", A1_READ, fresh="alarm"),
+    (r"/api/tbpanel/live/stats/?", "GET"): Row("/api/tbpanel/live/stats", OWN_TENANT_ADMIN),
+    (r"/api/.*", "GET"): Row("/api/no/such/route", same(404)),
+}
+WEBSOCKET_ROUTES = {r"/api/ws/plugins/telemetry/?", r"/api/ws/?"}
+
+
+def route_methods() -> set[tuple[str, str]]:
+    """(pattern, METHOD) of every HTTP route the server mounts (WebSockets apart)."""
+    out = set()
+    for pattern, handler, _ in api_patterns(None, object()):
+        if issubclass(handler, tornado.websocket.WebSocketHandler):
+            assert pattern in WEBSOCKET_ROUTES, f"a new WebSocket route needs WS_COMMANDS cases: {pattern}"
+            continue
+        methods = [m.upper() for m in ("get", "post", "put", "delete", "patch")
+                   if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)]
+        out |= {(pattern, m) for m in methods or ["GET"]}
+    return out
+
+
+def test_every_route_has_a_row():
+    assert route_methods() == set(ROUTES), (
+        f"missing rows: {sorted(route_methods() - set(ROUTES))}; stale rows: {sorted(set(ROUTES) - route_methods())}")
+
+
+def fill(value, ctx: Ctx, who: str, fresh: str | None):
+    if isinstance(value, str):
+        return value.format(who=who, fresh=fresh, **ctx.ids)
+    if isinstance(value, dict):
+        return {k: fill(v, ctx, who, fresh) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, ctx, who, fresh) for v in value]
+    return value
+
+
+def test_route_matrix(ctx):
+    """Every (route, method) × identity: the expected status, a JSON error with a message on
+    refusal, and no marker of an owner the identity does not belong to in any answer."""
+    failures, cells = [], 0
+    for (pattern, method), row in ROUTES.items():
+        for who in IDENTITIES:
+            fresh = ctx.fresh(row.fresh) if row.fresh else None
+            path = fill(row.path, ctx, who, fresh)
+            body = fill(row.body, ctx, who, fresh)
+            r = requests.request(method, ctx.w.url + path, headers=ctx.headers(who), timeout=TIMEOUT,
+                                 data=None if body is None else json.dumps(body))
+            cells += 1
+            want = row.statuses[who]
+            where = f"{method} {pattern} as {who}"
+            if r.status_code != want:
+                failures.append(f"{where}: {r.status_code} (want {want}) {r.text[:200]}")
+            if r.status_code >= 400 and not r.json().get("message"):
+                failures.append(f"{where}: refusal without a message: {r.text[:200]}")
+            found = leaks(ctx, who, r.text, path + json.dumps(body))
+            if found:
+                failures.append(f"{where}: carries {found}")
+    assert not failures, f"{len(failures)} of {cells} cells:\n" + "\n".join(failures)
+    assert cells == len(ROUTES) * len(IDENTITIES)
+
+
+def test_device_api_takes_only_its_access_token(ctx):
+    """The device routes ignore JWTs; each device token writes to its own device only."""
+    for who in IDENTITIES:
+        r = requests.post(f"{ctx.w.url}/api/v1/{ctx.tokens['dev-a1']}/telemetry", json={"via_token": 1},
+                          headers=ctx.headers(who), timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+    keys_b = ctx.w.other_admin.get(f"/api/plugins/telemetry/DEVICE/{ctx.ids['dev_b']}/keys/timeseries").json()
+    assert "via_token" not in keys_b
+
+
+def test_shared_world_unchanged(ctx):
+    """Refused requests changed nothing: the shared devices, customers, alarm and models are
+    where they were, with their owners."""
+    a = ctx.w.admin
+    assert a.get(f"/api/device/{ctx.ids['dev_a1']}").json()["customerId"]["id"] == ctx.ids["cust_a1"]
+    assert a.get(f"/api/device/{ctx.ids['dev_at']}").json()["customerId"]["id"] != ctx.ids["cust_a2"]
+    assert a.get(f"/api/customer/{ctx.ids['cust_a2']}").status_code == 200
+    assert a.get(f"/api/alarm/{ctx.ids['alarm_a1']}").status_code == 200
+    assert a.get(f"/api/tbpanel/models/{ctx.ids['model_a']}").json()["name"] == "model_A_secret"
+    names = {d["name"] for d in ctx.w.other_admin.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]}
+    assert not any(n.startswith("renamed-") for n in names)
+    b_models = ctx.w.other_admin.get("/api/tbpanel/models").json()
+    assert [m["name"] for m in b_models] == ["model_B_secret"]
+
+
+# --------------------------------------------------------------------------- WebSocket commands
+def ws_commands(ctx: Ctx) -> dict[str, tuple[dict, dict]]:
+    """name → (command for /api/ws, expected errorCode per authenticated identity)."""
+    dev = {"entityType": "DEVICE", "entityId": ctx.ids["dev_a1"]}
+    a1 = {"customer": 0, "other_customer": 3, "other_admin": 3, "admin": 0}
+    unsupported = {who: 2 for who in a1}
+    everyone = {who: 0 for who in a1}
+    single = {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": ctx.ids["dev_a1"]}}
+    return {
+        "TIMESERIES latest": (dict(dev, type="TIMESERIES", keys="key_a1_secret"), a1),
+        "TIMESERIES window": (dict(dev, type="TIMESERIES", keys="key_a1_secret", timeWindow=10**12), a1),
+        "TIMESERIES_HISTORY": (dict(dev, type="TIMESERIES_HISTORY", keys="key_a1_secret", startTs=0,
+                                    endTs=4_000_000_000_000), a1),
+        "ATTRIBUTES": (dict(dev, type="ATTRIBUTES"), unsupported),
+        "ENTITY_DATA": ({"type": "ENTITY_DATA"}, unsupported),
+        "ALARM_DATA single": ({"type": "ALARM_DATA", "query": {"entityFilter": single}}, a1),
+        "ALARM_DATA list": ({"type": "ALARM_DATA", "query": {"entityFilter": {
+            "type": "entityList", "entityType": "DEVICE", "entityList": [ctx.ids["dev_a1"]]}}}, a1),
+        "ALARM_DATA all": ({"type": "ALARM_DATA", "query": {"pageLink": {"pageSize": 100}}}, everyone),
+        "ALARM_DATA_UNSUBSCRIBE": ({"type": "ALARM_DATA_UNSUBSCRIBE"}, None),
+    }
+
+
+LEGACY_KINDS = {"TIMESERIES": "tsSubCmds", "TIMESERIES_HISTORY": "historyCmds", "ATTRIBUTES": "attrSubCmds"}
+
+
+async def ws_session(url: str, path: str, first: str | None, messages: list[str], quiet_s: float = 1.5) -> dict:
+    """Open ``path``, send ``first`` (the authCmd) then ``messages``; collect what comes back
+    until the socket closes or stays quiet for ``quiet_s``."""
+    conn = await websocket_connect(url.replace("http", "ws", 1) + path)
+    out = {"messages": [], "close": None}
+    try:
+        for m in ([first] if first else []) + messages:
+            try:
+                await conn.write_message(m)
+            except tornado.websocket.WebSocketClosedError:  # closed by the server already
+                break
+        while True:
+            try:
+                msg = await asyncio.wait_for(conn.read_message(), quiet_s)
+            except asyncio.TimeoutError:
+                return out
+            if msg is None:
+                out["close"] = (conn.close_code, conn.close_reason)
+                return out
+            out["messages"].append(msg)
+    finally:
+        conn.close()
+
+
+def test_websocket_matrix(ctx):
+    """Every WebSocket command on both endpoints × identity: unauthenticated sockets are
+    closed with a reason (1008 no auth, 1007/1011 bad token); each authenticated answer has the
+    expected errorCode and no marker of an owner the identity does not belong to."""
+    failures, cells = [], 0
+    for legacy in (True, False):
+        for who in IDENTITIES:
+            token = ctx.jwts[who]
+            for i, (name, (cmd, codes)) in enumerate(ws_commands(ctx).items(), start=1):
+                cmd = dict(cmd, cmdId=i)
+                if legacy:
+                    kind = cmd.pop("type")
+                    if kind not in LEGACY_KINDS:
+                        continue  # /api/ws only
+                    message = {LEGACY_KINDS[kind]: [cmd]}
+                    path, first = f"/api/ws/plugins/telemetry?token={token}" if token else "/api/ws/plugins/telemetry", None
+                else:
+                    message = {"cmds": [cmd]}
+                    path = "/api/ws"
+                    first = json.dumps({"authCmd": {"cmdId": 0, "token": token}}) if token else None
+                result = asyncio.run(ws_session(ctx.w.url, path, first, [json.dumps(message)]))
+                cells += 1
+                where = f"{'legacy' if legacy else 'api/ws'} {name} as {who}"
+                text = "".join(result["messages"])
+                if who in UNAUTHENTICATED:
+                    want = 1008 if token is None else (1011 if legacy else 1007)
+                    if result["close"] is None or result["close"][0] != want or not result["close"][1] or text:
+                        failures.append(f"{where}: {result} (want close {want} with a reason, no data)")
+                    continue
+                if codes is None:  # an unsubscribe is not answered
+                    if text:
+                        failures.append(f"{where}: unexpected answer {text[:200]}")
+                    continue
+                got = [json.loads(m).get("errorCode") for m in result["messages"]]
+                if not got or got[0] != codes[who] or result["close"]:
+                    failures.append(f"{where}: codes {got}, close {result['close']} (want {codes[who]})")
+                found = leaks(ctx, who, text, json.dumps(message))
+                if found:
+                    failures.append(f"{where}: carries {found}")
+    assert not failures, f"{len(failures)} of {cells} cells:\n" + "\n".join(failures)
+    assert cells >= 60
+
+
+def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
+    """Live pushes obey the same rules: an unfiltered ALARM_DATA subscription and a telemetry
+    subscription of each user see only the changes they may read."""
+    async def run() -> dict[str, str]:
+        url = ctx.w.url.replace("http", "ws", 1)
+        conns = {}
+        for who in VISIBLE:
+            conn = await websocket_connect(url + "/api/ws")
+            await conn.write_message(json.dumps({"authCmd": {"cmdId": 0, "token": ctx.jwts[who]},
+                                                 "cmds": [{"type": "ALARM_DATA", "cmdId": 1, "query": {}}]}))
+            await asyncio.wait_for(conn.read_message(), TIMEOUT)
+            conns[who] = conn
+        created = [ctx.w.admin.post("/api/alarm", json={"type": f"push_{name}_secret", "originator": {
+            "entityType": "DEVICE", "id": ctx.ids[key]}}) for name, key in (("a1", "dev_a1"), ("a2", "dev_a2"))]
+        created.append(ctx.w.other_admin.post("/api/alarm", json={"type": "push_b_secret", "originator": {
+            "entityType": "DEVICE", "id": ctx.ids["dev_b"]}}))
+        assert all(r.status_code == 200 for r in created), [r.text for r in created]
+        seen = {}
+        for who, conn in conns.items():
+            msgs = []
+            while True:
+                try:
+                    msg = await asyncio.wait_for(conn.read_message(), 2)
+                except asyncio.TimeoutError:
+                    break
+                if msg is None:
+                    break
+                msgs.append(msg)
+            seen[who] = "".join(msgs)
+            conn.close()
+        return seen
+
+    seen = asyncio.run(run())
+    expected = {"admin": {"push_a1_secret", "push_a2_secret"}, "customer": {"push_a1_secret"},
+                "other_customer": {"push_a2_secret"}, "other_admin": {"push_b_secret"}}
+    for who, text in seen.items():
+        got = {t for t in ("push_a1_secret", "push_a2_secret", "push_b_secret") if t in text}
+        assert got == expected[who], (who, got)
+        assert not leaks(ctx, who, text), (who, leaks(ctx, who, text))
+
+
+# --------------------------------------------------------------------------- pages
+PAGES = ["/", "/telemetry", "/alarms", "/models", "/model?id={model_a}"]
+
+
+def page_cookies(ctx: Ctx) -> dict[str, str | None]:
+    """The ``user`` cookie per identity: signed-in users log in through /login; the others
+    carry nothing, garbage, an expired signed cookie or a signed cookie with a swapped value."""
+    cookies = {}
+    for who, (email, password) in PASSWORDS.items():
+        r = requests.post(ctx.w.url + "/login", data={"username": email, "password": password},
+                          allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 302 and "user" in r.cookies, (who, r.status_code)
+        cookies[who] = r.cookies["user"]
+    secret = Platform.cookie_secret.fget(SimpleNamespace(_secret=(ctx.w.server.data / "jwt.secret").read_bytes()))
+    admin_id = ctx.w.admin.get("/api/auth/user").json()["id"]["id"]
+    expired = tornado.web.create_signed_value(secret, "user", admin_id, clock=lambda: time.time() - 3 * 86400)
+    customer = cookies["customer"]
+    parts = customer.split("|")  # 2|1:0|10:<ts>|4:user|48:<base64 user id>|<signature>
+    swapped = base64.b64encode(admin_id.encode()).decode()
+    parts[4] = f"{len(swapped)}:{swapped}"
+    cookies |= {"anon": None, "wrong_token": "garbage", "expired_token": expired.decode(),
+                "tampered_jwt": "|".join(parts)}
+    ctx.secrets |= {c for c in cookies.values() if c and c != "garbage"}
+    return cookies
+
+
+def test_page_statuses(ctx):
+    """Pages without a valid session cookie redirect to /login; signed-in users get the page;
+    /login is open to all and /logout clears the cookie."""
+    cookies = page_cookies(ctx)
+    ctx.page_cookies = cookies
+    failures, cells = [], 0
+    for who in IDENTITIES:
+        jar = {"user": cookies[who]} if cookies[who] else {}
+        for page in PAGES + ["/login", "/logout"]:
+            path = fill(page, ctx, who, None)
+            r = requests.get(ctx.w.url + path, cookies=jar, allow_redirects=False, timeout=TIMEOUT)
+            cells += 1
+            if page == "/login":
+                ok = r.status_code == 200 and 'id="login"' in r.text
+            elif page == "/logout":
+                ok = r.status_code == 302 and r.headers["Location"].startswith("/login") and "user=" in r.headers.get("Set-Cookie", "")
+            elif who in UNAUTHENTICATED:
+                ok = r.status_code == 302 and "/login" in r.headers["Location"]
+            else:
+                ok = r.status_code == 200
+            if not ok:
+                failures.append(f"{path} as {who}: {r.status_code} {r.headers.get('Location')}")
+            found = leaks(ctx, who if who not in UNAUTHENTICATED else "anon", r.text, path)
+            if found:
+                failures.append(f"{path} as {who}: carries {found}")
+    assert not failures, "\n".join(failures)
+    assert cells == len(IDENTITIES) * (len(PAGES) + 2)
+
+
+DOCUMENT_JS = """() => {
+  // every property value of every model in the page's Bokeh documents, as text
+  const isModel = (v) => v && typeof v === 'object' && 'properties' in v && 'id' in v;
+  const replacer = (key, v) => {
+    if (typeof v === 'function') return undefined;
+    if (v instanceof Map) return Object.fromEntries(v);
+    if (ArrayBuffer.isView(v)) return Array.from(v);
+    if (key !== '' && isModel(v)) return 'ref:' + v.id;
+    return v;
+  };
+  const out = [];
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models) {
+      let attrs = {};
+      try { attrs = m.attributes; } catch (e) { continue; }
+      for (const [k, v] of Object.entries(attrs)) {
+        try { out.push(typeof v === 'string' ? v : JSON.stringify(v, replacer)); } catch (e) {}
+      }
+    }
+  return out.join('\\n');
+}"""
+
+
+
+
+@pytest.mark.browser
+def test_page_contents(ctx, browser):
+    """What each signed-in user's browser receives (the whole Bokeh document, hidden parts
+    included) holds no marker of an owner it does not belong to; the model page opens for
+    the tenant's administrator only, with a refusal for everyone else."""
+    cookies = getattr(ctx, "page_cookies", None) or page_cookies(ctx)
+    host = ctx.w.url.split("//", 1)[1].split(":")[0]
+    failures = []
+    for who in VISIBLE:
+        context = browser.new_context()
+        context.add_cookies([{"name": "user", "value": cookies[who], "domain": host, "path": "/"}])
+        page = context.new_page()
+        for path in PAGES:
+            url = ctx.w.url + fill(path, ctx, who, None)
+            page.goto(url)
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
+                                   "Bokeh.documents[0].roots().length > 0", timeout=WAIT_MS)
+            page.wait_for_timeout(1500)  # let onload callbacks fill the page
+            doc = page.evaluate(DOCUMENT_JS)
+            found = leaks(ctx, who, doc, url)  # the id the user typed is not a leak
+            if found:
+                failures.append(f"{path} as {who}: carries {found}")
+            if path.startswith("/model?"):
+                opened = "model_A_secret" in doc
+                if opened != (who == "admin") or (who != "admin" and "may not open it" not in doc):
+                    failures.append(f"{path} as {who}: opened={opened}")
+            own = {"admin": "dev-a1", "customer": "dev-a1", "other_customer": "dev-a2", "other_admin": "dev-b"}[who]
+            if path == "/" and own not in doc:  # the scan sees the page's content, not an empty shell
+                failures.append(f"/ as {who}: its own device {own} is not on the page")
+            if path == "/models" and ("model_A_secret" in doc) != (who == "admin"):
+                failures.append(f"/models as {who}: lists model_A_secret={who != 'admin'}")
+        context.close()
+    assert not failures, "\n".join(failures)
+
+
+# --------------------------------------------------------------------------- secrets at rest and in logs
+def test_passwords_are_stored_only_as_slow_hashes(ctx):
+    """No file of the data directory holds a password in clear; the users table holds one
+    scrypt hash per user (the format of :mod:`tbpanel.entities.passwords`)."""
+    import sqlite3
+
+    for path in ctx.w.server.data.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [who for who, (_, pw) in PASSWORDS.items() if pw.encode() in data], path
+    dbs = [p for p in ctx.w.server.data.rglob("*") if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00"]
+    hashes = []
+    for db in dbs:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='users'").fetchone():
+                hashes += [r[0] for r in conn.execute("SELECT password_hash FROM users")]
+    assert len(hashes) == len(PASSWORDS)
+    assert all(h.startswith("scrypt$16384$8$1$") for h in hashes), hashes
+
+
+def test_no_secret_in_the_server_output(ctx):
+    """After everything above ran at debug level: no password, device access token, JWT,
+    cookie secret or session cookie appears anywhere in the server's output."""
+    output = "".join(ctx.w.server.output)
+    assert "DEBUG" in output and "/api/v1/***/telemetry" in output  # debug access lines were logged
+    assert len(ctx.secrets) >= 15
+    found = [s[:12] + "…" for s in ctx.secrets if s in output]
+    assert not found, found
