@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .alarms.model import severity_colour
+
 __all__ = ["as_frame", "with_units", "telemetry", "anomaly_spans", "telemetry_with_anomalies", "score_curve",
            "telemetry_with_score", "centroids", "score_distribution"]
 
-SEVERITY_COLORS = {"warning": "#e6b800", "minor": "#f28e2b", "major": "#e15759", "critical": "#8b0000"}
 
 
 def with_units(ds: xr.Dataset, units: Mapping[str, str], names: Mapping[str, str] | None = None) -> xr.Dataset:
@@ -170,6 +171,6 @@ def score_distribution(trained: Any, bins: int = 60, config: Any = None) -> hv.O
                         kdims=[hv.Dimension("score", label="training segment score")],
                         vdims=["segments"]).opts(alpha=0.6, width=600, height=280, logy=True, ylim=(0.5, None),
                                                 tools=["hover"])
-    lines = [hv.VLine(v, label=k).opts(color=SEVERITY_COLORS.get(k, "black"), line_dash="dashed")
+    lines = [hv.VLine(v, label=k).opts(color=severity_colour(k, "black"), line_dash="dashed")
              for k, v in trained.thresholds(config).items()]
     return hv.Overlay([hist, *lines])

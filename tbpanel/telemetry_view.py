@@ -21,10 +21,10 @@ import param
 from .clock import now_ms
 from .entities import InvalidInput, NotFound, PermissionDenied
 from .fleet import Fleet
+from .store.aggregate import AGGS
 from .store.values import ValueType, to_wire_string
 
 WINDOWS: dict[str, int] = {"5m": 5 * 60_000, "1h": 3_600_000, "1d": 86_400_000}
-AGGS = ("NONE", "MIN", "MAX", "AVG", "SUM", "COUNT")
 #: Bucket widths offered by the page, and used (next larger) when one is too narrow.
 NICE_INTERVALS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000,
                   3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,

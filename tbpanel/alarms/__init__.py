@@ -7,9 +7,10 @@ alarms, total = tb.alarms.repo.query(tbpanel.alarms.AlarmQuery(tenant.id, search
 """
 from __future__ import annotations
 
-from .model import SEARCH_STATUSES, SEVERITIES, STATUSES, Alarm, status_of
-from .repository import AlarmQuery, AlarmRepository
+from .model import SEARCH_STATUSES, SEVERITIES, SEVERITY_COLOURS, STATUSES, Alarm, severity_colour, status_of
+from .query import SEARCH_TO_STATUSES, SORT, AlarmQuery
+from .repository import AlarmRepository
 from .service import AlarmService
 
 __all__ = ["Alarm", "AlarmQuery", "AlarmRepository", "AlarmService", "SEVERITIES", "STATUSES",
-           "SEARCH_STATUSES", "status_of"]
+           "SEARCH_STATUSES", "SEARCH_TO_STATUSES", "SEVERITY_COLOURS", "SORT", "severity_colour", "status_of"]

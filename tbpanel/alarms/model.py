@@ -10,6 +10,15 @@ SEVERITIES = ("CRITICAL", "MAJOR", "MINOR", "WARNING", "INDETERMINATE")
 SEVERITY_RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # CRITICAL=5 … INDETERMINATE=1
 STATUSES = ("ACTIVE_UNACK", "ACTIVE_ACK", "CLEARED_UNACK", "CLEARED_ACK")
 SEARCH_STATUSES = ("ANY", "ACTIVE", "CLEARED", "ACK", "UNACK")
+#: One colour per severity on every page and plot (upper case, as ThingsBoard spells them);
+#: NONE is an anomaly below every enabled threshold.
+SEVERITY_COLOURS = {"CRITICAL": "#d32f2f", "MAJOR": "#f57c00", "MINOR": "#fbc02d", "WARNING": "#1e88e5",
+                    "INDETERMINATE": "#9e9e9e", "NONE": "#9e9e9e"}
+
+
+def severity_colour(severity: str | None, default: str = "#9e9e9e") -> str:
+    """The colour of ``severity`` in any case (``"major"`` or ``"MAJOR"``)."""
+    return SEVERITY_COLOURS.get((severity or "").upper(), default)
 
 
 def higher(a: str | None, b: str | None) -> str | None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import orjson
 
 from ..anomaly.repository import AnomalyRepository
 from .model import SEVERITY_RANK, Alarm
+from .query import SEARCH_SQL, SORT, AlarmQuery
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -35,54 +35,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(originator_id, typ
 COLUMNS = ("id", "created_time", "tenant_id", "customer_id", "type", "originator_type", "originator_id",
            "originator_name", "severity", "acknowledged", "cleared", "start_ts", "end_ts", "ack_ts",
            "clear_ts", "details", "propagate", "anomaly_id", "model_id")
-
-#: API sortProperty -> SQL expression
-SORT = {"createdTime": "created_time", "startTs": "start_ts", "endTs": "end_ts", "ackTs": "ack_ts",
-        "clearTs": "clear_ts", "type": "type", "severity": "severity_rank", "originator": "originator_name",
-        "originatorName": "originator_name", "status": "cleared * 2 + acknowledged"}
-
-
-@dataclass
-class AlarmQuery:
-    """Filters of the alarm queries (ThingsBoard's parameters plus severity/type/model lists)."""
-
-    tenant_id: str
-    originators: list[str] | None = None       # None: any device of the tenant
-    search_status: str = "ANY"                  # ANY | ACTIVE | CLEARED | ACK | UNACK
-    statuses: list[str] = field(default_factory=list)   # ACTIVE_UNACK … CLEARED_ACK
-    severities: list[str] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    model_id: str | None = None
-    start_time: int | None = None
-    end_time: int | None = None
-    time_property: str = "createdTime"          # or startTs (data time of anomaly alarms)
-    text: str | None = None
-    sort_property: str = "createdTime"
-    sort_order: str = "DESC"
-    page: int = 0
-    page_size: int = 100
-
-
-    def matches(self, alarm: Alarm) -> bool:
-        """Whether ``alarm`` passes the filters (paging and sorting aside): for live pushes."""
-        if alarm.tenant_id != self.tenant_id:
-            return False
-        if self.originators is not None and alarm.originator_id not in self.originators:
-            return False
-        search = {"ANY": True, "ACTIVE": not alarm.cleared, "CLEARED": alarm.cleared,
-                  "ACK": alarm.acknowledged, "UNACK": not alarm.acknowledged}[self.search_status]
-        if not search or (self.statuses and alarm.status not in self.statuses):
-            return False
-        if (self.severities and alarm.severity not in self.severities) or (self.types and alarm.type not in self.types):
-            return False
-        if self.model_id and alarm.model_id != self.model_id:
-            return False
-        t = alarm.start_ts if self.time_property == "startTs" else alarm.created_time
-        if (self.start_time is not None and t < self.start_time) or (self.end_time is not None and t > self.end_time):
-            return False
-        text = (self.text or "").lower()
-        return not text or any(text in v.lower() for v in (alarm.type, alarm.severity, alarm.originator_name))
-
 
 class AlarmRepository:
     """Rows in, rows out; :mod:`.lifecycle` and :mod:`.service` own the rules."""
@@ -176,8 +128,7 @@ class AlarmRepository:
                 return "0", []
             where.append(f"originator_id IN ({', '.join('?' * len(q.originators))})")
             args += q.originators
-        where.append({"ANY": "1", "ACTIVE": "cleared=0", "CLEARED": "cleared=1", "ACK": "acknowledged=1",
-                      "UNACK": "acknowledged=0"}[q.search_status])
+        where.append(SEARCH_SQL[q.search_status])
         if q.statuses:
             parts = [f"(cleared={int(s.startswith('CLEARED'))} AND acknowledged={int(s.endswith('_ACK'))})"
                      for s in q.statuses]

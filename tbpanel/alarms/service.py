@@ -18,7 +18,8 @@ from ..entities import NotFound, PermissionDenied
 from ..errors import InvalidInput
 from . import lifecycle
 from .model import SEVERITIES, Alarm, higher
-from .repository import AlarmQuery, AlarmRepository
+from .query import AlarmQuery
+from .repository import AlarmRepository
 
 log = logging.getLogger("tbpanel.alarms")
 

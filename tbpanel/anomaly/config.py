@@ -46,7 +46,7 @@ _NICE_MS = ([_SEC * s for s in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)]
             + [_DAY, 2 * _DAY, 7 * _DAY])
 
 
-def _nice(ms: float) -> int:
+def nice_duration(ms: float) -> int:
     """The smallest calendar duration >= ``ms`` (whole weeks past 7 days; ``ms`` itself below 1 s)."""
     if ms < _SEC:
         return max(int(math.ceil(ms)), 1)
@@ -311,19 +311,19 @@ class ModelConfig(param.Parameterized):
         kw: dict[str, Any]
         if intent == "quick_scan":
             # one pass over history: coarse fixed windows, no adaptation
-            kw = dict(window="fixed", segment_ms=_nice(max(48 * step, _HOUR)), comparison="behavior",
+            kw = dict(window="fixed", segment_ms=nice_duration(max(48 * step, _HOUR)), comparison="behavior",
                       adaptive=False)
         elif intent == "operational_monitoring":
             # the benchmarked monitoring setup: ~24-point sliding windows, adaptive re-fits
-            kw = dict(window="sliding", sliding_step_percent=50.0, segment_ms=_nice(24 * step),
+            kw = dict(window="sliding", sliding_step_percent=50.0, segment_ms=nice_duration(24 * step),
                       comparison="behavior", adaptive=True)
         elif intent == "comparative_analysis":
             # daily (or longer) statistics, compared across items
-            kw = dict(window="fixed", segment_ms=_nice(max(48 * step, _DAY)), comparison="feature",
+            kw = dict(window="fixed", segment_ms=nice_duration(max(48 * step, _DAY)), comparison="feature",
                       adaptive=False)
         else:  # health_monitoring: slow degradation -> long sliding windows
             kw = dict(window="sliding", sliding_step_percent=25.0,
-                      segment_ms=_nice(max(96 * step, 6 * _HOUR)), comparison="behavior",
+                      segment_ms=nice_duration(max(96 * step, 6 * _HOUR)), comparison="behavior",
                       adaptive=False)
         kw.update(threshold_percent=pct, storage_frequency_ms=_storage_advice(kw["segment_ms"], kw))
         kw.update(overrides)

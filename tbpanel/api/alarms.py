@@ -4,8 +4,7 @@ Handlers parse and validate; :class:`~tbpanel.alarms.AlarmService` decides who m
 """
 from __future__ import annotations
 
-from ..alarms import SEARCH_STATUSES, STATUSES, AlarmQuery
-from ..alarms.repository import SORT
+from ..alarms import SEARCH_STATUSES, SORT, STATUSES, AlarmQuery
 from ..alarms.service import parse_severity
 from ..store.payload import TS_MAX
 from ..entities.registry import MAX_NAME_LENGTH

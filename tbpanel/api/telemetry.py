@@ -7,13 +7,13 @@ strings unless ``useStrictDataTypes=true``.
 from __future__ import annotations
 
 
+from ..store.aggregate import AGGS
 from ..store.payload import TS_MAX, parse_telemetry
 from ..store.values import to_strict, to_wire_string
 from ..clock import now_ms
 from .base import ApiError, ApiHandler
 from .entities import entity_uuid
 
-AGGS = ("NONE", "MIN", "MAX", "AVG", "SUM", "COUNT")
 INTERVAL_TYPES = ("MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER")
 
 

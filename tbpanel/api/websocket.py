@@ -63,8 +63,8 @@ from tornado.ioloop import IOLoop
 
 from ..clock import now_ms
 from ..alarms import SEVERITIES as ALARM_SEVERITIES
-from ..alarms import STATUSES, AlarmQuery
-from ..alarms.repository import SORT as ALARM_SORT
+from ..alarms import SEARCH_TO_STATUSES, STATUSES, AlarmQuery
+from ..alarms import SORT as ALARM_SORT
 from ..errors import EntityError, NotFound, PermissionDenied
 from ..live import LiveHub, Point, Subscription
 from ..platform import Platform
@@ -584,11 +584,6 @@ def _entity_ref(ref: Any) -> dict:
     return {"entityType": ref.get("entityType"), "entityId": ref.get("id")}
 
 
-_SEARCH_TO_STATUSES = {"ANY": STATUSES, "ACTIVE": ("ACTIVE_UNACK", "ACTIVE_ACK"),
-                       "CLEARED": ("CLEARED_UNACK", "CLEARED_ACK"), "ACK": ("ACTIVE_ACK", "CLEARED_ACK"),
-                       "UNACK": ("ACTIVE_UNACK", "CLEARED_UNACK")}
-
-
 def _list(link: dict, name: str) -> list:
     value = link.get(name) or []
     if not isinstance(value, list):
@@ -607,9 +602,9 @@ def alarm_query_of(user, query: dict, originators: list[str] | None) -> AlarmQue
     page = _int(link, "page", 0, maximum=2**31 - 1)
     statuses: set[str] = set()
     for s in _list(link, "statusList"):
-        if not isinstance(s, str) or s.upper() not in _SEARCH_TO_STATUSES:
-            raise CmdError(BAD_REQUEST, f"statusList items must be one of {', '.join(_SEARCH_TO_STATUSES)}, got {s!r}")
-        statuses |= set(_SEARCH_TO_STATUSES[s.upper()])
+        if not isinstance(s, str) or s.upper() not in SEARCH_TO_STATUSES:
+            raise CmdError(BAD_REQUEST, f"statusList items must be one of {', '.join(SEARCH_TO_STATUSES)}, got {s!r}")
+        statuses |= set(SEARCH_TO_STATUSES[s.upper()])
     severities = []
     for s in _list(link, "severityList"):
         if not isinstance(s, str) or s.upper() not in ALARM_SEVERITIES:

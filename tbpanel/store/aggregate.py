@@ -29,6 +29,8 @@ from .buckets import QueryError, bucket_midpoints
 from .values import ValueType
 
 AGGREGATIONS = ("MIN", "MAX", "AVG", "SUM", "COUNT")
+#: what the API and pages offer: no aggregation (raw points) or one of the above
+AGGS = ("NONE", *AGGREGATIONS)
 
 _BOOL, _LONG, _DOUBLE, _STR = (int(ValueType.BOOL), int(ValueType.LONG),
                                int(ValueType.DOUBLE), int(ValueType.STR))

@@ -14,12 +14,10 @@ import param
 from panel.io.state import set_curdoc
 
 from ..clock import now_ms, utc_text
-from ..alarms import SEARCH_STATUSES, SEVERITIES, AlarmQuery
+from ..alarms import SEARCH_STATUSES, SEVERITIES, SEVERITY_COLOURS, AlarmQuery
 from ..errors import EntityError
 from .layout import page_template
 
-SEVERITY_COLOURS = {"CRITICAL": "#d32f2f", "MAJOR": "#f57c00", "MINOR": "#fbc02d", "WARNING": "#1e88e5",
-                    "INDETERMINATE": "#9e9e9e"}
 WINDOWS = {"any time": None, "last hour": 3_600_000, "last day": 86_400_000, "last week": 7 * 86_400_000,
            "last 30 days": 30 * 86_400_000}
 COLUMNS = ["id", "created", "device", "type", "severity", "status", "start", "end", "model", "review"]

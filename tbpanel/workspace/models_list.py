@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import param
 
-from ..alarms.repository import AlarmQuery
+from ..alarms import AlarmQuery
 from ..clock import utc_text
 
 #: the three switches of a row, as RefreshSettings knobs

@@ -12,7 +12,7 @@ import re
 import param
 
 from ..clock import duration_text, now_ms
-from ..anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, _nice
+from ..anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, nice_duration
 from .readiness import DataReadiness, assess
 
 STEPS = ("Intent", "Data", "Readiness", "Sensitivity & granularity", "Review & build")
@@ -115,7 +115,7 @@ class ModelWizard(param.Parameterized):
         plus the intent's recommendation."""
         step = self.data_step_ms
         rec = self.recommended_segment()
-        options = sorted({_nice(n * step) for n in GRANULARITY_POINTS} | {rec})
+        options = sorted({nice_duration(n * step) for n in GRANULARITY_POINTS} | {rec})
         out = {}
         for seg in options:
             label = f"{duration_text(seg, exact=True)} segments (~{seg / step:.0f} points each)"

@@ -174,7 +174,7 @@ def test_delete_warning_spells_out_the_alarm_behaviour_and_delete_applies_it(env
     lst.toggle(model.id, "alarms", True)
     task = platform.anomaly.reprocess(model.id, T0, T0 + 7 * DAY, create_alarms=True)
     assert platform.tasks.wait(task.id, timeout=120).status == "DONE"
-    from tbpanel.alarms.repository import AlarmQuery
+    from tbpanel.alarms import AlarmQuery
     alarms, total = platform.alarms.repo.query(AlarmQuery(tenant.id, model_id=model.id))
     assert total >= 1
     n = len(platform.anomaly.anomalies(model.id))

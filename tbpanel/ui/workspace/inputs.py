@@ -18,7 +18,8 @@ from bokeh.plotting import figure
 from ...anomaly.config import SEVERITIES
 from ...workspace.inputs import DELETE_BEHAVIOUR, SECTIONS, InputDraft
 from ...workspace.model_data import profile_devices
-from .session import SEVERITY_COLOURS, picker_ms, picker_value
+from ...alarms import severity_colour
+from .session import picker_ms, picker_value
 
 OPEN_SECTIONS = {"Alarms", "Scoring"}
 
@@ -128,7 +129,7 @@ class InputView(pn.viewable.Viewer):
                                               "top": counts[keep]}),
                      left="left", right="right", bottom=0.5, top="top", fill_color="#90a4ae", line_color="#78909c")
         for sev in SEVERITIES:
-            span = Span(location=100, dimension="height", line_color=SEVERITY_COLOURS[sev], line_width=2,
+            span = Span(location=100, dimension="height", line_color=severity_colour(sev), line_width=2,
                         line_dash="dashed", name=f"threshold:{sev}")
             fig.add_layout(span)
             self._spans[sev] = span
@@ -159,7 +160,7 @@ class InputView(pn.viewable.Viewer):
         df = self.inputs.alarm_preview()
         rows = []
         for r in df.itertuples():
-            colour = SEVERITY_COLOURS.get(r.severity.lower(), "#9e9e9e")
+            colour = severity_colour(r.severity)
             th = "off" if not r.enabled else ("" if r.threshold is None or r.threshold != r.threshold else f"≥ {r.threshold:g}")
             seg = "" if r.training_segments is None or r.training_segments != r.training_segments else f"{int(r.training_segments)}"
             rows.append(f"<tr data-severity='{r.severity.lower().replace(' ', '-')}'>"

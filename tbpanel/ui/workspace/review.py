@@ -14,7 +14,8 @@ from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, R
 
 from ...workspace.review import ReviewModel
 from .background import Background
-from .session import SEVERITY_COLOURS, live_session, time_figure
+from ...alarms import severity_colour
+from .session import live_session, time_figure
 
 TABLE_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active"]
 
@@ -83,7 +84,7 @@ class ReviewView(pn.viewable.Viewer):
         self._figure.extra_y_ranges["score"].end = max(top, 100.0) * 1.15
         mine = r.anomalies_of_item()
         self._strips.data = {"x0": mine["start_ts"].to_numpy(dtype=float), "x1": mine["end_ts"].to_numpy(dtype=float),
-                             "color": [SEVERITY_COLOURS.get(s.lower(), "#d32f2f") for s in mine["severity"]],
+                             "color": [severity_colour(s, "#d32f2f") for s in mine["severity"]],
                              "label": list(mine["id"])}
         a, b = r.window if r.window is not None else (lo, hi)
         self._figure.x_range.update(start=float(a), end=float(b))

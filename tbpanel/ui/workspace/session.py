@@ -9,8 +9,6 @@ from datetime import datetime, timezone
 import panel as pn
 from bokeh.plotting import figure
 
-SEVERITY_COLOURS = {"warning": "#1e88e5", "minor": "#fbc02d", "major": "#f57c00", "critical": "#d32f2f",
-                    "none": "#9e9e9e"}
 
 
 def picker_value(ms: int | None) -> datetime | None:
