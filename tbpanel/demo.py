@@ -289,7 +289,7 @@ def demo_device_ids(platform, names: list[str] | None = None) -> dict[str, str]:
     tenant = platform.registry.find_tenant(fleet["tenant"])
     if tenant is None:
         raise LookupError(f"no tenant {fleet['tenant']!r}: open the directory with open_demo()")
-    devices = {d.name: d.id for d in platform.registry.list_devices(tenant.id, page_size=100_000)[0]}
+    devices = {d.name: d.id for d in platform.registry.all_devices(tenant.id)}
     if names is None:
         return dict(sorted(devices.items()))
     missing = [n for n in names if n not in devices]

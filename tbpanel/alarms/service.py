@@ -169,7 +169,7 @@ class AlarmService(param.Parameterized):
             return None
         if not user.customer_id:
             return set()
-        devices, _ = self.registry.list_devices(user.tenant_id, customer_id=user.customer_id, page_size=100_000)
+        devices = self.registry.all_devices(user.tenant_id, customer_id=user.customer_id)
         return {d.id for d in devices}
 
     def may_see(self, user, alarm: Alarm) -> bool:

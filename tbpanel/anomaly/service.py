@@ -565,8 +565,8 @@ class AnomalyService:
     def _items(self, model: AnomalyModel, items) -> list[str]:
         """Devices: an explicit list, "trained" (the model's), or all of the profile."""
         if items in (None, "all", []):
-            devices, _ = self.registry.list_devices(model.tenant_id, type=model.config.device_type or None,
-                                                    page_size=100_000)
+            devices = self.registry.all_devices(model.tenant_id, type=model.config.device_type or None,
+                                                sort_property="createdTime", sort_order="DESC")
             return [d.id for d in devices]
         if items == "trained":
             return list(model.config.items) or self._items(model, None)

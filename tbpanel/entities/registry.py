@@ -895,6 +895,23 @@ class EntityRegistry:
                              [*params, page_size, page * page_size])
         return [self._device(r) for r in rows], total
 
+    def all_devices(self, tenant_id: Any, *, customer_id: Any = None, type: str | None = None,
+                    sort_property: str = "name", sort_order: str = "ASC") -> list[Device]:
+        """Every device of the tenant (only ``customer_id``'s, only ``type``), unpaged: for the
+        server-side work that needs the whole set (a model's devices, a user's visible set)."""
+        tid = _uuid(tenant_id, "tenant")
+        cid = _opt_customer(customer_id)
+        order = _order(sort_property, sort_order, _DEVICE_SORT)
+        where, params = "tenant_id = ?", [tid]
+        if cid is not None:
+            where += " AND customer_id = ?"
+            params.append(cid)
+        if type:
+            where += " AND type = ?"
+            params.append(type)
+        rows = self._all(f"SELECT {_DEVICE_COLS} FROM device WHERE {where} ORDER BY {order}", params)
+        return [self._device(r) for r in rows]
+
     def delete_device(self, device_id: Any) -> None:
         """Delete a device, its credentials and its attributes."""
         did = _uuid(device_id, "device")

@@ -59,7 +59,7 @@ class AlarmsView(pn.viewable.Viewer):
         self.service = platform.alarms
         f = self.filters
         visible = self.service.visible_devices(user)
-        devices, _ = platform.registry.list_devices(user.tenant_id, page_size=100_000)
+        devices = platform.registry.all_devices(user.tenant_id)
         self._devices = {d.name: d.id for d in devices if visible is None or d.id in visible}
         self._status = pn.widgets.Select.from_param(f.param.status, name="Status", width=130)
         self._severity = pn.widgets.MultiChoice.from_param(f.param.severities, name="Severity", width=260)

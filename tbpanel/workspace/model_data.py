@@ -12,9 +12,8 @@ import numpy as np
 
 def profile_devices(platform, model) -> dict[str, str]:
     """``{device id: name}`` of every device of the model's profile (its tenant only), by name."""
-    devices, _ = platform.registry.list_devices(model.tenant_id, type=model.config.device_type or None,
-                                                page_size=100_000)
-    return {d.id: d.name for d in sorted(devices, key=lambda d: d.name)}
+    devices = platform.registry.all_devices(model.tenant_id, type=model.config.device_type or None)
+    return {d.id: d.name for d in devices}
 
 
 def model_fields(platform, model, trained=None) -> list[str]:

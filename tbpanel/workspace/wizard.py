@@ -72,8 +72,7 @@ class ModelWizard(param.Parameterized):
         if not self.device_type:
             self.param.update(devices={}, items=[], keys_available=[], fields=[])
             return
-        devices, _ = self._platform.registry.list_devices(self.tenant_id, type=self.device_type,
-                                                          page_size=100_000, sort_property="name", sort_order="ASC")
+        devices = self._platform.registry.all_devices(self.tenant_id, type=self.device_type)
         keys = sorted({k for d in devices for k in self._platform.store.keys(d.id)
                        if not k.startswith(SCORE_KEYS)})
         self.param.update(devices={d.name: d.id for d in devices}, items=[], keys_available=keys, fields=list(keys),
