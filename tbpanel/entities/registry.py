@@ -1,7 +1,8 @@
 """The entity registry: tenants, customers, users, devices and attributes in SQLite.
 
 One file, ``DATA/entities.sqlite`` (WAL, ``synchronous=FULL``, foreign keys on), created with
-mode 0600 because it holds password hashes and device access tokens.
+mode 0600 because it holds password hashes and device access tokens. It is opened through
+:class:`tbpanel.sqlite.Database`; its schema is :data:`MIGRATIONS` (``PRAGMA user_version``).
 
 Thread safety: one connection guarded by a re-entrant lock. Every method (and every
 :meth:`EntityRegistry.transaction` block) holds the lock for its whole duration, so statements
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..clock import now_ms as _now_ms
+from ..sqlite import Database
 from . import passwords
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from .models import (
@@ -48,7 +50,6 @@ from .models import (
 __all__ = ["EntityRegistry", "init", "DB_FILE", "ATTRIBUTE_SCOPES", "generate_access_token"]
 
 DB_FILE = "entities.sqlite"
-SCHEMA_VERSION = 1
 ATTRIBUTE_SCOPES = ("CLIENT_SCOPE", "SERVER_SCOPE", "SHARED_SCOPE")
 MAX_NAME_LENGTH = 255
 MAX_TOKEN_LENGTH = 128
@@ -69,7 +70,10 @@ _CUSTOMER_SORT = {"createdTime": "created_time", "title": "title COLLATE NOCASE"
 _USER_SORT = {"createdTime": "created_time", "email": "email_key",
               "firstName": "first_name COLLATE NOCASE", "lastName": "last_name COLLATE NOCASE"}
 
-_SCHEMA = """
+#: The schema, one script per ``PRAGMA user_version``. Version 1 is written with
+#: ``IF NOT EXISTS`` because files made before versioning (version 0) already have tables.
+#: Add a migration by appending a script; never edit a released one.
+MIGRATIONS: tuple[str, ...] = ("""
 CREATE TABLE IF NOT EXISTS tenant (
     id              TEXT PRIMARY KEY,
     created_time    INTEGER NOT NULL,
@@ -125,7 +129,8 @@ CREATE TABLE IF NOT EXISTS attribute (
     last_update_ts  INTEGER NOT NULL,
     PRIMARY KEY (entity_id, scope, key)
 ) WITHOUT ROWID;
-"""
+""",)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _DEVICE_COLS = "id, created_time, tenant_id, customer_id, name, type, label, additional_info"
 _USER_COLS = ("id, created_time, tenant_id, customer_id, email, authority, first_name, "
@@ -335,41 +340,26 @@ class EntityRegistry:
             raise NotFound(f"No tbpanel entity database at {self.path}: run `tbpanel init` first")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _create_private_file(self.path)
-        self._lock = threading.RLock()
-        self._depth = 0
         self._token_cache: dict[str, Device] = {}
         self._token_of: dict[str, str] = {}  # device id -> cached token
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                     timeout=10.0)
-        try:
-            self._conn.execute("PRAGMA busy_timeout = 10000")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise RuntimeError(f"cannot put {self.path} in WAL mode (got {mode})")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
+        # a rolled-back transaction may have changed (and cached) devices: flush the cache
+        self._db = Database(str(self.path), MIGRATIONS, what=str(self.path),
+                            on_rollback=self._flush_token_cache, foreign_keys=True)
 
-    def _migrate(self) -> None:
-        with self.transaction():
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} has schema version {version}; this tbpanel "
-                                   f"understands up to {SCHEMA_VERSION}. Upgrade tbpanel.")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self._db.conn
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._db.lock
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
             self._token_cache.clear()
             self._token_of.clear()
-            self._conn.close()
+            self._db.close()
 
     def __enter__(self) -> "EntityRegistry":
         return self
@@ -386,47 +376,14 @@ class EntityRegistry:
 
         Holds the registry lock for the whole block: keep blocks short.
         """
-        with self._lock:
-            depth = self._depth
-            if depth == 0:
-                self._conn.execute("BEGIN IMMEDIATE")
-            else:
-                self._conn.execute(f"SAVEPOINT sp{depth}")
-            self._depth = depth + 1
-            try:
-                yield
-            except BaseException:
-                self._depth = depth
-                if depth == 0:
-                    self._rollback()
-                else:
-                    self._conn.execute(f"ROLLBACK TO sp{depth}")
-                    self._conn.execute(f"RELEASE sp{depth}")
-                    self._flush_token_cache()
-                raise
-            else:
-                self._depth = depth
-                if depth == 0:
-                    try:
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._rollback()
-                        raise
-                else:
-                    self._conn.execute(f"RELEASE sp{depth}")
-
-    def _rollback(self) -> None:
-        self._flush_token_cache()
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        with self._db.transaction():
+            yield
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> tuple | None:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchone()
+        return self._db.one(sql, tuple(params))
 
     def _all(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+        return self._db.all(sql, tuple(params))
 
     # -- token cache -------------------------------------------------------------------------
     def _flush_token_cache(self) -> None:
@@ -858,7 +815,9 @@ class EntityRegistry:
             if row is None:
                 return None
             device = self._device(row)
-            if self._depth == 0:  # never cache what an open transaction might roll back
+            # Never cache what an open transaction might roll back. Holding the lock, an open
+            # transaction can only be this thread's own transaction() block.
+            if not self._conn.in_transaction:
                 if len(self._token_cache) >= TOKEN_CACHE_LIMIT:
                     self._flush_token_cache()
                 self._token_cache[token] = device
