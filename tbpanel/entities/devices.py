@@ -154,7 +154,7 @@ class Devices(Tables):
             device = device_from_row(row)
             # Never cache what an open transaction might roll back. Holding the lock, an open
             # transaction can only be this thread's own transaction() block.
-            if not self._conn.in_transaction:
+            if not self._db.in_transaction:
                 self._tokens.put(token, device)
             return device
 
