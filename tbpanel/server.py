@@ -45,8 +45,8 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
 
     Pages are Panel applications; the API is :func:`~tbpanel.api.api_patterns`, mounted once
     with ``extra_patterns`` (Bokeh's public way to add tornado routes). Bokeh puts those after
-    its own per-page and static patterns; none of those matches an ``/api/`` path, so the
-    order only costs the device uploads ~2.5 µs of pattern matching per request.
+    its own ~26 per-page and static patterns (Bokeh 3.9, Panel 1.9); none of those matches an
+    ``/api/`` path, so the order only costs a device upload ~5 µs of pattern matching.
     """
     if port == 0:
         port = free_port(address)
