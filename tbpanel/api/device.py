@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import tornado.web
 
-from ..store.payload import parse_attributes, parse_telemetry
 from ..clock import now_ms
+from ..platform import Platform
+from ..store.payload import parse_attributes, parse_telemetry
 from .base import ApiError, ApiHandler
 
 
@@ -17,7 +18,7 @@ from .base import ApiError, ApiHandler
 class DeviceUploadHandler(ApiHandler):
     """Accepts telemetry or client attributes from a device identified by its access token."""
 
-    def initialize(self, platform, kind: str) -> None:  # type: ignore[override]
+    def initialize(self, platform: Platform, kind: str) -> None:  # type: ignore[override]
         super().initialize(platform)
         self.kind = kind
         self._chunks: list[bytes] = []
@@ -26,9 +27,10 @@ class DeviceUploadHandler(ApiHandler):
 
     def prepare(self) -> None:
         token = self.path_args[0] if self.path_args else ""
-        self.device = self.platform.registry.device_by_token(token)
-        if self.device is None:
+        device = self.platform.registry.device_by_token(token)
+        if device is None:
             raise ApiError(401, "Unknown device access token")
+        self.device = device
         length = self.request.headers.get("Content-Length")
         limit = self.platform.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
