@@ -1,7 +1,7 @@
 """Alarms from anomalies: the rules of reference/anomaly-detection.md, "Alarms from anomalies".
 
-:func:`apply` runs as an :class:`~tbpanel.anomaly.service.AnomalyService` listener, inside the
-transaction that changes the anomalies, and writes only through that transaction's connection:
+:func:`apply` runs as a listener of :attr:`~tbpanel.anomaly.service.AnomalyService.changed`, inside
+the transaction that changes the anomalies, and writes only through that transaction's connection:
 an anomaly change and the alarm transition it causes commit (or roll back) together.
 
 Order matters: deletions first (a reprocess that re-detects an anomaly must clear the old
@@ -14,8 +14,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import now_ms
 from ..anomaly.scoring import severity_for
+from ..clock import now_ms
 from .model import Alarm, higher
 from .repository import AlarmRepository
 

@@ -1,5 +1,6 @@
 """Alarms as a service: ThingsBoard's operations (save, ack, clear, delete, queries) with its
-authorisation, the anomaly listener, live change notifications and the storm warning.
+authorisation, the anomaly listener, live change notifications (:attr:`AlarmService.changed`)
+and the storm warning.
 
 Authorisation lives here rather than in the handlers so that pages and the REST API enforce
 the same rule: a tenant administrator acts on the tenant's alarms, a customer user only on the
@@ -8,23 +9,21 @@ alarms of devices currently assigned to its customer.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import param
 
-from ..clock import now_ms
 from ..anomaly.scoring import effective_thresholds
+from ..clock import now_ms
 from ..entities import NotFound, PermissionDenied
 from ..errors import InvalidInput
+from ..events import Signal
 from . import lifecycle
 from .model import SEVERITIES, Alarm, higher
 from .query import AlarmQuery
 from .repository import AlarmRepository
 
 log = logging.getLogger("tbpanel.alarms")
-
-#: fn(kind, alarm) with kind "UPDATED" or "DELETED", called after the change committed.
-AlarmListener = Callable[[str, Alarm], None]
 
 DENIED = "You don't have permission to perform this operation!"
 
@@ -42,9 +41,12 @@ class AlarmService(param.Parameterized):
         self.repo = repo
         self.registry = registry
         self.anomaly = anomaly
-        self.listeners: list[AlarmListener] = []
+        #: ``fn(kind, alarm)`` with kind ``"UPDATED"`` or ``"DELETED"``, once per changed alarm,
+        #: only after the change committed (from the committing thread; a listener's error is
+        #: logged and the others still hear).
+        self.changed: Signal[[str, Alarm]] = Signal("alarms.changed")
         if anomaly is not None:
-            anomaly.listeners.append(self.on_anomaly_changes)
+            anomaly.changed.connect(self.on_anomaly_changes)
 
     # -- the anomaly-driven lifecycle ----------------------------------------------------------
     def on_anomaly_changes(self, db, model, changes) -> None:
@@ -204,12 +206,8 @@ class AlarmService(param.Parameterized):
                 raise PermissionDenied(DENIED)
 
     def _publish(self, events: list[tuple[str, Alarm]]) -> None:
-        for fn in list(self.listeners):
-            for kind, alarm in events:
-                try:
-                    fn(kind, alarm)
-                except Exception:
-                    log.exception("alarm listener failed")
+        for kind, alarm in events:
+            self.changed.emit(kind, alarm)
 
 
 def parse_severity(value: Any) -> str:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..clock import now_ms
+from ..events import Signal
 from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner
 from ..store.telemetry import to_ms
 from . import scheduler
@@ -83,7 +84,12 @@ class AnomalyService:
         self.registry = registry
         self.repo = repo
         self.runner = runner
-        self.listeners: list[Callable[[sqlite3.Connection, AnomalyModel, AnomalyChanges], None]] = []
+        #: ``fn(db, model, changes)`` inside the transaction that changed ``model``'s anomalies,
+        #: with its connection ``db``: a listener writes through ``db`` to commit with them, and
+        #: its exception rolls the whole change back. To act only once it committed, a listener
+        #: schedules that with ``repo.after_commit``.
+        self.changed: Signal[[sqlite3.Connection, AnomalyModel, AnomalyChanges]] = Signal(
+            "anomaly.changed", propagate=True)
         self._running_refresh: dict[str, str] = {}
         self._fail_interrupted_builds()
 
@@ -151,7 +157,7 @@ class AnomalyService:
         model = self._require(model_id)
         with self.repo.transaction() as db:
             changes = AnomalyChanges("DELETE", deleted=self.repo.anomalies(model_id, db=db))
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
             self.repo.delete_model(model_id, db)
 
     # -- tasks -------------------------------------------------------------------------------------
@@ -298,7 +304,7 @@ class AnomalyService:
             self.repo.update_model(model_id, db, trained=trained.to_dict(), status=READY, message="ready",
                                    built_ms=now_ms(), refresh=refresh, last_refresh_end_ms=hi,
                                    last_refresh_run_ms=None, refits=0)
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
         ctx.log(f"{len(records)} anomalies in the training range; {len(changes.deleted)} earlier ones removed")
         return {"segments": int(len(segs)), "anomalies": len(records), "deleted": len(changes.deleted),
                 "clusters": int(len(trained.cluster_sizes)), "items": len(data)}
@@ -359,7 +365,7 @@ class AnomalyService:
                     changes.ended.append({**old, "active": False})
             self.repo.update_model(model_id, db, last_refresh_end_ms=until, last_refresh_run_ms=now_ms(),
                                    refits=refits, **({"trained": trained.to_dict()} if refits != model.refits else {}))
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
         if model.refresh.save_telemetry:
             save_scores(self.store, cfg, segs, self.repo.anomalies(model_id, start=start - 30 * 86_400_000))
         counts = changes.counts()
@@ -389,7 +395,7 @@ class AnomalyService:
             self.repo.delete_anomalies(db, [a["id"] for a in changes.deleted])
             for rec in records:
                 changes.created.append(self.repo.insert_anomaly(db, self._row(model_id, rec)))
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
         if save_telemetry:
             save_scores(self.store, cfg, segs, records_as_rows(records))
         for note in changes.notes:
@@ -438,11 +444,6 @@ class AnomalyService:
                 "score": float(rec.score), "score_index": float(rec.score_index), "cluster": int(rec.cluster),
                 "detected_at": int(rec.detected_at), "active": bool(rec.active), "n_segments": int(rec.n_segments),
                 "details": rec.segment_scores or {}, "created_ms": t, "updated_ms": t}
-
-
-    def _notify(self, db: sqlite3.Connection, model: AnomalyModel, changes: AnomalyChanges) -> None:
-        for fn in self.listeners:
-            fn(db, model, changes)
 
 
 def _work(fn: Callable[[TaskContext], dict[str, Any]]) -> Callable[[TaskContext], dict[str, Any]]:

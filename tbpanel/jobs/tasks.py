@@ -15,13 +15,16 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import param
+
 from ..clock import now_ms
+from ..events import Signal
 
 log = logging.getLogger("tbpanel.jobs")
 
@@ -67,7 +70,7 @@ class Task(param.Parameterized):
 class TaskContext:
     """What a work function gets: report progress, write to the log, check for cancellation."""
 
-    def __init__(self, runner: "TaskRunner", task: Task, cancel_event: threading.Event):
+    def __init__(self, runner: TaskRunner, task: Task, cancel_event: threading.Event):
         self._runner = runner
         self.task = task
         self._cancel = cancel_event
@@ -111,7 +114,9 @@ class TaskRunner:
             log.warning("%d task(s) were interrupted by the last shutdown", interrupted)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tbpanel-task")
         self._live: dict[str, tuple[Task, threading.Event, Future]] = {}
-        self._listeners: list[Callable[[Task], None]] = []
+        #: ``fn(task)`` after every change of a running task, from the worker thread running it;
+        #: a listener's error is logged and never fails the task.
+        self.changed: Signal[[Task]] = Signal("tasks.changed")
 
     # -- submitting and controlling ---------------------------------------------------------
     def submit(self, kind: str, work: Callable[[TaskContext], dict | None], *, model_id: str | None = None,
@@ -145,10 +150,6 @@ class TaskRunner:
             except Exception:  # the task records its own failure
                 pass
         return self.get(task_id)
-
-    def add_listener(self, fn: Callable[[Task], None]) -> None:
-        """``fn(task)`` after every change of a task (called from worker threads)."""
-        self._listeners.append(fn)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, task_id: str) -> Task | None:
@@ -211,11 +212,7 @@ class TaskRunner:
     def _update(self, task: Task, **changes: Any) -> None:
         task.param.update(**changes)
         self._save(task)
-        for fn in list(self._listeners):
-            try:
-                fn(task)
-            except Exception:
-                log.exception("task listener failed")
+        self.changed.emit(task)
 
     def _save(self, task: Task) -> None:
         with self._lock:
