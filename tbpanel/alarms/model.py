@@ -67,7 +67,7 @@ class Alarm(param.Parameterized):
         return not self.cleared
 
     @classmethod
-    def from_row(cls, row: dict) -> "Alarm":
+    def from_row(cls, row: dict) -> Alarm:
         return cls(**{k: row[k] for k in row if k in cls.param and k != "name"})
 
     def to_json(self) -> dict[str, Any]:

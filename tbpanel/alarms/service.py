@@ -76,7 +76,7 @@ class AlarmService(param.Parameterized):
             log.warning("model %r: %s", model.config.name, note)
         events = [("UPDATED", a) for a in out.changed] + [("DELETED", a) for a in out.deleted]
         if events:
-            self.repo.base.after_commit(lambda: self._publish(events))
+            self.repo.db.after_commit(lambda: self._publish(events))
 
     # -- ThingsBoard operations ----------------------------------------------------------------
     def get(self, user, alarm_id: str) -> Alarm:
@@ -129,7 +129,7 @@ class AlarmService(param.Parameterized):
                     alarm.cleared, alarm.clear_ts = True, t
                 self.repo.save(db, alarm)
             events.append(("UPDATED", alarm))
-            self.repo.base.after_commit(lambda: self._publish(events))
+            self.repo.db.after_commit(lambda: self._publish(events))
         return alarm
 
     def ack(self, user, alarm_id: str) -> Alarm:
@@ -145,7 +145,7 @@ class AlarmService(param.Parameterized):
                 raise NotFound(f"Alarm with id [{alarm_id}] is not found")
             self._check(user, alarm)
             self.repo.delete(db, alarm.id)
-            self.repo.base.after_commit(lambda: self._publish([("DELETED", alarm)]))
+            self.repo.db.after_commit(lambda: self._publish([("DELETED", alarm)]))
 
     def query(self, user, q: AlarmQuery) -> tuple[list[Alarm], int]:
         """A page of what ``user`` may see; ``q.originators`` narrows, never widens."""
@@ -194,7 +194,7 @@ class AlarmService(param.Parameterized):
             elif what == "clear" and not alarm.cleared:
                 alarm.cleared, alarm.clear_ts = True, t
             self.repo.save(db, alarm)
-            self.repo.base.after_commit(lambda: self._publish([("UPDATED", alarm)]))
+            self.repo.db.after_commit(lambda: self._publish([("UPDATED", alarm)]))
         return alarm
 
     def _check(self, user, alarm: Alarm) -> None:

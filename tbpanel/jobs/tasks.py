@@ -5,12 +5,11 @@ task's record (status, progress, log, duration, result) in SQLite, so the histor
 restart. A task that was running when the process died is marked FAILED ("interrupted") on
 the next start. Work functions commit their results in one transaction at the end, so either
 none of a task's results are there or (a kill just after that commit) all of them are; running
-the task again is always safe. The crash tests (tests/crash_support.py) check both.
+the task again is always safe. The crash tests (tests/helpers/crash.py) check both.
 """
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 import traceback
@@ -23,6 +22,7 @@ from typing import Any
 import orjson
 import param
 
+from .. import analytics_db
 from ..clock import now_ms
 from ..events import Signal
 
@@ -99,13 +99,10 @@ class TaskRunner:
     def __init__(self, db_path: str | Path, workers: int = 1):
         self._path = str(db_path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("""CREATE TABLE IF NOT EXISTS tasks (
-            id TEXT PRIMARY KEY, kind TEXT, model_id TEXT, tenant_id TEXT, status TEXT,
-            progress REAL, message TEXT, created_ms INTEGER, started_ms INTEGER,
-            finished_ms INTEGER, log TEXT, params TEXT, result TEXT)""")
-        self._db.execute("CREATE INDEX IF NOT EXISTS tasks_model ON tasks(model_id, created_ms)")
+        # a connection of its own, not the shared analytics Database: task records commit on
+        # their own (never inside an anomaly transaction of the same thread) and neither side
+        # waits for the other's lock (see analytics_db.connect)
+        self._db = analytics_db.connect(self._path)
         interrupted = self._db.execute(
             "UPDATE tasks SET status=?, message=?, finished_ms=? WHERE status IN (?, ?)",
             (FAILED, "interrupted: the server stopped while this task was running", now_ms(),
