@@ -68,7 +68,8 @@ class AlarmRepository:
             chunk = ids[i:i + 500]
             for a in self._select(f"SELECT * FROM alarms WHERE anomaly_id IN ({', '.join('?' * len(chunk))})",
                                   chunk, db):
-                out[a.anomaly_id] = a
+                if a.anomaly_id is not None:  # always, by the WHERE clause
+                    out[a.anomaly_id] = a
         return out
 
     def all(self, db: sqlite3.Connection | None = None) -> list[Alarm]:
@@ -94,8 +95,9 @@ class AlarmRepository:
                              args).fetchone()
         return row[0] if row else None
 
-    def types(self, tenant_id: str, originators: Iterable[str] | None = None) -> list[str]:
-        """The tenant's alarm types; with ``originators``, only those of these devices' alarms."""
+    def types(self, tenant_id: str | None, originators: Iterable[str] | None = None) -> list[str]:
+        """The tenant's alarm types (none for no tenant); with ``originators``, only those of
+        these devices' alarms."""
         sql, args = "SELECT DISTINCT type FROM alarms WHERE tenant_id=?", [tenant_id]
         if originators is not None:
             ids = list(originators)
@@ -107,7 +109,8 @@ class AlarmRepository:
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _where(q: AlarmQuery) -> tuple[str, list[Any]]:
-        where, args = ["tenant_id=?"], [q.tenant_id]
+        where = ["tenant_id=?"]
+        args: list[Any] = [q.tenant_id]
         if q.originators is not None:
             if not q.originators:
                 return "0", []

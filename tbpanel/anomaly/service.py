@@ -173,9 +173,12 @@ class AnomalyService:
         if not self.repo.has_trained(model_id):
             raise ValueError("the model has not been built yet")
         until = now_ms() if until_ms is None else int(until_ms)
+
+        def finished(task: Task) -> None:
+            self._running_refresh.pop(model_id, None)
         task = self.runner.submit("REFRESH", _work(lambda ctx: self._refresh(ctx, model_id, until)),
                                   model_id=model_id, tenant_id=model.tenant_id, params={"until": until},
-                                  on_done=lambda t: self._running_refresh.pop(model_id, None))
+                                  on_done=finished)
         self._running_refresh[model_id] = task.id
         return task
 

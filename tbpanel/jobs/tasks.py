@@ -43,7 +43,7 @@ class Task(param.Parameterized):
     kind = param.String(doc="BUILD, REFRESH or REPROCESS (or any other job kind).")
     model_id = param.String(default=None, allow_None=True)
     tenant_id = param.String(default=None, allow_None=True)
-    status = param.Selector(default=QUEUED, objects=[QUEUED, IN_PROGRESS, DONE, FAILED, CANCELLED])
+    status: param.Selector[str] = param.Selector(default=QUEUED, objects=[QUEUED, IN_PROGRESS, DONE, FAILED, CANCELLED])
     progress = param.Number(default=0.0, bounds=(0, 1))
     message = param.String(default="")
     created_ms = param.Integer(default=0)
@@ -139,6 +139,7 @@ class TaskRunner:
         return True
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """The task once it ended (or ``timeout`` s passed); KeyError for an id never submitted here."""
         with self._lock:
             live = self._live.get(task_id)
         if live is not None:
@@ -146,7 +147,10 @@ class TaskRunner:
                 live[2].result(timeout=timeout)
             except Exception:  # the task records its own failure
                 pass
-        return self.get(task_id)
+        task = self.get(task_id)
+        if task is None:
+            raise KeyError(f"no task {task_id} in this runner's history")
+        return task
 
     # -- reading -------------------------------------------------------------------------
     def get(self, task_id: str) -> Task | None:
@@ -159,7 +163,8 @@ class TaskRunner:
 
     def list(self, *, model_id: str | None = None, tenant_id: str | None = None, limit: int = 100) -> list[Task]:
         """Newest first."""
-        sql, args = "SELECT * FROM tasks WHERE 1=1", []
+        sql = "SELECT * FROM tasks WHERE 1=1"
+        args: list[Any] = []
         if model_id is not None:
             sql, args = sql + " AND model_id=?", [*args, model_id]
         if tenant_id is not None:
