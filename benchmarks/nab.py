@@ -178,7 +178,7 @@ def replay_pipeline(item_data: ItemData, config: ModelConfig, probation_rows: in
                 raise RuntimeError(build.message)
             platform.anomaly.set_refresh(model.id, {"enabled": True, "create_alarms": True})
             rule = AlarmRule(lambda: min(platform.anomaly.trained(model.id).thresholds().values()))
-            platform.anomaly.listeners.append(rule)
+            platform.anomaly.changed.connect(rule)
             period = platform.anomaly.trained(model.id).step
             T, runs = t_train_end, 0
             while T < t_last:

@@ -149,12 +149,12 @@ class AlarmsView(pn.viewable.Viewer):
             self._pending = True
             self._doc.add_next_tick_callback(self._on_live)   # Bokeh: thread-safe
         self._listener = heard
-        self.service.listeners.append(heard)
+        self.service.changed.connect(heard)
         pn.state.on_session_destroyed(lambda ctx: self._stop())
 
     def _stop(self) -> None:
-        if self._listener in self.service.listeners:
-            self.service.listeners.remove(self._listener)
+        if self._listener in self.service.changed:
+            self.service.changed.disconnect(self._listener)
         self._doc = None
 
     def _on_live(self) -> None:

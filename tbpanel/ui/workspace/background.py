@@ -96,10 +96,10 @@ class Background:
         def heard(db, model, changes) -> None:  # a task's thread, inside its transaction
             if wanted(model) and not self.closed:
                 repo.after_commit(lambda: doc.add_next_tick_callback(refresh))
-        anomaly.listeners.append(heard)
+        anomaly.changed.connect(heard)
 
         def stop(ctx) -> None:
-            if heard in anomaly.listeners:
-                anomaly.listeners.remove(heard)
+            if heard in anomaly.changed:
+                anomaly.changed.disconnect(heard)
         pn.state.add_periodic_callback(tick or refresh, period=poll_ms)
         pn.state.on_session_destroyed(stop)
