@@ -192,6 +192,8 @@ SQL_SERIES_WITH_LATEST = ("SELECT s.id, s.entity, s.key, l.ts, l.t, l.v, coalesc
                           "LEFT JOIN latest l ON l.series = s.id ORDER BY s.entity, s.key")
 SQL_KEYS_WITH_DATA = ("SELECT s.key FROM series s JOIN latest l ON l.series = s.id "
                       "WHERE s.entity = ? AND (l.ts IS NOT NULL OR l.points > 0) ORDER BY s.key")
+SQL_ENTITIES_WITH_DATA = ("SELECT DISTINCT s.entity FROM series s JOIN latest l ON l.series = s.id "
+                          "WHERE l.ts IS NOT NULL OR l.points > 0 ORDER BY s.entity")
 SQL_SERIES_OF_ENTITY = "SELECT id FROM series WHERE entity = ?"
 SQL_DELETE_SERIES_OF_ENTITY = "DELETE FROM series WHERE entity = ?"
 

@@ -72,6 +72,7 @@ from .cold import ColdTier
 from .compaction import CompactionStats, Compactor
 from .delete import Deleter
 from .hot import (
+    SQL_ENTITIES_WITH_DATA,
     SYNCHRONOUS_MODES,
     GroupState,
     ReaderPool,
@@ -236,6 +237,11 @@ class TelemetryStore:
         """Sorted keys of ``entity`` that have data or a latest value."""
         self._check_open()
         return self._series.keys(entity)
+
+    def entities(self) -> list[str]:
+        """Sorted ids of the entities that have data or a latest value."""
+        self._check_open()
+        return [r[0] for r in self._readers.get().execute(SQL_ENTITIES_WITH_DATA)]
 
     def latest(self, entity: str, keys: Keys = None) -> dict[str, Latest]:
         """Latest value per key: ``key -> (ts, vtype, value)``; keys without one are absent."""

@@ -1,15 +1,26 @@
-"""Telemetry as an ``xarray.Dataset``: :func:`query_dataset`, behind :meth:`TelemetryStore.query`."""
+"""Telemetry as an ``xarray.Dataset``: :func:`query_dataset` (behind
+:meth:`TelemetryStore.query`) and an xarray backend, so that ::
+
+    ds = xr.open_dataset("data/demo", engine="tbpanel", agg="avg", interval="1h")
+
+opens a store directory (or store URL) like any other file xarray reads. The backend is
+registered under ``[project.entry-points."xarray.backends"]``; before the package is
+(re)installed, pass the class itself: ``engine=TbpanelBackendEntrypoint``.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from xarray.backends import BackendEntrypoint
 
 from ..clock import now_ms
 from .aggregate import aggregate, normalize_agg
 from .buckets import QueryError, bucket_edges, check_range, get_zone, normalize_interval_type
+from .hot import db_path
 from .payload import TS_MIN
 from .series import SeriesIndex
 from .snapshot import Snapshots
@@ -121,3 +132,42 @@ def _dataset(devices: list[str], keys: list[str], results: dict[tuple[int, int],
         attrs=attrs,
     )
 
+
+class TbpanelBackendEntrypoint(BackendEntrypoint):
+    """``xr.open_dataset(path, engine="tbpanel", ...)``: a telemetry store as a Dataset.
+
+    ``path`` is a store directory (or a store URL, see :func:`tbpanel.store.open_store`). The
+    keyword arguments are :meth:`TelemetryStore.query`'s; ``devices`` defaults to every
+    entity with data. The store is opened for the read and closed again: the Dataset holds
+    the values in memory.
+    """
+
+    description = "Open a tbpanel telemetry store (SQLite hot tier + Zarr cold tier) as a Dataset"
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "devices", "keys", "start", "end",
+                               "interval", "agg", "interval_type", "tz")
+
+    def open_dataset(  # type: ignore[override]  # xarray's signature has only the first two
+            self, filename_or_obj: str | os.PathLike[str], *, drop_variables: str | Iterable[str] | None = None,
+            devices: str | Sequence[str] | None = None, keys: str | Sequence[str] | None = None,
+            start: Any = None, end: Any = None, interval: Any = None, agg: str | None = None,
+            interval_type: str = "MILLISECONDS", tz: str = "UTC") -> xr.Dataset:
+        from .telemetry import open_store
+
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            raise TypeError(f"the tbpanel engine opens a store directory or URL, not {type(filename_or_obj).__name__}")
+        with open_store(filename_or_obj, compaction_interval_s=0) as store:
+            ds = store.query(store.entities() if devices is None else devices, keys, start, end, interval, agg,
+                             interval_type=interval_type, tz=tz)
+        if drop_variables is not None:
+            ds = ds.drop_vars([drop_variables] if isinstance(drop_variables, str) else list(drop_variables),
+                              errors="ignore")
+        return ds
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """A directory holding ``telemetry.sqlite``."""
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            return False
+        try:
+            return os.path.isfile(db_path(os.fspath(filename_or_obj)))
+        except (TypeError, ValueError):
+            return False
