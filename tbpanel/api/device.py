@@ -11,6 +11,7 @@ import tornado.web
 from ..clock import now_ms
 from ..platform import Platform
 from ..store.payload import parse_attributes, parse_telemetry
+from ..store.validate import payload_points
 from .base import ApiError, ApiHandler
 
 
@@ -56,9 +57,7 @@ class DeviceUploadHandler(ApiHandler):
         if self.kind == "telemetry":
             points = parse_telemetry(body, ts)
             if points:
-                device_id = self.device.id
-                await self.platform.store.submit_async(
-                    [(device_id, key, pts, vtype, value) for pts, key, vtype, value in points])
+                await self.platform.store.submit_async(payload_points(self.device.id, points))
         else:
             points = parse_attributes(body, ts)
             if points:

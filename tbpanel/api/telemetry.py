@@ -13,6 +13,7 @@ from ..entities import Device, User
 from ..platform import Platform
 from ..store.aggregate import AGGS
 from ..store.payload import TS_MAX, parse_telemetry
+from ..store.validate import payload_points
 from ..store.values import to_strict, to_wire_string
 from .base import ApiError, ApiHandler
 from .entities import entity_uuid
@@ -126,8 +127,7 @@ class SaveTelemetryHandler(TelemetryHandler):
         points = parse_telemetry(self.request.body, now_ms())
         if not points:
             raise ApiError(400, "No time series data found in request body")
-        await self.platform.store.submit_async(
-            [(device.id, key, ts, vtype, value) for ts, key, vtype, value in points])
+        await self.platform.store.submit_async(payload_points(device.id, points))
         self.set_status(200)
         self.finish()
 
