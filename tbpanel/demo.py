@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
-import socket
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -207,11 +207,11 @@ class FleetSimulator:
             session.close()
         self._mqtt.clear()
 
-    def _post_mqtt(self, token: str, body: bytes) -> None:
+    def _post_mqtt(self, port: int, token: str, body: bytes) -> None:
         session = self._mqtt.get(token)
         if session is None:
             host = urllib.parse.urlsplit(self.base_url).hostname or "127.0.0.1"
-            session = self._mqtt[token] = _MqttDevice(host, self.mqtt_port, token)
+            session = self._mqtt[token] = _MqttDevice(host, port, token)
         try:
             session.publish(body)
         except OSError:
@@ -227,7 +227,7 @@ class FleetSimulator:
                       for key in self.fleet["device_types"][spec["type"]]}
             body = json.dumps({"ts": now, "values": values}).encode()
             if spec.get("transport") == "mqtt" and self.mqtt_port:
-                self._post_mqtt(spec["token"], body)
+                self._post_mqtt(self.mqtt_port, spec["token"], body)
                 self.posted += len(values)
                 continue
             req = urllib.request.Request(f"{self.base_url}/api/v1/{spec['token']}/telemetry", data=body,

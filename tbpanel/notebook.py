@@ -38,9 +38,11 @@ class ServerProcess:
         self.proc = subprocess.Popen(args, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         found = threading.Event()
+        stdout = self.proc.stdout
+        assert stdout is not None  # stdout=PIPE
 
         def pump() -> None:  # keep reading so the child never blocks on a full pipe
-            for line in self.proc.stdout:
+            for line in stdout:
                 self.output.append(line)
                 m = re.search(r"tbpanel serving at (http://\S+)", line)
                 if m and not found.is_set():
@@ -111,7 +113,7 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=timeout_s)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.special import logsumexp
 
 from .distances import nearest, pairwise
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 __all__ = ["ClusterModel", "fit_clusters", "gmm_log_likelihood"]
 
@@ -38,9 +42,9 @@ class ClusterModel:
     sizes: np.ndarray                     # (k,) training segments per cluster
     refs: np.ndarray                      # (m, D) points distances are measured to
     ref_labels: np.ndarray                # (m,) cluster of each reference point
-    auto: dict | None = None
-    gmm: dict | None = None               # weights, means, precisions_cholesky, covariance_type, floor
-    info: dict = field(default_factory=dict)
+    auto: dict[str, Any] | None = None
+    gmm: dict[str, Any] | None = None     # weights, means, precisions_cholesky, covariance_type, floor
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -53,8 +57,9 @@ class ClusterModel:
             return np.empty(0), np.empty(0, dtype=np.int64)
         if self.algorithm == "gmm":
             g = self.gmm
+            assert g is not None  # a "gmm" model always carries its mixture
             lp = _gmm_component_logprob(x, g) + np.log(np.asarray(g["weights"]))[None, :]
-            ll = logsumexp(lp, axis=1)
+            ll: npt.NDArray[np.float64] = logsumexp(lp, axis=1)
             d = np.maximum(-ll - g["floor"], 0.0)
             return d, np.argmax(lp, axis=1).astype(np.int64)
         d, j = nearest(x, self.refs, self.metric, blocks=self.blocks, band_percent=self.band_percent)
@@ -75,7 +80,7 @@ class ClusterModel:
                 "auto": self.auto, "gmm": g, "info": self.info}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClusterModel":
+    def from_dict(cls, d: dict[str, Any]) -> ClusterModel:
         c = np.asarray(d["centroids"], dtype=np.float64).reshape(len(d["centroids"]), -1)
         if d["refs"] is None:
             refs, rl = c, np.arange(c.shape[0])
@@ -92,7 +97,7 @@ class ClusterModel:
 
 
 # ------------------------------------------------------------------ GMM maths
-def _gmm_component_logprob(x: np.ndarray, g: dict) -> np.ndarray:
+def _gmm_component_logprob(x: np.ndarray, g: dict[str, Any]) -> npt.NDArray[np.float64]:
     """log N(x | mu_k, Sigma_k) for every row and component (same maths as sklearn)."""
     means = np.asarray(g["means"])
     pc = np.asarray(g["precisions_cholesky"])
@@ -119,16 +124,18 @@ def _gmm_component_logprob(x: np.ndarray, g: dict) -> np.ndarray:
         log_det = dim * np.log(pc)
         p = pc ** 2
         lp = (np.sum(means ** 2, 1) * p - 2 * (x @ means.T) * p + np.outer(np.sum(x ** 2, 1), p))
-    return -0.5 * (dim * np.log(2 * np.pi) + lp) + log_det[None, :]
+    out: npt.NDArray[np.float64] = -0.5 * (dim * np.log(2 * np.pi) + lp) + log_det[None, :]
+    return out
 
 
-def gmm_log_likelihood(x: np.ndarray, g: dict) -> np.ndarray:
+def gmm_log_likelihood(x: np.ndarray, g: dict[str, Any]) -> npt.NDArray[np.float64]:
     lp = _gmm_component_logprob(np.asarray(x, dtype=np.float64), g) + np.log(np.asarray(g["weights"]))[None, :]
-    return logsumexp(lp, axis=1)
+    ll: npt.NDArray[np.float64] = logsumexp(lp, axis=1)
+    return ll
 
 
 # ------------------------------------------------------------------ fitting
-def _kmeans(x: np.ndarray, k: int, cfg, n_init: int = 3) -> Any:
+def _kmeans(x: np.ndarray, k: int, cfg: ModelConfig, n_init: int = 3) -> Any:
     from sklearn.cluster import KMeans
 
     with warnings.catch_warnings():
@@ -140,7 +147,7 @@ def _n_distinct(x: np.ndarray, cap: int) -> int:
     return int(np.unique(np.round(x[: 20 * cap], 12), axis=0).shape[0]) if x.shape[0] else 0
 
 
-def fit_clusters(x: np.ndarray, cfg, blocks: int = 1) -> tuple[ClusterModel, np.ndarray]:
+def fit_clusters(x: np.ndarray, cfg: ModelConfig, blocks: int = 1) -> tuple[ClusterModel, np.ndarray]:
     """Fit the configured algorithm on the (normalised) training matrix ``x``.
 
     Returns the model and the training segments' cluster labels. sklearn runs single-threaded
@@ -152,7 +159,7 @@ def fit_clusters(x: np.ndarray, cfg, blocks: int = 1) -> tuple[ClusterModel, np.
         return _fit_clusters(x, cfg, blocks)
 
 
-def _fit_clusters(x: np.ndarray, cfg, blocks: int) -> tuple[ClusterModel, np.ndarray]:
+def _fit_clusters(x: np.ndarray, cfg: ModelConfig, blocks: int) -> tuple[ClusterModel, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     if n == 0:
@@ -202,7 +209,7 @@ def _fit_clusters(x: np.ndarray, cfg, blocks: int) -> tuple[ClusterModel, np.nda
     return model, labels
 
 
-def _fit_dbscan(x: np.ndarray, cfg, blocks: int) -> ClusterModel:
+def _fit_dbscan(x: np.ndarray, cfg: ModelConfig, blocks: int) -> ClusterModel:
     from sklearn.cluster import DBSCAN
 
     metric, band = cfg.distance, cfg.dtw_band_percent
@@ -234,7 +241,7 @@ def _fit_dbscan(x: np.ndarray, cfg, blocks: int) -> ClusterModel:
         sk = {"manhattan": "manhattan", "chebyshev": "chebyshev", "canberra": "canberra"}.get(metric, "euclidean")
         db = DBSCAN(eps=eps, min_samples=ms, metric=sk).fit(x)
     core = np.asarray(db.core_sample_indices_, dtype=np.int64)
-    info = {"eps": eps, "min_samples": ms, "noise": int(np.sum(db.labels_ < 0))}
+    info: dict[str, Any] = {"eps": eps, "min_samples": ms, "noise": int(np.sum(db.labels_ < 0))}
     if core.size == 0:  # everything is noise: every training point is a reference
         core = np.arange(n)
         labels = np.zeros(n, dtype=np.int64)
@@ -250,7 +257,7 @@ def _fit_dbscan(x: np.ndarray, cfg, blocks: int) -> ClusterModel:
                         auto, None, info)
 
 
-def _gm(x: np.ndarray, k: int, cfg):
+def _gm(x: np.ndarray, k: int, cfg: ModelConfig) -> Any:
     from sklearn.mixture import GaussianMixture
 
     with warnings.catch_warnings():
@@ -260,18 +267,19 @@ def _gm(x: np.ndarray, k: int, cfg):
                                random_state=cfg.random_state).fit(x)
 
 
-def _fit_gmm(x: np.ndarray, cfg) -> ClusterModel:
+def _fit_gmm(x: np.ndarray, cfg: ModelConfig) -> ClusterModel:
     n = x.shape[0]
     auto = None
     if cfg.auto_clusters:
         cands = []
-        best = None
+        best: tuple[Any, float, int] | None = None
         for k in range(1, min(_GMM_MAX, max(n // 2, 1)) + 1):
             gm = _gm(x, k, cfg)
             b = float(gm.bic(x))
             cands.append([k, b])
             if best is None or b < best[1]:
                 best = (gm, b, k)
+        assert best is not None  # k = 1 is always a candidate
         gm = best[0]
         auto = {"rule": "BIC (min over components=1..8)", "candidates": cands, "chosen": best[2]}
     else:

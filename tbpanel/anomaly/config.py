@@ -77,8 +77,8 @@ class ModelConfig(param.Parameterized):
                                    "day, so daily cycles line up segment for segment).")
     segment_points = param.Integer(default=24, bounds=(2, None),
                                    doc="Expected points per segment when segment_ms is auto.")
-    window = param.Selector(default="sliding", objects=["fixed", "sliding"],
-                            doc="Fixed (no overlap) or sliding windows.")
+    window: param.Selector[str] = param.Selector(default="sliding", objects=["fixed", "sliding"],
+                                                 doc="Fixed (no overlap) or sliding windows.")
     sliding_step_percent = param.Number(default=50.0, bounds=(1.0, 100.0),
                                         doc="Sliding step as a percentage of the segment length.")
     max_gap_ms = param.Integer(default=0, bounds=(0, None),
@@ -93,25 +93,25 @@ class ModelConfig(param.Parameterized):
                                    "expected points, at least 2).")
 
     # ------------------------------------------------------------ comparison
-    comparison = param.Selector(default="behavior", objects=["behavior", "feature"],
-                                doc="Behavior-based (shape) or feature-based (statistics) comparison.")
+    comparison: param.Selector[str] = param.Selector(default="behavior", objects=["behavior", "feature"],
+                                                     doc="Behavior-based (shape) or feature-based (statistics) comparison.")
     aggregation_points = param.Integer(default=0, bounds=(0, None),
                                        doc="Sub-intervals per segment (behavior-based); 0 = auto "
                                            "(one per two expected points, 2..48).")
-    aggregation = param.Selector(default="AVG", objects=["AVG", "MIN", "MAX", "SUM", "COUNT"],
-                                 doc="Aggregation inside each sub-interval (behavior-based).")
+    aggregation: param.Selector[str] = param.Selector(default="AVG", objects=["AVG", "MIN", "MAX", "SUM", "COUNT"],
+                                                      doc="Aggregation inside each sub-interval (behavior-based).")
     features = param.List(default=list(FEATURES), item_type=str,
                           doc="Statistics per field for feature-based comparison.")
     clip = param.Number(default=1.0, bounds=(0.0, None),
                         doc="Normalised values are clipped to [-clip, 1 + clip] (extreme noise).")
 
     # -------------------------------------------------------------- detector
-    detector = param.Selector(default="clustering", objects=["clustering", "ensemble"],
-                              doc="ensemble: calibrated nearest-neighbour discord scores of "
-                                  "the segment's shape and of its level statistics, thresholded by a "
-                                  "peaks-over-threshold fit (tail_risk); clustering: Trendz semantics, "
-                                  "distance to the nearest cluster, threshold = threshold_percent of the "
-                                  "training segments (default).")
+    detector: param.Selector[str] = param.Selector(default="clustering", objects=["clustering", "ensemble"],
+                                                   doc="ensemble: calibrated nearest-neighbour discord scores of "
+                                                       "the segment's shape and of its level statistics, thresholded by a "
+                                                       "peaks-over-threshold fit (tail_risk); clustering: Trendz semantics, "
+                                                       "distance to the nearest cluster, threshold = threshold_percent of the "
+                                                       "training segments (default).")
     tail_risk = param.Number(default=1e-2, bounds=(0.0, 0.5), inclusive_bounds=(False, True),
                              doc="Ensemble: probability that a normal segment scores >= 100, from a "
                                  "generalised-Pareto fit of the training scores' upper tail.")
@@ -123,7 +123,7 @@ class ModelConfig(param.Parameterized):
                                           "4 segment lengths for the ensemble.")
 
     # ------------------------------------------------------------- algorithm
-    algorithm = param.Selector(default="kmeans", objects=["kmeans", "dbscan", "gmm"])
+    algorithm: param.Selector[str] = param.Selector(default="kmeans", objects=["kmeans", "dbscan", "gmm"])
     n_clusters = param.Integer(default=8, bounds=(1, None), doc="K-Means cluster count (if not auto).")
     auto_clusters = param.Boolean(default=True,
                                   doc="Pick the cluster count (K-Means: silhouette, GMM: BIC, "
@@ -132,9 +132,9 @@ class ModelConfig(param.Parameterized):
     dbscan_eps = param.Number(default=0.5, bounds=(0.0, None), inclusive_bounds=(False, True))
     dbscan_min_samples = param.Integer(default=5, bounds=(1, None))
     gmm_components = param.Integer(default=4, bounds=(1, None))
-    gmm_covariance = param.Selector(default="diag", objects=["diag", "full", "spherical", "tied"])
-    distance = param.Selector(default="euclidean",
-                              objects=["euclidean", "manhattan", "chebyshev", "canberra", "dtw"])
+    gmm_covariance: param.Selector[str] = param.Selector(default="diag", objects=["diag", "full", "spherical", "tied"])
+    distance: param.Selector[str] = param.Selector(default="euclidean",
+                                                   objects=["euclidean", "manhattan", "chebyshev", "canberra", "dtw"])
     dtw_band_percent = param.Number(default=10.0, bounds=(0.0, 100.0),
                                     doc="Sakoe-Chiba band width for DTW, percent of the length.")
     random_state = param.Integer(default=0, doc="Seed for clustering and sub-sampling.")
@@ -167,7 +167,7 @@ class ModelConfig(param.Parameterized):
     critical_threshold = param.Number(default=None, allow_None=True, bounds=(0, None),
                                       doc="None = default from the build (95th percentile).")
     critical_enabled = param.Boolean(default=True)
-    alarm_on_delete = param.Selector(default="clear", objects=["clear", "delete"])
+    alarm_on_delete: param.Selector[str] = param.Selector(default="clear", objects=["clear", "delete"])
 
     # -------------------------------------------------------------- adaptive
     adaptive = param.Boolean(default=False,
@@ -347,7 +347,7 @@ class ModelConfig(param.Parameterized):
         return cls(**kw)
 
 
-def _storage_advice(seg: int, kw: dict) -> int:
+def _storage_advice(seg: int, kw: dict[str, Any]) -> int:
     """Storage frequency >= 1 h when possible, below the segment (fixed) or the step (sliding)."""
     bound = seg * (kw.get("sliding_step_percent", 25.0) / 100.0 if kw.get("window") == "sliding" else 1.0)
     if bound > _HOUR:

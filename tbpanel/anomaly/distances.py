@@ -9,7 +9,10 @@ distances are summed, so DTW never warps one field into another.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+import numpy.typing as npt
 from scipy.spatial.distance import cdist
 
 __all__ = ["METRICS", "pairwise", "nearest", "dtw_pairs", "dtw_naive", "band_width"]
@@ -58,7 +61,7 @@ def dtw_pairs(a: np.ndarray, b: np.ndarray, band: int | None = None) -> np.ndarr
     return prev1[:, L]
 
 
-def dtw_naive(a, b, band: int | None = None) -> float:
+def dtw_naive(a: Iterable[float], b: Iterable[float], band: int | None = None) -> float:
     """Textbook O(L^2) DTW with the same conventions as :func:`dtw_pairs` (for tests)."""
     a = list(map(float, a))
     b = list(map(float, b))
@@ -75,7 +78,7 @@ def dtw_naive(a, b, band: int | None = None) -> float:
 
 
 def _dtw_matrix(x: np.ndarray, y: np.ndarray, blocks: int, band_percent: float,
-                max_pairs: int = 200_000) -> np.ndarray:
+                max_pairs: int = 200_000) -> npt.NDArray[np.float64]:
     n, m = x.shape[0], y.shape[0]
     d = x.shape[1]
     if d % blocks:
@@ -100,7 +103,7 @@ def _dtw_matrix(x: np.ndarray, y: np.ndarray, blocks: int, band_percent: float,
 
 
 def pairwise(x: np.ndarray, y: np.ndarray, metric: str = "euclidean", *, blocks: int = 1,
-             band_percent: float = 10.0) -> np.ndarray:
+             band_percent: float = 10.0) -> npt.NDArray[np.float64]:
     """``(len(x), len(y))`` distances between the rows of ``x`` and ``y``."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
@@ -108,7 +111,8 @@ def pairwise(x: np.ndarray, y: np.ndarray, metric: str = "euclidean", *, blocks:
         return _dtw_matrix(x, y, blocks, band_percent)
     if metric not in _SCIPY:
         raise ValueError(f"unknown distance {metric!r}; choose from {', '.join(METRICS)}")
-    return cdist(x, y, metric=_SCIPY[metric])
+    d: npt.NDArray[np.float64] = cdist(x, y, metric=_SCIPY[metric])
+    return d
 
 
 def nearest(x: np.ndarray, refs: np.ndarray, metric: str = "euclidean", *, blocks: int = 1,

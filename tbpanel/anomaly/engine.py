@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .clustering import ClusterModel, fit_clusters
 from .config import ModelConfig
@@ -32,7 +33,7 @@ from .scoring import (
     scores_from_distances,
     threshold_distance,
 )
-from .segments import ItemData, clean_item, median_step, segment_item
+from .segments import ItemData, SegmentTable, clean_item, median_step, segment_item
 
 __all__ = ["ItemData", "TrainedModel", "ScoredSegments", "AnomalyRecord", "Cancelled", "fit",
            "refit", "assemble", "Progress", "Cancel"]
@@ -116,7 +117,7 @@ class TrainedModel:
         return self.clusters.sizes
 
     @property
-    def auto_clusters(self) -> dict | None:
+    def auto_clusters(self) -> dict[str, Any] | None:
         return self.clusters.auto
 
     @property
@@ -133,12 +134,14 @@ class TrainedModel:
         return effective_thresholds(self.severity_defaults, config or self.config)
 
     # ---------------------------------------------------------------- scoring
-    def features(self, item: ItemData, start_ms: int | None = None, end_ms: int | None = None):
+    def features(self, item: ItemData, start_ms: int | None = None,
+                 end_ms: int | None = None) -> tuple[SegmentTable, npt.NDArray[np.float64]]:
         """``(segment table, normalised feature matrix)`` of one item (cleaned inside)."""
         _, table, x = self._segments(item, start_ms, end_ms)
         return table, x
 
-    def _segments(self, item: ItemData, start_ms: int | None, end_ms: int | None):
+    def _segments(self, item: ItemData, start_ms: int | None,
+                  end_ms: int | None) -> tuple[ItemData, SegmentTable, npt.NDArray[np.float64]]:
         r = self.resolved
         it = clean_item(item, self.fields)
         if start_ms is not None or end_ms is not None:
@@ -152,7 +155,7 @@ class TrainedModel:
         x = extract(it, table, r, self.fields)
         return it, table, self.normalizer.transform(x)
 
-    def member_ratios(self, item_name: str, item: ItemData, table, x: np.ndarray) -> np.ndarray:
+    def member_ratios(self, item_name: str, item: ItemData, table: SegmentTable, x: np.ndarray) -> np.ndarray:
         """Ensemble: ``(n, len(MEMBERS))`` distance / threshold of each member, per segment."""
         if self.ensemble is None:
             return np.zeros((len(table), 0))

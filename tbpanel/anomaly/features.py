@@ -12,11 +12,16 @@ there is no Python loop over points or segments.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .config import FEATURES
 from .segments import ItemData, SegmentTable, range_reduce
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 __all__ = ["behavior_matrix", "feature_matrix", "extract", "fill_gaps", "Normalizer", "column_groups"]
 
@@ -135,7 +140,7 @@ def feature_matrix(item: ItemData, table: SegmentTable, fields: list[str],
     return out
 
 
-def column_groups(config, fields: list[str]) -> np.ndarray:
+def column_groups(config: ModelConfig, fields: list[str]) -> np.ndarray:
     """Normalisation group of each feature column: one per field (behavior-based, so a curve
     keeps its shape) or one per column (feature-based, statistics have their own scales)."""
     if config.comparison == "behavior":
@@ -143,7 +148,7 @@ def column_groups(config, fields: list[str]) -> np.ndarray:
     return np.arange(len(fields) * len(config.features))
 
 
-def extract(item: ItemData, table: SegmentTable, config, fields: list[str]) -> np.ndarray:
+def extract(item: ItemData, table: SegmentTable, config: ModelConfig, fields: list[str]) -> np.ndarray:
     """Raw (unnormalised) feature matrix for a resolved config."""
     if config.comparison == "behavior":
         return behavior_matrix(item, table, fields, config.aggregation_points, config.aggregation)
@@ -159,7 +164,7 @@ class Normalizer:
     clip: float = 1.0
 
     @classmethod
-    def fit(cls, x: np.ndarray, groups: np.ndarray, clip: float = 1.0) -> "Normalizer":
+    def fit(cls, x: np.ndarray, groups: np.ndarray, clip: float = 1.0) -> Normalizer:
         lo = np.zeros(x.shape[1])
         hi = np.ones(x.shape[1])
         if x.shape[0]:
@@ -170,16 +175,17 @@ class Normalizer:
                 hi[cols] = np.max(block)
         return cls(lo, hi, float(clip))
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
+    def transform(self, x: np.ndarray) -> npt.NDArray[np.float64]:
         span = self.hi - self.lo
         span = np.where(span > 0, span, 1.0)
         z = (x - self.lo) / span
-        return np.clip(z, -self.clip, 1.0 + self.clip)
+        out: npt.NDArray[np.float64] = np.clip(z, -self.clip, 1.0 + self.clip)
+        return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"lo": self.lo.tolist(), "hi": self.hi.tolist(), "clip": self.clip}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normalizer":
+    def from_dict(cls, d: dict[str, Any]) -> Normalizer:
         return cls(np.asarray(d["lo"], dtype=np.float64), np.asarray(d["hi"], dtype=np.float64),
                    float(d["clip"]))

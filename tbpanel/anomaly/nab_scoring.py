@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["PROFILES", "scaled_sigmoid", "probation_rows", "window_rows", "score_file",
            "score_corpus", "score_corpus_detail", "load_profiles", "load_windows", "to_ms"]
@@ -40,7 +42,7 @@ def probation_rows(n: int) -> int:
     return int(min(math.floor(0.15 * n), 750))
 
 
-def to_ms(ts: Any) -> np.ndarray:
+def to_ms(ts: Any) -> npt.NDArray[np.int64]:
     """Timestamps (strings, datetime64, or int ms) as int64 epoch milliseconds."""
     a = np.asarray(ts)
     if a.dtype.kind in "iu":
@@ -55,7 +57,8 @@ def to_ms(ts: Any) -> np.ndarray:
             s = pd.to_datetime(s, format="mixed")
     else:
         s = pd.to_datetime(s)
-    return s.astype("datetime64[ms]").astype("int64").to_numpy()
+    ms: npt.NDArray[np.int64] = s.astype("datetime64[ms]").astype("int64").to_numpy()
+    return ms
 
 
 def _weights(profile: Any) -> dict[str, float]:
@@ -73,10 +76,10 @@ def window_rows(ts_ms: np.ndarray, windows: Sequence[Sequence[Any]]) -> list[tup
     ts_ms = np.asarray(ts_ms, dtype=np.int64)
     for w in windows:
         a, b = to_ms([w[0], w[1]])
-        l = int(np.searchsorted(ts_ms, a, side="left"))
+        left = int(np.searchsorted(ts_ms, a, side="left"))
         r = int(np.searchsorted(ts_ms, b, side="left"))
         r = min(r, len(ts_ms) - 1)
-        out.append((l, r))
+        out.append((left, r))
     return out
 
 
@@ -94,8 +97,8 @@ def score_file(timestamps: Any, detections: Any, windows: Sequence[Sequence[Any]
     hit = [False] * len(rows)
     details = []
     in_window = np.full(n, -1, dtype=np.int64)
-    for k, (l, r) in enumerate(rows):
-        in_window[l:r + 1] = k
+    for k, (left, r) in enumerate(rows):
+        in_window[left:r + 1] = k
     for i in np.flatnonzero(det):
         if i < p:
             continue
@@ -103,8 +106,8 @@ def score_file(timestamps: Any, detections: Any, windows: Sequence[Sequence[Any]
         if k >= 0:
             if hit[k]:
                 continue
-            l, r = rows[k]
-            w = r - l + 1
+            left, r = rows[k]
+            w = r - left + 1
             s = wts["tp"] * scaled_sigmoid(-(r - i + 1) / w) / scaled_sigmoid(-1.0)
             hit[k] = True
             tp += s
@@ -162,8 +165,10 @@ def score_corpus(results: Mapping[str, tuple[Any, Any]], windows_by_file: Mappin
 
 
 def load_profiles(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    profiles: dict[str, Any] = json.loads(Path(path).read_text())
+    return profiles
 
 
-def load_windows(path: str | Path) -> dict[str, list]:
-    return json.loads(Path(path).read_text())
+def load_windows(path: str | Path) -> dict[str, list[Any]]:
+    windows: dict[str, list[Any]] = json.loads(Path(path).read_text())
+    return windows

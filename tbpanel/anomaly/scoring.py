@@ -16,11 +16,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import SEVERITIES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import ModelConfig
 
 __all__ = ["ScoredSegments", "AnomalyRecord", "threshold_distance", "scores_from_distances",
            "default_severity_thresholds", "effective_thresholds", "severity_for",
@@ -65,7 +70,7 @@ def default_severity_thresholds(train_scores: np.ndarray) -> dict[str, float]:
     return {"warning": 100.0, "minor": r(50), "major": r(80), "critical": r(95)}
 
 
-def effective_thresholds(defaults: dict[str, float], config) -> dict[str, float]:
+def effective_thresholds(defaults: dict[str, float], config: ModelConfig) -> dict[str, float]:
     """Enabled tiers only; a value set in the config overrides the build's default."""
     out = {}
     for sev in SEVERITIES:
@@ -137,7 +142,8 @@ class ScoredSegments:
         o = np.lexsort((self.start_ts, self.item.astype(str)))
         return self.take(o)
 
-    def take(self, sel) -> ScoredSegments:
+    def take(self, sel: np.ndarray) -> ScoredSegments:
+        """The segments picked by ``sel`` (a boolean mask or row indices)."""
         return ScoredSegments(*(getattr(self, f)[sel] for f in self._fields()))
 
     def for_item(self, item: str) -> ScoredSegments:
@@ -147,16 +153,16 @@ class ScoredSegments:
     def anomalous(self) -> np.ndarray:
         return self.score >= 100.0
 
-    def to_dict(self) -> dict[str, list]:
+    def to_dict(self) -> dict[str, list[Any]]:
         return {f: getattr(self, f).tolist() for f in self._fields()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, list]) -> ScoredSegments:
+    def from_dict(cls, d: dict[str, list[Any]]) -> ScoredSegments:
         return cls(np.asarray(d["item"], dtype=object), np.asarray(d["start_ts"], dtype=np.int64),
                    np.asarray(d["end_ts"], dtype=np.int64), np.asarray(d["score"], dtype=np.float64),
                    np.asarray(d["distance"], dtype=np.float64), np.asarray(d["cluster"], dtype=np.int64))
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame({f: getattr(self, f) for f in self._fields()})
@@ -175,7 +181,7 @@ class AnomalyRecord:
     detected_at: int             # end of the first anomalous segment
     active: bool                 # its last segment is the item's latest scored segment
     n_segments: int
-    segment_scores: dict = field(default_factory=dict)   # min / mean / max / last / first
+    segment_scores: dict[str, float] = field(default_factory=dict)   # min / mean / max / last / first
     confirmed_at: int = 0        # first segment end at which it met the min anomaly duration
     ended_at: int | None = None  # end of the item's next scored segment (None while active)
 
@@ -204,7 +210,7 @@ def cooldown_ms(config: Any, segs: ScoredSegments) -> int:
     return int(n) * seg
 
 
-def assemble(segs: ScoredSegments, config) -> list[AnomalyRecord]:
+def assemble(segs: ScoredSegments, config: ModelConfig) -> list[AnomalyRecord]:
     """Anomalies from scored segments (see the module docstring for the rules)."""
     out: list[AnomalyRecord] = []
     if len(segs) == 0:

@@ -106,7 +106,7 @@ class SegmentTable:
     def __len__(self) -> int:
         return int(self.start.size)
 
-    def take(self, sel: np.ndarray) -> "SegmentTable":
+    def take(self, sel: np.ndarray) -> SegmentTable:
         return SegmentTable(self.start[sel], self.end[sel],
                             {f: a[sel] for f, a in self.lo.items()},
                             {f: a[sel] for f, a in self.hi.items()})

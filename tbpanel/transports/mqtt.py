@@ -297,6 +297,7 @@ class _Session:
     async def publish_will(self) -> None:
         """Store the will like a publish of the device (the session ended abnormally)."""
         will = self.will
+        assert will is not None  # called only for a session that left a will
         try:
             work = self.dispatch(c.Publish(will.topic, will.payload, will.qos))
             await (work() if callable(work) else work)
@@ -343,6 +344,7 @@ class _Session:
                 self.clean_disconnect = packet.reason != c.V5_DISCONNECT_WITH_WILL
                 return
             elif packet.type == c.PUBREL:  # QoS 2, step 3: the device releases the packet id
+                assert packet.packet_id is not None  # acknowledgements always carry one
                 known = packet.packet_id in self.qos2_pending
                 self.qos2_pending.discard(packet.packet_id)
                 await self.out.put(c.puback(self.level, packet.packet_id,
@@ -379,12 +381,14 @@ class _Session:
             code = exc.code if isinstance(exc, Rejected) else c.V5_PAYLOAD_FORMAT_INVALID
             log.info("MQTT device %s: rejected publish on %s: %s", self.device.id, p.topic, exc)
             if self.level == c.MQTT_5 and p.qos:
+                assert p.packet_id is not None  # QoS 1 and 2 publishes always carry one
                 await self.out.put(c.puback(self.level, p.packet_id, code, str(exc)[:512],
                                             ptype=c.PUBACK if p.qos == 1 else c.PUBREC))
                 return True
             await self.fail(code, str(exc))  # 3.1.1 cannot say why: close (reason logged)
             return False
         if p.qos == 2:
+            assert p.packet_id is not None
             self.qos2_pending.add(p.packet_id)
         await self.out.put((work, p))
         return True

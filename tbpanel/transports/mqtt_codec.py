@@ -270,7 +270,8 @@ class Simple:
     packet_id: int | None = None
 
 
-Packet = Connect | Publish | Subscribe | Unsubscribe | Simple
+ClientPacket = Publish | Subscribe | Unsubscribe | Simple   # what a client sends after CONNECT
+Packet = Connect | ClientPacket
 
 
 def split_fixed_header(buffer: bytes) -> tuple[int, int, int] | None:
@@ -323,7 +324,7 @@ def parse_connect(body: bytes) -> Connect:
     return Connect(level, client_id, keepalive, bool(flags & 0x02), username, password, props, will)
 
 
-def parse_packet(first_byte: int, body: bytes, level: int) -> Packet:
+def parse_packet(first_byte: int, body: bytes, level: int) -> ClientPacket:
     """One packet after CONNECT, given its fixed header byte and body."""
     ptype, flags = first_byte >> 4, first_byte & 0x0F
     r = _Reader(body)
