@@ -6,7 +6,7 @@ import panel as pn
 import param
 from panel.io.state import set_curdoc
 
-from ..fleet import Fleet
+from ..views.fleet import Fleet
 from ..live import DocumentSink, LiveHub
 from .layout import page_template
 

@@ -21,7 +21,7 @@ from panel.io.state import set_curdoc
 from ..clock import from_datetime, naive_utc
 from ..errors import EntityError
 from ..live import DocumentSink, LiveHub
-from ..telemetry_view import (AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, interval_text,
+from ..views.telemetry import (AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, interval_text,
                               latest_rows, now_ms)
 from .layout import page_template
 

@@ -8,7 +8,7 @@ from tests.helpers.workspace import DAY, T0, built
 from tbpanel.ui.workspace.models import ModelsPage
 from tbpanel.ui.workspace.result import ResultView
 from tbpanel.ui.workspace.wizard import AdvancedForm, WizardView
-from tbpanel.workspace.wizard import ModelWizard
+from tbpanel.views.workspace.wizard import ModelWizard
 from tbpanel.anomaly.config import ModelConfig
 
 

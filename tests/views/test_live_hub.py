@@ -12,7 +12,7 @@ from tornado.ioloop import IOLoop
 from tbpanel.entities import EntityRegistry, PermissionDenied
 from tbpanel.live import DocumentSink, LiveHub
 from tbpanel.store import open_store
-from tbpanel.telemetry_view import LiveSeries, TelemetryQuery, bucket_aggregate, minmax_decimate
+from tbpanel.views.telemetry import LiveSeries, TelemetryQuery, bucket_aggregate, minmax_decimate
 
 DOUBLE = 2
 

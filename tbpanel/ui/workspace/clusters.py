@@ -11,8 +11,8 @@ from bokeh.models import Span
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
-from ...workspace.clusters import ClusterInfo
-from .background import Background
+from ...views.workspace.clusters import ClusterInfo
+from ..background import Background
 from .session import live_session
 
 

@@ -10,7 +10,7 @@ import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.palettes import Category10_10
 
-from ...workspace.experiments import CURRENT, SEGMENTS, ExperimentBench, Variant
+from ...views.workspace.experiments import CURRENT, SEGMENTS, ExperimentBench, Variant
 from .session import live_session, picker_ms, picker_value, time_figure
 
 

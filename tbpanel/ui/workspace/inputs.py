@@ -16,8 +16,8 @@ from bokeh.models import ColumnDataSource, Span
 from bokeh.plotting import figure
 
 from ...anomaly.config import SEVERITIES
-from ...workspace.inputs import DELETE_BEHAVIOUR, SECTIONS, InputDraft
-from ...workspace.model_data import profile_devices
+from ...views.workspace.inputs import DELETE_BEHAVIOUR, SECTIONS, InputDraft
+from ...views.workspace.model_data import profile_devices
 from ...alarms import severity_colour
 from .session import picker_ms, picker_value
 

@@ -8,7 +8,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from ...workspace.jobs import FREQUENCIES, JobsDraft
+from ...views.workspace.jobs import FREQUENCIES, JobsDraft
 from ...clock import duration_text, utc_text
 
 

@@ -13,10 +13,10 @@ import html
 import panel as pn
 import param
 
-from ...workspace.models_list import ModelRow, ModelsList
-from ...workspace.wizard import ModelWizard
+from ...views.workspace.models_list import ModelRow, ModelsList
+from ...views.workspace.wizard import ModelWizard
 from ..layout import page_template
-from .background import Background
+from ..background import Background
 from .wizard import WizardView
 
 TENANT_ADMIN = "TENANT_ADMIN"

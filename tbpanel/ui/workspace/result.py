@@ -1,5 +1,5 @@
 """The Result tab: what the model found, at a glance — cards, top anomalies, ranked items and a
-per-item activity heatmap. Numbers come from :class:`~tbpanel.workspace.result.ResultSummary`;
+per-item activity heatmap. Numbers come from :class:`~tbpanel.views.workspace.result.ResultSummary`;
 this view only draws them, and redraws while tasks change the model's anomalies.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import param
 from bokeh.models import ColorBar, HoverTool, LinearColorMapper
 from bokeh.plotting import figure
 
-from ...workspace.models_list import fmt_ms
-from ...workspace.result import ResultSummary
-from .background import Background
+from ...views.workspace.models_list import fmt_ms
+from ...views.workspace.result import ResultSummary
+from ..background import Background
 
 DAY_MS = 86_400_000
 CARD_CSS = """

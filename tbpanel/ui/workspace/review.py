@@ -12,8 +12,8 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, Range1d, Span
 
-from ...workspace.review import ReviewModel
-from .background import Background
+from ...views.workspace.review import ReviewModel
+from ..background import Background
 from ...alarms import severity_colour
 from .session import live_session, time_figure
 

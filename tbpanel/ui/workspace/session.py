@@ -1,6 +1,6 @@
 """What the model tabs share: severity colours, date-picker conversions, a time figure.
 
-(Slow reads go through :class:`~tbpanel.ui.workspace.background.Background`.)
+(Slow reads go through :class:`~tbpanel.ui.background.Background`.)
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import html
 import panel as pn
 import param
 
-from ...workspace.tasks import ITEM_CHOICES, TaskBoard
+from ...views.workspace.tasks import ITEM_CHOICES, TaskBoard
 from .session import live_session, picker_ms, picker_value
 
 CANCEL = '<span class="task-cancel" style="cursor:pointer;font-weight:600;color:#c62828">cancel</span>'

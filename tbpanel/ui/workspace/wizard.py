@@ -1,5 +1,5 @@
 """The model creation wizard (``/models`` → "New model"), drawing a
-:class:`~tbpanel.workspace.wizard.ModelWizard`: intent → data → readiness → sensitivity and
+:class:`~tbpanel.views.workspace.wizard.ModelWizard`: intent → data → readiness → sensitivity and
 granularity → review & build with a live progress bar → the model's Result tab.
 
 Reads of the store (readiness) and the build run off the server loop; the build's progress is
@@ -15,10 +15,10 @@ import panel as pn
 import param
 
 from ...anomaly.config import ModelConfig
-from ...workspace.models_list import fmt_ms
+from ...views.workspace.models_list import fmt_ms
 from ...clock import duration_text
-from ...workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard
-from .background import Background
+from ...views.workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard
+from ..background import Background
 
 VERDICT_COLOURS = {"Poor": "#d32f2f", "Fair": "#f57c00", "Good": "#1e88e5", "Excellent": "#2e7d32"}
 #: the ModelConfig knobs the Advanced form leaves out (the review step shows the name)

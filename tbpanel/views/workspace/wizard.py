@@ -11,8 +11,8 @@ import re
 
 import param
 
-from ..clock import duration_text, now_ms
-from ..anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, nice_duration
+from ...clock import duration_text, now_ms
+from ...anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, nice_duration
 from .readiness import DataReadiness, assess
 
 STEPS = ("Intent", "Data", "Readiness", "Sensitivity & granularity", "Review & build")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import param
 
-from ..alarms import AlarmQuery
-from ..clock import utc_text
+from ...alarms import AlarmQuery
+from ...clock import utc_text
 
 #: the three switches of a row, as RefreshSettings knobs
 TOGGLES = {"monitoring": "enabled", "saving": "save_telemetry", "alarms": "create_alarms"}

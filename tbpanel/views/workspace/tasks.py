@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-from ..clock import now_ms
-from ..clock import DAY_MS, duration_text, utc_text
+from ...clock import now_ms
+from ...clock import DAY_MS, duration_text, utc_text
 from .model_data import profile_devices
 
 ITEM_CHOICES = {"trained devices": "trained", "all devices of the profile": "all", "selected devices": "specific"}

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import param
 
-from ..anomaly.scoring import severity_for
-from ..telemetry_view import minmax_decimate
-from ..clock import now_ms
-from ..clock import HOUR_MS, duration_text, utc_text
+from ...anomaly.scoring import severity_for
+from ..telemetry import minmax_decimate
+from ...clock import now_ms
+from ...clock import HOUR_MS, duration_text, utc_text
 from .model_data import item_arrays, model_fields, profile_devices
 
 CHANGING_KINDS = ("BUILD", "REFRESH", "REPROCESS")

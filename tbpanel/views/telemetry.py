@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import param
 
-from .clock import now_ms
-from .entities import InvalidInput, NotFound, PermissionDenied
+from ..clock import now_ms
+from ..entities import InvalidInput, NotFound, PermissionDenied
 from .fleet import Fleet
-from .store.aggregate import AGGS
-from .store.values import ValueType, to_wire_string
+from ..store.aggregate import AGGS
+from ..store.values import ValueType, to_wire_string
 
 WINDOWS: dict[str, int] = {"5m": 5 * 60_000, "1h": 3_600_000, "1d": 86_400_000}
 #: Bucket widths offered by the page, and used (next larger) when one is too narrow.

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import param
 
-from ..anomaly.config import SEVERITIES, ModelConfig
-from ..anomaly.scoring import severity_for
-from ..anomaly.service import RebuildRequired
+from ...anomaly.config import SEVERITIES, ModelConfig
+from ...anomaly.scoring import severity_for
+from ...anomaly.service import RebuildRequired
 
 #: the knobs grouped as the tab shows them
 SECTIONS: dict[str, list[str]] = {

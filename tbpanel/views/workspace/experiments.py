@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-from ..anomaly.config import ModelConfig
-from ..anomaly.service import AnomalyService
-from ..clock import now_ms
-from ..clock import DAY_MS, HOUR_MS, utc_text
+from ...anomaly.config import ModelConfig
+from ...anomaly.service import AnomalyService
+from ...clock import now_ms
+from ...clock import DAY_MS, HOUR_MS, utc_text
 from .model_data import profile_devices
 
 CURRENT = "current"

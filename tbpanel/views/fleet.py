@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import param
-from .clock import now_ms
+from ..clock import now_ms
 
 
 class Fleet(param.Parameterized):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import param
 
-from ..anomaly.service import RefreshSettings
-from ..jobs.schedule import next_run
-from ..clock import now_ms
-from ..clock import HOUR_MS, duration_text, utc_text
+from ...anomaly.service import RefreshSettings
+from ...jobs.schedule import next_run
+from ...clock import now_ms
+from ...clock import HOUR_MS, duration_text, utc_text
 from .model_data import profile_devices
 
 #: storage frequencies offered (ms)
