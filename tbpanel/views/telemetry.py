@@ -21,7 +21,8 @@ import param
 from ..clock import now_ms
 from ..entities import InvalidInput, NotFound, PermissionDenied
 from .fleet import Fleet
-from ..store.aggregate import AGGS
+from ..store.aggregate import AGGS, aggregate
+from ..store.buckets import bucket_edges
 from ..store.values import ValueType, to_wire_string
 
 WINDOWS: dict[str, int] = {"5m": 5 * 60_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -30,6 +31,7 @@ NICE_INTERVALS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_
                   3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
                   30 * 86_400_000)
 _NUMERIC = (int(ValueType.BOOL), int(ValueType.LONG), int(ValueType.DOUBLE))
+_DOUBLE = int(ValueType.DOUBLE)
 
 
 def age_text(ms: float) -> str:
@@ -91,24 +93,23 @@ class BucketState:
 
 def bucket_aggregate(agg: str, ts: np.ndarray, y: np.ndarray, origin: int,
                      interval: int) -> tuple[np.ndarray, np.ndarray, BucketState | None]:
-    """Aggregate sorted numeric points into ``interval`` buckets from ``origin`` (numpy
-    ``reduceat`` over non-empty buckets); returns midpoints, values and the newest bucket's
-    running state, which live points keep updating. The plot is numeric, so COUNT counts
-    numeric points (the REST API's COUNT also counts strings)."""
+    """Aggregate sorted numeric points into ``interval`` buckets from ``origin`` with the store's
+    own aggregation (:func:`tbpanel.store.aggregate.aggregate`), so the plot and the REST API
+    agree; returns midpoints, values and the newest bucket's running state, which live points
+    keep updating. The plot is numeric (booleans as 0/1), so every point counts as a double:
+    COUNT counts numeric points (the REST API's COUNT also counts strings)."""
     if not len(ts):
         return np.empty(0), np.empty(0), None
-    k = (ts - origin) // interval
-    first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    counts = np.diff(np.r_[first, len(k)])
-    sums = np.add.reduceat(y, first)
-    mins = np.minimum.reduceat(y, first)
-    maxs = np.maximum.reduceat(y, first)
-    values = {"MIN": mins, "MAX": maxs, "SUM": sums, "COUNT": counts.astype(float),
-              "AVG": sums / counts}[agg]
-    ks = k[first]
-    mid = origin + ks * interval + interval // 2
-    state = BucketState(int(ks[-1]), int(counts[-1]), float(mins[-1]), float(maxs[-1]), float(sums[-1]))
-    return mid.astype(float), values.astype(float), state
+    last = int((ts[-1] - origin) // interval)
+    # whole buckets up to the newest one: midpoints are ``origin + k*interval + interval//2``
+    # for every bucket, the open one included (the store clips only an explicit end)
+    edges = bucket_edges(origin, origin + (last + 1) * interval, interval)
+    doubles = np.full(len(ts), _DOUBLE, np.int8)
+    result = aggregate(agg, edges, ts, {"t": doubles, "num": y}.__getitem__)
+    tail = y[np.searchsorted(ts, edges[-2]):]
+    state = BucketState(last, len(tail), float(tail.min()), float(tail.max()),
+                        float(np.add.reduceat(tail, [0])[0]))
+    return result.ts.astype(float), result.fval.astype(float), state
 
 
 @dataclass
