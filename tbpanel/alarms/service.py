@@ -16,6 +16,7 @@ from ..clock import now_ms
 from ..anomaly.scoring import effective_thresholds
 from ..entities import NotFound, PermissionDenied
 from ..errors import InvalidInput
+from ..events import Signal
 from . import lifecycle
 from .model import SEVERITIES, Alarm, higher
 from .query import AlarmQuery
@@ -42,9 +43,9 @@ class AlarmService(param.Parameterized):
         self.repo = repo
         self.registry = registry
         self.anomaly = anomaly
-        self.listeners: list[AlarmListener] = []
+        self.changed = Signal("alarm changes")
         if anomaly is not None:
-            anomaly.listeners.append(self.on_anomaly_changes)
+            anomaly.changed.connect(self.on_anomaly_changes)
 
     # -- the anomaly-driven lifecycle ----------------------------------------------------------
     def on_anomaly_changes(self, db, model, changes) -> None:
@@ -204,12 +205,8 @@ class AlarmService(param.Parameterized):
                 raise PermissionDenied(DENIED)
 
     def _publish(self, events: list[tuple[str, Alarm]]) -> None:
-        for fn in list(self.listeners):
-            for kind, alarm in events:
-                try:
-                    fn(kind, alarm)
-                except Exception:
-                    log.exception("alarm listener failed")
+        for kind, alarm in events:
+            self.changed.emit(kind, alarm)
 
 
 def parse_severity(value: Any) -> str:

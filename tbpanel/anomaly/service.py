@@ -27,6 +27,7 @@ import pandas as pd
 import param
 
 from ..clock import now_ms
+from ..events import Signal
 from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner, next_run
 from ..store.telemetry import to_ms
 from ..store.values import ValueType
@@ -200,7 +201,7 @@ class AnomalyService:
         self.registry = registry
         self.repo = repo
         self.runner = runner
-        self.listeners: list[Listener] = []
+        self.changed = Signal("anomaly changes", propagate=True)
         self._running_refresh: dict[str, str] = {}
         self._fail_interrupted_builds()
 
@@ -590,8 +591,7 @@ class AnomalyService:
                 "details": rec.segment_scores or {}, "created_ms": t, "updated_ms": t}
 
     def _notify(self, db, model: AnomalyModel, changes: AnomalyChanges) -> None:
-        for fn in self.listeners:
-            fn(db, model, changes)
+        self.changed.emit(db, model, changes)
 
 
 def records_as_rows(records) -> list[dict]:

@@ -525,7 +525,7 @@ class WsApiWebSocket(TelemetryWebSocket):
             loop.add_callback(self._on_alarm, cmd_id, kind, alarm)
         # subscribe before reading: a change committed meanwhile is pushed, never lost
         self._alarm_held[cmd_id] = []
-        service.listeners.append(heard)
+        service.changed.connect(heard)
         loose = dataclasses.replace(q, statuses=[], search_status="ANY", start_time=None, end_time=None)
         self._alarm_subs[cmd_id] = (loose, heard)
         alarms, total = await self._in_thread(service.query, self.user, q)
@@ -574,8 +574,8 @@ class WsApiWebSocket(TelemetryWebSocket):
     def _alarm_cancel(self, cmd_id: int) -> None:
         sub = self._alarm_subs.pop(cmd_id, None)
         self._alarm_held.pop(cmd_id, None)
-        if sub is not None and sub[1] in self.platform.alarms.listeners:
-            self.platform.alarms.listeners.remove(sub[1])
+        if sub is not None:
+            self.platform.alarms.changed.disconnect(sub[1])
 
 
 def _entity_ref(ref: Any) -> dict:

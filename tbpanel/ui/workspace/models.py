@@ -214,8 +214,9 @@ class ModelsPage(pn.viewable.Viewer):
             self.refresh()
 
     def __panel__(self):
-        self._bg.follow(self.platform.anomaly, lambda model: model.tenant_id == self.user.tenant_id,
-                        self.refresh, self.poll_ms, self._tick)
+        anomaly = self.platform.anomaly
+        self._bg.follow(anomaly.changed, lambda db, model, changes: model.tenant_id == self.user.tenant_id,
+                        self.refresh, self.poll_ms, self._tick, after_commit=anomaly.repo.after_commit)
         return self._main
 
 

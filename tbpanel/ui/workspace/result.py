@@ -155,7 +155,9 @@ class ResultView(pn.viewable.Viewer):
 
     # -- live ----------------------------------------------------------------------------------
     def __panel__(self):
-        self._bg.follow(self.platform.anomaly, lambda model: model.id == self.model.id, self.refresh, self.poll_ms)
+        anomaly = self.platform.anomaly
+        self._bg.follow(anomaly.changed, lambda db, model, changes: model.id == self.model.id, self.refresh,
+                        self.poll_ms, after_commit=anomaly.repo.after_commit)
         return pn.Column(
             self._status, self._cards,
             pn.Row(pn.Column("### Top anomalies", self._top, sizing_mode="stretch_width"),
