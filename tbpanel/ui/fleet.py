@@ -7,7 +7,8 @@ import param
 from panel.io.state import set_curdoc
 
 from ..views.fleet import Fleet
-from ..live import DocumentSink, LiveHub
+from ..live import LiveHub
+from .live_sink import DocumentSink
 from .layout import page_template
 
 

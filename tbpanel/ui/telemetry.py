@@ -20,7 +20,8 @@ from panel.io.state import set_curdoc
 
 from ..clock import from_datetime, naive_utc
 from ..errors import EntityError
-from ..live import DocumentSink, LiveHub
+from ..live import LiveHub
+from .live_sink import DocumentSink
 from ..views.telemetry import (AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, interval_text,
                               latest_rows, now_ms)
 from .layout import page_template
