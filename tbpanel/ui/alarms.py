@@ -31,7 +31,7 @@ def _severity_style(value: str) -> str:
 class AlarmsView(pn.viewable.Viewer):
     """Filters above a Tabulator of alarms with per-row ack / clear / delete buttons."""
 
-    filters = param.ClassSelector(class_=AlarmFilters)
+    filters: param.ClassSelector[AlarmFilters] = param.ClassSelector(class_=AlarmFilters)  # type: ignore[assignment]  # required, never None
     refresh_ms = param.Integer(default=30_000, bounds=(500, None), doc="Fallback poll (live pushes do the rest).")
 
     def __init__(self, platform, user, **params):

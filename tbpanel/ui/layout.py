@@ -5,7 +5,7 @@ import html
 
 import panel as pn
 
-from ..entities import NotFound
+from ..entities import NotFound, User
 
 NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
 
@@ -18,7 +18,7 @@ def session_user(platform):
         return None
 
 
-def page_template(platform, active: str) -> tuple[pn.template.BaseTemplate, object | None]:
+def page_template(platform, active: str) -> tuple[pn.template.BaseTemplate, User | None]:
     """A FastListTemplate with the nav links; the user is None when nobody is signed in."""
     user = session_user(platform)
     template = pn.template.FastListTemplate(title="tbpanel", header_background="#0b6bcb",

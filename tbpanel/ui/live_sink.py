@@ -18,9 +18,10 @@ ingest rate); pages that follow other domain changes use ``Background.follow``
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..live import Deliver, LiveHub, Point, Subscription
 
@@ -37,7 +38,8 @@ def socket_busy(doc: Document) -> bool:
     just send). When Bokeh changes, this function is what to fix.
     """
     try:
-        session = doc.session_context._session
+        context: Any = doc.session_context  # internals: not in Bokeh's types
+        session = context._session
         for conn in session._subscribed_connections:
             ws = getattr(conn._socket, "ws_connection", None)
             stream = getattr(ws, "stream", None)
@@ -116,7 +118,7 @@ class DocumentSink:
     def _schedule(self, delay_ms: float) -> None:
         try:
             if delay_ms > 0:
-                self.doc.add_timeout_callback(self._flush, delay_ms)
+                self.doc.add_timeout_callback(self._flush, math.ceil(delay_ms))
             else:
                 self.doc.add_next_tick_callback(self._flush)
         except Exception:  # the document left its session (it is being destroyed)

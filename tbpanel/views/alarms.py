@@ -53,11 +53,11 @@ def count_text(total: int) -> str:
 class AlarmFilters(param.Parameterized):
     """What the table shows (the time window applies to the alarm's data time, startTs)."""
 
-    status = param.Selector(default="ANY", objects=list(SEARCH_STATUSES))
+    status: param.Selector[str] = param.Selector(default="ANY", objects=list(SEARCH_STATUSES))
     severities = param.ListSelector(default=[], objects=list(SEVERITIES))
     types = param.List(default=[], item_type=str)
     device = param.String(default="")
-    window = param.Selector(default="any time", objects=list(WINDOWS))
+    window: param.Selector[str] = param.Selector(default="any time", objects=list(WINDOWS))
     model = param.String(default="")
 
 
@@ -78,7 +78,7 @@ class AlarmRows:
 class AlarmList(param.Parameterized):
     """One user's alarm table: what the filters select, and the ack / clear / delete actions."""
 
-    filters = param.ClassSelector(class_=AlarmFilters)
+    filters: param.ClassSelector[AlarmFilters] = param.ClassSelector(class_=AlarmFilters)  # type: ignore[assignment]  # required, never None
 
     def __init__(self, platform, user, **params):
         params.setdefault("filters", AlarmFilters())

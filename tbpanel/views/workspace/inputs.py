@@ -38,7 +38,7 @@ DELETE_BEHAVIOUR = {
 class InputDraft(param.Parameterized):
     """Unsaved settings of one model and what saving them would do."""
 
-    draft = param.ClassSelector(class_=ModelConfig)
+    draft: param.ClassSelector[ModelConfig] = param.ClassSelector(class_=ModelConfig)  # type: ignore[assignment]  # required, never None
     message = param.String(default="", doc="The outcome of the last save, for people.")
 
     def __init__(self, platform, model, **params):

@@ -77,7 +77,7 @@ class ModelsList(param.Parameterized):
                 monitoring=m.refresh.enabled, saving=m.refresh.save_telemetry, alarms=m.refresh.create_alarms))
         return out
 
-    def refresh(self) -> "ModelsList":
+    def refresh(self) -> ModelsList:
         self.rows = self.load()
         return self
 
