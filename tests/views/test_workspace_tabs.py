@@ -1,4 +1,4 @@
-"""The model tabs' view models (``tbpanel.workspace``) on the demo fleet, without a browser.
+"""The model tabs' view models (``tbpanel.views.workspace``) on the demo fleet, without a browser.
 
 One demo data directory (fixed end time, both demo models built) per module; every object under
 test talks to the real platform: store, anomaly service, task runner.
