@@ -1,7 +1,7 @@
 """Live telemetry for a Panel page: the hub's subscriptions applied on one Bokeh document.
 
 :class:`~tbpanel.live.LiveHub` knows nothing of Panel or Bokeh; this module is where the two
-meet, and the only place in tbpanel that touches Bokeh internals (:func:`socket_busy`). A page
+meet, and the only page code that touches Bokeh internals (:func:`socket_busy`). A page
 uses it through a small interface:
 
 * ``sink = DocumentSink(hub, doc, apply, tenant=...)`` once the browser is connected (in
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 def socket_busy(doc: Document) -> bool:
     """True while a browser socket of ``doc``'s session still has unsent data.
 
-    The one use of Bokeh internals in tbpanel: Bokeh keeps no public handle on a session's
+    The one use of Bokeh internals in the pages: Bokeh keeps no public handle on a session's
     sockets, so this looks through ``session_context._session._subscribed_connections`` and
     each connection's ``_socket`` defensively; anything unexpected means "not busy" (then we
     just send). When Bokeh changes, this function is what to fix.
