@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from tbpanel.entities import EntityRegistry
-from tbpanel.views.fleet import Fleet
 from tbpanel.store import ValueType, open_store
+from tbpanel.views.fleet import Fleet
 from tbpanel.views.telemetry import TelemetryQuery
 
 V = ValueType

@@ -6,11 +6,8 @@ import time
 import pytest
 import requests
 
-from tests.helpers import ARTIFACTS, Api
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD, load_fleet
-
-
-
+from tests.helpers import ARTIFACTS, Api
 
 
 def test_demo_prints_its_url_and_logins(demo):

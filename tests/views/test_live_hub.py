@@ -11,8 +11,8 @@ from tornado.ioloop import IOLoop
 
 from tbpanel.entities import EntityRegistry, PermissionDenied
 from tbpanel.live import LiveHub
-from tbpanel.ui.live_sink import DocumentSink
 from tbpanel.store import open_store
+from tbpanel.ui.live_sink import DocumentSink
 from tbpanel.views.telemetry import LiveSeries, TelemetryQuery, bucket_aggregate, minmax_decimate
 
 DOUBLE = 2

@@ -12,6 +12,7 @@ from tbpanel.views.workspace.result import ResultSummary
 from tbpanel.views.workspace.wizard import STEPS, ModelWizard
 from tests.helpers.workspace import DAY, HOUR, MIN, T0, built, write
 
+
 # -- readiness ------------------------------------------------------------------------------------
 def test_readiness_counts_what_the_store_holds(env):
     platform, _, devices = env
