@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   ?= .demo-data
 PORT   ?= 5006
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint format venv bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tbpanel serve --demo --data $(DATA) --port $(PORT)
 
-test: $(STAMP)
+# lint, format check and types first (seconds), then the suite
+test: lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check tbpanel tests benchmarks
+	$(BIN)/ruff format --check tbpanel tests benchmarks
+	$(BIN)/mypy
+
+# rewrites files: what `ruff format --check` in `make test` asks for
+format: $(STAMP)
+	$(BIN)/ruff check --fix tbpanel tests benchmarks
+	$(BIN)/ruff format tbpanel tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_query.py

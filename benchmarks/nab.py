@@ -178,7 +178,7 @@ def replay_pipeline(item_data: ItemData, config: ModelConfig, probation_rows: in
                 raise RuntimeError(build.message)
             platform.anomaly.set_refresh(model.id, {"enabled": True, "create_alarms": True})
             rule = AlarmRule(lambda: min(platform.anomaly.trained(model.id).thresholds().values()))
-            platform.anomaly.listeners.append(rule)
+            platform.anomaly.changed.connect(rule)
             period = platform.anomaly.trained(model.id).step
             T, runs = t_train_end, 0
             while T < t_last:
@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--profile", default="standard", choices=list(PROFILES))
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=JSON",
+                    help="override a ModelConfig knob for every file, e.g. --set detector='\"ensemble\"' "
+                         "(the same value for every file: nothing per file name)")
     ap.add_argument("--engine-only", action="store_true",
                     help="replay through the engine in memory (fast) instead of store + tasks + refresh runs")
     args = ap.parse_args(argv)
@@ -239,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     profiles = json.loads(prof_file.read_text()) if prof_file.exists() else PROFILES
     files = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.csv"))
     config = nab_config()
+    if args.set:
+        config = config.copy(**{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     cj = config.to_json()
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as ex:
         results = list(ex.map(run_file, [str(data_dir / f) for f in files], files, [cj] * len(files),
@@ -277,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
           "| profile | normalised score |", "| --- | ---: |"]
     md += [f"| {name} | {detail[name]['score']:.2f} |" for name in profiles]
     md += ["", f"Total run time: {elapsed:.1f} s on {args.jobs} worker processes.", "",
-           "Model: `ModelConfig(adaptive=True)`: every knob at its default, in adaptive (monitoring) "
+           f"Overrides: `{' '.join(args.set) or 'none'}`.", "",
+           "Model: `ModelConfig(adaptive=True)`: every knob at its default (unless overridden above), in adaptive (monitoring) "
            "mode; the auto knobs (segment = 24 x the median sampling step, sliding step 50 %, gap / "
            "point filters, 12 aggregation points) are resolved from each file's own training rows, "
            "k by the silhouette rule at every (re)fit. Build on the probationary rows, then refresh "

@@ -68,7 +68,7 @@ class LiveHub:
         self._pending: list[list[Point]] = []
         self._scheduled = False
         self._closed = False
-        store.add_listener(self._on_commit)
+        store.committed.connect(self._on_commit)
         if loop is not None:
             self.bind(loop)
 
@@ -82,7 +82,7 @@ class LiveHub:
     def close(self) -> None:
         """Stop listening to the store and drop every subscription."""
         self._closed = True
-        self.store.remove_listener(self._on_commit)
+        self.store.committed.disconnect(self._on_commit)
         with self._lock:
             self._by_entity.clear()
             self._subs.clear()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import param
 
+from . import analytics_db
 from .alarms import AlarmRepository, AlarmService
 from .anomaly.repository import AnomalyRepository
 from .anomaly.service import AnomalyService
@@ -45,12 +46,15 @@ class Platform(param.Parameterized):
         self.logins = LoginThrottle()
         #: Runs blocking work (SQLite reads, Zarr reads) off the server's event loop.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tbpanel-io")
+        analytics = Path(self.data_dir) / analytics_db.FILE
+        #: models, anomalies and alarms: one connection, so an anomaly change and its alarms commit together
+        self.analytics = analytics_db.open_database(analytics)
         #: Long work (build, refresh, reprocess) with progress and history.
-        self.tasks: TaskRunner = TaskRunner(Path(self.data_dir) / "analytics.sqlite", workers=1)
+        self.tasks: TaskRunner = TaskRunner(analytics, workers=1)
         self.anomaly: AnomalyService = AnomalyService(
-            self.store, self.registry, AnomalyRepository(self.data_dir), self.tasks)
+            self.store, self.registry, AnomalyRepository(self.analytics), self.tasks)
         #: Alarms; its listener on the anomaly service keeps anomaly alarms in step, atomically.
-        self.alarms: AlarmService = AlarmService(AlarmRepository(self.anomaly.repo), self.registry, self.anomaly)
+        self.alarms: AlarmService = AlarmService(AlarmRepository(self.analytics), self.registry, self.anomaly)
 
     def authenticate(self, username: str, password: str, address: str):
         """The user for these credentials, or None; raises TooManyAttempts while throttled.
@@ -72,14 +76,14 @@ class Platform(param.Parameterized):
 
     def close(self) -> None:
         self.tasks.shutdown()
-        self.anomaly.repo.close()
+        self.analytics.close()
         self.executor.shutdown(wait=True)
         self.store.close()
         close = getattr(self.registry, "close", None)
         if close:
             close()
 
-    def __enter__(self) -> "Platform":
+    def __enter__(self) -> Platform:
         return self
 
     def __exit__(self, *exc) -> None:

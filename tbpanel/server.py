@@ -1,17 +1,21 @@
 """One process, one port: the Panel pages and the ThingsBoard-compatible API in one tornado app."""
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import panel as pn
+from bokeh.server.server import Server
 from tornado.ioloop import PeriodicCallback
+from tornado.platform.asyncio import BaseAsyncIOLoop
 
 from . import logs
 from .api import api_patterns
-from .api.routes import device_patterns
 from .live import LiveHub
 from .platform import Platform
 from .ui.alarms import alarms_page
@@ -21,35 +25,47 @@ from .ui.telemetry import telemetry_page
 from .ui.workspace.models import models_page
 from .ui.workspace.page import model_page
 
+if TYPE_CHECKING:
+    from .transports.coap import CoapTransport
+    from .transports.mqtt import MqttLimits, MqttTransport
+
 log = logging.getLogger("tbpanel.server")
+
 
 def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((address, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 5006,
-                 show: bool = False):
-    """A started-but-not-running Bokeh server; ``server.io_loop.start()`` runs it."""
+                 show: bool = False) -> Server:
+    """A started-but-not-running Bokeh server; ``server.io_loop.start()`` runs it.
+
+    Pages are Panel applications; the API is :func:`~tbpanel.api.api_patterns`, mounted once
+    with ``extra_patterns`` (Bokeh's public way to add tornado routes). Bokeh puts those after
+    its own ~26 per-page and static patterns (Bokeh 3.9, Panel 1.9); none of those matches an
+    ``/api/`` path, so the order only costs a device upload ~5 µs of pattern matching.
+    """
     if port == 0:
         port = free_port(address)
     hosts = {address, "localhost", "127.0.0.1"}
     live = LiveHub(platform.store)  # the one fan-out: WebSocket clients and page sessions
 
-    def landing():  # Panel calls a plain function once per session (not a functools.partial)
+    def landing() -> Any:  # Panel calls a plain function once per session (not a functools.partial)
         return fleet_page(platform, live)
 
-    def telemetry():
+    def telemetry() -> Any:
         return telemetry_page(platform, live)
 
-    def alarms():
+    def alarms() -> Any:
         return alarms_page(platform)
 
-    def models():
+    def models() -> Any:
         return models_page(platform, live)
 
-    def model():
+    def model() -> Any:
         return model_page(platform, live)
 
     pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
@@ -62,12 +78,13 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
         # end soon after the tab closes; a session still lingers 15 s for a reconnect
         check_unused_sessions_milliseconds=3000,
         verbose=False)
-    # Device uploads are the hot path: tornado tries host rules added this way before Bokeh's
-    # ~30 page and static patterns (the same handlers stay in extra_patterns, unreached).
-    server._tornado.add_handlers(r".*", device_patterns(platform))
     live.bind(server.io_loop)
-    server.live = live
     return server
+
+
+def asyncio_loop(server: Server) -> asyncio.AbstractEventLoop:
+    """The asyncio loop under the server's tornado IOLoop (tornado 6 always runs on one)."""
+    return cast(BaseAsyncIOLoop, server.io_loop).asyncio_loop
 
 
 def start_scheduler(platform: Platform, period_ms: int = 15_000) -> PeriodicCallback:
@@ -89,7 +106,7 @@ def start_scheduler(platform: Platform, period_ms: int = 15_000) -> PeriodicCall
 DEFAULT_PORTS = {"mqtt": 1883, "coap": 5683}
 
 
-def mqtt_limits(platform: Platform, args):
+def mqtt_limits(platform: Platform, args: argparse.Namespace) -> MqttLimits:
     """The MQTT per-device limits: the defaults, with what ``--mqtt-max-*`` overrides."""
     from .transports.mqtt import MqttLimits
     limits = MqttLimits(max_payload_bytes=platform.max_body_bytes)
@@ -101,8 +118,14 @@ def mqtt_limits(platform: Platform, args):
     return limits
 
 
-def start_transport(kind: str, platform: Platform, server, address: str, port: int | None,
-                    limits=None):
+@overload
+def start_transport(kind: Literal["mqtt"], platform: Platform, server: Server, address: str, port: int | None,
+                    limits: MqttLimits | None = None) -> MqttTransport | None: ...
+@overload
+def start_transport(kind: Literal["coap"], platform: Platform, server: Server, address: str, port: int | None,
+                    limits: MqttLimits | None = None) -> CoapTransport | None: ...
+def start_transport(kind: str, platform: Platform, server: Server, address: str, port: int | None,
+                    limits: MqttLimits | None = None) -> MqttTransport | CoapTransport | None:
     """The MQTT or CoAP device transport on the tornado server's own asyncio loop (before it runs).
 
     ``port`` None is the default port, which may be taken (a local broker): then the server
@@ -111,34 +134,34 @@ def start_transport(kind: str, platform: Platform, server, address: str, port: i
     """
     if port is not None and port < 0:
         return None
+    transport: MqttTransport | CoapTransport
+    detail = ""
     if kind == "mqtt":
         from .transports.mqtt import MqttTransport
-        transport = MqttTransport(platform, limits)
+        transport = mqtt = MqttTransport(platform, limits)
+        lim = mqtt.limits
+        detail = (f" (per device: {lim.max_sessions_per_device} sessions, "
+                  f"{lim.messages_per_second:g} messages/s, {lim.max_payload_bytes}-byte payloads)")
     else:
         try:
             from .transports.coap import CoapTransport
         except ImportError as exc:  # aiocoap missing from an older environment
             if port is not None:
-                raise SystemExit(f"tbpanel: error: CoAP needs aiocoap: {exc}")
+                raise SystemExit(f"tbpanel: error: CoAP needs aiocoap: {exc}") from None
             print("coap off: aiocoap is not installed", flush=True)
             return None
         transport = CoapTransport(platform)
     default = DEFAULT_PORTS[kind]
-    loop = server.io_loop.asyncio_loop
+    loop = asyncio_loop(server)
     try:
         bound = loop.run_until_complete(transport.start(address, default if port is None else port))
     except OSError as exc:
         if port is not None:
-            raise SystemExit(f"tbpanel: error: cannot listen for {kind.upper()} on {address}:{port}: {exc}")
+            raise SystemExit(f"tbpanel: error: cannot listen for {kind.upper()} on {address}:{port}: {exc}") from None
         log.warning("%s transport off: cannot listen on %s:%d (%s); use --%s-port",
                     kind.upper(), address, default, exc, kind)
         print(f"{kind} off: {address}:{default} is not available", flush=True)
         return None
-    detail = ""
-    if kind == "mqtt":
-        lim = transport.limits
-        detail = (f" (per device: {lim.max_sessions_per_device} sessions, "
-                  f"{lim.messages_per_second:g} messages/s, {lim.max_payload_bytes}-byte payloads)")
     print(f"{kind} listening on {address}:{bound}{detail}", flush=True)
     return transport
 
@@ -148,7 +171,7 @@ def public_url(address: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-def serve_from_args(args) -> int:
+def serve_from_args(args: argparse.Namespace) -> int:
     """``tbpanel serve``: open the data directory, optionally seed the demo, serve until stopped."""
     logs.configure(args.log_level)
     platform = Platform(args.data, compaction_interval_s=getattr(args, "compaction_interval", 60))
@@ -163,18 +186,20 @@ def serve_from_args(args) -> int:
     mqtt = start_transport("mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1),
                            mqtt_limits(platform, args))
     coap = start_transport("coap", platform, server, args.address, getattr(args, "coap_port", -1))
-    url = public_url(args.address, server.port)
+    port = server.port
+    assert port is not None  # Bokeh's port is None only on a unix socket
+    url = public_url(args.address, port)
     if args.demo:
         from . import demo
-        simulator = demo.FleetSimulator(platform, f"http://127.0.0.1:{server.port}",
+        simulator = demo.FleetSimulator(platform, f"http://127.0.0.1:{port}",
                                         mqtt_port=mqtt.port if mqtt is not None else None)
         simulator.start()
         print(f"demo logins: {demo.TENANT_EMAIL} / {demo.TENANT_PASSWORD}, "
               f"{demo.CUSTOMER_EMAIL} / {demo.CUSTOMER_PASSWORD}", flush=True)
     print(f"tbpanel serving at {url}", flush=True)
 
-    def stop(*_):
-        server.io_loop.asyncio_loop.call_soon_threadsafe(server.io_loop.stop)
+    def stop(*_: object) -> None:
+        asyncio_loop(server).call_soon_threadsafe(server.io_loop.stop)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -185,7 +210,7 @@ def serve_from_args(args) -> int:
             simulator.stop()
         for transport in (mqtt, coap):
             if transport is not None:
-                server.io_loop.asyncio_loop.run_until_complete(transport.close())
+                asyncio_loop(server).run_until_complete(transport.close())
         server.stop()
         platform.close()
         print("tbpanel stopped", file=sys.stderr, flush=True)

@@ -57,22 +57,27 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str) -
     predates versioning is written with ``IF NOT EXISTS``, so files made before it upgrade.
     """
     target = len(migrations)
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > target:
-        raise RuntimeError(f"{what} has schema version {version}; this tbpanel understands up "
-                           f"to {target}. Upgrade tbpanel.")
-    for number in range(version + 1, target + 1):
+    first = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    while True:
+        # the version is read again inside the write lock: two processes opening one old file
+        # at once run each migration once, not twice
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(migrations[number - 1]):
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > target:
+                raise RuntimeError(f"{what} has schema version {version}; this tbpanel understands up "
+                                   f"to {target}. Upgrade tbpanel.")
+            if version == target:
+                conn.execute("COMMIT")
+                return first
+            for statement in _statements(migrations[version]):
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    return version
 
 
 def _statements(script: str) -> list[str]:
@@ -114,6 +119,11 @@ class Database:
     @property
     def lock(self) -> threading.RLock:
         return self._lock
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a ``transaction()`` block is open (on any thread: callers hold ``lock``)."""
+        return self._depth > 0
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -1,7 +1,7 @@
 """Alarms from anomalies: the rules of reference/anomaly-detection.md, "Alarms from anomalies".
 
-:func:`apply` runs as an :class:`~tbpanel.anomaly.service.AnomalyService` listener, inside the
-transaction that changes the anomalies, and writes only through that transaction's connection:
+:func:`apply` runs as a listener of :attr:`~tbpanel.anomaly.service.AnomalyService.changed`, inside
+the transaction that changes the anomalies, and writes only through that transaction's connection:
 an anomaly change and the alarm transition it causes commit (or roll back) together.
 
 Order matters: deletions first (a reprocess that re-detects an anomaly must clear the old
@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..clock import now_ms
 from ..anomaly.scoring import severity_for
+from ..clock import now_ms
 from .model import Alarm, higher
 from .repository import AlarmRepository
+
+if TYPE_CHECKING:
+    from ..anomaly.service import AnomalyChanges, AnomalyModel
 
 
 @dataclass
@@ -30,13 +33,14 @@ class Outcome:
     suppressed: list[str] = field(default_factory=list)   # anomaly ids
 
 
-def _details(model, anomaly: dict) -> dict[str, Any]:
+def _details(model: AnomalyModel, anomaly: dict[str, Any]) -> dict[str, Any]:
     return {"modelId": model.id, "modelName": model.config.name, "anomalyId": anomaly["id"],
             "score": round(float(anomaly["score"]), 4), "scoreIndex": round(float(anomaly["score_index"]), 4),
             "startTs": int(anomaly["start_ts"]), "endTs": int(anomaly["end_ts"])}
 
 
-def apply(repo: AlarmRepository, db: sqlite3.Connection, model, changes, thresholds: dict[str, float],
+def apply(repo: AlarmRepository, db: sqlite3.Connection, model: AnomalyModel, changes: AnomalyChanges,
+          thresholds: dict[str, float],
           device_info: dict[str, tuple[str, str | None]]) -> Outcome:
     """Apply ``changes`` (an AnomalyChanges) to the alarms of ``model``.
 
@@ -111,6 +115,6 @@ def apply(repo: AlarmRepository, db: sqlite3.Connection, model, changes, thresho
     return out
 
 
-def _severity(anomaly: dict, thresholds: dict[str, float]) -> str | None:
+def _severity(anomaly: dict[str, Any], thresholds: dict[str, float]) -> str | None:
     sev = severity_for(float(anomaly["score"]), thresholds)
     return sev.upper() if sev else None

@@ -46,7 +46,7 @@ class Alarm(param.Parameterized):
     originator_type = param.String(default="DEVICE")
     originator_id = param.String()
     originator_name = param.String(default="")
-    severity = param.Selector(default="INDETERMINATE", objects=list(SEVERITIES))
+    severity: param.Selector[str] = param.Selector(default="INDETERMINATE", objects=list(SEVERITIES))
     acknowledged = param.Boolean(default=False)
     cleared = param.Boolean(default=False)
     start_ts = param.Integer(default=0)
@@ -67,7 +67,7 @@ class Alarm(param.Parameterized):
         return not self.cleared
 
     @classmethod
-    def from_row(cls, row: dict) -> "Alarm":
+    def from_row(cls, row: dict) -> Alarm:
         return cls(**{k: row[k] for k in row if k in cls.param and k != "name"})
 
     def to_json(self) -> dict[str, Any]:

@@ -1,36 +1,24 @@
 """Alarm rows in ``analytics.sqlite``, next to the anomalies that cause most of them.
 
-Same file and same connection as :class:`~tbpanel.anomaly.repository.AnomalyRepository`, so an
-anomaly change and the alarm transition it causes commit in one transaction. Every write takes
-the caller's open connection ``db``; reads may pass one to see their own uncommitted writes.
+Same file and same :class:`~tbpanel.sqlite.Database` as
+:class:`~tbpanel.anomaly.repository.AnomalyRepository`, so an anomaly change and the alarm
+transition it causes commit in one transaction; the table's schema is in
+:mod:`tbpanel.analytics_db`. Every write takes the caller's open connection ``db``; reads may pass
+one to see their own uncommitted writes.
 """
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import orjson
 
-from ..anomaly.repository import AnomalyRepository
+from ..sqlite import Database
 from .model import SEVERITY_RANK, Alarm
 from .query import SEARCH_SQL, SORT, AlarmQuery
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alarms (
-    id TEXT PRIMARY KEY, created_time INTEGER NOT NULL, tenant_id TEXT NOT NULL, customer_id TEXT,
-    type TEXT NOT NULL, originator_type TEXT NOT NULL, originator_id TEXT NOT NULL,
-    originator_name TEXT NOT NULL DEFAULT '', severity TEXT NOT NULL, severity_rank INTEGER NOT NULL,
-    acknowledged INTEGER NOT NULL DEFAULT 0, cleared INTEGER NOT NULL DEFAULT 0,
-    start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL, ack_ts INTEGER NOT NULL DEFAULT 0,
-    clear_ts INTEGER NOT NULL DEFAULT 0, details TEXT NOT NULL DEFAULT '{}',
-    propagate INTEGER NOT NULL DEFAULT 0, anomaly_id TEXT, model_id TEXT);
-CREATE INDEX IF NOT EXISTS alarms_tenant_created ON alarms(tenant_id, created_time);
-CREATE INDEX IF NOT EXISTS alarms_originator ON alarms(originator_id, type, cleared);
-CREATE INDEX IF NOT EXISTS alarms_anomaly ON alarms(anomaly_id);
--- the storm guard as a constraint: a bug can never leave two active alarms of one type on a device
-CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active ON alarms(originator_id, type) WHERE cleared = 0;
-"""
 
 COLUMNS = ("id", "created_time", "tenant_id", "customer_id", "type", "originator_type", "originator_id",
            "originator_name", "severity", "acknowledged", "cleared", "start_ts", "end_ts", "ack_ts",
@@ -39,15 +27,12 @@ COLUMNS = ("id", "created_time", "tenant_id", "customer_id", "type", "originator
 class AlarmRepository:
     """Rows in, rows out; :mod:`.lifecycle` and :mod:`.service` own the rules."""
 
-    def __init__(self, anomaly_repo: AnomalyRepository):
-        self.base = anomaly_repo
-        with self.base.transaction() as db:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def transaction(self):
-        return self.base.transaction()
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The shared analytics transaction (see :meth:`tbpanel.sqlite.Database.transaction`)."""
+        return self.db.transaction()
 
     # -- writes (inside the caller's transaction) ---------------------------------------------
     def insert(self, db: sqlite3.Connection, alarm: Alarm) -> Alarm:
@@ -83,7 +68,8 @@ class AlarmRepository:
             chunk = ids[i:i + 500]
             for a in self._select(f"SELECT * FROM alarms WHERE anomaly_id IN ({', '.join('?' * len(chunk))})",
                                   chunk, db):
-                out[a.anomaly_id] = a
+                if a.anomaly_id is not None:  # always, by the WHERE clause
+                    out[a.anomaly_id] = a
         return out
 
     def all(self, db: sqlite3.Connection | None = None) -> list[Alarm]:
@@ -94,7 +80,7 @@ class AlarmRepository:
         order = SORT.get(q.sort_property)
         if order is None:
             raise ValueError(f"sortProperty must be one of {', '.join(SORT)}, got {q.sort_property!r}")
-        with self.base.reading() as db:
+        with self.db.reading() as db:
             total = db.execute(f"SELECT COUNT(*) FROM alarms WHERE {where}", args).fetchone()[0]
         rows = self._select(f"SELECT * FROM alarms WHERE {where} ORDER BY {order} {q.sort_order}, id "
                             f"LIMIT ? OFFSET ?", [*args, q.page_size, q.page * q.page_size])
@@ -104,25 +90,27 @@ class AlarmRepository:
                          statuses: list[str] | None = None) -> str | None:
         where, args = self._where(AlarmQuery(tenant_id, originators=[originator_id], search_status=search_status,
                                              statuses=statuses or []))
-        with self.base.reading() as db:
+        with self.db.reading() as db:
             row = db.execute(f"SELECT severity FROM alarms WHERE {where} ORDER BY severity_rank DESC LIMIT 1",
                              args).fetchone()
         return row[0] if row else None
 
-    def types(self, tenant_id: str, originators: Iterable[str] | None = None) -> list[str]:
-        """The tenant's alarm types; with ``originators``, only those of these devices' alarms."""
+    def types(self, tenant_id: str | None, originators: Iterable[str] | None = None) -> list[str]:
+        """The tenant's alarm types (none for no tenant); with ``originators``, only those of
+        these devices' alarms."""
         sql, args = "SELECT DISTINCT type FROM alarms WHERE tenant_id=?", [tenant_id]
         if originators is not None:
             ids = list(originators)
             sql += f" AND originator_id IN ({', '.join('?' * len(ids))})"
             args += ids
-        with self.base.reading() as db:
+        with self.db.reading() as db:
             return [r[0] for r in db.execute(sql + " ORDER BY type", args)]
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _where(q: AlarmQuery) -> tuple[str, list[Any]]:
-        where, args = ["tenant_id=?"], [q.tenant_id]
+        where = ["tenant_id=?"]
+        args: list[Any] = [q.tenant_id]
         if q.originators is not None:
             if not q.originators:
                 return "0", []
@@ -154,7 +142,7 @@ class AlarmRepository:
         return " AND ".join(where), args
 
     def _select(self, sql: str, args: list, db: sqlite3.Connection | None = None) -> list[Alarm]:
-        with self.base.reading() as shared:
+        with self.db.reading() as shared:
             cur = (db or shared).execute(sql, args)
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()

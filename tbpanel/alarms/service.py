@@ -1,5 +1,6 @@
 """Alarms as a service: ThingsBoard's operations (save, ack, clear, delete, queries) with its
-authorisation, the anomaly listener, live change notifications and the storm warning.
+authorisation, the anomaly listener, live change notifications (:attr:`AlarmService.changed`)
+and the storm warning.
 
 Authorisation lives here rather than in the handlers so that pages and the REST API enforce
 the same rule: a tenant administrator acts on the tenant's alarms, a customer user only on the
@@ -8,12 +9,13 @@ alarms of devices currently assigned to its customer.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import sqlite3
+from typing import TYPE_CHECKING, Any
 
 import param
 
-from ..clock import now_ms
 from ..anomaly.scoring import effective_thresholds
+from ..clock import now_ms
 from ..entities import NotFound, PermissionDenied
 from ..errors import InvalidInput
 from ..events import Signal
@@ -22,10 +24,11 @@ from .model import SEVERITIES, Alarm, higher
 from .query import AlarmQuery
 from .repository import AlarmRepository
 
-log = logging.getLogger("tbpanel.alarms")
+if TYPE_CHECKING:
+    from ..anomaly.service import AnomalyChanges, AnomalyModel, AnomalyService
+    from ..entities import EntityRegistry, User
 
-#: fn(kind, alarm) with kind "UPDATED" or "DELETED", called after the change committed.
-AlarmListener = Callable[[str, Alarm], None]
+log = logging.getLogger("tbpanel.alarms")
 
 DENIED = "You don't have permission to perform this operation!"
 
@@ -38,17 +41,21 @@ class AlarmService(param.Parameterized):
     last_storm = param.Dict(default=None, allow_None=True,
                             doc="The latest storm warning: modelId, modelName, source, raised, limit, at.")
 
-    def __init__(self, repo: AlarmRepository, registry, anomaly=None, **params):
+    def __init__(self, repo: AlarmRepository, registry: EntityRegistry, anomaly: AnomalyService | None = None,
+                 **params: Any) -> None:
         super().__init__(**params)
         self.repo = repo
         self.registry = registry
         self.anomaly = anomaly
-        self.changed = Signal("alarm changes")
+        #: ``fn(kind, alarm)`` with kind ``"UPDATED"`` or ``"DELETED"``, once per changed alarm,
+        #: only after the change committed (from the committing thread; a listener's error is
+        #: logged and the others still hear).
+        self.changed: Signal[[str, Alarm]] = Signal("alarms.changed")
         if anomaly is not None:
             anomaly.changed.connect(self.on_anomaly_changes)
 
     # -- the anomaly-driven lifecycle ----------------------------------------------------------
-    def on_anomaly_changes(self, db, model, changes) -> None:
+    def on_anomaly_changes(self, db: sqlite3.Connection, model: AnomalyModel, changes: AnomalyChanges) -> None:
         """AnomalyService listener: runs inside the anomaly transaction (see :mod:`.lifecycle`)."""
         thresholds: dict[str, float] = {}
         if changes.create_alarms or changes.extended:
@@ -57,11 +64,11 @@ class AlarmService(param.Parameterized):
             thresholds = (trained.thresholds(model.config) if trained is not None
                           else effective_thresholds({}, model.config))
         devices = {a["item"] for a in (*changes.created, *changes.extended)}
-        info = {}
+        info: dict[str, tuple[str, str | None]] = {}
         for did in devices:
             try:
                 d = self.registry.get_device(did)
-                info[did] = (d.name, d.customer_id)
+                info[did] = (d.name or "", d.customer_id)
             except Exception:  # a device deleted since: the alarm still names its id
                 info[did] = ("", None)
         out = lifecycle.apply(self.repo, db, model, changes, thresholds, info)
@@ -75,10 +82,10 @@ class AlarmService(param.Parameterized):
             log.warning("model %r: %s", model.config.name, note)
         events = [("UPDATED", a) for a in out.changed] + [("DELETED", a) for a in out.deleted]
         if events:
-            self.repo.base.after_commit(lambda: self._publish(events))
+            self.repo.db.after_commit(lambda: self._publish(events))
 
     # -- ThingsBoard operations ----------------------------------------------------------------
-    def get(self, user, alarm_id: str) -> Alarm:
+    def get(self, user: User, alarm_id: str) -> Alarm:
         """The alarm if ``user`` may see it; NotFound / PermissionDenied otherwise."""
         alarm = self.repo.get(alarm_id)
         if alarm is None:
@@ -86,7 +93,7 @@ class AlarmService(param.Parameterized):
         self._check(user, alarm)
         return alarm
 
-    def save(self, user, data: dict[str, Any]) -> Alarm:
+    def save(self, user: User, data: dict[str, Any]) -> Alarm:
         """``POST /api/alarm``: update by id, else update the active alarm of the same
         originator and type, else create."""
         originator = data["originator_id"]
@@ -128,25 +135,25 @@ class AlarmService(param.Parameterized):
                     alarm.cleared, alarm.clear_ts = True, t
                 self.repo.save(db, alarm)
             events.append(("UPDATED", alarm))
-            self.repo.base.after_commit(lambda: self._publish(events))
+            self.repo.db.after_commit(lambda: self._publish(events))
         return alarm
 
-    def ack(self, user, alarm_id: str) -> Alarm:
+    def ack(self, user: User, alarm_id: str) -> Alarm:
         return self._change(user, alarm_id, "ack")
 
-    def clear(self, user, alarm_id: str) -> Alarm:
+    def clear(self, user: User, alarm_id: str) -> Alarm:
         return self._change(user, alarm_id, "clear")
 
-    def delete(self, user, alarm_id: str) -> None:
+    def delete(self, user: User, alarm_id: str) -> None:
         with self.repo.transaction() as db:
             alarm = self.repo.get(alarm_id, db)
             if alarm is None:
                 raise NotFound(f"Alarm with id [{alarm_id}] is not found")
             self._check(user, alarm)
             self.repo.delete(db, alarm.id)
-            self.repo.base.after_commit(lambda: self._publish([("DELETED", alarm)]))
+            self.repo.db.after_commit(lambda: self._publish([("DELETED", alarm)]))
 
-    def query(self, user, q: AlarmQuery) -> tuple[list[Alarm], int]:
+    def query(self, user: User, q: AlarmQuery) -> tuple[list[Alarm], int]:
         """A page of what ``user`` may see; ``q.originators`` narrows, never widens."""
         if q.tenant_id != user.tenant_id:
             raise PermissionDenied(DENIED)
@@ -155,16 +162,16 @@ class AlarmService(param.Parameterized):
             q.originators = [d for d in (q.originators if q.originators is not None else allowed) if d in allowed]
         return self.repo.query(q)
 
-    def highest_severity(self, user, device_id: str, search_status: str = "ANY",
+    def highest_severity(self, user: User, device_id: str, search_status: str = "ANY",
                          statuses: list[str] | None = None) -> str | None:
         device = self.registry.check_device(user, device_id)
         return self.repo.highest_severity(device.tenant_id, device.id, search_status, statuses)
 
-    def types(self, user) -> list[str]:
+    def types(self, user: User) -> list[str]:
         """``GET /api/alarm/types``: a customer user learns only its own devices' alarm types."""
         return self.repo.types(user.tenant_id, self.visible_devices(user))
 
-    def visible_devices(self, user) -> set[str] | None:
+    def visible_devices(self, user: User) -> set[str] | None:
         """Device ids a customer user may see (None: a tenant administrator sees all)."""
         if user.authority == "TENANT_ADMIN":
             return None
@@ -173,7 +180,7 @@ class AlarmService(param.Parameterized):
         devices = self.registry.all_devices(user.tenant_id, customer_id=user.customer_id)
         return {d.id for d in devices}
 
-    def may_see(self, user, alarm: Alarm) -> bool:
+    def may_see(self, user: User, alarm: Alarm) -> bool:
         try:
             self._check(user, alarm)
             return True
@@ -181,7 +188,7 @@ class AlarmService(param.Parameterized):
             return False
 
     # -- helpers -------------------------------------------------------------------------------
-    def _change(self, user, alarm_id: str, what: str) -> Alarm:
+    def _change(self, user: User, alarm_id: str, what: str) -> Alarm:
         with self.repo.transaction() as db:
             alarm = self.repo.get(alarm_id, db)
             if alarm is None:
@@ -193,15 +200,15 @@ class AlarmService(param.Parameterized):
             elif what == "clear" and not alarm.cleared:
                 alarm.cleared, alarm.clear_ts = True, t
             self.repo.save(db, alarm)
-            self.repo.base.after_commit(lambda: self._publish([("UPDATED", alarm)]))
+            self.repo.db.after_commit(lambda: self._publish([("UPDATED", alarm)]))
         return alarm
 
-    def _check(self, user, alarm: Alarm) -> None:
+    def _check(self, user: User, alarm: Alarm) -> None:
         if alarm.tenant_id != user.tenant_id:
             raise PermissionDenied(DENIED)
         if user.authority != "TENANT_ADMIN":
             allowed = self.visible_devices(user)
-            if alarm.originator_id not in allowed:
+            if allowed is not None and alarm.originator_id not in allowed:
                 raise PermissionDenied(DENIED)
 
     def _publish(self, events: list[tuple[str, Alarm]]) -> None:

@@ -105,6 +105,23 @@ class ModelConfig(param.Parameterized):
     clip = param.Number(default=1.0, bounds=(0.0, None),
                         doc="Normalised values are clipped to [-clip, 1 + clip] (extreme noise).")
 
+    # -------------------------------------------------------------- detector
+    detector = param.Selector(default="clustering", objects=["clustering", "ensemble"],
+                              doc="ensemble: calibrated nearest-neighbour discord scores of "
+                                  "the segment's shape and of its level statistics, thresholded by a "
+                                  "peaks-over-threshold fit (tail_risk); clustering: Trendz semantics, "
+                                  "distance to the nearest cluster, threshold = threshold_percent of the "
+                                  "training segments (default).")
+    tail_risk = param.Number(default=1e-2, bounds=(0.0, 0.5), inclusive_bounds=(False, True),
+                             doc="Ensemble: probability that a normal segment scores >= 100, from a "
+                                 "generalised-Pareto fit of the training scores' upper tail.")
+    cooldown_segments = param.Integer(default=None, allow_None=True, bounds=(0, None),
+                                      doc="An anomaly stays open (active) until this many segment "
+                                          "lengths pass without an anomalous segment; anomalous "
+                                          "segments within it extend the same anomaly (one alarm per "
+                                          "episode). None = auto: 0 for clustering (Trendz), "
+                                          "4 segment lengths for the ensemble.")
+
     # ------------------------------------------------------------- algorithm
     algorithm = param.Selector(default="kmeans", objects=["kmeans", "dbscan", "gmm"])
     n_clusters = param.Integer(default=8, bounds=(1, None), doc="K-Means cluster count (if not auto).")
@@ -235,7 +252,7 @@ class ModelConfig(param.Parameterized):
         """Human messages, each prefixed by the knob it is about (``"field: message"``)."""
         return [f"{k}: {m}" for k, ms in self.validate_by_field().items() for m in ms]
 
-    def check(self) -> "ModelConfig":
+    def check(self) -> ModelConfig:
         msgs = self.validate()
         if msgs:
             raise ValueError("Invalid model configuration:\n" + "\n".join(msgs))
@@ -249,7 +266,7 @@ class ModelConfig(param.Parameterized):
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = set(cls.param)
         unknown = set(d) - known
         if unknown:
@@ -257,20 +274,20 @@ class ModelConfig(param.Parameterized):
         return cls(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()})
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
 
-    def copy(self, **changes: Any) -> "ModelConfig":
+    def copy(self, **changes: Any) -> ModelConfig:
         return type(self).from_dict(self.to_dict() | changes)
 
     @classmethod
-    def needs_rebuild(cls, old: "ModelConfig", new: "ModelConfig") -> list[str]:
+    def needs_rebuild(cls, old: ModelConfig, new: ModelConfig) -> list[str]:
         """Names of changed knobs that require a rebuild (sorted); empty = apply in place."""
         a, b = old.to_dict(), new.to_dict()
         return sorted(k for k in a if k not in cls.REBUILD_FREE and a[k] != b.get(k))
 
     # ------------------------------------------------------ auto resolution
-    def resolved(self, step_ms: float) -> "ModelConfig":
+    def resolved(self, step_ms: float) -> ModelConfig:
         """A copy with every *auto* knob (value 0) filled from the median sampling step."""
         step = max(float(step_ms), 1.0)
         c = self.copy()
@@ -297,7 +314,7 @@ class ModelConfig(param.Parameterized):
     # ---------------------------------------------------------------- presets
     @classmethod
     def preset(cls, intent: str, sensitivity: str = "medium", step_ms: float = 60_000,
-               **overrides: Any) -> "ModelConfig":
+               **overrides: Any) -> ModelConfig:
         """Wizard presets: intent x sensitivity, segment lengths from the data step.
 
         Segments are rounded up to calendar durations (they divide a day) so daily cycles line

@@ -12,17 +12,26 @@ every training segment -> ``d_thr`` -> scores -> default severity thresholds and
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .clustering import ClusterModel, fit_clusters
 from .config import ModelConfig
+from .ensemble import MEMBERS, EnsembleModel, fit_ensemble, level_stats
 from .features import Normalizer, column_groups, extract
-from .scoring import (AnomalyRecord, ScoredSegments, assemble, cluster_statistics,
-                      default_severity_thresholds, effective_thresholds, scores_from_distances,
-                      threshold_distance)
+from .scoring import (
+    AnomalyRecord,
+    ScoredSegments,
+    assemble,
+    cluster_statistics,
+    default_severity_thresholds,
+    effective_thresholds,
+    scores_from_distances,
+    threshold_distance,
+)
 from .segments import ItemData, clean_item, median_step, segment_item
 
 __all__ = ["ItemData", "TrainedModel", "ScoredSegments", "AnomalyRecord", "Cancelled", "fit",
@@ -91,6 +100,7 @@ class TrainedModel:
     n_refits: int = 0
     build_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    ensemble: EnsembleModel | None = None    # detector="ensemble": the calibrated discord members
 
     # ------------------------------------------------------------------ views
     @property
@@ -125,6 +135,10 @@ class TrainedModel:
     # ---------------------------------------------------------------- scoring
     def features(self, item: ItemData, start_ms: int | None = None, end_ms: int | None = None):
         """``(segment table, normalised feature matrix)`` of one item (cleaned inside)."""
+        _, table, x = self._segments(item, start_ms, end_ms)
+        return table, x
+
+    def _segments(self, item: ItemData, start_ms: int | None, end_ms: int | None):
         r = self.resolved
         it = clean_item(item, self.fields)
         if start_ms is not None or end_ms is not None:
@@ -136,7 +150,14 @@ class TrainedModel:
                              min_duration_ms=r.min_duration_ms, min_points=r.min_points,
                              start_ms=start_ms, end_ms=end_ms)
         x = extract(it, table, r, self.fields)
-        return table, self.normalizer.transform(x)
+        return it, table, self.normalizer.transform(x)
+
+    def member_ratios(self, item_name: str, item: ItemData, table, x: np.ndarray) -> np.ndarray:
+        """Ensemble: ``(n, len(MEMBERS))`` distance / threshold of each member, per segment."""
+        if self.ensemble is None:
+            return np.zeros((len(table), 0))
+        feats = {"shape": x, "cluster": self.clusters.distances(x)[0], "level": self.ensemble.level_matrix(level_stats(item, table, self.fields))}
+        return self.ensemble.member_ratios(feats, item_name, table.start)
 
     def score(self, data: dict[str, ItemData], start_ms: int | None = None, end_ms: int | None = None, *,
               progress: Progress | None = None, cancel: Cancel | None = None) -> ScoredSegments:
@@ -144,15 +165,19 @@ class TrainedModel:
         in ``data`` (trained or not). ``end_ms=None``: up to each item's last point."""
         track = _Tracker(progress, cancel)
         names = sorted(data)
-        tables, mats = [], []
+        tables, mats, ens = [], [], []
         for n, name in enumerate(names):
             track(n / max(len(names), 1) * 0.8, f"segmenting {name}")
-            t, x = self.features(data[name], start_ms, end_ms)
+            it, t, x = self._segments(data[name], start_ms, end_ms)
             tables.append((name, t))
             mats.append(x)
+            if self.ensemble is not None:
+                ens.append(self.member_ratios(name, it, t, x).max(axis=1) if len(t) else np.empty(0))
         track(0.8, "measuring distances")
         x = np.vstack(mats) if mats else np.empty((0, 0))
         d, lab = self.clusters.distances(x) if x.shape[0] else (np.empty(0), np.empty(0, np.int64))
+        if self.ensemble is not None:
+            d = np.concatenate(ens) if ens else np.empty(0)
         item = np.concatenate([np.full(len(t), name, dtype=object) for name, t in tables]) if tables \
             else np.empty(0, dtype=object)
         start = np.concatenate([t.start for _, t in tables]) if tables else np.empty(0, np.int64)
@@ -171,10 +196,11 @@ class TrainedModel:
                 "severity_defaults": dict(self.severity_defaults), "cluster_stats": self.cluster_stats,
                 "trained_items": list(self.trained_items), "train_range": list(self.train_range),
                 "n_train_segments": self.n_train_segments, "n_refits": self.n_refits,
-                "build_seconds": self.build_seconds, "extra": self.extra}
+                "build_seconds": self.build_seconds, "extra": self.extra,
+                "ensemble": None if self.ensemble is None else self.ensemble.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainedModel":
+    def from_dict(cls, d: dict[str, Any]) -> TrainedModel:
         if d.get("format") != MODEL_FORMAT:
             raise ValueError(f"unsupported model format {d.get('format')!r}")
         return cls(config=ModelConfig.from_dict(d["config"]), resolved=ModelConfig.from_dict(d["resolved"]),
@@ -186,7 +212,8 @@ class TrainedModel:
                    cluster_stats=list(d["cluster_stats"]), trained_items=list(d["trained_items"]),
                    train_range=tuple(d["train_range"]), n_train_segments=int(d["n_train_segments"]),
                    n_refits=int(d.get("n_refits", 0)), build_seconds=float(d.get("build_seconds", 0.0)),
-                   extra=dict(d.get("extra", {})))
+                   extra=dict(d.get("extra", {})),
+                   ensemble=None if d.get("ensemble") is None else EnsembleModel.from_dict(d["ensemble"]))
 
 
 def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, ItemData],
@@ -205,7 +232,7 @@ def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, It
         cleaned[name] = _slice(clean_item(data[name], fields), train_start, train_end, config.max_points)
     step = median_step(list(cleaned.values()))
     r = resolved if resolved is not None else config.resolved(step)
-    tables, mats = [], []
+    tables, mats, stats, codes = [], [], [], []
     for n, name in enumerate(items):
         track(0.1 + 0.4 * n / len(items), f"segmenting {name}")
         it = cleaned[name]
@@ -214,14 +241,20 @@ def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, It
                          start_ms=train_start, end_ms=train_end)
         tables.append(t)
         mats.append(extract(it, t, r, fields))
+        if r.detector == "ensemble":
+            stats.append(level_stats(it, t, fields))
+            codes.append(np.full(len(t), n, dtype=np.int64))
     raw = np.vstack(mats) if mats else np.empty((0, 0))
     durations = np.concatenate([t.end - t.start for t in tables])
+    seg_start = np.concatenate([t.start for t in tables])
     if raw.shape[0] == 0:
         raise ValueError("no training segment passed the segment filters (check the segment length, "
                          "max gap, min points and the training range)")
     if config.max_segments and raw.shape[0] > config.max_segments:
         keep = np.unique(np.linspace(0, raw.shape[0] - 1, config.max_segments).round().astype(int))
-        raw, durations = raw[keep], durations[keep]
+        raw, durations, seg_start = raw[keep], durations[keep], seg_start[keep]
+        stats = [np.vstack(stats)[keep]] if stats else []
+        codes = [np.concatenate(codes)[keep]] if codes else []
     track(0.5, f"normalising {raw.shape[0]} segments")
     norm = Normalizer.fit(raw, column_groups(r, fields), r.clip)
     x = norm.transform(raw)
@@ -230,14 +263,24 @@ def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, It
     clusters, _ = fit_clusters(x, r, blocks=blocks)
     track(0.85, "scoring training segments")
     d, labels = clusters.distances(x)
-    d_thr = threshold_distance(d, r.threshold_percent)
+    ensemble = None
+    if r.detector == "ensemble":
+        track(0.9, "fitting the discord ensemble")
+        ensemble, ratios = fit_ensemble(x, d, np.vstack(stats), np.concatenate(codes), seg_start, items,
+                                        int(r.segment_ms), float(r.tail_risk))
+        d, d_thr = ratios.max(axis=1), 1.0
+        ensemble.info["fired_in_training"] = {m: int(np.sum((ratios[:, j] >= 1.0)
+                                                            & (ratios[:, j] == d)))
+                                              for j, m in enumerate(MEMBERS)}
+    else:
+        d_thr = threshold_distance(d, r.threshold_percent)
     s = scores_from_distances(d, d_thr)
     model = TrainedModel(
         config=config, resolved=r, fields=fields, step_ms=step, normalizer=norm, clusters=clusters,
         d_thr=d_thr, train_distances=d, severity_defaults=default_severity_thresholds(s),
         cluster_stats=cluster_statistics(labels, s, durations, clusters.k), trained_items=items,
         train_range=(train_start, train_end), n_train_segments=int(x.shape[0]), n_refits=n_refits,
-        build_seconds=time.perf_counter() - t0)
+        build_seconds=time.perf_counter() - t0, ensemble=ensemble)
     track(1.0, f"ready: {clusters.k} clusters, threshold distance {d_thr:.4g}")
     return model
 

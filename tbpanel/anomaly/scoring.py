@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -114,12 +115,12 @@ class ScoredSegments:
         return int(self.start_ts.size)
 
     @classmethod
-    def empty(cls) -> "ScoredSegments":
+    def empty(cls) -> ScoredSegments:
         return cls(np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0, np.int64),
                    np.empty(0), np.empty(0), np.empty(0, np.int64))
 
     @classmethod
-    def concat(cls, parts: Iterable["ScoredSegments"]) -> "ScoredSegments":
+    def concat(cls, parts: Iterable[ScoredSegments]) -> ScoredSegments:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
@@ -130,16 +131,16 @@ class ScoredSegments:
     def _fields() -> tuple[str, ...]:
         return ("item", "start_ts", "end_ts", "score", "distance", "cluster")
 
-    def sorted(self) -> "ScoredSegments":
+    def sorted(self) -> ScoredSegments:
         if len(self) < 2:
             return self
         o = np.lexsort((self.start_ts, self.item.astype(str)))
         return self.take(o)
 
-    def take(self, sel) -> "ScoredSegments":
+    def take(self, sel) -> ScoredSegments:
         return ScoredSegments(*(getattr(self, f)[sel] for f in self._fields()))
 
-    def for_item(self, item: str) -> "ScoredSegments":
+    def for_item(self, item: str) -> ScoredSegments:
         return self.take(self.item == item)
 
     @property
@@ -150,7 +151,7 @@ class ScoredSegments:
         return {f: getattr(self, f).tolist() for f in self._fields()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, list]) -> "ScoredSegments":
+    def from_dict(cls, d: dict[str, list]) -> ScoredSegments:
         return cls(np.asarray(d["item"], dtype=object), np.asarray(d["start_ts"], dtype=np.int64),
                    np.asarray(d["end_ts"], dtype=np.int64), np.asarray(d["score"], dtype=np.float64),
                    np.asarray(d["distance"], dtype=np.float64), np.asarray(d["cluster"], dtype=np.int64))
@@ -182,8 +183,25 @@ class AnomalyRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AnomalyRecord":
+    def from_dict(cls, d: dict[str, Any]) -> AnomalyRecord:
         return cls(**d)
+
+
+#: auto cool-down of the ensemble detector, in segment lengths
+AUTO_COOLDOWN_SEGMENTS = 4
+
+
+def cooldown_ms(config: Any, segs: ScoredSegments) -> int:
+    """The cool-down (ms) of :func:`assemble`: ``cooldown_segments`` segment lengths (auto: 0 for
+    the clustering detector, :data:`AUTO_COOLDOWN_SEGMENTS` for the ensemble); the segment length is
+    the config's, or the scored segments' own when it is auto."""
+    n = getattr(config, "cooldown_segments", None)
+    if n is None:
+        n = AUTO_COOLDOWN_SEGMENTS if getattr(config, "detector", "clustering") == "ensemble" else 0
+    if not n or len(segs) == 0:
+        return 0
+    seg = int(getattr(config, "segment_ms", 0) or 0) or int(np.median(segs.end_ts - segs.start_ts))
+    return int(n) * seg
 
 
 def assemble(segs: ScoredSegments, config) -> list[AnomalyRecord]:
@@ -195,6 +213,7 @@ def assemble(segs: ScoredSegments, config) -> list[AnomalyRecord]:
     items = segs.item.astype(str)
     min_dur = int(config.min_anomaly_duration_ms or 0)
     joining = bool(config.cluster_joining)
+    cooldown = cooldown_ms(config, segs)
     # item boundaries
     change = np.flatnonzero(items[1:] != items[:-1]) + 1
     bounds = np.concatenate(([0], change, [len(segs)]))
@@ -205,17 +224,20 @@ def assemble(segs: ScoredSegments, config) -> list[AnomalyRecord]:
         if not an.any():
             continue
         n = b1 - b0
-        prev_an = np.concatenate(([False], an[:-1]))
-        touches = np.concatenate(([False], st[1:] <= en[:-1]))
-        same = np.concatenate(([False], cl[1:] == cl[:-1])) if not joining else np.ones(n, bool)
-        cont = an & prev_an & touches & same          # continues the previous segment's anomaly
-        new = an & ~cont
-        run = np.cumsum(new) - 1                      # run id of each anomalous segment
-        prev_end = np.concatenate(([st[0]], en[:-1]))
-        added_ms = np.where(cont, en - np.maximum(st, prev_end), en - st)
-        idx = np.flatnonzero(an)
-        rid = run[idx]
-        starts = np.flatnonzero(np.diff(np.concatenate(([-1], rid))) != 0)
+        idx = np.flatnonzero(an)                      # anomalous segments, in time order
+        p, q = idx[:-1], idx[1:]
+        if cooldown:
+            cont_pair = st[q] <= en[p] + cooldown         # within the cool-down of the previous one
+        else:
+            cont_pair = (q == p + 1) & (st[q] <= en[p])   # consecutive and touching
+        if not joining:
+            cont_pair &= cl[q] == cl[p]
+        cont = np.concatenate(([False], cont_pair))   # continues the previous anomalous segment's anomaly
+        prev_end = np.concatenate(([st[idx[0]]], en[p]))
+        added_idx = np.where(cont, en[idx] - np.maximum(st[idx], prev_end), en[idx] - st[idx])
+        added_ms = np.zeros(n, dtype=np.int64)
+        added_ms[idx] = added_idx
+        starts = np.flatnonzero(~cont)
         ends = np.concatenate((starts[1:], [idx.size]))
         for a, b in zip(starts, ends):
             ii = idx[a:b]
@@ -227,12 +249,15 @@ def assemble(segs: ScoredSegments, config) -> list[AnomalyRecord]:
             dur = en[ii] - s0
             conf = int(en[ii[int(np.argmax(dur >= min_dur))]])
             last = ii[-1]
+            # closed by the first later segment that ends past the cool-down (None: still open)
+            closer = int(np.searchsorted(en, en[last] + cooldown, side="left")) if cooldown else last + 1
+            closer = max(closer, last + 1)
             out.append(AnomalyRecord(
                 item=str(items[b0]), start_ts=s0, end_ts=s1, score=float(ss.max()),
                 score_index=float(np.sum(ss / 100.0 * added_ms[ii] / HOUR_MS)),
-                cluster=int(cl[top]), detected_at=int(en[ii[0]]), active=bool(last == n - 1),
+                cluster=int(cl[top]), detected_at=int(en[ii[0]]), active=bool(closer >= n),
                 n_segments=int(ii.size),
                 segment_scores={"first": float(ss[0]), "last": float(ss[-1]), "min": float(ss.min()),
                                 "mean": float(ss.mean()), "max": float(ss.max())},
-                confirmed_at=conf, ended_at=None if last == n - 1 else int(en[last + 1])))
+                confirmed_at=conf, ended_at=None if closer >= n else int(en[closer])))
     return out

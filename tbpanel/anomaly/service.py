@@ -1,10 +1,12 @@
-"""Anomaly models as a service: create, build, refresh, reprocess, experiments, saved scores.
+"""Anomaly models as a service: create, build, refresh, reprocess, experiments.
 
 The engine (:mod:`.engine`) is pure numpy; this module feeds it from the telemetry store,
 keeps its results in :class:`~.repository.AnomalyRepository`, runs long work through the
-:class:`~tbpanel.jobs.TaskRunner`, and hands every anomaly change to registered listeners
+:class:`~tbpanel.jobs.TaskRunner`, and emits every anomaly change on :attr:`AnomalyService.changed`
 *inside* the transaction that makes the change (the alarm service uses that to stay atomic
-with the anomalies that cause its alarms).
+with the anomalies that cause its alarms). The model record with its notebook methods is
+:mod:`.model`, the ``_EAD_``/``_EID_`` telemetry :mod:`.saved_scores`, the refresh schedule
+:mod:`.scheduler`.
 
 Rules (reference/anomaly-detection.md):
 - build: collect → fit → score the training range → replace every anomaly of the model; the
@@ -17,160 +19,43 @@ Rules (reference/anomaly-detection.md):
 from __future__ import annotations
 
 import logging
-import time
+import sqlite3
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
-import param
 
 from ..clock import now_ms
 from ..events import Signal
-from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner, next_run
+from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner
 from ..store.telemetry import to_ms
-from ..store.values import ValueType
+from . import scheduler
 from .config import ModelConfig
-from .engine import TrainedModel, assemble, fit, refit
 from .engine import Cancelled as EngineCancelled
+from .engine import TrainedModel, assemble, fit, refit
+from .model import CANCELLED, FAILED, IN_PROGRESS, NEW, QUEUED, READY, AnomalyModel, RefreshSettings, wait_with_progress
 from .repository import AnomalyRepository
+from .saved_scores import records_as_rows, save_scores
+from .scoring import AnomalyRecord, ScoredSegments
+from .segments import ItemData
+
+if TYPE_CHECKING:
+    from ..entities import EntityRegistry
+    from ..store import TelemetryStore
+
+__all__ = ["AnomalyService", "AnomalyChanges", "RebuildRequired", "AnomalyModel", "RefreshSettings",
+           "wait_with_progress", "records_as_rows", "QUEUED", "IN_PROGRESS", "READY", "FAILED", "CANCELLED", "NEW"]
 
 log = logging.getLogger("tbpanel.anomaly")
 
-QUEUED, IN_PROGRESS, READY, FAILED, CANCELLED, NEW = "QUEUED", "IN_PROGRESS", "READY", "FAILED", "CANCELLED", "NEW"
+#: Which devices: an explicit list, ``"trained"`` (the model's), ``"all"``/None/``[]`` (the profile's).
+Items = Iterable[str] | str | None
 
 
 class RebuildRequired(ValueError):
     """Changing these knobs needs a rebuild; say ``rebuild=True`` to do it."""
-
-
-class RefreshSettings(param.Parameterized):
-    """The periodic refresh job of one model ("Jobs" tab)."""
-
-    enabled = param.Boolean(default=False)
-    every = param.Integer(default=1, bounds=(1, None))
-    unit = param.Selector(default="HOUR", objects=["HOUR", "DAY", "WEEK", "MONTH"])
-    at_unit_start = param.Boolean(default=False)
-    tz = param.String(default="UTC")
-    items = param.List(default=[], item_type=str, doc="Devices to refresh; empty: every device of the profile.")
-    save_telemetry = param.Boolean(default=False, doc="Enable Saving Anomaly Data (_EAD_/_EID_ series).")
-    create_alarms = param.Boolean(default=False, doc="Enable Anomaly Alarms Creation.")
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.param if k != "name"}
-
-
-class AnomalyModel(param.Parameterized):
-    """One model as people see it; methods delegate to the service for notebook use."""
-
-    id = param.String()
-    tenant_id = param.String()
-    config = param.ClassSelector(class_=ModelConfig)
-    status = param.String(default=NEW)
-    message = param.String(default="")
-    created_ms = param.Integer(default=0)
-    built_ms = param.Integer(default=None, allow_None=True)
-    refresh = param.ClassSelector(class_=RefreshSettings)
-    last_refresh_end_ms = param.Integer(default=None, allow_None=True)
-    last_refresh_run_ms = param.Integer(default=None, allow_None=True)
-    refits = param.Integer(default=0)
-
-    def __init__(self, service: "AnomalyService | None" = None, **params):
-        super().__init__(**params)
-        self._service = service
-
-    # -- notebook conveniences (blocking, with a progress bar) -----------------------------------
-    def build(self, wait: bool = True, progress: bool = True) -> "AnomalyModel":
-        task = self._service.build(self.id)
-        return self._finish(task, wait, progress)
-
-    def reprocess(self, start, end, items=None, *, create_alarms: bool = False,
-                  save_telemetry: bool = False, wait: bool = True, progress: bool = True) -> "AnomalyModel":
-        task = self._service.reprocess(self.id, start, end, items, create_alarms=create_alarms,
-                                       save_telemetry=save_telemetry)
-        return self._finish(task, wait, progress)
-
-    def anomalies(self, **filters) -> pd.DataFrame:
-        return self._service.anomalies_frame(self.id, **filters)
-
-    def trained(self) -> TrainedModel | None:
-        return self._service.trained(self.id)
-
-    def _finish(self, task: Task, wait: bool, progress: bool) -> "AnomalyModel":
-        if wait:
-            done = wait_with_progress(self._service.runner, task, show=progress)
-            if done.status == "FAILED":
-                raise RuntimeError(done.message)
-        fresh = self._service.get_model(self.id)
-        self.param.update(**{k: getattr(fresh, k) for k in ("status", "message", "built_ms", "config",
-                                                            "refresh", "last_refresh_end_ms", "refits")})
-        return self
-
-    def to_json(self, counts: dict | None = None) -> dict:
-        out = {"id": self.id, "tenantId": self.tenant_id, "name": self.config.name, "status": self.status,
-               "message": self.message, "createdTime": self.created_ms, "builtTime": self.built_ms,
-               "config": self.config.to_dict(),
-               "refresh": self.refresh.to_dict(), "lastRefreshEndTs": self.last_refresh_end_ms,
-               "lastRefreshRunTs": self.last_refresh_run_ms, "refits": self.refits}
-        if counts is not None:
-            out["counts"] = counts
-        return out
-
-    def __str__(self) -> str:
-        return self.__repr__()
-
-    def __repr__(self) -> str:
-        return (f"<AnomalyModel {self.config.name!r} {self.status} type={self.config.device_type!r} "
-                f"fields={list(self.config.fields)} id={self.id}>")
-
-    def summary(self) -> dict:
-        """Settings that matter, status and an anomaly summary: what a notebook repr shows."""
-        c = self.config
-        out = {"name": c.name, "status": self.status, "message": self.message, "device_type": c.device_type,
-               "fields": list(c.fields), "window": c.window, "segment": f"{c.segment_ms / 60_000:g} min" if c.segment_ms
-               else f"{c.segment_points} points", "comparison": c.comparison, "algorithm": c.algorithm,
-               "distance": c.distance, "threshold_percent": c.threshold_percent, "adaptive": c.adaptive,
-               "refresh": (f"every {self.refresh.every} {self.refresh.unit}" if self.refresh.enabled else "off")}
-        if self._service is not None:
-            df = self.anomalies()
-            out.update(anomalies=len(df), items_affected=int(df["item"].nunique()) if len(df) else 0,
-                       peak_score=float(df["score"].max()) if len(df) else 0.0,
-                       active=int(df["active"].sum()) if len(df) else 0)
-        return out
-
-    def _repr_html_(self) -> str:
-        import html
-
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
-                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-                       for k, v in self.summary().items() if v not in ("", None))
-        return f"<b>AnomalyModel</b> <code>{html.escape(self.id)}</code><table>{rows}</table>"
-
-
-def wait_with_progress(runner: TaskRunner, task: Task, show: bool = True) -> Task:
-    """Block until the task ends, drawing a progress bar (tqdm's notebook bar in Jupyter)."""
-    bar = None
-    if show:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=100, desc=task.kind.lower(), unit="%")
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            bar = None
-    last = 0
-    while True:
-        current = runner.get(task.id)
-        pct = int(round((current.progress or 0) * 100))
-        if bar is not None and pct > last:
-            bar.update(pct - last)
-            bar.set_postfix_str(current.message[:40])
-            last = pct
-        if current.status in ("DONE", "FAILED", "CANCELLED"):
-            break
-        time.sleep(0.1)
-    if bar is not None:
-        bar.close()
-    return current
 
 
 @dataclass
@@ -179,29 +64,32 @@ class AnomalyChanges:
 
     source: str                                   # BUILD | REFRESH | REPROCESS | DELETE
     create_alarms: bool = False
-    created: list[dict] = field(default_factory=list)
-    extended: list[dict] = field(default_factory=list)
-    ended: list[dict] = field(default_factory=list)
-    deleted: list[dict] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    extended: list[dict[str, Any]] = field(default_factory=list)
+    ended: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[dict[str, Any]] = field(default_factory=list)
     #: what listeners want in the task log (the alarm service's storm warning)
     notes: list[str] = field(default_factory=list)
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("created", "extended", "ended", "deleted")}
-
-
-Listener = Callable[[Any, AnomalyModel, AnomalyChanges], None]
 
 
 class AnomalyService:
     """Everything tbpanel does with anomaly models, for the API, the pages and notebooks."""
 
-    def __init__(self, store, registry, repo: AnomalyRepository, runner: TaskRunner):
+    def __init__(self, store: TelemetryStore, registry: EntityRegistry, repo: AnomalyRepository,
+                 runner: TaskRunner) -> None:
         self.store = store
         self.registry = registry
         self.repo = repo
         self.runner = runner
-        self.changed = Signal("anomaly changes", propagate=True)
+        #: ``fn(db, model, changes)`` inside the transaction that changed ``model``'s anomalies,
+        #: with its connection ``db``: a listener writes through ``db`` to commit with them, and
+        #: its exception rolls the whole change back. To act only once it committed, a listener
+        #: schedules that with ``repo.after_commit``.
+        self.changed: Signal[[sqlite3.Connection, AnomalyModel, AnomalyChanges]] = Signal(
+            "anomaly.changed", propagate=True)
         self._running_refresh: dict[str, str] = {}
         self._fail_interrupted_builds()
 
@@ -219,29 +107,30 @@ class AnomalyService:
                                        message="interrupted: the server stopped while this model was building")
 
     # -- models ----------------------------------------------------------------------------------
-    def create_model(self, tenant_id: str, config: ModelConfig | dict, *,
-                     refresh: dict | None = None) -> AnomalyModel:
-        config = config if isinstance(config, ModelConfig) else ModelConfig(**config)
+    def create_model(self, tenant_id: str, config: ModelConfig | dict[str, Any], *,
+                     refresh: dict[str, Any] | None = None) -> AnomalyModel:
+        config = config if isinstance(config, ModelConfig) else ModelConfig(**config)  # type: ignore[no-untyped-call]
         config.check()
         model_id = str(uuid.uuid4())
         settings = RefreshSettings(**(refresh or {}))
         self.repo.insert_model({"id": model_id, "tenant_id": tenant_id, "name": config.name,
                                 "config": config.to_json(), "status": NEW, "message": "not built yet",
                                 "created_ms": now_ms(), "refresh": settings.to_dict()})
-        return self.get_model(model_id)
+        return self._require(model_id)
 
     def get_model(self, model_id: str) -> AnomalyModel | None:
         row = self.repo.get_model(model_id)
-        return self._model(row) if row else None
+        return AnomalyModel.from_row(self, row) if row else None
 
     def list_models(self, tenant_id: str | None = None) -> list[AnomalyModel]:
-        return [self._model(r) for r in self.repo.list_models(tenant_id)]
+        return [AnomalyModel.from_row(self, r) for r in self.repo.list_models(tenant_id)]
 
     def trained(self, model_id: str) -> TrainedModel | None:
         row = self.repo.get_model(model_id, with_trained=True)
         return TrainedModel.from_dict(row["trained"]) if row and row.get("trained") else None
 
-    def update_model(self, model_id: str, changes: dict, *, rebuild: bool = False) -> tuple[AnomalyModel, Task | None]:
+    def update_model(self, model_id: str, changes: dict[str, Any], *,
+                     rebuild: bool = False) -> tuple[AnomalyModel, Task | None]:
         """Change settings. Knobs other than name/telemetry key/frequency/alarm settings need
         ``rebuild=True`` (the rebuild then runs as a task); otherwise :class:`RebuildRequired`."""
         model = self._require(model_id)
@@ -252,15 +141,15 @@ class AnomalyService:
             raise RebuildRequired("changing " + ", ".join(needs) + " requires a rebuild (rebuild=true)")
         self.repo.update_model(model_id, config=merged.to_json(), name=merged.name)
         task = self.build(model_id) if needs and rebuild else None
-        return self.get_model(model_id), task
+        return self._require(model_id), task
 
-    def set_refresh(self, model_id: str, settings: dict) -> AnomalyModel:
+    def set_refresh(self, model_id: str, settings: dict[str, Any]) -> AnomalyModel:
         model = self._require(model_id)
         merged = RefreshSettings(**{**model.refresh.to_dict(), **settings})
         if merged.enabled and not self.repo.has_trained(model_id):
             raise ValueError("build the model before switching refresh on")
         self.repo.update_model(model_id, refresh=merged.to_dict())
-        return self.get_model(model_id)
+        return self._require(model_id)
 
     def delete_model(self, model_id: str) -> None:
         """Deletes the model and its anomalies (listeners clear/delete their alarms); saved
@@ -268,7 +157,7 @@ class AnomalyService:
         model = self._require(model_id)
         with self.repo.transaction() as db:
             changes = AnomalyChanges("DELETE", deleted=self.repo.anomalies(model_id, db=db))
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
             self.repo.delete_model(model_id, db)
 
     # -- tasks -------------------------------------------------------------------------------------
@@ -284,13 +173,20 @@ class AnomalyService:
         if not self.repo.has_trained(model_id):
             raise ValueError("the model has not been built yet")
         until = now_ms() if until_ms is None else int(until_ms)
+
+        def finished(task: Task) -> None:
+            self._running_refresh.pop(model_id, None)
         task = self.runner.submit("REFRESH", _work(lambda ctx: self._refresh(ctx, model_id, until)),
                                   model_id=model_id, tenant_id=model.tenant_id, params={"until": until},
-                                  on_done=lambda t: self._running_refresh.pop(model_id, None))
+                                  on_done=finished)
         self._running_refresh[model_id] = task.id
         return task
 
-    def reprocess(self, model_id: str, start, end, items=None, *, create_alarms: bool = False,
+    def is_refreshing(self, model_id: str) -> bool:
+        """Whether a refresh run of the model started here has not finished yet."""
+        return model_id in self._running_refresh
+
+    def reprocess(self, model_id: str, start: Any, end: Any, items: Items = None, *, create_alarms: bool = False,
                   save_telemetry: bool = False) -> Task:
         model = self._require(model_id)
         if not self.repo.has_trained(model_id):
@@ -308,23 +204,15 @@ class AnomalyService:
             model_id=model_id, tenant_id=model.tenant_id, params=params)
 
     def run_due(self, now: int | None = None) -> list[Task]:
-        """The scheduler's tick: start the refresh run of every model that is due."""
-        now = now_ms() if now is None else now
-        started = []
-        for model in self.list_models():
-            r = model.refresh
-            if not r.enabled or model.id in self._running_refresh:
-                continue
-            due = next_run(model.last_refresh_run_ms, now, r.every, r.unit, at_unit_start=r.at_unit_start, tz=r.tz)
-            if due <= now:
-                started.append(self.refresh_now(model.id, now))
-        return started
+        """The scheduler's tick: start the refresh run of every model that is due
+        (:func:`.scheduler.run_due`)."""
+        return scheduler.run_due(self, now)
 
     # -- reading -----------------------------------------------------------------------------------
-    def anomalies(self, model_id: str, **filters) -> list[dict]:
+    def anomalies(self, model_id: str, **filters: Any) -> list[dict[str, Any]]:
         return self.repo.anomalies(model_id, **filters)
 
-    def anomalies_frame(self, model_id: str, **filters) -> pd.DataFrame:
+    def anomalies_frame(self, model_id: str, **filters: Any) -> pd.DataFrame:
         rows = self.anomalies(model_id, **filters)
         columns = ["id", "item", "start", "end", "score", "score_index", "cluster", "detected_at", "active",
                    "n_segments", "suppressed"]
@@ -336,39 +224,40 @@ class AnomalyService:
         return df[columns].sort_values("score_index", ascending=False, ignore_index=True)
 
     # -- experiments ---------------------------------------------------------------------------------
-    def experiment(self, model_id: str, variants: dict[str, dict], start, end, items=None,
-                   progress: Callable[[float, str], None] | None = None) -> dict[str, list[dict]]:
+    def experiment(self, model_id: str, variants: dict[str, dict[str, Any]], start: Any, end: Any,
+                   items: Items = None,
+                   progress: Callable[[float, str], None] | None = None) -> dict[str, list[dict[str, Any]]]:
         """Score variants of a model over a range without touching its anomalies, alarms or
         telemetry: each variant is the model's config with overrides, fitted on the model's
         training range. Returns ``{variant name: anomalies}`` (``"current"`` is the stored model)."""
         model = self._require(model_id)
         start, end = _ms(start), _ms(end)
-        items = self._items(model, items)
-        out: dict[str, list[dict]] = {}
+        devices = self._items(model, items)
+        out: dict[str, list[dict[str, Any]]] = {}
         trained = self.trained(model_id)
         names = (["current"] if trained is not None else []) + list(variants)
         for i, name in enumerate(names):
             if progress:
                 progress(i / max(len(names), 1), f"variant {name}")
-            if name == "current":
+            if name == "current" and trained is not None:
                 cfg, tm = model.config, trained
             else:
                 cfg = model.config.copy(**variants[name]).check()
                 tm = fit(cfg, self._load(cfg, self._items(model, cfg.items or None), cfg.train_start, cfg.train_end))
-            data = self._load(cfg, items, start - tm.segment_ms, end)
+            data = self._load(cfg, devices, start - tm.segment_ms, end)
             recs = assemble(tm.score(data, start, end), cfg)
             out[name] = [r.to_dict() for r in recs if start <= r.start_ts < end]
         return out
 
-    def submit_experiment(self, model_id: str, variants: dict[str, dict], start, end, items=None, *,
-                          include_current: bool = True, keep: int = 1000) -> Task:
+    def submit_experiment(self, model_id: str, variants: dict[str, dict[str, Any]], start: Any, end: Any,
+                          items: Items = None, *, include_current: bool = True, keep: int = 1000) -> Task:
         """:meth:`experiment` as an ``EXPERIMENT`` task (so it shows, and can be cancelled, among the
         model's tasks); its result is ``{"comparison": rows of compare, "anomalies": {variant: the
         first ``keep`` anomalies}}``. REST and the Experiments tab both start experiments here."""
         model = self._require(model_id)
         start, end = _ms(start), _ms(end)
 
-        def work(ctx: TaskContext) -> dict:
+        def work(ctx: TaskContext) -> dict[str, Any]:
             results = self.experiment(model_id, variants, start, end, items, progress=ctx.progress)
             if not include_current:
                 results.pop("current", None)
@@ -379,7 +268,7 @@ class AnomalyService:
                                   params={"variants": variants, "start": start, "end": end})
 
     @staticmethod
-    def compare(results: dict[str, list[dict]]) -> pd.DataFrame:
+    def compare(results: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
         """One row per variant: anomalies, affected items, peak score, total score index."""
         rows = []
         for name, recs in results.items():
@@ -390,7 +279,7 @@ class AnomalyService:
         return pd.DataFrame(rows)
 
     # -- the work ------------------------------------------------------------------------------------
-    def _build(self, ctx: TaskContext, model_id: str) -> dict:
+    def _build(self, ctx: TaskContext, model_id: str) -> dict[str, Any]:
         model = self._require(model_id)
         cfg = model.config
         self.repo.update_model(model_id, status=IN_PROGRESS, message="building")
@@ -418,18 +307,18 @@ class AnomalyService:
             self.repo.update_model(model_id, db, trained=trained.to_dict(), status=READY, message="ready",
                                    built_ms=now_ms(), refresh=refresh, last_refresh_end_ms=hi,
                                    last_refresh_run_ms=None, refits=0)
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
         ctx.log(f"{len(records)} anomalies in the training range; {len(changes.deleted)} earlier ones removed")
         return {"segments": int(len(segs)), "anomalies": len(records), "deleted": len(changes.deleted),
                 "clusters": int(len(trained.cluster_sizes)), "items": len(data)}
 
     def _after_build(self, model_id: str, task: Task) -> None:
-        if task.status in ("FAILED", "CANCELLED") and self.repo.get_model(model_id):
+        if task.status in (FAILED, CANCELLED) and self.repo.get_model(model_id):
             self.repo.update_model(model_id, status=task.status, message=task.message)
 
-    def _refresh(self, ctx: TaskContext, model_id: str, until: int) -> dict:
+    def _refresh(self, ctx: TaskContext, model_id: str, until: int) -> dict[str, Any]:
         model = self._require(model_id)
-        cfg, trained = model.config, self.trained(model_id)
+        cfg, trained = model.config, self._require_trained(model_id)
         seg = trained.segment_ms
         last_end = model.last_refresh_end_ms if model.last_refresh_end_ms is not None else until - seg
         active = self.repo.anomalies(model_id, active=True)
@@ -479,74 +368,44 @@ class AnomalyService:
                     changes.ended.append({**old, "active": False})
             self.repo.update_model(model_id, db, last_refresh_end_ms=until, last_refresh_run_ms=now_ms(),
                                    refits=refits, **({"trained": trained.to_dict()} if refits != model.refits else {}))
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
         if model.refresh.save_telemetry:
-            self._save_scores(cfg, segs, self.repo.anomalies(model_id, start=start - 30 * 86_400_000), start, until)
+            save_scores(self.store, cfg, segs, self.repo.anomalies(model_id, start=start - 30 * 86_400_000))
         counts = changes.counts()
         for note in changes.notes:
             ctx.log(note)
         ctx.log(f"scored {len(segs)} segments of {len(items)} devices from {start} to {until}: {counts}")
         return {"segments": int(len(segs)), **counts, "from": start, "to": until}
 
-    def _reprocess(self, ctx: TaskContext, model_id: str, start: int, end: int, items, create_alarms: bool,
-                   save_telemetry: bool) -> dict:
+    def _reprocess(self, ctx: TaskContext, model_id: str, start: int, end: int, items: Items, create_alarms: bool,
+                   save_telemetry: bool) -> dict[str, Any]:
         model = self._require(model_id)
-        cfg, trained = model.config, self.trained(model_id)
-        items = self._items(model, items)
-        data = self._load(cfg, items, start - trained.segment_ms, end)
-        total = max(len(items), 1)
+        cfg, trained = model.config, self._require_trained(model_id)
+        devices = self._items(model, items)
+        data = self._load(cfg, devices, start - trained.segment_ms, end)
+        total = max(len(devices), 1)
         parts = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(devices):
             ctx.progress(0.8 * i / total, f"scoring {i + 1}/{total}")
             if item in data:
                 parts.append(trained.score({item: data[item]}, start, end, cancel=ctx.cancelled))
-        from .scoring import ScoredSegments
         segs = ScoredSegments.concat(parts)
         records = [r for r in assemble(segs, cfg) if start <= r.start_ts < end]
         ctx.check()
         changes = AnomalyChanges("REPROCESS", create_alarms=create_alarms)
         with self.repo.transaction() as db:
-            changes.deleted = self.repo.anomalies(model_id, items=items, start=start, end=end, db=db)
+            changes.deleted = self.repo.anomalies(model_id, items=devices, start=start, end=end, db=db)
             self.repo.delete_anomalies(db, [a["id"] for a in changes.deleted])
             for rec in records:
                 changes.created.append(self.repo.insert_anomaly(db, self._row(model_id, rec)))
-            self._notify(db, model, changes)
+            self.changed.emit(db, model, changes)
         if save_telemetry:
-            self._save_scores(cfg, segs, records_as_rows(records), start, end)
+            save_scores(self.store, cfg, segs, records_as_rows(records))
         for note in changes.notes:
             ctx.log(note)
-        ctx.log(f"replaced {len(changes.deleted)} anomalies with {len(records)} over {len(items)} devices")
+        ctx.log(f"replaced {len(changes.deleted)} anomalies with {len(records)} over {len(devices)} devices")
         return {"segments": int(len(segs)), "deleted": len(changes.deleted), "created": len(records),
-                "items": len(items)}
-
-    # -- saved scores ----------------------------------------------------------------------------------
-    def _save_scores(self, cfg: ModelConfig, segs, anomalies: list[dict], start: int, end: int) -> int:
-        """``_EAD_<key>`` (max score of segments ending in each bucket) and ``_EID_<key>`` (score
-        index of the anomaly active in the bucket, 0 when none), buckets aligned to the epoch."""
-        if len(segs) == 0:
-            return 0
-        freq = int(cfg.storage_frequency_ms)
-        ead, eid = f"_EAD_{cfg.telemetry_key}", f"_EID_{cfg.telemetry_key}"
-        points = []
-        by_item: dict[str, list[dict]] = {}
-        for a in anomalies:
-            by_item.setdefault(a["item"], []).append(a)
-        items = segs.item.astype(str)
-        for item in np.unique(items).tolist():
-            mask = items == item
-            ends, scores = segs.end_ts[mask], segs.score[mask]
-            buckets = (ends - 1) // freq * freq  # a segment ending exactly on an edge belongs to the bucket before
-            ub, inv = np.unique(buckets, return_inverse=True)
-            peak = np.full(len(ub), -np.inf)
-            np.maximum.at(peak, inv, scores)
-            index = np.zeros(len(ub))
-            for a in by_item.get(item, []):
-                hit = (ub < a["end_ts"]) & (ub + freq > a["start_ts"])
-                index[hit] = np.maximum(index[hit], a["score_index"])
-            for b, p, x in zip(ub.tolist(), peak.tolist(), index.tolist()):
-                points.append((item, ead, int(b), ValueType.DOUBLE, round(float(p), 4)))
-                points.append((item, eid, int(b), ValueType.DOUBLE, round(float(x), 4)))
-        return self.store.write_points(points)
+                "items": len(devices)}
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _require(self, model_id: str) -> AnomalyModel:
@@ -556,16 +415,15 @@ class AnomalyService:
             raise NotFound(f"Anomaly model {model_id} is not found")
         return model
 
-    def _model(self, row: dict) -> AnomalyModel:
-        return AnomalyModel(self, id=row["id"], tenant_id=row["tenant_id"], config=ModelConfig.from_json(row["config"]),
-                            status=row["status"], message=row["message"] or "", created_ms=row["created_ms"],
-                            built_ms=row["built_ms"], refresh=RefreshSettings(**(row["refresh"] or {})),
-                            last_refresh_end_ms=row["last_refresh_end_ms"],
-                            last_refresh_run_ms=row["last_refresh_run_ms"], refits=row["refits"] or 0)
+    def _require_trained(self, model_id: str) -> TrainedModel:
+        trained = self.trained(model_id)
+        if trained is None:  # refresh_now and reprocess refuse unbuilt models before submitting
+            raise ValueError("the model has not been built yet")
+        return trained
 
-    def _items(self, model: AnomalyModel, items) -> list[str]:
+    def _items(self, model: AnomalyModel, items: Items) -> list[str]:
         """Devices: an explicit list, "trained" (the model's), or all of the profile."""
-        if items in (None, "all", []):
+        if items is None or items == "all" or items == []:
             devices = self.registry.all_devices(model.tenant_id, type=model.config.device_type or None,
                                                 sort_property="createdTime", sort_order="DESC")
             return [d.id for d in devices]
@@ -573,7 +431,7 @@ class AnomalyService:
             return list(model.config.items) or self._items(model, None)
         return list(items)
 
-    def _load(self, cfg: ModelConfig, items: Iterable[str], start, end) -> dict[str, dict]:
+    def _load(self, cfg: ModelConfig, items: Iterable[str], start: int | None, end: int | None) -> dict[str, ItemData]:
         lo = 0 if start is None else int(start)
         hi = 253_402_300_800_000 if end is None else int(end)
         out = {}
@@ -583,25 +441,17 @@ class AnomalyService:
                 out[item] = arrays
         return out
 
-    def _row(self, model_id: str, rec) -> dict:
+    def _row(self, model_id: str, rec: AnomalyRecord) -> dict[str, Any]:
         t = now_ms()
         return {"model_id": model_id, "item": rec.item, "start_ts": int(rec.start_ts), "end_ts": int(rec.end_ts),
                 "score": float(rec.score), "score_index": float(rec.score_index), "cluster": int(rec.cluster),
                 "detected_at": int(rec.detected_at), "active": bool(rec.active), "n_segments": int(rec.n_segments),
                 "details": rec.segment_scores or {}, "created_ms": t, "updated_ms": t}
 
-    def _notify(self, db, model: AnomalyModel, changes: AnomalyChanges) -> None:
-        self.changed.emit(db, model, changes)
 
-
-def records_as_rows(records) -> list[dict]:
-    return [{"item": r.item, "start_ts": r.start_ts, "end_ts": r.end_ts, "score_index": r.score_index}
-            for r in records]
-
-
-def _work(fn: Callable[[TaskContext], dict]) -> Callable[[TaskContext], dict]:
+def _work(fn: Callable[[TaskContext], dict[str, Any]]) -> Callable[[TaskContext], dict[str, Any]]:
     """Task work whose engine-level cancellation counts as the task's cancellation."""
-    def run(ctx: TaskContext) -> dict:
+    def run(ctx: TaskContext) -> dict[str, Any]:
         try:
             return fn(ctx)
         except EngineCancelled as exc:
@@ -609,10 +459,12 @@ def _work(fn: Callable[[TaskContext], dict]) -> Callable[[TaskContext], dict]:
     return run
 
 
-def _scaled(ctx: TaskContext, lo: float, hi: float):
-    return lambda frac, msg="": ctx.progress(lo + (hi - lo) * frac, msg)
+def _scaled(ctx: TaskContext, lo: float, hi: float) -> Callable[[float, str], None]:
+    def progress(frac: float, msg: str = "") -> None:
+        ctx.progress(lo + (hi - lo) * frac, msg)
+    return progress
 
 
-def _ms(x) -> int:
+def _ms(x: Any) -> int:
     """Epoch ms from ms, a datetime or an ISO string (the store's rule, naive = UTC)."""
     return to_ms(x, "time")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from ..alarms import SEARCH_STATUSES, SORT, STATUSES, AlarmQuery
 from ..alarms.service import parse_severity
-from ..store.payload import TS_MAX
 from ..entities.registry import MAX_NAME_LENGTH
-from .base import MAX_PAGE, ApiError, ApiHandler, page_data
+from ..platform import Platform
+from ..store.payload import TS_MAX
+from .base import ID, ApiError, ApiHandler, Route, page_data
 from .entities import PagedHandler, entity_uuid
 
 
@@ -25,12 +26,7 @@ class AlarmQueryHandler(PagedHandler):
     """Shared parsing of ThingsBoard's alarm query parameters."""
 
     def alarm_query(self, user, originators: list[str] | None) -> AlarmQuery:
-        page_size = self.int_arg("pageSize", 100, minimum=1, maximum=10_000)
-        page = self.int_arg("page", 0, minimum=0, maximum=MAX_PAGE)
-        sort_order = (self.get_query_argument("sortOrder", "DESC") or "DESC").upper()
-        if sort_order not in ("ASC", "DESC"):
-            raise ApiError(400, f"sortOrder must be ASC or DESC, got {sort_order!r}")
-        sort_prop = self.get_query_argument("sortProperty", "createdTime") or "createdTime"
+        page, page_size, text, sort_prop, sort_order = self.page_args()
         if sort_prop not in SORT:
             raise ApiError(400, f"sortProperty must be one of {', '.join(SORT)}, got {sort_prop!r}")
         search = (self.get_query_argument("searchStatus", "ANY") or "ANY").upper()
@@ -52,7 +48,7 @@ class AlarmQueryHandler(PagedHandler):
                           severities=severities, types=_list_arg(self, "type", "typeList"),
                           model_id=entity_uuid(model_id, "modelId") if model_id else None,
                           start_time=start, end_time=end, time_property=time_prop,
-                          text=self.get_query_argument("textSearch", None) or None,
+                          text=text,
                           sort_property=sort_prop, sort_order=sort_order, page=page, page_size=page_size)
 
     async def answer(self, user, q: AlarmQuery) -> None:
@@ -71,9 +67,7 @@ class AlarmSaveHandler(ApiHandler):
 
     async def post(self) -> None:
         user = self.require_user()
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise ApiError(400, "alarm body must be a JSON object")
+        body = self.json_object("alarm")
         atype = body.get("type")
         if not isinstance(atype, str) or not atype.strip():
             raise ApiError(400, "alarm 'type' is required and must be a non-empty string")
@@ -179,16 +173,15 @@ class HighestSeverityHandler(ApiHandler):
             self.write_json(sev)
 
 
-def alarm_patterns(platform) -> list[tuple]:
+def alarm_patterns(platform: Platform) -> list[Route]:
     p = {"platform": platform}
-    _ID = r"([^/]+)"
     return [
         (r"/api/alarm/?", AlarmSaveHandler, p),
         (r"/api/alarms/?", AllAlarmsHandler, p),
         (r"/api/alarm/types/?", AlarmTypesHandler, p),
-        (rf"/api/alarm/highestSeverity/{_ID}/{_ID}/?", HighestSeverityHandler, p),
-        (rf"/api/alarm/{_ID}/ack/?", AlarmActionHandler, dict(p, action="ack")),
-        (rf"/api/alarm/{_ID}/clear/?", AlarmActionHandler, dict(p, action="clear")),
-        (rf"/api/alarm/{_ID}/{_ID}/?", EntityAlarmsHandler, p),
-        (rf"/api/alarm/{_ID}/?", AlarmHandler, p),
+        (rf"/api/alarm/highestSeverity/{ID}/{ID}/?", HighestSeverityHandler, p),
+        (rf"/api/alarm/{ID}/ack/?", AlarmActionHandler, dict(p, action="ack")),
+        (rf"/api/alarm/{ID}/clear/?", AlarmActionHandler, dict(p, action="clear")),
+        (rf"/api/alarm/{ID}/{ID}/?", EntityAlarmsHandler, p),
+        (rf"/api/alarm/{ID}/?", AlarmHandler, p),
     ]

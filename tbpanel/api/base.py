@@ -4,12 +4,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 import orjson
 import tornado.web
 
 from ..clock import now_ms
+from ..entities import User
 from ..errors import EntityError, NotFound
 from ..platform import Platform
 from ..store import QueryError
@@ -32,7 +34,23 @@ TOO_MANY_REQUESTS = 33
 #: ThingsBoard's ``page`` is a Java int; larger pages would overflow the SQL offset.
 MAX_PAGE = 2**31 - 1
 
+#: ThingsBoard's message for every refusal of an authenticated user
+DENIED = "You don't have permission to perform this operation!"
+
 _INTEGER = re.compile(r"[+-]?\d{1,19}")
+
+T = TypeVar("T")
+
+#: one path segment of a route (an id, a token, an entity type), captured
+ID = r"([^/]+)"
+#: one row of a tornado URL table: (pattern, handler class, its ``initialize`` arguments)
+Route = tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]
+
+
+def in_pool(platform: Platform, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run blocking work (SQLite, Zarr) on the platform's pool, keeping the loop free
+    (REST handlers and WebSocket commands alike); await the result."""
+    return asyncio.get_running_loop().run_in_executor(platform.executor, fn, *args)
 
 
 class ApiError(Exception):
@@ -112,6 +130,19 @@ class ApiHandler(tornado.web.RequestHandler):
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"Invalid JSON body: {exc}") from None
 
+    def json_object(self, what: str = "the") -> dict[str, Any]:
+        """The body, which must be a JSON object (``what``: the name in the 400 message)."""
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise ApiError(400, f"{what} body must be a JSON object")
+        return body
+
+    @overload
+    def int_arg(self, name: str, default: int, *, minimum: int | None = None,
+                maximum: int | None = None) -> int: ...
+    @overload
+    def int_arg(self, name: str, default: None = None, *, minimum: int | None = None,
+                maximum: int | None = None) -> int | None: ...
     def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None,
                 maximum: int | None = None) -> int | None:
         raw = self.get_query_argument(name, None)
@@ -147,14 +178,14 @@ class ApiHandler(tornado.web.RequestHandler):
                 raise ApiError(401, f"{header} header must be 'Bearer <token>'")
         return None
 
-    def require_user(self):
+    def require_user(self) -> User:
         """The authenticated user, or 401 in ThingsBoard's shape (errorCode 11 when expired)."""
         token = self.bearer_token()
         if token is None:
             raise ApiError(401, "Authentication failed: no JWT token in the X-Authorization header")
         return self.user_for_claims(self.platform.tokens.verify(token))
 
-    def user_for_claims(self, claims: dict):
+    def user_for_claims(self, claims: dict[str, Any]) -> User:
         """The enabled user a verified token names; 401 if it was deleted or disabled since."""
         try:
             user = self.platform.registry.get_user(claims["userId"])
@@ -164,16 +195,16 @@ class ApiHandler(tornado.web.RequestHandler):
             raise ApiError(401, "Authentication failed: the token's user no longer exists or is disabled")
         return user
 
-    def require_role(self, user, *roles: str) -> None:
+    def require_role(self, user: User, *roles: str) -> None:
         if user.authority not in roles:
-            raise ApiError(403, "You don't have permission to perform this operation!")
+            raise ApiError(403, DENIED)
 
-    async def in_thread(self, fn: Callable, *args: Any) -> Any:
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (SQLite, Zarr) on the platform's pool, keeping the loop free."""
-        return await asyncio.get_running_loop().run_in_executor(self.platform.executor, fn, *args)
+        return await in_pool(self.platform, fn, *args)
 
 
-def page_data(items: list, total: int, page: int, page_size: int) -> dict:
+def page_data(items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:
     """ThingsBoard's PageData envelope."""
     pages = (total + page_size - 1) // page_size if page_size else 0
     return {"data": items, "totalPages": pages, "totalElements": total,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import tornado.web
 
-from ..store.payload import parse_attributes, parse_telemetry
 from ..clock import now_ms
+from ..platform import Platform
+from ..store.payload import parse_attributes, parse_telemetry
+from ..store.validate import payload_points
 from .base import ApiError, ApiHandler
 
 
@@ -17,7 +19,7 @@ from .base import ApiError, ApiHandler
 class DeviceUploadHandler(ApiHandler):
     """Accepts telemetry or client attributes from a device identified by its access token."""
 
-    def initialize(self, platform, kind: str) -> None:  # type: ignore[override]
+    def initialize(self, platform: Platform, kind: str) -> None:  # type: ignore[override]
         super().initialize(platform)
         self.kind = kind
         self._chunks: list[bytes] = []
@@ -26,9 +28,10 @@ class DeviceUploadHandler(ApiHandler):
 
     def prepare(self) -> None:
         token = self.path_args[0] if self.path_args else ""
-        self.device = self.platform.registry.device_by_token(token)
-        if self.device is None:
+        device = self.platform.registry.device_by_token(token)
+        if device is None:
             raise ApiError(401, "Unknown device access token")
+        self.device = device
         length = self.request.headers.get("Content-Length")
         limit = self.platform.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
@@ -54,9 +57,7 @@ class DeviceUploadHandler(ApiHandler):
         if self.kind == "telemetry":
             points = parse_telemetry(body, ts)
             if points:
-                device_id = self.device.id
-                await self.platform.store.submit_async(
-                    [(device_id, key, pts, vtype, value) for pts, key, vtype, value in points])
+                await self.platform.store.submit_async(payload_points(self.device.id, points))
         else:
             points = parse_attributes(body, ts)
             if points:

@@ -37,9 +37,7 @@ class DeviceSaveHandler(ApiHandler):
     async def post(self) -> None:
         user = self.require_user()
         self.require_role(user, TENANT_ADMIN)
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise ApiError(400, "device body must be a JSON object")
+        body = self.json_object("device")
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ApiError(400, "device 'name' is required and must be a non-empty string")
@@ -133,9 +131,7 @@ class CustomerSaveHandler(ApiHandler):
     async def post(self) -> None:
         user = self.require_user()
         self.require_role(user, TENANT_ADMIN)
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise ApiError(400, "customer body must be a JSON object")
+        body = self.json_object("customer")
         title = body.get("title")
         if not isinstance(title, str) or not title.strip():
             raise ApiError(400, "customer 'title' is required and must be a non-empty string")
@@ -150,7 +146,7 @@ class CustomerSaveHandler(ApiHandler):
 class CustomerHandler(ApiHandler):
     """``GET`` / ``DELETE /api/customer/{id}``."""
 
-    def get(self, customer_id: str) -> None:  # type: ignore[override]
+    def get(self, customer_id: str) -> None:
         user = self.require_user()
         self.write_json(self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id")).to_json())
 

@@ -5,12 +5,32 @@ users get 403 here (they see anomalies through their devices' alarms and saved s
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ..anomaly.config import ModelConfig
 from ..anomaly.service import RebuildRequired
-from .base import ApiError, ApiHandler
+from ..entities import User
+from ..platform import Platform
+from .base import DENIED, ID, ApiError, ApiHandler, Route
 from .entities import TENANT_ADMIN, entity_uuid
+
+
+class _TenantOwned(Protocol):
+    @property
+    def tenant_id(self) -> str | None: ...
+
+
+Owned = TypeVar("Owned", bound=_TenantOwned)
+
+
+def owned(thing: Owned | None, user: User, missing: str) -> Owned:
+    """``thing`` if it belongs to ``user``'s tenant: 404 ``missing`` when there is none, 403
+    when it is another tenant's."""
+    if thing is None:
+        raise ApiError(404, missing)
+    if thing.tenant_id != user.tenant_id:
+        raise ApiError(403, DENIED)
+    return thing
 
 
 class ModelsBase(ApiHandler):
@@ -19,13 +39,9 @@ class ModelsBase(ApiHandler):
         self.require_role(user, TENANT_ADMIN)
         return user
 
-    def model_for(self, user, model_id: str):
+    def model_for(self, user: User, model_id: str):
         model = self.platform.anomaly.get_model(entity_uuid(model_id, "model id"))
-        if model is None:
-            raise ApiError(404, f"Anomaly model {model_id} is not found")
-        if model.tenant_id != user.tenant_id:
-            raise ApiError(403, "You don't have permission to perform this operation!")
-        return model
+        return owned(model, user, f"Anomaly model {model_id} is not found")
 
     def check_items(self, user, items) -> None:
         if items in (None, "all", "trained"):
@@ -34,12 +50,6 @@ class ModelsBase(ApiHandler):
             raise ApiError(400, "items must be a list of device ids, 'all' or 'trained'")
         for item in items:
             self.platform.registry.check_device(user, entity_uuid(item, "device id"))
-
-    def body_dict(self) -> dict:
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return body
 
     def model_json(self, model) -> dict:
         return model.to_json(self.platform.anomaly.repo.count_anomalies(model.id))
@@ -70,7 +80,7 @@ class ModelsHandler(ModelsBase):
 
     async def post(self) -> None:
         user = self.admin()
-        body = self.body_dict()
+        body = self.json_object()
         config = _config(body.get("config", {}))
         self.check_items(user, list(config.items))
         refresh = body.get("refresh")
@@ -92,7 +102,7 @@ class ModelHandler(ModelsBase):
         """``{"config": {changes}, "rebuild": false}``: 400 naming the knobs that need a rebuild."""
         user = self.admin()
         model = self.model_for(user, model_id)
-        body = self.body_dict()
+        body = self.json_object()
         changes = body.get("config", {})
         if not isinstance(changes, dict):
             raise ApiError(400, "config must be an object of settings to change")
@@ -130,12 +140,13 @@ class RefreshHandler(ModelsBase):
     def put(self, model_id: str) -> None:
         user = self.admin()
         model = self.model_for(user, model_id)
-        body = self.body_dict()
+        body = self.json_object()
         self.check_items(user, body.get("items"))
         try:
             model = self.platform.anomaly.set_refresh(model.id, body)
         except (ValueError, TypeError) as exc:
             raise ApiError(400, str(exc)) from None
+        assert model.refresh is not None  # every stored model has refresh settings
         self.write_json(model.refresh.to_dict())
 
 
@@ -155,7 +166,7 @@ class ReprocessHandler(ModelsBase):
     def post(self, model_id: str) -> None:
         user = self.admin()
         model = self.model_for(user, model_id)
-        body = self.body_dict()
+        body = self.json_object()
         start, end = body.get("startTs"), body.get("endTs")
         if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool) or isinstance(end, bool):
             raise ApiError(400, "startTs and endTs (epoch ms integers) are required")
@@ -198,23 +209,20 @@ class ModelTasksHandler(ModelsBase):
 
 
 class TaskHandler(ModelsBase):
-    def task_for(self, user, task_id: str):
-        task = self.platform.tasks.get(entity_uuid(task_id, "task id"))
-        if task is None:
-            raise ApiError(404, f"Task {task_id} is not found")
-        if task.tenant_id != user.tenant_id:
-            raise ApiError(403, "You don't have permission to perform this operation!")
-        return task
+    def task_for(self, user: User, task_id: str):
+        return owned(self.platform.tasks.get(entity_uuid(task_id, "task id")), user, f"Task {task_id} is not found")
 
     def get(self, task_id: str) -> None:
         self.write_json(self.task_for(self.admin(), task_id).to_json())
 
 
 class TaskCancelHandler(TaskHandler):
-    def post(self, task_id: str) -> None:  # type: ignore[override]
+    def post(self, task_id: str) -> None:
         task = self.task_for(self.admin(), task_id)
         cancelled = self.platform.tasks.cancel(task.id)
-        self.write_json({"cancelRequested": cancelled, "task": self.platform.tasks.get(task.id).to_json()})
+        after = self.platform.tasks.get(task.id)
+        assert after is not None  # tasks stay in analytics.sqlite
+        self.write_json({"cancelRequested": cancelled, "task": after.to_json()})
 
 
 class ExperimentHandler(ModelsBase):
@@ -224,7 +232,7 @@ class ExperimentHandler(ModelsBase):
     def post(self, model_id: str) -> None:
         user = self.admin()
         model = self.model_for(user, model_id)
-        body = self.body_dict()
+        body = self.json_object()
         variants = body.get("variants")
         if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
             raise ApiError(400, "variants must be an object of {name: {setting: value}}")
@@ -239,9 +247,9 @@ class ExperimentHandler(ModelsBase):
         self.write_json(task.to_json())
 
 
-def model_patterns(platform) -> list[tuple]:
+def model_patterns(platform: Platform) -> list[Route]:
     p = {"platform": platform}
-    m = r"/api/tbpanel/models/([^/]+)"
+    m = rf"/api/tbpanel/models/{ID}"
     return [
         (r"/api/tbpanel/models/?", ModelsHandler, p),
         (rf"{m}/build/?", BuildHandler, p),
@@ -252,6 +260,6 @@ def model_patterns(platform) -> list[tuple]:
         (rf"{m}/tasks/?", ModelTasksHandler, p),
         (rf"{m}/experiments/?", ExperimentHandler, p),
         (rf"{m}/?", ModelHandler, p),
-        (r"/api/tbpanel/tasks/([^/]+)/cancel/?", TaskCancelHandler, p),
-        (r"/api/tbpanel/tasks/([^/]+)/?", TaskHandler, p),
+        (rf"/api/tbpanel/tasks/{ID}/cancel/?", TaskCancelHandler, p),
+        (rf"/api/tbpanel/tasks/{ID}/?", TaskHandler, p),
     ]

@@ -1,48 +1,43 @@
-"""The URL table of the API, in one place (mounted via ``pn.serve(extra_patterns=...)``)."""
+"""The URL table of the API, in one place: ``server.build_server`` mounts exactly
+:func:`api_patterns` with ``pn.serve(extra_patterns=...)``, and the isolation matrix test
+enumerates the same list, so a route cannot be served without a row there."""
 from __future__ import annotations
 
 from ..live import LiveHub
 from ..platform import Platform
 from . import auth, device, entities, telemetry
-from .websocket import websocket_patterns
-from .models import model_patterns
 from .alarms import alarm_patterns
-from .base import ApiError, ApiHandler
+from .base import ID, ApiError, ApiHandler, Route
+from .live_stats import LiveStatsHandler
+from .models import model_patterns
+from .ws import websocket_patterns
 
-_ID = r"([^/]+)"
-_TEL = r"/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
-
-
-def device_patterns(platform: Platform) -> list[tuple]:
-    """The device upload routes: the ingest hot path (see ``server.build_server``)."""
-    p = {"platform": platform}
-    return [
-        (rf"/api/v1/{_ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
-        (rf"/api/v1/{_ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
-    ]
+_TEL = rf"/api/plugins/telemetry/([A-Za-z_]+)/{ID}"
 
 
-def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[tuple]:
+def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]:
     """Every API route; ``live`` is the server's fan-out hub (one is made if not given)."""
     p = {"platform": platform}
     live = live if live is not None else LiveHub(platform.store)
     return [
-        *device_patterns(platform),
+        # first: device uploads are the ingest hot path, and tornado tries rules in order
+        (rf"/api/v1/{ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
+        (rf"/api/v1/{ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
         (r"/api/auth/login/?", auth.LoginHandler, p),
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),
         (r"/api/auth/logout/?", auth.LogoutHandler, p),
         (r"/api/device/?", entities.DeviceSaveHandler, p),
         (r"/api/device/types/?", entities.DeviceTypesHandler, p),
-        (rf"/api/device/{_ID}/credentials/?", entities.DeviceCredentialsHandler, p),
-        (rf"/api/device/{_ID}/?", entities.DeviceHandler, p),
+        (rf"/api/device/{ID}/credentials/?", entities.DeviceCredentialsHandler, p),
+        (rf"/api/device/{ID}/?", entities.DeviceHandler, p),
         (r"/api/tenant/devices/?", entities.TenantDevicesHandler, p),
         (r"/api/customer/?", entities.CustomerSaveHandler, p),
         (r"/api/customers/?", entities.CustomersHandler, p),
-        (rf"/api/customer/device/{_ID}/?", entities.UnassignDeviceHandler, p),
-        (rf"/api/customer/{_ID}/devices/?", entities.CustomerDevicesHandler, p),
-        (rf"/api/customer/{_ID}/device/{_ID}/?", entities.AssignDeviceHandler, p),
-        (rf"/api/customer/{_ID}/?", entities.CustomerHandler, p),
+        (rf"/api/customer/device/{ID}/?", entities.UnassignDeviceHandler, p),
+        (rf"/api/customer/{ID}/devices/?", entities.CustomerDevicesHandler, p),
+        (rf"/api/customer/{ID}/device/{ID}/?", entities.AssignDeviceHandler, p),
+        (rf"/api/customer/{ID}/?", entities.CustomerHandler, p),
         (rf"{_TEL}/keys/timeseries/?", telemetry.KeysHandler, p),
         (rf"{_TEL}/values/timeseries/history/?", telemetry.ValuesHandler, dict(p, history=True)),
         (rf"{_TEL}/values/timeseries/?", telemetry.ValuesHandler, p),
@@ -56,6 +51,7 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[tuple]
         *model_patterns(platform),
         *alarm_patterns(platform),
         *websocket_patterns(platform, live),
+        (r"/api/tbpanel/live/stats/?", LiveStatsHandler, {"platform": platform, "live": live}),
         (r"/api/.*", NotFoundHandler, p),
     ]
 

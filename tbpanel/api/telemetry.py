@@ -6,11 +6,15 @@ strings unless ``useStrictDataTypes=true``.
 """
 from __future__ import annotations
 
+from typing import Any
 
+from ..clock import now_ms
+from ..entities import Device, User
+from ..platform import Platform
 from ..store.aggregate import AGGS
 from ..store.payload import TS_MAX, parse_telemetry
+from ..store.validate import payload_points
 from ..store.values import to_strict, to_wire_string
-from ..clock import now_ms
 from .base import ApiError, ApiHandler
 from .entities import entity_uuid
 
@@ -20,7 +24,7 @@ INTERVAL_TYPES = ("MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER")
 class TelemetryHandler(ApiHandler):
     """Common argument handling for routes addressed by ``{entityType}/{entityId}``."""
 
-    def device_for(self, entity_type: str, entity_id: str, user):
+    def device_for(self, entity_type: str, entity_id: str, user: User) -> Device:
         if entity_type.upper() != "DEVICE":
             raise ApiError(400, f"tbpanel keeps telemetry for DEVICE entities; got entity type {entity_type!r}")
         return self.platform.registry.check_device(user, entity_uuid(entity_id, "entity id"))
@@ -37,7 +41,19 @@ class TelemetryHandler(ApiHandler):
             return None
         return list(dict.fromkeys(keys))
 
-    def render(self, series: dict[str, list[tuple[int, int, object]]]) -> dict:
+    def range_args(self, missing: str) -> tuple[int, int]:
+        """``startTs <= ts < endTs`` from the query; 400 ``missing`` unless both are given."""
+        start = self.int_arg("startTs", None, minimum=0, maximum=TS_MAX + 1)
+        end = self.int_arg("endTs", None, minimum=0, maximum=TS_MAX + 1)
+        if start is None or end is None:
+            raise ApiError(400, missing)
+        if start >= end:
+            raise ApiError(400, f"startTs ({start}) must be less than endTs ({end})")
+        return start, end
+
+    def render_series(self, series: dict[str, list[tuple[int, int, object]]]) -> dict[str, list[dict[str, Any]]]:
+        """Store series → ThingsBoard's ``{key: [{"ts", "value"}, ...]}`` (values as strings
+        unless ``useStrictDataTypes=true``)."""
         strict = self.bool_arg("useStrictDataTypes", False)
         conv = to_strict if strict else to_wire_string
         return {key: [{"ts": ts, "value": conv(t, v)} for ts, t, v in points]
@@ -53,7 +69,7 @@ class KeysHandler(TelemetryHandler):
 class ValuesHandler(TelemetryHandler):
     """Latest values when no range is given; history otherwise (``/history`` always history)."""
 
-    def initialize(self, platform, history: bool = False) -> None:  # type: ignore[override]
+    def initialize(self, platform: Platform, history: bool = False) -> None:
         super().initialize(platform)
         self.history = history
 
@@ -66,22 +82,17 @@ class ValuesHandler(TelemetryHandler):
             result = await self._latest(device.id)
         self.write_json(result)
 
-    async def _latest(self, device_id: str) -> dict:
+    async def _latest(self, device_id: str) -> dict[str, list[dict[str, Any]]]:
         keys = self.keys_arg(required=False)
         latest = await self.in_thread(self.platform.store.latest, device_id, keys)
-        out = self.render({k: [v] for k, v in latest.items()})
+        out = self.render_series({k: [v] for k, v in latest.items()})
         for key in keys or ():
             out.setdefault(key, [{"ts": now_ms(), "value": None}])  # as ThingsBoard answers
         return out
 
-    async def _history(self, device_id: str) -> dict:
+    async def _history(self, device_id: str) -> dict[str, list[dict[str, Any]]]:
         keys = self.keys_arg(required=True)
-        start = self.int_arg("startTs", None, minimum=0, maximum=TS_MAX + 1)
-        end = self.int_arg("endTs", None, minimum=0, maximum=TS_MAX + 1)
-        if start is None or end is None:
-            raise ApiError(400, "history queries need both 'startTs' and 'endTs' (epoch ms)")
-        if start >= end:
-            raise ApiError(400, f"startTs ({start}) must be less than endTs ({end})")
+        start, end = self.range_args("history queries need both 'startTs' and 'endTs' (epoch ms)")
         agg = (self.get_query_argument("agg", "NONE") or "NONE").upper()
         if agg not in AGGS:
             raise ApiError(400, f"agg must be one of {', '.join(AGGS)}; got {agg!r}")
@@ -103,7 +114,7 @@ class ValuesHandler(TelemetryHandler):
             series = await self.in_thread(
                 lambda: store.query_agg(device_id, keys, start, end, agg, interval,
                                         interval_type=interval_type, tz=tz))
-        return self.render(series)
+        return self.render_series(series)
 
 
 class SaveTelemetryHandler(TelemetryHandler):
@@ -116,8 +127,7 @@ class SaveTelemetryHandler(TelemetryHandler):
         points = parse_telemetry(self.request.body, now_ms())
         if not points:
             raise ApiError(400, "No time series data found in request body")
-        await self.platform.store.submit_async(
-            [(device.id, key, ts, vtype, value) for ts, key, vtype, value in points])
+        await self.platform.store.submit_async(payload_points(device.id, points))
         self.set_status(200)
         self.finish()
 
@@ -131,12 +141,7 @@ class DeleteTelemetryHandler(TelemetryHandler):
         if self.bool_arg("deleteAllDataForKeys", False):
             start, end = 0, TS_MAX + 1
         else:
-            start = self.int_arg("startTs", None, minimum=0, maximum=TS_MAX + 1)
-            end = self.int_arg("endTs", None, minimum=0, maximum=TS_MAX + 1)
-            if start is None or end is None:
-                raise ApiError(400, "give 'startTs' and 'endTs', or deleteAllDataForKeys=true")
-            if start >= end:
-                raise ApiError(400, f"startTs ({start}) must be less than endTs ({end})")
+            start, end = self.range_args("give 'startTs' and 'endTs', or deleteAllDataForKeys=true")
         delete_latest = self.bool_arg("deleteLatest", True)
         rewrite = self.bool_arg("rewriteLatestIfDeleted", False)
         await self.in_thread(lambda: self.platform.store.delete(

@@ -105,7 +105,7 @@ class User(Entity):
     customer_id = param.String(default=None, allow_None=True,
                                doc="Customer UUID for CUSTOMER_USER, otherwise None.")
     email = param.String(default="", doc="Login name (unique, case-insensitive).")
-    authority = param.Selector(default=TENANT_ADMIN, objects=list(AUTHORITIES))
+    authority: param.Selector[str] = param.Selector(default=TENANT_ADMIN, objects=list(AUTHORITIES))
     first_name = param.String(default="")
     last_name = param.String(default="")
     enabled = param.Boolean(default=True, doc="Disabled users cannot log in.")

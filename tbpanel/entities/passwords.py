@@ -49,8 +49,11 @@ def hash_password(password: str) -> str:
     _check_password(password)
     salt = os.urandom(SALT_BYTES)
     digest = _scrypt(password, salt, N, R, P, HASH_BYTES)
-    b64 = lambda b: base64.b64encode(b).decode("ascii")  # noqa: E731
-    return f"{_PREFIX}${N}${R}${P}${b64(salt)}${b64(digest)}"
+    return f"{_PREFIX}${N}${R}${P}${_b64(salt)}${_b64(digest)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _parse(stored: str) -> tuple[int, int, int, bytes, bytes] | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any
 
 import param
 
@@ -22,11 +24,11 @@ class LoginThrottle(param.Parameterized):
     window_s = param.Number(default=300.0, bounds=(1, None))
     lockout_s = param.Number(default=300.0, bounds=(1, None))
 
-    def __init__(self, clock=time.monotonic, **params):
-        super().__init__(**params)
+    def __init__(self, clock: Callable[[], float] = time.monotonic, **params: Any) -> None:
+        super().__init__(**params)  # type: ignore[no-untyped-call]  # param leaves it untyped
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[str, deque] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._locked_until: dict[str, float] = {}
 
     def retry_after(self, account: str, address: str) -> float:

@@ -159,7 +159,7 @@ class TokenIssuer:
             raise TokenInvalid("Invalid JWT token: bad subject")
 
 
-def load_or_create_secret(data_dir: str | os.PathLike) -> bytes:
+def load_or_create_secret(data_dir: str | os.PathLike[str]) -> bytes:
     """The JWT signing secret of ``data_dir``: ``DATA/jwt.secret``, created on first use.
 
     The file holds 64 random bytes and is created with mode 0600. Creation is atomic: the

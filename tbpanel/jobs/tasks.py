@@ -5,23 +5,26 @@ task's record (status, progress, log, duration, result) in SQLite, so the histor
 restart. A task that was running when the process died is marked FAILED ("interrupted") on
 the next start. Work functions commit their results in one transaction at the end, so either
 none of a task's results are there or (a kill just after that commit) all of them are; running
-the task again is always safe. The crash tests (tests/crash_support.py) check both.
+the task again is always safe. The crash tests (tests/helpers/crash.py) check both.
 """
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import param
+
+from .. import analytics_db
 from ..clock import now_ms
+from ..events import Signal
 
 log = logging.getLogger("tbpanel.jobs")
 
@@ -40,7 +43,7 @@ class Task(param.Parameterized):
     kind = param.String(doc="BUILD, REFRESH or REPROCESS (or any other job kind).")
     model_id = param.String(default=None, allow_None=True)
     tenant_id = param.String(default=None, allow_None=True)
-    status = param.Selector(default=QUEUED, objects=[QUEUED, IN_PROGRESS, DONE, FAILED, CANCELLED])
+    status: param.Selector[str] = param.Selector(default=QUEUED, objects=[QUEUED, IN_PROGRESS, DONE, FAILED, CANCELLED])
     progress = param.Number(default=0.0, bounds=(0, 1))
     message = param.String(default="")
     created_ms = param.Integer(default=0)
@@ -67,7 +70,7 @@ class Task(param.Parameterized):
 class TaskContext:
     """What a work function gets: report progress, write to the log, check for cancellation."""
 
-    def __init__(self, runner: "TaskRunner", task: Task, cancel_event: threading.Event):
+    def __init__(self, runner: TaskRunner, task: Task, cancel_event: threading.Event):
         self._runner = runner
         self.task = task
         self._cancel = cancel_event
@@ -96,13 +99,10 @@ class TaskRunner:
     def __init__(self, db_path: str | Path, workers: int = 1):
         self._path = str(db_path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("""CREATE TABLE IF NOT EXISTS tasks (
-            id TEXT PRIMARY KEY, kind TEXT, model_id TEXT, tenant_id TEXT, status TEXT,
-            progress REAL, message TEXT, created_ms INTEGER, started_ms INTEGER,
-            finished_ms INTEGER, log TEXT, params TEXT, result TEXT)""")
-        self._db.execute("CREATE INDEX IF NOT EXISTS tasks_model ON tasks(model_id, created_ms)")
+        # a connection of its own, not the shared analytics Database: task records commit on
+        # their own (never inside an anomaly transaction of the same thread) and neither side
+        # waits for the other's lock (see analytics_db.connect)
+        self._db = analytics_db.connect(self._path)
         interrupted = self._db.execute(
             "UPDATE tasks SET status=?, message=?, finished_ms=? WHERE status IN (?, ?)",
             (FAILED, "interrupted: the server stopped while this task was running", now_ms(),
@@ -111,7 +111,9 @@ class TaskRunner:
             log.warning("%d task(s) were interrupted by the last shutdown", interrupted)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tbpanel-task")
         self._live: dict[str, tuple[Task, threading.Event, Future]] = {}
-        self._listeners: list[Callable[[Task], None]] = []
+        #: ``fn(task)`` after every change of a running task, from the worker thread running it;
+        #: a listener's error is logged and never fails the task.
+        self.changed: Signal[[Task]] = Signal("tasks.changed")
 
     # -- submitting and controlling ---------------------------------------------------------
     def submit(self, kind: str, work: Callable[[TaskContext], dict | None], *, model_id: str | None = None,
@@ -137,6 +139,7 @@ class TaskRunner:
         return True
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """The task once it ended (or ``timeout`` s passed); KeyError for an id never submitted here."""
         with self._lock:
             live = self._live.get(task_id)
         if live is not None:
@@ -144,11 +147,10 @@ class TaskRunner:
                 live[2].result(timeout=timeout)
             except Exception:  # the task records its own failure
                 pass
-        return self.get(task_id)
-
-    def add_listener(self, fn: Callable[[Task], None]) -> None:
-        """``fn(task)`` after every change of a task (called from worker threads)."""
-        self._listeners.append(fn)
+        task = self.get(task_id)
+        if task is None:
+            raise KeyError(f"no task {task_id} in this runner's history")
+        return task
 
     # -- reading -------------------------------------------------------------------------
     def get(self, task_id: str) -> Task | None:
@@ -161,7 +163,8 @@ class TaskRunner:
 
     def list(self, *, model_id: str | None = None, tenant_id: str | None = None, limit: int = 100) -> list[Task]:
         """Newest first."""
-        sql, args = "SELECT * FROM tasks WHERE 1=1", []
+        sql = "SELECT * FROM tasks WHERE 1=1"
+        args: list[Any] = []
         if model_id is not None:
             sql, args = sql + " AND model_id=?", [*args, model_id]
         if tenant_id is not None:
@@ -211,11 +214,7 @@ class TaskRunner:
     def _update(self, task: Task, **changes: Any) -> None:
         task.param.update(**changes)
         self._save(task)
-        for fn in list(self._listeners):
-            try:
-                fn(task)
-            except Exception:
-                log.exception("task listener failed")
+        self.changed.emit(task)
 
     def _save(self, task: Task) -> None:
         with self._lock:

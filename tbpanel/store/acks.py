@@ -21,18 +21,18 @@ from collections.abc import Callable
 class LoopAcks:
     """Resolves asyncio futures of one loop from the store's writer thread, in batches."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._ready: list[tuple[asyncio.Future, int, BaseException | None]] = []
+        self._ready: list[tuple[asyncio.Future[int], int, BaseException | None]] = []
         self._scheduled = False
 
-    def waiter(self) -> tuple[asyncio.Future, Callable[[int, BaseException | None], None]]:
+    def waiter(self) -> tuple[asyncio.Future[int], Callable[[int, BaseException | None], None]]:
         """A future of this loop, and the ``done(count, exc)`` callback that resolves it."""
         fut = self._loop.create_future()
         return fut, lambda count, exc: self._ready_one(fut, count, exc)
 
-    def _ready_one(self, fut: asyncio.Future, count: int, exc: BaseException | None) -> None:
+    def _ready_one(self, fut: asyncio.Future[int], count: int, exc: BaseException | None) -> None:
         # writer thread: queue, and wake the loop only if no wake-up is pending yet
         with self._lock:
             self._ready.append((fut, count, exc))
@@ -57,7 +57,7 @@ class LoopAcks:
                 fut.set_exception(exc)
 
 
-_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopAcks]" = weakref.WeakKeyDictionary()
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopAcks] = weakref.WeakKeyDictionary()
 _by_loop_lock = threading.Lock()
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -37,6 +38,10 @@ _BOOL, _LONG, _DOUBLE, _STR = (int(ValueType.BOOL), int(ValueType.LONG),
 _BIG = 2.0 ** 62  # float sums beyond this are re-checked with exact integers
 
 
+@overload
+def normalize_agg(agg: str | None, allow_none: Literal[False] = False) -> str: ...
+@overload
+def normalize_agg(agg: str | None, allow_none: bool) -> str | None: ...
 def normalize_agg(agg: str | None, allow_none: bool = False) -> str | None:
     """Upper-case aggregation name; ``None``/"NONE" allowed only when ``allow_none``."""
     if agg is None or (isinstance(agg, str) and agg.upper() == "NONE"):

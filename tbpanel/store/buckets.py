@@ -18,7 +18,7 @@ The number of buckets of one query is capped at :data:`MAX_BUCKETS`; past it a
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,7 +44,7 @@ class QueryError(ValueError):
 def get_zone(tz: str | None) -> ZoneInfo | timezone:
     """The ``tzinfo`` for an IANA zone name ("UTC" and empty mean UTC)."""
     if tz is None or tz == "" or tz == "UTC":
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -129,19 +129,19 @@ def _period_start(idx: int, it: str) -> date:
     return date(m // 12, m % 12 + 1, 1)
 
 
-def _local_midnight_ms(d: date, zone) -> int:
+def _local_midnight_ms(d: date, zone: tzinfo) -> int:
     # fold=0: for a nonexistent local midnight this yields the instant of the DST jump.
     return from_datetime(datetime(d.year, d.month, d.day, tzinfo=zone))
 
 
 
 
-def _local_date(ms: int, zone) -> date:
+def _local_date(ms: int, zone: tzinfo) -> date:
     utc = datetime(1970, 1, 1) + timedelta(milliseconds=ms)
-    return utc.replace(tzinfo=timezone.utc).astimezone(zone).date()
+    return utc.replace(tzinfo=UTC).astimezone(zone).date()
 
 
-def _calendar_edges(start: int, end: int, it: str, zone) -> np.ndarray:
+def _calendar_edges(start: int, end: int, it: str, zone: tzinfo) -> np.ndarray:
     first_idx = _period_index(_local_date(start, zone), it) + 1
     last_idx = _period_index(_local_date(end, zone), it)
     if _local_midnight_ms(_period_start(last_idx, it), zone) >= end:
@@ -161,4 +161,5 @@ def _calendar_edges(start: int, end: int, it: str, zone) -> np.ndarray:
 def bucket_midpoints(edges: np.ndarray) -> np.ndarray:
     """Each bucket's ts: ``start + (end - start) // 2``."""
     lo = edges[:-1]
-    return lo + (edges[1:] - lo) // 2
+    mids: np.ndarray = lo + (edges[1:] - lo) // 2
+    return mids

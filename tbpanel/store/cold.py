@@ -31,10 +31,15 @@ import shutil
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
 from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
+
+from .columns import Columns
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ DTYPES = {"ts": np.int64, "t": np.int8, "num": np.float64, "lng": np.int64}
 FORMAT = "tbpanel-cold-1"
 # chunk files sit next to each array's zarr.json ("c.0", "c.1", ...): no per-array chunk
 # directory, so a generation is one directory per column instead of two
-_CKE = {"name": "default", "separator": "."}
+_CKE: ChunkKeyEncodingParams = {"name": "default", "separator": "."}
 _NAME_RE = re.compile(r"^\d{4}-\d{2}$")
 _GEN_RE = re.compile(r"^g(\d+)$")
 
@@ -52,18 +57,22 @@ def gen_dir(name: str, gen: int) -> str:
     return f"{name}/g{gen:06d}"
 
 
+#: ``(month, generation, column, lo, hi)``: one decoded slice of a column
+SliceKey = tuple[str, int, str, int, int]
+
+
 class SliceCache:
     """Thread-safe LRU of decoded numpy arrays, bounded by total bytes."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._d: OrderedDict = OrderedDict()
+        self._d: OrderedDict[SliceKey, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key):
+    def get(self, key: SliceKey) -> np.ndarray | None:
         with self._lock:
             arr = self._d.get(key)
             if arr is None:
@@ -73,7 +82,7 @@ class SliceCache:
             self.hits += 1
             return arr
 
-    def put(self, key, arr: np.ndarray) -> None:
+    def put(self, key: SliceKey, arr: np.ndarray) -> None:
         size = arr.nbytes if arr.dtype != object else arr.nbytes * 8
         if size > self.max_bytes:
             return
@@ -105,22 +114,22 @@ def _size(arr: np.ndarray) -> int:
 class Partition:
     """An open, immutable cold generation: array handles, decoded index, cached slices."""
 
-    def __init__(self, cold: "ColdTier", name: str, gen: int):
+    def __init__(self, cold: ColdTier, name: str, gen: int) -> None:
         self.name = name
         self.gen = gen
         self._cache = cold.cache
         group = zarr.open_group(cold.store, path=gen_dir(name, gen), mode="r", zarr_format=3)
         self.attrs = dict(group.attrs)
-        self.rows = int(self.attrs.get("rows", 0))
+        self.rows = int(self.attrs.get("rows", 0))  # type: ignore[arg-type]  # JSON: an int here
         self.has_txt = bool(self.attrs.get("has_txt", False))
         self._group = group
-        self._arrays: dict = {}  # opened on first use
+        self._arrays: dict[str, Any] = {}  # opened on first use
         self.series = np.asarray(self._array("series")[:], dtype=np.int64)
         self.offsets = np.asarray(self._array("offsets")[:], dtype=np.int64)
         self.series.flags.writeable = False
         self.offsets.flags.writeable = False
 
-    def _array(self, col: str):
+    def _array(self, col: str) -> Any:
         a = self._arrays.get(col)
         if a is None:
             try:
@@ -153,9 +162,9 @@ class Partition:
         self._cache.put(key, arr)
         return arr
 
-    def read_all(self) -> dict[str, np.ndarray]:
+    def read_all(self) -> Columns:
         """Every row of every column (for a rewrite); not cached. Series ids per row included."""
-        out = {}
+        out: Columns = {}
         for col in ("ts", "t", "num", "lng"):
             out[col] = np.asarray(self._array(col)[:], dtype=DTYPES[col])
         if self.has_txt:
@@ -170,7 +179,7 @@ class ColdTier:
     """The cold store: writing generations, opening them (cached), removing them."""
 
     def __init__(self, location: str, *, chunk_rows: int = 1_000_000,
-                 cache_bytes: int = 256 << 20, compressor: str = "lz4", fsync: bool = True):
+                 cache_bytes: int = 256 << 20, compressor: str = "lz4", fsync: bool = True) -> None:
         self.location = location
         self.fsync = fsync
         self.chunk_rows = int(chunk_rows)
@@ -179,9 +188,11 @@ class ColdTier:
         self._lock = threading.Lock()
         if compressor not in ("lz4", "zstd"):
             raise ValueError("compressor must be 'lz4' or 'zstd'")
-        self._codec = BloscCodec(cname=compressor, clevel=5, shuffle="shuffle")
+        cname: Literal["lz4", "zstd"] = "lz4" if compressor == "lz4" else "zstd"
+        self._codec = BloscCodec(cname=cname, clevel=5, shuffle="shuffle")
         self._txt_codec = ZstdCodec(level=3)
-        self._fs = None
+        self._fs: Any = None  # an fsspec file system for URLs
+        self.store: Store
         if _is_url(location):
             import fsspec  # optional: only needed for URLs (s3://, gs://, memory://, ...)
 
@@ -197,8 +208,8 @@ class ColdTier:
             self.store = zarr.storage.LocalStore(self._root)
 
     # -- writing
-    def write_generation(self, name: str, gen: int, data: dict[str, np.ndarray | None],
-                         series: np.ndarray, offsets: np.ndarray, extra_attrs: dict | None = None) -> None:
+    def write_generation(self, name: str, gen: int, data: Columns,
+                         series: np.ndarray, offsets: np.ndarray, extra_attrs: dict[str, Any] | None = None) -> None:
         """Write one complete generation; durable (fsynced, unless ``fsync=False``) on return."""
         n = len(data["ts"])
         chunk = max(1, min(self.chunk_rows, n))
@@ -213,7 +224,8 @@ class ColdTier:
                                chunk_key_encoding=_CKE)
         if has_txt:
             txt = data["txt"]
-            txt = np.where(np.equal(txt, None), "", txt).astype(np.dtypes.StringDType())
+            missing = np.equal(txt, None)  # type: ignore[call-overload]  # elementwise; the stubs refuse None
+            txt = np.where(missing, "", txt).astype(np.dtypes.StringDType())
             group.create_array("txt", data=txt, chunks=(chunk,), compressors=[self._txt_codec],
                                chunk_key_encoding=_CKE)
         ichunk = max(1, min(self.chunk_rows, len(offsets)))
@@ -257,7 +269,7 @@ class ColdTier:
         rel = f"{gen_dir(name, gen)}/zarr.json"
         if self.local:
             return os.path.exists(os.path.join(self._root, rel))
-        return self._fs.exists(f"{self._root.rstrip('/')}/{rel}")
+        return bool(self._fs.exists(f"{self._root.rstrip('/')}/{rel}"))
 
     def list_generations(self) -> list[tuple[str, int]]:
         out = []
@@ -350,7 +362,8 @@ def _fsync_tree(root: str) -> None:
     fewer journal commits, which makes a generation's ~30 fsyncs several times faster.
     """
     global _FSYNC_POOL
-    files, dirs = [], []
+    files: list[str] = []
+    dirs: list[str] = []
     for dirpath, _dirs, names in os.walk(root):
         files.extend(os.path.join(dirpath, f) for f in names)
         dirs.append(dirpath)

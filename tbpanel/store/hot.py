@@ -26,31 +26,33 @@ the store's metadata:
     instance): it tells an instance whether its in-memory copy of ``latest``
     (:mod:`tbpanel.store.latest`) is current.
 
-All writes go through :class:`Writer`: a single thread that drains its queue, writes every
-queued batch in one transaction (``executemany``), commits, and only then resolves the
-batches' futures ("group commit"). With ``synchronous=FULL`` (the default) the commit has
-been fsynced to the WAL before any future resolves, so an acknowledged write survives
-``kill -9`` and power loss.
+This module is the schema (:data:`MIGRATIONS`, ``PRAGMA user_version`` numbered through
+:func:`tbpanel.sqlite.migrate`) and every SQL statement the store runs against it: the other
+store modules name a statement or call a function of this one, so a change of a table is a
+change of one file. Writes run on the single writer thread (:mod:`.writer`); reads on the
+thread-local connections of :class:`ReaderPool`, each inside one read transaction
+(:class:`ReadTransaction`).
 """
 from __future__ import annotations
 
-import logging
 import os
-import queue
 import sqlite3
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
-from datetime import datetime, timedelta
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .values import ValueType
+from .. import sqlite as db
+from .columns import py_value
+from .latest import Latest, LatestValues
+from .times import month_of, months_of
+from .validate import Point
 
-log = logging.getLogger(__name__)
-
-SCHEMA = """
+#: Schema versions of ``telemetry.sqlite`` (see :func:`tbpanel.sqlite.migrate`). Version 1 is
+#: the schema the store had before versioning, written with IF NOT EXISTS so those files upgrade.
+MIGRATIONS: tuple[str, ...] = ("""
 CREATE TABLE IF NOT EXISTS series(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entity TEXT NOT NULL,
@@ -101,356 +103,34 @@ CREATE TABLE IF NOT EXISTS latest_version(
 INSERT OR IGNORE INTO latest_version(id, n) VALUES (1, 0);
 CREATE INDEX IF NOT EXISTS tombstones_series ON tombstones(series);
 CREATE INDEX IF NOT EXISTS tombstones_part ON tombstones(part);
-"""
+""",)
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-SQL_UPSERT_HOT = (
-    "INSERT INTO hot(series, ts, t, v) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT(series, ts) DO UPDATE SET t = excluded.t, v = excluded.v"
-)
-# latest only moves forward in time (an equal ts rewrites it); a NULL latest (deleted) is
-# replaced by whatever comes next. `points` counts every written point (approximate).
-SQL_UPSERT_LATEST = (
-    "INSERT INTO latest(series, ts, t, v, points) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT(series) DO UPDATE SET "
-    "points = latest.points + excluded.points, "
-    "t = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.t ELSE latest.t END, "
-    "v = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.v ELSE latest.v END, "
-    "ts = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.ts ELSE latest.ts END"
-)
-SQL_BUMP_LATEST_VERSION = "UPDATE latest_version SET n = n + 1 RETURNING n"
-SQL_LATEST_VERSION = "SELECT n FROM latest_version"
-SQL_ALL_LATEST = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
-                  "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key")
-SQL_TOUCH_MONTH = (
-    "INSERT INTO month_state(month, wc, hot) VALUES (?, 1, 1) "
-    "ON CONFLICT(month) DO UPDATE SET wc = wc + 1, hot = 1"
-)
-
-_EPOCH = datetime(1970, 1, 1)
+CACHE_KIB = 65536  # 64 MiB page cache per connection
+SQL_IN_CHUNK = 500  # ids per IN (...) list, well below SQLite's 32766 bound variables
 
 
-# --- months (partitions) -------------------------------------------------------------------
-
-def month_of(ms: int) -> int:
-    """UTC month index (months since 1970-01) of an epoch-ms timestamp."""
-    d = _EPOCH + timedelta(milliseconds=int(ms))
-    return (d.year - 1970) * 12 + d.month - 1
-
-
-def months_of(ts: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`month_of`."""
-    return np.asarray(ts, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
-
-
-def month_start(m: int) -> int:
-    """Epoch ms of the first instant of month index ``m``."""
-    y, mo = divmod(int(m), 12)
-    d = datetime(1970 + y, mo + 1, 1)
-    return (d - _EPOCH) // timedelta(milliseconds=1)
-
-
-def month_name(m: int) -> str:
-    y, mo = divmod(int(m), 12)
-    return f"{1970 + y:04d}-{mo + 1:02d}"
-
-
-def month_from_name(name: str) -> int:
-    y, mo = name.split("-")
-    return (int(y) - 1970) * 12 + int(mo) - 1
+def db_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "telemetry.sqlite")
 
 
 # --- connections ---------------------------------------------------------------------------
 
-def connect(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000,
-            readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with the store's pragmas."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                           timeout=busy_timeout_ms / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
-    if readonly:
-        conn.execute("PRAGMA query_only = 1")
+def open_database(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    """The writer's connection, with the file brought to the current schema version."""
+    conn = db.connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, cache_kib=CACHE_KIB)
+    try:
+        db.migrate(conn, MIGRATIONS, what=f"the telemetry database {path}")
+    except BaseException:
+        conn.close()
+        raise
     return conn
-
-
-def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-
-
-# --- rows -> columns -----------------------------------------------------------------------
-
-_T_BOOL, _T_LONG, _T_DOUBLE, _T_STR, _T_JSON = (int(x) for x in ValueType)
-
-
-def columns_from_values(t: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray | None]:
-    """Split typed values (object array ``v``, type codes ``t``) into the store's columns.
-
-    ``num`` float64 (bool as 0/1, long as float, NaN for text), ``lng`` int64 (exact longs,
-    0 elsewhere), ``txt`` object array of strings for STR/JSON points (``None`` elsewhere),
-    or ``txt=None`` when there is no text at all.
-    """
-    n = len(t)
-    num = np.full(n, np.nan)
-    lng = np.zeros(n, np.int64)
-    txt = None
-    if n:
-        is_text = t >= _T_STR
-        if is_text.any():
-            numeric = ~is_text
-            txt = np.full(n, None, dtype=object)
-            txt[is_text] = v[is_text]
-            if numeric.any():
-                num[numeric] = v[numeric].astype(np.float64)
-        else:
-            num[:] = v.astype(np.float64)
-        is_long = t == _T_LONG
-        if is_long.any():
-            lng[is_long] = v[is_long].astype(np.int64)
-    return {"num": num, "lng": lng, "txt": txt}
-
-
-def hot_rows_to_columns(rows: list[tuple], with_series: bool) -> dict[str, np.ndarray | None]:
-    """Rows ``(series?, ts, t, v)`` from SQLite to column arrays (``series``, ``ts``, ``t`` ...)."""
-    n = len(rows)
-    if n == 0:
-        out = {"ts": np.empty(0, np.int64), "t": np.empty(0, np.int8),
-               "num": np.empty(0, np.float64), "lng": np.empty(0, np.int64), "txt": None}
-        if with_series:
-            out["series"] = np.empty(0, np.int64)
-        return out
-    cols = list(zip(*rows))
-    off = 1 if with_series else 0
-    ts = np.fromiter(cols[off], dtype=np.int64, count=n)
-    t = np.fromiter(cols[off + 1], dtype=np.int8, count=n)
-    t0 = int(t[0])
-    if t0 <= _T_DOUBLE and (t == t0).all():  # fast path: one numeric type, no object array
-        num = np.fromiter(cols[off + 2], dtype=np.float64, count=n)
-        if t0 == _T_LONG:
-            lng = np.fromiter(cols[off + 2], dtype=np.int64, count=n)
-        else:
-            lng = np.zeros(n, np.int64)
-        out = {"ts": ts, "t": t, "num": num, "lng": lng, "txt": None}
-    else:
-        v = np.fromiter(cols[off + 2], dtype=object, count=n)
-        out = {"ts": ts, "t": t, **columns_from_values(t, v)}
-    if with_series:
-        out["series"] = np.fromiter(cols[0], dtype=np.int64, count=n)
-    return out
-
-
-def py_value(t: int, v: Any) -> Any:
-    """A value as read from SQLite back to its Python type."""
-    if t == _T_BOOL:
-        return bool(v)
-    if t == _T_DOUBLE:
-        return float(v)
-    return v
-
-
-# --- the writer thread ---------------------------------------------------------------------
-
-class _WriteOp:
-    """Points waiting for the writer, acknowledged through a ``Future`` or a ``done`` callback."""
-
-    __slots__ = ("points", "future", "done")
-
-    def __init__(self, points: list, future: Future | None,
-                 done: Callable[[int, BaseException | None], None] | None = None):
-        self.points = points
-        self.future = future
-        self.done = done
-
-    def start(self) -> bool:
-        """False if the caller cancelled the future before the writer got to it."""
-        return self.future is None or self.future.set_running_or_notify_cancel()
-
-    def resolve(self, exc: BaseException | None = None) -> None:
-        if self.done is not None:
-            try:
-                self.done(len(self.points), exc)
-            except Exception:  # pragma: no cover - a broken callback must not stop the writer
-                log.exception("write acknowledgement callback failed")
-        elif exc is None:
-            self.future.set_result(len(self.points))
-        else:
-            self.future.set_exception(exc)
-
-
-class _CallOp:
-    __slots__ = ("fn", "on_commit", "future")
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any],
-                 on_commit: Callable[[Any], None] | None, future: Future):
-        self.fn = fn
-        self.on_commit = on_commit
-        self.future = future
-
-
-_STOP = object()
-
-
-class Writer(threading.Thread):
-    """The single writer: group commit of queued point batches, plus arbitrary transactions.
-
-    ``write_group(conn, points) -> state`` runs inside an open transaction for all points of
-    a group; after COMMIT, ``after_commit(points, state)`` runs (still in this thread) and
-    then the futures are resolved. If anything fails before COMMIT completes, the
-    transaction is rolled back, ``on_rollback(state_or_None)`` runs, and every future of the
-    group gets the exception: none of their points is stored.
-    """
-
-    def __init__(self, conn: sqlite3.Connection,
-                 write_group: Callable[[sqlite3.Connection, list], Any],
-                 after_commit: Callable[[list, Any], None],
-                 max_group_points: int = 250_000):
-        super().__init__(name="tbpanel-store-writer", daemon=True)
-        self.conn = conn
-        self._write_group = write_group
-        self._after_commit = after_commit
-        self._max_group = max_group_points
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._stopping = False
-
-    # -- producer side
-    def submit_points(self, points: list) -> Future:
-        fut: Future = Future()
-        if self._stopping:
-            raise RuntimeError("the telemetry store is closed")
-        self._q.put(_WriteOp(points, fut))
-        return fut
-
-    def submit_points_done(self, points: list, done: Callable[[int, BaseException | None], None]) -> None:
-        """Like :meth:`submit_points`, but ``done(count, exc)`` is called on this thread after
-        COMMIT (``exc`` None) or after the rollback: no ``Future`` (and its lock) per batch."""
-        if self._stopping:
-            raise RuntimeError("the telemetry store is closed")
-        self._q.put(_WriteOp(points, None, done))
-
-    def call(self, fn: Callable[[sqlite3.Connection], Any],
-             on_commit: Callable[[Any], None] | None = None) -> Future:
-        """Run ``fn(conn)`` in its own write transaction on the writer thread."""
-        fut: Future = Future()
-        if self._stopping:
-            raise RuntimeError("the telemetry store is closed")
-        self._q.put(_CallOp(fn, on_commit, fut))
-        return fut
-
-    def stop(self) -> None:
-        if not self._stopping:
-            self._stopping = True
-            self._q.put(_STOP)
-
-    # -- consumer side
-    def run(self) -> None:
-        try:
-            while True:
-                first = self._q.get()
-                ops = [first]
-                while True:  # drain: everything queued now goes into this round
-                    try:
-                        ops.append(self._q.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = False
-                group: list[_WriteOp] = []
-                n_group = 0
-                for op in ops:
-                    if op is _STOP:
-                        stop = True
-                        continue
-                    if isinstance(op, _WriteOp):
-                        if group and n_group + len(op.points) > self._max_group:
-                            self._commit_group(group)
-                            group, n_group = [], 0
-                        group.append(op)
-                        n_group += len(op.points)
-                        continue
-                    if group:
-                        self._commit_group(group)
-                        group, n_group = [], 0
-                    self._run_call(op)
-                if group:
-                    self._commit_group(group)
-                if stop:
-                    # anything queued after the stop marker is refused
-                    while True:
-                        try:
-                            op = self._q.get_nowait()
-                        except queue.Empty:
-                            break
-                        if isinstance(op, _WriteOp):
-                            op.resolve(RuntimeError("the telemetry store is closed"))
-                        elif op is not _STOP:
-                            op.future.set_exception(RuntimeError("the telemetry store is closed"))
-                    return
-        finally:
-            try:
-                self.conn.close()
-            except Exception:  # pragma: no cover
-                log.exception("closing the writer connection failed")
-
-    def _commit_group(self, group: list[_WriteOp]) -> None:
-        # a future cancelled before the writer got to it is simply not written
-        group = [op for op in group if op.start()]
-        if not group:
-            return
-        points = group[0].points if len(group) == 1 else [p for op in group for p in op.points]
-        conn = self.conn
-        state = None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                state = self._write_group(conn, points)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:
-            log.warning("telemetry write transaction failed (%d points): %s", len(points), exc)
-            for op in group:
-                op.resolve(exc)
-            return
-        try:
-            self._after_commit(points, state)
-        except Exception:  # pragma: no cover - bookkeeping must never lose an ack
-            log.exception("post-commit bookkeeping failed")
-        for op in group:
-            op.resolve()
-
-    def _run_call(self, op: _CallOp) -> None:
-        if not op.future.set_running_or_notify_cancel():
-            return
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = op.fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:
-            op.future.set_exception(exc)
-            return
-        if op.on_commit is not None:
-            try:
-                op.on_commit(result)
-            except Exception:  # pragma: no cover
-                log.exception("post-commit hook failed")
-        op.future.set_result(result)
 
 
 class ReaderPool:
     """Thread-local read connections (WAL readers see a consistent snapshot per transaction)."""
 
-    def __init__(self, path: str, busy_timeout_ms: int):
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
         self._path = path
         self._busy = busy_timeout_ms
         self._local = threading.local()
@@ -459,11 +139,11 @@ class ReaderPool:
         self._closed = False
 
     def get(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:
                 raise RuntimeError("the telemetry store is closed")
-            conn = connect(self._path, busy_timeout_ms=self._busy, readonly=True)
+            conn = db.connect(self._path, busy_timeout_ms=self._busy, readonly=True, cache_kib=CACHE_KIB)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -480,5 +160,271 @@ class ReaderPool:
                 pass
 
 
-def db_path(data_dir: str) -> str:
-    return os.path.join(data_dir, "telemetry.sqlite")
+class ReadTransaction:
+    """``with ReadTransaction(conn):`` one read transaction: every statement inside sees the
+    same committed state. (A class, not a generator context manager: reads of latest values
+    run it per request, and this costs a fifth of the other.)"""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN")
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.execute("COMMIT")
+
+
+def scalar(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the first row, or None when there is no row."""
+    row = conn.execute(sql, params).fetchone()
+    return row[0] if row else None
+
+
+# --- series --------------------------------------------------------------------------------
+
+SQL_INSERT_SERIES = "INSERT INTO series(entity, key) VALUES (?, ?) ON CONFLICT(entity, key) DO NOTHING"
+SQL_SERIES_ID = "SELECT id FROM series WHERE entity = ? AND key = ?"
+SQL_SERIES_WITH_LATEST = ("SELECT s.id, s.entity, s.key, l.ts, l.t, l.v, coalesce(l.points, 0) FROM series s "
+                          "LEFT JOIN latest l ON l.series = s.id ORDER BY s.entity, s.key")
+SQL_KEYS_WITH_DATA = ("SELECT s.key FROM series s JOIN latest l ON l.series = s.id "
+                      "WHERE s.entity = ? AND (l.ts IS NOT NULL OR l.points > 0) ORDER BY s.key")
+SQL_ENTITIES_WITH_DATA = ("SELECT DISTINCT s.entity FROM series s JOIN latest l ON l.series = s.id "
+                          "WHERE l.ts IS NOT NULL OR l.points > 0 ORDER BY s.entity")
+SQL_SERIES_OF_ENTITY = "SELECT id FROM series WHERE entity = ?"
+SQL_DELETE_SERIES_OF_ENTITY = "DELETE FROM series WHERE entity = ?"
+
+
+def series_id(conn: sqlite3.Connection, entity: str, key: str) -> int | None:
+    sid: int | None = scalar(conn, SQL_SERIES_ID, (entity, key))
+    return sid
+
+
+def entity_keys(conn: sqlite3.Connection, entity: str) -> list[str]:
+    """Sorted keys of ``entity`` that have data or a latest value."""
+    return [r[0] for r in conn.execute(SQL_KEYS_WITH_DATA, (entity,)).fetchall()]
+
+
+def series_with_latest(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    """Every series as ``(id, entity, key, latest ts, t, v, points)``, by entity and key."""
+    return conn.execute(SQL_SERIES_WITH_LATEST)
+
+
+# --- hot points ----------------------------------------------------------------------------
+
+SQL_UPSERT_HOT = (
+    "INSERT INTO hot(series, ts, t, v) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(series, ts) DO UPDATE SET t = excluded.t, v = excluded.v"
+)
+SQL_HOT_RANGE = "SELECT ts, t, v FROM hot WHERE series = ? AND ts >= ? AND ts < ? ORDER BY ts"
+SQL_HOT_RANGE_FIRST = "SELECT ts, t, v FROM hot WHERE series = ? AND ts >= ? AND ts < ? ORDER BY ts ASC LIMIT ?"
+SQL_HOT_RANGE_LAST = "SELECT ts, t, v FROM hot WHERE series = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?"
+SQL_HOT_FIRST_TS = "SELECT MIN(ts) FROM hot WHERE series = ?"
+SQL_HOT_OF_RANGE = "SELECT series, ts, t, v FROM hot WHERE ts >= ? AND ts < ? ORDER BY series, ts"
+SQL_DELETE_HOT_RANGE = "DELETE FROM hot WHERE series = ? AND ts >= ? AND ts < ?"
+SQL_DELETE_HOT_OF_SERIES = "DELETE FROM hot WHERE series = ?"
+
+
+def hot_rows_in_range(conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int,
+                      limit: int | None = None, desc: bool = False) -> dict[int, list[tuple[int, int, Any]]]:
+    """Hot rows ``(ts, t, v)`` of each series in ``[start, end)``, ascending; with ``limit``
+    only the first (or, ``desc``, the last) ``limit`` of them."""
+    if limit is None:
+        q = SQL_HOT_RANGE
+        return {sid: conn.execute(q, (sid, start, end)).fetchall() for sid in sids}
+    q = SQL_HOT_RANGE_LAST if desc else SQL_HOT_RANGE_FIRST
+    hot = {}
+    for sid in sids:
+        rows = conn.execute(q, (sid, start, end, limit)).fetchall()
+        if desc:
+            rows.reverse()
+        hot[sid] = rows
+    return hot
+
+
+def first_hot_ts(conn: sqlite3.Connection, sids: Sequence[int]) -> list[int]:
+    """The earliest hot timestamp of each series that has hot rows."""
+    return [r[0] for sid in sids for r in conn.execute(SQL_HOT_FIRST_TS, (sid,)) if r[0] is not None]
+
+
+# --- latest values -------------------------------------------------------------------------
+
+# latest only moves forward in time (an equal ts rewrites it); a NULL latest (deleted) is
+# replaced by whatever comes next. `points` counts every written point (approximate).
+SQL_UPSERT_LATEST = (
+    "INSERT INTO latest(series, ts, t, v, points) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT(series) DO UPDATE SET "
+    "points = latest.points + excluded.points, "
+    "t = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.t ELSE latest.t END, "
+    "v = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.v ELSE latest.v END, "
+    "ts = CASE WHEN latest.ts IS NULL OR excluded.ts >= latest.ts THEN excluded.ts ELSE latest.ts END"
+)
+SQL_BUMP_LATEST_VERSION = "UPDATE latest_version SET n = n + 1 RETURNING n"
+SQL_LATEST_VERSION = "SELECT n FROM latest_version"
+SQL_ALL_LATEST = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+                  "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key")
+SQL_LATEST_OF_ENTITIES = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+                          "WHERE l.ts IS NOT NULL AND s.entity IN ({}){} ORDER BY s.entity, s.key")
+SQL_LATEST_TS_AND_POINTS = "SELECT ts, points FROM latest WHERE series = ?"
+SQL_SET_LATEST = "UPDATE latest SET ts = ?, t = ?, v = ? WHERE series = ?"
+SQL_CLEAR_LATEST = "UPDATE latest SET ts = NULL, t = NULL, v = NULL WHERE series = ?"
+SQL_SET_POINTS = "UPDATE latest SET points = ? WHERE series = ?"
+SQL_ADD_POINTS = "UPDATE latest SET points = max(0, points + ?) WHERE series = ?"
+SQL_DELETE_LATEST_OF_SERIES = "DELETE FROM latest WHERE series = ?"
+
+
+def bump_latest_version(conn: sqlite3.Connection) -> int:
+    """Tell every store instance that this transaction may change latest values."""
+    version: int = conn.execute(SQL_BUMP_LATEST_VERSION).fetchone()[0]
+    return version
+
+
+def latest_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute(SQL_LATEST_VERSION).fetchone()[0]
+    return version
+
+
+def read_all_latest(conn: sqlite3.Connection) -> tuple[int, dict[str, dict[str, Latest]]]:
+    """The latest version and every latest value, inside the caller's read transaction."""
+    version = latest_version(conn)
+    rows = ((e, k, ts, t, py_value(t, v)) for e, k, ts, t, v in conn.execute(SQL_ALL_LATEST))
+    return version, LatestValues.build(rows)
+
+
+def latest_of(conn: sqlite3.Connection, ents: list[str], key_args: list[str] | None
+              ) -> dict[str, dict[str, Latest]]:
+    """Latest values of ``ents`` (only ``key_args`` if given) inside the caller's read
+    transaction, one query per :data:`SQL_IN_CHUNK` entities and keys."""
+    out: dict[str, dict[str, Latest]] = {e: {} for e in ents}
+    key_filter = ""
+    if key_args is not None:
+        key_filter = f" AND s.key IN ({','.join('?' * len(key_args))})"
+    else:
+        key_args = []
+    step = max(1, SQL_IN_CHUNK - len(key_args))
+    for i in range(0, len(ents), step):
+        chunk = ents[i:i + step]
+        q = SQL_LATEST_OF_ENTITIES.format(",".join("?" * len(chunk)), key_filter)
+        for e, k, ts, t, v in conn.execute(q, (*chunk, *key_args)):
+            out[e][k] = (ts, t, py_value(t, v))
+    return out
+
+
+# --- months --------------------------------------------------------------------------------
+
+SQL_TOUCH_MONTH = (
+    "INSERT INTO month_state(month, wc, hot) VALUES (?, 1, 1) "
+    "ON CONFLICT(month) DO UPDATE SET wc = wc + 1, hot = 1"
+)
+SQL_BUMP_MONTHS = "UPDATE month_state SET wc = wc + 1 WHERE month >= ? AND month <= ?"
+SQL_BUMP_ALL_MONTHS = "UPDATE month_state SET wc = wc + 1"
+SQL_HOT_MONTHS = "SELECT month FROM month_state WHERE hot = 1"
+SQL_MONTH_WC = "SELECT wc FROM month_state WHERE month = ?"
+SQL_MONTH_COMPACTED = "UPDATE month_state SET hot = 0 WHERE month = ?"
+
+
+def month_wc(conn: sqlite3.Connection, month: int) -> int | None:
+    """The month's write counter (None: nothing was ever written to it)."""
+    wc: int | None = scalar(conn, SQL_MONTH_WC, (month,))
+    return wc
+
+
+# --- cold manifest -------------------------------------------------------------------------
+
+SQL_MANIFEST = "SELECT name, generation FROM cold_partitions"
+SQL_FIRST_COLD_TS = "SELECT MIN(start_ts) FROM cold_partitions"
+SQL_PARTITIONS_IN_RANGE = ("SELECT name, generation FROM cold_partitions WHERE end_ts > ? AND start_ts < ? "
+                           "ORDER BY start_ts")
+SQL_PARTITION_SPANS = "SELECT name, generation, start_ts, end_ts FROM cold_partitions"
+SQL_PARTITION_SPANS_IN_RANGE = SQL_PARTITION_SPANS + " WHERE end_ts > ? AND start_ts < ?"
+SQL_GENERATION = "SELECT generation FROM cold_partitions WHERE name = ?"
+SQL_SET_PARTITION = ("INSERT OR REPLACE INTO cold_partitions(name, month, generation, rows, start_ts, "
+                     "end_ts, has_txt, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SQL_DELETE_PARTITION = "DELETE FROM cold_partitions WHERE name = ?"
+
+
+def current_generation(conn: sqlite3.Connection, name: str) -> int | None:
+    """The generation of month ``name`` the manifest points at (None: not in the cold tier)."""
+    gen: int | None = scalar(conn, SQL_GENERATION, (name,))
+    return gen
+
+
+# --- tombstones ----------------------------------------------------------------------------
+
+SQL_INSERT_TOMBSTONE = ("INSERT INTO tombstones(series, part, start_ts, end_ts, created_ms) "
+                        "VALUES (?, ?, ?, ?, ?)")
+SQL_TOMBSTONES_OF_SERIES_IN_RANGE = ("SELECT series, part, start_ts, end_ts FROM tombstones WHERE end_ts > ? "
+                                     "AND start_ts < ? AND series IN ({})")
+SQL_TOMBSTONED_PARTS = "SELECT DISTINCT part FROM tombstones"
+SQL_TOMBSTONES_OF_PART = "SELECT id, series, start_ts, end_ts FROM tombstones WHERE part = ?"
+SQL_DELETE_TOMBSTONE = "DELETE FROM tombstones WHERE id = ?"
+SQL_DELETE_TOMBSTONES_OF_SERIES = "DELETE FROM tombstones WHERE series = ?"
+
+
+def tombstones_in_range(conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int
+                        ) -> dict[int, list[tuple[str, int, int]]]:
+    """``sid -> [(partition, start_ts, end_ts)]`` of the tombstones overlapping ``[start, end)``."""
+    tombs: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    for i in range(0, len(sids), SQL_IN_CHUNK):
+        chunk = list(sids[i:i + SQL_IN_CHUNK])
+        q = SQL_TOMBSTONES_OF_SERIES_IN_RANGE.format(",".join("?" * len(chunk)))
+        for sid, part, a, b in conn.execute(q, (start, end, *chunk)):
+            tombs[sid].append((part, a, b))
+    return tombs
+
+
+# --- one write group (the writer thread) ---------------------------------------------------
+
+#: What a committed write group did: the series it created ``{(entity, key): id}``, per series
+#: ``[id, newest ts, t, v, points]``, the ``(entity, key)`` of each series written, and the
+#: latest version it bumped to.
+GroupState = tuple[dict[tuple[str, str], int], dict[int, list[Any]], dict[int, tuple[str, str]], int]
+
+
+def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], points: list[Point]) -> GroupState:
+    """Write validated points inside the writer's open transaction: create missing series
+    (``ids`` holds the known ones), upsert hot rows and latest values, touch their months."""
+    new: dict[tuple[str, str], int] = {}
+    rows: list[tuple[int, int, int, Any]] = []
+    append = rows.append
+    lat: dict[int, list[Any]] = {}  # sid -> [sid, newest ts, t, v, points]
+    names: dict[int, tuple[str, str]] = {}
+    mn = mx = points[0][2]
+    for e, k, ts, t, v in points:
+        ek = (e, k)
+        sid = ids.get(ek)
+        if sid is None:
+            sid = new.get(ek)
+            if sid is None:
+                conn.execute(SQL_INSERT_SERIES, ek)
+                sid = conn.execute(SQL_SERIES_ID, ek).fetchone()[0]
+                new[ek] = sid
+        append((sid, ts, t, v))
+        cur = lat.get(sid)
+        if cur is None:
+            lat[sid] = [sid, ts, t, v, 1]
+            names[sid] = ek
+        else:
+            cur[4] += 1
+            if ts >= cur[1]:
+                cur[1] = ts
+                cur[2] = t
+                cur[3] = v
+        if ts < mn:
+            mn = ts
+        elif ts > mx:
+            mx = ts
+    conn.executemany(SQL_UPSERT_HOT, rows)
+    conn.executemany(SQL_UPSERT_LATEST, lat.values())
+    m0, m1 = month_of(mn), month_of(mx)
+    if m0 == m1:
+        months = [(m0,)]
+    else:
+        ts_arr = np.fromiter((p[2] for p in points), dtype=np.int64, count=len(points))
+        months = [(int(m),) for m in np.unique(months_of(ts_arr))]
+    conn.executemany(SQL_TOUCH_MONTH, months)
+    version = bump_latest_version(conn)
+    return new, lat, names, version

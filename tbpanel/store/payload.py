@@ -22,7 +22,9 @@ MAX_KEY_LENGTH = 255
 #: Longest string or JSON value accepted (characters).
 MAX_STRING_LENGTH = 1_000_000
 
-Point = tuple[int, str, int, Any]  # (ts, key, vtype, value)
+#: A payload entry as parsed: ``(ts, key, vtype, value)``; the device it came from is known to
+#: the transport, and :func:`tbpanel.store.validate.payload_points` makes store points of it.
+ParsedPoint = tuple[int, str, int, Any]
 
 
 class PayloadError(ValueError):
@@ -77,7 +79,8 @@ def parse_ts(raw: Any) -> int:
         raise PayloadError(f"'ts' must be an epoch-milliseconds integer, got {type(raw).__name__}")
     if not TS_MIN <= raw <= TS_MAX:
         raise PayloadError(f"'ts' {raw} is outside the accepted range {TS_MIN}..{TS_MAX} (epoch ms)")
-    return raw
+    ts: int = raw
+    return ts
 
 
 def _check_key(key: str) -> None:
@@ -89,11 +92,11 @@ def _check_key(key: str) -> None:
         raise PayloadError(f"key {key!r} contains control characters")
 
 
-def parse_values(values: Any, ts: int, where: str = "body") -> list[Point]:
+def parse_values(values: Any, ts: int, where: str = "body") -> list[ParsedPoint]:
     """Type every entry of one flat ``{key: value}`` object; JSON nulls are skipped."""
     if not isinstance(values, dict):
         raise PayloadError(f"{where} must be a JSON object of key/value pairs, got {_kind(values)}")
-    points: list[Point] = []
+    points: list[ParsedPoint] = []
     for key, raw in values.items():
         _check_key(key)
         try:
@@ -109,7 +112,7 @@ def parse_values(values: Any, ts: int, where: str = "body") -> list[Point]:
     return points
 
 
-def parse_telemetry(body: bytes | str | Any, server_ts: int) -> list[Point]:
+def parse_telemetry(body: bytes | str | Any, server_ts: int) -> list[ParsedPoint]:
     """All points of a telemetry payload (object, timestamped object, or an array of either).
 
     ``body`` may be raw bytes or already-decoded JSON. An object is "timestamped" only when it
@@ -117,7 +120,7 @@ def parse_telemetry(body: bytes | str | Any, server_ts: int) -> list[Point]:
     """
     data = loads(body) if isinstance(body, (bytes, str)) else body
     if isinstance(data, list):
-        points: list[Point] = []
+        points: list[ParsedPoint] = []
         for i, item in enumerate(data):
             if not isinstance(item, dict):
                 raise PayloadError(f"element {i} of the array must be a JSON object, got {_kind(item)}")
@@ -128,14 +131,14 @@ def parse_telemetry(body: bytes | str | Any, server_ts: int) -> list[Point]:
     raise PayloadError(f"telemetry must be a JSON object or an array of objects, got {_kind(data)}")
 
 
-def _parse_object(obj: dict, server_ts: int, where: str) -> list[Point]:
+def _parse_object(obj: dict[str, Any], server_ts: int, where: str) -> list[ParsedPoint]:
     if "ts" in obj and "values" in obj:
         ts = parse_ts(obj["ts"])
         return parse_values(obj["values"], ts, f"'values' of {where}")
     return parse_values(obj, server_ts, where)
 
 
-def parse_attributes(body: bytes | str | Any, server_ts: int) -> list[Point]:
+def parse_attributes(body: bytes | str | Any, server_ts: int) -> list[ParsedPoint]:
     """A flat attributes object, typed like telemetry and stamped with the server time."""
     data = loads(body) if isinstance(body, (bytes, str)) else body
     if not isinstance(data, dict):

@@ -16,6 +16,7 @@ from aiocoap import resource
 
 from ..clock import now_ms
 from ..store.payload import PayloadError, parse_attributes, parse_telemetry
+from ..store.validate import payload_points
 
 log = logging.getLogger("tbpanel.coap")
 
@@ -55,8 +56,7 @@ class DeviceApi(resource.Resource):
             if path[3] == "telemetry":
                 points = parse_telemetry(body, now)
                 if points:
-                    await self.platform.store.submit_async(
-                        [(device.id, k, ts, vt, v) for ts, k, vt, v in points])
+                    await self.platform.store.submit_async(payload_points(device.id, points))
             else:
                 points = parse_attributes(body, now)
                 if points:

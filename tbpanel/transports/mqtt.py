@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -30,6 +31,7 @@ from ..clock import now_ms
 from ..errors import EntityError
 from ..store.faults import storage_fault
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
+from ..store.validate import ValidPoints, payload_points
 from . import mqtt_codec as c
 
 log = logging.getLogger("tbpanel.mqtt")
@@ -162,7 +164,7 @@ class _Session:
     async def read_packet(self) -> tuple[int, bytes]:
         first = (await self.reader.readexactly(1))[0]
         length, shift = 0, 0
-        for i in range(4):
+        for _i in range(4):
             byte = (await self.reader.readexactly(1))[0]
             length |= (byte & 0x7F) << shift
             shift += 7
@@ -179,7 +181,7 @@ class _Session:
     async def run(self) -> None:
         try:
             first, body = await asyncio.wait_for(self.read_packet(), CONNECT_TIMEOUT)
-        except (asyncio.TimeoutError, c.MalformedPacket, Rejected) as exc:
+        except (TimeoutError, c.MalformedPacket, Rejected) as exc:
             log.info("MQTT %s: closed before CONNECT: %s", self.peer, exc or "timeout")
             return
         if first >> 4 != c.CONNECT:
@@ -309,7 +311,7 @@ class _Session:
         while True:
             try:
                 first, body = await asyncio.wait_for(self.read_packet(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.info("MQTT device %s: keep-alive expired", self.device.id)
                 return
             except asyncio.IncompleteReadError:
@@ -393,7 +395,7 @@ class _Session:
         device_id = self.device.id
         if topic == DEVICE_TELEMETRY:
             points = parse_telemetry(p.payload, now)
-            return self.write_points([(device_id, k, ts, vt, v) for ts, k, vt, v in points])
+            return self.write_points(payload_points(device_id, points))
         if topic == DEVICE_ATTRIBUTES:
             points = parse_attributes(p.payload, now)
             return lambda: self.in_executor(self.platform.registry.save_attributes,
@@ -469,8 +471,10 @@ class _Session:
         async def store() -> None:
             ids = {name: await self.gateway_device(name.strip(), "default") for name in parsed}
             if topic == GATEWAY_TELEMETRY:
-                await self.write_points([(ids[n], k, ts, vt, v)
-                                         for n, pts in parsed.items() for ts, k, vt, v in pts])
+                rows = ValidPoints()  # one batch, its points numbered across the devices
+                for n, pts in parsed.items():
+                    rows += payload_points(ids[n], pts, first=len(rows))
+                await self.write_points(rows)
             else:
                 for name, pts in parsed.items():
                     if pts:

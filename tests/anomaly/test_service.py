@@ -44,7 +44,7 @@ def env(tmp_path):
     for i, d in enumerate(devices):
         write(platform, d, i, T0, T0 + 7 * DAY, spike_at=spikes.get(i), spike=7.0 if i in spikes else 0.0)
     events = []
-    platform.anomaly.listeners.append(lambda db, model, changes: events.append(changes))
+    platform.anomaly.changed.connect(lambda db, model, changes: events.append(changes))
     yield platform, tenant, devices, events
     platform.close()
 

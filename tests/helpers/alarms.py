@@ -40,7 +40,7 @@ class Harness:
                 ch.ended.append({**a, **fields})
             for row in new:
                 ch.created.append(self.repo.insert_anomaly(db, row))
-            self.p.anomaly._notify(db, model, ch)
+            self.p.anomaly.changed.emit(db, model, ch)
         return ch
 
     def anomaly(self, model, item, start, score, end=None, active=True) -> dict:

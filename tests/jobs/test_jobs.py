@@ -59,7 +59,7 @@ def runner(tmp_path):
 
 def test_task_progress_log_and_result(runner):
     seen = []
-    runner.add_listener(lambda t: seen.append((t.status, round(t.progress, 2))))
+    runner.changed.connect(lambda t: seen.append((t.status, round(t.progress, 2))))
 
     def work(ctx):
         for i in range(4):

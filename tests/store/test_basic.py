@@ -191,7 +191,7 @@ def test_compaction_moves_data_and_answers_stay_identical(store):
         elif kind == 1:
             pts.append(("d", "mix", t, V.BOOL, bool(i % 2)))
         elif kind == 2:
-            pts.append(("d", "mix", t, V.JSON, '{"i":%d}' % i))
+            pts.append(("d", "mix", t, V.JSON, f'{{"i":{i}}}'))
         else:
             pts.append(("d", "mix", t, V.LONG, i))
     store.write_points(pts)
@@ -364,12 +364,12 @@ def test_listener_receives_committed_points(store):
         bad_calls.append(len(points))
         raise RuntimeError("listener bug")
 
-    store.add_listener(broken)
-    store.add_listener(listener)
+    store.committed.connect(broken)
+    store.committed.connect(listener)
     pts = [("d", "k", JAN + i, V.LONG, i) for i in range(3)]
     assert store.write_points(pts) == 3
     assert got == pts and bad_calls == [3]  # the broken listener did not break the write
-    store.remove_listener(listener)
+    store.committed.disconnect(listener)
     store.write_points([("d", "k", JAN + 9, V.LONG, 9)])
     assert len(got) == 3
     assert len(all_raw(store, "d", ["k"])["k"]) == 4

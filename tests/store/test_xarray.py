@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from tbpanel.store import QueryError, ValueType, open_store
+from tbpanel.store.xarray import TbpanelBackendEntrypoint
 
 V = ValueType
 HOUR = 3_600_000
@@ -102,3 +104,33 @@ def test_query_errors(store):
         store.query(["dev-a"], ["temp"], start=JAN, end=FAR, interval="fortnight", agg="avg")
     with pytest.raises(QueryError, match="100000"):
         store.query(["dev-a"], ["temp"], start=JAN, end=FAR, interval=1, agg="avg")
+
+
+def _engines() -> list:
+    """The backend class itself, and its entry-point name once the package is (re)installed."""
+    return [TbpanelBackendEntrypoint] + (["tbpanel"] if "tbpanel" in xr.backends.list_engines() else [])
+
+
+def test_open_dataset_engine_reads_a_store_directory(store):
+    for engine in _engines():
+        ds = xr.open_dataset(store.path, engine=engine, start=JAN, end=JAN + 6 * HOUR, interval=2 * HOUR,
+                             agg="avg", keys=["temp"])
+        assert list(ds["device"].values) == ["dev-a", "dev-b"]  # every device, sorted
+        np.testing.assert_allclose(ds["temp"].sel(device="dev-a").values, [10.5, 12.5, 14.5])
+        np.testing.assert_allclose(ds["temp"].sel(device="dev-b").values, [np.nan, 100.5, 102.5])
+        assert ds.attrs["agg"] == "AVG"
+        want = store.query(["dev-a", "dev-b"], ["temp"], start=JAN, end=JAN + 6 * HOUR, interval=2 * HOUR, agg="avg")
+        xr.testing.assert_identical(ds.load(), want)
+        # defaults: every key of every device, raw; drop_variables honoured
+        raw = xr.open_dataset(store.path, engine=engine, end=FAR, drop_variables=["state"])
+        assert sorted(raw.data_vars) == ["on", "temp"]
+        assert raw["temp"].shape == (2, 10)
+        ds.close()
+        raw.close()
+
+
+def test_backend_guesses_store_directories(store, tmp_path):
+    backend = TbpanelBackendEntrypoint()
+    assert backend.guess_can_open(store.path)
+    assert not backend.guess_can_open(tmp_path / "nothing-here")
+    assert not backend.guess_can_open(str(tmp_path / "file.nc"))

@@ -1,0 +1,251 @@
+"""Devices and their credentials: each device belongs to one tenant, optionally to one of
+its customers, and has a unique access token (the only credential type tbpanel supports).
+
+``device_by_token`` is the ingest hot path: it answers from the :class:`TokenCache` without
+taking the lock once a token has been seen; every write below forgets the device's cached
+entry first.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from ..clock import now_ms
+from ..errors import Conflict, NotFound, PermissionDenied
+from . import fields
+from .models import Device
+from .tables import Tables
+
+_DEVICE_COLS = "id, created_time, tenant_id, customer_id, name, type, label, additional_info"
+_DEVICE_SORT = {"createdTime": "created_time", "name": "name COLLATE NOCASE",
+                "type": "type COLLATE NOCASE", "label": "label COLLATE NOCASE"}
+
+
+def generate_access_token() -> str:
+    """A random device access token: 20 URL-safe characters (120 bits)."""
+    return secrets.token_urlsafe(15)
+
+
+def device_from_row(row: tuple[Any, ...]) -> Device:
+    return Device(  # type: ignore[no-untyped-call]  # param's constructors are untyped
+        id=row[0], created_time=row[1], tenant_id=row[2], customer_id=row[3], name=row[4],
+        type=row[5], label=row[6], additional_info=fields.load_info(row[7]))
+
+
+def _device_filter(tid: str, cid: str | None, type: str | None) -> tuple[str, list[str]]:
+    """WHERE clause and parameters: the tenant's devices, only ``cid``'s, only ``type``."""
+    where, params = "tenant_id = ?", [tid]
+    if cid is not None:
+        where += " AND customer_id = ?"
+        params.append(cid)
+    if type:
+        where += " AND type = ?"
+        params.append(type)
+    return where, params
+
+
+class Devices(Tables):
+    """The registry's device and credential methods (mixin of :class:`EntityRegistry`)."""
+
+    def save_device(self, tenant_id: Any, name: str, type: str | None = "default",
+                    label: str | None = "", additional_info: dict[str, Any] | None = None,
+                    device_id: Any = None, access_token: str | None = None,
+                    customer_id: Any = ...) -> Device:
+        """Create (``device_id`` None) or update a device of ``tenant_id``.
+
+        Creating gives a new UUID and, unless ``access_token`` is given, a random 20-character
+        URL-safe token. Updating replaces name/type/label/additionalInfo; ``access_token``
+        None keeps the token; ``customer_id=...`` (the default) keeps the assignment, None
+        unassigns. Errors: NotFound (tenant, device or customer), PermissionDenied (device of
+        another tenant), Conflict (name taken in the tenant, token taken by another device),
+        InvalidInput (bad values, customer of another tenant).
+        """
+        name = fields.text(name, "device name")
+        type = fields.text(type, "device type") if type not in (None, "") else "default"
+        label = fields.optional_text(label, "device label")
+        info = fields.info_json(additional_info)
+        token = None if access_token is None else fields.access_token(access_token)
+        did = None if device_id is None else fields.canonical_id(device_id, "device")
+        keep_customer = customer_id is ...
+        with self.transaction():
+            tid = self._require_tenant(tenant_id)
+            cid = None if keep_customer else fields.optional_customer(customer_id)
+            if cid is not None:
+                self._check_customer_of_tenant(cid, tid)
+            if did is None:
+                did = str(uuid.uuid4())
+                created = now_ms()
+                self._check_device_name(tid, name, None)
+                if token is None:
+                    token = generate_access_token()
+                    while self._one("SELECT 1 FROM device WHERE access_token = ?", (token,)):
+                        token = generate_access_token()  # pragma: no cover - 2**-120
+                else:
+                    self._check_token_free(token, None)
+                self._conn.execute(
+                    f"INSERT INTO device ({_DEVICE_COLS}, access_token) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (did, created, tid, cid, name, type, label, info, token))
+            else:
+                old = self._one("SELECT tenant_id, customer_id, created_time FROM device "
+                                "WHERE id = ?", (did,))
+                if old is None:
+                    raise NotFound(f"Device {did} not found")
+                if old[0] != tid:
+                    raise PermissionDenied(f"Device {did} belongs to another tenant")
+                if keep_customer:
+                    cid = old[1]
+                created = old[2]
+                self._check_device_name(tid, name, did)
+                self._forget_device(did)
+                if token is not None:
+                    self._check_token_free(token, did)
+                    self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?",
+                                       (token, did))
+                self._conn.execute(
+                    "UPDATE device SET customer_id = ?, name = ?, type = ?, label = ?, "
+                    "additional_info = ? WHERE id = ?", (cid, name, type, label, info, did))
+        return device_from_row((did, created, tid, cid, name, type, label, info))
+
+    def _check_device_name(self, tid: str, name: str, own_id: str | None) -> None:
+        row = self._one("SELECT id FROM device WHERE tenant_id = ? AND name = ?", (tid, name))
+        if row is not None and row[0] != own_id:
+            raise Conflict(f"Device with name {name!r} already exists")
+
+    def _check_token_free(self, token: str, own_id: str | None) -> None:
+        row = self._one("SELECT id FROM device WHERE access_token = ?", (token,))
+        if row is not None and row[0] != own_id:
+            raise Conflict("Device credentials are already assigned to another device")
+
+    def get_device(self, device_id: Any) -> Device:
+        did = fields.canonical_id(device_id, "device")
+        row = self._one(f"SELECT {_DEVICE_COLS} FROM device WHERE id = ?", (did,))
+        if row is None:
+            raise NotFound(f"Device {did} not found")
+        return device_from_row(row)
+
+    def find_device(self, tenant_id: Any, name: str) -> Device | None:
+        tid = fields.canonical_id(tenant_id, "tenant")
+        row = self._one(f"SELECT {_DEVICE_COLS} FROM device WHERE tenant_id = ? AND name = ?",
+                        (tid, name))
+        return None if row is None else device_from_row(row)
+
+    def device_by_token(self, token: str) -> Device | None:
+        """The device whose access token is ``token``, or None (ingest hot path: cached).
+
+        The returned object is shared between callers: do not modify it.
+        """
+        if type(token) is not str:
+            return None
+        device = self._tokens.get(token)
+        if device is not None:
+            return device
+        if not token or len(token) > fields.MAX_TOKEN_LENGTH:
+            return None
+        with self._lock:
+            device = self._tokens.get(token)
+            if device is not None:
+                return device
+            row = self._conn.execute(f"SELECT {_DEVICE_COLS} FROM device "
+                                     "WHERE access_token = ?", (token,)).fetchone()
+            if row is None:
+                return None
+            device = device_from_row(row)
+            # Never cache what an open transaction might roll back. Holding the lock, an open
+            # transaction can only be this thread's own transaction() block.
+            if not self._db.in_transaction:
+                self._tokens.put(token, device)
+            return device
+
+    def list_devices(self, tenant_id: Any, customer_id: Any = None, page: int = 0,
+                     page_size: int = 100, text_search: str | None = None,
+                     type: str | None = None, sort_property: str = "createdTime",
+                     sort_order: str = "DESC") -> tuple[list[Device], int]:
+        """One page of the tenant's devices (only ``customer_id``'s when given) and the total.
+
+        ``text_search`` is a case-insensitive substring of the name or label; ``type`` an exact
+        device type; ``sort_property`` one of createdTime, name, type, label.
+        """
+        tid = fields.canonical_id(tenant_id, "tenant")
+        cid = fields.optional_customer(customer_id)
+        page, page_size = fields.paging(page, page_size)
+        order = fields.order(sort_property, sort_order, _DEVICE_SORT)
+        where, params = _device_filter(tid, cid, type)
+        if text_search:
+            where += " AND (name LIKE ? ESCAPE '\\' OR label LIKE ? ESCAPE '\\')"
+            params += [fields.like(text_search)] * 2
+        with self._lock:
+            total = self._count("device", where, params)
+            rows = self._all(f"SELECT {_DEVICE_COLS} FROM device WHERE {where} "
+                             f"ORDER BY {order} LIMIT ? OFFSET ?",
+                             [*params, page_size, page * page_size])
+        return [device_from_row(r) for r in rows], total
+
+    def all_devices(self, tenant_id: Any, *, customer_id: Any = None, type: str | None = None,
+                    sort_property: str = "name", sort_order: str = "ASC") -> list[Device]:
+        """Every device of the tenant (only ``customer_id``'s, only ``type``), unpaged: for the
+        server-side work that needs the whole set (a model's devices, a user's visible set)."""
+        tid = fields.canonical_id(tenant_id, "tenant")
+        cid = fields.optional_customer(customer_id)
+        order = fields.order(sort_property, sort_order, _DEVICE_SORT)
+        where, params = _device_filter(tid, cid, type)
+        rows = self._all(f"SELECT {_DEVICE_COLS} FROM device WHERE {where} ORDER BY {order}", params)
+        return [device_from_row(r) for r in rows]
+
+    def delete_device(self, device_id: Any) -> None:
+        """Delete a device, its credentials and its attributes."""
+        did = fields.canonical_id(device_id, "device")
+        with self.transaction():
+            self._forget_device(did)
+            cur = self._conn.execute("DELETE FROM device WHERE id = ?", (did,))
+            if cur.rowcount == 0:
+                raise NotFound(f"Device {did} not found")
+            self._conn.execute("DELETE FROM attribute WHERE entity_id = ?", (did,))
+
+    def assign_device(self, device_id: Any, customer_id: Any) -> Device:
+        """Assign a device to a customer of the same tenant; returns the updated device."""
+        did = fields.canonical_id(device_id, "device")
+        cid = fields.optional_customer(customer_id)
+        if cid is None:
+            return self.unassign_device(did)
+        with self.transaction():
+            device = self.get_device(did)
+            self._check_customer_of_tenant(cid, device.tenant_id)
+            self._forget_device(did)
+            self._conn.execute("UPDATE device SET customer_id = ? WHERE id = ?", (cid, did))
+            return self.get_device(did)
+
+    def unassign_device(self, device_id: Any) -> Device:
+        did = fields.canonical_id(device_id, "device")
+        with self.transaction():
+            self._forget_device(did)
+            cur = self._conn.execute("UPDATE device SET customer_id = NULL WHERE id = ?", (did,))
+            if cur.rowcount == 0:
+                raise NotFound(f"Device {did} not found")
+            return self.get_device(did)
+
+    def get_credentials(self, device_id: Any) -> str:
+        """The device's access token."""
+        did = fields.canonical_id(device_id, "device")
+        row = self._one("SELECT access_token FROM device WHERE id = ?", (did,))
+        if row is None:
+            raise NotFound(f"Device {did} not found")
+        return str(row[0])
+
+    def set_credentials(self, device_id: Any, token: str) -> None:
+        """Replace the device's access token (Conflict if another device has it)."""
+        did = fields.canonical_id(device_id, "device")
+        token = fields.access_token(token)
+        with self.transaction():
+            if not self._one("SELECT 1 FROM device WHERE id = ?", (did,)):
+                raise NotFound(f"Device {did} not found")
+            self._check_token_free(token, did)
+            self._forget_device(did)
+            self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?", (token, did))
+
+    def device_types(self, tenant_id: Any) -> list[str]:
+        tid = fields.canonical_id(tenant_id, "tenant")
+        rows = self._all("SELECT DISTINCT type FROM device WHERE tenant_id = ? ORDER BY type",
+                         (tid,))
+        return [r[0] for r in rows]

@@ -1,0 +1,329 @@
+"""The compactor: moves the points of closed UTC months from the hot tier into the cold tier.
+
+A month is closed when its end is older than ``now - grace_ms``; a month with tombstones is
+rewritten too, so deleted cold points are finally dropped. Compacting one month
+(:meth:`Compactor._compact_month`) is:
+
+1. **read** the month in one snapshot: its write counter ``wc``, the current cold generation,
+   its tombstones and its hot rows (:meth:`~Compactor._read_month`);
+2. **merge** the old generation's rows that no tombstone hides with the hot rows (hot wins);
+3. **write** the result as a new generation and fsync it (:meth:`~Compactor._write_generation`);
+4. **switch** in one transaction through the writer: refuse if the month's ``wc`` or generation
+   changed since step 1 (a concurrent late write or delete is never lost; the month is retried,
+   up to three times per round), else point the manifest at the new generation, delete the
+   moved hot rows and the applied tombstones and correct the point counters
+   (:meth:`~Compactor._switch`);
+5. **retire** the old generation: it is removed once no reader may still use it.
+
+A crash before the switch commits leaves an orphan directory (removed at the next open, see
+:meth:`Compactor.remove_orphans`) and the data still in hot; after it, the old generation is
+the orphan. Only one process compacts a directory at a time (an ``flock`` on
+``compaction.lock``).
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..clock import now_ms
+from .cold import ColdTier
+from .columns import Columns, concat_columns, hot_rows_to_columns, merge_columns
+from .faults import storage_fault
+from .hot import (
+    SQL_ADD_POINTS,
+    SQL_DELETE_HOT_RANGE,
+    SQL_DELETE_PARTITION,
+    SQL_DELETE_TOMBSTONE,
+    SQL_HOT_MONTHS,
+    SQL_HOT_OF_RANGE,
+    SQL_MANIFEST,
+    SQL_MONTH_COMPACTED,
+    SQL_SET_PARTITION,
+    SQL_TOMBSTONED_PARTS,
+    SQL_TOMBSTONES_OF_PART,
+    ReaderPool,
+    ReadTransaction,
+    current_generation,
+    month_wc,
+)
+from .series import SeriesIndex
+from .snapshot import Snapshots
+from .times import month_from_name, month_name, month_start
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+#: What :meth:`Compactor.compact` returns.
+CompactionStats = dict[str, Any]
+
+
+class _Conflict(Exception):
+    """The month changed while it was being compacted; retry."""
+
+
+@dataclass
+class _Month:
+    """One month as one snapshot showed it (step 1)."""
+
+    m: int
+    name: str
+    wc: int | None  # write counter (None: never written)
+    old_gen: int | None  # current cold generation (None: none yet)
+    tombs: list[tuple[int, int, int, int]]  # (id, series, start_ts, end_ts)
+    hot: Columns  # hot rows sorted by (series, ts)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return month_start(self.m), month_start(self.m + 1)
+
+
+class Compactor:
+    """Compacts closed months of one store, given its readers, writer, cold tier, reads
+    (to retire generations) and series index (to correct point counters)."""
+
+    def __init__(self, readers: ReaderPool, writer: Writer, cold: ColdTier, snapshots: Snapshots,
+                 series: SeriesIndex, *, lock_path: str, grace_ms: int) -> None:
+        self._readers = readers
+        self._writer = writer
+        self.cold = cold
+        self._snapshots = snapshots
+        self._series = series
+        self.grace_ms = grace_ms
+        self._mutex = threading.Lock()
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def start(self, interval_s: float) -> None:
+        """Compact every ``interval_s`` seconds on a background thread."""
+        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="tbpanel-compactor",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread (it finishes the month it is compacting)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        try:
+            os.close(self._lock_fd)
+        except OSError:  # pragma: no cover
+            pass
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.compact()
+            except Exception as exc:
+                fault = storage_fault(exc)
+                if fault is not None:  # expected while the disk is full: no traceback every round
+                    log.warning("background compaction postponed: %s (%s)", fault.split(";")[0], exc)
+                else:
+                    log.exception("background compaction failed")
+
+    def _try_lock(self) -> bool:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(self) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def remove_orphans(self, conn: sqlite3.Connection) -> None:
+        """Remove generation directories that the manifest does not point at."""
+        if not self._try_lock():
+            return  # another process is compacting; its directories are not orphans
+        try:
+            current = {(n, g) for n, g in conn.execute(SQL_MANIFEST)}
+            for name, gen in self.cold.list_generations():
+                if (name, gen) not in current:
+                    log.info("removing orphan cold generation %s/g%06d", name, gen)
+                    self.cold.remove(name, gen)
+            self.cold.remove_empty_month_dirs({n for n, _ in current})
+        finally:
+            self._unlock()
+
+    # ---------------------------------------------------------------------------- compaction
+    def compact(self, before_ts: int | None = None) -> CompactionStats:
+        """Move closed months from hot to cold (see :meth:`TelemetryStore.compact`)."""
+        stats: CompactionStats = {"partitions": 0, "points_moved": 0, "rows_written": 0, "tombstones_applied": 0,
+                                  "partitions_removed": 0, "conflicts": 0, "skipped": None}
+        with self._mutex:
+            if not self._try_lock():
+                stats["skipped"] = "another process is compacting this store"
+                return stats
+            try:
+                cutoff = now_ms() - self.grace_ms if before_ts is None else int(before_ts)
+                for m in self._months_to_compact(cutoff):
+                    if self._stop.is_set() and threading.current_thread() is self._thread:
+                        break
+                    self._compact_month(m, stats)
+            finally:
+                self._unlock()
+        self._snapshots.purge_retired()
+        return stats
+
+    def _months_to_compact(self, cutoff: int) -> list[int]:
+        """Months with hot rows that ended by ``cutoff``, and months with tombstones."""
+        conn = self._readers.get()
+        with ReadTransaction(conn):
+            hot_months = [r[0] for r in conn.execute(SQL_HOT_MONTHS)]
+            tomb_parts = [r[0] for r in conn.execute(SQL_TOMBSTONED_PARTS)]
+        todo = {m for m in hot_months if month_start(m + 1) <= cutoff}
+        todo |= {month_from_name(p) for p in tomb_parts}
+        return sorted(todo)
+
+    def _compact_month(self, m: int, stats: CompactionStats) -> None:
+        for _attempt in range(3):
+            month = self._read_month(m)
+            n_hot = len(month.hot["ts"])
+            if n_hot == 0 and not month.tombs:
+                self._mark_compacted(month)
+                return
+            old = self._visible_old_rows(month)
+            merged = merge_columns(old, month.hot)
+            n_rows = len(merged["ts"])
+            series, counts = np.unique(merged["series"], return_counts=True)
+            new_gen = self._write_generation(month, merged, series, counts)
+            deltas = _count_changes(merged["series"], series, month.hot["series"],
+                                    None if old is None else old["series"])
+            try:
+                self._switch(month, new_gen, n_rows, merged.get("txt") is not None, deltas)
+            except _Conflict:
+                stats["conflicts"] += 1
+                if n_rows:
+                    self.cold.remove(month.name, new_gen)
+                continue
+            except BaseException:
+                if n_rows:
+                    self.cold.remove(month.name, new_gen)
+                raise
+            if month.old_gen is not None:
+                self._snapshots.retire(month.name, month.old_gen)
+            if n_rows:
+                stats["partitions"] += 1
+            else:
+                stats["partitions_removed"] += 1
+            stats["points_moved"] += n_hot
+            stats["rows_written"] += n_rows
+            stats["tombstones_applied"] += len(month.tombs)
+            return
+        log.info("compaction of %s gave up after repeated concurrent changes; will retry later", month_name(m))
+
+    def _read_month(self, m: int) -> _Month:
+        """Step 1: the month's counter, generation, tombstones and hot rows, in one snapshot."""
+        name = month_name(m)
+        lo, hi = month_start(m), month_start(m + 1)
+        conn = self._readers.get()
+        with ReadTransaction(conn):
+            wc = month_wc(conn, m)
+            old_gen = current_generation(conn, name)
+            tombs = conn.execute(SQL_TOMBSTONES_OF_PART, (name,)).fetchall()
+            cur = conn.execute(SQL_HOT_OF_RANGE, (lo, hi))
+            chunks = []
+            while True:
+                rows = cur.fetchmany(200_000)
+                if not rows:
+                    break
+                chunks.append(hot_rows_to_columns(rows, with_series=True))
+        return _Month(m, name, wc, old_gen, tombs, concat_columns(chunks))
+
+    def _mark_compacted(self, month: _Month) -> None:
+        """Nothing to move: the month has no hot rows any more, unless it was written since."""
+        m = month.m
+
+        def clear(conn: sqlite3.Connection) -> None:
+            if month_wc(conn, m) == month.wc:
+                conn.execute(SQL_MONTH_COMPACTED, (m,))
+
+        self._writer.call(clear).result()
+
+    def _visible_old_rows(self, month: _Month) -> Columns | None:
+        """Step 2: every row of the current generation that no tombstone of the month hides."""
+        if month.old_gen is None:
+            return None
+        p = self.cold.open(month.name, month.old_gen)
+        old: Columns = p.read_all()
+        if month.tombs:
+            keep = np.ones(len(old["ts"]), bool)
+            for _tid, sid, a, b in month.tombs:
+                loc = p.locate(sid)
+                if loc is None:
+                    continue
+                s0, s1 = loc
+                tss = old["ts"][s0:s1]
+                keep[s0 + int(np.searchsorted(tss, a)):s0 + int(np.searchsorted(tss, b))] = False
+            if not keep.all():
+                old = {c: (None if v is None else v[keep]) for c, v in old.items()}
+        return old
+
+    def _write_generation(self, month: _Month, merged: Columns, series: np.ndarray, counts: np.ndarray) -> int:
+        """Step 3: write ``merged`` as the month's next generation (nothing when it is empty)."""
+        offsets = np.zeros(len(series) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        existing = [g for nme, g in self.cold.list_generations() if nme == month.name]
+        new_gen = max([month.old_gen or 0, *existing]) + 1
+        if len(merged["ts"]):
+            try:
+                self.cold.write_generation(month.name, new_gen, merged, series, offsets)
+            except BaseException:
+                # e.g. a full disk: a partial generation would hold on to the space it took
+                self.cold.remove(month.name, new_gen)
+                raise
+        return new_gen
+
+    def _switch(self, month: _Month, new_gen: int, n_rows: int, has_txt: bool,
+                deltas: list[tuple[int, int]]) -> None:
+        """Step 4: make ``new_gen`` current in one transaction; :class:`_Conflict` if the month
+        changed since it was read."""
+        m, name = month.m, month.name
+        lo, hi = month.span
+        hot_series = np.unique(month.hot["series"]).tolist()
+        tomb_ids = [(t[0],) for t in month.tombs]
+
+        def commit(conn: sqlite3.Connection) -> None:
+            if month_wc(conn, m) != month.wc:
+                raise _Conflict(name)
+            if current_generation(conn, name) != month.old_gen:
+                raise _Conflict(name)
+            if n_rows:
+                conn.execute(SQL_SET_PARTITION, (name, m, new_gen, n_rows, lo, hi, int(has_txt), now_ms()))
+            else:
+                conn.execute(SQL_DELETE_PARTITION, (name,))
+            conn.executemany(SQL_DELETE_HOT_RANGE, [(s, lo, hi) for s in hot_series])
+            conn.executemany(SQL_DELETE_TOMBSTONE, tomb_ids)
+            conn.execute(SQL_MONTH_COMPACTED, (m,))
+            conn.executemany(SQL_ADD_POINTS, deltas)
+
+        self._writer.call(commit, lambda _: self._series.recounted(deltas)).result()
+
+
+def _count_changes(merged: np.ndarray, merged_distinct: np.ndarray, hot: np.ndarray,
+                   old_visible: np.ndarray | None) -> list[tuple[int, int]]:
+    """Per series, ``(change of its stored-points counter, sid)``: the rows it has after the
+    rewrite minus the hot rows and visible old rows it had before (arrays of series ids)."""
+    universe = np.unique(np.concatenate([
+        merged_distinct, hot, old_visible if old_visible is not None else np.empty(0, np.int64)]))
+    delta = _counts(merged, universe) - _counts(hot, universe)
+    if old_visible is not None:
+        delta -= _counts(old_visible, universe)
+    return [(int(d), int(s)) for d, s in zip(delta, universe) if d]
+
+
+def _counts(s: np.ndarray, universe: np.ndarray) -> np.ndarray:
+    if len(s) == 0:
+        return np.zeros(len(universe), np.int64)
+    counts: np.ndarray = np.bincount(np.searchsorted(universe, s), minlength=len(universe)).astype(np.int64)
+    return counts
