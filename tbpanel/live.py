@@ -11,22 +11,22 @@ Why it is shaped like this:
   session, so subscribers are called there and need no locks of their own. Each subscriber
   receives only the points of its entities (and keys), never a whole series.
 * Each subscriber buffers and coalesces on its own: a Panel page through a
-  :class:`DocumentSink` (one next-tick callback on *its* document at a time, deferred while
-  its browser socket is still busy), a WebSocket through its handler's send loop. A slow
-  browser or socket therefore only grows (bounded) its own buffer; it does not delay ingest
-  or any other subscriber.
+  :class:`tbpanel.ui.live_sink.DocumentSink` (one next-tick callback on *its* document at a
+  time, deferred while its browser socket is still busy), a WebSocket through its handler's
+  send loop. A slow browser or socket therefore only grows (bounded) its own buffer; it does
+  not delay ingest or any other subscriber.
 * Subscriptions are removed when a socket closes and when a Bokeh session is destroyed, and
   :meth:`LiveHub.count` lets tests (and ``GET /api/tbpanel/live/stats``) prove nothing leaks.
 
-No Panel import here: the hub is shared by the API and the pages, and a :class:`DocumentSink`
-only needs a Bokeh ``Document``.
+Nothing here knows Panel or Bokeh: the hub is shared by the API and the pages, and a
+subscriber is only a ``deliver(points)`` callable. Everything that touches a Bokeh document or
+session is in ``tbpanel/ui/live_sink.py``.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,113 +171,3 @@ class LiveHub:
                 sub.deliver(pts)
             except Exception:
                 log.exception("live subscriber %s failed", sub.kind)
-
-
-def _socket_busy(doc) -> bool:
-    """True while a browser socket of ``doc``'s session still has unsent data.
-
-    Bokeh keeps no public handle on it, so this looks through the session's connections
-    defensively; anything unexpected means "not busy" (then we just send).
-    """
-    try:
-        session = doc.session_context._session
-        for conn in session._subscribed_connections:
-            ws = getattr(conn._socket, "ws_connection", None)
-            stream = getattr(ws, "stream", None)
-            if stream is not None and stream.writing():
-                return True
-    except Exception:
-        return False
-    return False
-
-
-class DocumentSink:
-    """Live points for one Bokeh document (one Panel page session), applied on that document.
-
-    ``apply(points)`` runs in a ``doc.add_next_tick_callback`` (Bokeh's one thread-safe entry
-    into a session), at most one pending at a time: points that arrive meanwhile are merged
-    into the same call. While the page's browser socket is still sending earlier updates the
-    flush is postponed (``retry_ms``), so a slow browser gets fewer, larger updates instead
-    of an unbounded queue; beyond ``max_pending`` points the oldest are dropped and counted
-    in :attr:`dropped`. The subscription ends when the session is destroyed.
-    """
-
-    def __init__(self, hub: LiveHub, doc, apply: Deliver, *, tenant: str = "",
-                 max_pending: int = 50_000, retry_ms: int = 50, min_interval_ms: int = 0) -> None:
-        self.hub = hub
-        self.doc = doc
-        self.apply = apply
-        self.tenant = tenant
-        self.max_pending = max_pending
-        self.retry_ms = retry_ms
-        self.min_interval_ms = min_interval_ms
-        self.dropped = 0
-        self._sub: Subscription | None = None
-        self._buffer: list[Point] = []
-        self._scheduled = False
-        self._closed = False
-        self._last_flush = 0.0
-        if doc is not None and doc.session_context is not None:
-            doc.on_session_destroyed(self._on_destroyed)
-
-    @property
-    def subscribed(self) -> bool:
-        return self._sub is not None
-
-    def follow(self, entities: Iterable[str], keys: Iterable[str] | None = None) -> None:
-        """Watch these entities (replacing what was watched); buffered points are discarded."""
-        self.hub.unsubscribe(self._sub)
-        self._sub = None
-        self._buffer = []
-        entities = list(entities)
-        if self._closed or not entities:
-            return
-        self._sub = self.hub.subscribe(entities, keys, self._deliver, tenant=self.tenant, kind="page")
-
-    def close(self) -> None:
-        self._closed = True
-        self.hub.unsubscribe(self._sub)
-        self._sub = None
-        self._buffer = []
-
-    def _on_destroyed(self, session_context) -> None:
-        self.close()
-
-    # IOLoop side
-    def _deliver(self, points: list[Point]) -> None:
-        if self._closed:
-            return
-        self._buffer.extend(points)
-        if len(self._buffer) > self.max_pending:
-            drop = len(self._buffer) - self.max_pending
-            del self._buffer[:drop]
-            self.dropped += drop
-        if not self._scheduled:
-            self._scheduled = True
-            self._schedule(0)
-
-    def _schedule(self, delay_ms: float) -> None:
-        try:
-            if delay_ms > 0:
-                self.doc.add_timeout_callback(self._flush, delay_ms)
-            else:
-                self.doc.add_next_tick_callback(self._flush)
-        except Exception:  # the document left its session (it is being destroyed)
-            self.close()
-
-    def _flush(self) -> None:
-        if self._closed:
-            self._scheduled = False
-            return
-        wait = self.min_interval_ms - (time.monotonic() - self._last_flush) * 1000
-        if wait > 0:
-            self._schedule(wait)
-            return
-        if _socket_busy(self.doc):
-            self._schedule(self.retry_ms)
-            return
-        self._scheduled = False
-        points, self._buffer = self._buffer, []
-        self._last_flush = time.monotonic()
-        if points:
-            self.apply(points)

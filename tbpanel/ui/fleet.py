@@ -6,9 +6,10 @@ import panel as pn
 import param
 from panel.io.state import set_curdoc
 
-from ..fleet import Fleet
-from ..live import DocumentSink, LiveHub
+from ..live import LiveHub
+from ..views.fleet import Fleet
 from .layout import page_template
+from .live_sink import DocumentSink
 
 
 class FleetView(pn.viewable.Viewer):
@@ -19,7 +20,7 @@ class FleetView(pn.viewable.Viewer):
     going offline, devices added or reassigned. Without one it is polled every ``refresh_ms``.
     """
 
-    fleet = param.ClassSelector(class_=Fleet)
+    fleet: param.ClassSelector[Fleet] = param.ClassSelector(class_=Fleet)  # type: ignore[assignment]  # required, never None
     live = param.ClassSelector(class_=LiveHub, default=None, allow_None=True)
     refresh_ms = param.Integer(default=None, allow_None=True, bounds=(200, None),
                                doc="Periodic refresh; default 2 s without a hub, 30 s with one.")
@@ -63,6 +64,8 @@ class FleetView(pn.viewable.Viewer):
 
     def _start(self) -> None:
         """Once the browser is connected: follow the fleet's devices through the hub."""
+        if self.live is None:
+            return
         self._doc = pn.state.curdoc
         self._sink = DocumentSink(self.live, self._doc, self._on_live,
                                   tenant=self.fleet.user.tenant_id or "", min_interval_ms=self.live_min_ms)
@@ -70,7 +73,8 @@ class FleetView(pn.viewable.Viewer):
 
     def _follow(self, frame: pd.DataFrame) -> None:
         self._followed = set(frame["id"])
-        self._sink.follow(self._followed)
+        if self._sink is not None:
+            self._sink.follow(self._followed)
 
     def _on_live(self, points) -> None:
         with set_curdoc(self._doc):

@@ -4,8 +4,9 @@ from __future__ import annotations
 import html
 
 import panel as pn
+from panel.template.base import BasicTemplate
 
-from ..entities import NotFound
+from ..entities import NotFound, User
 
 NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
 
@@ -18,7 +19,7 @@ def session_user(platform):
         return None
 
 
-def page_template(platform, active: str) -> tuple[pn.template.BaseTemplate, object | None]:
+def page_template(platform, active: str) -> tuple[BasicTemplate, User | None]:
     """A FastListTemplate with the nav links; the user is None when nobody is signed in."""
     user = session_user(platform)
     template = pn.template.FastListTemplate(title="tbpanel", header_background="#0b6bcb",

@@ -13,17 +13,18 @@ import html
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, HoverTool, Legend, Range1d
+from bokeh.models import ColumnDataSource, HoverTool, Range1d
+from bokeh.models.annotations import Legend
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from panel.io.state import set_curdoc
 
-from ..clock import from_datetime, naive_utc
+from ..clock import duration_text, from_datetime, naive_utc
 from ..errors import EntityError
-from ..live import DocumentSink, LiveHub
-from ..telemetry_view import (AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, interval_text,
-                              latest_rows, now_ms)
+from ..live import LiveHub
+from ..views.telemetry import AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, latest_rows, now_ms
 from .layout import page_template
+from .live_sink import DocumentSink
 
 ROLLOVER = 5000  # rows kept per line in the browser, however long a page stays open
 MAX_DEFAULT_KEYS = 4
@@ -44,7 +45,7 @@ table.latest td.value { font-variant-numeric: tabular-nums; font-weight: 600; }
 class TelemetryView(pn.viewable.Viewer):
     """Device and key pickers, window and aggregation, a live plot and a latest-values table."""
 
-    query = param.ClassSelector(class_=TelemetryQuery)
+    query: param.ClassSelector[TelemetryQuery] = param.ClassSelector(class_=TelemetryQuery)  # type: ignore[assignment]  # required, never None
     live = param.ClassSelector(class_=LiveHub, default=None, allow_None=True,
                                doc="The server's fan-out hub; without it the page is static.")
     tick_ms = param.Integer(default=1000, bounds=(100, None), doc="How often ages are re-rendered.")
@@ -278,7 +279,7 @@ class TelemetryView(pn.viewable.Viewer):
             f"live, last {next(k for k, v in WINDOW_LABELS.items() if v == self.query.window)}"
             if snap.live else f"{naive_utc(snap.start):%Y-%m-%d %H:%M} – {naive_utc(snap.end):%Y-%m-%d %H:%M} UTC")
         if snap.interval:
-            title += f" · {snap.agg} per {interval_text(snap.interval)}"
+            title += f" · {snap.agg} per {duration_text(snap.interval, exact=True)}"
         fig = self._figure
         self._clear_plot()
         for i, (key, s) in enumerate(snap.series.items()):

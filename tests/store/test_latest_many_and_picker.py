@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from tbpanel.entities import EntityRegistry
-from tbpanel.fleet import Fleet
 from tbpanel.store import ValueType, open_store
-from tbpanel.telemetry_view import TelemetryQuery
+from tbpanel.views.fleet import Fleet
+from tbpanel.views.telemetry import TelemetryQuery
 
 V = ValueType
 JAN = 1_704_067_200_000  # 2024-01-01T00:00Z

@@ -6,11 +6,8 @@ import time
 import pytest
 import requests
 
-from tests.helpers import ARTIFACTS, Api
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD, load_fleet
-
-
-
+from tests.helpers import ARTIFACTS, Api
 
 
 def test_demo_prints_its_url_and_logins(demo):
@@ -121,7 +118,7 @@ def test_tenant_sees_the_whole_fleet(demo, browser):
 def test_demo_users_see_posted_telemetry_live(demo, browser, login):
     """Each demo login opens /telemetry for Thermostat T1 and sees a value posted over the
     device API arrive in the latest table and the plot data, without reloading."""
-    from test_live_pages import SERIES_JS
+    from tests.ui.test_live_pages import SERIES_JS
 
     tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
     devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]

@@ -3,13 +3,12 @@ browser test would be slow to reach: every Advanced field's message, a failed bu
 the models page's switches and its delete confirmation."""
 from __future__ import annotations
 
-
-from tests.helpers.workspace import DAY, T0, built
+from tbpanel.anomaly.config import ModelConfig
 from tbpanel.ui.workspace.models import ModelsPage
 from tbpanel.ui.workspace.result import ResultView
 from tbpanel.ui.workspace.wizard import AdvancedForm, WizardView
-from tbpanel.workspace.wizard import ModelWizard
-from tbpanel.anomaly.config import ModelConfig
+from tbpanel.views.workspace.wizard import ModelWizard
+from tests.helpers.workspace import DAY, T0, built
 
 
 def test_advanced_form_shows_problems_next_to_their_field():

@@ -10,9 +10,10 @@ import pytest
 from tornado.ioloop import IOLoop
 
 from tbpanel.entities import EntityRegistry, PermissionDenied
-from tbpanel.live import DocumentSink, LiveHub
+from tbpanel.live import LiveHub
 from tbpanel.store import open_store
-from tbpanel.telemetry_view import LiveSeries, TelemetryQuery, bucket_aggregate, minmax_decimate
+from tbpanel.ui.live_sink import DocumentSink
+from tbpanel.views.telemetry import LiveSeries, TelemetryQuery, bucket_aggregate, minmax_decimate
 
 DOUBLE = 2
 

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 
 from tbpanel.anomaly.config import ModelConfig
-from tbpanel.workspace.models_list import ModelsList
-from tbpanel.workspace.readiness import assess
-from tbpanel.workspace.result import ResultSummary
-from tbpanel.workspace.wizard import STEPS, ModelWizard
+from tbpanel.views.workspace.models_list import ModelsList
+from tbpanel.views.workspace.readiness import assess
+from tbpanel.views.workspace.result import ResultSummary
+from tbpanel.views.workspace.wizard import STEPS, ModelWizard
 from tests.helpers.workspace import DAY, HOUR, MIN, T0, built, write
+
 
 # -- readiness ------------------------------------------------------------------------------------
 def test_readiness_counts_what_the_store_holds(env):

@@ -1,4 +1,4 @@
-"""The model tabs' view models (``tbpanel.workspace``) on the demo fleet, without a browser.
+"""The model tabs' view models (``tbpanel.views.workspace``) on the demo fleet, without a browser.
 
 One demo data directory (fixed end time, both demo models built) per module; every object under
 test talks to the real platform: store, anomaly service, task runner.
@@ -13,12 +13,12 @@ import pytest
 from tbpanel.anomaly.config import SEVERITIES
 from tbpanel.anomaly.scoring import severity_for
 from tbpanel.demo import DEMO_END_MS, ensure_demo_models, open_demo, planted_anomalies
-from tbpanel.workspace.clusters import ClusterInfo
-from tbpanel.workspace.experiments import ExperimentBench, Variant
-from tbpanel.workspace.inputs import InputDraft
-from tbpanel.workspace.jobs import JobsDraft
-from tbpanel.workspace.review import ReviewModel
-from tbpanel.workspace.tasks import TaskBoard
+from tbpanel.views.workspace.clusters import ClusterInfo
+from tbpanel.views.workspace.experiments import ExperimentBench, Variant
+from tbpanel.views.workspace.inputs import InputDraft
+from tbpanel.views.workspace.jobs import JobsDraft
+from tbpanel.views.workspace.review import ReviewModel
+from tbpanel.views.workspace.tasks import TaskBoard
 
 DAY = 86_400_000
 

@@ -3,16 +3,17 @@ sample member segments of one cluster (the most typical ones and the least typic
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import Span
+from bokeh.models.annotations import Span
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
-from ...workspace.clusters import ClusterInfo
-from .background import Background
+from ...views.workspace.clusters import ClusterInfo
+from ..background import Background
 from .session import live_session
 
 
@@ -21,7 +22,7 @@ def _colour(c: int) -> str:
 
 
 class ClusterView(pn.viewable.Viewer):
-    info = param.ClassSelector(class_=ClusterInfo)
+    info: param.ClassSelector[ClusterInfo] = param.ClassSelector(class_=ClusterInfo)  # type: ignore[assignment]  # required, never None
 
     def __init__(self, platform, **params):
         super().__init__(**params)
@@ -35,15 +36,15 @@ class ClusterView(pn.viewable.Viewer):
         self._cluster.param.watch(lambda e: self._show_samples(e.new), "value")
         self._started = False
 
-    def _centroids(self) -> pn.Row:
+    def _centroids(self) -> pn.GridBox:
         info = self.info
         fields, width, labels = info.positions()
         figs = []
         for f, rows in info.centroid_curves().items():
+            by_feature: dict[str, Any] = {"x_range": labels} if info.trained.resolved.comparison == "feature" else {}
             fig = figure(title=f"{f}: centroids (normalised)", height=260, width=420, name=f"centroids:{f}",
-                         **({"x_range": labels} if info.trained.resolved.comparison == "feature" else {}),
-                         tools="hover,save")
-            x = labels if info.trained.resolved.comparison == "feature" else np.arange(width)
+                         **by_feature, tools="hover,save")
+            x: Any = labels if info.trained.resolved.comparison == "feature" else np.arange(width)
             sizes = info.trained.cluster_sizes
             for c, row in enumerate(rows):
                 fig.line(x, row, color=_colour(c), line_width=2, legend_label=f"cluster {c} (n={int(sizes[c])})")

@@ -10,9 +10,8 @@ import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.palettes import Category10_10
 
-from ...workspace.experiments import CURRENT, SEGMENTS, ExperimentBench, Variant
-from .session import live_session, picker_ms, picker_value, time_figure
-
+from ...views.workspace.experiments import CURRENT, SEGMENTS, ExperimentBench, Variant
+from .session import live_session, range_pickers, time_figure
 
 
 def _choice(label: str, options: dict[str, str], variant: Variant, knob: str, cast, width: int):
@@ -25,7 +24,7 @@ def _choice(label: str, options: dict[str, str], variant: Variant, knob: str, ca
 
 
 class ExperimentsView(pn.viewable.Viewer):
-    bench = param.ClassSelector(class_=ExperimentBench)
+    bench: param.ClassSelector[ExperimentBench] = param.ClassSelector(class_=ExperimentBench)  # type: ignore[assignment]  # required, never None
     period_ms = param.Integer(default=700, bounds=(100, None))
 
     def __init__(self, platform, **params):
@@ -36,10 +35,7 @@ class ExperimentsView(pn.viewable.Viewer):
         self._add = pn.widgets.Button(name="+ variant", width=110, css_classes=["add-variant"])
         self._add.on_click(lambda _: self._add_variant())
         self._current = pn.widgets.Checkbox.from_param(b.param.include_current, name="Compare with the stored model")
-        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=picker_value(b.start), width=200)
-        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=picker_value(b.end), width=200)
-        self._start.param.watch(lambda e: setattr(b, "start", picker_ms(e.new)), "value")
-        self._end.param.watch(lambda e: setattr(b, "end", picker_ms(e.new)), "value")
+        self._start, self._end = range_pickers(b)
         self._run = pn.widgets.Button(name="Run experiment", button_type="primary", width=180,
                                       css_classes=["run-experiment"])
         self._run.on_click(lambda _: self._on_run())
@@ -132,7 +128,8 @@ class ExperimentsView(pn.viewable.Viewer):
                              "right": df["end_ts"].astype(float).tolist(), "device": list(df["device"]),
                              "score": df["score"].tolist(), "color": [colours[v] for v in df["variant"]],
                              "alpha": [0.35 + 0.6 * min(s / top, 1.0) for s in df["score"]]}
-        self._figure.x_range.update(start=float(b.start), end=float(b.end))
+        if b.start is not None and b.end is not None:
+            self._figure.x_range.update(start=float(b.start), end=float(b.end))
         self._promote_pick.options = [n for n in names if n != CURRENT]
 
     def _on_promote(self) -> None:

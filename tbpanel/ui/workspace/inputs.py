@@ -8,17 +8,19 @@ anomalies that would get an alarm of that severity and the training segments at 
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Span
+from bokeh.models import ColumnDataSource
+from bokeh.models.annotations import Span
 from bokeh.plotting import figure
 
-from ...anomaly.config import SEVERITIES
-from ...workspace.inputs import DELETE_BEHAVIOUR, SECTIONS, InputDraft
-from ...workspace.model_data import profile_devices
 from ...alarms import severity_colour
+from ...anomaly.config import SEVERITIES
+from ...views.workspace.inputs import DELETE_BEHAVIOUR, SECTIONS, InputDraft
+from ...views.workspace.model_data import profile_devices
 from .session import picker_ms, picker_value
 
 OPEN_SECTIONS = {"Alarms", "Scoring"}
@@ -34,14 +36,14 @@ WIDGETS = ((param.Boolean, pn.widgets.Checkbox), (param.Selector, pn.widgets.Sel
 def _widget_for(obj: param.Parameterized, name: str):
     p = obj.param[name]
     cls = next(w for t, w in WIDGETS if isinstance(p, t))
-    kw = {"width": 260} if cls is not pn.widgets.Checkbox else {}
+    kw: dict[str, Any] = {"width": 260} if cls is not pn.widgets.Checkbox else {}
     if p.doc and "description" in cls.param:
         kw["description"] = " ".join(p.doc.split())
     return cls.from_param(p, name=name.replace("_", " ").capitalize(), **kw)
 
 
 class InputView(pn.viewable.Viewer):
-    inputs = param.ClassSelector(class_=InputDraft)
+    inputs: param.ClassSelector[InputDraft] = param.ClassSelector(class_=InputDraft)  # type: ignore[assignment]  # required, never None
 
     def __init__(self, platform, **params):
         super().__init__(**params)
@@ -65,6 +67,8 @@ class InputView(pn.viewable.Viewer):
     # -- widgets ---------------------------------------------------------------------------------------
     def _field_widget(self, name: str):
         d = self.inputs.draft
+        w: pn.widgets.Widget
+        opts: list[str] | dict[str, str]
         if name == "name":
             w = pn.widgets.TextInput(name="Name", value=d.name, width=300)
             w.param.watch(lambda e: setattr(d, "name", e.new), "value")

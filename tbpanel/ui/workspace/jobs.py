@@ -8,12 +8,12 @@ import pandas as pd
 import panel as pn
 import param
 
-from ...workspace.jobs import FREQUENCIES, JobsDraft
 from ...clock import duration_text, utc_text
+from ...views.workspace.jobs import FREQUENCIES, JobsDraft
 
 
 class JobsView(pn.viewable.Viewer):
-    jobs = param.ClassSelector(class_=JobsDraft)
+    jobs: param.ClassSelector[JobsDraft] = param.ClassSelector(class_=JobsDraft)  # type: ignore[assignment]  # required, never None
 
     def __init__(self, platform, **params):
         super().__init__(**params)

@@ -13,10 +13,10 @@ import html
 import panel as pn
 import param
 
-from ...workspace.models_list import ModelRow, ModelsList
-from ...workspace.wizard import ModelWizard
+from ...views.workspace.models_list import ModelRow, ModelsList
+from ...views.workspace.wizard import ModelWizard
+from ..background import Background
 from ..layout import page_template
-from .background import Background
 from .wizard import WizardView
 
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -26,11 +26,11 @@ TOGGLE_LABELS = {"monitoring": "Monitoring (refresh)", "saving": "Save scores", 
 
 
 class ModelRowView(pn.viewable.Viewer):
-    """One model: what it is and found, its switches and its buttons; ``show`` updates in place."""
+    """One model: what it is and found, its switches and its buttons; ``draw`` updates in place."""
 
-    row = param.ClassSelector(class_=ModelRow)
+    row: param.ClassSelector[ModelRow] = param.ClassSelector(class_=ModelRow)  # type: ignore[assignment]  # required, never None
 
-    def __init__(self, page: "ModelsPage", **params):
+    def __init__(self, page: ModelsPage, **params):
         super().__init__(**params)
         self.page = page
         self._head = pn.pane.HTML("", sizing_mode="stretch_width", min_width=420)
@@ -49,9 +49,9 @@ class ModelRowView(pn.viewable.Viewer):
         self._layout = pn.Row(self._head, self._progress, *self._toggles.values(), self._duplicate, self._build,
                               self._delete, sizing_mode="stretch_width", css_classes=["model-row"],
                               styles={"border-bottom": "1px solid #e4e7eb"})
-        self.show(self.row)
+        self.draw(self.row)
 
-    def show(self, row: ModelRow) -> None:
+    def draw(self, row: ModelRow) -> None:
         self.row = row
         colour = STATUS_COLOURS.get(row.status, "#555")
         found = (f"{row.anomalies} anomal{'y' if row.anomalies == 1 else 'ies'} ({row.active} active) "
@@ -91,7 +91,7 @@ class ModelRowView(pn.viewable.Viewer):
 class ModelsPage(pn.viewable.Viewer):
     """The list, the delete confirmation and (after "New model") the wizard."""
 
-    models = param.ClassSelector(class_=ModelsList)
+    models: param.ClassSelector[ModelsList] = param.ClassSelector(class_=ModelsList)  # type: ignore[assignment]  # required, never None
     poll_ms = param.Integer(default=3000, bounds=(500, None))
 
     def __init__(self, platform, user, **params):
@@ -136,7 +136,7 @@ class ModelsPage(pn.viewable.Viewer):
             if view is None:
                 view = self._rows[row.id] = ModelRowView(self, row=row)
             elif view.row.signature() != row.signature():
-                view.show(row)
+                view.draw(row)
             views.append(view)
         ids = [r.id for r in rows]
         for gone in set(self._rows) - set(ids):
@@ -168,7 +168,7 @@ class ModelsPage(pn.viewable.Viewer):
 
         def revert() -> None:
             if view is not None:
-                view.show(view.row)
+                view.draw(view.row)
         self._act(lambda: self.models.toggle(row.id, toggle, value),
                   f"{row.title}: {label} switched {'on' if value else 'off'}.", row, revert)
 
@@ -214,8 +214,9 @@ class ModelsPage(pn.viewable.Viewer):
             self.refresh()
 
     def __panel__(self):
-        self._bg.follow(self.platform.anomaly, lambda model: model.tenant_id == self.user.tenant_id,
-                        self.refresh, self.poll_ms, self._tick)
+        anomaly = self.platform.anomaly
+        self._bg.follow(anomaly.changed, lambda db, model, changes: model.tenant_id == self.user.tenant_id,
+                        self.refresh, self.poll_ms, self._tick, after_commit=anomaly.repo.after_commit)
         return self._main
 
 

@@ -1,5 +1,5 @@
 """The Result tab: what the model found, at a glance — cards, top anomalies, ranked items and a
-per-item activity heatmap. Numbers come from :class:`~tbpanel.workspace.result.ResultSummary`;
+per-item activity heatmap. Numbers come from :class:`~tbpanel.views.workspace.result.ResultSummary`;
 this view only draws them, and redraws while tasks change the model's anomalies.
 """
 from __future__ import annotations
@@ -9,14 +9,15 @@ import html
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColorBar, HoverTool, LinearColorMapper
+from bokeh.models import FactorRange, HoverTool, LinearColorMapper
+from bokeh.models.annotations import ColorBar
 from bokeh.plotting import figure
 
-from ...workspace.models_list import fmt_ms
-from ...workspace.result import ResultSummary
-from .background import Background
+from ...clock import DAY_MS
+from ...views.workspace.models_list import fmt_ms
+from ...views.workspace.result import ResultSummary
+from ..background import Background
 
-DAY_MS = 86_400_000
 CARD_CSS = """
 .cards {display:flex; gap:14px; flex-wrap:wrap; margin:6px 0 4px}
 .card {border:1px solid #d9e2ec; border-radius:8px; padding:10px 16px; min-width:150px; background:#f8fbff}
@@ -49,7 +50,7 @@ def heatmap(s: ResultSummary):
     """Devices down, UTC days across; colour = the day's total impact, hover tells the counts."""
     act = s.activity
     devices = list(s.ranked["device"])[::-1] if len(s.ranked) else ["(none)"]
-    p = figure(name="activity-heatmap", x_axis_type="datetime", y_range=devices, height=90 + 34 * len(devices),
+    p = figure(name="activity-heatmap", x_axis_type="datetime", y_range=FactorRange(factors=devices), height=90 + 34 * len(devices),
                sizing_mode="stretch_width", toolbar_location=None, title="Anomaly activity per device and day",
                tools="")
     if len(act):
@@ -86,7 +87,7 @@ def _top_frame(s: ResultSummary) -> pd.DataFrame:
 class ResultView(pn.viewable.Viewer):
     """The Result tab of one model, live while tasks run (listener + slow poll, never blocking)."""
 
-    summary = param.ClassSelector(class_=ResultSummary)
+    summary: param.ClassSelector[ResultSummary] = param.ClassSelector(class_=ResultSummary)  # type: ignore[assignment]  # required, never None
     poll_ms = param.Integer(default=5000, bounds=(500, None))
 
     def __init__(self, platform, model, **params):
@@ -155,7 +156,9 @@ class ResultView(pn.viewable.Viewer):
 
     # -- live ----------------------------------------------------------------------------------
     def __panel__(self):
-        self._bg.follow(self.platform.anomaly, lambda model: model.id == self.model.id, self.refresh, self.poll_ms)
+        anomaly = self.platform.anomaly
+        self._bg.follow(anomaly.changed, lambda db, model, changes: model.id == self.model.id, self.refresh,
+                        self.poll_ms, after_commit=anomaly.repo.after_commit)
         return pn.Column(
             self._status, self._cards,
             pn.Row(pn.Column("### Top anomalies", self._top, sizing_mode="stretch_width"),

@@ -10,11 +10,12 @@ import html
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, Range1d, Span
+from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis, Range1d
+from bokeh.models.annotations import Span
 
-from ...workspace.review import ReviewModel
-from .background import Background
 from ...alarms import severity_colour
+from ...views.workspace.review import ReviewModel
+from ..background import Background
 from .session import live_session, time_figure
 
 TABLE_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active"]
@@ -23,7 +24,7 @@ TABLE_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_ind
 class ReviewView(pn.viewable.Viewer):
     """Device and field pickers, the chart and the anomaly table."""
 
-    review = param.ClassSelector(class_=ReviewModel)
+    review: param.ClassSelector[ReviewModel] = param.ClassSelector(class_=ReviewModel)  # type: ignore[assignment]  # required, never None
     follow_ms = param.Integer(default=3000, bounds=(200, None), doc="How often ended tasks are looked for.")
 
     def __init__(self, platform, **params):

@@ -1,24 +1,37 @@
 """What the model tabs share: severity colours, date-picker conversions, a time figure.
 
-(Slow reads go through :class:`~tbpanel.ui.workspace.background.Background`.)
+(Slow reads go through :class:`~tbpanel.ui.background.Background`.)
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Any
 
 import panel as pn
 from bokeh.plotting import figure
 
+from ...clock import from_datetime, naive_utc
 
 
 def picker_value(ms: int | None) -> datetime | None:
     """Epoch ms as the naive UTC datetime Panel's date pickers show (None stays None)."""
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
+    return None if ms is None else naive_utc(ms)
 
 
 def picker_ms(value: datetime | None) -> int | None:
     """A date picker's naive UTC datetime as epoch ms (None stays None)."""
-    return None if value is None else int(value.replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return None if value is None else from_datetime(value)
+
+
+def range_pickers(target: Any, start: str = "start", end: str = "end",
+                  width: int = 200) -> tuple[pn.widgets.DatetimePicker, pn.widgets.DatetimePicker]:
+    """"From (UTC)" and "To (UTC)" pickers bound to ``target``'s epoch-ms ``start``/``end``."""
+    pickers = []
+    for label, attr in (("From (UTC)", start), ("To (UTC)", end)):
+        picker = pn.widgets.DatetimePicker(name=label, value=picker_value(getattr(target, attr)), width=width)
+        picker.param.watch(lambda e, attr=attr: setattr(target, attr, picker_ms(e.new)), "value")
+        pickers.append(picker)
+    return pickers[0], pickers[1]
 
 
 def live_session() -> bool:

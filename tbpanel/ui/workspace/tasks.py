@@ -11,8 +11,8 @@ import html
 import panel as pn
 import param
 
-from ...workspace.tasks import ITEM_CHOICES, TaskBoard
-from .session import live_session, picker_ms, picker_value
+from ...views.workspace.tasks import ITEM_CHOICES, TaskBoard
+from .session import live_session, range_pickers
 
 CANCEL = '<span class="task-cancel" style="cursor:pointer;font-weight:600;color:#c62828">cancel</span>'
 LIVE = ("QUEUED", "IN_PROGRESS")
@@ -20,17 +20,14 @@ LIVE = ("QUEUED", "IN_PROGRESS")
 
 
 class TasksView(pn.viewable.Viewer):
-    board = param.ClassSelector(class_=TaskBoard)
+    board: param.ClassSelector[TaskBoard] = param.ClassSelector(class_=TaskBoard)  # type: ignore[assignment]  # required, never None
     period_ms = param.Integer(default=1000, bounds=(100, None))
 
     def __init__(self, platform, **params):
         super().__init__(**params)
         self.platform = platform
         b, req = self.board, self.board.request
-        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=picker_value(req.start), width=200)
-        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=picker_value(req.end), width=200)
-        self._start.param.watch(lambda e: setattr(req, "start", picker_ms(e.new)), "value")
-        self._end.param.watch(lambda e: setattr(req, "end", picker_ms(e.new)), "value")
+        self._start, self._end = range_pickers(req)
         self._mode = pn.widgets.RadioButtonGroup(name="Devices", options=ITEM_CHOICES, value=req.items_mode)
         self._mode.param.watch(lambda e: setattr(req, "items_mode", e.new), "value")
         self._items = pn.widgets.MultiChoice(name="Selected devices", options={v: k for k, v in b.devices.items()},

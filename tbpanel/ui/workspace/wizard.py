@@ -1,5 +1,5 @@
 """The model creation wizard (``/models`` → "New model"), drawing a
-:class:`~tbpanel.workspace.wizard.ModelWizard`: intent → data → readiness → sensitivity and
+:class:`~tbpanel.views.workspace.wizard.ModelWizard`: intent → data → readiness → sensitivity and
 granularity → review & build with a live progress bar → the model's Result tab.
 
 Reads of the store (readiness) and the build run off the server loop; the build's progress is
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
 
 import panel as pn
 import param
 
 from ...anomaly.config import ModelConfig
-from ...workspace.models_list import fmt_ms
-from ...clock import duration_text
-from ...workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard
-from .background import Background
+from ...clock import duration_text, from_datetime, naive_utc
+from ...views.workspace.models_list import fmt_ms
+from ...views.workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard
+from ..background import Background
 
 VERDICT_COLOURS = {"Poor": "#d32f2f", "Fair": "#f57c00", "Good": "#1e88e5", "Excellent": "#2e7d32"}
 #: the ModelConfig knobs the Advanced form leaves out (the review step shows the name)
@@ -27,14 +26,6 @@ NOT_ADVANCED = {"name"}
 SECTIONS = {"device_type": "Data", "segment_ms": "Segmentation", "comparison": "Comparison",
             "algorithm": "Algorithm", "threshold_percent": "Scoring", "telemetry_key": "Outputs and alarms",
             "adaptive": "Adaptive re-fits"}
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).replace(tzinfo=None)
-
-
-def _ms(dt: datetime) -> int:
-    return int(dt.replace(tzinfo=timezone.utc).timestamp() * 1000)
 
 
 def _msg_html(msgs: list[str]) -> str:
@@ -46,7 +37,7 @@ class AdvancedForm(pn.viewable.Viewer):
     """Every ModelConfig knob with its problems next to it (assignment errors from ``param``'s
     own bounds, cross-field ones from :meth:`ModelConfig.validate_by_field`)."""
 
-    config = param.ClassSelector(class_=ModelConfig)
+    config: param.ClassSelector[ModelConfig] = param.ClassSelector(class_=ModelConfig)  # type: ignore[assignment]  # required, never None
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -66,7 +57,7 @@ class AdvancedForm(pn.viewable.Viewer):
             self._sections[-1][1].append(pn.Column(w, self._msgs[field], css_classes=["advanced-field"],
                                                    name=field, width=290))
         self.on_change = None
-        self.show()
+        self.fill()
 
     @staticmethod
     def _widget(field: str, p) -> pn.widgets.Widget:
@@ -83,7 +74,7 @@ class AdvancedForm(pn.viewable.Viewer):
         return pn.widgets.TextInput(name=label + (" (comma separated)" if isinstance(p, param.List) else ""),
                                     description=desc, width=250)
 
-    def show(self) -> None:
+    def fill(self) -> None:
         """Put the config's values into the widgets (after the wizard made a new draft)."""
         self._errors = {}
         for field, w in self._widgets.items():
@@ -132,7 +123,7 @@ class AdvancedForm(pn.viewable.Viewer):
 class WizardView(pn.viewable.Viewer):
     """One step at a time, Back / Next, problems in an alert above the buttons."""
 
-    wizard = param.ClassSelector(class_=ModelWizard)
+    wizard: param.ClassSelector[ModelWizard] = param.ClassSelector(class_=ModelWizard)  # type: ignore[assignment]  # required, never None
 
     def __init__(self, platform, on_cancel=None, **params):
         super().__init__(**params)
@@ -161,8 +152,8 @@ class WizardView(pn.viewable.Viewer):
         self._keys = pn.widgets.MultiChoice(name="Telemetry keys", options=list(w.keys_available),
                                             value=list(w.fields), width=520)
         self._range = pn.widgets.RadioButtonGroup(name="Date range", options=list(RANGES), value=w.range_preset)
-        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=_utc(w.start_ms), width=200)
-        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=_utc(w.end_ms), width=200)
+        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=naive_utc(w.start_ms), width=200)
+        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=naive_utc(w.end_ms), width=200)
         self._devices.link(w, value="items")
         self._keys.link(w, value="fields")
         self._range.param.watch(self._range_changed, "value")
@@ -265,7 +256,7 @@ class WizardView(pn.viewable.Viewer):
             self._advanced_card[:] = [self._advanced]
         else:
             self._advanced.config = w.config
-            self._advanced.show()
+            self._advanced.fill()
         self._review_name.value = w.config.name
         self._review_changed()
         return [pn.pane.Markdown("### Review and build"), self._summary,
@@ -285,17 +276,17 @@ class WizardView(pn.viewable.Viewer):
     def _range_changed(self, event) -> None:
         w = self.wizard
         if event.new == "custom":
-            w.set_range("custom", _ms(self._start.value), _ms(self._end.value))
+            w.set_range("custom", from_datetime(self._start.value), from_datetime(self._end.value))
         else:
             w.set_range(event.new)
-            self._start.value, self._end.value = _utc(w.start_ms), _utc(w.end_ms)
+            self._start.value, self._end.value = naive_utc(w.start_ms), naive_utc(w.end_ms)
         if w.step == 1:
             self._render()
 
     def _custom_changed(self, event) -> None:
         w = self.wizard
         if w.range_preset == "custom" and self._start.value and self._end.value:
-            w.set_range("custom", _ms(self._start.value), _ms(self._end.value))
+            w.set_range("custom", from_datetime(self._start.value), from_datetime(self._end.value))
 
     # -- readiness -------------------------------------------------------------------------------
     def _readiness_done(self, r) -> None:
@@ -333,6 +324,8 @@ class WizardView(pn.viewable.Viewer):
     def _review_changed(self) -> None:
         w = self.wizard
         cfg = w.config
+        if cfg is None:  # no draft yet: nothing to review
+            return
         problems = self._advanced.problems() if self._advanced is not None else cfg.validate_by_field()
         name_problems = [p.split(": ", 1)[1] for p in w.problems(4) if p.startswith("name: ")]
         self._review_name_msg.object = _msg_html(list(dict.fromkeys(name_problems)))

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import param
 
-from ..clock import now_ms
-from ..clock import utc_text
+from ...clock import now_ms, utc_text
 from .model_data import item_arrays, profile_devices
 
 

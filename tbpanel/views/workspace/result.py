@@ -10,7 +10,6 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-_DAY = 86_400_000
 TOP_COLUMNS = ["item", "device", "start", "end", "hours", "score", "score_index", "active"]
 RANK_COLUMNS = ["item", "device", "anomalies", "impact", "peak_score", "anomaly_hours", "active"]
 
@@ -37,7 +36,7 @@ class ResultSummary(param.Parameterized):
         self._service = service
         self._name = device_name or (lambda item: item)
 
-    def refresh(self) -> "ResultSummary":
+    def refresh(self) -> ResultSummary:
         df = self._service.anomalies_frame(self.model_id)
         self.param.update(**summarise(df, self._name, self.top_n))
         return self

@@ -11,8 +11,8 @@ import re
 
 import param
 
-from ..clock import duration_text, now_ms
-from ..anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, nice_duration
+from ...anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, nice_duration
+from ...clock import DAY_MS, duration_text, now_ms
 from .readiness import DataReadiness, assess
 
 STEPS = ("Intent", "Data", "Readiness", "Sensitivity & granularity", "Review & build")
@@ -26,8 +26,7 @@ INTENT_TEXT = {
 }
 SENSITIVITY_TEXT = {"low": "Low: only the clearest 0.5 % of behaviour counts as anomalous",
                     "medium": "Medium: the most unusual 1 %", "high": "High: the most unusual 2 % (more alerts)"}
-_DAY = 86_400_000
-RANGES = {"last 7 days": 7 * _DAY, "last 30 days": 30 * _DAY, "last 90 days": 90 * _DAY, "custom": None}
+RANGES = {"last 7 days": 7 * DAY_MS, "last 30 days": 30 * DAY_MS, "last 90 days": 90 * DAY_MS, "custom": None}
 #: points per segment offered as granularities (the data's step times these)
 GRANULARITY_POINTS = (12, 24, 48, 96)
 SCORE_KEYS = ("_EAD_", "_EID_")
@@ -38,17 +37,17 @@ class ModelWizard(param.Parameterized):
 
     tenant_id = param.String()
     step = param.Integer(default=0, bounds=(0, len(STEPS) - 1))
-    intent = param.Selector(default="operational_monitoring", objects=list(INTENTS))
-    device_type = param.Selector(default=None, objects=[], allow_None=True, check_on_set=False)
+    intent: param.Selector[str] = param.Selector(default="operational_monitoring", objects=list(INTENTS))
+    device_type: param.Selector[str | None] = param.Selector(default=None, objects=[], allow_None=True, check_on_set=False)
     devices = param.Dict(default={}, doc="name -> id of the profile's devices.")
     items = param.List(default=[], item_type=str, doc="Device ids; empty = every device of the profile.")
     keys_available = param.List(default=[], item_type=str)
     fields = param.List(default=[], item_type=str)
-    range_preset = param.Selector(default="last 30 days", objects=list(RANGES))
+    range_preset: param.Selector[str] = param.Selector(default="last 30 days", objects=list(RANGES))
     start_ms = param.Integer(default=0)
     end_ms = param.Integer(default=0)
     readiness = param.ClassSelector(class_=DataReadiness, default=None, allow_None=True)
-    sensitivity = param.Selector(default="medium", objects=list(SENSITIVITIES))
+    sensitivity: param.Selector[str] = param.Selector(default="medium", objects=list(SENSITIVITIES))
     segment_ms = param.Integer(default=0, doc="Chosen granularity (segment length).")
     model_name = param.String(default="", doc="The new model's name.")
     config = param.ClassSelector(class_=ModelConfig, default=None, allow_None=True,

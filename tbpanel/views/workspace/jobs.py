@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import param
 
-from ..anomaly.service import RefreshSettings
-from ..jobs.schedule import next_run
-from ..clock import now_ms
-from ..clock import HOUR_MS, duration_text, utc_text
+from ...anomaly.service import RefreshSettings
+from ...clock import HOUR_MS, duration_text, now_ms, utc_text
+from ...jobs.schedule import next_run
 from .model_data import profile_devices
 
 #: storage frequencies offered (ms)
@@ -22,7 +21,7 @@ FREQUENCIES = {"1 min": 60_000, "5 min": 300_000, "10 min": 600_000, "15 min": 9
 class JobsDraft(param.Parameterized):
     """Unsaved refresh settings, the storage frequency and what the schedule means."""
 
-    refresh = param.ClassSelector(class_=RefreshSettings)
+    refresh: param.ClassSelector[RefreshSettings] = param.ClassSelector(class_=RefreshSettings)  # type: ignore[assignment]  # required, never None
     storage_frequency_ms = param.Integer(default=HOUR_MS, bounds=(1, None))
     message = param.String(default="")
 

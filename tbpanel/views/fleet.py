@@ -5,10 +5,10 @@ A pure domain object (no Panel import): the landing page renders it, a notebook 
 """
 from __future__ import annotations
 
-
 import pandas as pd
 import param
-from .clock import now_ms
+
+from ..clock import now_ms
 
 
 class Fleet(param.Parameterized):

@@ -1,18 +1,26 @@
 """Blocking reads off the server loop, their results applied on the page session's document.
 
-The workspace pages read SQLite (models, anomalies, tasks) and the telemetry store; doing that
-in a Bokeh callback would stall every session of the server. :class:`Background` runs the read
-on the platform's I/O pool and hands the result back with ``add_next_tick_callback`` on the
+Pages read SQLite (models, anomalies, alarms, tasks) and the telemetry store; doing that in a
+Bokeh callback would stall every session of the server. :class:`Background` runs the read on
+the platform's I/O pool and hands the result back with ``add_next_tick_callback`` on the
 session's own document (thread-safe in Bokeh), coalescing bursts: a change heard while a read
 runs causes exactly one more read after it.
+
+It is also how a page follows domain changes (:meth:`Background.follow`: a ``Signal`` of the
+anomaly or alarm service, plus a slow poll). The one other way is ``ui/live_sink.py``'s
+``DocumentSink``, for telemetry point streams from the live hub.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import panel as pn
 from panel.io.state import set_curdoc
+
+from ..events import Signal
 
 log = logging.getLogger("tbpanel.ui")
 
@@ -24,7 +32,8 @@ class Background:
         self.executor = executor
         self.doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
         self._running: set[str] = set()
-        self._again: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {}
+        self._again: dict[str, tuple[Callable[[], Any], Callable[[Any], None],
+                                     Callable[[Exception], None] | None]] = {}
         self._following = False
         self.closed = False
         if self.doc is not None:
@@ -82,24 +91,45 @@ class Background:
 
         self.executor.submit(work)
 
-    def follow(self, anomaly, wanted: Callable[[Any], bool], refresh: Callable[[], None],
-               poll_ms: int, tick: Callable[[], None] | None = None) -> None:
-        """Call ``refresh`` on this session after every committed change of a model that
-        ``wanted(model)`` accepts, and ``tick`` (default ``refresh``) every ``poll_ms`` as a
-        fallback; both stop with the session. Does nothing without a served document or twice."""
+    def follow(self, changed: Signal, wanted: Callable[..., bool], refresh: Callable[[], None],
+               poll_ms: int, tick: Callable[[], None] | None = None, *,
+               after_commit: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """Call ``refresh`` on this session after every change ``changed`` announces that
+        ``wanted(*args)`` accepts (one pending call per session, however many changes), and
+        ``tick`` (default ``refresh``) every ``poll_ms`` as a fallback; both stop with the session.
+
+        ``changed`` is a domain :class:`~tbpanel.events.Signal`. One emitted inside its
+        transaction (``AnomalyService.changed``) needs that transaction's ``after_commit``
+        (``anomaly.repo.after_commit``), so that the page reads only what committed; one emitted
+        after the commit (``AlarmService.changed``) needs nothing. Does nothing without a served
+        document, or the second time."""
         doc = self.doc
         if doc is None or self._following:
             return
         self._following = True
-        repo = anomaly.repo
+        pending = threading.Lock()  # held from scheduling until the refresh starts
 
-        def heard(db, model, changes) -> None:  # a task's thread, inside its transaction
-            if wanted(model) and not self.closed:
-                repo.after_commit(lambda: doc.add_next_tick_callback(refresh))
-        anomaly.changed.connect(heard)
+        def run() -> None:
+            pending.release()
+            if not self.closed:
+                with set_curdoc(doc):
+                    refresh()
 
-        def stop(ctx) -> None:
-            if heard in anomaly.changed:
-                anomaly.changed.disconnect(heard)
+        def schedule() -> None:  # any thread, after the commit
+            if self.closed or not pending.acquire(blocking=False):
+                return  # closed, or a refresh is pending already: it will read this change too
+            try:
+                doc.add_next_tick_callback(run)
+            except Exception:  # the session closed meanwhile
+                self.closed = True
+
+        def heard(*args: Any) -> None:  # the emitter's thread
+            if self.closed or not wanted(*args):
+                return
+            if after_commit is None:
+                schedule()
+            else:
+                after_commit(schedule)
+        disconnect = changed.connect(heard)
         pn.state.add_periodic_callback(tick or refresh, period=poll_ms)
-        pn.state.on_session_destroyed(stop)
+        pn.state.on_session_destroyed(lambda ctx: disconnect())

@@ -11,18 +11,18 @@ long the range (a year of 1-minute data is ~525,000 points; the plot gets ≤ 2,
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import param
 
-from .clock import now_ms
-from .entities import InvalidInput, NotFound, PermissionDenied
+from ..clock import duration_text, now_ms, utc_text
+from ..entities import InvalidInput, NotFound, PermissionDenied
+from ..store.aggregate import AGGS, aggregate
+from ..store.buckets import bucket_edges
+from ..store.values import ValueType, to_wire_string
 from .fleet import Fleet
-from .store.aggregate import AGGS
-from .store.values import ValueType, to_wire_string
 
 WINDOWS: dict[str, int] = {"5m": 5 * 60_000, "1h": 3_600_000, "1d": 86_400_000}
 #: Bucket widths offered by the page, and used (next larger) when one is too narrow.
@@ -30,6 +30,7 @@ NICE_INTERVALS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_
                   3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
                   30 * 86_400_000)
 _NUMERIC = (int(ValueType.BOOL), int(ValueType.LONG), int(ValueType.DOUBLE))
+_DOUBLE = int(ValueType.DOUBLE)
 
 
 def age_text(ms: float) -> str:
@@ -42,13 +43,6 @@ def age_text(ms: float) -> str:
     if s < 86_400:
         return f"{s // 3600} h"
     return f"{s // 86_400} d"
-
-
-def interval_text(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size} {unit}"
-    return f"{ms} ms"
 
 
 def minmax_decimate(ts: np.ndarray, y: np.ndarray, start: int, end: int,
@@ -91,24 +85,23 @@ class BucketState:
 
 def bucket_aggregate(agg: str, ts: np.ndarray, y: np.ndarray, origin: int,
                      interval: int) -> tuple[np.ndarray, np.ndarray, BucketState | None]:
-    """Aggregate sorted numeric points into ``interval`` buckets from ``origin`` (numpy
-    ``reduceat`` over non-empty buckets); returns midpoints, values and the newest bucket's
-    running state, which live points keep updating. The plot is numeric, so COUNT counts
-    numeric points (the REST API's COUNT also counts strings)."""
+    """Aggregate sorted numeric points into ``interval`` buckets from ``origin`` with the store's
+    own aggregation (:func:`tbpanel.store.aggregate.aggregate`), so the plot and the REST API
+    agree; returns midpoints, values and the newest bucket's running state, which live points
+    keep updating. The plot is numeric (booleans as 0/1), so every point counts as a double:
+    COUNT counts numeric points (the REST API's COUNT also counts strings)."""
     if not len(ts):
         return np.empty(0), np.empty(0), None
-    k = (ts - origin) // interval
-    first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    counts = np.diff(np.r_[first, len(k)])
-    sums = np.add.reduceat(y, first)
-    mins = np.minimum.reduceat(y, first)
-    maxs = np.maximum.reduceat(y, first)
-    values = {"MIN": mins, "MAX": maxs, "SUM": sums, "COUNT": counts.astype(float),
-              "AVG": sums / counts}[agg]
-    ks = k[first]
-    mid = origin + ks * interval + interval // 2
-    state = BucketState(int(ks[-1]), int(counts[-1]), float(mins[-1]), float(maxs[-1]), float(sums[-1]))
-    return mid.astype(float), values.astype(float), state
+    last = int((ts[-1] - origin) // interval)
+    # whole buckets up to the newest one: midpoints are ``origin + k*interval + interval//2``
+    # for every bucket, the open one included (the store clips only an explicit end)
+    edges = bucket_edges(origin, origin + (last + 1) * interval, interval)
+    doubles = np.full(len(ts), _DOUBLE, np.int8)
+    result = aggregate(agg, edges, ts, {"t": doubles, "num": y}.__getitem__)
+    tail = y[np.searchsorted(ts, edges[-2]):]
+    state = BucketState(last, len(tail), float(tail.min()), float(tail.max()),
+                        float(np.add.reduceat(tail, [0])[0]))
+    return result.ts.astype(float), result.fval.astype(float), state
 
 
 @dataclass
@@ -142,11 +135,11 @@ class TelemetryQuery(param.Parameterized):
 
     device = param.String(default="", doc="Device id; only devices the user may read load.")
     keys = param.List(default=[], item_type=str, doc="Keys to plot.")
-    window = param.Selector(default="1h", objects=[*WINDOWS, "fixed"],
+    window: param.Selector[str] = param.Selector(default="1h", objects=[*WINDOWS, "fixed"],
                             doc="A live, sliding window (5m, 1h, 1d) or a fixed range.")
     start = param.Integer(default=None, allow_None=True, doc="Fixed range start, epoch ms.")
     end = param.Integer(default=None, allow_None=True, doc="Fixed range end (exclusive), epoch ms.")
-    agg = param.Selector(default="NONE", objects=list(AGGS))
+    agg: param.Selector[str] = param.Selector(default="NONE", objects=list(AGGS))
     interval = param.Integer(default=60_000, bounds=(1, None), doc="Bucket width in ms when aggregating.")
     max_points = param.Integer(default=2000, bounds=(10, None),
                                doc="Most points per line the browser gets from one read.")
@@ -219,7 +212,7 @@ class TelemetryQuery(param.Parameterized):
         snap = Snapshot(device.id, start, end, self.live, self.agg, interval, {},
                         store.latest(device.id))
         if interval is not None and interval != self.interval:
-            snap.notes.append(f"interval widened to {interval_text(interval)} "
+            snap.notes.append(f"interval widened to {duration_text(interval, exact=True)} "
                               f"to keep ≤ {self.max_points:,} points per line")
         for key in keys:
             ts, y = arrays.get(key, (np.empty(0, np.int64), np.empty(0)))
@@ -243,7 +236,7 @@ def latest_rows(latest: dict[str, tuple[int, int, Any]], now: int | None = None)
     for key in sorted(latest):
         ts, vtype, value = latest[key]
         rows.append({"key": key, "value": to_wire_string(vtype, value), "ts": ts,
-                     "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts / 1000)),
+                     "time": utc_text(ts, seconds=True),
                      "age": age_text(now - ts)})
     return rows
 

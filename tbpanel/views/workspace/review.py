@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 import param
 
-from ..anomaly.scoring import severity_for
-from ..telemetry_view import minmax_decimate
-from ..clock import now_ms
-from ..clock import HOUR_MS, duration_text, utc_text
+from ...anomaly.scoring import severity_for
+from ...clock import HOUR_MS, duration_text, now_ms, utc_text
+from ..telemetry import minmax_decimate
 from .model_data import item_arrays, model_fields, profile_devices
 
 CHANGING_KINDS = ("BUILD", "REFRESH", "REPROCESS")
@@ -25,8 +24,8 @@ ANOMALY_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_i
 class ReviewModel(param.Parameterized):
     """Which device and field the chart shows and which time window it is zoomed to."""
 
-    item = param.Selector(default=None, objects=[], allow_None=True, doc="Device id.")
-    field = param.Selector(default=None, objects=[], allow_None=True)
+    item: param.Selector[str | None] = param.Selector(default=None, objects=[], allow_None=True, doc="Device id.")
+    field: param.Selector[str | None] = param.Selector(default=None, objects=[], allow_None=True)
     selected = param.String(default="", doc="Id of the anomaly the chart is zoomed to.")
     window = param.Tuple(default=None, allow_None=True, length=2, doc="(start ms, end ms) shown.")
     overview_buckets = param.Integer(default=1500, bounds=(10, None))

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-from ..clock import now_ms
-from ..clock import DAY_MS, duration_text, utc_text
+from ...clock import DAY_MS, duration_text, now_ms, utc_text
 from .model_data import profile_devices
 
 ITEM_CHOICES = {"trained devices": "trained", "all devices of the profile": "all", "selected devices": "specific"}
@@ -22,7 +21,7 @@ class ReprocessRequest(param.Parameterized):
 
     start = param.Integer(default=None, allow_None=True, doc="Range start (ms, inclusive).")
     end = param.Integer(default=None, allow_None=True, doc="Range end (ms, exclusive).")
-    items_mode = param.Selector(default="trained", objects=list(ITEM_CHOICES.values()))
+    items_mode: param.Selector[str] = param.Selector(default="trained", objects=list(ITEM_CHOICES.values()))
     items = param.List(default=[], item_type=str, doc="Device ids when items_mode is 'specific'.")
     create_alarms = param.Boolean(default=False)
     save_telemetry = param.Boolean(default=False)
@@ -31,7 +30,7 @@ class ReprocessRequest(param.Parameterized):
 class TaskBoard(param.Parameterized):
     """The model's task history and the reprocess form."""
 
-    request = param.ClassSelector(class_=ReprocessRequest)
+    request: param.ClassSelector[ReprocessRequest] = param.ClassSelector(class_=ReprocessRequest)  # type: ignore[assignment]  # required, never None
     selected = param.String(default="", doc="Task whose log is shown.")
     message = param.String(default="")
     limit = param.Integer(default=50, bounds=(1, None))

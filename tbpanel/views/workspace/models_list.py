@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import param
 
-from ..alarms import AlarmQuery
-from ..clock import utc_text
+from ...alarms import AlarmQuery
+from ...clock import utc_text
 
 #: the three switches of a row, as RefreshSettings knobs
 TOGGLES = {"monitoring": "enabled", "saving": "save_telemetry", "alarms": "create_alarms"}
@@ -77,7 +77,7 @@ class ModelsList(param.Parameterized):
                 monitoring=m.refresh.enabled, saving=m.refresh.save_telemetry, alarms=m.refresh.create_alarms))
         return out
 
-    def refresh(self) -> "ModelsList":
+    def refresh(self) -> ModelsList:
         self.rows = self.load()
         return self
 

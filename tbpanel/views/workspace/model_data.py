@@ -5,9 +5,7 @@ these few readers keep that in one place so every tab agrees.
 """
 from __future__ import annotations
 
-
 import numpy as np
-
 
 
 def profile_devices(platform, model) -> dict[str, str]:

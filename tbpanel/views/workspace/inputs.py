@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import param
 
-from ..anomaly.config import SEVERITIES, ModelConfig
-from ..anomaly.scoring import severity_for
-from ..anomaly.service import RebuildRequired
+from ...anomaly.config import SEVERITIES, ModelConfig
+from ...anomaly.scoring import severity_for
+from ...anomaly.service import RebuildRequired
 
 #: the knobs grouped as the tab shows them
 SECTIONS: dict[str, list[str]] = {
@@ -38,7 +38,7 @@ DELETE_BEHAVIOUR = {
 class InputDraft(param.Parameterized):
     """Unsaved settings of one model and what saving them would do."""
 
-    draft = param.ClassSelector(class_=ModelConfig)
+    draft: param.ClassSelector[ModelConfig] = param.ClassSelector(class_=ModelConfig)  # type: ignore[assignment]  # required, never None
     message = param.String(default="", doc="The outcome of the last save, for people.")
 
     def __init__(self, platform, model, **params):

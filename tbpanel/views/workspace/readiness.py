@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import param
 
+from ...clock import DAY_MS
+
 VERDICTS = ("Poor", "Fair", "Good", "Excellent")
-_DAY = 86_400_000
 #: segments the default presets cut (24 points each); the verdict counts these
 SEGMENT_POINTS = 24
 
@@ -29,13 +30,15 @@ class DataReadiness(param.Parameterized):
     last_ts = param.Integer(default=None, allow_None=True)
     coverage = param.Number(default=0.0, doc="Points held / points expected at the median step.")
     segments = param.Integer(default=0, doc="24-step segments the range offers over all devices.")
-    verdict = param.Selector(default="Poor", objects=list(VERDICTS))
+    verdict: param.Selector[str] = param.Selector(default="Poor", objects=list(VERDICTS))
     reasons = param.List(default=[], item_type=str, doc="Why the verdict is what it is.")
 
     @property
     def span_ms(self) -> int:
         """Covered duration: first to last point plus one step (the last point's interval)."""
-        return 0 if self.first_ts is None else int(self.last_ts - self.first_ts + self.step_ms)
+        if self.first_ts is None or self.last_ts is None:
+            return 0
+        return int(self.last_ts - self.first_ts + self.step_ms)
 
 
 def assess(store, items: list[str], keys: list[str], start: int, end: int) -> DataReadiness:
@@ -99,7 +102,7 @@ def _verdict(r: DataReadiness) -> tuple[str, list[str]]:
     grade(0 if cov < 30 else 1 if cov < 60 else 2 if cov < 90 else 3,
           f"{cov:.0f} % of the range is covered at the data's own step"
           + (" (gaps or a late start)" if cov < 90 else ""))
-    days = r.span_ms / _DAY
+    days = r.span_ms / DAY_MS
     grade(0 if days < 1 else 1 if days < 3 else 2 if days < 7 else 3,
           f"{days:.1f} days of history" + (" (a week or more shows daily and weekly cycles)" if days < 7 else ""))
     if r.entities == 1:

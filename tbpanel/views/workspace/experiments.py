@@ -11,10 +11,9 @@ from __future__ import annotations
 import pandas as pd
 import param
 
-from ..anomaly.config import ModelConfig
-from ..anomaly.service import AnomalyService
-from ..clock import now_ms
-from ..clock import DAY_MS, HOUR_MS, utc_text
+from ...anomaly.config import ModelConfig
+from ...anomaly.service import AnomalyService
+from ...clock import DAY_MS, HOUR_MS, now_ms, utc_text
 from .model_data import profile_devices
 
 CURRENT = "current"
@@ -29,8 +28,8 @@ class Variant(param.Parameterized):
     threshold_percent = param.Number(default=None, allow_None=True, bounds=(0.0, 100.0),
                                      inclusive_bounds=(False, True), doc="Sensitivity: % of training segments anomalous.")
     segment_ms = param.Integer(default=None, allow_None=True, bounds=(0, None))
-    window = param.Selector(default=None, objects=[None, "fixed", "sliding"], allow_None=True)
-    algorithm = param.Selector(default=None, objects=[None, "kmeans", "dbscan", "gmm"], allow_None=True)
+    window: param.Selector[str | None] = param.Selector(default=None, objects=[None, "fixed", "sliding"], allow_None=True)
+    algorithm: param.Selector[str | None] = param.Selector(default=None, objects=[None, "kmeans", "dbscan", "gmm"], allow_None=True)
 
     def overrides(self) -> dict:
         return {k: getattr(self, k) for k in ("threshold_percent", "segment_ms", "window", "algorithm")
@@ -129,7 +128,11 @@ class ExperimentBench(param.Parameterized):
             return None
         changes = variant.overrides()
         model = self.service.get_model(self.model.id)
-        needs = ModelConfig.needs_rebuild(model.config, model.config.copy(**changes))
+        config = None if model is None else model.config
+        if config is None:
+            self.message = "Not promoted: the model has been deleted."
+            return None
+        needs = ModelConfig.needs_rebuild(config, config.copy(**changes))
         try:
             self.model, task = self.service.update_model(self.model.id, changes, rebuild=bool(needs))
         except ValueError as exc:
