@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import ADMIN, CUSTOMER_USER, wait_task
-from tests.helpers import WAIT_MS, shot
+from tests.helpers import ADMIN, CUSTOMER_USER, WAIT_MS, shot, wait_task
 
 HOUR = 3_600_000
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
@@ -18,10 +17,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
 
 
 
-def post_series(world, token, start, end, spike_from=None):
+def post_series(world, token, start, end, spike_from=None, anchor=0):
+    """A daily sine plus noise from ``start`` to ``end``, as if ``anchor`` (an hour) were 10:00:
+    the wall clock then never changes what the model sees (it used to, by time of day)."""
     ts = np.arange(start, end, 300_000)
-    rng = np.random.default_rng(int(start) % 1000)
-    values = 5 + np.sin(2 * np.pi * (ts % (24 * HOUR)) / (24 * HOUR)) + rng.normal(0, 0.05, len(ts))
+    rng = np.random.default_rng(int(start - anchor) % 1000)
+    phase = (ts - anchor + 10 * HOUR) % (24 * HOUR)
+    values = 5 + np.sin(2 * np.pi * phase / (24 * HOUR)) + rng.normal(0, 0.05, len(ts))
     if spike_from is not None:
         values[ts >= spike_from] += 8
     body = [{"ts": int(t), "values": {"power": round(float(v), 4)}} for t, v in zip(ts, values)]
@@ -41,7 +43,7 @@ def test_planted_anomaly_becomes_live_alarm_then_ack_and_clear_from_table(world,
     devices = []
     for i in range(3):
         did, token = world.new_device(f"{dtype}-{i}", type=dtype)
-        post_series(world, token, train_end - 72 * HOUR, train_end)
+        post_series(world, token, train_end - 72 * HOUR, train_end, anchor=hour)
         devices.append((did, token))
     config = {"name": f"{dtype} model", "device_type": dtype, "fields": ["power"], "window": "fixed",
               "segment_ms": HOUR, "train_start": train_end - 72 * HOUR, "train_end": train_end,
@@ -59,7 +61,7 @@ def test_planted_anomaly_becomes_live_alarm_then_ack_and_clear_from_table(world,
 
     # device 1 goes wild for the last three hours; the others stay normal
     for i, (did, token) in enumerate(devices):
-        post_series(world, token, train_end, now, spike_from=hour - 3 * HOUR if i == 1 else None)
+        post_series(world, token, train_end, now, spike_from=hour - 3 * HOUR if i == 1 else None, anchor=hour)
     # refresh goes on only now: the server's scheduler (every 15 s) may start a due run at once,
     # and a run before the data arrived would already have moved past the spike
     r = world.admin.put(f"/api/tbpanel/models/{model['id']}/refresh", json={"enabled": True, "create_alarms": True})
