@@ -7,6 +7,7 @@ what was checked. The CI test (tests/test_crash_cycles.py) runs 20 cycles of the
 
 Usage:  .venv/bin/python benchmarks/crash_cycles.py [--cycles 200] [--seed 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from ingest_query import machine  # noqa: E402
 from report import write_report  # noqa: E402
 
 from tests.helpers.crash import CrashHarness  # noqa: E402
-from ingest_query import machine  # noqa: E402
 
 
 def main() -> int:
@@ -31,8 +32,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
-    lines = [f"# tbpanel crash cycles · {time.strftime('%Y-%m-%d %H:%M:%S')}",
-             f"machine: {machine()}", f"command: {' '.join([Path(sys.executable).name] + sys.argv)}", ""]
+    lines = [
+        f"# tbpanel crash cycles · {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        f"machine: {machine()}",
+        f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
+        "",
+    ]
     print("\n".join(lines), flush=True)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,17 +50,21 @@ def main() -> int:
             h.close()
     f = h.figures
     elapsed = time.monotonic() - t0
-    lines += ["", "| figure | value |", "|---|---|",
-              f"| kill cycles (SIGKILL + restart + full check) | {f.cycles} |",
-              f"| disruptions | {', '.join(f'{k} {v}' for k, v in sorted(f.disruptions.items()))} |",
-              f"| point values checked (cumulative, every restart) | {f.points_checked:,} |",
-              f"| batches acknowledged (of which MQTT QoS 1) / unacknowledged | {f.batches_acked:,} "
-              f"({f.batches_acked_mqtt:,}) / {f.batches_unsure:,} |",
-              f"| kills that left an uncommitted compaction generation | {f.orphan_generations_at_kill} |",
-              f"| tasks interrupted by a kill | {', '.join(f'{k} {v}' for k, v in sorted(f.interrupted_tasks.items())) or '0'} |",
-              f"| REST alarm changes acknowledged | {f.alarm_changes_acked} |",
-              f"| invariant violations | 0 (the run stops at the first) |",
-              f"| time | {elapsed:.0f} s ({elapsed / max(f.cycles, 1):.1f} s per cycle) |"]
+    lines += [
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| kill cycles (SIGKILL + restart + full check) | {f.cycles} |",
+        f"| disruptions | {', '.join(f'{k} {v}' for k, v in sorted(f.disruptions.items()))} |",
+        f"| point values checked (cumulative, every restart) | {f.points_checked:,} |",
+        f"| batches acknowledged (of which MQTT QoS 1) / unacknowledged | {f.batches_acked:,} "
+        f"({f.batches_acked_mqtt:,}) / {f.batches_unsure:,} |",
+        f"| kills that left an uncommitted compaction generation | {f.orphan_generations_at_kill} |",
+        f"| tasks interrupted by a kill | {', '.join(f'{k} {v}' for k, v in sorted(f.interrupted_tasks.items())) or '0'} |",
+        f"| REST alarm changes acknowledged | {f.alarm_changes_acked} |",
+        "| invariant violations | 0 (the run stops at the first) |",
+        f"| time | {elapsed:.0f} s ({elapsed / max(f.cycles, 1):.1f} s per cycle) |",
+    ]
     print("\n".join(lines[-11:]))
     write_report(args.out, "crash_cycles", lines)
     return 0

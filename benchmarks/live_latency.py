@@ -11,6 +11,7 @@ server process's CPU during the run (the browsers share the same cores).
 Usage:  .venv/bin/python benchmarks/live_latency.py [--sessions 10] [--devices 10] [--rate 20] [--seconds 20]
 Goal (../shared/design.md): p95 ≤ 250 ms with 10 open dashboards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,16 +30,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import write_report  # noqa: E402
-
 from ingest_query import machine, start_server  # noqa: E402
+from report import write_report  # noqa: E402
 
 EMAIL, PASSWORD = "bench@tbpanel.test", "bench-pass"
 CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync",
-                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                "--disable-backgrounding-occluded-windows"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
 
 HOOK_JS = """() => {
   window.__arrivals = [];
@@ -130,8 +137,12 @@ def main() -> int:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    lines = [f"# tbpanel live push latency · {time.strftime('%Y-%m-%d %H:%M:%S')}",
-             f"machine: {machine()}", f"command: {' '.join([Path(sys.executable).name] + sys.argv)}", ""]
+    lines = [
+        f"# tbpanel live push latency · {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        f"machine: {machine()}",
+        f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
+        "",
+    ]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_server(Path(tmp) / "server")
@@ -147,7 +158,8 @@ def main() -> int:
                     p.goto(f"{url}/telemetry?device={did}&window=5m")
                     p.wait_for_function(
                         "() => Bokeh.documents.some(d => [...d.all_models].some(m => m.name === 'series:v'))",
-                        timeout=60_000)
+                        timeout=60_000,
+                    )
                     assert p.evaluate(HOOK_JS)
                     pages.append((i % len(devices), p))
                 print(f"{len(pages)} pages open; posting {args.rate:g}/s for {args.seconds:g} s …", flush=True)
@@ -172,14 +184,18 @@ def main() -> int:
             proc.terminate()
             proc.wait()
     cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0) * 100
-    lines += [f"{args.sessions} browser sessions, {args.devices} devices, {args.rate:g} posts/s for {args.seconds:g} s: "
-              f"{len(acks)} points acknowledged, {len(latencies)} (page, point) arrivals, {missing} missing, "
-              f"{errors} POST errors",
-              f"ack → in the browser's plot data: p50 {pct(latencies, 0.5):.0f} ms, p95 {pct(latencies, 0.95):.0f} ms, "
-              f"max {max(latencies):.0f} ms (mean {statistics.mean(latencies):.0f} ms; negative = pushed before the "
-              f"client saw its 200)" if latencies else "no arrivals measured",
-              f"server process CPU during the run: {cpu:.0f}% of one core (on {os.cpu_count()} cores shared with "
-              f"the browsers and the posting threads)"]
+    lines += [
+        f"{args.sessions} browser sessions, {args.devices} devices, {args.rate:g} posts/s for {args.seconds:g} s: "
+        f"{len(acks)} points acknowledged, {len(latencies)} (page, point) arrivals, {missing} missing, "
+        f"{errors} POST errors",
+        f"ack → in the browser's plot data: p50 {pct(latencies, 0.5):.0f} ms, p95 {pct(latencies, 0.95):.0f} ms, "
+        f"max {max(latencies):.0f} ms (mean {statistics.mean(latencies):.0f} ms; negative = pushed before the "
+        f"client saw its 200)"
+        if latencies
+        else "no arrivals measured",
+        f"server process CPU during the run: {cpu:.0f}% of one core (on {os.cpu_count()} cores shared with "
+        f"the browsers and the posting threads)",
+    ]
     print("\n".join(lines[-3:]), flush=True)
     write_report(args.out, "live_latency", lines)
     return 0

@@ -14,12 +14,13 @@ Steps, with the RSS of the ``tbpanel serve`` process (psutil) after each:
 
 Usage:  .venv/bin/python benchmarks/memory.py [--devices 10000] [--keys 5] [--clients 4] [--seconds 20] [--sessions 10]
 """
+
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import multiprocessing as mp
-import http.client
 import os
 import sys
 import tempfile
@@ -35,10 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import write_report  # noqa: E402
-
 from ingest_query import machine, request, start_server  # noqa: E402
 from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, PASSWORD, signed_in_context  # noqa: E402
+from report import write_report  # noqa: E402
 
 MiB = 2**20
 
@@ -53,11 +53,17 @@ def create_devices(url: str, n: int, threads: int = 4) -> list[tuple[str, str]]:
         out = []
         for i in rng:
             tok = f"mem-{i:06d}-{os.getpid()}"
-            status, body = request(conn, "POST", f"/api/device?accessToken={tok}",
-                                   json.dumps({"name": f"mem-{i}", "type": "bench"}), headers)
+            status, body = request(
+                conn,
+                "POST",
+                f"/api/device?accessToken={tok}",
+                json.dumps({"name": f"mem-{i}", "type": "bench"}),
+                headers,
+            )
             assert status == 200, body
             out.append((json.loads(body)["id"]["id"], tok))
         return out
+
     with ThreadPoolExecutor(threads) as ex:
         parts = ex.map(make, [range(t, n, threads) for t in range(threads)])
     return [d for p in parts for d in p]
@@ -108,9 +114,13 @@ def main() -> int:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    lines = [f"# tbpanel server memory · {time.strftime('%Y-%m-%d %H:%M:%S')}", f"machine: {machine()}",
-             f"load average: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}",
-             f"command: `{' '.join(['.venv/bin/python', os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])}`", ""]
+    lines = [
+        f"# tbpanel server memory · {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        f"machine: {machine()}",
+        f"load average: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"command: `{' '.join(['.venv/bin/python', os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])}`",
+        "",
+    ]
     print("\n".join(lines), flush=True)
 
     def note(msg):
@@ -128,17 +138,24 @@ def main() -> int:
             t = time.perf_counter()
             devices = create_devices(url, args.devices)
             r1 = rss()
-            note(f"- {args.devices:,} devices created ({time.perf_counter() - t:.0f} s): RSS {r1 / MiB:.0f} MiB "
-                 f"(+{(r1 - r0) / args.devices / 1024:.1f} KiB/device)")
+            note(
+                f"- {args.devices:,} devices created ({time.perf_counter() - t:.0f} s): RSS {r1 / MiB:.0f} MiB "
+                f"(+{(r1 - r0) / args.devices / 1024:.1f} KiB/device)"
+            )
             host = url.split("//")[1]
             toks = [d[1] for d in devices]
             with Sampler(srv) as s, mp.Pool(args.clients) as pool:
-                sent = sum(pool.map(_poster, [(host, toks[c::args.clients], args.keys, args.seconds)
-                                               for c in range(args.clients)]))
+                sent = sum(
+                    pool.map(
+                        _poster, [(host, toks[c :: args.clients], args.keys, args.seconds) for c in range(args.clients)]
+                    )
+                )
             r2 = rss()
-            note(f"- {args.clients} clients posting {args.keys} keys/message round-robin over all devices for "
-                 f"{args.seconds:g} s ({sent:,} messages, {sent / args.seconds:,.0f}/s, "
-                 f"{min(sent, args.devices):,} devices with data): peak RSS {s.peak / MiB:.0f} MiB, after {r2 / MiB:.0f} MiB")
+            note(
+                f"- {args.clients} clients posting {args.keys} keys/message round-robin over all devices for "
+                f"{args.seconds:g} s ({sent:,} messages, {sent / args.seconds:,.0f}/s, "
+                f"{min(sent, args.devices):,} devices with data): peak RSS {s.peak / MiB:.0f} MiB, after {r2 / MiB:.0f} MiB"
+            )
 
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
@@ -149,21 +166,26 @@ def main() -> int:
                     for did, _ in devs:
                         p = ctx.new_page()
                         p.goto(f"{url}/telemetry?device={did}&window=5m")
-                        p.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                                            "Bokeh.documents[0].all_models.size > 10", timeout=60_000)
+                        p.wait_for_function(
+                            "() => window.Bokeh && Bokeh.documents.length > 0 && "
+                            "Bokeh.documents[0].all_models.size > 10",
+                            timeout=60_000,
+                        )
                         ps.append(p)
                     time.sleep(2)
                     return ps
 
-                warm = open_pages(devices[-args.sessions - 1:-args.sessions])  # one-time costs, not counted
+                warm = open_pages(devices[-args.sessions - 1 : -args.sessions])  # one-time costs, not counted
                 base = rss()
-                idle = open_pages(devices[-args.sessions:])  # these devices no longer post
+                idle = open_pages(devices[-args.sessions :])  # these devices no longer post
                 r3 = rss()
-                note(f"- {args.sessions} idle dashboard sessions (/telemetry, device not posting): RSS "
-                     f"{base / MiB:.0f} → {r3 / MiB:.0f} MiB, {(r3 - base) / args.sessions / MiB:.1f} MiB/session")
+                note(
+                    f"- {args.sessions} idle dashboard sessions (/telemetry, device not posting): RSS "
+                    f"{base / MiB:.0f} → {r3 / MiB:.0f} MiB, {(r3 - base) / args.sessions / MiB:.1f} MiB/session"
+                )
                 # the idle pages stay open: RSS rarely shrinks after a session closes, so the live
                 # sessions are measured on top of them rather than in memory the idle ones freed
-                live_devs = devices[:args.sessions]
+                live_devs = devices[: args.sessions]
                 base = rss()
                 live = open_pages(live_devs)
                 stop = threading.Event()
@@ -173,11 +195,16 @@ def main() -> int:
                     i = 0
                     while not stop.is_set():
                         for _, tok in live_devs:
-                            request(conn, "POST", f"/api/v1/{tok}/telemetry",
-                                    json.dumps({f"k{k}": i + k for k in range(args.keys)}).encode(),
-                                    {"Content-Type": "application/json"})
+                            request(
+                                conn,
+                                "POST",
+                                f"/api/v1/{tok}/telemetry",
+                                json.dumps({f"k{k}": i + k for k in range(args.keys)}).encode(),
+                                {"Content-Type": "application/json"},
+                            )
                         i += 1
                         time.sleep(1)
+
                 th = threading.Thread(target=post_live, daemon=True)
                 with Sampler(srv) as s:
                     th.start()
@@ -185,9 +212,11 @@ def main() -> int:
                     stop.set()
                     th.join()
                 r4 = rss()
-                note(f"- {args.sessions} live dashboard sessions (/telemetry, device posting 1/s, {args.seconds:g} s): "
-                     f"RSS {base / MiB:.0f} → {r4 / MiB:.0f} MiB (peak {s.peak / MiB:.0f}), "
-                     f"{(r4 - base) / args.sessions / MiB:.1f} MiB/session")
+                note(
+                    f"- {args.sessions} live dashboard sessions (/telemetry, device posting 1/s, {args.seconds:g} s): "
+                    f"RSS {base / MiB:.0f} → {r4 / MiB:.0f} MiB (peak {s.peak / MiB:.0f}), "
+                    f"{(r4 - base) / args.sessions / MiB:.1f} MiB/session"
+                )
                 for p in warm + idle + live:
                     p.close()
                 browser.close()

@@ -8,6 +8,7 @@ request): ≥ 5,000 messages/s.
 
 Usage:  .venv/bin/python benchmarks/mqtt_ingest.py [--seconds 10] [--clients 4] [--window 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,19 +26,50 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import write_report  # noqa: E402
-
 from ingest_query import login_and_devices, machine  # noqa: E402
+from report import write_report  # noqa: E402
 
 from tbpanel.transports import mqtt_codec as c  # noqa: E402
 
 
 def start_server(data: Path) -> tuple[subprocess.Popen, str, int]:
-    subprocess.run([sys.executable, "-m", "tbpanel.cli", "init", "--data", str(data), "--admin-email",
-                    "bench@tbpanel.test", "--admin-password", "bench-pass"], check=True, capture_output=True)
-    proc = subprocess.Popen([sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(data), "--port", "0",
-                             "--mqtt-port", "0", "--coap-port", "-1", "--log-level", "WARNING"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tbpanel.cli",
+            "init",
+            "--data",
+            str(data),
+            "--admin-email",
+            "bench@tbpanel.test",
+            "--admin-password",
+            "bench-pass",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tbpanel.cli",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            "0",
+            "--mqtt-port",
+            "0",
+            "--coap-port",
+            "-1",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     mqtt_port = 0
     for line in proc.stdout:
         m = re.search(r"mqtt listening on \S+:(\d+)", line)
@@ -66,7 +98,7 @@ def _client(args) -> tuple[int, int]:
             head = c.split_fixed_header(buf)
             if head and len(buf) >= head[2] + head[1]:
                 first, length, size = head
-                body, buf = buf[size:size + length], buf[size + length:]
+                body, buf = buf[size : size + length], buf[size + length :]
                 yield first, body
                 continue
             chunk = sock.recv(1 << 16)
@@ -82,9 +114,16 @@ def _client(args) -> tuple[int, int]:
     in_flight = 0
     while True:
         if time.perf_counter() < deadline:
-            batch = b"".join(c.publish(c.MQTT_5, "v1/devices/me/telemetry",
-                                       b'{"temperature": %d.5}' % ((sent + i) % 100), 1,
-                                       (sent + i) % 65535 + 1) for i in range(window - in_flight))
+            batch = b"".join(
+                c.publish(
+                    c.MQTT_5,
+                    "v1/devices/me/telemetry",
+                    b'{"temperature": %d.5}' % ((sent + i) % 100),
+                    1,
+                    (sent + i) % 65535 + 1,
+                )
+                for i in range(window - in_flight)
+            )
             sent += window - in_flight
             in_flight = window
             sock.sendall(batch)
@@ -108,8 +147,12 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=50, help="QoS 1 publishes in flight per session")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
-    lines = [f"# tbpanel MQTT ingest benchmark · {time.strftime('%Y-%m-%d %H:%M:%S')}",
-             f"machine: {machine()}", f"command: {' '.join([Path(sys.executable).name] + sys.argv)}", ""]
+    lines = [
+        f"# tbpanel MQTT ingest benchmark · {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        f"machine: {machine()}",
+        f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
+        "",
+    ]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, port = start_server(Path(tmp) / "server")
@@ -117,16 +160,17 @@ def main() -> int:
             _, devices = login_and_devices(url, args.clients)
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
             with mp.Pool(args.clients) as pool:
-                results = pool.map(_client, [(port, token, args.seconds, args.window)
-                                             for _, token in devices])
+                results = pool.map(_client, [(port, token, args.seconds, args.window) for _, token in devices])
             elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
         finally:
             proc.terminate()
             proc.wait()
     acked, refused = sum(r[0] for r in results), sum(r[1] for r in results)
-    lines.append(f"MQTT 5 QoS 1, one small message per PUBLISH, {args.clients} sessions × "
-                 f"{args.window} in flight: {acked / elapsed:,.0f} messages/s durable "
-                 f"({acked:,} in {elapsed:.1f} s, {refused:,} refused; server CPU {cpu / elapsed:.2f} cores)")
+    lines.append(
+        f"MQTT 5 QoS 1, one small message per PUBLISH, {args.clients} sessions × "
+        f"{args.window} in flight: {acked / elapsed:,.0f} messages/s durable "
+        f"({acked:,} in {elapsed:.1f} s, {refused:,} refused; server CPU {cpu / elapsed:.2f} cores)"
+    )
     print(lines[-1], flush=True)
     write_report(args.out, "mqtt_ingest", lines)
     return 0

@@ -6,6 +6,7 @@ self share (where the sampled instruction was). Shares are of all non-idle sampl
 
 Usage:  .venv/bin/python benchmarks/profile_summary.py PROFILE.txt [--top 25] [--thread NAME]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,16 +32,23 @@ def _split(frame: str) -> tuple[str, str]:
 #: What each sample was doing, for HTTP ingest profiles: first rule that matches wins.
 CATEGORIES = (
     ("store writer thread (SQLite upserts, commit, bookkeeping)", lambda name, fr, deep: "store-writer" in name),
-    ("tornado HTTP/1.1 (read, parse headers, route, handler plumbing, write response)",
-     lambda name, fr, deep: any("tornado/" in f for f in deep)),
-    ("write acknowledgement (futures, cross-thread wake-ups)",
-     lambda name, fr, deep: any(m in f for f in fr for m in ("wrap_future", "concurrent/futures", "acks.py",
-                                                            "submit_points"))),
+    (
+        "tornado HTTP/1.1 (read, parse headers, route, handler plumbing, write response)",
+        lambda name, fr, deep: any("tornado/" in f for f in deep),
+    ),
+    (
+        "write acknowledgement (futures, cross-thread wake-ups)",
+        lambda name, fr, deep: any(
+            m in f for f in fr for m in ("wrap_future", "concurrent/futures", "acks.py", "submit_points")
+        ),
+    ),
     ("store point validation (validate_points)", lambda name, fr, deep: any("validate_points" in f for f in fr)),
     ("payload parsing (orjson, typing, key checks)", lambda name, fr, deep: any("payload.py" in f for f in fr)),
     ("device handler, other", lambda name, fr, deep: any("tbpanel/" in f for f in fr)),
-    ("tornado HTTP/1.1 (read, parse headers, route, handler plumbing, write response)",
-     lambda name, fr, deep: any("tornado/" in f for f in fr)),
+    (
+        "tornado HTTP/1.1 (read, parse headers, route, handler plumbing, write response)",
+        lambda name, fr, deep: any("tornado/" in f for f in fr),
+    ),
     ("asyncio loop, other", lambda name, fr, deep: True),
 )
 
@@ -65,16 +73,19 @@ def categorize(path: Path) -> list[str]:
     counts: Counter = Counter()
     total = 0
     for name, frames, n in stacks(path):
-        inner = max((i for i, f in enumerate(frames) if "tbpanel/" in f and "cli.py" not in f
-                     and "server.py" not in f), default=None)
-        deep = frames[inner + 1:] if inner is not None else frames
+        inner = max(
+            (i for i, f in enumerate(frames) if "tbpanel/" in f and "cli.py" not in f and "server.py" not in f),
+            default=None,
+        )
+        deep = frames[inner + 1 :] if inner is not None else frames
         for label, rule in CATEGORIES:
             if rule(name, frames if inner is not None else [], deep):
                 counts[label] += n
                 total += n
                 break
     return ["| what the server was doing | share of samples |", "| --- | --- |"] + [
-        f"| {k} | {100 * n / total:.0f}% |" for k, n in counts.most_common()]
+        f"| {k} | {100 * n / total:.0f}% |" for k, n in counts.most_common()
+    ]
 
 
 def summarize(path: Path, top: int = 25, thread: str | None = None) -> list[str]:

@@ -1,4 +1,5 @@
 """Where every benchmark puts its figures: ``<out>/<name>-<timestamp>.md``."""
+
 from __future__ import annotations
 
 import time

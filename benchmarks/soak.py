@@ -17,6 +17,7 @@ errors and zero lost points.
 
 Usage:  .venv/bin/python benchmarks/soak.py [--seconds 300] [--rate 50] [--devices 10] [--pages 4] [--subscribers 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,17 +39,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from report import write_report  # noqa: E402
-
 from live_latency import BROWSER_ARGS, CHROMIUM, EMAIL, HOOK_JS, PASSWORD, pct, setup_devices, signed_in_context  # noqa: E402
+from report import write_report  # noqa: E402
 
 HOUR = 3_600_000
 
 
 @dataclass
 class SoakResult:
-    acked: dict = field(default_factory=dict)        # value -> (device index, ts, ack wall ms)
-    ack_ms: list = field(default_factory=list)       # POST round trips
+    acked: dict = field(default_factory=dict)  # value -> (device index, ts, ack wall ms)
+    ack_ms: list = field(default_factory=list)  # POST round trips
     post_errors: int = 0
     lost_in_store: int = 0
     ws_latency: list = field(default_factory=list)
@@ -58,7 +58,7 @@ class SoakResult:
     reprocess_done: int = 0
     reprocess_failed: int = 0
     server_errors: list = field(default_factory=list)
-    rss: list = field(default_factory=list)          # (seconds since start, bytes)
+    rss: list = field(default_factory=list)  # (seconds since start, bytes)
 
     @property
     def errors(self) -> int:
@@ -70,8 +70,14 @@ class SoakResult:
 
     def summary(self, seconds: float, rate: float, pages: int, subscribers: int) -> list[str]:
         mb = [r / 2**20 for _, r in self.rss] or [0]
-        lat = lambda xs: (f"p50 {pct(xs, 0.5):.0f} ms, p95 {pct(xs, 0.95):.0f} ms, max {max(xs):.0f} ms"  # noqa: E731
-                          if xs else "no samples")
+
+        def lat(xs):
+            return (
+                f"p50 {pct(xs, 0.5):.0f} ms, p95 {pct(xs, 0.95):.0f} ms, max {max(xs):.0f} ms"  # noqa: E731
+                if xs
+                else "no samples"
+            )
+
         return [
             f"{seconds:g} s at {rate:g} posts/s with {pages} dashboard pages, {subscribers} WebSocket subscribers "
             f"and back-to-back reprocess runs",
@@ -90,8 +96,17 @@ class SoakResult:
 class Soak:
     """One soak run against a started server (``url``, process ``pid``, its log ``output``)."""
 
-    def __init__(self, url: str, pid: int, output: list[str], *, devices: int = 10, rate: float = 50,
-                 pages: int = 4, subscribers: int = 4):
+    def __init__(
+        self,
+        url: str,
+        pid: int,
+        output: list[str],
+        *,
+        devices: int = 10,
+        rate: float = 50,
+        pages: int = 4,
+        subscribers: int = 4,
+    ):
         self.url, self.pid, self.output = url, pid, output
         self.n_devices, self.rate, self.n_pages, self.n_subs = devices, rate, pages, subscribers
         self.result = SoakResult()
@@ -112,8 +127,15 @@ class Soak:
             v = 5 + np.sin(2 * np.pi * (ts % (24 * HOUR)) / (24 * HOUR)) + (i % 3) * 0.1
             body = [{"ts": int(t), "values": {"v": round(float(x), 4)}} for t, x in zip(ts, v)]
             requests.post(f"{self.url}/api/v1/{token}/telemetry", json=body, timeout=60).raise_for_status()
-        config = {"name": "soak", "device_type": "bench", "fields": ["v"], "window": "fixed", "segment_ms": HOUR,
-                  "train_start": self.history[0], "train_end": self.history[1]}
+        config = {
+            "name": "soak",
+            "device_type": "bench",
+            "fields": ["v"],
+            "window": "fixed",
+            "segment_ms": HOUR,
+            "train_start": self.history[0],
+            "train_end": self.history[1],
+        }
         r = self.api.post(f"{self.url}/api/tbpanel/models", json={"config": config})
         r.raise_for_status()
         self.model_id = r.json()["id"]
@@ -159,9 +181,11 @@ class Soak:
     def reprocess_loop(self) -> None:
         m = f"{self.url}/api/tbpanel/models/{self.model_id}"
         while not self.stop.is_set():
-            r = self.api.post(f"{m}/reprocess", json={"startTs": self.history[0], "endTs": self.history[1],
-                                                       "items": "all", "createAlarms": True})
-            status = self.wait(r.json()["id"]) if r.status_code == 200 else "HTTP %d" % r.status_code
+            r = self.api.post(
+                f"{m}/reprocess",
+                json={"startTs": self.history[0], "endTs": self.history[1], "items": "all", "createAlarms": True},
+            )
+            status = self.wait(r.json()["id"]) if r.status_code == 200 else f"HTTP {r.status_code}"
             with self.lock:
                 if status == "DONE":
                     self.result.reprocess_done += 1
@@ -178,16 +202,26 @@ class Soak:
     async def subscriber(self, arrivals: dict, ready: asyncio.Event) -> None:
         from tornado.websocket import websocket_connect
 
-        conn = await websocket_connect(self.url.replace("http://", "ws://") + f"/api/ws/plugins/telemetry?token={self.jwt}")
-        await conn.write_message(json.dumps({"tsSubCmds": [
-            {"cmdId": i, "entityType": "DEVICE", "entityId": did, "keys": "v"} for i, (did, _) in enumerate(self.devices)]}))
+        conn = await websocket_connect(
+            self.url.replace("http://", "ws://") + f"/api/ws/plugins/telemetry?token={self.jwt}"
+        )
+        await conn.write_message(
+            json.dumps(
+                {
+                    "tsSubCmds": [
+                        {"cmdId": i, "entityType": "DEVICE", "entityId": did, "keys": "v"}
+                        for i, (did, _) in enumerate(self.devices)
+                    ]
+                }
+            )
+        )
         ready.set()
         while True:
             msg = await conn.read_message()
             if msg is None:
                 return
             now = time.time() * 1000
-            for ts, value in json.loads(msg).get("data", {}).get("v", []):
+            for _ts, value in json.loads(msg).get("data", {}).get("v", []):
                 if value is not None:
                     arrivals.setdefault(int(float(value)), now)
 
@@ -206,6 +240,7 @@ class Soak:
             await asyncio.sleep(2.0)  # the last pushes
             for t in tasks:
                 t.cancel()
+
         asyncio.run(main())
 
     def run(self, seconds: float) -> SoakResult:
@@ -222,7 +257,9 @@ class Soak:
                 p = ctx.new_page()
                 p.goto(f"{self.url}/telemetry?device={self.devices[i % self.n_devices][0]}&window=5m")
                 p.wait_for_function(
-                    "() => Bokeh.documents.some(d => [...d.all_models].some(m => m.name === 'series:v'))", timeout=60_000)
+                    "() => Bokeh.documents.some(d => [...d.all_models].some(m => m.name === 'series:v'))",
+                    timeout=60_000,
+                )
                 assert p.evaluate(HOOK_JS)
                 pages.append((i % self.n_devices, p))
             ws_arrivals: list[dict] = []
@@ -230,12 +267,16 @@ class Soak:
             side = [threading.Thread(target=self.ws_thread, args=(seconds, ws_arrivals, ws_started), daemon=True)]
             side[0].start()
             assert ws_started.wait(60), "WebSocket subscribers did not connect"
-            side += [threading.Thread(target=self.reprocess_loop, daemon=True),
-                     threading.Thread(target=self.rss_loop, daemon=True)]
+            side += [
+                threading.Thread(target=self.reprocess_loop, daemon=True),
+                threading.Thread(target=self.rss_loop, daemon=True),
+            ]
             for t in side[1:]:
                 t.start()
-            posters = [threading.Thread(target=self.post_loop, args=(i, tok, seconds))
-                       for i, (_, tok) in enumerate(self.devices)]
+            posters = [
+                threading.Thread(target=self.post_loop, args=(i, tok, seconds))
+                for i, (_, tok) in enumerate(self.devices)
+            ]
             for t in posters:
                 t.start()
             for t in posters:
@@ -270,9 +311,16 @@ class Soak:
             by_dev.setdefault(dev, {})[value] = ts
         for dev, values in by_dev.items():
             did = self.devices[dev][0]
-            r = self.api.get(f"{self.url}/api/plugins/telemetry/DEVICE/{did}/values/timeseries", params=dict(
-                keys="v", startTs=min(values.values()), endTs=max(values.values()) + 1, limit=10_000_000,
-                useStrictDataTypes="true"))
+            r = self.api.get(
+                f"{self.url}/api/plugins/telemetry/DEVICE/{did}/values/timeseries",
+                params=dict(
+                    keys="v",
+                    startTs=min(values.values()),
+                    endTs=max(values.values()) + 1,
+                    limit=10_000_000,
+                    useStrictDataTypes="true",
+                ),
+            )
             r.raise_for_status()
             stored = {int(p["value"]): p["ts"] for p in r.json().get("v", [])}
             self.result.lost_in_store += sum(1 for v, ts in values.items() if stored.get(v) != ts)
@@ -291,16 +339,27 @@ def main() -> int:
     args = ap.parse_args()
     from tests.helpers import ServerProcess, cli
 
-    lines = [f"# tbpanel soak · {time.strftime('%Y-%m-%d %H:%M:%S')}",
-             f"machine: {machine()}", f"command: {' '.join([Path(sys.executable).name] + sys.argv)}", ""]
+    lines = [
+        f"# tbpanel soak · {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        f"machine: {machine()}",
+        f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
+        "",
+    ]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "server"
         cli("init", "--data", str(data), "--admin-email", EMAIL, "--admin-password", PASSWORD)
         server = ServerProcess(data, extra=("--coap-port", "-1")).start()
         try:
-            soak = Soak(server.url, server.proc.pid, server.output, devices=args.devices, rate=args.rate,
-                        pages=args.pages, subscribers=args.subscribers)
+            soak = Soak(
+                server.url,
+                server.proc.pid,
+                server.output,
+                devices=args.devices,
+                rate=args.rate,
+                pages=args.pages,
+                subscribers=args.subscribers,
+            )
             soak.setup()
             print(f"set up; soaking for {args.seconds:g} s …", flush=True)
             result = soak.run(args.seconds)

@@ -22,6 +22,7 @@ Usage:
 Goals (../shared/design.md): writes >= 5x PostgreSQL with ThingsBoard's ts_kv schema
 (think >= 200k points/s in batches); year query <= 5 ms in-process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,22 @@ def machine_facts() -> dict:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     cpu = "?"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return {
-        "host": platform.node(), "cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem, 1),
-        "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-        "zarr": zarr.__version__, "numcodecs": numcodecs.__version__, "xarray": xarray.__version__,
-        "sqlite": sqlite3.sqlite_version, "load_avg": os.getloadavg(),
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "zarr": zarr.__version__,
+        "numcodecs": numcodecs.__version__,
+        "xarray": xarray.__version__,
+        "sqlite": sqlite3.sqlite_version,
+        "load_avg": os.getloadavg(),
         "command": " ".join([sys.executable, *sys.argv]),
     }
 
@@ -77,8 +85,7 @@ def timed(fn, repeat: int) -> dict:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
-    return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
-            "min_ms": times[0]}
+    return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))], "min_ms": times[0]}
 
 
 def bench_writes(base: Path, args) -> dict:
@@ -97,19 +104,25 @@ def bench_writes(base: Path, args) -> dict:
 
     # a. sequential write_points
     all_pts = points(0, args.steps)
-    batches = [all_pts[i:i + args.batch] for i in range(0, len(all_pts), args.batch)]
+    batches = [all_pts[i : i + args.batch] for i in range(0, len(all_pts), args.batch)]
     with open_store(base / "seq", compaction_interval_s=0, synchronous=args.synchronous) as store:
         t = time.perf_counter()
         for b in batches:
             store.write_points(b)
         dt = time.perf_counter() - t
         assert store.stats()["points"] == len(all_pts)
-    out["sequential"] = {"points": len(all_pts), "seconds": dt, "points_per_s": len(all_pts) / dt,
-                         "batch": args.batch, "series": n_series}
+    out["sequential"] = {
+        "points": len(all_pts),
+        "seconds": dt,
+        "points_per_s": len(all_pts) / dt,
+        "batch": args.batch,
+        "series": n_series,
+    }
 
     # b. concurrent submitters, group commit
-    per_thread = [batches[i::args.threads] for i in range(args.threads)]
+    per_thread = [batches[i :: args.threads] for i in range(args.threads)]
     with open_store(base / "conc", compaction_interval_s=0, synchronous=args.synchronous) as store:
+
         def producer(my_batches):
             inflight = []
             for b in my_batches:
@@ -127,8 +140,14 @@ def bench_writes(base: Path, args) -> dict:
             th.join()
         dt = time.perf_counter() - t
         assert store.stats()["points"] == len(all_pts)
-    out["concurrent"] = {"points": len(all_pts), "seconds": dt, "points_per_s": len(all_pts) / dt,
-                         "batch": args.batch, "threads": args.threads, "inflight": args.inflight}
+    out["concurrent"] = {
+        "points": len(all_pts),
+        "seconds": dt,
+        "points_per_s": len(all_pts) / dt,
+        "batch": args.batch,
+        "threads": args.threads,
+        "inflight": args.inflight,
+    }
     return out
 
 
@@ -141,12 +160,15 @@ def bench_year(base: Path, args) -> dict:
     with open_store(path, compaction_interval_s=0, synchronous=args.synchronous) as store:
         t = time.perf_counter()
         for i in range(0, YEAR_MIN, 10_000):
-            store.write_points([("dev", "temp", int(a), ValueType.DOUBLE, float(b))
-                                for a, b in zip(ts[i:i + 10_000].tolist(), vals[i:i + 10_000].tolist())])
+            store.write_points(
+                [
+                    ("dev", "temp", int(a), ValueType.DOUBLE, float(b))
+                    for a, b in zip(ts[i : i + 10_000].tolist(), vals[i : i + 10_000].tolist())
+                ]
+            )
         res["write_seconds"] = time.perf_counter() - t
         month_start, month_end = T0 + 31 * 24 * HOUR, T0 + 59 * 24 * HOUR  # February: hot now
-        res["hot_month_avg"] = timed(lambda: store.query_agg("dev", ["temp"], month_start, month_end,
-                                                            "AVG", HOUR), 5)
+        res["hot_month_avg"] = timed(lambda: store.query_agg("dev", ["temp"], month_start, month_end, "AVG", HOUR), 5)
         t = time.perf_counter()
         st = store.compact(before_ts=end + 32 * 24 * HOUR)
         res["compact_seconds"] = time.perf_counter() - t
@@ -169,13 +191,16 @@ def bench_year(base: Path, args) -> dict:
         def dropped():
             store.cold.clear_cache()
             q()
+
         res["slices_dropped"] = timed(dropped, 10)
         q()
         res["warm_query_agg"] = timed(q, args.repeat)
         res["warm_query_agg_arrays"] = timed(
-            lambda: store.query_agg_arrays("dev", ["temp"], T0, end, "AVG", HOUR), args.repeat)
+            lambda: store.query_agg_arrays("dev", ["temp"], T0, end, "AVG", HOUR), args.repeat
+        )
         res["warm_query_xarray"] = timed(
-            lambda: store.query(["dev"], ["temp"], T0, end, interval=HOUR, agg="avg"), max(10, args.repeat // 4))
+            lambda: store.query(["dev"], ["temp"], T0, end, interval=HOUR, agg="avg"), max(10, args.repeat // 4)
+        )
         res["warm_raw_100_desc"] = timed(lambda: store.query_raw("dev", ["temp"], T0, end), args.repeat)
     return res
 
@@ -202,21 +227,29 @@ def main() -> None:
     try:
         w = bench_writes(base, args)
         print(f"writes ({args.synchronous}), {w['sequential']['series']:,} series:")
-        print(f"  sequential write_points, batches of {args.batch:,}: "
-              f"{w['sequential']['points_per_s']:,.0f} points/s ({w['sequential']['points']:,} points)")
-        print(f"  {args.threads} threads x {args.inflight} submits in flight (group commit): "
-              f"{w['concurrent']['points_per_s']:,.0f} points/s")
+        print(
+            f"  sequential write_points, batches of {args.batch:,}: "
+            f"{w['sequential']['points_per_s']:,.0f} points/s ({w['sequential']['points']:,} points)"
+        )
+        print(
+            f"  {args.threads} threads x {args.inflight} submits in flight (group commit): "
+            f"{w['concurrent']['points_per_s']:,.0f} points/s"
+        )
         y = bench_year(base, args)
         print("1 year of 1-minute data, one key (525,600 points), 1-hour AVG (8,760 buckets):")
-        print(f"  written in {y['write_seconds']:.2f} s ({YEAR_MIN / y['write_seconds']:,.0f} points/s), "
-              f"compacted in {y['compact_seconds']:.2f} s into {y['compact']['partitions']} partitions, "
-              f"{y['files']} files, cold tier {y['cold_bytes'] / 2**20:.1f} MiB")
+        print(
+            f"  written in {y['write_seconds']:.2f} s ({YEAR_MIN / y['write_seconds']:,.0f} points/s), "
+            f"compacted in {y['compact_seconds']:.2f} s into {y['compact']['partitions']} partitions, "
+            f"{y['files']} files, cold tier {y['cold_bytes'] / 2**20:.1f} MiB"
+        )
         print(f"  first query after open (cold cache):   {y['first_query_after_open_ms']:8.2f} ms")
         print(f"  decoded slices dropped (handles kept):  {y['slices_dropped']['median_ms']:8.2f} ms median")
-        for k, label in [("warm_query_agg", "warm query_agg (list of tuples)"),
-                         ("warm_query_agg_arrays", "warm query_agg_arrays (numpy)"),
-                         ("warm_query_xarray", "warm query() -> xarray.Dataset"),
-                         ("warm_raw_100_desc", "warm query_raw, newest 100")]:
+        for k, label in [
+            ("warm_query_agg", "warm query_agg (list of tuples)"),
+            ("warm_query_agg_arrays", "warm query_agg_arrays (numpy)"),
+            ("warm_query_xarray", "warm query() -> xarray.Dataset"),
+            ("warm_raw_100_desc", "warm query_raw, newest 100"),
+        ]:
             print(f"  {label:<38} {y[k]['median_ms']:8.2f} ms median, {y[k]['p95_ms']:.2f} ms p95")
         print(f"  (one month still in the hot SQLite tier, 1h AVG: {y['hot_month_avg']['median_ms']:.1f} ms)")
         if args.json:

@@ -35,6 +35,7 @@ Usage:
 Full sizes (a year of 1-minute data for all 100 fleet devices, 52.6 M points; takes long):
     .venv/bin/python benchmarks/vs_postgres.py --steps 1000 --fleet-days 365 --repeat 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ingest_query import login_and_devices, machine, request, start_server  # noqa: E402
+
 from tbpanel.store import ValueType, open_store  # noqa: E402
 
 INSTALL = "PostgreSQL server binaries not found: install Debian's package with `apt-get install -y postgresql`"
@@ -91,23 +93,27 @@ class Postgres:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                  "--no-instructions")
+        self._run(
+            "initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-instructions"
+        )
         # fsync and synchronous_commit stay on (durable, like tbpanel's synchronous=FULL);
         # memory and WAL sized as a tuned ThingsBoard node would be.
-        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.dir} -c shared_buffers=1GB "
-                f"-c max_wal_size=4GB -c checkpoint_timeout=30min -c work_mem=64MB")
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.dir} -c shared_buffers=1GB "
+            f"-c max_wal_size=4GB -c checkpoint_timeout=30min -c work_mem=64MB"
+        )
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-o", opts, "start")
-        self.version = subprocess.run([str(self.bin / "postgres"), "--version"], capture_output=True,
-                                      text=True).stdout.strip()
+        self.version = subprocess.run(
+            [str(self.bin / "postgres"), "--version"], capture_output=True, text=True
+        ).stdout.strip()
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(self.prefix + [str(self.bin / tool), *args], check=True, capture_output=True)
 
     def connect(self):
         import psycopg
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                               autocommit=False)
+
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=False)
 
     def stop(self) -> None:
         try:
@@ -117,7 +123,7 @@ class Postgres:
 
 
 def month_starts(lo: int, hi: int) -> list[int]:
-    d = datetime.fromtimestamp(lo / 1000, timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    d = datetime.fromtimestamp(lo / 1000, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     out = []
     while int(d.timestamp() * 1000) <= hi:
         out.append(int(d.timestamp() * 1000))
@@ -135,7 +141,7 @@ def create_schema(conn, lo: int, hi: int) -> None:
             CONSTRAINT ts_kv_pkey PRIMARY KEY (entity_id, key, ts)) PARTITION BY RANGE (ts)""")
         starts = month_starts(lo, hi)
         for a, b in zip(starts, starts[1:]):
-            name = datetime.fromtimestamp(a / 1000, timezone.utc).strftime("ts_kv_%Y_%m")
+            name = datetime.fromtimestamp(a / 1000, UTC).strftime("ts_kv_%Y_%m")
             cur.execute(f"CREATE TABLE {name} PARTITION OF ts_kv FOR VALUES FROM ({a}) TO ({b})")
         cur.execute("""CREATE TABLE key_dictionary (key varchar(255) NOT NULL, key_id serial UNIQUE,
             CONSTRAINT key_dictionary_id_pkey PRIMARY KEY (key))""")
@@ -161,14 +167,18 @@ def reset_ts(conn) -> None:
     conn.commit()
 
 
-INSERT_TS = ("INSERT INTO ts_kv (entity_id, key, ts, bool_v, str_v, long_v, dbl_v, json_v) "
-             "VALUES (%s, %s, %s, %s, %s, %s, %s, cast(%s AS json)) ON CONFLICT (entity_id, key, ts) DO UPDATE SET "
-             "bool_v = EXCLUDED.bool_v, str_v = EXCLUDED.str_v, long_v = EXCLUDED.long_v, "
-             "dbl_v = EXCLUDED.dbl_v, json_v = EXCLUDED.json_v")
-INSERT_LATEST = ("INSERT INTO ts_kv_latest (entity_id, key, ts, bool_v, str_v, long_v, dbl_v, json_v) "
-                 "VALUES (%s, %s, %s, %s, %s, %s, %s, cast(%s AS json)) ON CONFLICT (entity_id, key) DO UPDATE SET "
-                 "ts = EXCLUDED.ts, bool_v = EXCLUDED.bool_v, str_v = EXCLUDED.str_v, long_v = EXCLUDED.long_v, "
-                 "dbl_v = EXCLUDED.dbl_v, json_v = EXCLUDED.json_v")
+INSERT_TS = (
+    "INSERT INTO ts_kv (entity_id, key, ts, bool_v, str_v, long_v, dbl_v, json_v) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, cast(%s AS json)) ON CONFLICT (entity_id, key, ts) DO UPDATE SET "
+    "bool_v = EXCLUDED.bool_v, str_v = EXCLUDED.str_v, long_v = EXCLUDED.long_v, "
+    "dbl_v = EXCLUDED.dbl_v, json_v = EXCLUDED.json_v"
+)
+INSERT_LATEST = (
+    "INSERT INTO ts_kv_latest (entity_id, key, ts, bool_v, str_v, long_v, dbl_v, json_v) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, cast(%s AS json)) ON CONFLICT (entity_id, key) DO UPDATE SET "
+    "ts = EXCLUDED.ts, bool_v = EXCLUDED.bool_v, str_v = EXCLUDED.str_v, long_v = EXCLUDED.long_v, "
+    "dbl_v = EXCLUDED.dbl_v, json_v = EXCLUDED.json_v"
+)
 
 
 def pg_insert_batches(pg: Postgres, batches: list[list[tuple]], threads: int) -> float:
@@ -209,7 +219,7 @@ def pg_copy(conn, rows, batch: int) -> float:
         for i in range(0, len(rows), batch):
             with cur.copy("COPY ts_kv (entity_id, key, ts, dbl_v) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["uuid", "int4", "int8", "float8"])
-                for r in rows[i:i + batch]:
+                for r in rows[i : i + batch]:
                     cp.write_row(r)
             conn.commit()
     return time.perf_counter() - t
@@ -217,8 +227,10 @@ def pg_copy(conn, rows, batch: int) -> float:
 
 def pg_rel_bytes(conn, table: str) -> int:
     with conn.cursor() as cur:
-        cur.execute("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
-                    "WHERE inhparent = %s::regclass", (table,))
+        cur.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits WHERE inhparent = %s::regclass",
+            (table,),
+        )
         return int(cur.fetchone()[0])
 
 
@@ -247,8 +259,12 @@ def _http_client(args) -> tuple[int, float]:
     bodies = []
     for s0 in range(0, steps, ts_per_req):
         for d, tok in tokens:
-            body = json.dumps([{"ts": t0 + s * 1000, "values": {f"key{k}": float(d + k + s) * 0.5 for k in range(keys)}}
-                               for s in range(s0, min(steps, s0 + ts_per_req))]).encode()
+            body = json.dumps(
+                [
+                    {"ts": t0 + s * 1000, "values": {f"key{k}": float(d + k + s) * 0.5 for k in range(keys)}}
+                    for s in range(s0, min(steps, s0 + ts_per_req))
+                ]
+            ).encode()
             bodies.append((tok, body, keys * (min(steps, s0 + ts_per_req) - s0)))
     t = time.perf_counter()
     for tok, body, n in bodies:
@@ -291,7 +307,9 @@ def main() -> int:
     try:
         import psycopg
     except ImportError:
-        raise SystemExit("psycopg missing: .venv/bin/pip install 'psycopg[binary]'  (or pip install -e '.[bench]')")
+        raise SystemExit(
+            "psycopg missing: .venv/bin/pip install 'psycopg[binary]'  (or pip install -e '.[bench]')"
+        ) from None
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         raise SystemExit(INSTALL)
 
@@ -306,15 +324,27 @@ def main() -> int:
     def rate_row(what, tb: list[float], pg: list[float], unit="points/s"):
         tm, tlo, thi = stats(tb)
         pm, plo, phi = stats(pg)
-        rows_out.append((what, f"{tm:,.0f} {unit} ({tlo:,.0f}–{thi:,.0f})", f"{pm:,.0f} {unit} ({plo:,.0f}–{phi:,.0f})",
-                         f"**{tm / pm:.1f}×**"))
+        rows_out.append(
+            (
+                what,
+                f"{tm:,.0f} {unit} ({tlo:,.0f}–{thi:,.0f})",
+                f"{pm:,.0f} {unit} ({plo:,.0f}–{phi:,.0f})",
+                f"**{tm / pm:.1f}×**",
+            )
+        )
         log(f"{what}: tbpanel {rows_out[-1][1]} · PostgreSQL {rows_out[-1][2]} · {rows_out[-1][3]}")
 
     def ms_row(what, tb: list[float], pg: list[float]):
         tm, tlo, thi = stats(tb)
         pm, plo, phi = stats(pg)
-        rows_out.append((what, f"{tm:.2f} ms ({tlo:.2f}–{thi:.2f})", f"{pm:.2f} ms ({plo:.2f}–{phi:.2f})",
-                         f"**{tm / pm:.2f}** ({pm / tm:.1f}× faster)" if tm < pm else f"**{tm / pm:.2f}** (slower)"))
+        rows_out.append(
+            (
+                what,
+                f"{tm:.2f} ms ({tlo:.2f}–{thi:.2f})",
+                f"{pm:.2f} ms ({plo:.2f}–{phi:.2f})",
+                f"**{tm / pm:.2f}** ({pm / tm:.1f}× faster)" if tm < pm else f"**{tm / pm:.2f}** (slower)",
+            )
+        )
         log(f"{what}: tbpanel {rows_out[-1][1]} · PostgreSQL {rows_out[-1][2]} · {rows_out[-1][3]}")
 
     load_before = os.getloadavg()
@@ -332,8 +362,10 @@ def main() -> int:
             cur.execute("SHOW fsync")
             fs = cur.fetchone()[0]
         conn.commit()
-        notes.append(f"PostgreSQL settings: fsync={fs}, synchronous_commit={sc}, shared_buffers={sb}, "
-                     f"max_wal_size=4GB, work_mem=64MB; client psycopg {psycopg.__version__} over TCP loopback.")
+        notes.append(
+            f"PostgreSQL settings: fsync={fs}, synchronous_commit={sc}, shared_buffers={sb}, "
+            f"max_wal_size=4GB, work_mem=64MB; client psycopg {psycopg.__version__} over TCP loopback."
+        )
         fleet_min = args.fleet_days * 1440
         hi = T0 + max(YEAR_MIN, fleet_min) * MIN + 10 * 86_400_000 * args.repeat + args.steps * 1000 * (args.repeat + 2)
         create_schema(conn, T0, hi)
@@ -342,13 +374,18 @@ def main() -> int:
         # ---------------------------------------------------------------- ingest
         devices = [uuid.uuid4() for _ in range(args.devices)]
         pts = ingest_points(devices, args.keys, args.steps, T0)
-        pg_batches = [[(e, kid[f"key{k}"], ts, v) for e, k, ts, v in pts[i:i + args.batch]]
-                      for i in range(0, n, args.batch)]
-        tb_batches = [[(str(e), f"key{k}", ts, ValueType.DOUBLE, v) for e, k, ts, v in pts[i:i + args.batch]]
-                      for i in range(0, n, args.batch)]
+        pg_batches = [
+            [(e, kid[f"key{k}"], ts, v) for e, k, ts, v in pts[i : i + args.batch]] for i in range(0, n, args.batch)
+        ]
+        tb_batches = [
+            [(str(e), f"key{k}", ts, ValueType.DOUBLE, v) for e, k, ts, v in pts[i : i + args.batch]]
+            for i in range(0, n, args.batch)
+        ]
         copy_rows = [r for b in pg_batches for r in b]
-        log(f"ingest: {args.devices} devices × {args.keys} keys × {args.steps} timestamps = {n:,} points, "
-            f"batches of {args.batch:,}, {args.repeat} runs each")
+        log(
+            f"ingest: {args.devices} devices × {args.keys} keys × {args.steps} timestamps = {n:,} points, "
+            f"batches of {args.batch:,}, {args.repeat} runs each"
+        )
 
         ins, cp, tbw = [], [], []
         pg_bytes = tb_bytes = 0
@@ -367,11 +404,17 @@ def main() -> int:
             store.close()
             tb_bytes = dir_bytes(path)
             shutil.rmtree(path)
-            log(f"  run {r + 1}: INSERT..ON CONFLICT {ins[-1]:,.0f} · COPY {cp[-1]:,.0f} · "
-                f"tbpanel write_points {tbw[-1]:,.0f} points/s")
+            log(
+                f"  run {r + 1}: INSERT..ON CONFLICT {ins[-1]:,.0f} · COPY {cp[-1]:,.0f} · "
+                f"tbpanel write_points {tbw[-1]:,.0f} points/s"
+            )
         reset_ts(conn)
-        rate_row(f"ingest in-process (tbpanel write_points) vs ThingsBoard-style batched INSERT … ON CONFLICT "
-                 f"+ latest, {args.pg_threads} connections", tbw, ins)
+        rate_row(
+            f"ingest in-process (tbpanel write_points) vs ThingsBoard-style batched INSERT … ON CONFLICT "
+            f"+ latest, {args.pg_threads} connections",
+            tbw,
+            ins,
+        )
         rate_row("ingest in-process (tbpanel write_points) vs PostgreSQL COPY (ts_kv only)", tbw, cp)
 
         # HTTP device API
@@ -392,17 +435,25 @@ def main() -> int:
         finally:
             srv.terminate()
             srv.wait()
-        rate_row(f"ingest over HTTP (tbpanel device API, {args.clients} client processes, ~100 points/request) "
-                 f"vs ThingsBoard-style INSERT", http_rates, ins)
-        notes.append("HTTP rate: wall time of the POSTs, bodies pre-encoded, client processes on the same cores "
-                     "as the server. The PostgreSQL INSERT rate is the database alone (no ThingsBoard transport, "
-                     "queue or JSON parsing in front of it), so it is an upper bound for ThingsBoard on this "
-                     "machine; ThingsBoard publishes ~15k points/s on 2 vCPUs (PostgreSQL at 95% CPU).")
+        rate_row(
+            f"ingest over HTTP (tbpanel device API, {args.clients} client processes, ~100 points/request) "
+            f"vs ThingsBoard-style INSERT",
+            http_rates,
+            ins,
+        )
+        notes.append(
+            "HTTP rate: wall time of the POSTs, bodies pre-encoded, client processes on the same cores "
+            "as the server. The PostgreSQL INSERT rate is the database alone (no ThingsBoard transport, "
+            "queue or JSON parsing in front of it), so it is an upper bound for ThingsBoard on this "
+            "machine; ThingsBoard publishes ~15k points/s on 2 vCPUs (PostgreSQL at 95% CPU)."
+        )
         notes.append(f"Ingest: every run starts from empty tables / a new store directory; {args.repeat} runs.")
 
         # ---------------------------------------------------------------- query data
-        log(f"query data: 1 year of 1-minute data for one key; {args.fleet} devices × {args.fleet_days} days; "
-            f"latest of {args.keys} keys for {args.latest_devices} devices")
+        log(
+            f"query data: 1 year of 1-minute data for one key; {args.fleet} devices × {args.fleet_days} days; "
+            f"latest of {args.keys} keys for {args.latest_devices} devices"
+        )
         year_dev = uuid.uuid4()
         fleet = [year_dev] + [uuid.uuid4() for _ in range(args.fleet - 1)]
         latest_devs = [uuid.uuid4() for _ in range(args.latest_devices)]
@@ -419,15 +470,22 @@ def main() -> int:
             vals = (20 + 10 * np.sin(np.arange(nmin) / 1440 * 2 * np.pi) + rng.normal(0, 1, nmin)).tolist()
             for i in range(0, nmin, 50_000):
                 t = time.perf_counter()
-                with conn.cursor() as cur, cur.copy("COPY ts_kv (entity_id, key, ts, dbl_v) FROM STDIN (FORMAT BINARY)") as c:
+                with (
+                    conn.cursor() as cur,
+                    cur.copy("COPY ts_kv (entity_id, key, ts, dbl_v) FROM STDIN (FORMAT BINARY)") as c,
+                ):
                     c.set_types(["uuid", "int4", "int8", "float8"])
-                    for a, b in zip(ts[i:i + 50_000], vals[i:i + 50_000]):
+                    for a, b in zip(ts[i : i + 50_000], vals[i : i + 50_000]):
                         c.write_row((dev, temp, a, b))
                 conn.commit()
                 t_pg += time.perf_counter() - t
                 t = time.perf_counter()
-                store.write_points([(str(dev), "temp", a, ValueType.DOUBLE, b)
-                                    for a, b in zip(ts[i:i + 50_000], vals[i:i + 50_000])])
+                store.write_points(
+                    [
+                        (str(dev), "temp", a, ValueType.DOUBLE, b)
+                        for a, b in zip(ts[i : i + 50_000], vals[i : i + 50_000])
+                    ]
+                )
                 t_tb += time.perf_counter() - t
             total_q += nmin
 
@@ -451,8 +509,11 @@ def main() -> int:
             newest = {(e, k): (e, k, ts, None, None, None, v, None) for e, k, ts, v in lrows}
             cur.executemany(INSERT_LATEST, list(newest.values()))
             # ts_kv_latest also for the year and fleet series (ThingsBoard keeps it for every series)
-            cur.execute("INSERT INTO ts_kv_latest (entity_id, key, ts, dbl_v) SELECT DISTINCT ON (entity_id, key) "
-                        "entity_id, key, ts, dbl_v FROM ts_kv WHERE key = %s ORDER BY entity_id, key, ts DESC", (temp,))
+            cur.execute(
+                "INSERT INTO ts_kv_latest (entity_id, key, ts, dbl_v) SELECT DISTINCT ON (entity_id, key) "
+                "entity_id, key, ts, dbl_v FROM ts_kv WHERE key = %s ORDER BY entity_id, key, ts DESC",
+                (temp,),
+            )
         conn.commit()
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -469,10 +530,12 @@ def main() -> int:
         store.close()
         store = open_store(tb_path, compaction_interval_s=0)
         log(f"  tbpanel compact: {cst['partitions']} partitions, {cst['points_moved']:,} points in {t_compact:.1f} s")
-        notes.append(f"Query data loaded into both ({total_q:,} points; PostgreSQL COPY {t_pg:.1f} s, tbpanel "
-                     f"write_points {t_tb:.1f} s), then tbpanel `store.compact(before_ts=...)` moved every "
-                     f"(historical) month to the Zarr cold tier ({t_compact:.1f} s) and the store was reopened; "
-                     f"PostgreSQL got VACUUM ANALYZE. Each query: one warm-up, then {args.query_repeat} timed runs.")
+        notes.append(
+            f"Query data loaded into both ({total_q:,} points; PostgreSQL COPY {t_pg:.1f} s, tbpanel "
+            f"write_points {t_tb:.1f} s), then tbpanel `store.compact(before_ts=...)` moved every "
+            f"(historical) month to the Zarr cold tier ({t_compact:.1f} s) and the store was reopened; "
+            f"PostgreSQL got VACUUM ANALYZE. Each query: one warm-up, then {args.query_repeat} timed runs."
+        )
 
         # ---------------------------------------------------------------- queries
         end = T0 + YEAR_MIN * MIN
@@ -486,52 +549,77 @@ def main() -> int:
                     r = cur.fetchall()
                 conn.commit()
                 return r
+
             return f
 
-        raw_sql = ("SELECT ts, dbl_v FROM ts_kv WHERE entity_id = %s AND key = %s AND ts >= %s AND ts < %s "
-                   "ORDER BY ts DESC LIMIT 100")
+        raw_sql = (
+            "SELECT ts, dbl_v FROM ts_kv WHERE entity_id = %s AND key = %s AND ts >= %s AND ts < %s "
+            "ORDER BY ts DESC LIMIT 100"
+        )
         assert len(pg_q(raw_sql, (year_dev, temp, T0, end))()) == 100
         assert len(store.query_raw(yd, ["temp"], T0, end, limit=100, order="DESC")["temp"]) == 100
-        ms_row("raw range query, one key over a year, newest 100 (ORDER BY ts DESC LIMIT 100)",
-               timed(lambda: store.query_raw(yd, ["temp"], T0, end, limit=100, order="DESC"), args.query_repeat),
-               timed(pg_q(raw_sql, (year_dev, temp, T0, end)), args.query_repeat))
+        ms_row(
+            "raw range query, one key over a year, newest 100 (ORDER BY ts DESC LIMIT 100)",
+            timed(lambda: store.query_raw(yd, ["temp"], T0, end, limit=100, order="DESC"), args.query_repeat),
+            timed(pg_q(raw_sql, (year_dev, temp, T0, end)), args.query_repeat),
+        )
 
-        agg_sql = ("SELECT %s + (ts - %s) / %s * %s AS b, avg(dbl_v), count(*) FROM ts_kv WHERE entity_id = %s "
-                   "AND key = %s AND ts >= %s AND ts < %s GROUP BY b ORDER BY b")
+        agg_sql = (
+            "SELECT %s + (ts - %s) / %s * %s AS b, avg(dbl_v), count(*) FROM ts_kv WHERE entity_id = %s "
+            "AND key = %s AND ts >= %s AND ts < %s GROUP BY b ORDER BY b"
+        )
         p = (T0, T0, HOUR, HOUR, year_dev, temp, T0, end)
         got_pg = pg_q(agg_sql, p)()
         got_tb = store.query_agg(yd, ["temp"], T0, end, "AVG", HOUR)["temp"]
         assert len(got_pg) == len(got_tb) == YEAR_MIN // 60
         assert np.allclose([r[1] for r in got_pg], [r[2] for r in got_tb])
-        ms_row("1-hour AVG over 1 year of 1-minute data, one key (525,600 → 8,760 buckets)",
-               timed(lambda: store.query_agg(yd, ["temp"], T0, end, "AVG", HOUR), args.query_repeat),
-               timed(pg_q(agg_sql, p), args.query_repeat))
+        ms_row(
+            "1-hour AVG over 1 year of 1-minute data, one key (525,600 → 8,760 buckets)",
+            timed(lambda: store.query_agg(yd, ["temp"], T0, end, "AVG", HOUR), args.query_repeat),
+            timed(pg_q(agg_sql, p), args.query_repeat),
+        )
 
-        fleet_sql = ("SELECT entity_id, %s + (ts - %s) / %s * %s AS b, avg(dbl_v), count(*) FROM ts_kv "
-                     "WHERE entity_id = ANY(%s) AND key = %s AND ts >= %s AND ts < %s GROUP BY entity_id, b "
-                     "ORDER BY entity_id, b")
+        fleet_sql = (
+            "SELECT entity_id, %s + (ts - %s) / %s * %s AS b, avg(dbl_v), count(*) FROM ts_kv "
+            "WHERE entity_id = ANY(%s) AND key = %s AND ts >= %s AND ts < %s GROUP BY entity_id, b "
+            "ORDER BY entity_id, b"
+        )
         fp = (T0, T0, HOUR, HOUR, fleet, temp, T0, fleet_end)
         fs_ = [str(d) for d in fleet]
 
         def tb_fleet():
             return [store.query_agg(d, ["temp"], T0, fleet_end, "AVG", HOUR) for d in fs_]
-        assert len(pg_q(fleet_sql, fp)()) == sum(len(r["temp"]) for r in tb_fleet()) == args.fleet * fleet_min // 60
-        ms_row(f"1-hour AVG, {args.fleet} devices × {args.fleet_days} days of 1-minute data "
-               f"({args.fleet * fleet_min:,} points; tbpanel: {args.fleet} query_agg calls, PostgreSQL: one query)",
-               timed(tb_fleet, max(3, args.query_repeat // 4)), timed(pg_q(fleet_sql, fp), max(3, args.query_repeat // 4)))
 
-        latest_sql = ("SELECT l.entity_id, d.key, l.ts, l.dbl_v FROM ts_kv_latest l JOIN key_dictionary d "
-                      "ON d.key_id = l.key WHERE l.entity_id = ANY(%s)")
+        assert len(pg_q(fleet_sql, fp)()) == sum(len(r["temp"]) for r in tb_fleet()) == args.fleet * fleet_min // 60
+        ms_row(
+            f"1-hour AVG, {args.fleet} devices × {args.fleet_days} days of 1-minute data "
+            f"({args.fleet * fleet_min:,} points; tbpanel: {args.fleet} query_agg calls, PostgreSQL: one query)",
+            timed(tb_fleet, max(3, args.query_repeat // 4)),
+            timed(pg_q(fleet_sql, fp), max(3, args.query_repeat // 4)),
+        )
+
+        latest_sql = (
+            "SELECT l.entity_id, d.key, l.ts, l.dbl_v FROM ts_kv_latest l JOIN key_dictionary d "
+            "ON d.key_id = l.key WHERE l.entity_id = ANY(%s)"
+        )
         ls_ = [str(d) for d in latest_devs]
 
         def tb_latest():
             return store.latest_many(ls_)
+
         got = tb_latest()
         assert got == {d: store.latest(d) for d in ls_}
-        assert len(pg_q(latest_sql, (latest_devs,))()) == sum(len(x) for x in got.values()) == args.latest_devices * args.keys
-        ms_row(f"latest values, {args.latest_devices:,} devices × {args.keys} keys (tbpanel: one "
-               f"store.latest_many call, PostgreSQL: one query on ts_kv_latest)",
-               timed(tb_latest, max(3, args.query_repeat // 4)), timed(pg_q(latest_sql, (latest_devs,)), max(3, args.query_repeat // 4)))
+        assert (
+            len(pg_q(latest_sql, (latest_devs,))())
+            == sum(len(x) for x in got.values())
+            == args.latest_devices * args.keys
+        )
+        ms_row(
+            f"latest values, {args.latest_devices:,} devices × {args.keys} keys (tbpanel: one "
+            f"store.latest_many call, PostgreSQL: one query on ts_kv_latest)",
+            timed(tb_latest, max(3, args.query_repeat // 4)),
+            timed(pg_q(latest_sql, (latest_devs,)), max(3, args.query_repeat // 4)),
+        )
 
         # ---------------------------------------------------------------- disk
         pg_q_bytes = pg_rel_bytes(conn, "ts_kv")
@@ -544,15 +632,29 @@ def main() -> int:
 
         def bytes_row(what, tb, pgb, pts_):
             a, b = tb / pts_, pgb / pts_
-            rows_out.append((what, f"{a:.1f} B/point", f"{b:.1f} B/point", f"**{a / b:.2f}** ({b / a:.1f}× smaller)"
-                             if a < b else f"**{a / b:.2f}**"))
+            rows_out.append(
+                (
+                    what,
+                    f"{a:.1f} B/point",
+                    f"{b:.1f} B/point",
+                    f"**{a / b:.2f}** ({b / a:.1f}× smaller)" if a < b else f"**{a / b:.2f}**",
+                )
+            )
             log(f"{what}: {rows_out[-1][1:]}")
-        bytes_row(f"disk, query data ({total_q:,} points; tbpanel compacted into Zarr; PostgreSQL ts_kv "
-                  f"partitions + primary-key indexes)", tb_q_bytes, pg_q_bytes, total_q)
+
+        bytes_row(
+            f"disk, query data ({total_q:,} points; tbpanel compacted into Zarr; PostgreSQL ts_kv "
+            f"partitions + primary-key indexes)",
+            tb_q_bytes,
+            pg_q_bytes,
+            total_q,
+        )
         bytes_row(f"disk, ingest data ({n:,} points; tbpanel hot tier = SQLite, not compacted)", tb_bytes, pg_bytes, n)
-        notes.append(f"Disk: ts_kv_latest adds {pg_latest_bytes / 2**20:.1f} MiB on PostgreSQL (not counted); "
-                     f"tbpanel's whole data directory is counted (before compaction it was "
-                     f"{hot_bytes / total_q:.1f} B/point for the query data).")
+        notes.append(
+            f"Disk: ts_kv_latest adds {pg_latest_bytes / 2**20:.1f} MiB on PostgreSQL (not counted); "
+            f"tbpanel's whole data directory is counted (before compaction it was "
+            f"{hot_bytes / total_q:.1f} B/point for the query data)."
+        )
         conn.close()
     finally:
         if pg is not None:
@@ -561,15 +663,22 @@ def main() -> int:
 
     # ---------------------------------------------------------------- report
     import psycopg as _p
-    load_after = os.getloadavg()
+
+    os.getloadavg()
     up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    head = [f"# tbpanel vs PostgreSQL (ThingsBoard ts_kv) · {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-            "", f"machine: {machine()} · {pg.version if pg else '?'} · psycopg {_p.__version__}",
-            f"load average before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, after: {up}",
-            f"command: `{command}`", "",
-            "Rates: median (min–max) over runs; times: median (min–max); ratio = tbpanel / PostgreSQL "
-            "(> 1 is better for rates, < 1 is better for times and bytes).", "",
-            "| workload | tbpanel | PostgreSQL (ts_kv) | tbpanel/PostgreSQL |", "| --- | --- | --- | --- |"]
+    head = [
+        f"# tbpanel vs PostgreSQL (ThingsBoard ts_kv) · {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        "",
+        f"machine: {machine()} · {pg.version if pg else '?'} · psycopg {_p.__version__}",
+        f"load average before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, after: {up}",
+        f"command: `{command}`",
+        "",
+        "Rates: median (min–max) over runs; times: median (min–max); ratio = tbpanel / PostgreSQL "
+        "(> 1 is better for rates, < 1 is better for times and bytes).",
+        "",
+        "| workload | tbpanel | PostgreSQL (ts_kv) | tbpanel/PostgreSQL |",
+        "| --- | --- | --- | --- |",
+    ]
     table = [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows_out]
     text = "\n".join(head + table + [""] + [f"- {x}" for x in notes]) + "\n"
     print("\n" + text)

@@ -3,6 +3,7 @@
 ``import tbpanel`` stays light: the heavier parts are imported on first use, e.g.
 ``tbpanel.open_store`` is looked up in :mod:`tbpanel.store` only when it is accessed.
 """
+
 from __future__ import annotations
 
 from typing import Any

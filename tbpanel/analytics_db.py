@@ -11,6 +11,7 @@ The schema is :data:`MIGRATIONS`, numbered by ``PRAGMA user_version`` (:func:`tb
 migration 1 is the tables as they were before the file had a version, with ``IF NOT EXISTS``, so
 files made before it upgrade in place. A schema change appends a migration; it never edits one.
 """
+
 from __future__ import annotations
 
 import sqlite3

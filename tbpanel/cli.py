@@ -14,11 +14,12 @@ A password given as ``-`` is read from the first line of standard input (keeps i
 process list and shell history). Passwords are never printed. Exit codes: 0 success, 2 bad
 input or a conflict (nothing was changed), 1 anything else.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -50,8 +51,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     password = _read_password(args.admin_password, "--admin-password")
     tenant, user = registry.init(args.data, args.admin_email, password, args.tenant)
-    print(f"Initialised {args.data}: tenant {tenant.title!r} ({tenant.id}) "
-          f"with tenant administrator {user.email}.")
+    print(f"Initialised {args.data}: tenant {tenant.title!r} ({tenant.id}) with tenant administrator {user.email}.")
     print(f"Start the server with: tbpanel serve --data {args.data}")
     return EXIT_OK
 
@@ -60,22 +60,21 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
     from tbpanel.entities import CUSTOMER_USER, TENANT_ADMIN, EntityRegistry, NotFound
 
     if args.role == TENANT_ADMIN and args.customer is not None:
-        raise _CliError("--customer is only for --role CUSTOMER_USER "
-                        "(a TENANT_ADMIN manages the whole tenant)")
+        raise _CliError("--customer is only for --role CUSTOMER_USER (a TENANT_ADMIN manages the whole tenant)")
     if args.role == CUSTOMER_USER and not (args.customer and args.customer.strip()):
-        raise _CliError("--role CUSTOMER_USER needs --customer TITLE "
-                        "(the customer is created if it does not exist)")
+        raise _CliError("--role CUSTOMER_USER needs --customer TITLE (the customer is created if it does not exist)")
     password = _read_password(args.password, "--password")
     try:
         registry = EntityRegistry(args.data, create=False)
     except NotFound:
-        raise _CliError(f"no tbpanel data in {args.data}: run `tbpanel init --data {args.data} "
-                        "--admin-email ... --admin-password ...` first") from None
+        raise _CliError(
+            f"no tbpanel data in {args.data}: run `tbpanel init --data {args.data} "
+            "--admin-email ... --admin-password ...` first"
+        ) from None
     with registry:
         tenant = _pick_tenant(registry, args.tenant, args.data)
         if registry.find_user(args.email) is not None:
-            raise _CliError(f"a user with email {args.email.strip()!r} already exists; "
-                            "nothing was changed")
+            raise _CliError(f"a user with email {args.email.strip()!r} already exists; nothing was changed")
         created_customer = False
         with registry.transaction():  # all or nothing: no stray customer on failure
             customer = None
@@ -84,10 +83,15 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
                 if customer is None:
                     customer = registry.create_customer(tenant.id, args.customer)
                     created_customer = True
-            user = registry.create_user(args.email, password, args.role, tenant.id,
-                                        customer.id if customer else None,
-                                        first_name=args.first_name or "",
-                                        last_name=args.last_name or "")
+            user = registry.create_user(
+                args.email,
+                password,
+                args.role,
+                tenant.id,
+                customer.id if customer else None,
+                first_name=args.first_name or "",
+                last_name=args.last_name or "",
+            )
     where = f"tenant {tenant.title!r}"
     if customer is not None:
         where += f", customer {customer.title!r}" + (" (created)" if created_customer else "")
@@ -117,8 +121,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "tbpanel.server":
             raise
-        print("tbpanel: error: the server (tbpanel.server) is not available in this "
-              "installation", file=sys.stderr)
+        print("tbpanel: error: the server (tbpanel.server) is not available in this installation", file=sys.stderr)
         return EXIT_ERROR
     result = serve_from_args(args)
     return result if isinstance(result, int) else EXIT_OK
@@ -130,8 +133,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "tbpanel.demo":
             raise
-        print("tbpanel: error: the demo (tbpanel.demo) is not available in this installation",
-              file=sys.stderr)
+        print("tbpanel: error: the demo (tbpanel.demo) is not available in this installation", file=sys.stderr)
         return EXIT_ERROR
     result = main_from_args(args)
     return result if isinstance(result, int) else EXIT_OK
@@ -150,8 +152,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-               "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
 #: MQTT's remaining length cannot say more than 256 MiB.
 MAX_MQTT_PAYLOAD = 256 << 20
 
@@ -159,15 +160,17 @@ MAX_MQTT_PAYLOAD = 256 << 20
 def _payload_size(text: str) -> int:
     """Bytes, optionally with a binary unit: ``65536``, ``64KiB``, ``1M``."""
     number = text.strip().rstrip("BbIiKkMm ")
-    unit = text.strip()[len(number):].strip().lower()
+    unit = text.strip()[len(number) :].strip().lower()
     try:
         value = int(number) * _SIZE_UNITS[unit]
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(
-            f"expected a size in bytes such as 65536, 64KiB or 1MiB, got {text!r}") from None
+            f"expected a size in bytes such as 65536, 64KiB or 1MiB, got {text!r}"
+        ) from None
     if not 1 <= value <= MAX_MQTT_PAYLOAD:
         raise argparse.ArgumentTypeError(
-            f"expected a size between 1 byte and 256 MiB (MQTT's packet limit), got {text!r}")
+            f"expected a size between 1 byte and 256 MiB (MQTT's packet limit), got {text!r}"
+        )
     return value
 
 
@@ -211,86 +214,114 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     __version__ = _version()
     parser = argparse.ArgumentParser(
-        prog="tbpanel",
-        description="IoT telemetry and anomaly analytics, ThingsBoard-compatible.")
+        prog="tbpanel", description="IoT telemetry and anomaly analytics, ThingsBoard-compatible."
+    )
     parser.add_argument("--version", action="version", version=f"tbpanel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("init", help="create a data directory with a tenant and its admin",
-                       description="Create the entity database and JWT secret in DIR, a "
-                                   "tenant and its TENANT_ADMIN. Never changes an existing "
-                                   "account.")
+    p = sub.add_parser(
+        "init",
+        help="create a data directory with a tenant and its admin",
+        description="Create the entity database and JWT secret in DIR, a "
+        "tenant and its TENANT_ADMIN. Never changes an existing "
+        "account.",
+    )
     p.add_argument("--data", required=True, metavar="DIR", help="data directory")
     p.add_argument("--admin-email", required=True, metavar="E", help="tenant admin login")
-    p.add_argument("--admin-password", required=True, metavar="P",
-                   help="tenant admin password ('-' reads it from standard input)")
-    p.add_argument("--tenant", default="Tenant", metavar="TITLE",
-                   help="tenant title (default: %(default)s)")
+    p.add_argument(
+        "--admin-password", required=True, metavar="P", help="tenant admin password ('-' reads it from standard input)"
+    )
+    p.add_argument("--tenant", default="Tenant", metavar="TITLE", help="tenant title (default: %(default)s)")
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("user", help="manage users")
     user_sub = p.add_subparsers(dest="user_command", metavar="ACTION")
     user_sub.required = True
-    p = user_sub.add_parser("add", help="add a user",
-                            description="Add a TENANT_ADMIN or CUSTOMER_USER. A missing "
-                                        "customer is created.")
+    p = user_sub.add_parser(
+        "add", help="add a user", description="Add a TENANT_ADMIN or CUSTOMER_USER. A missing customer is created."
+    )
     p.add_argument("--data", required=True, metavar="DIR", help="data directory")
     p.add_argument("--email", required=True, metavar="E", help="login email")
-    p.add_argument("--password", required=True, metavar="P",
-                   help="password ('-' reads it from standard input)")
+    p.add_argument("--password", required=True, metavar="P", help="password ('-' reads it from standard input)")
     p.add_argument("--role", required=True, choices=ROLES, type=str.upper)
     p.add_argument("--customer", metavar="TITLE", help="customer title (CUSTOMER_USER)")
-    p.add_argument("--tenant", metavar="TITLE",
-                   help="tenant title (default: the only tenant)")
+    p.add_argument("--tenant", metavar="TITLE", help="tenant title (default: the only tenant)")
     p.add_argument("--first-name", default="", metavar="NAME")
     p.add_argument("--last-name", default="", metavar="NAME")
     p.set_defaults(func=_cmd_user_add)
 
     p = sub.add_parser("serve", help="run the web server (dashboards + ThingsBoard API)")
-    p.add_argument("--data", default="./data/local", metavar="DIR",
-                   help="data directory (default: %(default)s)")
+    p.add_argument("--data", default="./data/local", metavar="DIR", help="data directory (default: %(default)s)")
     p.add_argument("--address", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--port", default=5006, type=_port, help="listen port (default: %(default)s)")
-    p.add_argument("--mqtt-port", default=None, type=_transport_port,
-                   help="MQTT device transport port (default: 1883 if free; 0 = a free "
-                        "port, -1 = off)")
-    p.add_argument("--coap-port", default=None, type=_transport_port,
-                   help="CoAP (UDP) device transport port (default: 5683 if free; 0 = a free "
-                        "port, -1 = off)")
+    p.add_argument(
+        "--mqtt-port",
+        default=None,
+        type=_transport_port,
+        help="MQTT device transport port (default: 1883 if free; 0 = a free port, -1 = off)",
+    )
+    p.add_argument(
+        "--coap-port",
+        default=None,
+        type=_transport_port,
+        help="CoAP (UDP) device transport port (default: 5683 if free; 0 = a free port, -1 = off)",
+    )
     limits = p.add_argument_group(
         "MQTT per-device limits",
         "Each applies to one device across all its sessions. A publish over a limit is refused "
         "with its reason: MQTT 5 QoS 1/2 gets PUBACK/PUBREC 0x97 and a reason string, MQTT 5 "
         "QoS 0 a DISCONNECT with the reason, MQTT 3.1.1 a closed session (reason logged); "
         "nothing of it is stored. A session over the limit gets CONNACK 0x97 (MQTT 5) / 3 "
-        "(3.1.1).")
-    limits.add_argument("--mqtt-max-sessions", type=_positive_int, default=None, metavar="N",
-                        help="sessions one device may have open at once (default: 16)")
-    limits.add_argument("--mqtt-max-rate", type=_positive_int, default=None, metavar="N",
-                        help="publishes per second per device, bursts of up to one second's "
-                             "worth (default: 5000)")
-    limits.add_argument("--mqtt-max-payload", type=_payload_size, default=None, metavar="BYTES",
-                        help="largest publish payload, e.g. 65536, 64KiB, 1MiB (default: 1MiB, "
-                             "the HTTP body limit)")
-    p.add_argument("--demo", action="store_true",
-                   help="demo tenant, logins, simulated fleet and a built model")
-    p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
-                   help="open a browser (default: --no-show)")
-    p.add_argument("--log-level", default="info", choices=LOG_LEVELS, type=str.lower,
-                   help="logging level (default: %(default)s)")
-    p.add_argument("--compaction-interval", default=60.0, type=_seconds, metavar="SECONDS",
-                   help="how often closed months move to the Zarr cold tier (default: "
-                        "%(default)s; 0 = never)")
+        "(3.1.1).",
+    )
+    limits.add_argument(
+        "--mqtt-max-sessions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="sessions one device may have open at once (default: 16)",
+    )
+    limits.add_argument(
+        "--mqtt-max-rate",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="publishes per second per device, bursts of up to one second's worth (default: 5000)",
+    )
+    limits.add_argument(
+        "--mqtt-max-payload",
+        type=_payload_size,
+        default=None,
+        metavar="BYTES",
+        help="largest publish payload, e.g. 65536, 64KiB, 1MiB (default: 1MiB, the HTTP body limit)",
+    )
+    p.add_argument("--demo", action="store_true", help="demo tenant, logins, simulated fleet and a built model")
+    p.add_argument(
+        "--show", action=argparse.BooleanOptionalAction, default=False, help="open a browser (default: --no-show)"
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, type=str.lower, help="logging level (default: %(default)s)"
+    )
+    p.add_argument(
+        "--compaction-interval",
+        default=60.0,
+        type=_seconds,
+        metavar="SECONDS",
+        help="how often closed months move to the Zarr cold tier (default: %(default)s; 0 = never)",
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="simulate a fleet posting through the HTTP API")
-    p.add_argument("--url", default="http://127.0.0.1:5006",
-                   help="server URL (default: %(default)s)")
-    p.add_argument("--data", default="./data/local", metavar="DIR",
-                   help="data directory (default: %(default)s)")
-    p.add_argument("--devices", default=10, type=_positive_int, metavar="N",
-                   help="number of simulated devices (default: %(default)s)")
+    p.add_argument("--url", default="http://127.0.0.1:5006", help="server URL (default: %(default)s)")
+    p.add_argument("--data", default="./data/local", metavar="DIR", help="data directory (default: %(default)s)")
+    p.add_argument(
+        "--devices",
+        default=10,
+        type=_positive_int,
+        metavar="N",
+        help="number of simulated devices (default: %(default)s)",
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -4,10 +4,11 @@ Every timestamp in tbpanel is integer milliseconds since the Unix epoch (UTC). C
 ``datetime`` (for widgets, schedules and labels) and back live here so that every layer rounds
 and labels time the same way.
 """
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 MINUTE_MS = 60_000
@@ -23,7 +24,7 @@ def now_ms() -> int:
 def zone(tz: str | tzinfo | None) -> tzinfo:
     """``"Europe/Berlin"`` → its ``ZoneInfo``; ``None`` → UTC; a ``tzinfo`` as it is."""
     if tz is None:
-        return timezone.utc
+        return UTC
     return ZoneInfo(tz) if isinstance(tz, str) else tz
 
 
@@ -34,7 +35,7 @@ def to_datetime(ms: int, tz: str | tzinfo | None = None) -> datetime:
 
 def naive_utc(ms: int) -> datetime:
     """``ms`` as a naive UTC ``datetime`` (what Panel's date widgets show and return)."""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
 
 
 def from_datetime(dt: datetime) -> int:

@@ -1,6 +1,7 @@
 """The demo: a tenant with ThingsBoard's demo logins, a small fleet with history and planted
 anomalies (``data/demo_fleet.json``), and a simulator that keeps posting over the real HTTP API.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,9 @@ def _hash_noise(minute: np.ndarray, seed: int) -> np.ndarray:
     return np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)
 
 
-def ensure_demo(platform, *, fleet: dict | None = None, end_ms: int | None = None,
-                progress: Callable[[str], None] = log.info) -> dict:
+def ensure_demo(
+    platform, *, fleet: dict | None = None, end_ms: int | None = None, progress: Callable[[str], None] = log.info
+) -> dict:
     """Create the demo tenant, logins, devices and history unless they already exist.
 
     Idempotent: a second run (a restarted demo) finds the tenant and only returns the fleet.
@@ -85,14 +87,21 @@ def ensure_demo(platform, *, fleet: dict | None = None, end_ms: int | None = Non
     progress("creating the demo tenant, logins and devices ...")
     tenant = reg.create_tenant(fleet["tenant"])
     customer = reg.create_customer(tenant.id, fleet["customer"])
-    reg.create_user(TENANT_EMAIL, TENANT_PASSWORD, "TENANT_ADMIN", tenant.id,
-                    first_name="Demo", last_name="Tenant")
-    reg.create_user(CUSTOMER_EMAIL, CUSTOMER_PASSWORD, "CUSTOMER_USER", tenant.id,
-                    customer_id=customer.id, first_name="Demo", last_name="Customer")
+    reg.create_user(TENANT_EMAIL, TENANT_PASSWORD, "TENANT_ADMIN", tenant.id, first_name="Demo", last_name="Tenant")
+    reg.create_user(
+        CUSTOMER_EMAIL,
+        CUSTOMER_PASSWORD,
+        "CUSTOMER_USER",
+        tenant.id,
+        customer_id=customer.id,
+        first_name="Demo",
+        last_name="Customer",
+    )
     ids = {}
     for spec in fleet["devices"]:
-        device = reg.save_device(tenant.id, spec["name"], type=spec["type"],
-                                 label=spec["type"].title(), access_token=spec["token"])
+        device = reg.save_device(
+            tenant.id, spec["name"], type=spec["type"], label=spec["type"].title(), access_token=spec["token"]
+        )
         if spec.get("customer"):
             reg.assign_device(device.id, customer.id)
         ids[spec["name"]] = device.id
@@ -136,8 +145,9 @@ def ensure_demo_models(platform, *, progress: Callable[[str], None] = log.info) 
             if task.status != "DONE":
                 progress(f"  the demo model {spec['name']!r} did not build: {task.message}")
                 continue
-            model = platform.anomaly.set_refresh(model.id, {"enabled": True, "every": 1, "unit": "HOUR",
-                                                            "save_telemetry": True, "create_alarms": True})
+            model = platform.anomaly.set_refresh(
+                model.id, {"enabled": True, "every": 1, "unit": "HOUR", "save_telemetry": True, "create_alarms": True}
+            )
         models.append(model)
     return models
 
@@ -147,6 +157,7 @@ class _MqttDevice:
 
     def __init__(self, host: str, port: int, token: str):
         from .transports import mqtt_codec as c
+
         self.c = c
         self.sock = socket.create_connection((host, port), timeout=10)
         self.buf = b""
@@ -161,7 +172,7 @@ class _MqttDevice:
             head = self.c.split_fixed_header(self.buf)
             if head and len(self.buf) >= head[2] + head[1]:
                 first, length, size = head
-                body, self.buf = self.buf[size:size + length], self.buf[size + length:]
+                body, self.buf = self.buf[size : size + length], self.buf[size + length :]
                 return first, body
             chunk = self.sock.recv(4096)
             if not chunk:
@@ -170,8 +181,7 @@ class _MqttDevice:
 
     def publish(self, body: bytes) -> None:
         self.packet_id = self.packet_id % 65535 + 1
-        self.sock.sendall(self.c.publish(self.c.MQTT_311, "v1/devices/me/telemetry", body, 1,
-                                         self.packet_id))
+        self.sock.sendall(self.c.publish(self.c.MQTT_311, "v1/devices/me/telemetry", body, 1, self.packet_id))
         while True:
             first, _ = self._read()
             if first >> 4 == self.c.PUBACK:
@@ -185,8 +195,9 @@ class FleetSimulator:
     """Posts every demo device's current values: over HTTP (``/api/v1/{token}/telemetry``), or
     over MQTT for devices marked ``"transport": "mqtt"`` when the server has an MQTT port."""
 
-    def __init__(self, platform, base_url: str, *, period_s: float = 5.0, fleet: dict | None = None,
-                 mqtt_port: int | None = None):
+    def __init__(
+        self, platform, base_url: str, *, period_s: float = 5.0, fleet: dict | None = None, mqtt_port: int | None = None
+    ):
         self.fleet = fleet or load_fleet()
         self.base_url = base_url.rstrip("/")
         self.mqtt_port = mqtt_port
@@ -223,15 +234,21 @@ class FleetSimulator:
         now = now_ms()
         ts = np.array([now], dtype=np.int64)
         for spec in self.fleet["devices"]:
-            values = {key: float(series_values(self.fleet, spec["name"], key, ts, now + DAY_MS)[0])
-                      for key in self.fleet["device_types"][spec["type"]]}
+            values = {
+                key: float(series_values(self.fleet, spec["name"], key, ts, now + DAY_MS)[0])
+                for key in self.fleet["device_types"][spec["type"]]
+            }
             body = json.dumps({"ts": now, "values": values}).encode()
             if spec.get("transport") == "mqtt" and self.mqtt_port:
                 self._post_mqtt(self.mqtt_port, spec["token"], body)
                 self.posted += len(values)
                 continue
-            req = urllib.request.Request(f"{self.base_url}/api/v1/{spec['token']}/telemetry", data=body,
-                                         headers={"Content-Type": "application/json"}, method="POST")
+            req = urllib.request.Request(
+                f"{self.base_url}/api/v1/{spec['token']}/telemetry",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
             with urllib.request.urlopen(req, timeout=10) as resp:
                 resp.read()
             self.posted += len(values)
@@ -301,12 +318,14 @@ def demo_device_ids(platform, names: list[str] | None = None) -> dict[str, str]:
 def demo_units(fleet: dict | None = None) -> dict[str, str]:
     """``{key: unit}`` as the demo fleet defines them (e.g. ``temperature -> °C``)."""
     fleet = fleet or load_fleet()
-    return {key: spec["unit"] for keys in fleet["device_types"].values()
-            for key, spec in keys.items() if spec.get("unit")}
+    return {
+        key: spec["unit"] for keys in fleet["device_types"].values() for key, spec in keys.items() if spec.get("unit")
+    }
 
 
-def demo_query(platform, devices: list[str] | str | None = None, keys=None, start=None, end=None,
-               interval=None, agg=None):
+def demo_query(
+    platform, devices: list[str] | str | None = None, keys=None, start=None, end=None, interval=None, agg=None
+):
     """``store.query`` by device *name*, labelled with names and the fleet's units.
 
     Same arguments as :meth:`TelemetryStore.query` except that ``devices`` are demo device names
@@ -335,7 +354,14 @@ def planted_anomalies(end_ms: int = DEMO_END_MS, fleet: dict | None = None):
     for a in fleet["anomalies"]:
         start = end_ms - int(a["hours_before_end"] * 3_600_000)
         stop = start + int(a["duration_h"] * 3_600_000)
-        rows.append({"device": a["device"], "key": a["key"], "kind": a["kind"],
-                     "start": pd.Timestamp(start, unit="ms", tz="UTC"), "end": pd.Timestamp(stop, unit="ms", tz="UTC"),
-                     "story": a.get("story", "")})
+        rows.append(
+            {
+                "device": a["device"],
+                "key": a["key"],
+                "kind": a["kind"],
+                "start": pd.Timestamp(start, unit="ms", tz="UTC"),
+                "end": pd.Timestamp(stop, unit="ms", tz="UTC"),
+                "story": a.get("story", ""),
+            }
+        )
     return pd.DataFrame(rows, columns=["device", "key", "kind", "start", "end", "story"])

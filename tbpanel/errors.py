@@ -6,6 +6,7 @@ plus the HTTP ``status`` and ThingsBoard ``error_code`` the API layer should ans
 (ThingsBoard's ``ThingsboardErrorCode``: 2 general, 10 authentication, 11 JWT expired,
 20 permission denied, 30 invalid arguments, 31 bad request params, 32 item not found).
 """
+
 from __future__ import annotations
 
 

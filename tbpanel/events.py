@@ -7,6 +7,7 @@ document schedules itself there (see ``live.py`` and ``ui/background.py``). Conn
 disconnecting are safe from any thread and never block an emit: the listener list is an
 immutable tuple swapped under a lock, so ``emit`` reads it without locking.
 """
+
 from __future__ import annotations
 
 import logging

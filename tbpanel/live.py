@@ -22,6 +22,7 @@ Nothing here knows Panel or Bokeh: the hub is shared by the API and the pages, a
 subscriber is only a ``deliver(points)`` callable. Everything that touches a Bokeh document or
 session is in ``tbpanel/ui/live_sink.py``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -89,13 +90,21 @@ class LiveHub:
             self._pending.clear()
 
     # --------------------------------------------------------------------- subscriptions
-    def subscribe(self, entities: Iterable[str], keys: Iterable[str] | None, deliver: Deliver, *,
-                  tenant: str = "", kind: str = "ws") -> Subscription:
+    def subscribe(
+        self,
+        entities: Iterable[str],
+        keys: Iterable[str] | None,
+        deliver: Deliver,
+        *,
+        tenant: str = "",
+        kind: str = "ws",
+    ) -> Subscription:
         """Register interest; call on the IOLoop (the loop is adopted if none is bound yet)."""
         if self._loop is None:
             self.bind(IOLoop.current())
-        sub = Subscription(frozenset(entities), None if keys is None else frozenset(keys),
-                           deliver, tenant, kind, next(self._ids))
+        sub = Subscription(
+            frozenset(entities), None if keys is None else frozenset(keys), deliver, tenant, kind, next(self._ids)
+        )
         with self._lock:
             self._subs[sub.id] = sub
             for e in sub.entities:
@@ -121,13 +130,14 @@ class LiveHub:
         """Live subscriptions, optionally only one tenant's and/or one kind ("ws", "page")."""
         with self._lock:
             subs = list(self._subs.values())
-        return sum(1 for s in subs if (tenant is None or s.tenant == tenant)
-                   and (kind is None or s.kind == kind))
+        return sum(1 for s in subs if (tenant is None or s.tenant == tenant) and (kind is None or s.kind == kind))
 
     def stats(self, tenant: str | None = None) -> dict[str, int]:
-        return {"subscriptions": self.count(tenant),
-                "websocketSubscriptions": self.count(tenant, "ws"),
-                "pageSubscriptions": self.count(tenant, "page")}
+        return {
+            "subscriptions": self.count(tenant),
+            "websocketSubscriptions": self.count(tenant, "ws"),
+            "pageSubscriptions": self.count(tenant, "page"),
+        }
 
     # ------------------------------------------------------------------ write-path side
     def _on_commit(self, points: list[Point]) -> None:

@@ -3,6 +3,7 @@
 Device access tokens travel in URL paths (``/api/v1/{token}/telemetry``, as ThingsBoard
 defines it) and JWTs in query strings (``?token=``); tornado's access log would print both.
 """
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ A notebook that wants the real HTTP device API, the REST API or the live WebSock
 server; running it as a child process (not in the kernel) keeps the kernel responsive, gives the
 server its own event loop, and is exactly what a deployment runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,29 @@ class ServerProcess:
         self.data_dir = str(Path(data_dir).resolve())
         self.url = ""
         self.output: list[str] = []
-        args = [sys.executable, "-m", "tbpanel.cli", "serve", "--data", self.data_dir, "--port", "0",
-                "--mqtt-port", "0", "--coap-port", "0"]
+        args = [
+            sys.executable,
+            "-m",
+            "tbpanel.cli",
+            "serve",
+            "--data",
+            self.data_dir,
+            "--port",
+            "0",
+            "--mqtt-port",
+            "0",
+            "--coap-port",
+            "0",
+        ]
         if demo:
             args.append("--demo")
-        self.proc = subprocess.Popen(args, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            args,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         found = threading.Event()
         stdout = self.proc.stdout
         assert stdout is not None  # stdout=PIPE
@@ -70,7 +88,7 @@ class ServerProcess:
     @property
     def ws_url(self) -> str:
         """The base WebSocket URL (``ws://host:port``)."""
-        return "ws" + self.url[len("http"):]
+        return "ws" + self.url[len("http") :]
 
     @property
     def running(self) -> bool:
@@ -78,8 +96,12 @@ class ServerProcess:
 
     def post_telemetry(self, token: str, payload: dict | list) -> int:
         """POST to the device API ``/api/v1/{token}/telemetry``; returns the HTTP status (200 = on disk)."""
-        req = urllib.request.Request(f"{self.url}/api/v1/{token}/telemetry", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            f"{self.url}/api/v1/{token}/telemetry",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status

@@ -3,6 +3,7 @@
 The server, the CLI, the demo and notebooks all reach tbpanel's state through a
 :class:`Platform`, so that every one of them opens the same files the same way.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,10 +28,12 @@ class Platform(param.Parameterized):
     """The opened data directory and the settings that apply to every transport."""
 
     data_dir = param.String(doc="Directory holding entities.sqlite, telemetry.sqlite and cold/.")
-    max_body_bytes = param.Integer(default=1 << 20, bounds=(1, None),
-                                   doc="Largest device payload accepted; larger bodies get 413.")
-    compaction_interval_s = param.Number(default=60, bounds=(0, None),
-                                         doc="How often closed partitions move to the Zarr tier (0: never).")
+    max_body_bytes = param.Integer(
+        default=1 << 20, bounds=(1, None), doc="Largest device payload accepted; larger bodies get 413."
+    )
+    compaction_interval_s = param.Number(
+        default=60, bounds=(0, None), doc="How often closed partitions move to the Zarr tier (0: never)."
+    )
 
     def __init__(self, data_dir: str | os.PathLike, **params):
         super().__init__(data_dir=str(Path(data_dir).resolve()), **params)
@@ -40,7 +43,8 @@ class Platform(param.Parameterized):
             raise OSError(code, f"the data directory is not writable ({os.strerror(code)})", self.data_dir)
         self.registry: EntityRegistry = EntityRegistry(self.data_dir)
         self.store: TelemetryStore = open_store(
-            Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s)
+            Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s
+        )
         self._secret = load_or_create_secret(self.data_dir)
         self.tokens: TokenIssuer = TokenIssuer(self._secret)
         self.logins = LoginThrottle()
@@ -52,7 +56,8 @@ class Platform(param.Parameterized):
         #: Long work (build, refresh, reprocess) with progress and history.
         self.tasks: TaskRunner = TaskRunner(analytics, workers=1)
         self.anomaly: AnomalyService = AnomalyService(
-            self.store, self.registry, AnomalyRepository(self.analytics), self.tasks)
+            self.store, self.registry, AnomalyRepository(self.analytics), self.tasks
+        )
         #: Alarms; its listener on the anomaly service keeps anomaly alarms in step, atomically.
         self.alarms: AlarmService = AlarmService(AlarmRepository(self.analytics), self.registry, self.anomaly)
 

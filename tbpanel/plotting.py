@@ -5,6 +5,7 @@ Every function returns a HoloViews object (nothing is rendered here), so results
 ``pn.extension()``. They read only public results: an ``xarray.Dataset`` from
 ``TelemetryStore.query``, the DataFrame of ``AnomalyModel.anomalies()`` and ``TrainedModel``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,17 @@ import xarray as xr
 
 from .alarms.model import severity_colour
 
-__all__ = ["as_frame", "with_units", "telemetry", "anomaly_spans", "telemetry_with_anomalies", "score_curve",
-           "telemetry_with_score", "centroids", "score_distribution"]
-
+__all__ = [
+    "as_frame",
+    "with_units",
+    "telemetry",
+    "anomaly_spans",
+    "telemetry_with_anomalies",
+    "score_curve",
+    "telemetry_with_score",
+    "centroids",
+    "score_distribution",
+]
 
 
 def with_units(ds: xr.Dataset, units: Mapping[str, str], names: Mapping[str, str] | None = None) -> xr.Dataset:
@@ -45,8 +54,7 @@ def _label(da: xr.DataArray) -> str:
     return f"{name} ({da.attrs['units']})" if da.attrs.get("units") else str(name)
 
 
-def telemetry(ds: xr.Dataset, key: str, devices: Sequence[str] | str | None = None,
-              **opts: Any) -> hv.Overlay:
+def telemetry(ds: xr.Dataset, key: str, devices: Sequence[str] | str | None = None, **opts: Any) -> hv.Overlay:
     """One line per device for ``key``, the y axis labelled with its unit."""
     da = ds[key]
     if isinstance(devices, str):
@@ -56,10 +64,17 @@ def telemetry(ds: xr.Dataset, key: str, devices: Sequence[str] | str | None = No
     for dev in names:
         s = da.sel(device=dev)
         s = s[~np.isnan(s.values.astype(float))] if s.dtype != object else s
-        curves.append(hv.Curve((s["time"].values, s.values.astype(float)), kdims=["time"],
-                               vdims=[hv.Dimension(key, label=_label(da))], label=str(dev)))
-    return hv.Overlay(curves).opts(hv.opts.Curve(responsive=True, height=300, tools=["hover"]),
-                                   hv.opts.Overlay(legend_position="top_left", **opts))
+        curves.append(
+            hv.Curve(
+                (s["time"].values, s.values.astype(float)),
+                kdims=["time"],
+                vdims=[hv.Dimension(key, label=_label(da))],
+                label=str(dev),
+            )
+        )
+    return hv.Overlay(curves).opts(
+        hv.opts.Curve(responsive=True, height=300, tools=["hover"]), hv.opts.Overlay(legend_position="top_left", **opts)
+    )
 
 
 def as_frame(anomalies: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -81,17 +96,23 @@ def _frame(anomalies: pd.DataFrame | Sequence[Mapping[str, Any]], item: str | No
     return df if item is None or df.empty else df[df["item"] == item]
 
 
-def anomaly_spans(anomalies: pd.DataFrame, item: str | None = None, color: str = "#e15759",
-                  alpha: float = 0.25) -> hv.VSpans:
+def anomaly_spans(
+    anomalies: pd.DataFrame, item: str | None = None, color: str = "#e15759", alpha: float = 0.25
+) -> hv.VSpans:
     """The anomalies of ``item`` (a device id; None: all) as shaded time spans."""
     df = _frame(anomalies, item)
-    data = pd.DataFrame({"start": pd.to_datetime(df["start"]).dt.tz_localize(None) if len(df) else [],
-                         "end": pd.to_datetime(df["end"]).dt.tz_localize(None) if len(df) else []})
+    data = pd.DataFrame(
+        {
+            "start": pd.to_datetime(df["start"]).dt.tz_localize(None) if len(df) else [],
+            "end": pd.to_datetime(df["end"]).dt.tz_localize(None) if len(df) else [],
+        }
+    )
     return hv.VSpans(data, kdims=["start", "end"]).opts(color=color, alpha=alpha)
 
 
-def telemetry_with_anomalies(ds: xr.Dataset, key: str, device: str, anomalies: pd.DataFrame,
-                             item: str | None = None, **opts: Any) -> hv.Overlay:
+def telemetry_with_anomalies(
+    ds: xr.Dataset, key: str, device: str, anomalies: pd.DataFrame, item: str | None = None, **opts: Any
+) -> hv.Overlay:
     """``key`` of ``device`` with the model's anomalies of that device shaded behind it.
 
     ``device`` is the label on the dataset's device axis; ``item`` the device id the model
@@ -118,20 +139,24 @@ def score_curve(anomalies: pd.DataFrame, item: str | None = None, start: Any = N
     if end is not None:
         t.append(pd.Timestamp(end).tz_localize(None) if pd.Timestamp(end).tzinfo else pd.Timestamp(end))
         v.append(0.0)
-    return hv.Curve((np.array(t, dtype="datetime64[ms]"), np.array(v, dtype=float)), kdims=["time"],
-                    vdims=[hv.Dimension("score", label="anomaly score")], label="score").opts(
-        color="#e15759", line_dash="dashed")
+    return hv.Curve(
+        (np.array(t, dtype="datetime64[ms]"), np.array(v, dtype=float)),
+        kdims=["time"],
+        vdims=[hv.Dimension("score", label="anomaly score")],
+        label="score",
+    ).opts(color="#e15759", line_dash="dashed")
 
 
-def telemetry_with_score(ds: xr.Dataset, key: str, device: str, anomalies: pd.DataFrame,
-                         item: str | None = None) -> hv.Overlay:
+def telemetry_with_score(
+    ds: xr.Dataset, key: str, device: str, anomalies: pd.DataFrame, item: str | None = None
+) -> hv.Overlay:
     """Telemetry on the left axis, the anomaly score on a second (right) axis, anomalies shaded."""
     da = ds[key].sel(device=device)
     times = da["time"].values
-    score = score_curve(anomalies, item or device, times[0] if len(times) else None,
-                        times[-1] if len(times) else None)
+    score = score_curve(anomalies, item or device, times[0] if len(times) else None, times[-1] if len(times) else None)
     return (anomaly_spans(anomalies, item or device) * telemetry(ds, key, device) * score).opts(
-        multi_y=True, responsive=True, height=320)
+        multi_y=True, responsive=True, height=320
+    )
 
 
 def centroids(trained: Any, fields: Sequence[str] | None = None) -> hv.Layout:
@@ -149,11 +174,15 @@ def centroids(trained: Any, fields: Sequence[str] | None = None) -> hv.Layout:
         fields, width = ["feature"], cents.shape[-1]
     plots = []
     for fi, f in enumerate(fields):
-        curves = [hv.Curve((np.arange(width), cents[c, fi * width:(fi + 1) * width]),
-                           kdims=[hv.Dimension("position", label="position in segment")],
-                           vdims=[hv.Dimension("value", label=f"{f} (normalised)")],
-                           label=f"cluster {c} (n={int(sizes[c]) if c < len(sizes) else '?'})")
-                  for c in range(cents.shape[0])]
+        curves = [
+            hv.Curve(
+                (np.arange(width), cents[c, fi * width : (fi + 1) * width]),
+                kdims=[hv.Dimension("position", label="position in segment")],
+                vdims=[hv.Dimension("value", label=f"{f} (normalised)")],
+                label=f"cluster {c} (n={int(sizes[c]) if c < len(sizes) else '?'})",
+            )
+            for c in range(cents.shape[0])
+        ]
         plots.append(hv.Overlay(curves, label=f).opts(title=f, legend_position="right", width=520, height=260))
     return hv.Layout(plots).cols(1)
 
@@ -167,10 +196,13 @@ def score_distribution(trained: Any, bins: int = 60, config: Any = None) -> hv.O
     scores = np.asarray(trained.train_scores, dtype=float)
     scores = scores[np.isfinite(scores)]
     top = max(float(scores.max()) if len(scores) else 100.0, *trained.thresholds(config).values(), 100.0) * 1.05
-    hist = hv.Histogram(np.histogram(scores, bins=bins, range=(0, top)),
-                        kdims=[hv.Dimension("score", label="training segment score")],
-                        vdims=["segments"]).opts(alpha=0.6, width=600, height=280, logy=True, ylim=(0.5, None),
-                                                tools=["hover"])
-    lines = [hv.VLine(v, label=k).opts(color=severity_colour(k, "black"), line_dash="dashed")
-             for k, v in trained.thresholds(config).items()]
+    hist = hv.Histogram(
+        np.histogram(scores, bins=bins, range=(0, top)),
+        kdims=[hv.Dimension("score", label="training segment score")],
+        vdims=["segments"],
+    ).opts(alpha=0.6, width=600, height=280, logy=True, ylim=(0.5, None), tools=["hover"])
+    lines = [
+        hv.VLine(v, label=k).opts(color=severity_colour(k, "black"), line_dash="dashed")
+        for k, v in trained.thresholds(config).items()
+    ]
     return hv.Overlay([hist, *lines])

@@ -1,4 +1,5 @@
 """One process, one port: the Panel pages and the ThingsBoard-compatible API in one tornado app."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,7 @@ def free_port(address: str = "127.0.0.1") -> int:
         return port
 
 
-def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 5006,
-                 show: bool = False) -> Server:
+def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 5006, show: bool = False) -> Server:
     """A started-but-not-running Bokeh server; ``server.io_loop.start()`` runs it.
 
     Pages are Panel applications; the API is :func:`~tbpanel.api.api_patterns`, mounted once
@@ -70,14 +70,22 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
 
     pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
     server = pn.serve(
-        pages, port=port, address=address, show=show, start=False, title="tbpanel",
-        extra_patterns=api_patterns(platform, live), liveness=True,
+        pages,
+        port=port,
+        address=address,
+        show=show,
+        start=False,
+        title="tbpanel",
+        extra_patterns=api_patterns(platform, live),
+        liveness=True,
         websocket_origin=[f"{h}:{port}" for h in sorted(hosts)],
-        cookie_secret=platform.cookie_secret, auth_provider=PageAuthProvider(platform),
+        cookie_secret=platform.cookie_secret,
+        auth_provider=PageAuthProvider(platform),
         # look for closed page sessions every 3 s (Bokeh: 17 s) so their live subscriptions
         # end soon after the tab closes; a session still lingers 15 s for a reconnect
         check_unused_sessions_milliseconds=3000,
-        verbose=False)
+        verbose=False,
+    )
     live.bind(server.io_loop)
     return server
 
@@ -90,12 +98,14 @@ def asyncio_loop(server: Server) -> asyncio.AbstractEventLoop:
 def start_scheduler(platform: Platform, period_ms: int = 15_000) -> PeriodicCallback:
     """Check every ``period_ms`` for due refresh runs (on the server's own IOLoop); the runs
     themselves go to the task runner's threads, the check to the I/O pool."""
+
     def check() -> None:
         def run() -> None:
             try:
                 platform.anomaly.run_due()
             except Exception:
                 log.exception("scheduling refresh runs failed")
+
         platform.executor.submit(run)
 
     callback = PeriodicCallback(check, period_ms)
@@ -109,23 +119,39 @@ DEFAULT_PORTS = {"mqtt": 1883, "coap": 5683}
 def mqtt_limits(platform: Platform, args: argparse.Namespace) -> MqttLimits:
     """The MQTT per-device limits: the defaults, with what ``--mqtt-max-*`` overrides."""
     from .transports.mqtt import MqttLimits
+
     limits = MqttLimits(max_payload_bytes=platform.max_body_bytes)
-    for option, field in (("mqtt_max_sessions", "max_sessions_per_device"),
-                          ("mqtt_max_rate", "messages_per_second"),
-                          ("mqtt_max_payload", "max_payload_bytes")):
+    for option, field in (
+        ("mqtt_max_sessions", "max_sessions_per_device"),
+        ("mqtt_max_rate", "messages_per_second"),
+        ("mqtt_max_payload", "max_payload_bytes"),
+    ):
         if getattr(args, option, None) is not None:
             setattr(limits, field, getattr(args, option))
     return limits
 
 
 @overload
-def start_transport(kind: Literal["mqtt"], platform: Platform, server: Server, address: str, port: int | None,
-                    limits: MqttLimits | None = None) -> MqttTransport | None: ...
+def start_transport(
+    kind: Literal["mqtt"],
+    platform: Platform,
+    server: Server,
+    address: str,
+    port: int | None,
+    limits: MqttLimits | None = None,
+) -> MqttTransport | None: ...
 @overload
-def start_transport(kind: Literal["coap"], platform: Platform, server: Server, address: str, port: int | None,
-                    limits: MqttLimits | None = None) -> CoapTransport | None: ...
-def start_transport(kind: str, platform: Platform, server: Server, address: str, port: int | None,
-                    limits: MqttLimits | None = None) -> MqttTransport | CoapTransport | None:
+def start_transport(
+    kind: Literal["coap"],
+    platform: Platform,
+    server: Server,
+    address: str,
+    port: int | None,
+    limits: MqttLimits | None = None,
+) -> CoapTransport | None: ...
+def start_transport(
+    kind: str, platform: Platform, server: Server, address: str, port: int | None, limits: MqttLimits | None = None
+) -> MqttTransport | CoapTransport | None:
     """The MQTT or CoAP device transport on the tornado server's own asyncio loop (before it runs).
 
     ``port`` None is the default port, which may be taken (a local broker): then the server
@@ -138,10 +164,13 @@ def start_transport(kind: str, platform: Platform, server: Server, address: str,
     detail = ""
     if kind == "mqtt":
         from .transports.mqtt import MqttTransport
+
         transport = mqtt = MqttTransport(platform, limits)
         lim = mqtt.limits
-        detail = (f" (per device: {lim.max_sessions_per_device} sessions, "
-                  f"{lim.messages_per_second:g} messages/s, {lim.max_payload_bytes}-byte payloads)")
+        detail = (
+            f" (per device: {lim.max_sessions_per_device} sessions, "
+            f"{lim.messages_per_second:g} messages/s, {lim.max_payload_bytes}-byte payloads)"
+        )
     else:
         try:
             from .transports.coap import CoapTransport
@@ -158,8 +187,9 @@ def start_transport(kind: str, platform: Platform, server: Server, address: str,
     except OSError as exc:
         if port is not None:
             raise SystemExit(f"tbpanel: error: cannot listen for {kind.upper()} on {address}:{port}: {exc}") from None
-        log.warning("%s transport off: cannot listen on %s:%d (%s); use --%s-port",
-                    kind.upper(), address, default, exc, kind)
+        log.warning(
+            "%s transport off: cannot listen on %s:%d (%s); use --%s-port", kind.upper(), address, default, exc, kind
+        )
         print(f"{kind} off: {address}:{default} is not available", flush=True)
         return None
     print(f"{kind} listening on {address}:{bound}{detail}", flush=True)
@@ -178,24 +208,31 @@ def serve_from_args(args: argparse.Namespace) -> int:
     simulator = None
     if args.demo:
         from . import demo
+
         demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
         demo.ensure_demo_models(platform, progress=lambda msg: print(msg, flush=True))
     server = build_server(platform, address=args.address, port=args.port, show=args.show)
     server.start()
     start_scheduler(platform)
-    mqtt = start_transport("mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1),
-                           mqtt_limits(platform, args))
+    mqtt = start_transport(
+        "mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1), mqtt_limits(platform, args)
+    )
     coap = start_transport("coap", platform, server, args.address, getattr(args, "coap_port", -1))
     port = server.port
     assert port is not None  # Bokeh's port is None only on a unix socket
     url = public_url(args.address, port)
     if args.demo:
         from . import demo
-        simulator = demo.FleetSimulator(platform, f"http://127.0.0.1:{port}",
-                                        mqtt_port=mqtt.port if mqtt is not None else None)
+
+        simulator = demo.FleetSimulator(
+            platform, f"http://127.0.0.1:{port}", mqtt_port=mqtt.port if mqtt is not None else None
+        )
         simulator.start()
-        print(f"demo logins: {demo.TENANT_EMAIL} / {demo.TENANT_PASSWORD}, "
-              f"{demo.CUSTOMER_EMAIL} / {demo.CUSTOMER_PASSWORD}", flush=True)
+        print(
+            f"demo logins: {demo.TENANT_EMAIL} / {demo.TENANT_PASSWORD}, "
+            f"{demo.CUSTOMER_EMAIL} / {demo.CUSTOMER_PASSWORD}",
+            flush=True,
+        )
     print(f"tbpanel serving at {url}", flush=True)
 
     def stop(*_: object) -> None:

@@ -12,6 +12,7 @@ discipline, one migration path.
   opened. The telemetry store's writer keeps its own connection (it is the hot path: group
   commits on a dedicated thread) but opens and migrates it through these functions too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,12 +25,17 @@ from typing import Any
 log = logging.getLogger("tbpanel.sqlite")
 
 
-def connect(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000,
-            readonly: bool = False, foreign_keys: bool = False,
-            cache_kib: int | None = None) -> sqlite3.Connection:
+def connect(
+    path: str,
+    *,
+    synchronous: str = "FULL",
+    busy_timeout_ms: int = 10_000,
+    readonly: bool = False,
+    foreign_keys: bool = False,
+    cache_kib: int | None = None,
+) -> sqlite3.Connection:
     """A connection in autocommit mode with tbpanel's pragmas (WAL, ``synchronous``)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                           timeout=busy_timeout_ms / 1000)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -65,8 +71,9 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str) -
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > target:
-                raise RuntimeError(f"{what} has schema version {version}; this tbpanel understands up "
-                                   f"to {target}. Upgrade tbpanel.")
+                raise RuntimeError(
+                    f"{what} has schema version {version}; this tbpanel understands up to {target}. Upgrade tbpanel."
+                )
             if version == target:
                 conn.execute("COMMIT")
                 return first
@@ -98,8 +105,15 @@ def _statements(script: str) -> list[str]:
 class Database:
     """One connection, one lock, nested transactions with after-commit callbacks."""
 
-    def __init__(self, path: str, migrations: Sequence[str], *, what: str,
-                 on_rollback: Callable[[], None] | None = None, **connect_options: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        migrations: Sequence[str],
+        *,
+        what: str,
+        on_rollback: Callable[[], None] | None = None,
+        **connect_options: Any,
+    ) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0

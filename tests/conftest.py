@@ -1,5 +1,6 @@
 """Shared fixtures: a real tbpanel server process on a free loopback port (the two-tenant
 ``world``), a browser, a fresh store. Helpers that tests import live in ``tests/helpers``."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,17 @@ import os
 import pytest
 
 from tbpanel.platform import Platform
-from tests.helpers import (ARTIFACTS, BROWSER_ARGS, CHROMIUM, WAIT_MS, ServerProcess, World, no_errors_logged,
-                           open_world, signed_in_pages)
+from tests.helpers import (
+    ARTIFACTS,
+    BROWSER_ARGS,
+    CHROMIUM,
+    WAIT_MS,
+    ServerProcess,
+    World,
+    no_errors_logged,
+    open_world,
+    signed_in_pages,
+)
 from tests.helpers.clients_venv import tb_client_python  # noqa: F401 (a session fixture)
 from tests.helpers.workspace import DAY, HOUR, T0, write
 
@@ -36,6 +46,7 @@ def browser():
     if not os.path.exists(CHROMIUM):
         pytest.fail("browser tests need Debian's chromium: apt-get install -y chromium (.ci/run does this)")
     from playwright.sync_api import sync_playwright
+
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
@@ -47,6 +58,7 @@ def browser():
 def store(tmp_path):
     """A fresh TelemetryStore without the background compactor (tests compact explicitly)."""
     from tbpanel.store import open_store
+
     s = open_store(tmp_path / "data", compaction_interval_s=0)
     yield s
     s.close()

@@ -1,5 +1,6 @@
 """`tbpanel init` / `tbpanel user add` / `serve` and `demo` dispatch, in-process and as real
 processes (``python -m tbpanel.cli`` and the installed ``tbpanel`` script)."""
+
 from __future__ import annotations
 
 import stat
@@ -20,14 +21,14 @@ USER_PW = "Us3r-Secret-Canary"
 
 
 def run_module(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tbpanel.cli", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tbpanel.cli", *args], cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     # run from an unrelated directory, as a user would
-    return subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def no_secrets(result, *secrets: str) -> None:
@@ -44,8 +45,22 @@ def registry(data: Path) -> EntityRegistry:
 def data(tmp_path) -> Path:
     """A data directory initialised in-process (fast) with tenant 'Main' and its admin."""
     d = tmp_path / "data"
-    assert cli.main(["init", "--data", str(d), "--admin-email", "admin@main.org",
-                     "--admin-password", ADMIN_PW, "--tenant", "Main"]) == 0
+    assert (
+        cli.main(
+            [
+                "init",
+                "--data",
+                str(d),
+                "--admin-email",
+                "admin@main.org",
+                "--admin-password",
+                ADMIN_PW,
+                "--tenant",
+                "Main",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -54,28 +69,39 @@ def data(tmp_path) -> Path:
 # =========================================================================================
 def test_module_init_and_user_add(tmp_path):
     data = tmp_path / "d"
-    r = run_module("init", "--data", str(data), "--admin-email", "boss@x.org",
-                   "--admin-password", ADMIN_PW)
+    r = run_module("init", "--data", str(data), "--admin-email", "boss@x.org", "--admin-password", ADMIN_PW)
     assert r.returncode == 0, r.stderr
     assert "boss@x.org" in r.stdout and "'Tenant'" in r.stdout and "tbpanel serve" in r.stdout
     no_secrets(r, ADMIN_PW)
     assert stat.S_IMODE((data / "jwt.secret").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "entities.sqlite").stat().st_mode) == 0o600
 
-    r = run_module("user", "add", "--data", str(data), "--email", "cu@x.org", "--password",
-                   USER_PW, "--role", "CUSTOMER_USER", "--customer", "Acme")
+    r = run_module(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        "cu@x.org",
+        "--password",
+        USER_PW,
+        "--role",
+        "CUSTOMER_USER",
+        "--customer",
+        "Acme",
+    )
     assert r.returncode == 0, r.stderr
     assert "CUSTOMER_USER cu@x.org" in r.stdout and "'Acme' (created)" in r.stdout
     no_secrets(r, USER_PW)
 
-    r = run_module("init", "--data", str(data), "--admin-email", "BOSS@x.org",
-                   "--admin-password", "a-new-password")
+    r = run_module("init", "--data", str(data), "--admin-email", "BOSS@x.org", "--admin-password", "a-new-password")
     assert r.returncode == 2
     assert "already exists" in r.stderr and r.stdout == ""
     no_secrets(r, "a-new-password")
 
-    r = run_module("user", "add", "--data", str(data), "--email", "cu2@x.org", "--password",
-                   USER_PW, "--role", "CUSTOMER_USER")
+    r = run_module(
+        "user", "add", "--data", str(data), "--email", "cu2@x.org", "--password", USER_PW, "--role", "CUSTOMER_USER"
+    )
     assert r.returncode == 2 and "--customer" in r.stderr
     no_secrets(r, USER_PW)
 
@@ -89,14 +115,36 @@ def test_module_init_and_user_add(tmp_path):
 
 
 def test_module_password_from_stdin(data):
-    r = run_module("user", "add", "--data", str(data), "--email", "stdin@x.org",
-                   "--password", "-", "--role", "TENANT_ADMIN", stdin="from-stdin-pw\n")
+    r = run_module(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        "stdin@x.org",
+        "--password",
+        "-",
+        "--role",
+        "TENANT_ADMIN",
+        stdin="from-stdin-pw\n",
+    )
     assert r.returncode == 0, r.stderr
     no_secrets(r, "from-stdin-pw")
     with registry(data) as reg:
         assert reg.authenticate("stdin@x.org", "from-stdin-pw") is not None
-    r = run_module("user", "add", "--data", str(data), "--email", "empty@x.org",
-                   "--password", "-", "--role", "TENANT_ADMIN", stdin="")
+    r = run_module(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        "empty@x.org",
+        "--password",
+        "-",
+        "--role",
+        "TENANT_ADMIN",
+        stdin="",
+    )
     assert r.returncode == 2 and "standard input" in r.stderr
 
 
@@ -105,8 +153,7 @@ def test_module_usage_errors(tmp_path):
     assert r.returncode == 2 and "--admin-email" in r.stderr
     r = run_module()
     assert r.returncode == 2
-    r = run_module("user", "add", "--data", str(tmp_path), "--email", "a@b.c", "--password",
-                   "p", "--role", "SYS_ADMIN")
+    r = run_module("user", "add", "--data", str(tmp_path), "--email", "a@b.c", "--password", "p", "--role", "SYS_ADMIN")
     assert r.returncode == 2 and "invalid choice" in r.stderr
     assert not (tmp_path / "x").exists()
 
@@ -114,19 +161,62 @@ def test_module_usage_errors(tmp_path):
 def test_installed_script(tmp_path):
     assert SCRIPT.exists(), f"{SCRIPT} missing: is tbpanel installed in this environment?"
     data = tmp_path / "via-script"
-    r = run_script("init", "--data", str(data), "--admin-email", "s@x.org",
-                   "--admin-password", ADMIN_PW, "--tenant", "Scripted", cwd=tmp_path)
+    r = run_script(
+        "init",
+        "--data",
+        str(data),
+        "--admin-email",
+        "s@x.org",
+        "--admin-password",
+        ADMIN_PW,
+        "--tenant",
+        "Scripted",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     no_secrets(r, ADMIN_PW)
-    r = run_script("user", "add", "--data", str(data), "--email", "t@x.org", "--password",
-                   USER_PW, "--role", "tenant_admin", cwd=tmp_path)
+    r = run_script(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        "t@x.org",
+        "--password",
+        USER_PW,
+        "--role",
+        "tenant_admin",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
-    r = run_script("user", "add", "--data", str(data), "--email", "t@x.org", "--password",
-                   USER_PW, "--role", "TENANT_ADMIN", cwd=tmp_path)
+    r = run_script(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        "t@x.org",
+        "--password",
+        USER_PW,
+        "--role",
+        "TENANT_ADMIN",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "already exists" in r.stderr
     no_secrets(r, USER_PW)
-    r = run_script("user", "add", "--data", str(tmp_path / "nothing"), "--email", "u@x.org",
-                   "--password", USER_PW, "--role", "TENANT_ADMIN", cwd=tmp_path)
+    r = run_script(
+        "user",
+        "add",
+        "--data",
+        str(tmp_path / "nothing"),
+        "--email",
+        "u@x.org",
+        "--password",
+        USER_PW,
+        "--role",
+        "TENANT_ADMIN",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "tbpanel init" in r.stderr
     assert not (tmp_path / "nothing").exists()
     r = run_script("--version", cwd=tmp_path)
@@ -142,13 +232,13 @@ def test_installed_script(tmp_path):
 # in-process: every `user add` rule
 # =========================================================================================
 def add(data: Path, email: str, role: str = "TENANT_ADMIN", *extra: str) -> int:
-    return cli.main(["user", "add", "--data", str(data), "--email", email,
-                     "--password", USER_PW, "--role", role, *extra])
+    return cli.main(
+        ["user", "add", "--data", str(data), "--email", email, "--password", USER_PW, "--role", role, *extra]
+    )
 
 
 def test_user_add_tenant_admin(data, capsys):
-    assert add(data, "second@main.org", "TENANT_ADMIN", "--first-name", "Sec",
-               "--last-name", "Ond") == 0
+    assert add(data, "second@main.org", "TENANT_ADMIN", "--first-name", "Sec", "--last-name", "Ond") == 0
     out = capsys.readouterr()
     assert "TENANT_ADMIN second@main.org" in out.out and "'Main'" in out.out
     assert USER_PW not in out.out + out.err
@@ -170,12 +260,15 @@ def test_user_add_customer_created_then_reused(data, capsys):
         assert n == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (("TENANT_ADMIN", "--customer", "Shop"), "only for --role CUSTOMER_USER"),
-    (("CUSTOMER_USER",), "needs --customer"),
-    (("CUSTOMER_USER", "--customer", "  "), "needs --customer"),
-    (("TENANT_ADMIN", "--tenant", "Nope"), "no tenant titled 'Nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("TENANT_ADMIN", "--customer", "Shop"), "only for --role CUSTOMER_USER"),
+        (("CUSTOMER_USER",), "needs --customer"),
+        (("CUSTOMER_USER", "--customer", "  "), "needs --customer"),
+        (("TENANT_ADMIN", "--tenant", "Nope"), "no tenant titled 'Nope'"),
+    ],
+)
 def test_user_add_bad_input(data, capsys, args, message):
     assert add(data, "new@main.org", *args) == 2
     err = capsys.readouterr().err
@@ -197,8 +290,22 @@ def test_user_add_failure_leaves_no_customer(data, capsys):
 
 
 def test_user_add_tenant_selection(data, capsys):
-    assert cli.main(["init", "--data", str(data), "--admin-email", "b@second.org",
-                     "--admin-password", ADMIN_PW, "--tenant", "Second"]) == 0
+    assert (
+        cli.main(
+            [
+                "init",
+                "--data",
+                str(data),
+                "--admin-email",
+                "b@second.org",
+                "--admin-password",
+                ADMIN_PW,
+                "--tenant",
+                "Second",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert add(data, "who@x.org") == 2
     err = capsys.readouterr().err
@@ -222,11 +329,9 @@ def test_user_add_missing_data_dir(tmp_path, capsys):
 
 
 def test_init_in_process_errors(tmp_path, capsys):
-    assert cli.main(["init", "--data", str(tmp_path), "--admin-email", "bad",
-                     "--admin-password", ADMIN_PW]) == 2
+    assert cli.main(["init", "--data", str(tmp_path), "--admin-email", "bad", "--admin-password", ADMIN_PW]) == 2
     assert "not a valid email" in capsys.readouterr().err
-    assert cli.main(["init", "--data", str(tmp_path), "--admin-email", "a@b.org",
-                     "--admin-password", ""]) == 2
+    assert cli.main(["init", "--data", str(tmp_path), "--admin-email", "a@b.org", "--admin-password", ""]) == 2
     assert "password must not be empty" in capsys.readouterr().err
     with EntityRegistry(tmp_path) as reg:
         assert reg.list_tenants() == []
@@ -235,8 +340,9 @@ def test_init_in_process_errors(tmp_path, capsys):
 def test_unusable_data_dir(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    assert cli.main(["init", "--data", str(blocker / "d"), "--admin-email", "a@b.org",
-                     "--admin-password", ADMIN_PW]) == 1
+    assert (
+        cli.main(["init", "--data", str(blocker / "d"), "--admin-email", "a@b.org", "--admin-password", ADMIN_PW]) == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("tbpanel: error:") and ADMIN_PW not in err
 
@@ -248,14 +354,19 @@ def test_serve_options_defaults_and_flags():
     parser = cli.build_parser()
     a = parser.parse_args(["serve"])
     assert (a.data, a.address, a.port, a.demo, a.show, a.log_level) == (
-        "./data/local", "127.0.0.1", 5006, False, False, "info")
-    a = parser.parse_args(["serve", "--data", "/tmp/x", "--address", "0.0.0.0", "--port", "0",
-                           "--demo", "--show", "--log-level", "DEBUG"])
-    assert (a.data, a.address, a.port, a.demo, a.show, a.log_level) == (
-        "/tmp/x", "0.0.0.0", 0, True, True, "debug")
+        "./data/local",
+        "127.0.0.1",
+        5006,
+        False,
+        False,
+        "info",
+    )
+    a = parser.parse_args(
+        ["serve", "--data", "/tmp/x", "--address", "0.0.0.0", "--port", "0", "--demo", "--show", "--log-level", "DEBUG"]
+    )
+    assert (a.data, a.address, a.port, a.demo, a.show, a.log_level) == ("/tmp/x", "0.0.0.0", 0, True, True, "debug")
     assert parser.parse_args(["serve", "--show", "--no-show"]).show is False
-    for bad in (["serve", "--port", "http"], ["serve", "--port", "70000"],
-                ["serve", "--log-level", "loud"]):
+    for bad in (["serve", "--port", "http"], ["serve", "--port", "70000"], ["serve", "--log-level", "loud"]):
         with pytest.raises(SystemExit) as info:
             parser.parse_args(bad)
         assert info.value.code == 2
@@ -294,10 +405,18 @@ def test_serve_and_demo_dispatch_lazily(monkeypatch):
 
 
 def test_cli_module_does_not_import_the_server():
-    r = subprocess.run([sys.executable, "-c",
-                        "import sys, tbpanel.cli as c; c.build_parser(); "
-                        "print(any(m in sys.modules for m in "
-                        "('tbpanel.server', 'tbpanel.demo', 'panel')))"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, tbpanel.cli as c; c.build_parser(); "
+            "print(any(m in sys.modules for m in "
+            "('tbpanel.server', 'tbpanel.demo', 'panel')))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"

@@ -1,4 +1,5 @@
 """tbpanel.events.Signal: order, disconnect, error containment, propagation, thread safety."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """The API the notebooks use: the demo copy, name/unit helpers, the reprs and the server helper."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,17 @@ import pandas as pd
 import pytest
 
 import tbpanel
-from tbpanel.demo import (DEMO_END_MS, TENANT_EMAIL, TENANT_PASSWORD, demo_device_ids, demo_query, demo_units,
-                          load_fleet, open_demo, planted_anomalies)
+from tbpanel.demo import (
+    DEMO_END_MS,
+    TENANT_EMAIL,
+    TENANT_PASSWORD,
+    demo_device_ids,
+    demo_query,
+    demo_units,
+    load_fleet,
+    open_demo,
+    planted_anomalies,
+)
 from tbpanel.notebook import ServerProcess, start_server
 
 DAY = 86_400_000
@@ -23,8 +33,14 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pump_model(demo):
     tenant = demo.registry.find_tenant("Demo tenant")
-    cfg = tbpanel.ModelConfig.preset("operational_monitoring", "medium", step_ms=60_000, name="pumps",
-                                     device_type="pump", fields=["vibration", "pressure"])
+    cfg = tbpanel.ModelConfig.preset(
+        "operational_monitoring",
+        "medium",
+        step_ms=60_000,
+        name="pumps",
+        device_type="pump",
+        fields=["vibration", "pressure"],
+    )
     return demo.anomaly.create_model(tenant.id, cfg).build(progress=False)
 
 
@@ -65,8 +81,15 @@ def test_demo_units_come_from_the_fleet():
 
 
 def test_demo_query_labels_names_and_units(demo):
-    ds = demo_query(demo, ["Thermostat T2", "Pump P1"], ["temperature", "vibration"],
-                    start=DEMO_END_MS - 2 * DAY, end=DEMO_END_MS, interval="1h", agg="avg")
+    ds = demo_query(
+        demo,
+        ["Thermostat T2", "Pump P1"],
+        ["temperature", "vibration"],
+        start=DEMO_END_MS - 2 * DAY,
+        end=DEMO_END_MS,
+        interval="1h",
+        agg="avg",
+    )
     assert list(ds["device"].values) == ["Thermostat T2", "Pump P1"]
     assert ds.sizes["time"] == 48
     assert ds["temperature"].attrs["units"] == "°C" and ds["vibration"].attrs["units"] == "mm/s"
@@ -81,8 +104,9 @@ def test_planted_anomalies_match_the_data(demo):
     assert list(truth["device"]) == [a["device"] for a in load_fleet()["anomalies"]]
     spike = truth[truth["kind"] == "spike"].iloc[0]
     assert spike.end - spike.start == pd.Timedelta("90min")
-    ds = demo_query(demo, spike.device, spike.key, start=spike.start - pd.Timedelta("1D"),
-                    end=spike.end + pd.Timedelta("1D"))
+    ds = demo_query(
+        demo, spike.device, spike.key, start=spike.start - pd.Timedelta("1D"), end=spike.end + pd.Timedelta("1D")
+    )
     s = ds[spike.key].sel(device=spike.device).to_series()
     inside = s[(s.index >= spike.start.tz_localize(None)) & (s.index < spike.end.tz_localize(None))]
     outside = s.drop(inside.index)
@@ -162,8 +186,14 @@ def test_promoted_variant_reprocesses_to_what_the_experiment_predicted(demo, cap
     from tbpanel.plotting import as_frame
 
     tenant = demo.registry.find_tenant("Demo tenant")
-    cfg = tbpanel.ModelConfig.preset("operational_monitoring", "medium", step_ms=60_000, name="promote",
-                                     device_type="pump", fields=["vibration", "pressure"])
+    cfg = tbpanel.ModelConfig.preset(
+        "operational_monitoring",
+        "medium",
+        step_ms=60_000,
+        name="promote",
+        device_type="pump",
+        fields=["vibration", "pressure"],
+    )
     model = demo.anomaly.create_model(tenant.id, cfg).build(progress=False)
     start, end = DEMO_END_MS - 14 * DAY, DEMO_END_MS
     variant = {"segment_ms": 2 * 3_600_000, "storage_frequency_ms": 3_600_000}
@@ -178,6 +208,7 @@ def test_promoted_variant_reprocesses_to_what_the_experiment_predicted(demo, cap
     model.reprocess(start, end, items="all", progress=False)
     after = model.anomalies()
     assert len(after) == len(predicted) > 0
-    assert sorted(zip(after["item"], after["start"], after["end"])) == \
-        sorted(zip(predicted["item"], predicted["start"], predicted["end"]))
+    assert sorted(zip(after["item"], after["start"], after["end"])) == sorted(
+        zip(predicted["item"], predicted["start"], predicted["end"])
+    )
     demo.anomaly.delete_model(model.id)

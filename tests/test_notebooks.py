@@ -4,6 +4,7 @@ Each runs with nbclient in its own temporary working directory (so it creates it
 copy there) on a kernel that is this interpreter: a kernelspec written into a temporary
 JUPYTER_PATH pins the kernel to ``sys.executable`` whatever kernels the machine has registered.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,25 @@ def kernel_path(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("jupyter")
     spec = base / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "tbpanel test kernel", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "tbpanel test kernel",
+                "language": "python",
+            }
+        )
+    )
     return base
 
 
 def test_the_four_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_quickstart", "02_build_anomaly_model",
-                                           "03_reprocess_experiments", "04_live_dashboard"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_quickstart",
+        "02_build_anomaly_model",
+        "03_reprocess_experiments",
+        "04_live_dashboard",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -40,8 +51,9 @@ def test_notebook_is_committed_without_outputs(path: Path):
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert not cell.get("outputs") and cell.get("execution_count") is None, \
+            assert not cell.get("outputs") and cell.get("execution_count") is None, (
                 f"{path.name}: strip outputs before committing"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -49,8 +61,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, kernel_path: Path, monkeypatc
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_path))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, kernel_name=KERNEL, timeout=180, allow_errors=False,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, kernel_name=KERNEL, timeout=180, allow_errors=False, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors

@@ -1,4 +1,5 @@
 """tbpanel.plotting: the HoloViews shortcuts the notebooks use (structure checked, then rendered)."""
+
 from __future__ import annotations
 
 import holoviews as hv
@@ -17,17 +18,26 @@ def dataset() -> xr.Dataset:
     times = pd.date_range(T0, periods=48, freq="h").values.astype("datetime64[ms]")
     vals = np.vstack([np.arange(48.0), np.arange(48.0) * 2])
     vals[1, 5] = np.nan
-    return xr.Dataset({"temperature": (("device", "time"), vals, {"key": "temperature"})},
-                      coords={"device": ["id-1", "id-2"], "time": times})
+    return xr.Dataset(
+        {"temperature": (("device", "time"), vals, {"key": "temperature"})},
+        coords={"device": ["id-1", "id-2"], "time": times},
+    )
 
 
 def anomalies() -> pd.DataFrame:
-    return pd.DataFrame({"item": ["id-1", "id-2", "id-1"],
-                         "start": pd.to_datetime([T0 + pd.Timedelta("2h"), T0 + pd.Timedelta("5h"),
-                                                  T0 + pd.Timedelta("30h")], utc=True),
-                         "end": pd.to_datetime([T0 + pd.Timedelta("4h"), T0 + pd.Timedelta("6h"),
-                                                T0 + pd.Timedelta("31h")], utc=True),
-                         "score": [150.0, 120.0, 300.0], "score_index": [1.0, 0.5, 2.0]})
+    return pd.DataFrame(
+        {
+            "item": ["id-1", "id-2", "id-1"],
+            "start": pd.to_datetime(
+                [T0 + pd.Timedelta("2h"), T0 + pd.Timedelta("5h"), T0 + pd.Timedelta("30h")], utc=True
+            ),
+            "end": pd.to_datetime(
+                [T0 + pd.Timedelta("4h"), T0 + pd.Timedelta("6h"), T0 + pd.Timedelta("31h")], utc=True
+            ),
+            "score": [150.0, 120.0, 300.0],
+            "score_index": [1.0, 0.5, 2.0],
+        }
+    )
 
 
 def test_with_units_labels_units_and_names_without_touching_the_input():

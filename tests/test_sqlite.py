@@ -1,4 +1,5 @@
 """tbpanel.sqlite: pragmas, numbered migrations, nested transactions and after-commit callbacks."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -5,6 +5,7 @@ tb = tbpanel.connect(".demo-data")
 alarms, total = tb.alarms.repo.query(tbpanel.alarms.AlarmQuery(tenant.id, search_status="ACTIVE"))
 ```
 """
+
 from __future__ import annotations
 
 from .model import SEARCH_STATUSES, SEVERITIES, SEVERITY_COLOURS, STATUSES, Alarm, severity_colour, status_of
@@ -12,5 +13,17 @@ from .query import SEARCH_TO_STATUSES, SORT, AlarmQuery
 from .repository import AlarmRepository
 from .service import AlarmService
 
-__all__ = ["Alarm", "AlarmQuery", "AlarmRepository", "AlarmService", "SEVERITIES", "STATUSES",
-           "SEARCH_STATUSES", "SEARCH_TO_STATUSES", "SEVERITY_COLOURS", "SORT", "severity_colour", "status_of"]
+__all__ = [
+    "Alarm",
+    "AlarmQuery",
+    "AlarmRepository",
+    "AlarmService",
+    "SEVERITIES",
+    "STATUSES",
+    "SEARCH_STATUSES",
+    "SEARCH_TO_STATUSES",
+    "SEVERITY_COLOURS",
+    "SORT",
+    "severity_colour",
+    "status_of",
+]

@@ -8,6 +8,7 @@ Order matters: deletions first (a reprocess that re-detects an anomaly must clea
 alarm before the new anomaly asks whether an alarm of its type is active), then endings,
 then growth, then new anomalies in data-time order.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -30,18 +31,29 @@ class Outcome:
     changed: list[Alarm] = field(default_factory=list)
     deleted: list[Alarm] = field(default_factory=list)
     raised: int = 0
-    suppressed: list[str] = field(default_factory=list)   # anomaly ids
+    suppressed: list[str] = field(default_factory=list)  # anomaly ids
 
 
 def _details(model: AnomalyModel, anomaly: dict[str, Any]) -> dict[str, Any]:
-    return {"modelId": model.id, "modelName": model.config.name, "anomalyId": anomaly["id"],
-            "score": round(float(anomaly["score"]), 4), "scoreIndex": round(float(anomaly["score_index"]), 4),
-            "startTs": int(anomaly["start_ts"]), "endTs": int(anomaly["end_ts"])}
+    return {
+        "modelId": model.id,
+        "modelName": model.config.name,
+        "anomalyId": anomaly["id"],
+        "score": round(float(anomaly["score"]), 4),
+        "scoreIndex": round(float(anomaly["score_index"]), 4),
+        "startTs": int(anomaly["start_ts"]),
+        "endTs": int(anomaly["end_ts"]),
+    }
 
 
-def apply(repo: AlarmRepository, db: sqlite3.Connection, model: AnomalyModel, changes: AnomalyChanges,
-          thresholds: dict[str, float],
-          device_info: dict[str, tuple[str, str | None]]) -> Outcome:
+def apply(
+    repo: AlarmRepository,
+    db: sqlite3.Connection,
+    model: AnomalyModel,
+    changes: AnomalyChanges,
+    thresholds: dict[str, float],
+    device_info: dict[str, tuple[str, str | None]],
+) -> Outcome:
     """Apply ``changes`` (an AnomalyChanges) to the alarms of ``model``.
 
     ``thresholds``: enabled tiers ``{"warning": 100.0, …}``; ``device_info``: device id →
@@ -104,10 +116,21 @@ def apply(repo: AlarmRepository, db: sqlite3.Connection, model: AnomalyModel, ch
             out.suppressed.append(a["id"])
             continue
         name, customer = device_info.get(a["item"], ("", None))
-        alarm = Alarm(id="", created_time=t, tenant_id=model.tenant_id, customer_id=customer,
-                      type=model.config.alarm_type, originator_id=a["item"], originator_name=name,
-                      severity=severity, start_ts=int(a["start_ts"]), end_ts=int(a["end_ts"]),
-                      details=_details(model, a), anomaly_id=a["id"], model_id=model.id)
+        alarm = Alarm(
+            id="",
+            created_time=t,
+            tenant_id=model.tenant_id,
+            customer_id=customer,
+            type=model.config.alarm_type,
+            originator_id=a["item"],
+            originator_name=name,
+            severity=severity,
+            start_ts=int(a["start_ts"]),
+            end_ts=int(a["end_ts"]),
+            details=_details(model, a),
+            anomaly_id=a["id"],
+            model_id=model.id,
+        )
         if not a["active"]:  # an anomaly that is already over (reprocess of history)
             alarm.cleared, alarm.clear_ts = True, int(a["end_ts"])
         out.changed.append(repo.insert(db, alarm))

@@ -1,4 +1,5 @@
 """ThingsBoard's alarm as a domain object (no Panel): fields, derived status, severity order."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,14 @@ STATUSES = ("ACTIVE_UNACK", "ACTIVE_ACK", "CLEARED_UNACK", "CLEARED_ACK")
 SEARCH_STATUSES = ("ANY", "ACTIVE", "CLEARED", "ACK", "UNACK")
 #: One colour per severity on every page and plot (upper case, as ThingsBoard spells them);
 #: NONE is an anomaly below every enabled threshold.
-SEVERITY_COLOURS = {"CRITICAL": "#d32f2f", "MAJOR": "#f57c00", "MINOR": "#fbc02d", "WARNING": "#1e88e5",
-                    "INDETERMINATE": "#9e9e9e", "NONE": "#9e9e9e"}
+SEVERITY_COLOURS = {
+    "CRITICAL": "#d32f2f",
+    "MAJOR": "#f57c00",
+    "MINOR": "#fbc02d",
+    "WARNING": "#1e88e5",
+    "INDETERMINATE": "#9e9e9e",
+    "NONE": "#9e9e9e",
+}
 
 
 def severity_colour(severity: str | None, default: str = "#9e9e9e") -> str:
@@ -94,7 +101,9 @@ class Alarm(param.Parameterized):
         }
 
     def __repr__(self) -> str:
-        return (f"<Alarm {self.type!r} {self.severity} {self.status} originator={self.originator_name or self.originator_id}"
-                f" id={self.id}>")
+        return (
+            f"<Alarm {self.type!r} {self.severity} {self.status} originator={self.originator_name or self.originator_id}"
+            f" id={self.id}>"
+        )
 
     __str__ = __repr__

@@ -1,6 +1,7 @@
 """What an alarm query asks for: :class:`AlarmQuery`, the sort keys and the meaning of
 ThingsBoard's ``searchStatus`` — one definition for the repository (SQL), live pushes
 (:meth:`AlarmQuery.matches`), the REST and WebSocket APIs and the alarms page."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,16 +10,34 @@ from .model import STATUSES, Alarm
 
 #: ``searchStatus`` → the alarm statuses it selects
 SEARCH_TO_STATUSES: dict[str, tuple[str, ...]] = {
-    "ANY": STATUSES, "ACTIVE": ("ACTIVE_UNACK", "ACTIVE_ACK"), "CLEARED": ("CLEARED_UNACK", "CLEARED_ACK"),
-    "ACK": ("ACTIVE_ACK", "CLEARED_ACK"), "UNACK": ("ACTIVE_UNACK", "CLEARED_UNACK")}
+    "ANY": STATUSES,
+    "ACTIVE": ("ACTIVE_UNACK", "ACTIVE_ACK"),
+    "CLEARED": ("CLEARED_UNACK", "CLEARED_ACK"),
+    "ACK": ("ACTIVE_ACK", "CLEARED_ACK"),
+    "UNACK": ("ACTIVE_UNACK", "CLEARED_UNACK"),
+}
 #: ``searchStatus`` → the same selection as an SQL condition on the alarms table
-SEARCH_SQL: dict[str, str] = {"ANY": "1", "ACTIVE": "cleared=0", "CLEARED": "cleared=1", "ACK": "acknowledged=1",
-                              "UNACK": "acknowledged=0"}
+SEARCH_SQL: dict[str, str] = {
+    "ANY": "1",
+    "ACTIVE": "cleared=0",
+    "CLEARED": "cleared=1",
+    "ACK": "acknowledged=1",
+    "UNACK": "acknowledged=0",
+}
 
 #: API sortProperty -> SQL expression
-SORT = {"createdTime": "created_time", "startTs": "start_ts", "endTs": "end_ts", "ackTs": "ack_ts",
-        "clearTs": "clear_ts", "type": "type", "severity": "severity_rank", "originator": "originator_name",
-        "originatorName": "originator_name", "status": "cleared * 2 + acknowledged"}
+SORT = {
+    "createdTime": "created_time",
+    "startTs": "start_ts",
+    "endTs": "end_ts",
+    "ackTs": "ack_ts",
+    "clearTs": "clear_ts",
+    "type": "type",
+    "severity": "severity_rank",
+    "originator": "originator_name",
+    "originatorName": "originator_name",
+    "status": "cleared * 2 + acknowledged",
+}
 
 
 @dataclass
@@ -26,21 +45,20 @@ class AlarmQuery:
     """Filters of the alarm queries (ThingsBoard's parameters plus severity/type/model lists)."""
 
     tenant_id: str
-    originators: list[str] | None = None       # None: any device of the tenant
-    search_status: str = "ANY"                  # ANY | ACTIVE | CLEARED | ACK | UNACK
-    statuses: list[str] = field(default_factory=list)   # ACTIVE_UNACK … CLEARED_ACK
+    originators: list[str] | None = None  # None: any device of the tenant
+    search_status: str = "ANY"  # ANY | ACTIVE | CLEARED | ACK | UNACK
+    statuses: list[str] = field(default_factory=list)  # ACTIVE_UNACK … CLEARED_ACK
     severities: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
     model_id: str | None = None
     start_time: int | None = None
     end_time: int | None = None
-    time_property: str = "createdTime"          # or startTs (data time of anomaly alarms)
+    time_property: str = "createdTime"  # or startTs (data time of anomaly alarms)
     text: str | None = None
     sort_property: str = "createdTime"
     sort_order: str = "DESC"
     page: int = 0
     page_size: int = 100
-
 
     def matches(self, alarm: Alarm) -> bool:
         """Whether ``alarm`` passes the filters (paging and sorting aside): for live pushes."""

@@ -6,6 +6,7 @@ transition it causes commit in one transaction; the table's schema is in
 :mod:`tbpanel.analytics_db`. Every write takes the caller's open connection ``db``; reads may pass
 one to see their own uncommitted writes.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -20,9 +21,28 @@ from ..sqlite import Database
 from .model import SEVERITY_RANK, Alarm
 from .query import SEARCH_SQL, SORT, AlarmQuery
 
-COLUMNS = ("id", "created_time", "tenant_id", "customer_id", "type", "originator_type", "originator_id",
-           "originator_name", "severity", "acknowledged", "cleared", "start_ts", "end_ts", "ack_ts",
-           "clear_ts", "details", "propagate", "anomaly_id", "model_id")
+COLUMNS = (
+    "id",
+    "created_time",
+    "tenant_id",
+    "customer_id",
+    "type",
+    "originator_type",
+    "originator_id",
+    "originator_name",
+    "severity",
+    "acknowledged",
+    "cleared",
+    "start_ts",
+    "end_ts",
+    "ack_ts",
+    "clear_ts",
+    "details",
+    "propagate",
+    "anomaly_id",
+    "model_id",
+)
+
 
 class AlarmRepository:
     """Rows in, rows out; :mod:`.lifecycle` and :mod:`.service` own the rules."""
@@ -44,8 +64,10 @@ class AlarmRepository:
 
     def save(self, db: sqlite3.Connection, alarm: Alarm) -> Alarm:
         row = self._encode(alarm)
-        db.execute(f"UPDATE alarms SET {', '.join(f'{k}=?' for k in row if k != 'id')} WHERE id=?",
-                   [v for k, v in row.items() if k != "id"] + [alarm.id])
+        db.execute(
+            f"UPDATE alarms SET {', '.join(f'{k}=?' for k in row if k != 'id')} WHERE id=?",
+            [v for k, v in row.items() if k != "id"] + [alarm.id],
+        )
         return alarm
 
     def delete(self, db: sqlite3.Connection, alarm_id: str) -> None:
@@ -57,17 +79,19 @@ class AlarmRepository:
         return rows[0] if rows else None
 
     def active_for(self, originator_id: str, type: str, db: sqlite3.Connection | None = None) -> Alarm | None:
-        rows = self._select("SELECT * FROM alarms WHERE originator_id=? AND type=? AND cleared=0",
-                            [originator_id, type], db)
+        rows = self._select(
+            "SELECT * FROM alarms WHERE originator_id=? AND type=? AND cleared=0", [originator_id, type], db
+        )
         return rows[0] if rows else None
 
     def for_anomalies(self, anomaly_ids: Iterable[str], db: sqlite3.Connection | None = None) -> dict[str, Alarm]:
         ids = list(anomaly_ids)
         out: dict[str, Alarm] = {}
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for a in self._select(f"SELECT * FROM alarms WHERE anomaly_id IN ({', '.join('?' * len(chunk))})",
-                                  chunk, db):
+            chunk = ids[i : i + 500]
+            for a in self._select(
+                f"SELECT * FROM alarms WHERE anomaly_id IN ({', '.join('?' * len(chunk))})", chunk, db
+            ):
                 if a.anomaly_id is not None:  # always, by the WHERE clause
                     out[a.anomaly_id] = a
         return out
@@ -82,17 +106,22 @@ class AlarmRepository:
             raise ValueError(f"sortProperty must be one of {', '.join(SORT)}, got {q.sort_property!r}")
         with self.db.reading() as db:
             total = db.execute(f"SELECT COUNT(*) FROM alarms WHERE {where}", args).fetchone()[0]
-        rows = self._select(f"SELECT * FROM alarms WHERE {where} ORDER BY {order} {q.sort_order}, id "
-                            f"LIMIT ? OFFSET ?", [*args, q.page_size, q.page * q.page_size])
+        rows = self._select(
+            f"SELECT * FROM alarms WHERE {where} ORDER BY {order} {q.sort_order}, id LIMIT ? OFFSET ?",
+            [*args, q.page_size, q.page * q.page_size],
+        )
         return rows, total
 
-    def highest_severity(self, tenant_id: str, originator_id: str, search_status: str = "ANY",
-                         statuses: list[str] | None = None) -> str | None:
-        where, args = self._where(AlarmQuery(tenant_id, originators=[originator_id], search_status=search_status,
-                                             statuses=statuses or []))
+    def highest_severity(
+        self, tenant_id: str, originator_id: str, search_status: str = "ANY", statuses: list[str] | None = None
+    ) -> str | None:
+        where, args = self._where(
+            AlarmQuery(tenant_id, originators=[originator_id], search_status=search_status, statuses=statuses or [])
+        )
         with self.db.reading() as db:
-            row = db.execute(f"SELECT severity FROM alarms WHERE {where} ORDER BY severity_rank DESC LIMIT 1",
-                             args).fetchone()
+            row = db.execute(
+                f"SELECT severity FROM alarms WHERE {where} ORDER BY severity_rank DESC LIMIT 1", args
+            ).fetchone()
         return row[0] if row else None
 
     def types(self, tenant_id: str | None, originators: Iterable[str] | None = None) -> list[str]:
@@ -118,8 +147,10 @@ class AlarmRepository:
             args += q.originators
         where.append(SEARCH_SQL[q.search_status])
         if q.statuses:
-            parts = [f"(cleared={int(s.startswith('CLEARED'))} AND acknowledged={int(s.endswith('_ACK'))})"
-                     for s in q.statuses]
+            parts = [
+                f"(cleared={int(s.startswith('CLEARED'))} AND acknowledged={int(s.endswith('_ACK'))})"
+                for s in q.statuses
+            ]
             where.append("(" + " OR ".join(parts) + ")")
         for col, values in (("severity", q.severities), ("type", q.types)):
             if values:
@@ -159,8 +190,9 @@ class AlarmRepository:
     @staticmethod
     def _encode(alarm: Alarm) -> dict[str, Any]:
         row = {k: getattr(alarm, k) for k in COLUMNS}
-        row["details"] = orjson.dumps(alarm.details or {}, option=orjson.OPT_SERIALIZE_NUMPY
-                                      | orjson.OPT_NON_STR_KEYS).decode()
+        row["details"] = orjson.dumps(
+            alarm.details or {}, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        ).decode()
         for k in ("acknowledged", "cleared", "propagate"):
             row[k] = int(bool(row[k]))
         row["severity_rank"] = SEVERITY_RANK[alarm.severity]

@@ -6,6 +6,7 @@ Authorisation lives here rather than in the handlers so that pages and the REST 
 the same rule: a tenant administrator acts on the tenant's alarms, a customer user only on the
 alarms of devices currently assigned to its customer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,13 +37,16 @@ DENIED = "You don't have permission to perform this operation!"
 class AlarmService(param.Parameterized):
     """Everything tbpanel does with alarms."""
 
-    storm_limit = param.Integer(default=20, bounds=(1, None),
-                                doc="A run raising more alarms than this is flagged as an alarm storm.")
-    last_storm = param.Dict(default=None, allow_None=True,
-                            doc="The latest storm warning: modelId, modelName, source, raised, limit, at.")
+    storm_limit = param.Integer(
+        default=20, bounds=(1, None), doc="A run raising more alarms than this is flagged as an alarm storm."
+    )
+    last_storm = param.Dict(
+        default=None, allow_None=True, doc="The latest storm warning: modelId, modelName, source, raised, limit, at."
+    )
 
-    def __init__(self, repo: AlarmRepository, registry: EntityRegistry, anomaly: AnomalyService | None = None,
-                 **params: Any) -> None:
+    def __init__(
+        self, repo: AlarmRepository, registry: EntityRegistry, anomaly: AnomalyService | None = None, **params: Any
+    ) -> None:
         super().__init__(**params)
         self.repo = repo
         self.registry = registry
@@ -61,8 +65,9 @@ class AlarmService(param.Parameterized):
         if changes.create_alarms or changes.extended:
             trained = self.anomaly.trained(model.id) if self.anomaly is not None else None
             # an unbuilt model has no build defaults: the config's values (100 where unset)
-            thresholds = (trained.thresholds(model.config) if trained is not None
-                          else effective_thresholds({}, model.config))
+            thresholds = (
+                trained.thresholds(model.config) if trained is not None else effective_thresholds({}, model.config)
+            )
         devices = {a["item"] for a in (*changes.created, *changes.extended)}
         info: dict[str, tuple[str, str | None]] = {}
         for did in devices:
@@ -73,11 +78,19 @@ class AlarmService(param.Parameterized):
                 info[did] = ("", None)
         out = lifecycle.apply(self.repo, db, model, changes, thresholds, info)
         if out.raised > self.storm_limit:
-            self.last_storm = {"modelId": model.id, "modelName": model.config.name, "source": changes.source,
-                               "raised": out.raised, "limit": self.storm_limit, "at": now_ms(),
-                               "tenantId": model.tenant_id}
-            note = (f"ALARM STORM: this {changes.source.lower()} raised {out.raised} alarms "
-                    f"(more than {self.storm_limit}); check the model's thresholds")
+            self.last_storm = {
+                "modelId": model.id,
+                "modelName": model.config.name,
+                "source": changes.source,
+                "raised": out.raised,
+                "limit": self.storm_limit,
+                "at": now_ms(),
+                "tenantId": model.tenant_id,
+            }
+            note = (
+                f"ALARM STORM: this {changes.source.lower()} raised {out.raised} alarms "
+                f"(more than {self.storm_limit}); check the model's thresholds"
+            )
             changes.notes.append(note)
             log.warning("model %r: %s", model.config.name, note)
         events = [("UPDATED", a) for a in out.changed] + [("DELETED", a) for a in out.deleted]
@@ -112,11 +125,20 @@ class AlarmService(param.Parameterized):
                 alarm = self.repo.active_for(device.id, data["type"], db)
             t = now_ms()
             if alarm is None:
-                alarm = Alarm(id="", created_time=t, tenant_id=device.tenant_id, customer_id=device.customer_id,
-                              type=data["type"], originator_id=device.id, originator_name=device.name,
-                              severity=data["severity"], start_ts=data.get("start_ts") or t,
-                              end_ts=data.get("end_ts") or data.get("start_ts") or t,
-                              details=data.get("details") or {}, propagate=bool(data.get("propagate")))
+                alarm = Alarm(
+                    id="",
+                    created_time=t,
+                    tenant_id=device.tenant_id,
+                    customer_id=device.customer_id,
+                    type=data["type"],
+                    originator_id=device.id,
+                    originator_name=device.name,
+                    severity=data["severity"],
+                    start_ts=data.get("start_ts") or t,
+                    end_ts=data.get("end_ts") or data.get("start_ts") or t,
+                    details=data.get("details") or {},
+                    propagate=bool(data.get("propagate")),
+                )
                 if data.get("acknowledged"):
                     alarm.acknowledged, alarm.ack_ts = True, t
                 if data.get("cleared"):
@@ -162,8 +184,9 @@ class AlarmService(param.Parameterized):
             q.originators = [d for d in (q.originators if q.originators is not None else allowed) if d in allowed]
         return self.repo.query(q)
 
-    def highest_severity(self, user: User, device_id: str, search_status: str = "ANY",
-                         statuses: list[str] | None = None) -> str | None:
+    def highest_severity(
+        self, user: User, device_id: str, search_status: str = "ANY", statuses: list[str] | None = None
+    ) -> str | None:
         device = self.registry.check_device(user, device_id)
         return self.repo.highest_severity(device.tenant_id, device.id, search_status, statuses)
 

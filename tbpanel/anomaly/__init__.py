@@ -6,6 +6,7 @@ trained = fit(ModelConfig(fields=["temperature"]), {"dev1": {"temperature": (ts_
 anomalies = assemble(trained.score(data, start_ms, end_ms), trained.config)
 ```
 """
+
 from __future__ import annotations
 
 from .clustering import ClusterModel, fit_clusters
@@ -16,25 +17,51 @@ from .engine import Cancelled, ItemData, TrainedModel, fit, refit
 from .ensemble import EnsembleModel, fit_ensemble
 from .features import Normalizer, behavior_matrix, feature_matrix
 from .scoring import (
-                      AnomalyRecord,
-                      ScoredSegments,
-                      assemble,
-                      default_severity_thresholds,
-                      effective_thresholds,
-                      severity_for,
-                      threshold_distance,
+    AnomalyRecord,
+    ScoredSegments,
+    assemble,
+    default_severity_thresholds,
+    effective_thresholds,
+    severity_for,
+    threshold_distance,
 )
 from .segments import SegmentTable, median_step, segment_item
 from .tail import pot_threshold
 
 __all__ = [
-    "ModelConfig", "FEATURES", "INTENTS", "SENSITIVITIES", "SEVERITIES",
-    "ItemData", "TrainedModel", "ScoredSegments", "AnomalyRecord", "Cancelled",
-    "fit", "refit", "assemble",
-    "SegmentTable", "segment_item", "median_step",
-    "Normalizer", "behavior_matrix", "feature_matrix",
-    "METRICS", "pairwise", "nearest", "dtw_pairs", "dtw_naive",
-    "ClusterModel", "fit_clusters",
-    "threshold_distance", "default_severity_thresholds", "effective_thresholds", "severity_for",
-    "EnsembleModel", "fit_ensemble", "DiscordModel", "fit_discord", "pot_threshold",
+    "ModelConfig",
+    "FEATURES",
+    "INTENTS",
+    "SENSITIVITIES",
+    "SEVERITIES",
+    "ItemData",
+    "TrainedModel",
+    "ScoredSegments",
+    "AnomalyRecord",
+    "Cancelled",
+    "fit",
+    "refit",
+    "assemble",
+    "SegmentTable",
+    "segment_item",
+    "median_step",
+    "Normalizer",
+    "behavior_matrix",
+    "feature_matrix",
+    "METRICS",
+    "pairwise",
+    "nearest",
+    "dtw_pairs",
+    "dtw_naive",
+    "ClusterModel",
+    "fit_clusters",
+    "threshold_distance",
+    "default_severity_thresholds",
+    "effective_thresholds",
+    "severity_for",
+    "EnsembleModel",
+    "fit_ensemble",
+    "DiscordModel",
+    "fit_discord",
+    "pot_threshold",
 ]

@@ -10,6 +10,7 @@ Auto mode picks the size itself and records how (``auto`` dict with ``rule``, ``
 1..8 components, DBSCAN's epsilon from the k-distance curve.
 Everything a model needs to score is plain arrays, so it persists as JSON.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -38,12 +39,12 @@ class ClusterModel:
     metric: str
     blocks: int
     band_percent: float
-    centroids: np.ndarray                 # (k, D): centroids / cluster means / component means
-    sizes: np.ndarray                     # (k,) training segments per cluster
-    refs: np.ndarray                      # (m, D) points distances are measured to
-    ref_labels: np.ndarray                # (m,) cluster of each reference point
+    centroids: np.ndarray  # (k, D): centroids / cluster means / component means
+    sizes: np.ndarray  # (k,) training segments per cluster
+    refs: np.ndarray  # (m, D) points distances are measured to
+    ref_labels: np.ndarray  # (m,) cluster of each reference point
     auto: dict[str, Any] | None = None
-    gmm: dict[str, Any] | None = None     # weights, means, precisions_cholesky, covariance_type, floor
+    gmm: dict[str, Any] | None = None  # weights, means, precisions_cholesky, covariance_type, floor
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,12 +73,19 @@ class ClusterModel:
         g = None
         if self.gmm is not None:
             g = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in self.gmm.items()}
-        return {"algorithm": self.algorithm, "metric": self.metric, "blocks": self.blocks,
-                "band_percent": self.band_percent, "centroids": self.centroids.tolist(),
-                "sizes": self.sizes.tolist(),
-                "refs": None if self._refs_are_centroids() else self.refs.tolist(),
-                "ref_labels": None if self._refs_are_centroids() else self.ref_labels.tolist(),
-                "auto": self.auto, "gmm": g, "info": self.info}
+        return {
+            "algorithm": self.algorithm,
+            "metric": self.metric,
+            "blocks": self.blocks,
+            "band_percent": self.band_percent,
+            "centroids": self.centroids.tolist(),
+            "sizes": self.sizes.tolist(),
+            "refs": None if self._refs_are_centroids() else self.refs.tolist(),
+            "ref_labels": None if self._refs_are_centroids() else self.ref_labels.tolist(),
+            "auto": self.auto,
+            "gmm": g,
+            "info": self.info,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusterModel:
@@ -92,8 +100,19 @@ class ClusterModel:
             g = dict(d["gmm"])
             for k in ("weights", "means", "precisions_cholesky"):
                 g[k] = np.asarray(g[k], dtype=np.float64)
-        return cls(d["algorithm"], d["metric"], int(d["blocks"]), float(d["band_percent"]), c,
-                   np.asarray(d["sizes"], dtype=np.int64), refs, rl, d.get("auto"), g, d.get("info", {}))
+        return cls(
+            d["algorithm"],
+            d["metric"],
+            int(d["blocks"]),
+            float(d["band_percent"]),
+            c,
+            np.asarray(d["sizes"], dtype=np.int64),
+            refs,
+            rl,
+            d.get("auto"),
+            g,
+            d.get("info", {}),
+        )
 
 
 # ------------------------------------------------------------------ GMM maths
@@ -118,12 +137,12 @@ def _gmm_component_logprob(x: np.ndarray, g: dict[str, Any]) -> npt.NDArray[np.f
             lp[:, c] = np.sum(y * y, axis=1)
     elif ct == "diag":
         log_det = np.sum(np.log(pc), axis=1)
-        p = pc ** 2
-        lp = (np.sum(means ** 2 * p, 1) - 2.0 * x @ (means * p).T + (x ** 2) @ p.T)
+        p = pc**2
+        lp = np.sum(means**2 * p, 1) - 2.0 * x @ (means * p).T + (x**2) @ p.T
     else:  # spherical
         log_det = dim * np.log(pc)
-        p = pc ** 2
-        lp = (np.sum(means ** 2, 1) * p - 2 * (x @ means.T) * p + np.outer(np.sum(x ** 2, 1), p))
+        p = pc**2
+        lp = np.sum(means**2, 1) * p - 2 * (x @ means.T) * p + np.outer(np.sum(x**2, 1), p)
     out: npt.NDArray[np.float64] = -0.5 * (dim * np.log(2 * np.pi) + lp) + log_det[None, :]
     return out
 
@@ -181,8 +200,11 @@ def _fit_clusters(x: np.ndarray, cfg: ModelConfig, blocks: int) -> tuple[Cluster
                     continue
                 cands.append([k, float(silhouette_score(dm, km.labels_, metric="precomputed"))])
             chosen = max(cands, key=lambda c: c[1])[0] if cands else 1
-            auto = {"rule": f"silhouette: max over k=2..{_KMAX} (euclidean, on <= {_SIL_SAMPLE} "
-                            "evenly spaced segments)", "candidates": cands, "chosen": int(chosen)}
+            auto = {
+                "rule": f"silhouette: max over k=2..{_KMAX} (euclidean, on <= {_SIL_SAMPLE} evenly spaced segments)",
+                "candidates": cands,
+                "chosen": int(chosen),
+            }
             k = int(chosen)
         else:
             k = int(min(cfg.n_clusters, max(distinct, 1)))
@@ -194,10 +216,21 @@ def _fit_clusters(x: np.ndarray, cfg: ModelConfig, blocks: int) -> tuple[Cluster
         counts = np.bincount(km.labels_, minlength=k)
         rare = counts < cfg.threshold_percent / 100.0 * n
         regular = np.flatnonzero(~rare) if (~rare).any() else np.arange(k)
-        model = ClusterModel("kmeans", metric, blocks, band, cents, np.zeros(k, np.int64), cents[regular],
-                             regular, auto, info={"rare_clusters": np.flatnonzero(rare).tolist(),
-                                                  "rare_rule": "fewer members than threshold_percent of the "
-                                                               "training segments)"})
+        model = ClusterModel(
+            "kmeans",
+            metric,
+            blocks,
+            band,
+            cents,
+            np.zeros(k, np.int64),
+            cents[regular],
+            regular,
+            auto,
+            info={
+                "rare_clusters": np.flatnonzero(rare).tolist(),
+                "rare_rule": "fewer members than threshold_percent of the training segments)",
+            },
+        )
     elif cfg.algorithm == "dbscan":
         model = _fit_dbscan(x, cfg, blocks)
     elif cfg.algorithm == "gmm":
@@ -233,8 +266,11 @@ def _fit_dbscan(x: np.ndarray, cfg: ModelConfig, blocks: int) -> ClusterModel:
         qs = [0.8, 0.9, 0.95]
         cands = [[q, float(np.quantile(kd, q))] for q in qs]
         eps = max(cands[1][1], 1e-9)
-        auto = {"rule": f"k-distance: eps = 90th percentile of the distance to the {ms}-th nearest neighbour",
-                "candidates": cands, "chosen": eps}
+        auto = {
+            "rule": f"k-distance: eps = 90th percentile of the distance to the {ms}-th nearest neighbour",
+            "candidates": cands,
+            "chosen": eps,
+        }
     if pre is not None:
         db = DBSCAN(eps=eps, min_samples=ms, metric="precomputed").fit(pre)
     else:
@@ -253,8 +289,7 @@ def _fit_dbscan(x: np.ndarray, cfg: ModelConfig, blocks: int) -> ClusterModel:
     cents = np.vstack([refs[labels == c].mean(axis=0) for c in range(k)])
     if auto is not None:
         auto["clusters"] = k
-    return ClusterModel("dbscan", metric, blocks, band, cents, np.zeros(k, np.int64), refs, labels,
-                        auto, None, info)
+    return ClusterModel("dbscan", metric, blocks, band, cents, np.zeros(k, np.int64), refs, labels, auto, None, info)
 
 
 def _gm(x: np.ndarray, k: int, cfg: ModelConfig) -> Any:
@@ -262,9 +297,13 @@ def _gm(x: np.ndarray, k: int, cfg: ModelConfig) -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return GaussianMixture(n_components=k, covariance_type=cfg.gmm_covariance,
-                               max_iter=cfg.max_iter, reg_covar=1e-4,
-                               random_state=cfg.random_state).fit(x)
+        return GaussianMixture(
+            n_components=k,
+            covariance_type=cfg.gmm_covariance,
+            max_iter=cfg.max_iter,
+            reg_covar=1e-4,
+            random_state=cfg.random_state,
+        ).fit(x)
 
 
 def _fit_gmm(x: np.ndarray, cfg: ModelConfig) -> ClusterModel:
@@ -284,11 +323,16 @@ def _fit_gmm(x: np.ndarray, cfg: ModelConfig) -> ClusterModel:
         auto = {"rule": "BIC (min over components=1..8)", "candidates": cands, "chosen": best[2]}
     else:
         gm = _gm(x, int(min(cfg.gmm_components, n)), cfg)
-    g = {"weights": gm.weights_.astype(np.float64), "means": gm.means_.astype(np.float64),
-         "precisions_cholesky": np.asarray(gm.precisions_cholesky_, dtype=np.float64),
-         "covariance_type": cfg.gmm_covariance, "floor": 0.0}
+    g = {
+        "weights": gm.weights_.astype(np.float64),
+        "means": gm.means_.astype(np.float64),
+        "precisions_cholesky": np.asarray(gm.precisions_cholesky_, dtype=np.float64),
+        "covariance_type": cfg.gmm_covariance,
+        "floor": 0.0,
+    }
     g["floor"] = float(np.min(-gmm_log_likelihood(x, g)))
     cents = g["means"]
     k = cents.shape[0]
-    return ClusterModel("gmm", "nll", 1, cfg.dtw_band_percent, cents, np.zeros(k, np.int64), cents,
-                        np.arange(k), auto, g)
+    return ClusterModel(
+        "gmm", "nll", 1, cfg.dtw_band_percent, cents, np.zeros(k, np.int64), cents, np.arange(k), auto, g
+    )

@@ -8,6 +8,7 @@ built (:meth:`ModelConfig.resolved`), from the median sampling step of the train
 the defaults adapt to 1-second and 1-hour data alike; the resolved values are kept in the
 trained model.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,12 @@ _DAY = 24 * _HOUR
 # fixed and 50 % sliding segments fall at the same times of day every day. The wizard's presets
 # round up to one of these.
 _SEC, _MIN = 1_000, 60_000
-_NICE_MS = ([_SEC * s for s in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)]
-            + [_MIN * m for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)]
-            + [_HOUR * h for h in (1, 2, 3, 4, 6, 8, 12)]
-            + [_DAY, 2 * _DAY, 7 * _DAY])
+_NICE_MS = (
+    [_SEC * s for s in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)]
+    + [_MIN * m for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)]
+    + [_HOUR * h for h in (1, 2, 3, 4, 6, 8, 12)]
+    + [_DAY, 2 * _DAY, 7 * _DAY]
+)
 
 
 def nice_duration(ms: float) -> int:
@@ -63,125 +66,189 @@ class ModelConfig(param.Parameterized):
 
     # ---------------------------------------------------------------- data
     device_type = param.String(default="", doc="Entity type / device profile the model is built for.")
-    fields = param.List(default=[], item_type=str,
-                        doc="Numeric telemetry keys; empty = every numeric key of the data.")
-    items = param.List(default=[], item_type=str,
-                       doc="Devices to train on; empty = all devices of the profile.")
+    fields = param.List(default=[], item_type=str, doc="Numeric telemetry keys; empty = every numeric key of the data.")
+    items = param.List(default=[], item_type=str, doc="Devices to train on; empty = all devices of the profile.")
     train_start = param.Integer(default=None, allow_None=True, doc="Training range start (ms, inclusive).")
     train_end = param.Integer(default=None, allow_None=True, doc="Training range end (ms, exclusive).")
 
     # ---------------------------------------------------------- segmentation
-    segment_ms = param.Integer(default=0, bounds=(0, None),
-                               doc="Segment time range in ms; 0 = auto: segment_points x the median "
-                                   "sampling step (24 x a 1 s / 1 min / 5 min / 1 h step divides a "
-                                   "day, so daily cycles line up segment for segment).")
-    segment_points = param.Integer(default=24, bounds=(2, None),
-                                   doc="Expected points per segment when segment_ms is auto.")
-    window: param.Selector[str] = param.Selector(default="sliding", objects=["fixed", "sliding"],
-                                                 doc="Fixed (no overlap) or sliding windows.")
-    sliding_step_percent = param.Number(default=50.0, bounds=(1.0, 100.0),
-                                        doc="Sliding step as a percentage of the segment length.")
-    max_gap_ms = param.Integer(default=0, bounds=(0, None),
-                               doc="Largest time gap allowed inside a segment (edges included); "
-                                   "0 = auto (the larger of 4 x the median step and a quarter of "
-                                   "the segment). Larger gap -> segment discarded.")
-    min_duration_ms = param.Integer(default=0, bounds=(0, None),
-                                    doc="Minimum covered duration (last - first point) of a segment; "
-                                        "0 = auto (half the segment).")
-    min_points = param.Integer(default=0, bounds=(0, None),
-                               doc="Minimum points per field in a segment; 0 = auto (half the "
-                                   "expected points, at least 2).")
+    segment_ms = param.Integer(
+        default=0,
+        bounds=(0, None),
+        doc="Segment time range in ms; 0 = auto: segment_points x the median "
+        "sampling step (24 x a 1 s / 1 min / 5 min / 1 h step divides a "
+        "day, so daily cycles line up segment for segment).",
+    )
+    segment_points = param.Integer(
+        default=24, bounds=(2, None), doc="Expected points per segment when segment_ms is auto."
+    )
+    window: param.Selector[str] = param.Selector(
+        default="sliding", objects=["fixed", "sliding"], doc="Fixed (no overlap) or sliding windows."
+    )
+    sliding_step_percent = param.Number(
+        default=50.0, bounds=(1.0, 100.0), doc="Sliding step as a percentage of the segment length."
+    )
+    max_gap_ms = param.Integer(
+        default=0,
+        bounds=(0, None),
+        doc="Largest time gap allowed inside a segment (edges included); "
+        "0 = auto (the larger of 4 x the median step and a quarter of "
+        "the segment). Larger gap -> segment discarded.",
+    )
+    min_duration_ms = param.Integer(
+        default=0,
+        bounds=(0, None),
+        doc="Minimum covered duration (last - first point) of a segment; 0 = auto (half the segment).",
+    )
+    min_points = param.Integer(
+        default=0,
+        bounds=(0, None),
+        doc="Minimum points per field in a segment; 0 = auto (half the expected points, at least 2).",
+    )
 
     # ------------------------------------------------------------ comparison
-    comparison: param.Selector[str] = param.Selector(default="behavior", objects=["behavior", "feature"],
-                                                     doc="Behavior-based (shape) or feature-based (statistics) comparison.")
-    aggregation_points = param.Integer(default=0, bounds=(0, None),
-                                       doc="Sub-intervals per segment (behavior-based); 0 = auto "
-                                           "(one per two expected points, 2..48).")
-    aggregation: param.Selector[str] = param.Selector(default="AVG", objects=["AVG", "MIN", "MAX", "SUM", "COUNT"],
-                                                      doc="Aggregation inside each sub-interval (behavior-based).")
-    features = param.List(default=list(FEATURES), item_type=str,
-                          doc="Statistics per field for feature-based comparison.")
-    clip = param.Number(default=1.0, bounds=(0.0, None),
-                        doc="Normalised values are clipped to [-clip, 1 + clip] (extreme noise).")
+    comparison: param.Selector[str] = param.Selector(
+        default="behavior",
+        objects=["behavior", "feature"],
+        doc="Behavior-based (shape) or feature-based (statistics) comparison.",
+    )
+    aggregation_points = param.Integer(
+        default=0,
+        bounds=(0, None),
+        doc="Sub-intervals per segment (behavior-based); 0 = auto (one per two expected points, 2..48).",
+    )
+    aggregation: param.Selector[str] = param.Selector(
+        default="AVG",
+        objects=["AVG", "MIN", "MAX", "SUM", "COUNT"],
+        doc="Aggregation inside each sub-interval (behavior-based).",
+    )
+    features = param.List(
+        default=list(FEATURES), item_type=str, doc="Statistics per field for feature-based comparison."
+    )
+    clip = param.Number(
+        default=1.0, bounds=(0.0, None), doc="Normalised values are clipped to [-clip, 1 + clip] (extreme noise)."
+    )
 
     # -------------------------------------------------------------- detector
-    detector: param.Selector[str] = param.Selector(default="clustering", objects=["clustering", "ensemble"],
-                                                   doc="ensemble: calibrated nearest-neighbour discord scores of "
-                                                       "the segment's shape and of its level statistics, thresholded by a "
-                                                       "peaks-over-threshold fit (tail_risk); clustering: Trendz semantics, "
-                                                       "distance to the nearest cluster, threshold = threshold_percent of the "
-                                                       "training segments (default).")
-    tail_risk = param.Number(default=1e-2, bounds=(0.0, 0.5), inclusive_bounds=(False, True),
-                             doc="Ensemble: probability that a normal segment scores >= 100, from a "
-                                 "generalised-Pareto fit of the training scores' upper tail.")
-    cooldown_segments = param.Integer(default=None, allow_None=True, bounds=(0, None),
-                                      doc="An anomaly stays open (active) until this many segment "
-                                          "lengths pass without an anomalous segment; anomalous "
-                                          "segments within it extend the same anomaly (one alarm per "
-                                          "episode). None = auto: 0 for clustering (Trendz), "
-                                          "4 segment lengths for the ensemble.")
+    detector: param.Selector[str] = param.Selector(
+        default="clustering",
+        objects=["clustering", "ensemble"],
+        doc="ensemble: calibrated nearest-neighbour discord scores of "
+        "the segment's shape and of its level statistics, thresholded by a "
+        "peaks-over-threshold fit (tail_risk); clustering: Trendz semantics, "
+        "distance to the nearest cluster, threshold = threshold_percent of the "
+        "training segments (default).",
+    )
+    tail_risk = param.Number(
+        default=1e-2,
+        bounds=(0.0, 0.5),
+        inclusive_bounds=(False, True),
+        doc="Ensemble: probability that a normal segment scores >= 100, from a "
+        "generalised-Pareto fit of the training scores' upper tail.",
+    )
+    cooldown_segments = param.Integer(
+        default=None,
+        allow_None=True,
+        bounds=(0, None),
+        doc="An anomaly stays open (active) until this many segment "
+        "lengths pass without an anomalous segment; anomalous "
+        "segments within it extend the same anomaly (one alarm per "
+        "episode). None = auto: 0 for clustering (Trendz), "
+        "4 segment lengths for the ensemble.",
+    )
 
     # ------------------------------------------------------------- algorithm
     algorithm: param.Selector[str] = param.Selector(default="kmeans", objects=["kmeans", "dbscan", "gmm"])
     n_clusters = param.Integer(default=8, bounds=(1, None), doc="K-Means cluster count (if not auto).")
-    auto_clusters = param.Boolean(default=True,
-                                  doc="Pick the cluster count (K-Means: silhouette, GMM: BIC, "
-                                      "DBSCAN: epsilon from the k-distance curve) and record how.")
+    auto_clusters = param.Boolean(
+        default=True,
+        doc="Pick the cluster count (K-Means: silhouette, GMM: BIC, "
+        "DBSCAN: epsilon from the k-distance curve) and record how.",
+    )
     max_iter = param.Integer(default=300, bounds=(1, None))
     dbscan_eps = param.Number(default=0.5, bounds=(0.0, None), inclusive_bounds=(False, True))
     dbscan_min_samples = param.Integer(default=5, bounds=(1, None))
     gmm_components = param.Integer(default=4, bounds=(1, None))
     gmm_covariance: param.Selector[str] = param.Selector(default="diag", objects=["diag", "full", "spherical", "tied"])
-    distance: param.Selector[str] = param.Selector(default="euclidean",
-                                                   objects=["euclidean", "manhattan", "chebyshev", "canberra", "dtw"])
-    dtw_band_percent = param.Number(default=10.0, bounds=(0.0, 100.0),
-                                    doc="Sakoe-Chiba band width for DTW, percent of the length.")
+    distance: param.Selector[str] = param.Selector(
+        default="euclidean", objects=["euclidean", "manhattan", "chebyshev", "canberra", "dtw"]
+    )
+    dtw_band_percent = param.Number(
+        default=10.0, bounds=(0.0, 100.0), doc="Sakoe-Chiba band width for DTW, percent of the length."
+    )
     random_state = param.Integer(default=0, doc="Seed for clustering and sub-sampling.")
 
     # --------------------------------------------------------------- scoring
-    threshold_percent = param.Number(default=1.0, bounds=(0.0, 100.0), inclusive_bounds=(False, True),
-                                     doc="Share of training segments that count as anomalous (%).")
+    threshold_percent = param.Number(
+        default=1.0,
+        bounds=(0.0, 100.0),
+        inclusive_bounds=(False, True),
+        doc="Share of training segments that count as anomalous (%).",
+    )
     min_anomaly_duration_ms = param.Integer(default=0, bounds=(0, None))
-    cluster_joining = param.Boolean(default=True,
-                                    doc="Adjacent anomalous segments form one anomaly even when "
-                                        "their nearest clusters differ.")
-    max_points = param.Integer(default=0, bounds=(0, None),
-                               doc="Training: at most this many latest points per item and field (0 = no cap).")
-    max_segments = param.Integer(default=50_000, bounds=(0, None),
-                                 doc="Training: at most this many segments, sampled evenly (0 = no cap).")
+    cluster_joining = param.Boolean(
+        default=True, doc="Adjacent anomalous segments form one anomaly even when their nearest clusters differ."
+    )
+    max_points = param.Integer(
+        default=0, bounds=(0, None), doc="Training: at most this many latest points per item and field (0 = no cap)."
+    )
+    max_segments = param.Integer(
+        default=50_000, bounds=(0, None), doc="Training: at most this many segments, sampled evenly (0 = no cap)."
+    )
 
     # --------------------------------------------------------------- outputs
     telemetry_key = param.String(default="anomaly", doc="Scores saved as _EAD_<key> / _EID_<key>.")
     storage_frequency_ms = param.Integer(default=_HOUR, bounds=(1, None))
     alarm_type = param.String(default="Anomaly")
-    warning_threshold = param.Number(default=None, allow_None=True, bounds=(0, None),
-                                     doc="None = default from the build (100).")
+    warning_threshold = param.Number(
+        default=None, allow_None=True, bounds=(0, None), doc="None = default from the build (100)."
+    )
     warning_enabled = param.Boolean(default=True)
-    minor_threshold = param.Number(default=None, allow_None=True, bounds=(0, None),
-                                   doc="None = default from the build (median of training scores >= 100).")
+    minor_threshold = param.Number(
+        default=None,
+        allow_None=True,
+        bounds=(0, None),
+        doc="None = default from the build (median of training scores >= 100).",
+    )
     minor_enabled = param.Boolean(default=True)
-    major_threshold = param.Number(default=None, allow_None=True, bounds=(0, None),
-                                   doc="None = default from the build (80th percentile).")
+    major_threshold = param.Number(
+        default=None, allow_None=True, bounds=(0, None), doc="None = default from the build (80th percentile)."
+    )
     major_enabled = param.Boolean(default=True)
-    critical_threshold = param.Number(default=None, allow_None=True, bounds=(0, None),
-                                      doc="None = default from the build (95th percentile).")
+    critical_threshold = param.Number(
+        default=None, allow_None=True, bounds=(0, None), doc="None = default from the build (95th percentile)."
+    )
     critical_enabled = param.Boolean(default=True)
     alarm_on_delete: param.Selector[str] = param.Selector(default="clear", objects=["clear", "delete"])
 
     # -------------------------------------------------------------- adaptive
-    adaptive = param.Boolean(default=False,
-                             doc="Re-fit normalisation, clusters and thresholds on everything seen "
-                                 "so far, every refit_every_segments new segments (causal).")
-    refit_every_segments = param.Integer(default=8, bounds=(1, None),
-                                         doc="New segments (segment starts) between adaptive re-fits.")
+    adaptive = param.Boolean(
+        default=False,
+        doc="Re-fit normalisation, clusters and thresholds on everything seen "
+        "so far, every refit_every_segments new segments (causal).",
+    )
+    refit_every_segments = param.Integer(
+        default=8, bounds=(1, None), doc="New segments (segment starts) between adaptive re-fits."
+    )
 
     #: knobs that change without a rebuild
-    REBUILD_FREE = frozenset({
-        "name", "telemetry_key", "storage_frequency_ms", "alarm_type", "alarm_on_delete",
-        "warning_threshold", "warning_enabled", "minor_threshold", "minor_enabled",
-        "major_threshold", "major_enabled", "critical_threshold", "critical_enabled",
-    })
+    REBUILD_FREE = frozenset(
+        {
+            "name",
+            "telemetry_key",
+            "storage_frequency_ms",
+            "alarm_type",
+            "alarm_on_delete",
+            "warning_threshold",
+            "warning_enabled",
+            "minor_threshold",
+            "minor_enabled",
+            "major_threshold",
+            "major_enabled",
+            "critical_threshold",
+            "critical_enabled",
+        }
+    )
 
     # ------------------------------------------------------------ validation
     def validate_by_field(self) -> dict[str, list[str]]:
@@ -201,8 +268,7 @@ class ModelConfig(param.Parameterized):
             bad("fields", "Field names must not be empty.")
         if len(set(self.items)) != len(self.items):
             bad("items", "Each item may be listed only once.")
-        if (self.train_start is not None and self.train_end is not None
-                and self.train_end <= self.train_start):
+        if self.train_start is not None and self.train_end is not None and self.train_end <= self.train_start:
             bad("train_end", "The training range must end after it starts.")
         seg = self.segment_ms
         if seg:
@@ -227,16 +293,21 @@ class ModelConfig(param.Parameterized):
         if self.algorithm == "kmeans" and not self.auto_clusters and self.n_clusters < 1:
             bad("n_clusters", "Use at least one cluster.")
         if self.algorithm == "gmm" and self.distance != "euclidean":
-            bad("distance", "A Gaussian mixture scores by negative log-likelihood; the distance "
-                            "setting is only used with K-Means and DBSCAN.")
+            bad(
+                "distance",
+                "A Gaussian mixture scores by negative log-likelihood; the distance "
+                "setting is only used with K-Means and DBSCAN.",
+            )
         last = None
         for sev in SEVERITIES:
             v = getattr(self, f"{sev}_threshold")
             if v is None or not getattr(self, f"{sev}_enabled"):
                 continue
             if last is not None and v < last[1]:
-                bad(f"{sev}_threshold", f"The {sev.upper()} threshold ({v:g}) is below the "
-                                        f"{last[0].upper()} threshold ({last[1]:g}).")
+                bad(
+                    f"{sev}_threshold",
+                    f"The {sev.upper()} threshold ({v:g}) is below the {last[0].upper()} threshold ({last[1]:g}).",
+                )
             last = (sev, v)
         if not any(getattr(self, f"{s}_enabled") for s in SEVERITIES):
             bad("warning_enabled", "Enable at least one severity, or anomalies never raise alarms.")
@@ -313,8 +384,7 @@ class ModelConfig(param.Parameterized):
 
     # ---------------------------------------------------------------- presets
     @classmethod
-    def preset(cls, intent: str, sensitivity: str = "medium", step_ms: float = 60_000,
-               **overrides: Any) -> ModelConfig:
+    def preset(cls, intent: str, sensitivity: str = "medium", step_ms: float = 60_000, **overrides: Any) -> ModelConfig:
         """Wizard presets: intent x sensitivity, segment lengths from the data step.
 
         Segments are rounded up to calendar durations (they divide a day) so daily cycles line
@@ -328,20 +398,31 @@ class ModelConfig(param.Parameterized):
         kw: dict[str, Any]
         if intent == "quick_scan":
             # one pass over history: coarse fixed windows, no adaptation
-            kw = dict(window="fixed", segment_ms=nice_duration(max(48 * step, _HOUR)), comparison="behavior",
-                      adaptive=False)
+            kw = dict(
+                window="fixed", segment_ms=nice_duration(max(48 * step, _HOUR)), comparison="behavior", adaptive=False
+            )
         elif intent == "operational_monitoring":
             # the benchmarked monitoring setup: ~24-point sliding windows, adaptive re-fits
-            kw = dict(window="sliding", sliding_step_percent=50.0, segment_ms=nice_duration(24 * step),
-                      comparison="behavior", adaptive=True)
+            kw = dict(
+                window="sliding",
+                sliding_step_percent=50.0,
+                segment_ms=nice_duration(24 * step),
+                comparison="behavior",
+                adaptive=True,
+            )
         elif intent == "comparative_analysis":
             # daily (or longer) statistics, compared across items
-            kw = dict(window="fixed", segment_ms=nice_duration(max(48 * step, _DAY)), comparison="feature",
-                      adaptive=False)
+            kw = dict(
+                window="fixed", segment_ms=nice_duration(max(48 * step, _DAY)), comparison="feature", adaptive=False
+            )
         else:  # health_monitoring: slow degradation -> long sliding windows
-            kw = dict(window="sliding", sliding_step_percent=25.0,
-                      segment_ms=nice_duration(max(96 * step, 6 * _HOUR)), comparison="behavior",
-                      adaptive=False)
+            kw = dict(
+                window="sliding",
+                sliding_step_percent=25.0,
+                segment_ms=nice_duration(max(96 * step, 6 * _HOUR)),
+                comparison="behavior",
+                adaptive=False,
+            )
         kw.update(threshold_percent=pct, storage_frequency_ms=_storage_advice(kw["segment_ms"], kw))
         kw.update(overrides)
         return cls(**kw)

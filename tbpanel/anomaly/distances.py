@@ -7,6 +7,7 @@ the two previous anti-diagonals), inside a Sakoe-Chiba band. A feature vector ma
 fields' curves (``blocks`` fields of equal length) is compared field by field and the DTW
 distances are summed, so DTW never warps one field into another.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -18,8 +19,7 @@ from scipy.spatial.distance import cdist
 __all__ = ["METRICS", "pairwise", "nearest", "dtw_pairs", "dtw_naive", "band_width"]
 
 METRICS = ("euclidean", "manhattan", "chebyshev", "canberra", "dtw")
-_SCIPY = {"euclidean": "euclidean", "manhattan": "cityblock", "chebyshev": "chebyshev",
-          "canberra": "canberra"}
+_SCIPY = {"euclidean": "euclidean", "manhattan": "cityblock", "chebyshev": "chebyshev", "canberra": "canberra"}
 
 
 def band_width(length: int, band_percent: float) -> int:
@@ -42,13 +42,13 @@ def dtw_pairs(a: np.ndarray, b: np.ndarray, band: int | None = None) -> np.ndarr
         return np.zeros(n)
     r = L if band is None else max(int(band), 0)
     inf = np.inf
-    prev2 = np.full((n, L + 1), inf)   # anti-diagonal k-2, indexed by i (DP row, 0..L)
-    prev1 = np.full((n, L + 1), inf)   # anti-diagonal k-1
-    prev2[:, 0] = 0.0                   # D[0, 0]
+    prev2 = np.full((n, L + 1), inf)  # anti-diagonal k-2, indexed by i (DP row, 0..L)
+    prev1 = np.full((n, L + 1), inf)  # anti-diagonal k-1
+    prev2[:, 0] = 0.0  # D[0, 0]
     for k in range(2, 2 * L + 1):
         i_lo, i_hi = max(1, k - L), min(L, k - 1)
         # band: |i - j| = |2i - k| <= r
-        i_lo = max(i_lo, (k - r + 1) // 2)   # ceil((k - r) / 2)
+        i_lo = max(i_lo, (k - r + 1) // 2)  # ceil((k - r) / 2)
         i_hi = min(i_hi, (k + r) // 2)
         cur = np.full((n, L + 1), inf)
         if i_lo <= i_hi:
@@ -77,8 +77,9 @@ def dtw_naive(a: Iterable[float], b: Iterable[float], band: int | None = None) -
     return D[L1][L2]
 
 
-def _dtw_matrix(x: np.ndarray, y: np.ndarray, blocks: int, band_percent: float,
-                max_pairs: int = 200_000) -> npt.NDArray[np.float64]:
+def _dtw_matrix(
+    x: np.ndarray, y: np.ndarray, blocks: int, band_percent: float, max_pairs: int = 200_000
+) -> npt.NDArray[np.float64]:
     n, m = x.shape[0], y.shape[0]
     d = x.shape[1]
     if d % blocks:
@@ -90,7 +91,7 @@ def _dtw_matrix(x: np.ndarray, y: np.ndarray, blocks: int, band_percent: float,
         return out
     rows = max(1, max_pairs // max(m, 1))
     for r0 in range(0, n, rows):
-        xs = x[r0:r0 + rows]
+        xs = x[r0 : r0 + rows]
         nr = xs.shape[0]
         acc = np.zeros(nr * m)
         for blk in range(blocks):
@@ -98,12 +99,13 @@ def _dtw_matrix(x: np.ndarray, y: np.ndarray, blocks: int, band_percent: float,
             A = np.repeat(xs[:, cols], m, axis=0)
             B = np.tile(y[:, cols], (nr, 1))
             acc += dtw_pairs(A, B, band)
-        out[r0:r0 + nr] = acc.reshape(nr, m)
+        out[r0 : r0 + nr] = acc.reshape(nr, m)
     return out
 
 
-def pairwise(x: np.ndarray, y: np.ndarray, metric: str = "euclidean", *, blocks: int = 1,
-             band_percent: float = 10.0) -> npt.NDArray[np.float64]:
+def pairwise(
+    x: np.ndarray, y: np.ndarray, metric: str = "euclidean", *, blocks: int = 1, band_percent: float = 10.0
+) -> npt.NDArray[np.float64]:
     """``(len(x), len(y))`` distances between the rows of ``x`` and ``y``."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
@@ -115,8 +117,15 @@ def pairwise(x: np.ndarray, y: np.ndarray, metric: str = "euclidean", *, blocks:
     return d
 
 
-def nearest(x: np.ndarray, refs: np.ndarray, metric: str = "euclidean", *, blocks: int = 1,
-            band_percent: float = 10.0, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    x: np.ndarray,
+    refs: np.ndarray,
+    metric: str = "euclidean",
+    *,
+    blocks: int = 1,
+    band_percent: float = 10.0,
+    chunk: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each row of ``x`` to its nearest row of ``refs``, and that row's index."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     n = x.shape[0]
@@ -126,8 +135,8 @@ def nearest(x: np.ndarray, refs: np.ndarray, metric: str = "euclidean", *, block
         return dist, idx
     step = max(1, min(chunk, 20_000_000 // max(len(refs), 1) // max(x.shape[1], 1)))
     for r0 in range(0, n, step):
-        d = pairwise(x[r0:r0 + step], refs, metric, blocks=blocks, band_percent=band_percent)
+        d = pairwise(x[r0 : r0 + step], refs, metric, blocks=blocks, band_percent=band_percent)
         j = np.argmin(d, axis=1)
-        idx[r0:r0 + step] = j
-        dist[r0:r0 + step] = d[np.arange(d.shape[0]), j]
+        idx[r0 : r0 + step] = j
+        dist[r0 : r0 + step] = d[np.arange(d.shape[0]), j]
     return dist, idx

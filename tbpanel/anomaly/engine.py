@@ -9,6 +9,7 @@ trained = refit(trained, data)                    # adaptive mode: same config, 
 Build: collect -> segment -> features -> normalise (min/max of training) -> cluster -> distances of
 every training segment -> ``d_thr`` -> scores -> default severity thresholds and cluster stats.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,18 @@ from .scoring import (
 )
 from .segments import ItemData, SegmentTable, clean_item, median_step, segment_item
 
-__all__ = ["ItemData", "TrainedModel", "ScoredSegments", "AnomalyRecord", "Cancelled", "fit",
-           "refit", "assemble", "Progress", "Cancel"]
+__all__ = [
+    "ItemData",
+    "TrainedModel",
+    "ScoredSegments",
+    "AnomalyRecord",
+    "Cancelled",
+    "fit",
+    "refit",
+    "assemble",
+    "Progress",
+    "Cancel",
+]
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -85,8 +96,8 @@ def _slice(item: ItemData, start: int | None, end: int | None, max_points: int =
 class TrainedModel:
     """Everything a built model stores; ``to_dict()`` is JSON-safe."""
 
-    config: ModelConfig              # as the user set it
-    resolved: ModelConfig            # auto knobs filled from the data step
+    config: ModelConfig  # as the user set it
+    resolved: ModelConfig  # auto knobs filled from the data step
     fields: list[str]
     step_ms: float
     normalizer: Normalizer
@@ -101,7 +112,7 @@ class TrainedModel:
     n_refits: int = 0
     build_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
-    ensemble: EnsembleModel | None = None    # detector="ensemble": the calibrated discord members
+    ensemble: EnsembleModel | None = None  # detector="ensemble": the calibrated discord members
 
     # ------------------------------------------------------------------ views
     @property
@@ -134,14 +145,16 @@ class TrainedModel:
         return effective_thresholds(self.severity_defaults, config or self.config)
 
     # ---------------------------------------------------------------- scoring
-    def features(self, item: ItemData, start_ms: int | None = None,
-                 end_ms: int | None = None) -> tuple[SegmentTable, npt.NDArray[np.float64]]:
+    def features(
+        self, item: ItemData, start_ms: int | None = None, end_ms: int | None = None
+    ) -> tuple[SegmentTable, npt.NDArray[np.float64]]:
         """``(segment table, normalised feature matrix)`` of one item (cleaned inside)."""
         _, table, x = self._segments(item, start_ms, end_ms)
         return table, x
 
-    def _segments(self, item: ItemData, start_ms: int | None,
-                  end_ms: int | None) -> tuple[ItemData, SegmentTable, npt.NDArray[np.float64]]:
+    def _segments(
+        self, item: ItemData, start_ms: int | None, end_ms: int | None
+    ) -> tuple[ItemData, SegmentTable, npt.NDArray[np.float64]]:
         r = self.resolved
         it = clean_item(item, self.fields)
         if start_ms is not None or end_ms is not None:
@@ -149,9 +162,17 @@ class TrainedModel:
         if end_ms is None:
             lasts = [int(ts[-1]) for ts, _ in it.values() if len(ts)]
             end_ms = (max(lasts) + 1) if lasts else None
-        table = segment_item(it, self.fields, r.segment_ms, r.step_ms(), max_gap_ms=r.max_gap_ms,
-                             min_duration_ms=r.min_duration_ms, min_points=r.min_points,
-                             start_ms=start_ms, end_ms=end_ms)
+        table = segment_item(
+            it,
+            self.fields,
+            r.segment_ms,
+            r.step_ms(),
+            max_gap_ms=r.max_gap_ms,
+            min_duration_ms=r.min_duration_ms,
+            min_points=r.min_points,
+            start_ms=start_ms,
+            end_ms=end_ms,
+        )
         x = extract(it, table, r, self.fields)
         return it, table, self.normalizer.transform(x)
 
@@ -159,11 +180,22 @@ class TrainedModel:
         """Ensemble: ``(n, len(MEMBERS))`` distance / threshold of each member, per segment."""
         if self.ensemble is None:
             return np.zeros((len(table), 0))
-        feats = {"shape": x, "cluster": self.clusters.distances(x)[0], "level": self.ensemble.level_matrix(level_stats(item, table, self.fields))}
+        feats = {
+            "shape": x,
+            "cluster": self.clusters.distances(x)[0],
+            "level": self.ensemble.level_matrix(level_stats(item, table, self.fields)),
+        }
         return self.ensemble.member_ratios(feats, item_name, table.start)
 
-    def score(self, data: dict[str, ItemData], start_ms: int | None = None, end_ms: int | None = None, *,
-              progress: Progress | None = None, cancel: Cancel | None = None) -> ScoredSegments:
+    def score(
+        self,
+        data: dict[str, ItemData],
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> ScoredSegments:
         """Score every complete segment (``start >= start_ms``, ``end <= end_ms``) of every item
         in ``data`` (trained or not). ``end_ms=None``: up to each item's last point."""
         track = _Tracker(progress, cancel)
@@ -181,46 +213,81 @@ class TrainedModel:
         d, lab = self.clusters.distances(x) if x.shape[0] else (np.empty(0), np.empty(0, np.int64))
         if self.ensemble is not None:
             d = np.concatenate(ens) if ens else np.empty(0)
-        item = np.concatenate([np.full(len(t), name, dtype=object) for name, t in tables]) if tables \
+        item = (
+            np.concatenate([np.full(len(t), name, dtype=object) for name, t in tables])
+            if tables
             else np.empty(0, dtype=object)
+        )
         start = np.concatenate([t.start for _, t in tables]) if tables else np.empty(0, np.int64)
         end = np.concatenate([t.end for _, t in tables]) if tables else np.empty(0, np.int64)
-        out = ScoredSegments(item, start.astype(np.int64), end.astype(np.int64),
-                             scores_from_distances(d, self.d_thr), d, lab.astype(np.int64)).sorted()
+        out = ScoredSegments(
+            item,
+            start.astype(np.int64),
+            end.astype(np.int64),
+            scores_from_distances(d, self.d_thr),
+            d,
+            lab.astype(np.int64),
+        ).sorted()
         track(1.0, f"scored {len(out)} segments")
         return out
 
     # ------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        return {"format": MODEL_FORMAT, "config": self.config.to_dict(), "resolved": self.resolved.to_dict(),
-                "fields": list(self.fields), "step_ms": self.step_ms,
-                "normalizer": self.normalizer.to_dict(), "clusters": self.clusters.to_dict(),
-                "d_thr": self.d_thr, "train_distances": self.train_distances.tolist(),
-                "severity_defaults": dict(self.severity_defaults), "cluster_stats": self.cluster_stats,
-                "trained_items": list(self.trained_items), "train_range": list(self.train_range),
-                "n_train_segments": self.n_train_segments, "n_refits": self.n_refits,
-                "build_seconds": self.build_seconds, "extra": self.extra,
-                "ensemble": None if self.ensemble is None else self.ensemble.to_dict()}
+        return {
+            "format": MODEL_FORMAT,
+            "config": self.config.to_dict(),
+            "resolved": self.resolved.to_dict(),
+            "fields": list(self.fields),
+            "step_ms": self.step_ms,
+            "normalizer": self.normalizer.to_dict(),
+            "clusters": self.clusters.to_dict(),
+            "d_thr": self.d_thr,
+            "train_distances": self.train_distances.tolist(),
+            "severity_defaults": dict(self.severity_defaults),
+            "cluster_stats": self.cluster_stats,
+            "trained_items": list(self.trained_items),
+            "train_range": list(self.train_range),
+            "n_train_segments": self.n_train_segments,
+            "n_refits": self.n_refits,
+            "build_seconds": self.build_seconds,
+            "extra": self.extra,
+            "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainedModel:
         if d.get("format") != MODEL_FORMAT:
             raise ValueError(f"unsupported model format {d.get('format')!r}")
-        return cls(config=ModelConfig.from_dict(d["config"]), resolved=ModelConfig.from_dict(d["resolved"]),
-                   fields=list(d["fields"]), step_ms=float(d["step_ms"]),
-                   normalizer=Normalizer.from_dict(d["normalizer"]),
-                   clusters=ClusterModel.from_dict(d["clusters"]), d_thr=float(d["d_thr"]),
-                   train_distances=np.asarray(d["train_distances"], dtype=np.float64),
-                   severity_defaults={k: float(v) for k, v in d["severity_defaults"].items()},
-                   cluster_stats=list(d["cluster_stats"]), trained_items=list(d["trained_items"]),
-                   train_range=tuple(d["train_range"]), n_train_segments=int(d["n_train_segments"]),
-                   n_refits=int(d.get("n_refits", 0)), build_seconds=float(d.get("build_seconds", 0.0)),
-                   extra=dict(d.get("extra", {})),
-                   ensemble=None if d.get("ensemble") is None else EnsembleModel.from_dict(d["ensemble"]))
+        return cls(
+            config=ModelConfig.from_dict(d["config"]),
+            resolved=ModelConfig.from_dict(d["resolved"]),
+            fields=list(d["fields"]),
+            step_ms=float(d["step_ms"]),
+            normalizer=Normalizer.from_dict(d["normalizer"]),
+            clusters=ClusterModel.from_dict(d["clusters"]),
+            d_thr=float(d["d_thr"]),
+            train_distances=np.asarray(d["train_distances"], dtype=np.float64),
+            severity_defaults={k: float(v) for k, v in d["severity_defaults"].items()},
+            cluster_stats=list(d["cluster_stats"]),
+            trained_items=list(d["trained_items"]),
+            train_range=tuple(d["train_range"]),
+            n_train_segments=int(d["n_train_segments"]),
+            n_refits=int(d.get("n_refits", 0)),
+            build_seconds=float(d.get("build_seconds", 0.0)),
+            extra=dict(d.get("extra", {})),
+            ensemble=None if d.get("ensemble") is None else EnsembleModel.from_dict(d["ensemble"]),
+        )
 
 
-def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, ItemData],
-           train_start: int | None, train_end: int | None, track: _Tracker, n_refits: int = 0) -> TrainedModel:
+def _build(
+    config: ModelConfig,
+    resolved: ModelConfig | None,
+    data: dict[str, ItemData],
+    train_start: int | None,
+    train_end: int | None,
+    track: _Tracker,
+    n_refits: int = 0,
+) -> TrainedModel:
     t0 = time.perf_counter()
     config.check()
     items = _select_items(config, data)
@@ -239,9 +306,17 @@ def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, It
     for n, name in enumerate(items):
         track(0.1 + 0.4 * n / len(items), f"segmenting {name}")
         it = cleaned[name]
-        t = segment_item(it, fields, r.segment_ms, r.step_ms(), max_gap_ms=r.max_gap_ms,
-                         min_duration_ms=r.min_duration_ms, min_points=r.min_points,
-                         start_ms=train_start, end_ms=train_end)
+        t = segment_item(
+            it,
+            fields,
+            r.segment_ms,
+            r.step_ms(),
+            max_gap_ms=r.max_gap_ms,
+            min_duration_ms=r.min_duration_ms,
+            min_points=r.min_points,
+            start_ms=train_start,
+            end_ms=train_end,
+        )
         tables.append(t)
         mats.append(extract(it, t, r, fields))
         if r.detector == "ensemble":
@@ -251,8 +326,10 @@ def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, It
     durations = np.concatenate([t.end - t.start for t in tables])
     seg_start = np.concatenate([t.start for t in tables])
     if raw.shape[0] == 0:
-        raise ValueError("no training segment passed the segment filters (check the segment length, "
-                         "max gap, min points and the training range)")
+        raise ValueError(
+            "no training segment passed the segment filters (check the segment length, "
+            "max gap, min points and the training range)"
+        )
     if config.max_segments and raw.shape[0] > config.max_segments:
         keep = np.unique(np.linspace(0, raw.shape[0] - 1, config.max_segments).round().astype(int))
         raw, durations, seg_start = raw[keep], durations[keep], seg_start[keep]
@@ -269,36 +346,63 @@ def _build(config: ModelConfig, resolved: ModelConfig | None, data: dict[str, It
     ensemble = None
     if r.detector == "ensemble":
         track(0.9, "fitting the discord ensemble")
-        ensemble, ratios = fit_ensemble(x, d, np.vstack(stats), np.concatenate(codes), seg_start, items,
-                                        int(r.segment_ms), float(r.tail_risk))
+        ensemble, ratios = fit_ensemble(
+            x, d, np.vstack(stats), np.concatenate(codes), seg_start, items, int(r.segment_ms), float(r.tail_risk)
+        )
         d, d_thr = ratios.max(axis=1), 1.0
-        ensemble.info["fired_in_training"] = {m: int(np.sum((ratios[:, j] >= 1.0)
-                                                            & (ratios[:, j] == d)))
-                                              for j, m in enumerate(MEMBERS)}
+        ensemble.info["fired_in_training"] = {
+            m: int(np.sum((ratios[:, j] >= 1.0) & (ratios[:, j] == d))) for j, m in enumerate(MEMBERS)
+        }
     else:
         d_thr = threshold_distance(d, r.threshold_percent)
     s = scores_from_distances(d, d_thr)
     model = TrainedModel(
-        config=config, resolved=r, fields=fields, step_ms=step, normalizer=norm, clusters=clusters,
-        d_thr=d_thr, train_distances=d, severity_defaults=default_severity_thresholds(s),
-        cluster_stats=cluster_statistics(labels, s, durations, clusters.k), trained_items=items,
-        train_range=(train_start, train_end), n_train_segments=int(x.shape[0]), n_refits=n_refits,
-        build_seconds=time.perf_counter() - t0, ensemble=ensemble)
+        config=config,
+        resolved=r,
+        fields=fields,
+        step_ms=step,
+        normalizer=norm,
+        clusters=clusters,
+        d_thr=d_thr,
+        train_distances=d,
+        severity_defaults=default_severity_thresholds(s),
+        cluster_stats=cluster_statistics(labels, s, durations, clusters.k),
+        trained_items=items,
+        train_range=(train_start, train_end),
+        n_train_segments=int(x.shape[0]),
+        n_refits=n_refits,
+        build_seconds=time.perf_counter() - t0,
+        ensemble=ensemble,
+    )
     track(1.0, f"ready: {clusters.k} clusters, threshold distance {d_thr:.4g}")
     return model
 
 
-def fit(config: ModelConfig, data: dict[str, ItemData], *, progress: Progress | None = None,
-        cancel: Cancel | None = None) -> TrainedModel:
+def fit(
+    config: ModelConfig, data: dict[str, ItemData], *, progress: Progress | None = None, cancel: Cancel | None = None
+) -> TrainedModel:
     """Build a model on ``data`` (restricted to the config's items, fields and training range)."""
     return _build(config, None, data, config.train_start, config.train_end, _Tracker(progress, cancel))
 
 
-def refit(trained: TrainedModel, data: dict[str, ItemData], *, until_ms: int | None = None,
-          progress: Progress | None = None, cancel: Cancel | None = None) -> TrainedModel:
+def refit(
+    trained: TrainedModel,
+    data: dict[str, ItemData],
+    *,
+    until_ms: int | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> TrainedModel:
     """Adaptive re-fit: same configuration (and resolved segment lengths), normalisation, clusters
     and thresholds re-learned on everything in ``data`` from the training start up to ``until_ms``
     (causal: nothing after ``until_ms`` is looked at)."""
     start = trained.config.train_start
-    return _build(trained.config, trained.resolved, data, start, until_ms, _Tracker(progress, cancel),
-                  n_refits=trained.n_refits + 1)
+    return _build(
+        trained.config,
+        trained.resolved,
+        data,
+        start,
+        until_ms,
+        _Tracker(progress, cancel),
+        n_refits=trained.n_refits + 1,
+    )

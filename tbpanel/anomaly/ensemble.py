@@ -15,6 +15,7 @@ member ratio ``d / threshold``, so the model's ``d_thr`` is 1 and ``score = 100 
 ratio: exactly 100 where the most surprised member reaches its threshold. The member that fired
 is reported per segment (explainability).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def level_stats(item: ItemData, table: SegmentTable, fields: list[str]) -> np.nd
         mn = range_reduce(np.minimum, v, lo, hi, empty=0.0)
         mx = range_reduce(np.maximum, v, lo, hi, empty=0.0)
         k = len(_LEVEL_STATS)
-        out[:, fi * k:(fi + 1) * k] = np.column_stack([mean, np.sqrt(var), mn, mx, rough])
+        out[:, fi * k : (fi + 1) * k] = np.column_stack([mean, np.sqrt(var), mn, mx, rough])
     return out
 
 
@@ -93,20 +94,37 @@ class EnsembleModel:
         return np.column_stack(cols) if cols else np.zeros((len(start), 0))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"members": {k: m.to_dict() for k, m in self.members.items()},
-                "thresholds": dict(self.thresholds), "level_center": self.level_center.tolist(),
-                "level_scale": self.level_scale.tolist(), "risk": self.risk, "info": self.info}
+        return {
+            "members": {k: m.to_dict() for k, m in self.members.items()},
+            "thresholds": dict(self.thresholds),
+            "level_center": self.level_center.tolist(),
+            "level_scale": self.level_scale.tolist(),
+            "risk": self.risk,
+            "info": self.info,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EnsembleModel:
-        return cls({k: DiscordModel.from_dict(m) for k, m in d["members"].items()},
-                   {k: float(v) for k, v in d["thresholds"].items()},
-                   np.asarray(d["level_center"], dtype=np.float64), np.asarray(d["level_scale"], dtype=np.float64),
-                   float(d["risk"]), dict(d.get("info", {})))
+        return cls(
+            {k: DiscordModel.from_dict(m) for k, m in d["members"].items()},
+            {k: float(v) for k, v in d["thresholds"].items()},
+            np.asarray(d["level_center"], dtype=np.float64),
+            np.asarray(d["level_scale"], dtype=np.float64),
+            float(d["risk"]),
+            dict(d.get("info", {})),
+        )
 
 
-def fit_ensemble(shape_x: np.ndarray, cluster_d: np.ndarray, raw_stats: np.ndarray, item_code: np.ndarray, start: np.ndarray,
-                 items: list[str], segment_ms: int, risk: float) -> tuple[EnsembleModel, np.ndarray]:
+def fit_ensemble(
+    shape_x: np.ndarray,
+    cluster_d: np.ndarray,
+    raw_stats: np.ndarray,
+    item_code: np.ndarray,
+    start: np.ndarray,
+    items: list[str],
+    segment_ms: int,
+    risk: float,
+) -> tuple[EnsembleModel, np.ndarray]:
     """Fit every member on the training segments; returns the model and the training segments'
     member ratios ``(n, len(MEMBERS))``."""
     center, scale = _robust_scale(raw_stats)
@@ -124,7 +142,11 @@ def fit_ensemble(shape_x: np.ndarray, cluster_d: np.ndarray, raw_stats: np.ndarr
         t = pot_threshold(d, risk)
         members[name], thr[name] = m, t
         ratios.append(d / t)
-        info[name] = {"threshold": t, "median": float(np.median(d)) if d.size else 0.0,
-                      "max": float(d.max()) if d.size else 0.0, "refs": int(m.refs.shape[0])}
+        info[name] = {
+            "threshold": t,
+            "median": float(np.median(d)) if d.size else 0.0,
+            "max": float(d.max()) if d.size else 0.0,
+            "refs": int(m.refs.shape[0]),
+        }
     model = EnsembleModel(members, thr, center, scale, float(risk), info)
     return model, np.column_stack(ratios)

@@ -9,6 +9,7 @@
 Overlapping (sliding) segments are handled with prefix sums and ``reduceat`` over index ranges;
 there is no Python loop over points or segments.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,9 @@ def fill_gaps(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def behavior_matrix(item: ItemData, table: SegmentTable, fields: list[str], points: int,
-                    aggregation: str = "AVG") -> np.ndarray:
+def behavior_matrix(
+    item: ItemData, table: SegmentTable, fields: list[str], points: int, aggregation: str = "AVG"
+) -> np.ndarray:
     """``(n_segments, len(fields) * points)``: each field's segment curve, resampled."""
     n = len(table)
     out = np.empty((n, len(fields) * points), dtype=np.float64)
@@ -79,7 +81,7 @@ def behavior_matrix(item: ItemData, table: SegmentTable, fields: list[str], poin
             raise ValueError(f"unknown aggregation {aggregation!r}")
         if aggregation in ("AVG", "MIN", "MAX"):
             block = fill_gaps(np.array(block, dtype=np.float64))
-        out[:, fi * points:(fi + 1) * points] = block
+        out[:, fi * points : (fi + 1) * points] = block
     return out
 
 
@@ -93,8 +95,9 @@ def _padded(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(m, v[np.minimum(idx, max(len(v) - 1, 0))] if len(v) else np.nan, np.nan)
 
 
-def feature_matrix(item: ItemData, table: SegmentTable, fields: list[str],
-                   features: list[str] | tuple[str, ...] = FEATURES) -> np.ndarray:
+def feature_matrix(
+    item: ItemData, table: SegmentTable, fields: list[str], features: list[str] | tuple[str, ...] = FEATURES
+) -> np.ndarray:
     """``(n_segments, len(fields) * len(features))`` statistics per segment and field."""
     n = len(table)
     nf = len(features)
@@ -119,8 +122,12 @@ def feature_matrix(item: ItemData, table: SegmentTable, fields: list[str],
             dev = x - mean[:, None]
             std = np.sqrt(np.nansum(dev * dev, axis=1) / kk)
             srt = np.sort(x, axis=1)  # NaN sorts last
-            stats = {"mean": mean, "std": std,
-                     "min": srt[:, 0], "max": srt[np.arange(srt.shape[0]), np.maximum(k - 1, 0).astype(int)]}
+            stats = {
+                "mean": mean,
+                "std": std,
+                "min": srt[:, 0],
+                "max": srt[np.arange(srt.shape[0]), np.maximum(k - 1, 0).astype(int)],
+            }
             with np.errstate(invalid="ignore", divide="ignore"):
                 stats["cv"] = np.where(np.abs(mean) > 1e-12, std / np.abs(mean), 0.0)
                 tm = np.nansum(t, axis=1) / kk
@@ -187,5 +194,4 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalizer:
-        return cls(np.asarray(d["lo"], dtype=np.float64), np.asarray(d["hi"], dtype=np.float64),
-                   float(d["clip"]))
+        return cls(np.asarray(d["lo"], dtype=np.float64), np.asarray(d["hi"], dtype=np.float64), float(d["clip"]))

@@ -6,6 +6,7 @@ REST API serialises and the pages list; the fitted artifact it scores with is
 to the :class:`~.service.AnomalyService` that made it and block with a progress bar, for
 notebooks; the API and pages call the service directly.
 """
+
 from __future__ import annotations
 
 import html
@@ -69,21 +70,40 @@ class AnomalyModel(param.Parameterized):
     @classmethod
     def from_row(cls, service: AnomalyService | None, row: dict[str, Any]) -> AnomalyModel:
         """The model of a ``models`` row (:class:`~.repository.AnomalyRepository`)."""
-        return cls(service, id=row["id"], tenant_id=row["tenant_id"], config=ModelConfig.from_json(row["config"]),
-                   status=row["status"], message=row["message"] or "", created_ms=row["created_ms"],
-                   built_ms=row["built_ms"], refresh=RefreshSettings(**(row["refresh"] or {})),
-                   last_refresh_end_ms=row["last_refresh_end_ms"],
-                   last_refresh_run_ms=row["last_refresh_run_ms"], refits=row["refits"] or 0)
+        return cls(
+            service,
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            config=ModelConfig.from_json(row["config"]),
+            status=row["status"],
+            message=row["message"] or "",
+            created_ms=row["created_ms"],
+            built_ms=row["built_ms"],
+            refresh=RefreshSettings(**(row["refresh"] or {})),
+            last_refresh_end_ms=row["last_refresh_end_ms"],
+            last_refresh_run_ms=row["last_refresh_run_ms"],
+            refits=row["refits"] or 0,
+        )
 
     # -- notebook conveniences (blocking, with a progress bar) -----------------------------------
     def build(self, wait: bool = True, progress: bool = True) -> AnomalyModel:
         task = self._require_service().build(self.id)
         return self._finish(task, wait, progress)
 
-    def reprocess(self, start: Any, end: Any, items: Any = None, *, create_alarms: bool = False,
-                  save_telemetry: bool = False, wait: bool = True, progress: bool = True) -> AnomalyModel:
-        task = self._require_service().reprocess(self.id, start, end, items, create_alarms=create_alarms,
-                                                 save_telemetry=save_telemetry)
+    def reprocess(
+        self,
+        start: Any,
+        end: Any,
+        items: Any = None,
+        *,
+        create_alarms: bool = False,
+        save_telemetry: bool = False,
+        wait: bool = True,
+        progress: bool = True,
+    ) -> AnomalyModel:
+        task = self._require_service().reprocess(
+            self.id, start, end, items, create_alarms=create_alarms, save_telemetry=save_telemetry
+        )
         return self._finish(task, wait, progress)
 
     def anomalies(self, **filters: Any) -> pd.DataFrame:
@@ -104,16 +124,29 @@ class AnomalyModel(param.Parameterized):
             if done.status == "FAILED":
                 raise RuntimeError(done.message)
         fresh = service._require(self.id)
-        self.param.update(**{k: getattr(fresh, k) for k in ("status", "message", "built_ms", "config",
-                                                            "refresh", "last_refresh_end_ms", "refits")})
+        self.param.update(
+            **{
+                k: getattr(fresh, k)
+                for k in ("status", "message", "built_ms", "config", "refresh", "last_refresh_end_ms", "refits")
+            }
+        )
         return self
 
     def to_json(self, counts: dict[str, Any] | None = None) -> dict[str, Any]:
-        out = {"id": self.id, "tenantId": self.tenant_id, "name": self.config.name, "status": self.status,
-               "message": self.message, "createdTime": self.created_ms, "builtTime": self.built_ms,
-               "config": self.config.to_dict(),
-               "refresh": self.refresh.to_dict(), "lastRefreshEndTs": self.last_refresh_end_ms,
-               "lastRefreshRunTs": self.last_refresh_run_ms, "refits": self.refits}
+        out = {
+            "id": self.id,
+            "tenantId": self.tenant_id,
+            "name": self.config.name,
+            "status": self.status,
+            "message": self.message,
+            "createdTime": self.created_ms,
+            "builtTime": self.built_ms,
+            "config": self.config.to_dict(),
+            "refresh": self.refresh.to_dict(),
+            "lastRefreshEndTs": self.last_refresh_end_ms,
+            "lastRefreshRunTs": self.last_refresh_run_ms,
+            "refits": self.refits,
+        }
         if counts is not None:
             out["counts"] = counts
         return out
@@ -122,29 +155,46 @@ class AnomalyModel(param.Parameterized):
         return self.__repr__()
 
     def __repr__(self) -> str:
-        return (f"<AnomalyModel {self.config.name!r} {self.status} type={self.config.device_type!r} "
-                f"fields={list(self.config.fields)} id={self.id}>")
+        return (
+            f"<AnomalyModel {self.config.name!r} {self.status} type={self.config.device_type!r} "
+            f"fields={list(self.config.fields)} id={self.id}>"
+        )
 
     def summary(self) -> dict[str, Any]:
         """Settings that matter, status and an anomaly summary: what a notebook repr shows."""
         c, r = self.config, self.refresh
         out: dict[str, Any] = {
-            "name": c.name, "status": self.status, "message": self.message, "device_type": c.device_type,
-            "fields": list(c.fields), "window": c.window, "segment": f"{c.segment_ms / 60_000:g} min" if c.segment_ms
-            else f"{c.segment_points} points", "comparison": c.comparison, "algorithm": c.algorithm,
-            "distance": c.distance, "threshold_percent": c.threshold_percent, "adaptive": c.adaptive,
-            "refresh": (f"every {r.every} {r.unit}" if r.enabled else "off")}
+            "name": c.name,
+            "status": self.status,
+            "message": self.message,
+            "device_type": c.device_type,
+            "fields": list(c.fields),
+            "window": c.window,
+            "segment": f"{c.segment_ms / 60_000:g} min" if c.segment_ms else f"{c.segment_points} points",
+            "comparison": c.comparison,
+            "algorithm": c.algorithm,
+            "distance": c.distance,
+            "threshold_percent": c.threshold_percent,
+            "adaptive": c.adaptive,
+            "refresh": (f"every {r.every} {r.unit}" if r.enabled else "off"),
+        }
         if self._service is not None:
             df = self.anomalies()
-            out.update(anomalies=len(df), items_affected=int(df["item"].nunique()) if len(df) else 0,
-                       peak_score=float(df["score"].max()) if len(df) else 0.0,
-                       active=int(df["active"].sum()) if len(df) else 0)
+            out.update(
+                anomalies=len(df),
+                items_affected=int(df["item"].nunique()) if len(df) else 0,
+                peak_score=float(df["score"].max()) if len(df) else 0.0,
+                active=int(df["active"].sum()) if len(df) else 0,
+            )
         return out
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
-                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-                       for k, v in self.summary().items() if v not in ("", None))
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in self.summary().items()
+            if v not in ("", None)
+        )
         return f"<b>AnomalyModel</b> <code>{html.escape(self.id)}</code><table>{rows}</table>"
 
 
@@ -154,6 +204,7 @@ def wait_with_progress(runner: TaskRunner, task: Task, show: bool = True) -> Tas
     if show:
         try:
             from tqdm.auto import tqdm
+
             bar = tqdm(total=100, desc=task.kind.lower(), unit="%")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None

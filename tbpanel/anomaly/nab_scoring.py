@@ -11,6 +11,7 @@
 * Normalised corpus score: ``100 * (raw - null) / (perfect - null)``, ``null = -fn`` and
   ``perfect = tp`` per scorable window.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PROFILES", "scaled_sigmoid", "probation_rows", "window_rows", "score_file",
-           "score_corpus", "score_corpus_detail", "load_profiles", "load_windows", "to_ms"]
+__all__ = [
+    "PROFILES",
+    "scaled_sigmoid",
+    "probation_rows",
+    "window_rows",
+    "score_file",
+    "score_corpus",
+    "score_corpus_detail",
+    "load_profiles",
+    "load_windows",
+    "to_ms",
+]
 
 PROFILES = {
     "standard": {"tp": 1.0, "fn": 1.0, "fp": 0.11},
@@ -83,22 +94,27 @@ def window_rows(ts_ms: np.ndarray, windows: Sequence[Sequence[Any]]) -> list[tup
     return out
 
 
-def score_file(timestamps: Any, detections: Any, windows: Sequence[Sequence[Any]],
-               profile: Any = "standard", probation: int | None = None) -> dict[str, Any]:
+def score_file(
+    timestamps: Any,
+    detections: Any,
+    windows: Sequence[Sequence[Any]],
+    profile: Any = "standard",
+    probation: int | None = None,
+) -> dict[str, Any]:
     """Raw NAB score of one file's binary detections (1 = detection at that row)."""
     wts = _weights(profile)
     ts = to_ms(timestamps)
     det = np.asarray(detections).astype(bool)
     n = len(ts)
     p = probation_rows(n) if probation is None else int(probation)
-    rows = [lr for lr in window_rows(ts, windows) if lr[1] >= p]   # scorable windows
+    rows = [lr for lr in window_rows(ts, windows) if lr[1] >= p]  # scorable windows
     tp = fp = fn = 0.0
     n_tp = n_fp = n_fn = 0
     hit = [False] * len(rows)
     details = []
     in_window = np.full(n, -1, dtype=np.int64)
     for k, (left, r) in enumerate(rows):
-        in_window[left:r + 1] = k
+        in_window[left : r + 1] = k
     for i in np.flatnonzero(det):
         if i < p:
             continue
@@ -129,9 +145,21 @@ def score_file(timestamps: Any, detections: Any, windows: Sequence[Sequence[Any]
             fn -= wts["fn"]
             n_fn += 1
     nw = len(rows)
-    return {"raw": tp + fp + fn, "tp": tp, "fp": fp, "fn": fn, "n_tp": n_tp, "n_fp": n_fp,
-            "n_fn": n_fn, "n_windows": nw, "null": -wts["fn"] * nw, "perfect": wts["tp"] * nw,
-            "probation": p, "window_rows": rows, "details": details}
+    return {
+        "raw": tp + fp + fn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "n_tp": n_tp,
+        "n_fp": n_fp,
+        "n_fn": n_fn,
+        "n_windows": nw,
+        "null": -wts["fn"] * nw,
+        "perfect": wts["tp"] * nw,
+        "probation": p,
+        "window_rows": rows,
+        "details": details,
+    }
 
 
 def _normalise(raw: float, null: float, perfect: float) -> float:
@@ -140,8 +168,11 @@ def _normalise(raw: float, null: float, perfect: float) -> float:
     return 100.0 * (raw - null) / (perfect - null)
 
 
-def score_corpus_detail(results: Mapping[str, tuple[Any, Any]], windows_by_file: Mapping[str, Any],
-                        profiles: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
+def score_corpus_detail(
+    results: Mapping[str, tuple[Any, Any]],
+    windows_by_file: Mapping[str, Any],
+    profiles: Mapping[str, Any] | Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Per profile: normalised score, raw/null/perfect totals and each file's result."""
     if profiles is None:
         profiles = PROFILES
@@ -153,13 +184,21 @@ def score_corpus_detail(results: Mapping[str, tuple[Any, Any]], windows_by_file:
         raw = sum(r["raw"] for r in files.values())
         null = sum(r["null"] for r in files.values())
         perfect = sum(r["perfect"] for r in files.values())
-        out[name] = {"score": _normalise(raw, null, perfect), "raw": raw, "null": null,
-                     "perfect": perfect, "files": files}
+        out[name] = {
+            "score": _normalise(raw, null, perfect),
+            "raw": raw,
+            "null": null,
+            "perfect": perfect,
+            "files": files,
+        }
     return out
 
 
-def score_corpus(results: Mapping[str, tuple[Any, Any]], windows_by_file: Mapping[str, Any],
-                 profiles: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, float]:
+def score_corpus(
+    results: Mapping[str, tuple[Any, Any]],
+    windows_by_file: Mapping[str, Any],
+    profiles: Mapping[str, Any] | Sequence[str] | None = None,
+) -> dict[str, float]:
     """``{profile: normalised score}`` over all files (raw scores summed before normalising)."""
     return {k: v["score"] for k, v in score_corpus_detail(results, windows_by_file, profiles).items()}
 

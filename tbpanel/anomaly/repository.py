@@ -6,6 +6,7 @@ repository, so that an anomaly change and what it causes commit in one transacti
 Listeners of :attr:`AnomalyService.changed <tbpanel.anomaly.service.AnomalyService.changed>`
 get the open connection of :meth:`AnomalyRepository.transaction` for exactly that reason.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -21,10 +22,38 @@ from ..sqlite import Database
 
 __all__ = ["AnomalyRepository", "DB_FILE", "ANOMALY_COLUMNS", "MODEL_COLUMNS"]
 
-ANOMALY_COLUMNS = ("id", "model_id", "item", "start_ts", "end_ts", "score", "score_index", "cluster",
-                   "detected_at", "active", "n_segments", "details", "suppressed", "created_ms", "updated_ms")
-MODEL_COLUMNS = ("id", "tenant_id", "name", "config", "status", "message", "trained", "created_ms",
-                 "built_ms", "refresh", "last_refresh_end_ms", "last_refresh_run_ms", "refits")
+ANOMALY_COLUMNS = (
+    "id",
+    "model_id",
+    "item",
+    "start_ts",
+    "end_ts",
+    "score",
+    "score_index",
+    "cluster",
+    "detected_at",
+    "active",
+    "n_segments",
+    "details",
+    "suppressed",
+    "created_ms",
+    "updated_ms",
+)
+MODEL_COLUMNS = (
+    "id",
+    "tenant_id",
+    "name",
+    "config",
+    "status",
+    "message",
+    "trained",
+    "created_ms",
+    "built_ms",
+    "refresh",
+    "last_refresh_end_ms",
+    "last_refresh_run_ms",
+    "refits",
+)
 
 
 def _dumps(value: Any) -> str:
@@ -59,8 +88,10 @@ class AnomalyRepository:
     # -- models ------------------------------------------------------------------------------
     def insert_model(self, row: dict[str, Any]) -> None:
         with self.transaction() as db:
-            db.execute(f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       [self._encode(k, v) for k, v in row.items()])
+            db.execute(
+                f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                [self._encode(k, v) for k, v in row.items()],
+            )
 
     def update_model(self, model_id: str, db: sqlite3.Connection | None = None, **fields: Any) -> None:
         sql = f"UPDATE models SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?"
@@ -94,9 +125,16 @@ class AnomalyRepository:
         db.execute("DELETE FROM models WHERE id=?", (model_id,))
 
     # -- anomalies -----------------------------------------------------------------------------
-    def anomalies(self, model_id: str, *, items: Iterable[str] | None = None, start: int | None = None,
-                  end: int | None = None, active: bool | None = None,
-                  db: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+    def anomalies(
+        self,
+        model_id: str,
+        *,
+        items: Iterable[str] | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        active: bool | None = None,
+        db: sqlite3.Connection | None = None,
+    ) -> list[dict[str, Any]]:
         """Anomalies of a model; ``start``/``end`` select by the anomaly's start time."""
         sql = "SELECT * FROM anomalies WHERE model_id=?"
         args: list[Any] = [model_id]
@@ -115,25 +153,31 @@ class AnomalyRepository:
         return [self._decode(ANOMALY_COLUMNS, r) for r in rows]
 
     def count_anomalies(self, model_id: str) -> dict[str, int]:
-        row = self.db.one("SELECT COUNT(*), COALESCE(SUM(active), 0), COUNT(DISTINCT item) FROM anomalies "
-                          "WHERE model_id=?", (model_id,))
+        row = self.db.one(
+            "SELECT COUNT(*), COALESCE(SUM(active), 0), COUNT(DISTINCT item) FROM anomalies WHERE model_id=?",
+            (model_id,),
+        )
         assert row is not None  # an aggregate without GROUP BY always has one row
         n, active, items = row
         return {"anomalies": n, "active": active, "items": items}
 
     def insert_anomaly(self, db: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
         row = {"id": str(uuid.uuid4()), **row}
-        db.execute(f"INSERT INTO anomalies ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                   [self._encode(k, v) for k, v in row.items()])
+        db.execute(
+            f"INSERT INTO anomalies ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            [self._encode(k, v) for k, v in row.items()],
+        )
         return row
 
     def update_anomaly(self, db: sqlite3.Connection, anomaly_id: str, **fields: Any) -> None:
-        db.execute(f"UPDATE anomalies SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?",
-                   [*(self._encode(k, v) for k, v in fields.items()), anomaly_id])
+        db.execute(
+            f"UPDATE anomalies SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?",
+            [*(self._encode(k, v) for k, v in fields.items()), anomaly_id],
+        )
 
     def delete_anomalies(self, db: sqlite3.Connection, ids: list[str]) -> None:
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+            chunk = ids[i : i + 500]
             db.execute(f"DELETE FROM anomalies WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
 
     # -- encoding ------------------------------------------------------------------------------

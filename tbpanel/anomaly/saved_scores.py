@@ -11,6 +11,7 @@ bucket edge belongs to the bucket before (its last point is there). Only buckets
 segment end get points, and values are rounded to 4 decimals. Points are written, never deleted:
 a later run over the same range overwrites them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -37,8 +38,9 @@ def series_keys(telemetry_key: str) -> tuple[str, str]:
     return f"_EAD_{telemetry_key}", f"_EID_{telemetry_key}"
 
 
-def score_points(segs: ScoredSegments, anomalies: Iterable[dict[str, Any]], *, telemetry_key: str,
-                 frequency_ms: int) -> list[ScorePoint]:
+def score_points(
+    segs: ScoredSegments, anomalies: Iterable[dict[str, Any]], *, telemetry_key: str, frequency_ms: int
+) -> list[ScorePoint]:
     """The ``_EAD_``/``_EID_`` points of ``segs`` (see the module docstring for the rules).
 
     ``anomalies``: rows with ``item``, ``start_ts``, ``end_ts`` and ``score_index`` (stored
@@ -70,11 +72,11 @@ def score_points(segs: ScoredSegments, anomalies: Iterable[dict[str, Any]], *, t
     return points
 
 
-def save_scores(store: PointWriter, config: ModelConfig, segs: ScoredSegments,
-                anomalies: Iterable[dict[str, Any]]) -> int:
+def save_scores(
+    store: PointWriter, config: ModelConfig, segs: ScoredSegments, anomalies: Iterable[dict[str, Any]]
+) -> int:
     """Write the saved-score series of ``segs`` for the model ``config``; returns how many points."""
-    points = score_points(segs, anomalies, telemetry_key=config.telemetry_key,
-                          frequency_ms=config.storage_frequency_ms)
+    points = score_points(segs, anomalies, telemetry_key=config.telemetry_key, frequency_ms=config.storage_frequency_ms)
     if not points:
         return 0
     return store.write_points(points)
@@ -82,5 +84,4 @@ def save_scores(store: PointWriter, config: ModelConfig, segs: ScoredSegments,
 
 def records_as_rows(records: Sequence[AnomalyRecord]) -> list[dict[str, Any]]:
     """Freshly assembled anomalies in the shape :func:`score_points` reads."""
-    return [{"item": r.item, "start_ts": r.start_ts, "end_ts": r.end_ts, "score_index": r.score_index}
-            for r in records]
+    return [{"item": r.item, "start_ts": r.start_ts, "end_ts": r.end_ts, "score_index": r.score_index} for r in records]

@@ -6,6 +6,7 @@ is :func:`tbpanel.jobs.next_run` of the model's refresh settings after its last 
 that fell behind runs once, not once per missed period). A model whose previous run has not
 finished is skipped, so runs of one model never overlap.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -11,6 +11,7 @@
   further segment the time it adds past the previous one (the step, for regular sliding windows;
   the segment length, for fixed windows), so overlap is never counted twice.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,18 @@ if TYPE_CHECKING:
 
     from .config import ModelConfig
 
-__all__ = ["ScoredSegments", "AnomalyRecord", "threshold_distance", "scores_from_distances",
-           "default_severity_thresholds", "effective_thresholds", "severity_for",
-           "cluster_statistics", "assemble", "HOUR_MS"]
+__all__ = [
+    "ScoredSegments",
+    "AnomalyRecord",
+    "threshold_distance",
+    "scores_from_distances",
+    "default_severity_thresholds",
+    "effective_thresholds",
+    "severity_for",
+    "cluster_statistics",
+    "assemble",
+    "HOUR_MS",
+]
 
 HOUR_MS = 3_600_000
 
@@ -48,7 +58,7 @@ def threshold_distance(train_d: np.ndarray, threshold_percent: float) -> float:
     m = min(max(m, 1), d.size)
     thr = float(d[m - 1])
     tol = 1e-9 * abs(thr) + 1e-12
-    if m < d.size and d[m] >= thr - tol:                # the tie block reaches past m
+    if m < d.size and d[m] >= thr - tol:  # the tie block reaches past m
         above = d[d > thr + tol]
         thr = float(above.min()) if above.size else thr * (1.0 + 1e-6) + 1e-9
     return max(thr, 1e-9)
@@ -64,6 +74,7 @@ def default_severity_thresholds(train_scores: np.ndarray) -> dict[str, float]:
     s = s[s >= 100.0]
     if s.size == 0:
         s = np.array([100.0])
+
     def r(q: float) -> float:  # rounded half up to a whole score
         return float(math.floor(float(np.percentile(s, q)) + 0.5))
 
@@ -90,18 +101,25 @@ def severity_for(score: float, thresholds: dict[str, float]) -> str | None:
     return best
 
 
-def cluster_statistics(labels: np.ndarray, scores: np.ndarray, durations_ms: np.ndarray,
-                       k: int) -> list[dict[str, Any]]:
+def cluster_statistics(
+    labels: np.ndarray, scores: np.ndarray, durations_ms: np.ndarray, k: int
+) -> list[dict[str, Any]]:
     labels = np.asarray(labels, dtype=np.int64)
     n = max(labels.size, 1)
     out = []
     for c in range(k):
         m = labels == c
         cnt = int(m.sum())
-        out.append({"cluster": c, "segments": cnt, "share": cnt / n,
-                    "total_duration_ms": int(np.sum(durations_ms[m])) if cnt else 0,
-                    "min_score": float(scores[m].min()) if cnt else None,
-                    "max_score": float(scores[m].max()) if cnt else None})
+        out.append(
+            {
+                "cluster": c,
+                "segments": cnt,
+                "share": cnt / n,
+                "total_duration_ms": int(np.sum(durations_ms[m])) if cnt else 0,
+                "min_score": float(scores[m].min()) if cnt else None,
+                "max_score": float(scores[m].max()) if cnt else None,
+            }
+        )
     return out
 
 
@@ -109,20 +127,26 @@ def cluster_statistics(labels: np.ndarray, scores: np.ndarray, durations_ms: np.
 class ScoredSegments:
     """Columnar scored segments (any number of items), sorted by item then start."""
 
-    item: np.ndarray          # object (str)
-    start_ts: np.ndarray      # int64 ms
-    end_ts: np.ndarray        # int64 ms
-    score: np.ndarray         # float64
-    distance: np.ndarray      # float64, raw distance
-    cluster: np.ndarray       # int64, nearest cluster
+    item: np.ndarray  # object (str)
+    start_ts: np.ndarray  # int64 ms
+    end_ts: np.ndarray  # int64 ms
+    score: np.ndarray  # float64
+    distance: np.ndarray  # float64, raw distance
+    cluster: np.ndarray  # int64, nearest cluster
 
     def __len__(self) -> int:
         return int(self.start_ts.size)
 
     @classmethod
     def empty(cls) -> ScoredSegments:
-        return cls(np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0, np.int64),
-                   np.empty(0), np.empty(0), np.empty(0, np.int64))
+        return cls(
+            np.empty(0, dtype=object),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty(0),
+            np.empty(0),
+            np.empty(0, np.int64),
+        )
 
     @classmethod
     def concat(cls, parts: Iterable[ScoredSegments]) -> ScoredSegments:
@@ -158,9 +182,14 @@ class ScoredSegments:
 
     @classmethod
     def from_dict(cls, d: dict[str, list[Any]]) -> ScoredSegments:
-        return cls(np.asarray(d["item"], dtype=object), np.asarray(d["start_ts"], dtype=np.int64),
-                   np.asarray(d["end_ts"], dtype=np.int64), np.asarray(d["score"], dtype=np.float64),
-                   np.asarray(d["distance"], dtype=np.float64), np.asarray(d["cluster"], dtype=np.int64))
+        return cls(
+            np.asarray(d["item"], dtype=object),
+            np.asarray(d["start_ts"], dtype=np.int64),
+            np.asarray(d["end_ts"], dtype=np.int64),
+            np.asarray(d["score"], dtype=np.float64),
+            np.asarray(d["distance"], dtype=np.float64),
+            np.asarray(d["cluster"], dtype=np.int64),
+        )
 
     def to_frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -175,14 +204,14 @@ class AnomalyRecord:
     item: str
     start_ts: int
     end_ts: int
-    score: float                 # maximum segment score
+    score: float  # maximum segment score
     score_index: float
-    cluster: int                 # nearest cluster of the highest-scoring segment
-    detected_at: int             # end of the first anomalous segment
-    active: bool                 # its last segment is the item's latest scored segment
+    cluster: int  # nearest cluster of the highest-scoring segment
+    detected_at: int  # end of the first anomalous segment
+    active: bool  # its last segment is the item's latest scored segment
     n_segments: int
-    segment_scores: dict[str, float] = field(default_factory=dict)   # min / mean / max / last / first
-    confirmed_at: int = 0        # first segment end at which it met the min anomaly duration
+    segment_scores: dict[str, float] = field(default_factory=dict)  # min / mean / max / last / first
+    confirmed_at: int = 0  # first segment end at which it met the min anomaly duration
     ended_at: int | None = None  # end of the item's next scored segment (None while active)
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,15 +259,15 @@ def assemble(segs: ScoredSegments, config: ModelConfig) -> list[AnomalyRecord]:
         if not an.any():
             continue
         n = b1 - b0
-        idx = np.flatnonzero(an)                      # anomalous segments, in time order
+        idx = np.flatnonzero(an)  # anomalous segments, in time order
         p, q = idx[:-1], idx[1:]
         if cooldown:
-            cont_pair = st[q] <= en[p] + cooldown         # within the cool-down of the previous one
+            cont_pair = st[q] <= en[p] + cooldown  # within the cool-down of the previous one
         else:
-            cont_pair = (q == p + 1) & (st[q] <= en[p])   # consecutive and touching
+            cont_pair = (q == p + 1) & (st[q] <= en[p])  # consecutive and touching
         if not joining:
             cont_pair &= cl[q] == cl[p]
-        cont = np.concatenate(([False], cont_pair))   # continues the previous anomalous segment's anomaly
+        cont = np.concatenate(([False], cont_pair))  # continues the previous anomalous segment's anomaly
         prev_end = np.concatenate(([st[idx[0]]], en[p]))
         added_idx = np.where(cont, en[idx] - np.maximum(st[idx], prev_end), en[idx] - st[idx])
         added_ms = np.zeros(n, dtype=np.int64)
@@ -258,12 +287,26 @@ def assemble(segs: ScoredSegments, config: ModelConfig) -> list[AnomalyRecord]:
             # closed by the first later segment that ends past the cool-down (None: still open)
             closer = int(np.searchsorted(en, en[last] + cooldown, side="left")) if cooldown else last + 1
             closer = max(closer, last + 1)
-            out.append(AnomalyRecord(
-                item=str(items[b0]), start_ts=s0, end_ts=s1, score=float(ss.max()),
-                score_index=float(np.sum(ss / 100.0 * added_ms[ii] / HOUR_MS)),
-                cluster=int(cl[top]), detected_at=int(en[ii[0]]), active=bool(closer >= n),
-                n_segments=int(ii.size),
-                segment_scores={"first": float(ss[0]), "last": float(ss[-1]), "min": float(ss.min()),
-                                "mean": float(ss.mean()), "max": float(ss.max())},
-                confirmed_at=conf, ended_at=None if closer >= n else int(en[closer])))
+            out.append(
+                AnomalyRecord(
+                    item=str(items[b0]),
+                    start_ts=s0,
+                    end_ts=s1,
+                    score=float(ss.max()),
+                    score_index=float(np.sum(ss / 100.0 * added_ms[ii] / HOUR_MS)),
+                    cluster=int(cl[top]),
+                    detected_at=int(en[ii[0]]),
+                    active=bool(closer >= n),
+                    n_segments=int(ii.size),
+                    segment_scores={
+                        "first": float(ss[0]),
+                        "last": float(ss[-1]),
+                        "min": float(ss.min()),
+                        "mean": float(ss.mean()),
+                        "max": float(ss.max()),
+                    },
+                    confirmed_at=conf,
+                    ended_at=None if closer >= n else int(en[closer]),
+                )
+            )
     return out

@@ -6,14 +6,14 @@ at least ``min_points`` points, they cover at least ``min_duration_ms`` (last - 
 and no time gap inside it (the segment's edges included) exceeds ``max_gap_ms``.
 Everything is vectorised with ``searchsorted`` and ``reduceat``; there is no per-point loop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ItemData", "SegmentTable", "segment_item", "segment_grid", "range_reduce",
-           "clean_item", "median_step"]
+__all__ = ["ItemData", "SegmentTable", "segment_item", "segment_grid", "range_reduce", "clean_item", "median_step"]
 
 ItemData = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -21,7 +21,7 @@ ItemData = dict[str, tuple[np.ndarray, np.ndarray]]
 def clean_item(item: ItemData, fields: list[str] | None = None) -> ItemData:
     """int64 timestamps sorted ascending, float64 values, NaN/inf points dropped."""
     out: ItemData = {}
-    for f in (fields if fields is not None else sorted(item)):
+    for f in fields if fields is not None else sorted(item):
         if f not in item:
             out[f] = (np.empty(0, np.int64), np.empty(0, np.float64))
             continue
@@ -55,8 +55,7 @@ def median_step(items: list[ItemData]) -> float:
     return float(np.median(np.concatenate(steps)))
 
 
-def range_reduce(ufunc: np.ufunc, v: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                 empty: float = np.nan) -> np.ndarray:
+def range_reduce(ufunc: np.ufunc, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, empty: float = np.nan) -> np.ndarray:
     """``ufunc.reduce(v[lo[i]:hi[i]])`` for every i (ranges may overlap); ``empty`` if lo >= hi."""
     lo = np.asarray(lo, dtype=np.intp)
     hi = np.asarray(hi, dtype=np.intp)
@@ -76,13 +75,14 @@ def range_reduce(ufunc: np.ufunc, v: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return out
 
 
-def segment_grid(t_min: int, t_max: int, seg_ms: int, step_ms: int,
-                 start_ms: int | None = None, end_ms: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def segment_grid(
+    t_min: int, t_max: int, seg_ms: int, step_ms: int, start_ms: int | None = None, end_ms: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Epoch-aligned segment starts/ends that can hold data in ``[t_min, t_max]``, with
     ``start >= start_ms`` and ``end <= end_ms`` when given."""
     seg, step = int(seg_ms), int(step_ms)
-    k0 = (int(t_min) - seg) // step + 1           # first k with k*step + seg > t_min
-    k1 = int(t_max) // step                       # last k with k*step <= t_max
+    k0 = (int(t_min) - seg) // step + 1  # first k with k*step + seg > t_min
+    k1 = int(t_max) // step  # last k with k*step <= t_max
     if start_ms is not None:
         k0 = max(k0, -((-int(start_ms)) // step))  # ceil(start/step)
     if end_ms is not None:
@@ -107,20 +107,31 @@ class SegmentTable:
         return int(self.start.size)
 
     def take(self, sel: np.ndarray) -> SegmentTable:
-        return SegmentTable(self.start[sel], self.end[sel],
-                            {f: a[sel] for f, a in self.lo.items()},
-                            {f: a[sel] for f, a in self.hi.items()})
+        return SegmentTable(
+            self.start[sel],
+            self.end[sel],
+            {f: a[sel] for f, a in self.lo.items()},
+            {f: a[sel] for f, a in self.hi.items()},
+        )
 
 
-def segment_item(item: ItemData, fields: list[str], seg_ms: int, step_ms: int, *,
-                 max_gap_ms: int, min_duration_ms: int = 0, min_points: int = 1,
-                 start_ms: int | None = None, end_ms: int | None = None) -> SegmentTable:
+def segment_item(
+    item: ItemData,
+    fields: list[str],
+    seg_ms: int,
+    step_ms: int,
+    *,
+    max_gap_ms: int,
+    min_duration_ms: int = 0,
+    min_points: int = 1,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> SegmentTable:
     """Segments of one (cleaned) item that pass the gap / duration / point-count filters."""
     present = [item[f][0] for f in fields if f in item and len(item[f][0])]
     empty = np.empty(0, np.int64)
     if len(present) < len(fields) or not present:
-        return SegmentTable(empty, empty.copy(), {f: empty.copy() for f in fields},
-                            {f: empty.copy() for f in fields})
+        return SegmentTable(empty, empty.copy(), {f: empty.copy() for f in fields}, {f: empty.copy() for f in fields})
     t_min = min(int(t[0]) for t in present)
     t_max = max(int(t[-1]) for t in present)
     starts, ends = segment_grid(t_min, t_max, seg_ms, step_ms, start_ms, end_ms)
@@ -144,5 +155,6 @@ def segment_item(item: ItemData, fields: list[str], seg_ms: int, step_ms: int, *
         gap = np.where(has, gap, ends - starts)
         keep &= gap <= max_gap_ms
         los[f], his[f] = lo, hi
-    return SegmentTable(starts[keep], ends[keep], {f: a[keep] for f, a in los.items()},
-                        {f: a[keep] for f, a in his.items()})
+    return SegmentTable(
+        starts[keep], ends[keep], {f: a[keep] for f, a in los.items()}, {f: a[keep] for f, a in his.items()}
+    )

@@ -16,6 +16,7 @@ Rules (reference/anomaly-detection.md):
 - reprocess: the model's anomalies of ``items`` starting in ``[start, end)`` are replaced by
   freshly computed ones; saved score telemetry in the range is overwritten, never deleted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,21 @@ if TYPE_CHECKING:
     from ..entities import EntityRegistry
     from ..store import TelemetryStore
 
-__all__ = ["AnomalyService", "AnomalyChanges", "RebuildRequired", "AnomalyModel", "RefreshSettings",
-           "wait_with_progress", "records_as_rows", "QUEUED", "IN_PROGRESS", "READY", "FAILED", "CANCELLED", "NEW"]
+__all__ = [
+    "AnomalyService",
+    "AnomalyChanges",
+    "RebuildRequired",
+    "AnomalyModel",
+    "RefreshSettings",
+    "wait_with_progress",
+    "records_as_rows",
+    "QUEUED",
+    "IN_PROGRESS",
+    "READY",
+    "FAILED",
+    "CANCELLED",
+    "NEW",
+]
 
 log = logging.getLogger("tbpanel.anomaly")
 
@@ -62,7 +76,7 @@ class RebuildRequired(ValueError):
 class AnomalyChanges:
     """What one transaction did to a model's anomalies (given to listeners inside it)."""
 
-    source: str                                   # BUILD | REFRESH | REPROCESS | DELETE
+    source: str  # BUILD | REFRESH | REPROCESS | DELETE
     create_alarms: bool = False
     created: list[dict[str, Any]] = field(default_factory=list)
     extended: list[dict[str, Any]] = field(default_factory=list)
@@ -78,8 +92,9 @@ class AnomalyChanges:
 class AnomalyService:
     """Everything tbpanel does with anomaly models, for the API, the pages and notebooks."""
 
-    def __init__(self, store: TelemetryStore, registry: EntityRegistry, repo: AnomalyRepository,
-                 runner: TaskRunner) -> None:
+    def __init__(
+        self, store: TelemetryStore, registry: EntityRegistry, repo: AnomalyRepository, runner: TaskRunner
+    ) -> None:
         self.store = store
         self.registry = registry
         self.repo = repo
@@ -89,7 +104,8 @@ class AnomalyService:
         #: its exception rolls the whole change back. To act only once it committed, a listener
         #: schedules that with ``repo.after_commit``.
         self.changed: Signal[[sqlite3.Connection, AnomalyModel, AnomalyChanges]] = Signal(
-            "anomaly.changed", propagate=True)
+            "anomaly.changed", propagate=True
+        )
         self._running_refresh: dict[str, str] = {}
         self._fail_interrupted_builds()
 
@@ -103,19 +119,30 @@ class AnomalyService:
             builds = [t for t in self.runner.list(model_id=row["id"], limit=50) if t.kind == "BUILD"]
             if not builds or builds[0].status in FINAL:
                 log.warning("model %s: its build was interrupted by the last shutdown", row["id"])
-                self.repo.update_model(row["id"], status=FAILED,
-                                       message="interrupted: the server stopped while this model was building")
+                self.repo.update_model(
+                    row["id"], status=FAILED, message="interrupted: the server stopped while this model was building"
+                )
 
     # -- models ----------------------------------------------------------------------------------
-    def create_model(self, tenant_id: str, config: ModelConfig | dict[str, Any], *,
-                     refresh: dict[str, Any] | None = None) -> AnomalyModel:
+    def create_model(
+        self, tenant_id: str, config: ModelConfig | dict[str, Any], *, refresh: dict[str, Any] | None = None
+    ) -> AnomalyModel:
         config = config if isinstance(config, ModelConfig) else ModelConfig(**config)  # type: ignore[no-untyped-call]
         config.check()
         model_id = str(uuid.uuid4())
         settings = RefreshSettings(**(refresh or {}))
-        self.repo.insert_model({"id": model_id, "tenant_id": tenant_id, "name": config.name,
-                                "config": config.to_json(), "status": NEW, "message": "not built yet",
-                                "created_ms": now_ms(), "refresh": settings.to_dict()})
+        self.repo.insert_model(
+            {
+                "id": model_id,
+                "tenant_id": tenant_id,
+                "name": config.name,
+                "config": config.to_json(),
+                "status": NEW,
+                "message": "not built yet",
+                "created_ms": now_ms(),
+                "refresh": settings.to_dict(),
+            }
+        )
         return self._require(model_id)
 
     def get_model(self, model_id: str) -> AnomalyModel | None:
@@ -129,8 +156,9 @@ class AnomalyService:
         row = self.repo.get_model(model_id, with_trained=True)
         return TrainedModel.from_dict(row["trained"]) if row and row.get("trained") else None
 
-    def update_model(self, model_id: str, changes: dict[str, Any], *,
-                     rebuild: bool = False) -> tuple[AnomalyModel, Task | None]:
+    def update_model(
+        self, model_id: str, changes: dict[str, Any], *, rebuild: bool = False
+    ) -> tuple[AnomalyModel, Task | None]:
         """Change settings. Knobs other than name/telemetry key/frequency/alarm settings need
         ``rebuild=True`` (the rebuild then runs as a task); otherwise :class:`RebuildRequired`."""
         model = self._require(model_id)
@@ -164,8 +192,13 @@ class AnomalyService:
     def build(self, model_id: str) -> Task:
         model = self._require(model_id)
         self.repo.update_model(model_id, status=QUEUED, message="build queued")
-        return self.runner.submit("BUILD", _work(lambda ctx: self._build(ctx, model_id)), model_id=model_id,
-                                  tenant_id=model.tenant_id, on_done=lambda t: self._after_build(model_id, t))
+        return self.runner.submit(
+            "BUILD",
+            _work(lambda ctx: self._build(ctx, model_id)),
+            model_id=model_id,
+            tenant_id=model.tenant_id,
+            on_done=lambda t: self._after_build(model_id, t),
+        )
 
     def refresh_now(self, model_id: str, until_ms: int | None = None) -> Task:
         """One refresh run up to ``until_ms`` (default: now)."""
@@ -176,9 +209,15 @@ class AnomalyService:
 
         def finished(task: Task) -> None:
             self._running_refresh.pop(model_id, None)
-        task = self.runner.submit("REFRESH", _work(lambda ctx: self._refresh(ctx, model_id, until)),
-                                  model_id=model_id, tenant_id=model.tenant_id, params={"until": until},
-                                  on_done=finished)
+
+        task = self.runner.submit(
+            "REFRESH",
+            _work(lambda ctx: self._refresh(ctx, model_id, until)),
+            model_id=model_id,
+            tenant_id=model.tenant_id,
+            params={"until": until},
+            on_done=finished,
+        )
         self._running_refresh[model_id] = task.id
         return task
 
@@ -186,8 +225,16 @@ class AnomalyService:
         """Whether a refresh run of the model started here has not finished yet."""
         return model_id in self._running_refresh
 
-    def reprocess(self, model_id: str, start: Any, end: Any, items: Items = None, *, create_alarms: bool = False,
-                  save_telemetry: bool = False) -> Task:
+    def reprocess(
+        self,
+        model_id: str,
+        start: Any,
+        end: Any,
+        items: Items = None,
+        *,
+        create_alarms: bool = False,
+        save_telemetry: bool = False,
+    ) -> Task:
         model = self._require(model_id)
         if not self.repo.has_trained(model_id):
             raise ValueError("the model has not been built yet")
@@ -196,12 +243,20 @@ class AnomalyService:
             raise ValueError(f"reprocess start ({start}) must be before its end ({end})")
         if save_telemetry and not model.refresh.save_telemetry:
             raise ValueError("saving telemetry during reprocess is only offered when refresh saving is on")
-        params = {"start": start, "end": end, "items": items, "createAlarms": create_alarms,
-                  "saveTelemetry": save_telemetry}
+        params = {
+            "start": start,
+            "end": end,
+            "items": items,
+            "createAlarms": create_alarms,
+            "saveTelemetry": save_telemetry,
+        }
         return self.runner.submit(
-            "REPROCESS", _work(lambda ctx: self._reprocess(ctx, model_id, start, end, items, create_alarms,
-                                                           save_telemetry)),
-            model_id=model_id, tenant_id=model.tenant_id, params=params)
+            "REPROCESS",
+            _work(lambda ctx: self._reprocess(ctx, model_id, start, end, items, create_alarms, save_telemetry)),
+            model_id=model_id,
+            tenant_id=model.tenant_id,
+            params=params,
+        )
 
     def run_due(self, now: int | None = None) -> list[Task]:
         """The scheduler's tick: start the refresh run of every model that is due
@@ -214,8 +269,19 @@ class AnomalyService:
 
     def anomalies_frame(self, model_id: str, **filters: Any) -> pd.DataFrame:
         rows = self.anomalies(model_id, **filters)
-        columns = ["id", "item", "start", "end", "score", "score_index", "cluster", "detected_at", "active",
-                   "n_segments", "suppressed"]
+        columns = [
+            "id",
+            "item",
+            "start",
+            "end",
+            "score",
+            "score_index",
+            "cluster",
+            "detected_at",
+            "active",
+            "n_segments",
+            "suppressed",
+        ]
         if not rows:
             return pd.DataFrame(columns=columns)
         df = pd.DataFrame(rows)
@@ -224,9 +290,15 @@ class AnomalyService:
         return df[columns].sort_values("score_index", ascending=False, ignore_index=True)
 
     # -- experiments ---------------------------------------------------------------------------------
-    def experiment(self, model_id: str, variants: dict[str, dict[str, Any]], start: Any, end: Any,
-                   items: Items = None,
-                   progress: Callable[[float, str], None] | None = None) -> dict[str, list[dict[str, Any]]]:
+    def experiment(
+        self,
+        model_id: str,
+        variants: dict[str, dict[str, Any]],
+        start: Any,
+        end: Any,
+        items: Items = None,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> dict[str, list[dict[str, Any]]]:
         """Score variants of a model over a range without touching its anomalies, alarms or
         telemetry: each variant is the model's config with overrides, fitted on the model's
         training range. Returns ``{variant name: anomalies}`` (``"current"`` is the stored model)."""
@@ -249,8 +321,17 @@ class AnomalyService:
             out[name] = [r.to_dict() for r in recs if start <= r.start_ts < end]
         return out
 
-    def submit_experiment(self, model_id: str, variants: dict[str, dict[str, Any]], start: Any, end: Any,
-                          items: Items = None, *, include_current: bool = True, keep: int = 1000) -> Task:
+    def submit_experiment(
+        self,
+        model_id: str,
+        variants: dict[str, dict[str, Any]],
+        start: Any,
+        end: Any,
+        items: Items = None,
+        *,
+        include_current: bool = True,
+        keep: int = 1000,
+    ) -> Task:
         """:meth:`experiment` as an ``EXPERIMENT`` task (so it shows, and can be cancelled, among the
         model's tasks); its result is ``{"comparison": rows of compare, "anomalies": {variant: the
         first ``keep`` anomalies}}``. REST and the Experiments tab both start experiments here."""
@@ -261,21 +342,34 @@ class AnomalyService:
             results = self.experiment(model_id, variants, start, end, items, progress=ctx.progress)
             if not include_current:
                 results.pop("current", None)
-            return {"comparison": self.compare(results).to_dict(orient="records"),
-                    "anomalies": {k: v[:keep] for k, v in results.items()}}
+            return {
+                "comparison": self.compare(results).to_dict(orient="records"),
+                "anomalies": {k: v[:keep] for k, v in results.items()},
+            }
 
-        return self.runner.submit("EXPERIMENT", work, model_id=model_id, tenant_id=model.tenant_id,
-                                  params={"variants": variants, "start": start, "end": end})
+        return self.runner.submit(
+            "EXPERIMENT",
+            work,
+            model_id=model_id,
+            tenant_id=model.tenant_id,
+            params={"variants": variants, "start": start, "end": end},
+        )
 
     @staticmethod
     def compare(results: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
         """One row per variant: anomalies, affected items, peak score, total score index."""
         rows = []
         for name, recs in results.items():
-            rows.append({"variant": name, "anomalies": len(recs), "items": len({r["item"] for r in recs}),
-                         "peak_score": max((r["score"] for r in recs), default=0.0),
-                         "total_score_index": sum(r["score_index"] for r in recs),
-                         "anomaly_hours": sum(r["end_ts"] - r["start_ts"] for r in recs) / 3_600_000})
+            rows.append(
+                {
+                    "variant": name,
+                    "anomalies": len(recs),
+                    "items": len({r["item"] for r in recs}),
+                    "peak_score": max((r["score"] for r in recs), default=0.0),
+                    "total_score_index": sum(r["score_index"] for r in recs),
+                    "anomaly_hours": sum(r["end_ts"] - r["start_ts"] for r in recs) / 3_600_000,
+                }
+            )
         return pd.DataFrame(rows)
 
     # -- the work ------------------------------------------------------------------------------------
@@ -293,8 +387,16 @@ class AnomalyService:
         ctx.progress(0.1, "collected")
         trained = fit(cfg, data, progress=_scaled(ctx, 0.1, 0.7), cancel=ctx.cancelled)
         ctx.log(f"fitted: {len(trained.cluster_sizes)} clusters, segment {trained.segment_ms / 3.6e6:g} h")
-        lo = cfg.train_start if cfg.train_start is not None else min(int(ts[0]) for d in data.values() for ts, _ in d.values())
-        hi = cfg.train_end if cfg.train_end is not None else max(int(ts[-1]) for d in data.values() for ts, _ in d.values()) + 1
+        lo = (
+            cfg.train_start
+            if cfg.train_start is not None
+            else min(int(ts[0]) for d in data.values() for ts, _ in d.values())
+        )
+        hi = (
+            cfg.train_end
+            if cfg.train_end is not None
+            else max(int(ts[-1]) for d in data.values() for ts, _ in d.values()) + 1
+        )
         segs = trained.score(data, lo, hi, progress=_scaled(ctx, 0.7, 0.9), cancel=ctx.cancelled)
         records = assemble(segs, cfg)
         ctx.check()
@@ -304,13 +406,27 @@ class AnomalyService:
             for rec in records:
                 changes.created.append(self.repo.insert_anomaly(db, self._row(model_id, rec)))
             refresh = model.refresh.to_dict() | {"enabled": False}
-            self.repo.update_model(model_id, db, trained=trained.to_dict(), status=READY, message="ready",
-                                   built_ms=now_ms(), refresh=refresh, last_refresh_end_ms=hi,
-                                   last_refresh_run_ms=None, refits=0)
+            self.repo.update_model(
+                model_id,
+                db,
+                trained=trained.to_dict(),
+                status=READY,
+                message="ready",
+                built_ms=now_ms(),
+                refresh=refresh,
+                last_refresh_end_ms=hi,
+                last_refresh_run_ms=None,
+                refits=0,
+            )
             self.changed.emit(db, model, changes)
         ctx.log(f"{len(records)} anomalies in the training range; {len(changes.deleted)} earlier ones removed")
-        return {"segments": int(len(segs)), "anomalies": len(records), "deleted": len(changes.deleted),
-                "clusters": int(len(trained.cluster_sizes)), "items": len(data)}
+        return {
+            "segments": int(len(segs)),
+            "anomalies": len(records),
+            "deleted": len(changes.deleted),
+            "clusters": int(len(trained.cluster_sizes)),
+            "items": len(data),
+        }
 
     def _after_build(self, model_id: str, task: Task) -> None:
         if task.status in (FAILED, CANCELLED) and self.repo.get_model(model_id):
@@ -342,9 +458,12 @@ class AnomalyService:
         changes = AnomalyChanges("REFRESH", create_alarms=model.refresh.create_alarms)
         with self.repo.transaction() as db:
             # every active anomaly starts at or after ``start``, so this transaction's read has them
-            existing = {(a["item"], a["start_ts"]): a for a in
-                        self.repo.anomalies(model_id, items=list({r.item for r in records} | {a["item"] for a in active}),
-                                            start=start, db=db)}
+            existing = {
+                (a["item"], a["start_ts"]): a
+                for a in self.repo.anomalies(
+                    model_id, items=list({r.item for r in records} | {a["item"] for a in active}), start=start, db=db
+                )
+            }
             seen = set()
             for rec in records:
                 key = (rec.item, rec.start_ts)
@@ -356,8 +475,19 @@ class AnomalyService:
                     continue
                 seen.add(key)
                 row = self._row(model_id, rec)
-                fields_ = {k: row[k] for k in ("end_ts", "score", "score_index", "active", "n_segments",
-                                               "details", "updated_ms", "cluster")}
+                fields_ = {
+                    k: row[k]
+                    for k in (
+                        "end_ts",
+                        "score",
+                        "score_index",
+                        "active",
+                        "n_segments",
+                        "details",
+                        "updated_ms",
+                        "cluster",
+                    )
+                }
                 if any(old[k] != fields_[k] for k in ("end_ts", "score", "score_index", "active")):
                     self.repo.update_anomaly(db, old["id"], **fields_)
                     new = {**old, **fields_}
@@ -366,8 +496,14 @@ class AnomalyService:
                 if old["active"] and key not in seen:  # no longer anomalous after a re-fit: close it
                     self.repo.update_anomaly(db, old["id"], active=False, updated_ms=now_ms())
                     changes.ended.append({**old, "active": False})
-            self.repo.update_model(model_id, db, last_refresh_end_ms=until, last_refresh_run_ms=now_ms(),
-                                   refits=refits, **({"trained": trained.to_dict()} if refits != model.refits else {}))
+            self.repo.update_model(
+                model_id,
+                db,
+                last_refresh_end_ms=until,
+                last_refresh_run_ms=now_ms(),
+                refits=refits,
+                **({"trained": trained.to_dict()} if refits != model.refits else {}),
+            )
             self.changed.emit(db, model, changes)
         if model.refresh.save_telemetry:
             save_scores(self.store, cfg, segs, self.repo.anomalies(model_id, start=start - 30 * 86_400_000))
@@ -377,8 +513,16 @@ class AnomalyService:
         ctx.log(f"scored {len(segs)} segments of {len(items)} devices from {start} to {until}: {counts}")
         return {"segments": int(len(segs)), **counts, "from": start, "to": until}
 
-    def _reprocess(self, ctx: TaskContext, model_id: str, start: int, end: int, items: Items, create_alarms: bool,
-                   save_telemetry: bool) -> dict[str, Any]:
+    def _reprocess(
+        self,
+        ctx: TaskContext,
+        model_id: str,
+        start: int,
+        end: int,
+        items: Items,
+        create_alarms: bool,
+        save_telemetry: bool,
+    ) -> dict[str, Any]:
         model = self._require(model_id)
         cfg, trained = model.config, self._require_trained(model_id)
         devices = self._items(model, items)
@@ -404,14 +548,19 @@ class AnomalyService:
         for note in changes.notes:
             ctx.log(note)
         ctx.log(f"replaced {len(changes.deleted)} anomalies with {len(records)} over {len(devices)} devices")
-        return {"segments": int(len(segs)), "deleted": len(changes.deleted), "created": len(records),
-                "items": len(devices)}
+        return {
+            "segments": int(len(segs)),
+            "deleted": len(changes.deleted),
+            "created": len(records),
+            "items": len(devices),
+        }
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _require(self, model_id: str) -> AnomalyModel:
         model = self.get_model(model_id)
         if model is None:
             from ..entities import NotFound
+
             raise NotFound(f"Anomaly model {model_id} is not found")
         return model
 
@@ -424,8 +573,9 @@ class AnomalyService:
     def _items(self, model: AnomalyModel, items: Items) -> list[str]:
         """Devices: an explicit list, "trained" (the model's), or all of the profile."""
         if items is None or items == "all" or items == []:
-            devices = self.registry.all_devices(model.tenant_id, type=model.config.device_type or None,
-                                                sort_property="createdTime", sort_order="DESC")
+            devices = self.registry.all_devices(
+                model.tenant_id, type=model.config.device_type or None, sort_property="createdTime", sort_order="DESC"
+            )
             return [d.id for d in devices]
         if items == "trained":
             return list(model.config.items) or self._items(model, None)
@@ -443,25 +593,39 @@ class AnomalyService:
 
     def _row(self, model_id: str, rec: AnomalyRecord) -> dict[str, Any]:
         t = now_ms()
-        return {"model_id": model_id, "item": rec.item, "start_ts": int(rec.start_ts), "end_ts": int(rec.end_ts),
-                "score": float(rec.score), "score_index": float(rec.score_index), "cluster": int(rec.cluster),
-                "detected_at": int(rec.detected_at), "active": bool(rec.active), "n_segments": int(rec.n_segments),
-                "details": rec.segment_scores or {}, "created_ms": t, "updated_ms": t}
+        return {
+            "model_id": model_id,
+            "item": rec.item,
+            "start_ts": int(rec.start_ts),
+            "end_ts": int(rec.end_ts),
+            "score": float(rec.score),
+            "score_index": float(rec.score_index),
+            "cluster": int(rec.cluster),
+            "detected_at": int(rec.detected_at),
+            "active": bool(rec.active),
+            "n_segments": int(rec.n_segments),
+            "details": rec.segment_scores or {},
+            "created_ms": t,
+            "updated_ms": t,
+        }
 
 
 def _work(fn: Callable[[TaskContext], dict[str, Any]]) -> Callable[[TaskContext], dict[str, Any]]:
     """Task work whose engine-level cancellation counts as the task's cancellation."""
+
     def run(ctx: TaskContext) -> dict[str, Any]:
         try:
             return fn(ctx)
         except EngineCancelled as exc:
             raise Cancelled(str(exc)) from None
+
     return run
 
 
 def _scaled(ctx: TaskContext, lo: float, hi: float) -> Callable[[float, str], None]:
     def progress(frac: float, msg: str = "") -> None:
         ctx.progress(lo + (hi - lo) * frac, msg)
+
     return progress
 
 

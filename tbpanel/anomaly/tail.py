@@ -12,6 +12,7 @@ It adapts to the history's own spread: a heavy tail (rare big excursions already
 the threshold, a light one keeps it close to the bulk. With too few excesses to fit, the
 threshold is the largest score seen, scaled by the tail's extrapolation of an exponential tail.
 """
+
 from __future__ import annotations
 
 import math

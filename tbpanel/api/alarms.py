@@ -2,6 +2,7 @@
 
 Handlers parse and validate; :class:`~tbpanel.alarms.AlarmService` decides who may do what.
 """
+
 from __future__ import annotations
 
 from ..alarms import SEARCH_STATUSES, SORT, STATUSES, AlarmQuery
@@ -44,12 +45,23 @@ class AlarmQueryHandler(PagedHandler):
         if time_prop not in ("createdTime", "startTs"):
             raise ApiError(400, f"timeProperty must be createdTime or startTs, got {time_prop!r}")
         model_id = self.get_query_argument("modelId", None)
-        return AlarmQuery(user.tenant_id, originators=originators, search_status=search, statuses=statuses,
-                          severities=severities, types=_list_arg(self, "type", "typeList"),
-                          model_id=entity_uuid(model_id, "modelId") if model_id else None,
-                          start_time=start, end_time=end, time_property=time_prop,
-                          text=text,
-                          sort_property=sort_prop, sort_order=sort_order, page=page, page_size=page_size)
+        return AlarmQuery(
+            user.tenant_id,
+            originators=originators,
+            search_status=search,
+            statuses=statuses,
+            severities=severities,
+            types=_list_arg(self, "type", "typeList"),
+            model_id=entity_uuid(model_id, "modelId") if model_id else None,
+            start_time=start,
+            end_time=end,
+            time_property=time_prop,
+            text=text,
+            sort_property=sort_prop,
+            sort_order=sort_order,
+            page=page,
+            page_size=page_size,
+        )
 
     async def answer(self, user, q: AlarmQuery) -> None:
         alarms, total = await self.in_thread(self.platform.alarms.query, user, q)
@@ -75,12 +87,15 @@ class AlarmSaveHandler(ApiHandler):
             raise ApiError(400, f"alarm 'type' is longer than {MAX_NAME_LENGTH} characters")
         originator = body.get("originator")
         if not isinstance(originator, dict):
-            raise ApiError(400, "alarm 'originator' is required: {\"entityType\": \"DEVICE\", \"id\": ...}")
+            raise ApiError(400, 'alarm \'originator\' is required: {"entityType": "DEVICE", "id": ...}')
         if (originator.get("entityType") or "DEVICE").upper() != "DEVICE":
             raise ApiError(400, f"alarms are kept for DEVICE originators only, got {originator.get('entityType')!r}")
-        data = {"type": atype.strip(), "originator_id": entity_uuid(originator, "originator id"),
-                "severity": parse_severity(body.get("severity", "INDETERMINATE")),
-                "id": entity_uuid(body["id"], "alarm id") if body.get("id") else None}
+        data = {
+            "type": atype.strip(),
+            "originator_id": entity_uuid(originator, "originator id"),
+            "severity": parse_severity(body.get("severity", "INDETERMINATE")),
+            "id": entity_uuid(body["id"], "alarm id") if body.get("id") else None,
+        }
         for key, name in (("startTs", "start_ts"), ("endTs", "end_ts")):
             if body.get(key) is not None:
                 if not isinstance(body[key], int) or isinstance(body[key], bool) or not 0 <= body[key] <= TS_MAX:

@@ -1,4 +1,5 @@
 """``/api/auth/login``, ``/api/auth/token`` and ``/api/auth/user``: ThingsBoard's JWT login."""
+
 from __future__ import annotations
 
 from .base import ApiError, ApiHandler

@@ -1,4 +1,5 @@
 """Shared handler behaviour: JSON in and out, ThingsBoard's error shape, who is asking."""
+
 from __future__ import annotations
 
 import asyncio
@@ -60,10 +61,19 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.error_code = error_code if error_code is not None else {
-            400: BAD_REQUEST_PARAMS, 401: AUTHENTICATION, 403: PERMISSION_DENIED,
-            404: ITEM_NOT_FOUND, 409: INVALID_ARGUMENTS, 413: BAD_REQUEST_PARAMS,
-            429: TOO_MANY_REQUESTS}.get(status, GENERAL)
+        self.error_code = (
+            error_code
+            if error_code is not None
+            else {
+                400: BAD_REQUEST_PARAMS,
+                401: AUTHENTICATION,
+                403: PERMISSION_DENIED,
+                404: ITEM_NOT_FOUND,
+                409: INVALID_ARGUMENTS,
+                413: BAD_REQUEST_PARAMS,
+                429: TOO_MANY_REQUESTS,
+            }.get(status, GENERAL)
+        )
 
 
 def as_api_error(e: BaseException) -> ApiError | None:
@@ -111,8 +121,7 @@ class ApiHandler(tornado.web.RequestHandler):
                 message = "Internal server error"
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps({"status": status, "message": message, "errorCode": code,
-                                  "timestamp": now_ms()}))
+        self.finish(orjson.dumps({"status": status, "message": message, "errorCode": code, "timestamp": now_ms()}))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         api_error = as_api_error(e)
@@ -138,13 +147,14 @@ class ApiHandler(tornado.web.RequestHandler):
         return body
 
     @overload
-    def int_arg(self, name: str, default: int, *, minimum: int | None = None,
-                maximum: int | None = None) -> int: ...
+    def int_arg(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int: ...
     @overload
-    def int_arg(self, name: str, default: None = None, *, minimum: int | None = None,
-                maximum: int | None = None) -> int | None: ...
-    def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None,
-                maximum: int | None = None) -> int | None:
+    def int_arg(
+        self, name: str, default: None = None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None: ...
+    def int_arg(
+        self, name: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
@@ -207,5 +217,4 @@ class ApiHandler(tornado.web.RequestHandler):
 def page_data(items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:
     """ThingsBoard's PageData envelope."""
     pages = (total + page_size - 1) // page_size if page_size else 0
-    return {"data": items, "totalPages": pages, "totalElements": total,
-            "hasNext": (page + 1) * page_size < total}
+    return {"data": items, "totalPages": pages, "totalElements": total, "hasNext": (page + 1) * page_size < total}

@@ -4,6 +4,7 @@ A 200 here means the points are durably stored (ThingsBoard's only means "queued
 token is checked before the body is read, the body size is capped while it streams in, and a
 rejected payload stores nothing.
 """
+
 from __future__ import annotations
 
 import tornado.web
@@ -61,8 +62,7 @@ class DeviceUploadHandler(ApiHandler):
         else:
             points = parse_attributes(body, ts)
             if points:
-                await self.in_thread(self.platform.registry.save_attributes,
-                                     self.device.id, "CLIENT_SCOPE", points)
+                await self.in_thread(self.platform.registry.save_attributes, self.device.id, "CLIENT_SCOPE", points)
         self.set_status(200)
         self.clear_header("Content-Type")
         self.finish()

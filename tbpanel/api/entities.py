@@ -1,4 +1,5 @@
 """Devices and customers: ThingsBoard's ``/api/device``, ``/api/tenant/devices``, ``/api/customer``."""
+
 from __future__ import annotations
 
 import uuid
@@ -27,8 +28,13 @@ class PagedHandler(ApiHandler):
         sort_order = (self.get_query_argument("sortOrder", "DESC") or "DESC").upper()
         if sort_order not in ("ASC", "DESC"):
             raise ApiError(400, f"sortOrder must be ASC or DESC, got {sort_order!r}")
-        return (page, page_size, self.get_query_argument("textSearch", None) or None,
-                self.get_query_argument("sortProperty", "createdTime") or "createdTime", sort_order)
+        return (
+            page,
+            page_size,
+            self.get_query_argument("textSearch", None) or None,
+            self.get_query_argument("sortProperty", "createdTime") or "createdTime",
+            sort_order,
+        )
 
 
 class DeviceSaveHandler(ApiHandler):
@@ -51,9 +57,17 @@ class DeviceSaveHandler(ApiHandler):
         device_id = entity_uuid(body["id"], "device id") if body.get("id") else None
         if device_id is not None:
             self.platform.registry.check_device(user, device_id, manage=True)
-        device = await self.in_thread(lambda: self.platform.registry.save_device(
-            user.tenant_id, name.strip(), type=dtype, label=label, additional_info=info,
-            device_id=device_id, access_token=self.get_query_argument("accessToken", None) or None))
+        device = await self.in_thread(
+            lambda: self.platform.registry.save_device(
+                user.tenant_id,
+                name.strip(),
+                type=dtype,
+                label=label,
+                additional_info=info,
+                device_id=device_id,
+                access_token=self.get_query_argument("accessToken", None) or None,
+            )
+        )
         self.write_json(device.to_json())
 
 
@@ -83,12 +97,16 @@ class DeviceCredentialsHandler(ApiHandler):
         self.require_role(user, TENANT_ADMIN)
         device = self.platform.registry.check_device(user, entity_uuid(device_id, "device id"))
         token = self.platform.registry.get_credentials(device.id)
-        self.write_json({
-            "id": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "credentials:" + device.id))},
-            "createdTime": device.created_time,
-            "deviceId": {"entityType": "DEVICE", "id": device.id},
-            "credentialsType": "ACCESS_TOKEN", "credentialsId": token, "credentialsValue": None,
-        })
+        self.write_json(
+            {
+                "id": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "credentials:" + device.id))},
+                "createdTime": device.created_time,
+                "deviceId": {"entityType": "DEVICE", "id": device.id},
+                "credentialsType": "ACCESS_TOKEN",
+                "credentialsId": token,
+                "credentialsValue": None,
+            }
+        )
 
 
 class TenantDevicesHandler(PagedHandler):
@@ -106,9 +124,14 @@ class TenantDevicesHandler(PagedHandler):
             return
         page, size, text, sort_prop, sort_order = self.page_args()
         items, total = self.platform.registry.list_devices(
-            user.tenant_id, page=page, page_size=size, text_search=text,
+            user.tenant_id,
+            page=page,
+            page_size=size,
+            text_search=text,
             type=self.get_query_argument("type", None) or None,
-            sort_property=sort_prop, sort_order=sort_order)
+            sort_property=sort_prop,
+            sort_order=sort_order,
+        )
         self.write_json(page_data([d.to_json() for d in items], total, page, size))
 
 
@@ -120,10 +143,17 @@ class CustomerDevicesHandler(PagedHandler):
         customer = self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id"))
         page, size, text, sort_prop, sort_order = self.page_args()
         items, total = self.platform.registry.list_devices(
-            user.tenant_id, customer_id=customer.id, page=page, page_size=size, text_search=text,
+            user.tenant_id,
+            customer_id=customer.id,
+            page=page,
+            page_size=size,
+            text_search=text,
             type=self.get_query_argument("type", None) or None,
-            sort_property=sort_prop, sort_order=sort_order)
+            sort_property=sort_prop,
+            sort_order=sort_order,
+        )
         self.write_json(page_data([d.to_json() for d in items], total, page, size))
+
 
 class CustomerSaveHandler(ApiHandler):
     """``POST /api/customer``: create, or update when the body has an id."""
@@ -138,7 +168,8 @@ class CustomerSaveHandler(ApiHandler):
         data = dict(body, title=title.strip())
         if body.get("id"):
             data["id"] = self.platform.registry.check_customer(
-                user, entity_uuid(body["id"], "customer id"), write=True).id
+                user, entity_uuid(body["id"], "customer id"), write=True
+            ).id
         customer = await self.in_thread(self.platform.registry.save_customer, user.tenant_id, data)
         self.write_json(customer.to_json())
 
@@ -167,7 +198,8 @@ class CustomersHandler(PagedHandler):
         self.require_role(user, TENANT_ADMIN)
         page, size, text, _, _ = self.page_args()
         items, total = self.platform.registry.list_customers(
-            user.tenant_id, page=page, page_size=size, text_search=text)
+            user.tenant_id, page=page, page_size=size, text_search=text
+        )
         self.write_json(page_data([c.to_json() for c in items], total, page, size))
 
 
@@ -200,5 +232,9 @@ class DeviceTypesHandler(ApiHandler):
     def get(self) -> None:
         user = self.require_user()
         types = self.platform.registry.device_types(user.tenant_id)
-        self.write_json([{"tenantId": {"entityType": "TENANT", "id": user.tenant_id},
-                          "entityType": "DEVICE", "type": t} for t in types])
+        self.write_json(
+            [
+                {"tenantId": {"entityType": "TENANT", "id": user.tenant_id}, "entityType": "DEVICE", "type": t}
+                for t in types
+            ]
+        )

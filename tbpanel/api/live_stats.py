@@ -1,4 +1,5 @@
 """``GET /api/tbpanel/live/stats``: how many live subscriptions a tenant holds (WebSocket and page)."""
+
 from __future__ import annotations
 
 from ..live import LiveHub

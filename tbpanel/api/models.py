@@ -3,6 +3,7 @@
 Models span the devices of a whole profile, so they are a tenant administrator's tool: customer
 users get 403 here (they see anomalies through their devices' alarms and saved scores).
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
@@ -87,8 +88,9 @@ class ModelsHandler(ModelsBase):
         if refresh is not None and not isinstance(refresh, dict):
             raise ApiError(400, "refresh must be an object of refresh settings")
         try:
-            model = await self.in_thread(lambda: self.platform.anomaly.create_model(
-                user.tenant_id, config, refresh=refresh))
+            model = await self.in_thread(
+                lambda: self.platform.anomaly.create_model(user.tenant_id, config, refresh=refresh)
+            )
         except (ValueError, TypeError) as exc:  # param's check of a refresh setting
             raise ApiError(400, f"invalid refresh settings: {exc}") from None
         self.write_json(self.model_json(model))
@@ -109,8 +111,9 @@ class ModelHandler(ModelsBase):
         _config({**model.config.to_dict(), **changes})
         self.check_items(user, changes.get("items"))
         try:
-            model, task = await self.in_thread(lambda: self.platform.anomaly.update_model(
-                model.id, changes, rebuild=bool(body.get("rebuild"))))
+            model, task = await self.in_thread(
+                lambda: self.platform.anomaly.update_model(model.id, changes, rebuild=bool(body.get("rebuild")))
+            )
         except RebuildRequired as exc:
             raise ApiError(400, str(exc)) from None
         out = self.model_json(model)
@@ -173,9 +176,14 @@ class ReprocessHandler(ModelsBase):
         items = body.get("items", "trained")
         self.check_items(user, items)
         try:
-            task = self.platform.anomaly.reprocess(model.id, start, end, items,
-                                                   create_alarms=bool(body.get("createAlarms")),
-                                                   save_telemetry=bool(body.get("saveTelemetry")))
+            task = self.platform.anomaly.reprocess(
+                model.id,
+                start,
+                end,
+                items,
+                create_alarms=bool(body.get("createAlarms")),
+                save_telemetry=bool(body.get("saveTelemetry")),
+            )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         self.write_json(task.to_json())
@@ -188,17 +196,33 @@ class AnomaliesHandler(ModelsBase):
         model = self.model_for(self.admin(), model_id)
         item = self.get_query_argument("item", None)
         active = self.get_query_argument("active", None)
-        rows = await self.in_thread(lambda: self.platform.anomaly.anomalies(
-            model.id, items=[item] if item else None, start=self.int_arg("startTs", None),
-            end=self.int_arg("endTs", None), active=None if active is None else self.bool_arg("active", False)))
+        rows = await self.in_thread(
+            lambda: self.platform.anomaly.anomalies(
+                model.id,
+                items=[item] if item else None,
+                start=self.int_arg("startTs", None),
+                end=self.int_arg("endTs", None),
+                active=None if active is None else self.bool_arg("active", False),
+            )
+        )
         self.write_json([anomaly_json(r) for r in rows])
 
 
 def anomaly_json(r: dict) -> dict:
-    return {"id": r["id"], "modelId": r["model_id"], "item": r["item"], "startTs": r["start_ts"],
-            "endTs": r["end_ts"], "score": r["score"], "scoreIndex": r["score_index"],
-            "clusterId": r["cluster"], "detectedAt": r["detected_at"], "active": r["active"],
-            "segments": r["n_segments"], "suppressed": r["suppressed"]}
+    return {
+        "id": r["id"],
+        "modelId": r["model_id"],
+        "item": r["item"],
+        "startTs": r["start_ts"],
+        "endTs": r["end_ts"],
+        "score": r["score"],
+        "scoreIndex": r["score_index"],
+        "clusterId": r["cluster"],
+        "detectedAt": r["detected_at"],
+        "active": r["active"],
+        "segments": r["n_segments"],
+        "suppressed": r["suppressed"],
+    }
 
 
 class ModelTasksHandler(ModelsBase):

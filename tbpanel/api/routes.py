@@ -1,6 +1,7 @@
 """The URL table of the API, in one place: ``server.build_server`` mounts exactly
 :func:`api_patterns` with ``pn.serve(extra_patterns=...)``, and the isolation matrix test
 enumerates the same list, so a route cannot be served without a row there."""
+
 from __future__ import annotations
 
 from ..live import LiveHub

@@ -4,6 +4,7 @@ ThingsBoard's defaults are kept: ``limit`` 100 and ``orderBy`` DESC for raw quer
 ``startTs <= ts < endTs``, bucket timestamps at bucket midpoints, and values rendered as
 strings unless ``useStrictDataTypes=true``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,8 +57,7 @@ class TelemetryHandler(ApiHandler):
         unless ``useStrictDataTypes=true``)."""
         strict = self.bool_arg("useStrictDataTypes", False)
         conv = to_strict if strict else to_wire_string
-        return {key: [{"ts": ts, "value": conv(t, v)} for ts, t, v in points]
-                for key, points in series.items()}
+        return {key: [{"ts": ts, "value": conv(t, v)} for ts, t, v in points] for key, points in series.items()}
 
 
 class KeysHandler(TelemetryHandler):
@@ -109,11 +109,13 @@ class ValuesHandler(TelemetryHandler):
                 raise ApiError(400, f"intervalType must be one of {', '.join(INTERVAL_TYPES)}; got {interval_type!r}")
             interval = self.int_arg("interval", 0)
             if interval_type == "MILLISECONDS" and (interval is None or interval <= 0):
-                raise ApiError(400, f"interval must be a positive number of milliseconds when agg={agg}; got {interval}")
+                raise ApiError(
+                    400, f"interval must be a positive number of milliseconds when agg={agg}; got {interval}"
+                )
             tz = self.get_query_argument("timeZone", None) or "UTC"
             series = await self.in_thread(
-                lambda: store.query_agg(device_id, keys, start, end, agg, interval,
-                                        interval_type=interval_type, tz=tz))
+                lambda: store.query_agg(device_id, keys, start, end, agg, interval, interval_type=interval_type, tz=tz)
+            )
         return self.render_series(series)
 
 
@@ -144,8 +146,11 @@ class DeleteTelemetryHandler(TelemetryHandler):
             start, end = self.range_args("give 'startTs' and 'endTs', or deleteAllDataForKeys=true")
         delete_latest = self.bool_arg("deleteLatest", True)
         rewrite = self.bool_arg("rewriteLatestIfDeleted", False)
-        await self.in_thread(lambda: self.platform.store.delete(
-            device.id, keys, start, end, delete_latest=delete_latest, rewrite_latest_if_deleted=rewrite))
+        await self.in_thread(
+            lambda: self.platform.store.delete(
+                device.id, keys, start, end, delete_latest=delete_latest, rewrite_latest_if_deleted=rewrite
+            )
+        )
         self.set_status(200)
         self.finish()
 
@@ -162,5 +167,4 @@ class AttributeValuesHandler(TelemetryHandler):
         device = self.device_for(entity_type, entity_id, self.require_user())
         keys = self.keys_arg(required=False)
         attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope, keys)
-        self.write_json([{"key": a["key"], "value": a["value"], "lastUpdateTs": a["lastUpdateTs"]}
-                         for a in attrs])
+        self.write_json([{"key": a["key"], "value": a["value"], "lastUpdateTs": a["lastUpdateTs"]} for a in attrs])

@@ -1,4 +1,5 @@
 """Tenants, customers, users, devices, passwords and JWT tokens (SQLite, no Panel import)."""
+
 from __future__ import annotations
 
 from ..errors import (
@@ -31,11 +32,36 @@ from .throttle import LoginThrottle
 from .tokens import REFRESH_SCOPE, SECRET_FILE, TokenIssuer, load_or_create_secret
 
 __all__ = [
-    "AUTHORITIES", "ATTRIBUTE_SCOPES", "CUSTOMER_USER", "DB_FILE", "NULL_UUID", "REFRESH_SCOPE",
-    "SECRET_FILE", "SYS_ADMIN", "TENANT_ADMIN",
-    "AuthError", "Conflict", "EntityError", "InvalidInput", "NotFound", "PermissionDenied",
-    "TokenExpired", "TokenInvalid", "TooManyAttempts", "LoginThrottle",
-    "Customer", "Device", "Entity", "Tenant", "User", "entity_id_json",
-    "EntityRegistry", "TokenIssuer", "generate_access_token", "hash_password", "init",
-    "load_or_create_secret", "verify_password",
+    "AUTHORITIES",
+    "ATTRIBUTE_SCOPES",
+    "CUSTOMER_USER",
+    "DB_FILE",
+    "NULL_UUID",
+    "REFRESH_SCOPE",
+    "SECRET_FILE",
+    "SYS_ADMIN",
+    "TENANT_ADMIN",
+    "AuthError",
+    "Conflict",
+    "EntityError",
+    "InvalidInput",
+    "NotFound",
+    "PermissionDenied",
+    "TokenExpired",
+    "TokenInvalid",
+    "TooManyAttempts",
+    "LoginThrottle",
+    "Customer",
+    "Device",
+    "Entity",
+    "Tenant",
+    "User",
+    "entity_id_json",
+    "EntityRegistry",
+    "TokenIssuer",
+    "generate_access_token",
+    "hash_password",
+    "init",
+    "load_or_create_secret",
+    "verify_password",
 ]

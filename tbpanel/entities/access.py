@@ -6,6 +6,7 @@ be tested without one. The registry's ``check_device``/``check_customer`` fetch 
 call :func:`require_device`/:func:`require_customer`. Disabled users and SYS_ADMIN see no
 tenant data.
 """
+
 from __future__ import annotations
 
 from ..errors import PermissionDenied
@@ -23,8 +24,11 @@ def can_read(user: User | None, device: Device) -> bool:
     if user.authority == TENANT_ADMIN:
         return bool(user.tenant_id == device.tenant_id)
     if user.authority == CUSTOMER_USER:
-        return (user.tenant_id == device.tenant_id and user.customer_id is not None
-                and device.customer_id == user.customer_id)
+        return (
+            user.tenant_id == device.tenant_id
+            and user.customer_id is not None
+            and device.customer_id == user.customer_id
+        )
     return False
 
 
@@ -37,8 +41,7 @@ def can_write(user: User | None, device: Device) -> bool:
 def can_manage(user: User | None, device: Device) -> bool:
     """Update, delete, (un)assign the device or read/change its credentials: only a
     TENANT_ADMIN of the device's tenant."""
-    return (user is not None and user.enabled and user.authority == TENANT_ADMIN
-            and user.tenant_id == device.tenant_id)
+    return user is not None and user.enabled and user.authority == TENANT_ADMIN and user.tenant_id == device.tenant_id
 
 
 def can_read_customer(user: User | None, customer: Customer) -> bool:
@@ -54,12 +57,10 @@ def can_read_customer(user: User | None, customer: Customer) -> bool:
 
 def can_manage_customer(user: User | None, customer: Customer) -> bool:
     """Change the customer or assign devices to it: only a TENANT_ADMIN of its tenant."""
-    return (user is not None and user.enabled and user.authority == TENANT_ADMIN
-            and user.tenant_id == customer.tenant_id)
+    return user is not None and user.enabled and user.authority == TENANT_ADMIN and user.tenant_id == customer.tenant_id
 
 
-def require_device(user: User | None, device: Device, write: bool = False, *,
-                   manage: bool = False) -> Device:
+def require_device(user: User | None, device: Device, write: bool = False, *, manage: bool = False) -> Device:
     """``device`` if ``user`` may read it (``write``: post telemetry; ``manage``: change it),
     else PermissionDenied."""
     if manage:

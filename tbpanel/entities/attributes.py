@@ -7,6 +7,7 @@ in the ``attribute`` table, ``ts`` becoming the key's ``lastUpdateTs``. Reads gi
 back in its stored type. An entity's attributes go with it: deleting a device, user or
 customer removes them in the same transaction.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,10 +41,8 @@ def check_point(point: Any) -> tuple[int, str, int, Any]:
         raise InvalidInput(f"unknown value type {vtype!r} for attribute {key!r}") from None
     ok = {
         ValueType.BOOL: isinstance(value, bool),
-        ValueType.LONG: isinstance(value, int) and not isinstance(value, bool)
-        and _LONG_MIN <= value <= _LONG_MAX,
-        ValueType.DOUBLE: isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value),
+        ValueType.LONG: isinstance(value, int) and not isinstance(value, bool) and _LONG_MIN <= value <= _LONG_MAX,
+        ValueType.DOUBLE: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         ValueType.STR: isinstance(value, str),
         ValueType.JSON: isinstance(value, str),
     }[vtype]
@@ -71,8 +70,7 @@ def typed_value(t: int, v: Any) -> Any:
 
 def _scope(scope: Any) -> str:
     if scope not in ATTRIBUTE_SCOPES:
-        raise InvalidInput(f"attribute scope must be one of {', '.join(ATTRIBUTE_SCOPES)}, "
-                           f"got {scope!r}")
+        raise InvalidInput(f"attribute scope must be one of {', '.join(ATTRIBUTE_SCOPES)}, got {scope!r}")
     return str(scope)
 
 
@@ -87,15 +85,13 @@ def _key_list(keys: Iterable[str]) -> list[str]:
 class Attributes(Tables):
     """The registry's attribute methods (mixin of :class:`EntityRegistry`)."""
 
-    def save_attributes(self, entity_id: Any, scope: str,
-                        points: Iterable[tuple[int, str, int, Any]]) -> int:
+    def save_attributes(self, entity_id: Any, scope: str, points: Iterable[tuple[int, str, int, Any]]) -> int:
         """Upsert typed ``(ts, key, vtype, value)`` points (as produced by
         ``tbpanel.store.payload``) into ``scope``; ``ts`` becomes the key's lastUpdateTs.
         The whole batch is validated first and written in one transaction. Returns the count."""
         eid = fields.canonical_id(entity_id, "entity")
         scope = _scope(scope)
-        rows = [(eid, scope, key, vtype, value, ts)
-                for ts, key, vtype, value in map(check_point, points)]
+        rows = [(eid, scope, key, vtype, value, ts) for ts, key, vtype, value in map(check_point, points)]
         if not rows:
             return 0
         with self.transaction():
@@ -103,11 +99,13 @@ class Attributes(Tables):
                 "INSERT INTO attribute (entity_id, scope, key, t, v, last_update_ts) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entity_id, scope, key) DO UPDATE SET "
                 "t = excluded.t, v = excluded.v, last_update_ts = excluded.last_update_ts",
-                rows)
+                rows,
+            )
         return len(rows)
 
-    def get_attributes(self, entity_id: Any, scope: str | None = None,
-                       keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def get_attributes(
+        self, entity_id: Any, scope: str | None = None, keys: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         """``[{"key", "value", "lastUpdateTs", "scope"}]`` sorted by scope then key, with the
         value in its stored type (bool/int/float/str; JSON kept as text). ``keys`` that do not
         exist are simply absent."""
@@ -122,10 +120,10 @@ class Attributes(Tables):
                 return []
             where += f" AND key IN ({', '.join('?' * len(key_list))})"
             params += key_list
-        rows = self._all(f"SELECT scope, key, t, v, last_update_ts FROM attribute "
-                         f"WHERE {where} ORDER BY scope, key", params)
-        return [{"key": key, "value": typed_value(t, v), "lastUpdateTs": ts, "scope": sc}
-                for sc, key, t, v, ts in rows]
+        rows = self._all(
+            f"SELECT scope, key, t, v, last_update_ts FROM attribute WHERE {where} ORDER BY scope, key", params
+        )
+        return [{"key": key, "value": typed_value(t, v), "lastUpdateTs": ts, "scope": sc} for sc, key, t, v, ts in rows]
 
     def delete_attributes(self, entity_id: Any, scope: str, keys: Iterable[str]) -> int:
         """Delete the given keys of one scope; returns how many existed."""
@@ -138,5 +136,7 @@ class Attributes(Tables):
         with self.transaction():
             cur = self._conn.execute(
                 f"DELETE FROM attribute WHERE entity_id = ? AND scope = ? "
-                f"AND key IN ({', '.join('?' * len(key_list))})", [eid, scope, *key_list])
+                f"AND key IN ({', '.join('?' * len(key_list))})",
+                [eid, scope, *key_list],
+            )
             return cur.rowcount

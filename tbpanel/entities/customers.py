@@ -1,5 +1,6 @@
 """Customers: groups of devices and users inside a tenant (titles unique per tenant), with
 ThingsBoard's contact fields kept as one JSON object."""
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,27 @@ from .models import CUSTOMER_CONTACT_FIELDS, Customer
 from .tables import Tables
 
 _CUSTOMER_COLS = "id, created_time, tenant_id, title, contact, additional_info"
-_CUSTOMER_SORT = {"createdTime": "created_time", "title": "title COLLATE NOCASE",
-                  "email": "json_extract(contact, '$.email') COLLATE NOCASE",
-                  "country": "json_extract(contact, '$.country') COLLATE NOCASE",
-                  "city": "json_extract(contact, '$.city') COLLATE NOCASE"}
+_CUSTOMER_SORT = {
+    "createdTime": "created_time",
+    "title": "title COLLATE NOCASE",
+    "email": "json_extract(contact, '$.email') COLLATE NOCASE",
+    "country": "json_extract(contact, '$.country') COLLATE NOCASE",
+    "city": "json_extract(contact, '$.city') COLLATE NOCASE",
+}
 
 
 def customer_from_row(row: tuple[Any, ...]) -> Customer:
     contact = json.loads(row[4]) if row[4] else {}
     contact_fields = {attr: contact.get(key) for key, attr in CUSTOMER_CONTACT_FIELDS.items()}
     return Customer(  # type: ignore[no-untyped-call]  # param's constructors are untyped
-        id=row[0], created_time=row[1], tenant_id=row[2], title=row[3], name=row[3],
-        additional_info=fields.load_info(row[5]), **contact_fields)
+        id=row[0],
+        created_time=row[1],
+        tenant_id=row[2],
+        title=row[3],
+        name=row[3],
+        additional_info=fields.load_info(row[5]),
+        **contact_fields,
+    )
 
 
 class Customers(Tables):
@@ -59,20 +69,19 @@ class Customers(Tables):
                 cid = str(uuid.uuid4())
                 row: tuple[Any, ...] = (cid, now_ms(), tid, title, contact_json, info)
                 self._check_customer_title(tid, title, None)
-                self._conn.execute(f"INSERT INTO customer ({_CUSTOMER_COLS}) "
-                                   "VALUES (?, ?, ?, ?, ?, ?)", row)
+                self._conn.execute(f"INSERT INTO customer ({_CUSTOMER_COLS}) VALUES (?, ?, ?, ?, ?, ?)", row)
             else:
-                old = self._one(f"SELECT {_CUSTOMER_COLS} FROM customer WHERE id = ?",
-                                (customer_id,))
+                old = self._one(f"SELECT {_CUSTOMER_COLS} FROM customer WHERE id = ?", (customer_id,))
                 if old is None:
                     raise NotFound(f"Customer {customer_id} not found")
                 if old[2] != tid:
                     raise PermissionDenied(f"Customer {customer_id} belongs to another tenant")
                 self._check_customer_title(tid, title, customer_id)
                 row = (customer_id, old[1], tid, title, contact_json, info)
-                self._conn.execute("UPDATE customer SET title = ?, contact = ?, "
-                                   "additional_info = ? WHERE id = ?",
-                                   (title, contact_json, info, customer_id))
+                self._conn.execute(
+                    "UPDATE customer SET title = ?, contact = ?, additional_info = ? WHERE id = ?",
+                    (title, contact_json, info, customer_id),
+                )
         return customer_from_row(row)
 
     def _check_customer_title(self, tid: str, title: str, own_id: str | None) -> None:
@@ -89,13 +98,18 @@ class Customers(Tables):
 
     def find_customer(self, tenant_id: Any, title: str) -> Customer | None:
         tid = fields.canonical_id(tenant_id, "tenant")
-        row = self._one(f"SELECT {_CUSTOMER_COLS} FROM customer WHERE tenant_id = ? "
-                        "AND title = ?", (tid, title))
+        row = self._one(f"SELECT {_CUSTOMER_COLS} FROM customer WHERE tenant_id = ? AND title = ?", (tid, title))
         return None if row is None else customer_from_row(row)
 
-    def list_customers(self, tenant_id: Any, page: int = 0, page_size: int = 100,
-                       text_search: str | None = None, sort_property: str = "title",
-                       sort_order: str = "ASC") -> tuple[list[Customer], int]:
+    def list_customers(
+        self,
+        tenant_id: Any,
+        page: int = 0,
+        page_size: int = 100,
+        text_search: str | None = None,
+        sort_property: str = "title",
+        sort_order: str = "ASC",
+    ) -> tuple[list[Customer], int]:
         """One page of the tenant's customers (``text_search``: case-insensitive substring of
         the title) and the total number matching."""
         tid = fields.canonical_id(tenant_id, "tenant")
@@ -107,9 +121,10 @@ class Customers(Tables):
             params.append(fields.like(text_search))
         with self._lock:
             total = self._count("customer", where, params)
-            rows = self._all(f"SELECT {_CUSTOMER_COLS} FROM customer WHERE {where} "
-                             f"ORDER BY {order} LIMIT ? OFFSET ?",
-                             [*params, page_size, page * page_size])
+            rows = self._all(
+                f"SELECT {_CUSTOMER_COLS} FROM customer WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, page_size, page * page_size],
+            )
         return [customer_from_row(r) for r in rows], total
 
     def delete_customer(self, customer_id: Any) -> None:
@@ -121,8 +136,9 @@ class Customers(Tables):
             for (device_id,) in self._all("SELECT id FROM device WHERE customer_id = ?", (cid,)):
                 self._forget_device(device_id)
             self._conn.execute("UPDATE device SET customer_id = NULL WHERE customer_id = ?", (cid,))
-            self._conn.execute("DELETE FROM attribute WHERE entity_id IN "
-                               "(SELECT id FROM users WHERE customer_id = ?)", (cid,))
+            self._conn.execute(
+                "DELETE FROM attribute WHERE entity_id IN (SELECT id FROM users WHERE customer_id = ?)", (cid,)
+            )
             self._conn.execute("DELETE FROM users WHERE customer_id = ?", (cid,))
             self._conn.execute("DELETE FROM attribute WHERE entity_id = ?", (cid,))
             self._conn.execute("DELETE FROM customer WHERE id = ?", (cid,))

@@ -5,6 +5,7 @@ its customers, and has a unique access token (the only credential type tbpanel s
 taking the lock once a token has been seen; every write below forgets the device's cached
 entry first.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -18,8 +19,12 @@ from .models import Device
 from .tables import Tables
 
 _DEVICE_COLS = "id, created_time, tenant_id, customer_id, name, type, label, additional_info"
-_DEVICE_SORT = {"createdTime": "created_time", "name": "name COLLATE NOCASE",
-                "type": "type COLLATE NOCASE", "label": "label COLLATE NOCASE"}
+_DEVICE_SORT = {
+    "createdTime": "created_time",
+    "name": "name COLLATE NOCASE",
+    "type": "type COLLATE NOCASE",
+    "label": "label COLLATE NOCASE",
+}
 
 
 def generate_access_token() -> str:
@@ -29,8 +34,15 @@ def generate_access_token() -> str:
 
 def device_from_row(row: tuple[Any, ...]) -> Device:
     return Device(  # type: ignore[no-untyped-call]  # param's constructors are untyped
-        id=row[0], created_time=row[1], tenant_id=row[2], customer_id=row[3], name=row[4],
-        type=row[5], label=row[6], additional_info=fields.load_info(row[7]))
+        id=row[0],
+        created_time=row[1],
+        tenant_id=row[2],
+        customer_id=row[3],
+        name=row[4],
+        type=row[5],
+        label=row[6],
+        additional_info=fields.load_info(row[7]),
+    )
 
 
 def _device_filter(tid: str, cid: str | None, type: str | None) -> tuple[str, list[str]]:
@@ -48,10 +60,17 @@ def _device_filter(tid: str, cid: str | None, type: str | None) -> tuple[str, li
 class Devices(Tables):
     """The registry's device and credential methods (mixin of :class:`EntityRegistry`)."""
 
-    def save_device(self, tenant_id: Any, name: str, type: str | None = "default",
-                    label: str | None = "", additional_info: dict[str, Any] | None = None,
-                    device_id: Any = None, access_token: str | None = None,
-                    customer_id: Any = ...) -> Device:
+    def save_device(
+        self,
+        tenant_id: Any,
+        name: str,
+        type: str | None = "default",
+        label: str | None = "",
+        additional_info: dict[str, Any] | None = None,
+        device_id: Any = None,
+        access_token: str | None = None,
+        customer_id: Any = ...,
+    ) -> Device:
         """Create (``device_id`` None) or update a device of ``tenant_id``.
 
         Creating gives a new UUID and, unless ``access_token`` is given, a random 20-character
@@ -84,12 +103,11 @@ class Devices(Tables):
                 else:
                     self._check_token_free(token, None)
                 self._conn.execute(
-                    f"INSERT INTO device ({_DEVICE_COLS}, access_token) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (did, created, tid, cid, name, type, label, info, token))
+                    f"INSERT INTO device ({_DEVICE_COLS}, access_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (did, created, tid, cid, name, type, label, info, token),
+                )
             else:
-                old = self._one("SELECT tenant_id, customer_id, created_time FROM device "
-                                "WHERE id = ?", (did,))
+                old = self._one("SELECT tenant_id, customer_id, created_time FROM device WHERE id = ?", (did,))
                 if old is None:
                     raise NotFound(f"Device {did} not found")
                 if old[0] != tid:
@@ -101,11 +119,12 @@ class Devices(Tables):
                 self._forget_device(did)
                 if token is not None:
                     self._check_token_free(token, did)
-                    self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?",
-                                       (token, did))
+                    self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?", (token, did))
                 self._conn.execute(
                     "UPDATE device SET customer_id = ?, name = ?, type = ?, label = ?, "
-                    "additional_info = ? WHERE id = ?", (cid, name, type, label, info, did))
+                    "additional_info = ? WHERE id = ?",
+                    (cid, name, type, label, info, did),
+                )
         return device_from_row((did, created, tid, cid, name, type, label, info))
 
     def _check_device_name(self, tid: str, name: str, own_id: str | None) -> None:
@@ -127,8 +146,7 @@ class Devices(Tables):
 
     def find_device(self, tenant_id: Any, name: str) -> Device | None:
         tid = fields.canonical_id(tenant_id, "tenant")
-        row = self._one(f"SELECT {_DEVICE_COLS} FROM device WHERE tenant_id = ? AND name = ?",
-                        (tid, name))
+        row = self._one(f"SELECT {_DEVICE_COLS} FROM device WHERE tenant_id = ? AND name = ?", (tid, name))
         return None if row is None else device_from_row(row)
 
     def device_by_token(self, token: str) -> Device | None:
@@ -147,8 +165,7 @@ class Devices(Tables):
             device = self._tokens.get(token)
             if device is not None:
                 return device
-            row = self._conn.execute(f"SELECT {_DEVICE_COLS} FROM device "
-                                     "WHERE access_token = ?", (token,)).fetchone()
+            row = self._conn.execute(f"SELECT {_DEVICE_COLS} FROM device WHERE access_token = ?", (token,)).fetchone()
             if row is None:
                 return None
             device = device_from_row(row)
@@ -158,10 +175,17 @@ class Devices(Tables):
                 self._tokens.put(token, device)
             return device
 
-    def list_devices(self, tenant_id: Any, customer_id: Any = None, page: int = 0,
-                     page_size: int = 100, text_search: str | None = None,
-                     type: str | None = None, sort_property: str = "createdTime",
-                     sort_order: str = "DESC") -> tuple[list[Device], int]:
+    def list_devices(
+        self,
+        tenant_id: Any,
+        customer_id: Any = None,
+        page: int = 0,
+        page_size: int = 100,
+        text_search: str | None = None,
+        type: str | None = None,
+        sort_property: str = "createdTime",
+        sort_order: str = "DESC",
+    ) -> tuple[list[Device], int]:
         """One page of the tenant's devices (only ``customer_id``'s when given) and the total.
 
         ``text_search`` is a case-insensitive substring of the name or label; ``type`` an exact
@@ -177,13 +201,21 @@ class Devices(Tables):
             params += [fields.like(text_search)] * 2
         with self._lock:
             total = self._count("device", where, params)
-            rows = self._all(f"SELECT {_DEVICE_COLS} FROM device WHERE {where} "
-                             f"ORDER BY {order} LIMIT ? OFFSET ?",
-                             [*params, page_size, page * page_size])
+            rows = self._all(
+                f"SELECT {_DEVICE_COLS} FROM device WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, page_size, page * page_size],
+            )
         return [device_from_row(r) for r in rows], total
 
-    def all_devices(self, tenant_id: Any, *, customer_id: Any = None, type: str | None = None,
-                    sort_property: str = "name", sort_order: str = "ASC") -> list[Device]:
+    def all_devices(
+        self,
+        tenant_id: Any,
+        *,
+        customer_id: Any = None,
+        type: str | None = None,
+        sort_property: str = "name",
+        sort_order: str = "ASC",
+    ) -> list[Device]:
         """Every device of the tenant (only ``customer_id``'s, only ``type``), unpaged: for the
         server-side work that needs the whole set (a model's devices, a user's visible set)."""
         tid = fields.canonical_id(tenant_id, "tenant")
@@ -246,6 +278,5 @@ class Devices(Tables):
 
     def device_types(self, tenant_id: Any) -> list[str]:
         tid = fields.canonical_id(tenant_id, "tenant")
-        rows = self._all("SELECT DISTINCT type FROM device WHERE tenant_id = ? ORDER BY type",
-                         (tid,))
+        rows = self._all("SELECT DISTINCT type FROM device WHERE tenant_id = ? ORDER BY type", (tid,))
         return [r[0] for r in rows]

@@ -6,6 +6,7 @@ and returns it in the form the database stores, or raises :class:`InvalidInput` 
 with a message that names the field. Nothing here touches the database, so the rules are the
 same for every table and can be tested without one.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,8 +127,7 @@ def access_token(value: Any) -> str:
     if len(value) > MAX_TOKEN_LENGTH:
         raise InvalidInput(f"access token is longer than {MAX_TOKEN_LENGTH} characters")
     if _TOKEN_BAD_CHARS.search(value):
-        raise InvalidInput("access token must not contain whitespace, control characters "
-                           "or any of / ? # % \\")
+        raise InvalidInput("access token must not contain whitespace, control characters or any of / ? # % \\")
     return value
 
 
@@ -146,8 +146,7 @@ def order(sort_property: str, sort_order: str, allowed: dict[str, str]) -> str:
     ``id`` breaks ties so that pages do not overlap."""
     column = allowed.get(sort_property)
     if column is None:
-        raise InvalidInput(f"Unsupported sortProperty {sort_property!r}; "
-                           f"use one of {', '.join(allowed)}")
+        raise InvalidInput(f"Unsupported sortProperty {sort_property!r}; use one of {', '.join(allowed)}")
     direction = str(sort_order).upper()
     if direction not in ("ASC", "DESC"):
         raise InvalidInput(f"sortOrder must be ASC or DESC, got {sort_order!r}")

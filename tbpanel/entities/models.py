@@ -9,6 +9,7 @@ object shared between callers, so treat registry results as read-only.
 ``to_json()`` gives ThingsBoard's JSON shape: ids as ``{"entityType": ..., "id": uuid}``,
 ``createdTime`` in epoch ms, and ThingsBoard's NULL id for "no customer"/"no tenant".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,8 +37,9 @@ class Entity(param.Parameterized):
 
     id = param.String(default="", doc="Entity UUID (canonical lower-case string).")
     created_time = param.Integer(default=0, doc="Creation time, epoch milliseconds.")
-    additional_info = param.Dict(default=None, allow_None=True,
-                                 doc="Free-form JSON object (ThingsBoard's additionalInfo).")
+    additional_info = param.Dict(
+        default=None, allow_None=True, doc="Free-form JSON object (ThingsBoard's additionalInfo)."
+    )
 
     @property
     def entity_id(self) -> dict[str, str]:
@@ -64,8 +66,14 @@ class Tenant(Entity):
 
 #: Contact fields of a customer, ThingsBoard JSON name -> parameter name.
 CUSTOMER_CONTACT_FIELDS = {
-    "country": "country", "state": "state", "city": "city", "address": "address",
-    "address2": "address2", "zip": "zip", "phone": "phone", "email": "email",
+    "country": "country",
+    "state": "state",
+    "city": "city",
+    "address": "address",
+    "address2": "address2",
+    "zip": "zip",
+    "phone": "phone",
+    "email": "email",
 }
 
 
@@ -100,10 +108,8 @@ class Customer(Entity):
 class User(Entity):
     entity_type = "USER"
 
-    tenant_id = param.String(default=None, allow_None=True,
-                             doc="Tenant UUID; None for SYS_ADMIN.")
-    customer_id = param.String(default=None, allow_None=True,
-                               doc="Customer UUID for CUSTOMER_USER, otherwise None.")
+    tenant_id = param.String(default=None, allow_None=True, doc="Tenant UUID; None for SYS_ADMIN.")
+    customer_id = param.String(default=None, allow_None=True, doc="Customer UUID for CUSTOMER_USER, otherwise None.")
     email = param.String(default="", doc="Login name (unique, case-insensitive).")
     authority: param.Selector[str] = param.Selector(default=TENANT_ADMIN, objects=list(AUTHORITIES))
     first_name = param.String(default="")
@@ -135,8 +141,7 @@ class Device(Entity):
     # ``name`` is param's own built-in parameter; for a device it is the device name
     # (unique per tenant), always passed explicitly by the registry.
     tenant_id = param.String(default="", doc="Owning tenant's UUID.")
-    customer_id = param.String(default=None, allow_None=True,
-                               doc="Assigned customer's UUID, or None.")
+    customer_id = param.String(default=None, allow_None=True, doc="Assigned customer's UUID, or None.")
     type = param.String(default="default", doc="Device type (ThingsBoard device profile name).")
     label = param.String(default="", allow_None=True)
 

@@ -7,6 +7,7 @@ Stored form (self-describing, so parameters can be raised later without breaking
 e.g. ``scrypt$16384$8$1$3q2+7w...$Zm9v...``. Verification recomputes the hash with the stored
 parameters and compares in constant time.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,9 @@ _MAX_P = 16
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen,
-                          maxmem=128 * r * n * p + 2**24)
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=128 * r * n * p + 2**24
+    )
 
 
 def _check_password(password: object) -> str:

@@ -22,6 +22,7 @@ Conventions: ids are canonical UUID strings (``uuid.UUID`` objects, ThingsBoard 
 :class:`NotFound`, ``find_*`` return ``None``; a customer id equal to ThingsBoard's NULL UUID
 means "no customer". Returned objects are snapshots; treat them as read-only.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,7 @@ from .tables import MIGRATIONS, TokenCache
 from .tenants import Tenants
 from .users import Users
 
-__all__ = ["EntityRegistry", "init", "DB_FILE", "ATTRIBUTE_SCOPES", "MAX_NAME_LENGTH",
-           "generate_access_token"]
+__all__ = ["EntityRegistry", "init", "DB_FILE", "ATTRIBUTE_SCOPES", "MAX_NAME_LENGTH", "generate_access_token"]
 
 DB_FILE = "entities.sqlite"
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -73,8 +73,9 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Attributes):
         _create_private_file(self.path)
         self._tokens = TokenCache()
         # a rolled-back transaction may have changed (and cached) devices: flush the cache
-        self._db = Database(str(self.path), MIGRATIONS, what=str(self.path),
-                            on_rollback=self._tokens.clear, foreign_keys=True)
+        self._db = Database(
+            str(self.path), MIGRATIONS, what=str(self.path), on_rollback=self._tokens.clear, foreign_keys=True
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -98,8 +99,7 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Attributes):
     can_read_customer = staticmethod(access.can_read_customer)
     can_manage_customer = staticmethod(access.can_manage_customer)
 
-    def check_device(self, user: User, device_id: Any, write: bool = False, *,
-                     manage: bool = False) -> Device:
+    def check_device(self, user: User, device_id: Any, write: bool = False, *, manage: bool = False) -> Device:
         """The device if ``user`` may read it (``write``: post telemetry; ``manage``: change
         it). Raises InvalidInput (malformed id, HTTP 400), NotFound (unknown, 404) or
         PermissionDenied (another tenant's or customer's device, 403)."""
@@ -114,8 +114,9 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Attributes):
 # --------------------------------------------------------------------------------------------
 # first-run setup (used by `tbpanel init`)
 # --------------------------------------------------------------------------------------------
-def init(data_dir: str | os.PathLike[str], admin_email: str, admin_password: str,
-         tenant_title: str = "Tenant") -> tuple[Tenant, User]:
+def init(
+    data_dir: str | os.PathLike[str], admin_email: str, admin_password: str, tenant_title: str = "Tenant"
+) -> tuple[Tenant, User]:
     """Set up ``data_dir``: the entity database, the JWT secret, a tenant and its
     TENANT_ADMIN. An existing tenant of that title is reused. If ``admin_email`` already
     exists this raises Conflict and changes nothing (it never resets a password)."""
@@ -130,7 +131,8 @@ def init(data_dir: str | os.PathLike[str], admin_email: str, admin_password: str
             raise Conflict(
                 f"A user with email {existing.email!r} already exists in {registry.path}; "
                 "init never changes an existing account or its password. "
-                "Use `tbpanel user add` to add another user.")
+                "Use `tbpanel user add` to add another user."
+            )
         load_or_create_secret(data_dir)
         with registry.transaction():
             tenant = registry.find_tenant(tenant_title) or registry.create_tenant(tenant_title)

@@ -6,6 +6,7 @@ holds its table's SQL and derives from :class:`Tables`, which gives them the one
 :class:`~tbpanel.sqlite.Database` (connection, lock, nested transactions), the access-token
 cache every device write must invalidate, and the two referential checks several tables make.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -22,7 +23,8 @@ from .models import Device
 #: The schema, one script per ``PRAGMA user_version``. Version 1 is written with
 #: ``IF NOT EXISTS`` because files made before versioning (version 0) already have tables.
 #: Add a migration by appending a script; never edit a released one.
-MIGRATIONS: tuple[str, ...] = ("""
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS tenant (
     id              TEXT PRIMARY KEY,
     created_time    INTEGER NOT NULL,
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS attribute (
     last_update_ts  INTEGER NOT NULL,
     PRIMARY KEY (entity_id, scope, key)
 ) WITHOUT ROWID;
-""",)
+""",
+)
 
 #: Entries kept in the access-token cache before it is flushed (bounds memory).
 TOKEN_CACHE_LIMIT = 200_000

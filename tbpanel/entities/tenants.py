@@ -1,5 +1,6 @@
 """Tenants: the top of the ownership tree (every customer, device and non-SYS_ADMIN user
 belongs to exactly one); titles are unique in an installation."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,8 +17,8 @@ _TENANT_COLS = "id, created_time, title, additional_info"
 
 def tenant_from_row(row: tuple[Any, ...]) -> Tenant:
     return Tenant(  # type: ignore[no-untyped-call]  # param's constructors are untyped
-        id=row[0], created_time=row[1], title=row[2], name=row[2],
-        additional_info=fields.load_info(row[3]))
+        id=row[0], created_time=row[1], title=row[2], name=row[2], additional_info=fields.load_info(row[3])
+    )
 
 
 class Tenants(Tables):
@@ -44,6 +45,7 @@ class Tenants(Tables):
         return None if row is None else tenant_from_row(row)
 
     def list_tenants(self) -> list[Tenant]:
-        rows = self._all(f"SELECT {_TENANT_COLS} FROM tenant "
-                         "ORDER BY created_time, rowid")  # rowid: creation order within one ms
+        rows = self._all(
+            f"SELECT {_TENANT_COLS} FROM tenant ORDER BY created_time, rowid"
+        )  # rowid: creation order within one ms
         return [tenant_from_row(r) for r in rows]

@@ -7,6 +7,7 @@ with the right password, so a guesser learns nothing from the answer. A success 
 account's count. Kept in memory: a restart forgets it, which errs on the side of letting
 people in.
 """
+
 from __future__ import annotations
 
 import threading

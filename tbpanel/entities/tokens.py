@@ -9,6 +9,7 @@ Refresh token claims: ``sub``, ``userId``, ``scopes: ["REFRESH_TOKEN"]``, ``sess
 The signing secret lives in ``DATA/jwt.secret`` (64 random bytes, mode 0600); it is never
 logged or printed.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ import jwt
 from ..errors import TokenExpired, TokenInvalid
 from .models import AUTHORITIES, NULL_UUID, User
 
-__all__ = ["TokenIssuer", "TokenExpired", "TokenInvalid", "load_or_create_secret",
-           "SECRET_FILE", "SECRET_BYTES", "REFRESH_SCOPE"]
+__all__ = [
+    "TokenIssuer",
+    "TokenExpired",
+    "TokenInvalid",
+    "load_or_create_secret",
+    "SECRET_FILE",
+    "SECRET_BYTES",
+    "REFRESH_SCOPE",
+]
 
 ALGORITHM = "HS512"
 REFRESH_SCOPE = "REFRESH_TOKEN"
@@ -44,8 +52,7 @@ class TokenIssuer:
     and ``refresh_ttl`` are lifetimes in seconds (ThingsBoard's defaults: 9000 and 604800).
     """
 
-    def __init__(self, secret: bytes, access_ttl: int = 9000, refresh_ttl: int = 604800,
-                 issuer: str = "tbpanel"):
+    def __init__(self, secret: bytes, access_ttl: int = 9000, refresh_ttl: int = 604800, issuer: str = "tbpanel"):
         if not isinstance(secret, (bytes, bytearray)):
             raise TypeError("secret must be bytes")
         if len(secret) < MIN_SECRET_BYTES:
@@ -59,8 +66,7 @@ class TokenIssuer:
         self.issuer = issuer
 
     def __repr__(self) -> str:  # never show the secret
-        return (f"TokenIssuer(access_ttl={self.access_ttl}, refresh_ttl={self.refresh_ttl}, "
-                f"issuer={self.issuer!r})")
+        return f"TokenIssuer(access_ttl={self.access_ttl}, refresh_ttl={self.refresh_ttl}, issuer={self.issuer!r})"
 
     # -- issuing ---------------------------------------------------------------------------
     def issue(self, user: User, *, now: float | None = None) -> dict[str, str]:
@@ -138,7 +144,10 @@ class TokenIssuer:
 
     def _decode(self, token: str, required: list[str], *, verify_exp: bool) -> dict[str, Any]:
         return jwt.decode(
-            token, self._secret, algorithms=[ALGORITHM], issuer=self.issuer,
+            token,
+            self._secret,
+            algorithms=[ALGORITHM],
+            issuer=self.issuer,
             options={"require": required, "verify_exp": verify_exp, "verify_signature": True},
         )
 
@@ -173,14 +182,13 @@ def load_or_create_secret(data_dir: str | os.PathLike[str]) -> bytes:
     path = directory / SECRET_FILE
     if not path.exists():
         tmp = directory / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                     0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             try:
                 os.fchmod(fd, 0o600)  # in case the umask was unusual
                 view = memoryview(secrets.token_bytes(SECRET_BYTES))
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -4,6 +4,7 @@ CUSTOMER_USER) and a scrypt password hash.
 Emails are unique case-insensitively (``email_key`` is the lower-cased address). Hashing and
 verification (tens of milliseconds by design) run outside the registry lock.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -15,17 +16,31 @@ from . import fields, passwords
 from .models import AUTHORITIES, CUSTOMER_USER, SYS_ADMIN, TENANT_ADMIN, User
 from .tables import Tables
 
-_USER_COLS = ("id, created_time, tenant_id, customer_id, email, authority, first_name, "
-              "last_name, enabled, additional_info")
-_USER_SORT = {"createdTime": "created_time", "email": "email_key",
-              "firstName": "first_name COLLATE NOCASE", "lastName": "last_name COLLATE NOCASE"}
+_USER_COLS = (
+    "id, created_time, tenant_id, customer_id, email, authority, first_name, last_name, enabled, additional_info"
+)
+_USER_SORT = {
+    "createdTime": "created_time",
+    "email": "email_key",
+    "firstName": "first_name COLLATE NOCASE",
+    "lastName": "last_name COLLATE NOCASE",
+}
 
 
 def user_from_row(row: tuple[Any, ...]) -> User:
     return User(  # type: ignore[no-untyped-call]  # param's constructors are untyped
-        id=row[0], created_time=row[1], tenant_id=row[2], customer_id=row[3], email=row[4],
-        name=row[4], authority=row[5], first_name=row[6], last_name=row[7],
-        enabled=bool(row[8]), additional_info=fields.load_info(row[9]))
+        id=row[0],
+        created_time=row[1],
+        tenant_id=row[2],
+        customer_id=row[3],
+        email=row[4],
+        name=row[4],
+        authority=row[5],
+        first_name=row[6],
+        last_name=row[7],
+        enabled=bool(row[8]),
+        additional_info=fields.load_info(row[9]),
+    )
 
 
 def _owner(authority: str, tenant_id: Any, cid: str | None) -> tuple[str | None, str | None]:
@@ -47,16 +62,23 @@ def _owner(authority: str, tenant_id: Any, cid: str | None) -> tuple[str | None,
 class Users(Tables):
     """The registry's user methods (mixin of :class:`EntityRegistry`)."""
 
-    def create_user(self, email: str, password: str, authority: str, tenant_id: Any,
-                    customer_id: Any = None, first_name: str = "", last_name: str = "") -> User:
+    def create_user(
+        self,
+        email: str,
+        password: str,
+        authority: str,
+        tenant_id: Any,
+        customer_id: Any = None,
+        first_name: str = "",
+        last_name: str = "",
+    ) -> User:
         """A new user. ``authority`` is SYS_ADMIN (``tenant_id`` None), TENANT_ADMIN
         (``tenant_id`` required, no customer) or CUSTOMER_USER (``customer_id`` of a customer
         of the same tenant required). Emails are unique, case-insensitively."""
         email, email_key = fields.email(email)
         password = fields.password(password)
         if authority not in AUTHORITIES:
-            raise InvalidInput(f"authority must be one of {', '.join(AUTHORITIES)}, "
-                               f"got {authority!r}")
+            raise InvalidInput(f"authority must be one of {', '.join(AUTHORITIES)}, got {authority!r}")
         first_name = fields.optional_text(first_name, "first name") or ""
         last_name = fields.optional_text(last_name, "last name") or ""
         tid, cid = _owner(authority, tenant_id, fields.optional_customer(customer_id))
@@ -76,12 +98,20 @@ class Users(Tables):
                 "INSERT INTO users (id, created_time, tenant_id, customer_id, email, email_key, "
                 "authority, first_name, last_name, enabled, password_hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                (user_id, created, tid, cid, email, email_key, authority, first_name, last_name,
-                 password_hash))
+                (user_id, created, tid, cid, email, email_key, authority, first_name, last_name, password_hash),
+            )
         return User(  # type: ignore[no-untyped-call]  # param's constructors are untyped
-            id=user_id, created_time=created, tenant_id=tid, customer_id=cid, email=email,
-            name=email, authority=authority, first_name=first_name, last_name=last_name,
-            enabled=True)
+            id=user_id,
+            created_time=created,
+            tenant_id=tid,
+            customer_id=cid,
+            email=email,
+            name=email,
+            authority=authority,
+            first_name=first_name,
+            last_name=last_name,
+            enabled=True,
+        )
 
     def authenticate(self, email: str, password: str) -> User | None:
         """The user when ``email``/``password`` match an enabled account, else None.
@@ -90,8 +120,7 @@ class Users(Tables):
         """
         if not isinstance(email, str) or not isinstance(password, str):
             return None
-        row = self._one(f"SELECT {_USER_COLS}, password_hash FROM users WHERE email_key = ?",
-                        (email.strip().lower(),))
+        row = self._one(f"SELECT {_USER_COLS}, password_hash FROM users WHERE email_key = ?", (email.strip().lower(),))
         if row is None:
             passwords.dummy_verify(password)
             return None
@@ -110,8 +139,7 @@ class Users(Tables):
     def find_user(self, email: str) -> User | None:
         if not isinstance(email, str):
             return None
-        row = self._one(f"SELECT {_USER_COLS} FROM users WHERE email_key = ?",
-                        (email.strip().lower(),))
+        row = self._one(f"SELECT {_USER_COLS} FROM users WHERE email_key = ?", (email.strip().lower(),))
         return None if row is None else user_from_row(row)
 
     def set_password(self, user_id: Any, password: str) -> None:
@@ -120,24 +148,29 @@ class Users(Tables):
         self.get_user(uid)  # NotFound before spending time on the hash
         password_hash = passwords.hash_password(password)
         with self.transaction():
-            cur = self._conn.execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                                     (password_hash, uid))
+            cur = self._conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, uid))
             if cur.rowcount == 0:
                 raise NotFound(f"User {uid} not found")
 
     def set_user_enabled(self, user_id: Any, enabled: bool) -> User:
         uid = fields.canonical_id(user_id, "user")
         with self.transaction():
-            cur = self._conn.execute("UPDATE users SET enabled = ? WHERE id = ?",
-                                     (1 if enabled else 0, uid))
+            cur = self._conn.execute("UPDATE users SET enabled = ? WHERE id = ?", (1 if enabled else 0, uid))
             if cur.rowcount == 0:
                 raise NotFound(f"User {uid} not found")
             return self.get_user(uid)
 
-    def list_users(self, tenant_id: Any, customer_id: Any = None, page: int = 0,
-                   page_size: int = 100, text_search: str | None = None,
-                   authority: str | None = None, sort_property: str = "email",
-                   sort_order: str = "ASC") -> tuple[list[User], int]:
+    def list_users(
+        self,
+        tenant_id: Any,
+        customer_id: Any = None,
+        page: int = 0,
+        page_size: int = 100,
+        text_search: str | None = None,
+        authority: str | None = None,
+        sort_property: str = "email",
+        sort_order: str = "ASC",
+    ) -> tuple[list[User], int]:
         """One page of a tenant's users (optionally one customer's, or one authority's)."""
         tid = fields.canonical_id(tenant_id, "tenant")
         cid = fields.optional_customer(customer_id)
@@ -153,13 +186,14 @@ class Users(Tables):
             where += " AND authority = ?"
             params.append(authority)
         if text_search:
-            where += (" AND (email LIKE ? ESCAPE '\\' OR first_name LIKE ? ESCAPE '\\' "
-                      "OR last_name LIKE ? ESCAPE '\\')")
+            where += " AND (email LIKE ? ESCAPE '\\' OR first_name LIKE ? ESCAPE '\\' OR last_name LIKE ? ESCAPE '\\')"
             params += [fields.like(text_search)] * 3
         with self._lock:
             total = self._count("users", where, params)
-            rows = self._all(f"SELECT {_USER_COLS} FROM users WHERE {where} ORDER BY {order} "
-                             "LIMIT ? OFFSET ?", [*params, page_size, page * page_size])
+            rows = self._all(
+                f"SELECT {_USER_COLS} FROM users WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, page_size, page * page_size],
+            )
         return [user_from_row(r) for r in rows], total
 
     def delete_user(self, user_id: Any) -> None:

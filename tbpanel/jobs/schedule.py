@@ -2,6 +2,7 @@
 
 Pure functions of time (no threads), so the rule is easy to test and to show in the UI.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -53,8 +54,9 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-def next_run(last_run_ms: int | None, now_ms: int, every: int, unit: str, *,
-             at_unit_start: bool = False, tz: str = "UTC") -> int:
+def next_run(
+    last_run_ms: int | None, now_ms: int, every: int, unit: str, *, at_unit_start: bool = False, tz: str = "UTC"
+) -> int:
     """When the job is due next (a time ≤ now means "due now").
 
     Never run: due now, or at the next unit boundary with ``at_unit_start``. After a run:

@@ -7,6 +7,7 @@ the next start. Work functions commit their results in one transaction at the en
 none of a task's results are there or (a kill just after that commit) all of them are; running
 the task again is always safe. The crash tests (tests/helpers/crash.py) check both.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,11 +61,22 @@ class Task(param.Parameterized):
         return (self.finished_ms or now_ms()) - self.started_ms
 
     def to_json(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "modelId": self.model_id, "tenantId": self.tenant_id,
-                "status": self.status, "progress": round(self.progress, 4), "message": self.message,
-                "createdTime": self.created_ms, "startTs": self.started_ms, "endTs": self.finished_ms,
-                "durationMs": self.duration_ms, "log": list(self.log_lines), "params": self.params_,
-                "result": self.result}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "modelId": self.model_id,
+            "tenantId": self.tenant_id,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "createdTime": self.created_ms,
+            "startTs": self.started_ms,
+            "endTs": self.finished_ms,
+            "durationMs": self.duration_ms,
+            "log": list(self.log_lines),
+            "params": self.params_,
+            "result": self.result,
+        }
 
 
 class TaskContext:
@@ -77,8 +89,9 @@ class TaskContext:
 
     def progress(self, fraction: float, message: str = "") -> None:
         self.check()
-        self._runner._update(self.task, progress=max(0.0, min(1.0, float(fraction))),
-                             message=message or self.task.message)
+        self._runner._update(
+            self.task, progress=max(0.0, min(1.0, float(fraction))), message=message or self.task.message
+        )
 
     def log(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.gmtime())
@@ -105,8 +118,8 @@ class TaskRunner:
         self._db = analytics_db.connect(self._path)
         interrupted = self._db.execute(
             "UPDATE tasks SET status=?, message=?, finished_ms=? WHERE status IN (?, ?)",
-            (FAILED, "interrupted: the server stopped while this task was running", now_ms(),
-             QUEUED, IN_PROGRESS)).rowcount
+            (FAILED, "interrupted: the server stopped while this task was running", now_ms(), QUEUED, IN_PROGRESS),
+        ).rowcount
         if interrupted:
             log.warning("%d task(s) were interrupted by the last shutdown", interrupted)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tbpanel-task")
@@ -116,12 +129,26 @@ class TaskRunner:
         self.changed: Signal[[Task]] = Signal("tasks.changed")
 
     # -- submitting and controlling ---------------------------------------------------------
-    def submit(self, kind: str, work: Callable[[TaskContext], dict | None], *, model_id: str | None = None,
-               tenant_id: str | None = None, params: dict | None = None,
-               on_done: Callable[[Task], None] | None = None) -> Task:
+    def submit(
+        self,
+        kind: str,
+        work: Callable[[TaskContext], dict | None],
+        *,
+        model_id: str | None = None,
+        tenant_id: str | None = None,
+        params: dict | None = None,
+        on_done: Callable[[Task], None] | None = None,
+    ) -> Task:
         """Queue ``work(ctx)``; its returned dict becomes the task's result."""
-        task = Task(id=str(uuid.uuid4()), kind=kind, model_id=model_id, tenant_id=tenant_id,
-                    created_ms=now_ms(), params_=params or {}, message="queued")
+        task = Task(
+            id=str(uuid.uuid4()),
+            kind=kind,
+            model_id=model_id,
+            tenant_id=tenant_id,
+            created_ms=now_ms(),
+            params_=params or {},
+            message="queued",
+        )
         cancel = threading.Event()
         self._save(task)
         future = self._pool.submit(self._run, task, work, cancel, on_done)
@@ -192,16 +219,14 @@ class TaskRunner:
                 raise Cancelled("cancelled before it started")
             self._update(task, status=IN_PROGRESS, started_ms=now_ms(), message="running")
             result = work(ctx) or {}
-            self._update(task, status=DONE, progress=1.0, finished_ms=now_ms(), message="done",
-                         result=result)
+            self._update(task, status=DONE, progress=1.0, finished_ms=now_ms(), message="done", result=result)
         except Cancelled as exc:
             ctx.log(f"cancelled: {exc}")
             self._update(task, status=CANCELLED, finished_ms=now_ms(), message="cancelled; earlier results kept")
         except Exception as exc:  # the task's record carries the failure
             log.exception("task %s (%s) failed", task.id, task.kind)
             ctx.log("".join(traceback.format_exception_only(type(exc), exc)).strip())
-            self._update(task, status=FAILED, finished_ms=now_ms(),
-                         message=f"failed: {exc}; earlier results kept")
+            self._update(task, status=FAILED, finished_ms=now_ms(), message=f"failed: {exc}; earlier results kept")
         finally:
             if on_done is not None:  # before the task leaves _live, so wait() sees its effects
                 try:
@@ -220,16 +245,52 @@ class TaskRunner:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (task.id, task.kind, task.model_id, task.tenant_id, task.status, task.progress, task.message,
-                 task.created_ms, task.started_ms, task.finished_ms, orjson.dumps(task.log_lines).decode(),
-                 orjson.dumps(task.params_, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                 orjson.dumps(task.result, option=orjson.OPT_SERIALIZE_NUMPY).decode()))
+                (
+                    task.id,
+                    task.kind,
+                    task.model_id,
+                    task.tenant_id,
+                    task.status,
+                    task.progress,
+                    task.message,
+                    task.created_ms,
+                    task.started_ms,
+                    task.finished_ms,
+                    orjson.dumps(task.log_lines).decode(),
+                    orjson.dumps(task.params_, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                    orjson.dumps(task.result, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                ),
+            )
 
     @staticmethod
     def _from_row(row) -> Task:
-        (tid, kind, model_id, tenant_id, status, progress, message, created, started, finished,
-         log_json, params_json, result_json) = row
-        return Task(id=tid, kind=kind, model_id=model_id, tenant_id=tenant_id, status=status,
-                    progress=progress or 0.0, message=message or "", created_ms=created or 0,
-                    started_ms=started, finished_ms=finished, log_lines=orjson.loads(log_json or "[]"),
-                    params_=orjson.loads(params_json or "{}"), result=orjson.loads(result_json or "{}"))
+        (
+            tid,
+            kind,
+            model_id,
+            tenant_id,
+            status,
+            progress,
+            message,
+            created,
+            started,
+            finished,
+            log_json,
+            params_json,
+            result_json,
+        ) = row
+        return Task(
+            id=tid,
+            kind=kind,
+            model_id=model_id,
+            tenant_id=tenant_id,
+            status=status,
+            progress=progress or 0.0,
+            message=message or "",
+            created_ms=created or 0,
+            started_ms=started,
+            finished_ms=finished,
+            log_lines=orjson.loads(log_json or "[]"),
+            params_=orjson.loads(params_json or "{}"),
+            result=orjson.loads(result_json or "{}"),
+        )

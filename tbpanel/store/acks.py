@@ -10,6 +10,7 @@ committed; the loop then resolves the plain asyncio futures. The guarantee is un
 future resolves only after the transaction holding its points has committed (and, with
 ``synchronous=FULL``, been fsynced).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -18,6 +18,7 @@ Result rules (ThingsBoard's, made precise):
 * A bucket with nothing to aggregate is omitted; results ascend in time and each bucket's ts
   is its midpoint ``start + (end - start) // 2``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,9 +34,8 @@ AGGREGATIONS = ("MIN", "MAX", "AVG", "SUM", "COUNT")
 #: what the API and pages offer: no aggregation (raw points) or one of the above
 AGGS = ("NONE", *AGGREGATIONS)
 
-_BOOL, _LONG, _DOUBLE, _STR = (int(ValueType.BOOL), int(ValueType.LONG),
-                               int(ValueType.DOUBLE), int(ValueType.STR))
-_BIG = 2.0 ** 62  # float sums beyond this are re-checked with exact integers
+_BOOL, _LONG, _DOUBLE, _STR = (int(ValueType.BOOL), int(ValueType.LONG), int(ValueType.DOUBLE), int(ValueType.STR))
+_BIG = 2.0**62  # float sums beyond this are re-checked with exact integers
 
 
 @overload
@@ -87,12 +87,10 @@ class AggResult:
 
 
 def _empty() -> AggResult:
-    return AggResult(np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float64),
-                     np.empty(0, np.int64))
+    return AggResult(np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float64), np.empty(0, np.int64))
 
 
-def aggregate(agg: str, edges: np.ndarray, ts: np.ndarray,
-              column: Callable[[str], np.ndarray]) -> AggResult:
+def aggregate(agg: str, edges: np.ndarray, ts: np.ndarray, column: Callable[[str], np.ndarray]) -> AggResult:
     """Aggregate one series (``ts`` sorted ascending) into the buckets given by ``edges``.
 
     ``column(name)`` returns the aligned column ``"t"`` (int8 type codes), ``"num"``
@@ -132,7 +130,7 @@ def aggregate(agg: str, edges: np.ndarray, ts: np.ndarray,
         num = column("num")
         num_n = (num if all_num else num[isnum])[lo:hi]
         t_n = (t if all_num else t[isnum])[lo:hi]
-        is_dbl = (t_n == _DOUBLE)
+        is_dbl = t_n == _DOUBLE
         if agg == "AVG":
             fval[nz] = np.add.reduceat(num_n, starts) / cnt[nz]
             vtype[nz] = _DOUBLE
@@ -155,7 +153,7 @@ def aggregate(agg: str, edges: np.ndarray, ts: np.ndarray,
                     if big.any():  # rare: re-add exactly with Python ints, fall back to double
                         ends = np.append(starts[1:], hi - lo)
                         for j in np.flatnonzero(big):
-                            exact = sum(lng_n[starts[j]:ends[j]].tolist())
+                            exact = sum(lng_n[starts[j] : ends[j]].tolist())
                             if -(2**63) <= exact < 2**63:
                                 ls[j] = exact
                             else:
@@ -191,7 +189,7 @@ def aggregate(agg: str, edges: np.ndarray, ts: np.ndarray,
                 keep = np.repeat((cnt_s > 0) & (cnt == 0), cnt_s)
                 lo_s = int(idx_s[0])
                 keep_full = np.zeros(len(ts_s), bool)
-                keep_full[lo_s:lo_s + len(keep)] = keep
+                keep_full[lo_s : lo_s + len(keep)] = keep
                 vals = txt_s[keep_full]
                 seg = np.concatenate(([0], np.cumsum(cnt_s[sb])[:-1]))
                 uf = np.minimum if agg == "MIN" else np.maximum
@@ -201,5 +199,4 @@ def aggregate(agg: str, edges: np.ndarray, ts: np.ndarray,
                 has[sb] = True
 
     sel = np.flatnonzero(has)
-    return AggResult(mids[sel], vtype[sel], fval[sel], ival[sel],
-                     None if sval is None else sval[sel])
+    return AggResult(mids[sel], vtype[sel], fval[sel], ival[sel], None if sval is None else sval[sel])

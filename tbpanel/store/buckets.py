@@ -16,6 +16,7 @@ A bucketing is returned as an ``int64`` array ``edges`` of length ``n + 1``: buc
 The number of buckets of one query is capped at :data:`MAX_BUCKETS`; past it a
 :class:`QueryError` says the count and the cap.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -32,8 +33,8 @@ MAX_BUCKETS = 100_000
 INTERVAL_TYPES = ("MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER")
 
 # Calendar arithmetic is done with Python dates, which stop at year 9999.
-_CAL_MIN_MS = -62_135_596_800_000 + 14 * 86_400_000   # 0001-01-15 UTC
-_CAL_MAX_MS = 253_402_300_799_999 - 14 * 86_400_000   # 9999-12-17 UTC
+_CAL_MIN_MS = -62_135_596_800_000 + 14 * 86_400_000  # 0001-01-15 UTC
+_CAL_MAX_MS = 253_402_300_799_999 - 14 * 86_400_000  # 9999-12-17 UTC
 
 
 class QueryError(ValueError):
@@ -54,9 +55,7 @@ def get_zone(tz: str | None) -> ZoneInfo | timezone:
 def normalize_interval_type(interval_type: str | None) -> str:
     it = (interval_type or "MILLISECONDS").upper()
     if it not in INTERVAL_TYPES:
-        raise QueryError(
-            f"unknown intervalType {interval_type!r}; expected one of {', '.join(INTERVAL_TYPES)}"
-        )
+        raise QueryError(f"unknown intervalType {interval_type!r}; expected one of {', '.join(INTERVAL_TYPES)}")
     return it
 
 
@@ -72,8 +71,9 @@ def check_range(start: int, end: int) -> None:
         raise QueryError(f"startTs must be less than endTs (got startTs={start}, endTs={end})")
 
 
-def bucket_edges(start: int, end: int, interval: int | None = None,
-                 interval_type: str = "MILLISECONDS", tz: str | None = "UTC") -> np.ndarray:
+def bucket_edges(
+    start: int, end: int, interval: int | None = None, interval_type: str = "MILLISECONDS", tz: str | None = "UTC"
+) -> np.ndarray:
     """Edges of the aggregation buckets covering ``[start, end)`` (see the module docstring).
 
     For ``MILLISECONDS`` an ``interval`` of ``None`` means one bucket for the whole range.
@@ -134,8 +134,6 @@ def _local_midnight_ms(d: date, zone: tzinfo) -> int:
     return from_datetime(datetime(d.year, d.month, d.day, tzinfo=zone))
 
 
-
-
 def _local_date(ms: int, zone: tzinfo) -> date:
     utc = datetime(1970, 1, 1) + timedelta(milliseconds=ms)
     return utc.replace(tzinfo=UTC).astimezone(zone).date()
@@ -146,7 +144,7 @@ def _calendar_edges(start: int, end: int, it: str, zone: tzinfo) -> np.ndarray:
     last_idx = _period_index(_local_date(end, zone), it)
     if _local_midnight_ms(_period_start(last_idx, it), zone) >= end:
         last_idx -= 1
-    n_inner = max(0, last_idx - first_idx + 1)   # period boundaries strictly inside the range
+    n_inner = max(0, last_idx - first_idx + 1)  # period boundaries strictly inside the range
     if n_inner + 1 > MAX_BUCKETS:
         raise _cap_error(n_inner + 1)
     edges = [start]

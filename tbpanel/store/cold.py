@@ -22,6 +22,7 @@ Reads go through :class:`Partition`, which caches the opened arrays and the deco
 and an LRU of decoded column slices keyed by ``(month, generation, column, lo, hi)`` (a new
 generation never hits a stale entry).
 """
+
 from __future__ import annotations
 
 import logging
@@ -178,8 +179,15 @@ class Partition:
 class ColdTier:
     """The cold store: writing generations, opening them (cached), removing them."""
 
-    def __init__(self, location: str, *, chunk_rows: int = 1_000_000,
-                 cache_bytes: int = 256 << 20, compressor: str = "lz4", fsync: bool = True) -> None:
+    def __init__(
+        self,
+        location: str,
+        *,
+        chunk_rows: int = 1_000_000,
+        cache_bytes: int = 256 << 20,
+        compressor: str = "lz4",
+        fsync: bool = True,
+    ) -> None:
         self.location = location
         self.fsync = fsync
         self.chunk_rows = int(chunk_rows)
@@ -201,38 +209,60 @@ class ColdTier:
             self._fs.makedirs(self._root, exist_ok=True)
             self.store = zarr.storage.FsspecStore.from_url(location, read_only=False)
         else:
-            path = location[len("file://"):] if location.startswith("file://") else location
+            path = location[len("file://") :] if location.startswith("file://") else location
             self._root = os.path.abspath(path)
             self.local = True
             os.makedirs(self._root, exist_ok=True)
             self.store = zarr.storage.LocalStore(self._root)
 
     # -- writing
-    def write_generation(self, name: str, gen: int, data: Columns,
-                         series: np.ndarray, offsets: np.ndarray, extra_attrs: dict[str, Any] | None = None) -> None:
+    def write_generation(
+        self,
+        name: str,
+        gen: int,
+        data: Columns,
+        series: np.ndarray,
+        offsets: np.ndarray,
+        extra_attrs: dict[str, Any] | None = None,
+    ) -> None:
         """Write one complete generation; durable (fsynced, unless ``fsync=False``) on return."""
         n = len(data["ts"])
         chunk = max(1, min(self.chunk_rows, n))
         has_txt = data.get("txt") is not None
         path = gen_dir(name, gen)
-        attrs = {"format": FORMAT, "partition": name, "generation": gen, "rows": n,
-                 "series_count": int(len(series)), "has_txt": has_txt, **(extra_attrs or {})}
+        attrs = {
+            "format": FORMAT,
+            "partition": name,
+            "generation": gen,
+            "rows": n,
+            "series_count": int(len(series)),
+            "has_txt": has_txt,
+            **(extra_attrs or {}),
+        }
         group = zarr.open_group(self.store, path=path, mode="w", zarr_format=3, attributes=attrs)
         for col in ("ts", "t", "num", "lng"):
             arr = np.ascontiguousarray(data[col], dtype=DTYPES[col])
-            group.create_array(col, data=arr, chunks=(chunk,), compressors=[self._codec],
-                               chunk_key_encoding=_CKE)
+            group.create_array(col, data=arr, chunks=(chunk,), compressors=[self._codec], chunk_key_encoding=_CKE)
         if has_txt:
             txt = data["txt"]
             missing = np.equal(txt, None)  # type: ignore[call-overload]  # elementwise; the stubs refuse None
             txt = np.where(missing, "", txt).astype(np.dtypes.StringDType())
-            group.create_array("txt", data=txt, chunks=(chunk,), compressors=[self._txt_codec],
-                               chunk_key_encoding=_CKE)
+            group.create_array("txt", data=txt, chunks=(chunk,), compressors=[self._txt_codec], chunk_key_encoding=_CKE)
         ichunk = max(1, min(self.chunk_rows, len(offsets)))
-        group.create_array("series", data=np.ascontiguousarray(series, dtype=np.int64),
-                           chunks=(ichunk,), compressors=[self._codec], chunk_key_encoding=_CKE)
-        group.create_array("offsets", data=np.ascontiguousarray(offsets, dtype=np.int64),
-                           chunks=(ichunk,), compressors=[self._codec], chunk_key_encoding=_CKE)
+        group.create_array(
+            "series",
+            data=np.ascontiguousarray(series, dtype=np.int64),
+            chunks=(ichunk,),
+            compressors=[self._codec],
+            chunk_key_encoding=_CKE,
+        )
+        group.create_array(
+            "offsets",
+            data=np.ascontiguousarray(offsets, dtype=np.int64),
+            chunks=(ichunk,),
+            compressors=[self._codec],
+            chunk_key_encoding=_CKE,
+        )
         if self.local and self.fsync:
             _fsync_tree(os.path.join(self._root, path))
             _fsync_dir(os.path.join(self._root, name))

@@ -8,6 +8,7 @@ of several series, ``series``. The cold tier stores exactly these arrays; hot-ti
 SQLite are turned into them (:func:`hot_rows_to_columns`); compaction concatenates and merges
 them (:func:`concat_columns`, :func:`merge_columns`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -55,8 +56,13 @@ def hot_rows_to_columns(rows: list[tuple[Any, ...]], with_series: bool) -> Colum
     n = len(rows)
     out: Columns
     if n == 0:
-        out = {"ts": np.empty(0, np.int64), "t": np.empty(0, np.int8),
-               "num": np.empty(0, np.float64), "lng": np.empty(0, np.int64), "txt": None}
+        out = {
+            "ts": np.empty(0, np.int64),
+            "t": np.empty(0, np.int8),
+            "num": np.empty(0, np.float64),
+            "lng": np.empty(0, np.int64),
+            "txt": None,
+        }
         if with_series:
             out["series"] = np.empty(0, np.int64)
         return out
@@ -99,8 +105,9 @@ def concat_columns(chunks: list[Columns]) -> Columns:
     for c in ("series", "ts", "t", "num", "lng"):
         out[c] = np.concatenate([ch[c] for ch in chunks])
     if any(ch["txt"] is not None for ch in chunks):
-        out["txt"] = np.concatenate([ch["txt"] if ch["txt"] is not None
-                                     else np.full(len(ch["ts"]), None, dtype=object) for ch in chunks])
+        out["txt"] = np.concatenate(
+            [ch["txt"] if ch["txt"] is not None else np.full(len(ch["ts"]), None, dtype=object) for ch in chunks]
+        )
     else:
         out["txt"] = None
     return out
@@ -117,9 +124,12 @@ def merge_columns(old: Columns | None, hot: Columns) -> Columns:
     for c in ("series", "ts", "t", "num", "lng"):
         cols[c] = np.concatenate((old[c], hot[c]))
     if old.get("txt") is not None or hot.get("txt") is not None:
-        cols["txt"] = np.concatenate((
-            old["txt"] if old.get("txt") is not None else np.full(n_old, None, dtype=object),
-            hot["txt"] if hot.get("txt") is not None else np.full(len(hot["ts"]), None, dtype=object)))
+        cols["txt"] = np.concatenate(
+            (
+                old["txt"] if old.get("txt") is not None else np.full(n_old, None, dtype=object),
+                hot["txt"] if hot.get("txt") is not None else np.full(len(hot["ts"]), None, dtype=object),
+            )
+        )
     else:
         cols["txt"] = None
     src = np.concatenate((np.zeros(n_old, np.int8), np.ones(len(hot["ts"]), np.int8)))

@@ -20,6 +20,7 @@ A crash before the switch commits leaves an orphan directory (removed at the nex
 the orphan. Only one process compacts a directory at a time (an ``flock`` on
 ``compaction.lock``).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -88,8 +89,17 @@ class Compactor:
     """Compacts closed months of one store, given its readers, writer, cold tier, reads
     (to retire generations) and series index (to correct point counters)."""
 
-    def __init__(self, readers: ReaderPool, writer: Writer, cold: ColdTier, snapshots: Snapshots,
-                 series: SeriesIndex, *, lock_path: str, grace_ms: int) -> None:
+    def __init__(
+        self,
+        readers: ReaderPool,
+        writer: Writer,
+        cold: ColdTier,
+        snapshots: Snapshots,
+        series: SeriesIndex,
+        *,
+        lock_path: str,
+        grace_ms: int,
+    ) -> None:
         self._readers = readers
         self._writer = writer
         self.cold = cold
@@ -104,8 +114,7 @@ class Compactor:
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, interval_s: float) -> None:
         """Compact every ``interval_s`` seconds on a background thread."""
-        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="tbpanel-compactor",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="tbpanel-compactor", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -158,8 +167,15 @@ class Compactor:
     # ---------------------------------------------------------------------------- compaction
     def compact(self, before_ts: int | None = None) -> CompactionStats:
         """Move closed months from hot to cold (see :meth:`TelemetryStore.compact`)."""
-        stats: CompactionStats = {"partitions": 0, "points_moved": 0, "rows_written": 0, "tombstones_applied": 0,
-                                  "partitions_removed": 0, "conflicts": 0, "skipped": None}
+        stats: CompactionStats = {
+            "partitions": 0,
+            "points_moved": 0,
+            "rows_written": 0,
+            "tombstones_applied": 0,
+            "partitions_removed": 0,
+            "conflicts": 0,
+            "skipped": None,
+        }
         with self._mutex:
             if not self._try_lock():
                 stats["skipped"] = "another process is compacting this store"
@@ -197,8 +213,9 @@ class Compactor:
             n_rows = len(merged["ts"])
             series, counts = np.unique(merged["series"], return_counts=True)
             new_gen = self._write_generation(month, merged, series, counts)
-            deltas = _count_changes(merged["series"], series, month.hot["series"],
-                                    None if old is None else old["series"])
+            deltas = _count_changes(
+                merged["series"], series, month.hot["series"], None if old is None else old["series"]
+            )
             try:
                 self._switch(month, new_gen, n_rows, merged.get("txt") is not None, deltas)
             except _Conflict:
@@ -264,7 +281,7 @@ class Compactor:
                     continue
                 s0, s1 = loc
                 tss = old["ts"][s0:s1]
-                keep[s0 + int(np.searchsorted(tss, a)):s0 + int(np.searchsorted(tss, b))] = False
+                keep[s0 + int(np.searchsorted(tss, a)) : s0 + int(np.searchsorted(tss, b))] = False
             if not keep.all():
                 old = {c: (None if v is None else v[keep]) for c, v in old.items()}
         return old
@@ -284,8 +301,7 @@ class Compactor:
                 raise
         return new_gen
 
-    def _switch(self, month: _Month, new_gen: int, n_rows: int, has_txt: bool,
-                deltas: list[tuple[int, int]]) -> None:
+    def _switch(self, month: _Month, new_gen: int, n_rows: int, has_txt: bool, deltas: list[tuple[int, int]]) -> None:
         """Step 4: make ``new_gen`` current in one transaction; :class:`_Conflict` if the month
         changed since it was read."""
         m, name = month.m, month.name
@@ -310,12 +326,14 @@ class Compactor:
         self._writer.call(commit, lambda _: self._series.recounted(deltas)).result()
 
 
-def _count_changes(merged: np.ndarray, merged_distinct: np.ndarray, hot: np.ndarray,
-                   old_visible: np.ndarray | None) -> list[tuple[int, int]]:
+def _count_changes(
+    merged: np.ndarray, merged_distinct: np.ndarray, hot: np.ndarray, old_visible: np.ndarray | None
+) -> list[tuple[int, int]]:
     """Per series, ``(change of its stored-points counter, sid)``: the rows it has after the
     rewrite minus the hot rows and visible old rows it had before (arrays of series ids)."""
-    universe = np.unique(np.concatenate([
-        merged_distinct, hot, old_visible if old_visible is not None else np.empty(0, np.int64)]))
+    universe = np.unique(
+        np.concatenate([merged_distinct, hot, old_visible if old_visible is not None else np.empty(0, np.int64)])
+    )
     delta = _counts(merged, universe) - _counts(hot, universe)
     if old_visible is not None:
         delta -= _counts(old_visible, universe)

@@ -9,6 +9,7 @@ updates ``latest`` and the counters, and bumps the write counter of every month 
 compaction that read one of them before the delete is refused and retried (nothing deleted
 comes back).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -49,22 +50,29 @@ _Plan = dict[int, tuple[int, bool, Latest | None]]
 class Deleter:
     """Deletes ranges and entities of one store (given its reads, writer, index and caches)."""
 
-    def __init__(self, snapshots: Snapshots, writer: Writer, series: SeriesIndex, latest: LatestValues,
-                 cold: ColdTier) -> None:
+    def __init__(
+        self, snapshots: Snapshots, writer: Writer, series: SeriesIndex, latest: LatestValues, cold: ColdTier
+    ) -> None:
         self._snapshots = snapshots
         self._writer = writer
         self._series = series
         self._latest = latest
         self.cold = cold
 
-    def delete(self, entity: str, sids: dict[str, int], start: int, end: int, delete_latest: bool,
-               rewrite_latest_if_deleted: bool) -> int:
+    def delete(
+        self,
+        entity: str,
+        sids: dict[str, int],
+        start: int,
+        end: int,
+        delete_latest: bool,
+        rewrite_latest_if_deleted: bool,
+    ) -> int:
         """Delete ``[start, end)`` of the series ``key -> sid`` of ``entity``; returns how many
         points were visible there (see :meth:`TelemetryStore.delete`)."""
         lo, hi = max(start, TS_MIN), min(end, TS_MAX + 1)
         keys_of = {sid: k for k, sid in sids.items()}
-        plan = self._snapshots.read(
-            lambda: self._plan(sids, lo, hi, delete_latest and rewrite_latest_if_deleted))
+        plan = self._snapshots.read(lambda: self._plan(sids, lo, hi, delete_latest and rewrite_latest_if_deleted))
 
         def fn(conn: sqlite3.Connection) -> tuple[dict[int, tuple[int, int | None]], dict[str, Latest | None], int]:
             parts = conn.execute(SQL_PARTITION_SPANS_IN_RANGE, (start, end)).fetchall()
@@ -109,8 +117,7 @@ class Deleter:
         plan: _Plan = {}
         for _k, sid in sids.items():
             count = len(collect([sid], lo, hi)[sid]) if lo < hi else 0
-            remains = (lo > TS_MIN and any_(sid, TS_MIN, lo)) or \
-                (hi <= TS_MAX and any_(sid, hi, TS_MAX + 1))
+            remains = (lo > TS_MIN and any_(sid, TS_MIN, lo)) or (hi <= TS_MAX and any_(sid, hi, TS_MAX + 1))
             cand = None
             if find_new_latest and lo > TS_MIN:
                 r = collect([sid], TS_MIN, lo, 1, True)[sid]

@@ -7,6 +7,7 @@ reports ENOSPC as SQLITE_FULL and any other failed write as SQLITE_IOERR_WRITE).
 a message instead of a bare 500. Nothing is half-written in any of these cases: SQLite rolls the
 transaction back, and a cold generation is only used once its manifest row commits.
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,8 +20,8 @@ OS_FAULTS = {
     errno.EDQUOT: "the server's storage quota is exhausted",
     errno.EFBIG: "a file of the server's storage reached its size limit",
 }
-_SQLITE_FULL = 13          # SQLITE_FULL: "database or disk is full" (ENOSPC)
-_SQLITE_READONLY = 8       # SQLITE_READONLY and its extended codes
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full" (ENOSPC)
+_SQLITE_READONLY = 8  # SQLITE_READONLY and its extended codes
 _SQLITE_IOERR_WRITE = 778  # a write(2) failed for another reason (EROFS, EDQUOT, EFBIG, EIO)
 _SQLITE_IOERR_FSYNC = 1034
 

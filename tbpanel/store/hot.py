@@ -33,6 +33,7 @@ change of one file. Writes run on the single writer thread (:mod:`.writer`); rea
 thread-local connections of :class:`ReaderPool`, each inside one read transaction
 (:class:`ReadTransaction`).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,8 @@ from .validate import Point
 
 #: Schema versions of ``telemetry.sqlite`` (see :func:`tbpanel.sqlite.migrate`). Version 1 is
 #: the schema the store had before versioning, written with IF NOT EXISTS so those files upgrade.
-MIGRATIONS: tuple[str, ...] = ("""
+MIGRATIONS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS series(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entity TEXT NOT NULL,
@@ -103,7 +105,8 @@ CREATE TABLE IF NOT EXISTS latest_version(
 INSERT OR IGNORE INTO latest_version(id, n) VALUES (1, 0);
 CREATE INDEX IF NOT EXISTS tombstones_series ON tombstones(series);
 CREATE INDEX IF NOT EXISTS tombstones_part ON tombstones(part);
-""",)
+""",
+)
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 CACHE_KIB = 65536  # 64 MiB page cache per connection
@@ -115,6 +118,7 @@ def db_path(data_dir: str) -> str:
 
 
 # --- connections ---------------------------------------------------------------------------
+
 
 def open_database(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
     """The writer's connection, with the file brought to the current schema version."""
@@ -188,12 +192,18 @@ def scalar(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> An
 
 SQL_INSERT_SERIES = "INSERT INTO series(entity, key) VALUES (?, ?) ON CONFLICT(entity, key) DO NOTHING"
 SQL_SERIES_ID = "SELECT id FROM series WHERE entity = ? AND key = ?"
-SQL_SERIES_WITH_LATEST = ("SELECT s.id, s.entity, s.key, l.ts, l.t, l.v, coalesce(l.points, 0) FROM series s "
-                          "LEFT JOIN latest l ON l.series = s.id ORDER BY s.entity, s.key")
-SQL_KEYS_WITH_DATA = ("SELECT s.key FROM series s JOIN latest l ON l.series = s.id "
-                      "WHERE s.entity = ? AND (l.ts IS NOT NULL OR l.points > 0) ORDER BY s.key")
-SQL_ENTITIES_WITH_DATA = ("SELECT DISTINCT s.entity FROM series s JOIN latest l ON l.series = s.id "
-                          "WHERE l.ts IS NOT NULL OR l.points > 0 ORDER BY s.entity")
+SQL_SERIES_WITH_LATEST = (
+    "SELECT s.id, s.entity, s.key, l.ts, l.t, l.v, coalesce(l.points, 0) FROM series s "
+    "LEFT JOIN latest l ON l.series = s.id ORDER BY s.entity, s.key"
+)
+SQL_KEYS_WITH_DATA = (
+    "SELECT s.key FROM series s JOIN latest l ON l.series = s.id "
+    "WHERE s.entity = ? AND (l.ts IS NOT NULL OR l.points > 0) ORDER BY s.key"
+)
+SQL_ENTITIES_WITH_DATA = (
+    "SELECT DISTINCT s.entity FROM series s JOIN latest l ON l.series = s.id "
+    "WHERE l.ts IS NOT NULL OR l.points > 0 ORDER BY s.entity"
+)
 SQL_SERIES_OF_ENTITY = "SELECT id FROM series WHERE entity = ?"
 SQL_DELETE_SERIES_OF_ENTITY = "DELETE FROM series WHERE entity = ?"
 
@@ -228,8 +238,9 @@ SQL_DELETE_HOT_RANGE = "DELETE FROM hot WHERE series = ? AND ts >= ? AND ts < ?"
 SQL_DELETE_HOT_OF_SERIES = "DELETE FROM hot WHERE series = ?"
 
 
-def hot_rows_in_range(conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int,
-                      limit: int | None = None, desc: bool = False) -> dict[int, list[tuple[int, int, Any]]]:
+def hot_rows_in_range(
+    conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int, limit: int | None = None, desc: bool = False
+) -> dict[int, list[tuple[int, int, Any]]]:
     """Hot rows ``(ts, t, v)`` of each series in ``[start, end)``, ascending; with ``limit``
     only the first (or, ``desc``, the last) ``limit`` of them."""
     if limit is None:
@@ -264,10 +275,14 @@ SQL_UPSERT_LATEST = (
 )
 SQL_BUMP_LATEST_VERSION = "UPDATE latest_version SET n = n + 1 RETURNING n"
 SQL_LATEST_VERSION = "SELECT n FROM latest_version"
-SQL_ALL_LATEST = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
-                  "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key")
-SQL_LATEST_OF_ENTITIES = ("SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
-                          "WHERE l.ts IS NOT NULL AND s.entity IN ({}){} ORDER BY s.entity, s.key")
+SQL_ALL_LATEST = (
+    "SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+    "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key"
+)
+SQL_LATEST_OF_ENTITIES = (
+    "SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+    "WHERE l.ts IS NOT NULL AND s.entity IN ({}){} ORDER BY s.entity, s.key"
+)
 SQL_LATEST_TS_AND_POINTS = "SELECT ts, points FROM latest WHERE series = ?"
 SQL_SET_LATEST = "UPDATE latest SET ts = ?, t = ?, v = ? WHERE series = ?"
 SQL_CLEAR_LATEST = "UPDATE latest SET ts = NULL, t = NULL, v = NULL WHERE series = ?"
@@ -294,8 +309,7 @@ def read_all_latest(conn: sqlite3.Connection) -> tuple[int, dict[str, dict[str, 
     return version, LatestValues.build(rows)
 
 
-def latest_of(conn: sqlite3.Connection, ents: list[str], key_args: list[str] | None
-              ) -> dict[str, dict[str, Latest]]:
+def latest_of(conn: sqlite3.Connection, ents: list[str], key_args: list[str] | None) -> dict[str, dict[str, Latest]]:
     """Latest values of ``ents`` (only ``key_args`` if given) inside the caller's read
     transaction, one query per :data:`SQL_IN_CHUNK` entities and keys."""
     out: dict[str, dict[str, Latest]] = {e: {} for e in ents}
@@ -306,7 +320,7 @@ def latest_of(conn: sqlite3.Connection, ents: list[str], key_args: list[str] | N
         key_args = []
     step = max(1, SQL_IN_CHUNK - len(key_args))
     for i in range(0, len(ents), step):
-        chunk = ents[i:i + step]
+        chunk = ents[i : i + step]
         q = SQL_LATEST_OF_ENTITIES.format(",".join("?" * len(chunk)), key_filter)
         for e, k, ts, t, v in conn.execute(q, (*chunk, *key_args)):
             out[e][k] = (ts, t, py_value(t, v))
@@ -316,8 +330,7 @@ def latest_of(conn: sqlite3.Connection, ents: list[str], key_args: list[str] | N
 # --- months --------------------------------------------------------------------------------
 
 SQL_TOUCH_MONTH = (
-    "INSERT INTO month_state(month, wc, hot) VALUES (?, 1, 1) "
-    "ON CONFLICT(month) DO UPDATE SET wc = wc + 1, hot = 1"
+    "INSERT INTO month_state(month, wc, hot) VALUES (?, 1, 1) ON CONFLICT(month) DO UPDATE SET wc = wc + 1, hot = 1"
 )
 SQL_BUMP_MONTHS = "UPDATE month_state SET wc = wc + 1 WHERE month >= ? AND month <= ?"
 SQL_BUMP_ALL_MONTHS = "UPDATE month_state SET wc = wc + 1"
@@ -336,13 +349,16 @@ def month_wc(conn: sqlite3.Connection, month: int) -> int | None:
 
 SQL_MANIFEST = "SELECT name, generation FROM cold_partitions"
 SQL_FIRST_COLD_TS = "SELECT MIN(start_ts) FROM cold_partitions"
-SQL_PARTITIONS_IN_RANGE = ("SELECT name, generation FROM cold_partitions WHERE end_ts > ? AND start_ts < ? "
-                           "ORDER BY start_ts")
+SQL_PARTITIONS_IN_RANGE = (
+    "SELECT name, generation FROM cold_partitions WHERE end_ts > ? AND start_ts < ? ORDER BY start_ts"
+)
 SQL_PARTITION_SPANS = "SELECT name, generation, start_ts, end_ts FROM cold_partitions"
 SQL_PARTITION_SPANS_IN_RANGE = SQL_PARTITION_SPANS + " WHERE end_ts > ? AND start_ts < ?"
 SQL_GENERATION = "SELECT generation FROM cold_partitions WHERE name = ?"
-SQL_SET_PARTITION = ("INSERT OR REPLACE INTO cold_partitions(name, month, generation, rows, start_ts, "
-                     "end_ts, has_txt, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SQL_SET_PARTITION = (
+    "INSERT OR REPLACE INTO cold_partitions(name, month, generation, rows, start_ts, "
+    "end_ts, has_txt, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 SQL_DELETE_PARTITION = "DELETE FROM cold_partitions WHERE name = ?"
 
 
@@ -354,22 +370,23 @@ def current_generation(conn: sqlite3.Connection, name: str) -> int | None:
 
 # --- tombstones ----------------------------------------------------------------------------
 
-SQL_INSERT_TOMBSTONE = ("INSERT INTO tombstones(series, part, start_ts, end_ts, created_ms) "
-                        "VALUES (?, ?, ?, ?, ?)")
-SQL_TOMBSTONES_OF_SERIES_IN_RANGE = ("SELECT series, part, start_ts, end_ts FROM tombstones WHERE end_ts > ? "
-                                     "AND start_ts < ? AND series IN ({})")
+SQL_INSERT_TOMBSTONE = "INSERT INTO tombstones(series, part, start_ts, end_ts, created_ms) VALUES (?, ?, ?, ?, ?)"
+SQL_TOMBSTONES_OF_SERIES_IN_RANGE = (
+    "SELECT series, part, start_ts, end_ts FROM tombstones WHERE end_ts > ? AND start_ts < ? AND series IN ({})"
+)
 SQL_TOMBSTONED_PARTS = "SELECT DISTINCT part FROM tombstones"
 SQL_TOMBSTONES_OF_PART = "SELECT id, series, start_ts, end_ts FROM tombstones WHERE part = ?"
 SQL_DELETE_TOMBSTONE = "DELETE FROM tombstones WHERE id = ?"
 SQL_DELETE_TOMBSTONES_OF_SERIES = "DELETE FROM tombstones WHERE series = ?"
 
 
-def tombstones_in_range(conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int
-                        ) -> dict[int, list[tuple[str, int, int]]]:
+def tombstones_in_range(
+    conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int
+) -> dict[int, list[tuple[str, int, int]]]:
     """``sid -> [(partition, start_ts, end_ts)]`` of the tombstones overlapping ``[start, end)``."""
     tombs: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for i in range(0, len(sids), SQL_IN_CHUNK):
-        chunk = list(sids[i:i + SQL_IN_CHUNK])
+        chunk = list(sids[i : i + SQL_IN_CHUNK])
         q = SQL_TOMBSTONES_OF_SERIES_IN_RANGE.format(",".join("?" * len(chunk)))
         for sid, part, a, b in conn.execute(q, (start, end, *chunk)):
             tombs[sid].append((part, a, b))

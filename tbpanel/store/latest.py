@@ -22,6 +22,7 @@ A reload can race with this instance's writer: :meth:`install` puts a snapshot i
 if no later commit of this instance has been reported yet (``seen <= v``); commits up to
 ``v`` reported afterwards are recognised as already included and skipped.
 """
+
 from __future__ import annotations
 
 import threading
@@ -135,8 +136,9 @@ class LatestValues:
                 self._by_entity.pop(entity, None)
 
     # ------------------------------------------------------------------------ readers
-    def read(self, version: int, entities: Sequence[str], keys: Sequence[str] | None
-             ) -> dict[str, dict[str, Latest]] | None:
+    def read(
+        self, version: int, entities: Sequence[str], keys: Sequence[str] | None
+    ) -> dict[str, dict[str, Latest]] | None:
         """``entity -> {key: latest}`` (keys sorted; ``keys`` filters), or None when the copy
         is older than ``version`` (what the database held when the read began) or stale."""
         with self._lock:
@@ -145,8 +147,9 @@ class LatestValues:
             return self.answer(self._by_entity, entities, keys)
 
     @staticmethod
-    def answer(by_entity: dict[str, dict[str, Latest]], entities: Sequence[str],
-               keys: Sequence[str] | None) -> dict[str, dict[str, Latest]]:
+    def answer(
+        by_entity: dict[str, dict[str, Latest]], entities: Sequence[str], keys: Sequence[str] | None
+    ) -> dict[str, dict[str, Latest]]:
         get = by_entity.get
         if keys is None:
             return {e: dict(get(e, ())) for e in entities}

@@ -4,6 +4,7 @@ Shared by every device transport (HTTP, MQTT, CoAP) so that the type rules and t
 error messages are the same everywhere. A payload is either accepted whole or rejected whole
 with a :class:`PayloadError` that says what is wrong: nothing from a bad request is stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -149,5 +150,11 @@ def parse_attributes(body: bytes | str | Any, server_ts: int) -> list[ParsedPoin
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

@@ -8,6 +8,7 @@ commit. It is only a cache of this instance's view: a series created by another 
 sharing the directory is looked up in SQL (:meth:`SeriesIndex.sid`), and the counters only see
 this instance's writes (see "Counting" in :mod:`tbpanel.store.telemetry`).
 """
+
 from __future__ import annotations
 
 import gc
@@ -82,8 +83,7 @@ class SeriesIndex:
         """Cheap counters (no scan). ``points`` is approximate (see the module docstring)."""
         with self.lock:
             if entity is None:
-                return {"points": self.total_points, "series": len(self._counts),
-                        "entities": len(self._by_entity)}
+                return {"points": self.total_points, "series": len(self._counts), "entities": len(self._by_entity)}
             sids = list(self._by_entity.get(entity, {}).values())
             pts = 0
             last = None
@@ -101,8 +101,14 @@ class SeriesIndex:
         with self.lock:
             keys = sorted({k for ks in self._by_entity.values() for k in ks})
             last = max((st[1] for st in self._counts.values() if st[1] is not None), default=None)
-            return {"entities": len(self._by_entity), "series": len(self._counts),
-                    "points": self.total_points, "keys": keys, "last_ts": last, "sids": list(self._counts)}
+            return {
+                "entities": len(self._by_entity),
+                "series": len(self._counts),
+                "points": self.total_points,
+                "keys": keys,
+                "last_ts": last,
+                "sids": list(self._counts),
+            }
 
     # ------------------------------------------------------- after commits (writer thread)
     def written(self, new: dict[tuple[str, str], int], lat: Iterable[list[Any]]) -> None:

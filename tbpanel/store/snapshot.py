@@ -11,6 +11,7 @@ compaction (:meth:`Snapshots.retire`) is removed only after every reader that co
 it has finished. Another process sharing the directory may still remove a generation under
 us; the generations used are checked to still exist after the read, and the read is retried.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,13 +36,13 @@ _BOOL, _LONG, _DOUBLE, _STR, _JSON = (int(x) for x in ValueType)
 
 # --- merged view of one series -------------------------------------------------------------
 
+
 class _Seg:
     """Rows ``lo+a : lo+b`` of one series in one cold partition, minus tombstoned rows."""
 
     __slots__ = ("part", "lo", "a", "b", "keep", "ts")
 
-    def __init__(self, part: Partition, lo: int, a: int, b: int, keep: np.ndarray | None,
-                 ts_full: np.ndarray) -> None:
+    def __init__(self, part: Partition, lo: int, a: int, b: int, keep: np.ndarray | None, ts_full: np.ndarray) -> None:
         self.part, self.lo, self.a, self.b, self.keep = part, lo, a, b, keep
         ts = ts_full[a:b]
         self.ts = ts if keep is None else ts[keep]
@@ -53,8 +54,13 @@ class _Seg:
         return arr
 
 
-_EMPTY: dict[str, np.ndarray] = {"ts": np.empty(0, np.int64), "t": np.empty(0, np.int8), "num": np.empty(0, np.float64),
-          "lng": np.empty(0, np.int64), "txt": np.empty(0, object)}
+_EMPTY: dict[str, np.ndarray] = {
+    "ts": np.empty(0, np.int64),
+    "t": np.empty(0, np.int8),
+    "num": np.empty(0, np.float64),
+    "lng": np.empty(0, np.int64),
+    "txt": np.empty(0, object),
+}
 
 
 class SeriesData:
@@ -159,6 +165,7 @@ def _concat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
 
 # --- reads ---------------------------------------------------------------------------------
 
+
 class Snapshots:
     """Consistent reads over the hot tier's readers and the cold tier, with reader epochs."""
 
@@ -230,8 +237,9 @@ class Snapshots:
             except Exception:  # pragma: no cover - an orphan is removed at the next open
                 log.exception("removing cold generation %s/g%06d failed", name, gen)
 
-    def collect(self, sids: Sequence[int], start: int, end: int, limit: int | None = None,
-                desc: bool = False) -> dict[int, SeriesData]:
+    def collect(
+        self, sids: Sequence[int], start: int, end: int, limit: int | None = None, desc: bool = False
+    ) -> dict[int, SeriesData]:
         """Merged data of each series over ``[start, end)`` from one consistent snapshot; with
         ``limit``, only the first (``desc``: last) ``limit`` points of each.
 
@@ -248,19 +256,26 @@ class Snapshots:
         used = getattr(self._tl, "used", None)
         if used is not None:
             used.update((n, g) for n, g in parts)
-        return {sid: self._assemble(sid, parts, tombs.get(sid, ()), hot[sid], start, end, limit, desc)
-                for sid in sids}
+        return {sid: self._assemble(sid, parts, tombs.get(sid, ()), hot[sid], start, end, limit, desc) for sid in sids}
 
     def any(self, sid: int, start: int, end: int) -> bool:
         """Does series ``sid`` have a visible point in ``[start, end)``?"""
         return start < end and self.read(lambda: len(self.collect([sid], start, end, 1, False)[sid]) > 0)
 
-    def _assemble(self, sid: int, parts: list[tuple[str, int]], tombs: Sequence[tuple[str, int, int]],
-                  hot_rows: list[tuple[int, int, Any]], start: int, end: int, limit: int | None,
-                  desc: bool) -> SeriesData:
+    def _assemble(
+        self,
+        sid: int,
+        parts: list[tuple[str, int]],
+        tombs: Sequence[tuple[str, int, int]],
+        hot_rows: list[tuple[int, int, Any]],
+        start: int,
+        end: int,
+        limit: int | None,
+        desc: bool,
+    ) -> SeriesData:
         segs: list[_Seg] = []
         need = limit
-        for name, gen in (reversed(parts) if desc else parts):
+        for name, gen in reversed(parts) if desc else parts:
             p = self.cold.open(name, gen)
             loc = p.locate(sid)
             if loc is None:
@@ -280,7 +295,7 @@ class Snapshots:
                 if i < j:
                     if keep is None:
                         keep = np.ones(b - a, bool)
-                    keep[i - a:j - a] = False
+                    keep[i - a : j - a] = False
             nvis = (b - a) if keep is None else int(keep.sum())
             if nvis == 0:
                 continue

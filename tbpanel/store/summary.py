@@ -3,6 +3,7 @@
 Enough to know what is in a store before querying it (a notebook shows ``store``), from the
 series index and two index lookups per series — never a scan of the data.
 """
+
 from __future__ import annotations
 
 import html
@@ -35,19 +36,28 @@ def store_summary(series: SeriesIndex, conn: sqlite3.Connection, path: str) -> d
 
 
 def text(path: str, s: dict[str, Any]) -> str:
-    span = (f"{_iso(s['first_ts'])} .. {_iso(s['last_ts'])}" if s["first_ts"] is not None else "empty")
+    span = f"{_iso(s['first_ts'])} .. {_iso(s['last_ts'])}" if s["first_ts"] is not None else "empty"
     keys = ", ".join(s["keys"][:8]) + (", ..." if len(s["keys"]) > 8 else "")
-    return (f"<TelemetryStore {path!r} devices={s['entities']} series={s['series']} "
-            f"points~{s['points']:,} span={span} size={_size(s['bytes'])} keys=[{keys}]>")
+    return (
+        f"<TelemetryStore {path!r} devices={s['entities']} series={s['series']} "
+        f"points~{s['points']:,} span={span} size={_size(s['bytes'])} keys=[{keys}]>"
+    )
 
 
 def html_table(path: str, s: dict[str, Any]) -> str:
-    span = (f"{_iso(s['first_ts'])} &ndash; {_iso(s['last_ts'])}" if s["first_ts"] is not None else "empty")
-    rows = [("path", f"<code>{html.escape(path)}</code>"), ("devices", f"{s['entities']:,}"),
-            ("series", f"{s['series']:,}"), ("points (approx.)", f"{s['points']:,}"), ("time span", span),
-            ("size on disk", _size(s["bytes"])), ("keys", html.escape(", ".join(s["keys"])) or "&ndash;")]
-    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                   for k, v in rows)
+    span = f"{_iso(s['first_ts'])} &ndash; {_iso(s['last_ts'])}" if s["first_ts"] is not None else "empty"
+    rows = [
+        ("path", f"<code>{html.escape(path)}</code>"),
+        ("devices", f"{s['entities']:,}"),
+        ("series", f"{s['series']:,}"),
+        ("points (approx.)", f"{s['points']:,}"),
+        ("time span", span),
+        ("size on disk", _size(s["bytes"])),
+        ("keys", html.escape(", ".join(s["keys"])) or "&ndash;"),
+    ]
+    body = "".join(
+        f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows
+    )
     return f"<b>TelemetryStore</b><table>{body}</table>"
 
 

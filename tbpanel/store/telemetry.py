@@ -49,6 +49,7 @@ see the writes of their own instance. Latest values are answered from an in-memo
 (:mod:`tbpanel.store.latest`) only while it is current; after another instance's commit
 they come from SQL (or a reloaded copy), so they are always fresh.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -94,8 +95,7 @@ from .writer import Writer
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["TelemetryStore", "open_store", "resolve_location", "Point", "parse_interval", "to_ms",
-           "validate_points"]
+__all__ = ["TelemetryStore", "open_store", "resolve_location", "Point", "parse_interval", "to_ms", "validate_points"]
 
 _DOUBLE = int(ValueType.DOUBLE)
 T = TypeVar("T")
@@ -106,10 +106,19 @@ Keys = Sequence[str] | str | None
 class TelemetryStore:
     """Telemetry persistence: SQLite hot tier + Zarr cold tier. See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike[str], cold_url: str | None = None, *, synchronous: str = "FULL",
-                 compaction_interval_s: float = 60, grace_ms: int = 86_400_000,
-                 busy_timeout_ms: int = 10_000, cache_bytes: int = 256 << 20,
-                 chunk_rows: int = 1_000_000, compressor: str = "lz4") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        cold_url: str | None = None,
+        *,
+        synchronous: str = "FULL",
+        compaction_interval_s: float = 60,
+        grace_ms: int = 86_400_000,
+        busy_timeout_ms: int = 10_000,
+        cache_bytes: int = 256 << 20,
+        chunk_rows: int = 1_000_000,
+        compressor: str = "lz4",
+    ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         os.makedirs(self.path, exist_ok=True)
         sync = str(synchronous).upper()
@@ -125,9 +134,13 @@ class TelemetryStore:
 
         wconn = open_database(self._db, synchronous=sync, busy_timeout_ms=busy_timeout_ms)
         self._readers = ReaderPool(self._db, busy_timeout_ms)
-        self.cold = ColdTier(cold_url or os.path.join(self.path, "cold"), chunk_rows=chunk_rows,
-                             cache_bytes=cache_bytes, compressor=compressor,
-                             fsync=sync != "OFF")  # OFF: no durability anywhere (scratch stores)
+        self.cold = ColdTier(
+            cold_url or os.path.join(self.path, "cold"),
+            chunk_rows=chunk_rows,
+            cache_bytes=cache_bytes,
+            compressor=compressor,
+            fsync=sync != "OFF",
+        )  # OFF: no durability anywhere (scratch stores)
         # in-memory mirrors (the writer thread updates them after each commit)
         self._series = SeriesIndex(self._readers)
         self._latest = LatestValues()  # latest_many() answers from it
@@ -136,8 +149,15 @@ class TelemetryStore:
 
         ids = self._series.ids
         self._writer = Writer(wconn, lambda conn, points: write_group(conn, ids, points), self._after_commit)
-        self._compactor = Compactor(self._readers, self._writer, self.cold, self._snapshots, self._series,
-                                    lock_path=os.path.join(self.path, "compaction.lock"), grace_ms=self.grace_ms)
+        self._compactor = Compactor(
+            self._readers,
+            self._writer,
+            self.cold,
+            self._snapshots,
+            self._series,
+            lock_path=os.path.join(self.path, "compaction.lock"),
+            grace_ms=self.grace_ms,
+        )
         self._compactor.remove_orphans(wconn)
         self._deleter = Deleter(self._snapshots, self._writer, self._series, self._latest, self.cold)
         self._writer.start()
@@ -282,8 +302,9 @@ class TelemetryStore:
         return self._series.stats(entity)
 
     # -------------------------------------------------------------------------------- queries
-    def query_raw(self, entity: str, keys: Keys, start: int, end: int, limit: int = 100,
-                  order: str = "DESC") -> dict[str, list[tuple[int, int, Any]]]:
+    def query_raw(
+        self, entity: str, keys: Keys, start: int, end: int, limit: int = 100, order: str = "DESC"
+    ) -> dict[str, list[tuple[int, int, Any]]]:
         """Raw points with ``start <= ts < end``: per key at most ``limit``, ordered as asked."""
         self._check_open()
         start, end = int(start), int(end)
@@ -308,8 +329,17 @@ class TelemetryStore:
 
         return self._snapshots.read(run)
 
-    def query_agg(self, entity: str, keys: Keys, start: int, end: int, agg: str, interval: int | None = None,
-                  interval_type: str = "MILLISECONDS", tz: str = "UTC") -> dict[str, list[tuple[int, int, Any]]]:
+    def query_agg(
+        self,
+        entity: str,
+        keys: Keys,
+        start: int,
+        end: int,
+        agg: str,
+        interval: int | None = None,
+        interval_type: str = "MILLISECONDS",
+        tz: str = "UTC",
+    ) -> dict[str, list[tuple[int, int, Any]]]:
         """Aggregated buckets per key (ascending, empty buckets omitted, keys without data absent)."""
         self._check_open()
         agg_u = normalize_agg(agg)
@@ -323,8 +353,9 @@ class TelemetryStore:
 
         return self._per_series(sids, start, end, one)
 
-    def _per_series(self, sids: dict[str, int], start: int, end: int,
-                    one: Callable[[SeriesData], T | None]) -> dict[str, T]:
+    def _per_series(
+        self, sids: dict[str, int], start: int, end: int, one: Callable[[SeriesData], T | None]
+    ) -> dict[str, T]:
         """``{key: one(series data)}`` over one consistent read; series with no points, or for
         which ``one`` returns None, are left out (ThingsBoard omits keys without data)."""
         if not sids:
@@ -343,8 +374,7 @@ class TelemetryStore:
 
         return self._snapshots.read(run)
 
-    def numeric_arrays(self, entity: str, keys: Keys, start: int, end: int
-                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def numeric_arrays(self, entity: str, keys: Keys, start: int, end: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Every numeric point of each key in ``[start, end)`` as ``(ts int64, values float64)``.
 
         Longs and doubles as float64, booleans as 0/1; string and JSON points are left out.
@@ -363,9 +393,17 @@ class TelemetryStore:
 
         return self._per_series(sids, int(start), int(end), one)
 
-    def query_agg_arrays(self, entity: str, keys: Keys, start: int, end: int, agg: str,
-                         interval: int | None = None, interval_type: str = "MILLISECONDS",
-                         tz: str = "UTC") -> dict[str, AggResult]:
+    def query_agg_arrays(
+        self,
+        entity: str,
+        keys: Keys,
+        start: int,
+        end: int,
+        agg: str,
+        interval: int | None = None,
+        interval_type: str = "MILLISECONDS",
+        tz: str = "UTC",
+    ) -> dict[str, AggResult]:
         """Like :meth:`query_agg` but returns :class:`AggResult` arrays (no Python tuples)."""
         self._check_open()
         agg_u = normalize_agg(agg)
@@ -378,9 +416,18 @@ class TelemetryStore:
 
         return self._per_series(sids, int(start), int(end), one)
 
-    def query(self, devices: str | Iterable[str], keys: str | Iterable[str] | None = None, start: Any = None,
-              end: Any = None, interval: Any = None, agg: str | None = None, *,
-              interval_type: str = "MILLISECONDS", tz: str = "UTC") -> xr.Dataset:
+    def query(
+        self,
+        devices: str | Iterable[str],
+        keys: str | Iterable[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        interval: Any = None,
+        agg: str | None = None,
+        *,
+        interval_type: str = "MILLISECONDS",
+        tz: str = "UTC",
+    ) -> xr.Dataset:
         """Query into an ``xarray.Dataset`` with dims ``("device", "time")``.
 
         ``agg`` None/"NONE" returns every raw point in range (union of timestamps on
@@ -394,12 +441,20 @@ class TelemetryStore:
         from .xarray import query_dataset  # xarray is imported on first use
 
         self._check_open()
-        return query_dataset(self._series, self._snapshots, devices, keys, start, end, interval, agg,
-                             interval_type=interval_type, tz=tz)
+        return query_dataset(
+            self._series, self._snapshots, devices, keys, start, end, interval, agg, interval_type=interval_type, tz=tz
+        )
 
     # -------------------------------------------------------------------------------- deletes
-    def delete(self, entity: str, keys: Keys, start: int, end: int, delete_latest: bool = True,
-               rewrite_latest_if_deleted: bool = False) -> int:
+    def delete(
+        self,
+        entity: str,
+        keys: Keys,
+        start: int,
+        end: int,
+        delete_latest: bool = True,
+        rewrite_latest_if_deleted: bool = False,
+    ) -> int:
         """Delete points with ``start <= ts < end`` of the given keys (None: all keys).
 
         Hot rows are deleted; cold points are hidden by a tombstone until their month is
@@ -432,8 +487,15 @@ class TelemetryStore:
         return self._compactor.compact(before_ts)
 
 
-def open_store(path: str | os.PathLike[str], cold_url: str | None = None, *, synchronous: str = "FULL",
-               compaction_interval_s: float = 60, grace_ms: int = 86_400_000, **kwargs: Any) -> TelemetryStore:
+def open_store(
+    path: str | os.PathLike[str],
+    cold_url: str | None = None,
+    *,
+    synchronous: str = "FULL",
+    compaction_interval_s: float = 60,
+    grace_ms: int = 86_400_000,
+    **kwargs: Any,
+) -> TelemetryStore:
     """Open (creating if needed) the telemetry store in directory ``path`` (or at a URL: see
     :func:`resolve_location`).
 
@@ -446,8 +508,14 @@ def open_store(path: str | os.PathLike[str], cold_url: str | None = None, *, syn
     ``compressor`` ("lz4" or "zstd").
     """
     path, cold_url = resolve_location(path, cold_url)
-    return TelemetryStore(path, cold_url, synchronous=synchronous,
-                          compaction_interval_s=compaction_interval_s, grace_ms=grace_ms, **kwargs)
+    return TelemetryStore(
+        path,
+        cold_url,
+        synchronous=synchronous,
+        compaction_interval_s=compaction_interval_s,
+        grace_ms=grace_ms,
+        **kwargs,
+    )
 
 
 def resolve_location(path_or_url: str | os.PathLike[str], cold_url: str | None = None) -> tuple[str, str | None]:
@@ -457,7 +525,7 @@ def resolve_location(path_or_url: str | os.PathLike[str], cold_url: str | None =
     ``$TBPANEL_CACHE`` or ``~/.cache/tbpanel``, named after the URL."""
     text = os.fspath(path_or_url)
     if text.startswith("file://"):
-        return text[len("file://"):], cold_url
+        return text[len("file://") :], cold_url
     if "://" not in text:
         return text, cold_url
     cache = Path(os.environ.get("TBPANEL_CACHE") or Path.home() / ".cache" / "tbpanel")

@@ -8,6 +8,7 @@ Months partition both tiers: the cold tier holds one Zarr group per UTC month, t
 ``month_state`` counts writes per month. A month is an integer, *months since 1970-01*
 (:func:`month_of`), named ``"YYYY-MM"`` on disk (:func:`month_name`).
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,20 @@ from .buckets import QueryError
 # --- query arguments -----------------------------------------------------------------------
 
 _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_UNITS = {"": 1, "ms": 1, "s": 1000, "sec": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000,
-          "hr": 3_600_000, "d": 86_400_000, "day": 86_400_000, "w": 7 * 86_400_000,
-          "week": 7 * 86_400_000}
+_UNITS = {
+    "": 1,
+    "ms": 1,
+    "s": 1000,
+    "sec": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "hr": 3_600_000,
+    "d": 86_400_000,
+    "day": 86_400_000,
+    "w": 7 * 86_400_000,
+    "week": 7 * 86_400_000,
+}
 
 
 def parse_interval(interval: Any) -> int | None:
@@ -85,8 +97,9 @@ def month_of(ms: int) -> int:
 
 def months_of(ts: np.ndarray) -> np.ndarray:
     """Vectorised :func:`month_of`."""
-    months: np.ndarray = np.asarray(ts, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[M]") \
-        .astype(np.int64)
+    months: np.ndarray = (
+        np.asarray(ts, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    )
     return months
 
 

@@ -11,6 +11,7 @@ those into store points of one entity.
 :class:`ValidPoints`, which :meth:`TelemetryStore.submit` takes as they are instead of checking
 them a second time.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ A value travels through tbpanel as a pair ``(vtype, value)`` where ``vtype`` is 
 (JSON values are kept as their compact JSON text). Keeping the type next to the value is
 what lets a query answer ``"73"`` for a long and ``"73.0"`` for a double, as ThingsBoard does.
 """
+
 from __future__ import annotations
 
 import math

@@ -8,6 +8,7 @@ survives ``kill -9`` and power loss, and many concurrent requests share one fsyn
 and compaction switches run here too (:meth:`Writer.call`), each in its own transaction
 between two groups, so there is never more than one SQLite writer per store instance.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,9 @@ class _WriteOp:
 class _CallOp:
     __slots__ = ("fn", "on_commit", "future")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any],
-                 on_commit: Callable[[Any], None] | None, future: Future[Any]) -> None:
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], on_commit: Callable[[Any], None] | None, future: Future[Any]
+    ) -> None:
         self.fn = fn
         self.on_commit = on_commit
         self.future = future
@@ -77,10 +79,13 @@ class Writer(threading.Thread):
     their points is stored.
     """
 
-    def __init__(self, conn: sqlite3.Connection,
-                 write_group: Callable[[sqlite3.Connection, list[Point]], Any],
-                 after_commit: Callable[[list[Point], Any], None],
-                 max_group_points: int = 250_000) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        write_group: Callable[[sqlite3.Connection, list[Point]], Any],
+        after_commit: Callable[[list[Point], Any], None],
+        max_group_points: int = 250_000,
+    ) -> None:
         super().__init__(name="tbpanel-store-writer", daemon=True)
         self.conn = conn
         self._write_group = write_group
@@ -104,8 +109,9 @@ class Writer(threading.Thread):
             raise RuntimeError("the telemetry store is closed")
         self._q.put(_WriteOp(points, None, done))
 
-    def call(self, fn: Callable[[sqlite3.Connection], Any],
-             on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
+    def call(
+        self, fn: Callable[[sqlite3.Connection], Any], on_commit: Callable[[Any], None] | None = None
+    ) -> Future[Any]:
         """Run ``fn(conn)`` in its own write transaction on the writer thread; ``on_commit(result)``
         runs after its COMMIT, before the future resolves to ``fn``'s result."""
         fut: Future[Any] = Future()

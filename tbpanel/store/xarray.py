@@ -7,6 +7,7 @@ opens a store directory (or store URL) like any other file xarray reads. The bac
 registered under ``[project.entry-points."xarray.backends"]``; before the package is
 (re)installed, pass the class itself: ``engine=TbpanelBackendEntrypoint``.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,19 @@ from .values import ValueType
 _STR = int(ValueType.STR)
 
 
-def query_dataset(series: SeriesIndex, snapshots: Snapshots, devices: str | Iterable[str],
-                  keys: str | Iterable[str] | None = None, start: Any = None, end: Any = None,
-                  interval: Any = None, agg: str | None = None, *, interval_type: str = "MILLISECONDS",
-                  tz: str = "UTC") -> xr.Dataset:
+def query_dataset(
+    series: SeriesIndex,
+    snapshots: Snapshots,
+    devices: str | Iterable[str],
+    keys: str | Iterable[str] | None = None,
+    start: Any = None,
+    end: Any = None,
+    interval: Any = None,
+    agg: str | None = None,
+    *,
+    interval_type: str = "MILLISECONDS",
+    tz: str = "UTC",
+) -> xr.Dataset:
     """Query into an ``xarray.Dataset`` with dims ``("device", "time")``.
 
     ``agg`` None/"NONE" returns every raw point in range (union of timestamps on
@@ -58,8 +68,9 @@ def query_dataset(series: SeriesIndex, snapshots: Snapshots, devices: str | Iter
     start_ms = TS_MIN if start is None else to_ms(start, "start")
     check_range(start_ms, end_ms)
     if agg_u is not None:  # validate interval (and, with a start, the bucket count) before reading
-        bucket_edges(start_ms, end_ms, interval_ms, it, tz) if start is not None else \
-            bucket_edges(0, 1, interval_ms, it, tz)
+        bucket_edges(start_ms, end_ms, interval_ms, it, tz) if start is not None else bucket_edges(
+            0, 1, interval_ms, it, tz
+        )
     if keys is None:
         keys = sorted({k for d in devices for k in series.keys(d)})
     elif isinstance(keys, str):
@@ -102,13 +113,23 @@ def query_dataset(series: SeriesIndex, snapshots: Snapshots, devices: str | Iter
         return first, results
 
     start_ms, results = snapshots.read(run)
-    attrs = {"agg": agg_u or "NONE", "interval_ms": int(interval_ms or 0) if it == "MILLISECONDS" else 0,
-             "interval_type": it, "tz": tz or "UTC", "start_ms": int(start_ms), "end_ms": int(end_ms)}
+    attrs = {
+        "agg": agg_u or "NONE",
+        "interval_ms": int(interval_ms or 0) if it == "MILLISECONDS" else 0,
+        "interval_type": it,
+        "tz": tz or "UTC",
+        "start_ms": int(start_ms),
+        "end_ms": int(end_ms),
+    }
     return _dataset(devices, keys, results, attrs)
 
 
-def _dataset(devices: list[str], keys: list[str], results: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, bool]],
-             attrs: dict[str, Any]) -> xr.Dataset:
+def _dataset(
+    devices: list[str],
+    keys: list[str],
+    results: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, bool]],
+    attrs: dict[str, Any],
+) -> xr.Dataset:
     """One ``(device, time)`` variable per key from ``(device index, key index) -> (ts, values,
     is text)``; ``time`` is the union of every series' timestamps, missing cells NaN."""
     all_ts = [r[0] for r in results.values()]
@@ -127,8 +148,7 @@ def _dataset(devices: list[str], keys: list[str], results: dict[tuple[int, int],
         data_vars[name] = (("device", "time"), arr, {"key": k})
     return xr.Dataset(
         data_vars,
-        coords={"device": np.array(devices, dtype=object),
-                "time": times.astype("datetime64[ms]")},
+        coords={"device": np.array(devices, dtype=object), "time": times.astype("datetime64[ms]")},
         attrs=attrs,
     )
 
@@ -143,24 +163,52 @@ class TbpanelBackendEntrypoint(BackendEntrypoint):
     """
 
     description = "Open a tbpanel telemetry store (SQLite hot tier + Zarr cold tier) as a Dataset"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "devices", "keys", "start", "end",
-                               "interval", "agg", "interval_type", "tz")
+    open_dataset_parameters = (
+        "filename_or_obj",
+        "drop_variables",
+        "devices",
+        "keys",
+        "start",
+        "end",
+        "interval",
+        "agg",
+        "interval_type",
+        "tz",
+    )
 
     def open_dataset(  # type: ignore[override]  # xarray's signature has only the first two
-            self, filename_or_obj: str | os.PathLike[str], *, drop_variables: str | Iterable[str] | None = None,
-            devices: str | Sequence[str] | None = None, keys: str | Sequence[str] | None = None,
-            start: Any = None, end: Any = None, interval: Any = None, agg: str | None = None,
-            interval_type: str = "MILLISECONDS", tz: str = "UTC") -> xr.Dataset:
+        self,
+        filename_or_obj: str | os.PathLike[str],
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        devices: str | Sequence[str] | None = None,
+        keys: str | Sequence[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        interval: Any = None,
+        agg: str | None = None,
+        interval_type: str = "MILLISECONDS",
+        tz: str = "UTC",
+    ) -> xr.Dataset:
         from .telemetry import open_store
 
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             raise TypeError(f"the tbpanel engine opens a store directory or URL, not {type(filename_or_obj).__name__}")
         with open_store(filename_or_obj, compaction_interval_s=0) as store:
-            ds = store.query(store.entities() if devices is None else devices, keys, start, end, interval, agg,
-                             interval_type=interval_type, tz=tz)
+            ds = store.query(
+                store.entities() if devices is None else devices,
+                keys,
+                start,
+                end,
+                interval,
+                agg,
+                interval_type=interval_type,
+                tz=tz,
+            )
         if drop_variables is not None:
-            ds = ds.drop_vars([drop_variables] if isinstance(drop_variables, str) else list(drop_variables),
-                              errors="ignore")
+            ds = ds.drop_vars(
+                [drop_variables] if isinstance(drop_variables, str) else list(drop_variables), errors="ignore"
+            )
         return ds
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:

@@ -4,6 +4,7 @@ ThingsBoard's CoAP device API, through the same payload rules and durable write 
 and MQTT: 2.01 Created only once the data is on disk, 4.00 with the reason for a bad payload,
 4.01 for an unknown token, 4.04 for any other path, 4.13 over the payload limit.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,7 @@ log = logging.getLogger("tbpanel.coap")
 
 
 def _reply(code: aiocoap.numbers.codes.Code, text: str = "") -> aiocoap.Message:
-    return aiocoap.Message(code=code, payload=text.encode(),
-                           content_format=0 if text else None)
+    return aiocoap.Message(code=code, payload=text.encode(), content_format=0 if text else None)
 
 
 class DeviceApi(resource.Resource):
@@ -47,8 +47,9 @@ class DeviceApi(resource.Resource):
         body = request.payload
         limit = self.platform.max_body_bytes
         if len(body) > limit:
-            return _reply(codes.REQUEST_ENTITY_TOO_LARGE,
-                          f"payload of {len(body)} bytes exceeds the limit of {limit} bytes")
+            return _reply(
+                codes.REQUEST_ENTITY_TOO_LARGE, f"payload of {len(body)} bytes exceeds the limit of {limit} bytes"
+            )
         now = now_ms()
         try:
             if not body.strip():
@@ -61,8 +62,12 @@ class DeviceApi(resource.Resource):
                 points = parse_attributes(body, now)
                 if points:
                     await asyncio.get_running_loop().run_in_executor(
-                        self.platform.executor, self.platform.registry.save_attributes,
-                        device.id, "CLIENT_SCOPE", points)
+                        self.platform.executor,
+                        self.platform.registry.save_attributes,
+                        device.id,
+                        "CLIENT_SCOPE",
+                        points,
+                    )
         except PayloadError as exc:
             log.info("CoAP device %s: rejected %s: %s", device.id, path[3], exc)
             return _reply(codes.BAD_REQUEST, str(exc)[:1000])
@@ -83,8 +88,8 @@ class CoapTransport:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.context = await aiocoap.Context.create_server_context(
-            DeviceApi(self.platform), bind=(host, port), transports=["udp6"],
-            loggername="tbpanel.coap.aiocoap")
+            DeviceApi(self.platform), bind=(host, port), transports=["udp6"], loggername="tbpanel.coap.aiocoap"
+        )
         return port
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ Acknowledgements leave in the order the publishes arrived (MQTT requires it) whi
 themselves overlap: telemetry is handed to the store's group-commit writer as soon as it is
 parsed, and a per-session writer task awaits each result in turn before sending its answer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -137,17 +138,17 @@ class MqttTransport:
     def session_limits(self) -> dict[str, Any]:
         """The answer to tb-mqtt-client's ``getSessionLimits`` RPC (ThingsBoard's shape)."""
         rate = f"{int(self.limits.messages_per_second)}:1"
-        return {"maxPayloadSize": self.limits.max_payload_bytes,
-                "maxInflightMessages": self.limits.receive_maximum,
-                "rateLimits": {"messages": rate, "telemetryMessages": rate,
-                               "telemetryDataPoints": ""}}
+        return {
+            "maxPayloadSize": self.limits.max_payload_bytes,
+            "maxInflightMessages": self.limits.receive_maximum,
+            "rateLimits": {"messages": rate, "telemetryMessages": rate, "telemetryDataPoints": ""},
+        }
 
 
 class _Session:
     """One device connection: reads packets, queues answers in arrival order."""
 
-    def __init__(self, transport: MqttTransport, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter):
+    def __init__(self, transport: MqttTransport, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.t = transport
         self.platform = transport.platform
         self.reader, self.writer = reader, writer
@@ -174,8 +175,7 @@ class _Session:
             raise c.MalformedPacket("remaining length longer than 4 bytes")
         limit = self.t.limits.max_payload_bytes + 65_536  # topic and properties on top
         if length > limit:
-            raise Rejected(c.V5_PACKET_TOO_LARGE,
-                           f"packet of {length} bytes exceeds the limit of {limit} bytes")
+            raise Rejected(c.V5_PACKET_TOO_LARGE, f"packet of {length} bytes exceeds the limit of {limit} bytes")
         return first, await self.reader.readexactly(length)
 
     async def run(self) -> None:
@@ -231,34 +231,38 @@ class _Session:
         device = self.platform.registry.device_by_token(token) if token else None
         if device is None:
             code = c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else c.V311_NOT_AUTHORIZED
-            log.info("MQTT %s: refused: %s", self.peer,
-                     "unknown access token" if token else "no access token (username)")
+            log.info(
+                "MQTT %s: refused: %s", self.peer, "unknown access token" if token else "no access token (username)"
+            )
             await self.send_now(c.connack(self.level, code))
             return False
         limit = self.t.limits.max_sessions_per_device
         if self.t.sessions.get(device.id, 0) >= limit:
-            log.warning("MQTT %s: refused device %s: %d sessions already open (the limit)",
-                        self.peer, device.id, limit)
+            log.warning("MQTT %s: refused device %s: %d sessions already open (the limit)", self.peer, device.id, limit)
             code = c.V5_QUOTA_EXCEEDED if self.level == c.MQTT_5 else c.V311_SERVER_UNAVAILABLE
-            await self.send_now(c.connack(self.level, code, {
-                c.PROP_REASON_STRING: f"device has {limit} open sessions (the limit)"}))
+            await self.send_now(
+                c.connack(self.level, code, {c.PROP_REASON_STRING: f"device has {limit} open sessions (the limit)"})
+            )
             return False
-        props = {c.PROP_RETAIN_AVAILABLE: 0,
-                 c.PROP_MAXIMUM_PACKET_SIZE: self.t.limits.max_payload_bytes + 65_536,
-                 c.PROP_RECEIVE_MAXIMUM: self.t.limits.receive_maximum,
-                 c.PROP_WILDCARD_AVAILABLE: 1, c.PROP_SUBSCRIPTION_IDS_AVAILABLE: 0,
-                 c.PROP_SHARED_SUBSCRIPTION_AVAILABLE: 0}
+        props = {
+            c.PROP_RETAIN_AVAILABLE: 0,
+            c.PROP_MAXIMUM_PACKET_SIZE: self.t.limits.max_payload_bytes + 65_536,
+            c.PROP_RECEIVE_MAXIMUM: self.t.limits.receive_maximum,
+            c.PROP_WILDCARD_AVAILABLE: 1,
+            c.PROP_SUBSCRIPTION_IDS_AVAILABLE: 0,
+            c.PROP_SHARED_SUBSCRIPTION_AVAILABLE: 0,
+        }
         if connect.will is not None:
             refusal = self.accept_will(connect.will, device, props)
             if refusal is not None:
                 log.info("MQTT %s: refused device %s: %s", self.peer, device.id, refusal[1])
-                await self.send_now(c.connack(self.level, refusal[0],
-                                              {c.PROP_REASON_STRING: refusal[1][:512]}))
+                await self.send_now(c.connack(self.level, refusal[0], {c.PROP_REASON_STRING: refusal[1][:512]}))
                 return False
         self.device = device
         await self.send_now(c.connack(self.level, 0, props))
-        log.info("MQTT %s: device %s connected (MQTT %s)", self.peer, device.id,
-                 "5" if self.level == c.MQTT_5 else "3.1.1")
+        log.info(
+            "MQTT %s: device %s connected (MQTT %s)", self.peer, device.id, "5" if self.level == c.MQTT_5 else "3.1.1"
+        )
         return True
 
     def accept_will(self, will: c.Will, device: Any, props: dict) -> tuple[int, str] | None:
@@ -268,19 +272,20 @@ class _Session:
         say why, so there the will is dropped and the reason logged, and the session goes on."""
         v5 = self.level == c.MQTT_5
         if will.topic not in (DEVICE_TELEMETRY, DEVICE_ATTRIBUTES):
-            note = (f"will on {will.topic!r} ignored: only wills on {DEVICE_TELEMETRY} or "
-                    f"{DEVICE_ATTRIBUTES} are stored")
+            note = f"will on {will.topic!r} ignored: only wills on {DEVICE_TELEMETRY} or {DEVICE_ATTRIBUTES} are stored"
             log.info("MQTT %s: device %s: %s", self.peer, device.id, note)
             if v5:
                 props[c.PROP_REASON_STRING] = note
             return None
         problem: tuple[int, str] | None = None
         if will.retain and v5:
-            problem = (c.V5_RETAIN_NOT_SUPPORTED, "retained wills are not supported "
-                       "(Retain Available = 0)")
+            problem = (c.V5_RETAIN_NOT_SUPPORTED, "retained wills are not supported (Retain Available = 0)")
         elif len(will.payload) > self.t.limits.max_payload_bytes:
-            problem = (c.V5_PACKET_TOO_LARGE, f"will payload of {len(will.payload)} bytes exceeds "
-                       f"the limit of {self.t.limits.max_payload_bytes} bytes")
+            problem = (
+                c.V5_PACKET_TOO_LARGE,
+                f"will payload of {len(will.payload)} bytes exceeds "
+                f"the limit of {self.t.limits.max_payload_bytes} bytes",
+            )
         else:
             try:
                 parse = parse_telemetry if will.topic == DEVICE_TELEMETRY else parse_attributes
@@ -304,8 +309,7 @@ class _Session:
         except Exception as exc:  # e.g. a string that no longer fits; nothing else to tell
             log.warning("MQTT device %s: will on %s not stored: %s", self.device.id, will.topic, exc)
             return
-        log.info("MQTT device %s: session ended without DISCONNECT: will stored on %s",
-                 self.device.id, will.topic)
+        log.info("MQTT device %s: session ended without DISCONNECT: will stored on %s", self.device.id, will.topic)
 
     async def read_loop(self, keepalive: int) -> None:
         timeout = keepalive * 1.5 if keepalive else None
@@ -332,9 +336,12 @@ class _Session:
                 if not await self.on_publish(packet):
                     return
             elif isinstance(packet, c.Subscribe):
-                codes = [min(opts & 0x03, 1) if filt.startswith(SUBSCRIBABLE)
-                         else (c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else 0x80)
-                         for filt, opts in packet.topics]
+                codes = [
+                    min(opts & 0x03, 1)
+                    if filt.startswith(SUBSCRIBABLE)
+                    else (c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else 0x80)
+                    for filt, opts in packet.topics
+                ]
                 await self.out.put(c.suback(self.level, packet.packet_id, codes))
             elif isinstance(packet, c.Unsubscribe):
                 await self.out.put(c.unsuback(self.level, packet.packet_id, len(packet.topics)))
@@ -347,9 +354,9 @@ class _Session:
                 assert packet.packet_id is not None  # acknowledgements always carry one
                 known = packet.packet_id in self.qos2_pending
                 self.qos2_pending.discard(packet.packet_id)
-                await self.out.put(c.puback(self.level, packet.packet_id,
-                                            0 if known else c.V5_PACKET_ID_NOT_FOUND,
-                                            ptype=c.PUBCOMP))
+                await self.out.put(
+                    c.puback(self.level, packet.packet_id, 0 if known else c.V5_PACKET_ID_NOT_FOUND, ptype=c.PUBCOMP)
+                )
             elif packet.type in (c.PUBACK, c.PUBCOMP, c.PUBREC, c.AUTH):
                 continue  # acknowledgements of our QoS 0 RPC answers never arrive; ignore
             else:  # pragma: no cover - parse_packet rejects the rest
@@ -362,28 +369,30 @@ class _Session:
         QoS 2: the write is acknowledged with PUBREC once durable; a resend of a packet id still
         awaiting its PUBREL is answered again without storing it twice."""
         if p.retain and self.level == c.MQTT_5:
-            await self.fail(c.V5_RETAIN_NOT_SUPPORTED,
-                            "retained messages are not supported (Retain Available = 0)")
+            await self.fail(c.V5_RETAIN_NOT_SUPPORTED, "retained messages are not supported (Retain Available = 0)")
             return False
         if p.qos == 2 and p.packet_id in self.qos2_pending:
             await self.out.put((self._just(None), p))
             return True
         try:
             if not self.t.rate(self.device.id).allow():
-                raise Rejected(c.V5_QUOTA_EXCEEDED, "message rate limit of "
-                               f"{self.t.limits.messages_per_second:g}/s exceeded")
+                raise Rejected(
+                    c.V5_QUOTA_EXCEEDED, f"message rate limit of {self.t.limits.messages_per_second:g}/s exceeded"
+                )
             if len(p.payload) > self.t.limits.max_payload_bytes:
-                raise Rejected(c.V5_PACKET_TOO_LARGE if p.qos == 0 else c.V5_QUOTA_EXCEEDED,
-                               f"payload of {len(p.payload)} bytes exceeds the limit of "
-                               f"{self.t.limits.max_payload_bytes} bytes")
+                raise Rejected(
+                    c.V5_PACKET_TOO_LARGE if p.qos == 0 else c.V5_QUOTA_EXCEEDED,
+                    f"payload of {len(p.payload)} bytes exceeds the limit of {self.t.limits.max_payload_bytes} bytes",
+                )
             work = self.dispatch(p)
         except (ValueError, Rejected) as exc:  # PayloadError, or the store's point check
             code = exc.code if isinstance(exc, Rejected) else c.V5_PAYLOAD_FORMAT_INVALID
             log.info("MQTT device %s: rejected publish on %s: %s", self.device.id, p.topic, exc)
             if self.level == c.MQTT_5 and p.qos:
                 assert p.packet_id is not None  # QoS 1 and 2 publishes always carry one
-                await self.out.put(c.puback(self.level, p.packet_id, code, str(exc)[:512],
-                                            ptype=c.PUBACK if p.qos == 1 else c.PUBREC))
+                await self.out.put(
+                    c.puback(self.level, p.packet_id, code, str(exc)[:512], ptype=c.PUBACK if p.qos == 1 else c.PUBREC)
+                )
                 return True
             await self.fail(code, str(exc))  # 3.1.1 cannot say why: close (reason logged)
             return False
@@ -402,19 +411,20 @@ class _Session:
             return self.write_points(payload_points(device_id, points))
         if topic == DEVICE_ATTRIBUTES:
             points = parse_attributes(p.payload, now)
-            return lambda: self.in_executor(self.platform.registry.save_attributes,
-                                            device_id, "CLIENT_SCOPE", points)
-        if topic.startswith(RPC_REQUEST) and topic[len(RPC_REQUEST):].isdigit():
+            return lambda: self.in_executor(self.platform.registry.save_attributes, device_id, "CLIENT_SCOPE", points)
+        if topic.startswith(RPC_REQUEST) and topic[len(RPC_REQUEST) :].isdigit():
             request = loads(p.payload)
             method = request.get("method") if isinstance(request, dict) else None
-            answer = self.t.session_limits() if method == "getSessionLimits" else \
-                {"error": f"unsupported RPC method {method!r}"}
-            response = c.publish(self.level, RPC_RESPONSE + topic[len(RPC_REQUEST):],
-                                 orjson.dumps(answer))
+            answer = (
+                self.t.session_limits()
+                if method == "getSessionLimits"
+                else {"error": f"unsupported RPC method {method!r}"}
+            )
+            response = c.publish(self.level, RPC_RESPONSE + topic[len(RPC_REQUEST) :], orjson.dumps(answer))
             return lambda: self._just(response)
-        if topic.startswith(ATTRIBUTE_REQUEST) and topic[len(ATTRIBUTE_REQUEST):].isdigit():
+        if topic.startswith(ATTRIBUTE_REQUEST) and topic[len(ATTRIBUTE_REQUEST) :].isdigit():
             request = loads(p.payload) if p.payload.strip() else {}
-            return lambda: self.answer_attributes(topic[len(ATTRIBUTE_REQUEST):], request)
+            return lambda: self.answer_attributes(topic[len(ATTRIBUTE_REQUEST) :], request)
         if topic.startswith("v1/gateway/"):
             return self.gateway(topic, p.payload, now)
         raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
@@ -437,23 +447,19 @@ class _Session:
         answer: dict[str, dict] = {}
         for field, scope in (("clientKeys", "CLIENT_SCOPE"), ("sharedKeys", "SHARED_SCOPE")):
             keys = [k for k in str(request.get(field) or "").split(",") if k]
-            attrs = await self.in_executor(self.platform.registry.get_attributes,
-                                           self.device.id, scope)
+            attrs = await self.in_executor(self.platform.registry.get_attributes, self.device.id, scope)
             values = {a["key"]: a["value"] for a in attrs if not keys or a["key"] in keys}
             if values:
                 answer["client" if scope == "CLIENT_SCOPE" else "shared"] = values
-        return c.publish(self.level, "v1/devices/me/attributes/response/" + request_id,
-                         orjson.dumps(answer))
+        return c.publish(self.level, "v1/devices/me/attributes/response/" + request_id, orjson.dumps(answer))
 
     # ------------------------------------------------------------------ gateway API
     def gateway(self, topic: str, payload: bytes, now: int) -> Callable[[], Awaitable[Any]]:
         if not (self.device.additional_info or {}).get("gateway"):
-            raise Rejected(c.V5_NOT_AUTHORIZED,
-                           "gateway topics need a gateway device (additionalInfo.gateway = true)")
+            raise Rejected(c.V5_NOT_AUTHORIZED, "gateway topics need a gateway device (additionalInfo.gateway = true)")
         data = loads(payload)
         if topic in (GATEWAY_CONNECT, GATEWAY_DISCONNECT):
-            if not isinstance(data, dict) or not isinstance(data.get("device"), str) \
-                    or not data["device"].strip():
+            if not isinstance(data, dict) or not isinstance(data.get("device"), str) or not data["device"].strip():
                 raise PayloadError('expected {"device": "name"[, "type": "..."]}')
             if topic == GATEWAY_DISCONNECT:
                 return lambda: self._just(None)
@@ -482,8 +488,8 @@ class _Session:
             else:
                 for name, pts in parsed.items():
                     if pts:
-                        await self.in_executor(self.platform.registry.save_attributes,
-                                               ids[name], "CLIENT_SCOPE", pts)
+                        await self.in_executor(self.platform.registry.save_attributes, ids[name], "CLIENT_SCOPE", pts)
+
         return store
 
     async def gateway_device(self, name: str, dtype: str) -> str:
@@ -501,8 +507,12 @@ class _Session:
             if found is None:
                 try:
                     found = registry.save_device(
-                        gw.tenant_id, name, type=dtype, customer_id=gw.customer_id,
-                        additional_info={"gateway": False, "lastConnectedGateway": gw.id})
+                        gw.tenant_id,
+                        name,
+                        type=dtype,
+                        customer_id=gw.customer_id,
+                        additional_info={"gateway": False, "lastConnectedGateway": gw.id},
+                    )
                     log.info("MQTT gateway %s created device %s (%s)", gw.id, found.id, name)
                 except EntityError:
                     found = registry.find_device(gw.tenant_id, name)  # created concurrently
@@ -572,7 +582,6 @@ class _Session:
 
     async def fail(self, code: int, reason: str) -> None:
         """End the session after the answers already queued: v5 says why, 3.1.1 just closes."""
-        log.info("MQTT device %s: closing session: %s",
-                 self.device.id if self.device else self.peer, reason)
+        log.info("MQTT device %s: closing session: %s", self.device.id if self.device else self.peer, reason)
         if self.level == c.MQTT_5:
             await self.out.put(c.disconnect(self.level, code, reason[:512]))

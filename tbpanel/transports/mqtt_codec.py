@@ -7,6 +7,7 @@ PUBREC/PUBREL/PUBCOMP (QoS 2), SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK, PINGREQ/P
 DISCONNECT. Every parse error is a :class:`MalformedPacket` (never an
 IndexError or a UnicodeDecodeError), so the server can close the session with a reason.
 """
+
 from __future__ import annotations
 
 import struct
@@ -111,7 +112,7 @@ class _Reader:
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > self.end:
             raise MalformedPacket("packet is shorter than its fields")
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -125,7 +126,7 @@ class _Reader:
         return struct.unpack(">I", self.take(4))[0]
 
     def varint(self) -> int:
-        value, pos = decode_varint(self.data[:self.end], self.pos)
+        value, pos = decode_varint(self.data[: self.end], self.pos)
         self.pos = pos
         return value
 
@@ -270,7 +271,7 @@ class Simple:
     packet_id: int | None = None
 
 
-ClientPacket = Publish | Subscribe | Unsubscribe | Simple   # what a client sends after CONNECT
+ClientPacket = Publish | Subscribe | Unsubscribe | Simple  # what a client sends after CONNECT
 Packet = Connect | ClientPacket
 
 
@@ -342,8 +343,7 @@ def parse_packet(first_byte: int, body: bytes, level: int) -> ClientPacket:
         if packet_id == 0:
             raise MalformedPacket("packet identifier 0")
         props = r.properties() if level == MQTT_5 else {}
-        return Publish(topic, r.take(r.remaining()), qos, bool(flags & 1), bool(flags & 8),
-                       packet_id, props)
+        return Publish(topic, r.take(r.remaining()), qos, bool(flags & 1), bool(flags & 8), packet_id, props)
     if ptype in (SUBSCRIBE, UNSUBSCRIBE):
         if flags != 0x02:
             raise MalformedPacket("SUBSCRIBE/UNSUBSCRIBE with wrong fixed-header flags")
@@ -385,21 +385,18 @@ def parse_packet(first_byte: int, body: bytes, level: int) -> ClientPacket:
 
 
 # ----------------------------------------------------------------------------- builders
-def connack(level: int, code: int, props: dict[int, Any] | None = None,
-            session_present: bool = False) -> bytes:
+def connack(level: int, code: int, props: dict[int, Any] | None = None, session_present: bool = False) -> bytes:
     body = bytes([1 if session_present else 0, code])
     if level == MQTT_5:
         body += encode_properties(props)
     return _packet(CONNACK << 4, body)
 
 
-def puback(level: int, packet_id: int, reason: int = 0, reason_string: str | None = None,
-           ptype: int = PUBACK) -> bytes:
+def puback(level: int, packet_id: int, reason: int = 0, reason_string: str | None = None, ptype: int = PUBACK) -> bytes:
     """PUBACK, or with ``ptype`` PUBREC / PUBREL / PUBCOMP (same layout; PUBREL has flags 2)."""
     body = _u16(packet_id)
     if level == MQTT_5 and (reason or reason_string):
-        body += bytes([reason]) + encode_properties(
-            {PROP_REASON_STRING: reason_string} if reason_string else None)
+        body += bytes([reason]) + encode_properties({PROP_REASON_STRING: reason_string} if reason_string else None)
     return _packet((ptype << 4) | (0x02 if ptype == PUBREL else 0), body)
 
 
@@ -426,8 +423,16 @@ def disconnect(level: int, reason: int = 0, reason_string: str | None = None) ->
     return _packet(DISCONNECT << 4, bytes([reason]) + encode_properties(props))
 
 
-def publish(level: int, topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None,
-            retain: bool = False, props: dict[int, Any] | None = None, dup: bool = False) -> bytes:
+def publish(
+    level: int,
+    topic: str,
+    payload: bytes,
+    qos: int = 0,
+    packet_id: int | None = None,
+    retain: bool = False,
+    props: dict[int, Any] | None = None,
+    dup: bool = False,
+) -> bytes:
     body = _string(topic)
     if qos:
         body += _u16(packet_id or 1)
@@ -438,8 +443,11 @@ def publish(level: int, topic: str, payload: bytes, qos: int = 0, packet_id: int
 
 def encode_connect(c: Connect) -> bytes:
     """CONNECT (for tests and benchmarks that speak raw MQTT)."""
-    flags = (0x02 if c.clean_start else 0) | (0x80 if c.username is not None else 0) \
+    flags = (
+        (0x02 if c.clean_start else 0)
+        | (0x80 if c.username is not None else 0)
         | (0x40 if c.password is not None else 0)
+    )
     if c.will is not None:
         flags |= 0x04 | (c.will.qos << 3) | (0x20 if c.will.retain else 0)
     body = _string("MQTT") + bytes([c.level, flags]) + _u16(c.keepalive)

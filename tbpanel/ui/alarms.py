@@ -6,6 +6,7 @@ through ``AlarmService.changed`` (after the commit, any thread) by ``Background.
 schedules at most one refresh per session at a time, so a storm of alarm changes costs each
 browser one table reload.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -19,8 +20,10 @@ from .background import Background
 from .layout import page_template
 
 #: per-row action buttons (Tabulator adds one column per key)
-BUTTONS = {a: f'<span class="alarm-action" data-action="{a}" style="cursor:pointer;font-weight:600">{a}</span>'
-           for a in ACTIONS}
+BUTTONS = {
+    a: f'<span class="alarm-action" data-action="{a}" style="cursor:pointer;font-weight:600">{a}</span>'
+    for a in ACTIONS
+}
 
 
 def _severity_style(value: str) -> str:
@@ -44,10 +47,13 @@ class AlarmsView(pn.viewable.Viewer):
         self._devices = self.alarms.devices()
         self._status = pn.widgets.Select.from_param(f.param.status, name="Status", width=130)
         self._severity = pn.widgets.MultiChoice.from_param(f.param.severities, name="Severity", width=260)
-        self._types = pn.widgets.MultiChoice(name="Type", options=self.alarms.types(),
-                                             value=list(f.types), width=220)
-        self._device = pn.widgets.Select(name="Device", options={"all devices": "", **self._devices},
-                                         value=f.device if f.device in self._devices.values() else "", width=200)
+        self._types = pn.widgets.MultiChoice(name="Type", options=self.alarms.types(), value=list(f.types), width=220)
+        self._device = pn.widgets.Select(
+            name="Device",
+            options={"all devices": "", **self._devices},
+            value=f.device if f.device in self._devices.values() else "",
+            width=200,
+        )
         self._window = pn.widgets.Select.from_param(f.param.window, name="Time (data)", width=140)
         self._types.link(f, value="types")
         self._device.link(f, value="device")
@@ -55,10 +61,17 @@ class AlarmsView(pn.viewable.Viewer):
         self._message = pn.pane.Markdown("", name="alarm-message")
         self._count = pn.pane.Markdown("", name="alarm-count")
         self._table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=COLUMNS), show_index=False, disabled=True, sizing_mode="stretch_width",
-            height=460, hidden_columns=["id"], name="alarm-table", pagination=None,
+            pd.DataFrame(columns=COLUMNS),
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=460,
+            hidden_columns=["id"],
+            name="alarm-table",
+            pagination=None,
             buttons=BUTTONS,
-            formatters={"review": {"type": "link", "label": "review ›", "target": "_self"}})
+            formatters={"review": {"type": "link", "label": "review ›", "target": "_self"}},
+        )
         self._table.style.map(_severity_style, subset=["severity"])
         self._table.on_click(self._on_click)
         f.param.watch(lambda *_: self.refresh(), ["status", "severities", "types", "device", "window", "model"])
@@ -86,6 +99,7 @@ class AlarmsView(pn.viewable.Viewer):
 
     def act(self, action: str, alarm_id: str) -> None:
         """Ack, clear or delete as the signed-in user (the service checks the permission)."""
+
         def done(_) -> None:
             self._message.object = ""
             self.refresh()
@@ -95,17 +109,21 @@ class AlarmsView(pn.viewable.Viewer):
                 raise exc
             self._message.object = f"⚠ {exc}"
             self.refresh()
+
         self._bg.run(f"act-{alarm_id}", lambda: self.alarms.act(action, alarm_id), done, refused)
 
     # -- live ----------------------------------------------------------------------------------
     def __panel__(self):
-        self._bg.follow(self.platform.alarms.changed, lambda kind, alarm: self.alarms.concerns(alarm),
-                        self.refresh, self.refresh_ms)
+        self._bg.follow(
+            self.platform.alarms.changed, lambda kind, alarm: self.alarms.concerns(alarm), self.refresh, self.refresh_ms
+        )
         return pn.Column(
             self._storm,
             pn.Row(self._status, self._severity, self._types, self._device, self._window),
             pn.Row(self._count, self._message),
-            self._table, sizing_mode="stretch_width")
+            self._table,
+            sizing_mode="stretch_width",
+        )
 
 
 def alarms_page(platform) -> pn.template.BaseTemplate:

@@ -10,6 +10,7 @@ It is also how a page follows domain changes (:meth:`Background.follow`: a ``Sig
 anomaly or alarm service, plus a slow poll). The one other way is ``ui/live_sink.py``'s
 ``DocumentSink``, for telemetry point streams from the live hub.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,7 @@ class Background:
         self.executor = executor
         self.doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
         self._running: set[str] = set()
-        self._again: dict[str, tuple[Callable[[], Any], Callable[[Any], None],
-                                     Callable[[Exception], None] | None]] = {}
+        self._again: dict[str, tuple[Callable[[], Any], Callable[[Any], None], Callable[[Exception], None] | None]] = {}
         self._following = False
         self.closed = False
         if self.doc is not None:
@@ -42,8 +42,13 @@ class Background:
     def close(self) -> None:
         self.closed = True
 
-    def run(self, key: str, load: Callable[[], Any], apply: Callable[[Any], None],
-            failed: Callable[[Exception], None] | None = None) -> None:
+    def run(
+        self,
+        key: str,
+        load: Callable[[], Any],
+        apply: Callable[[Any], None],
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
         """``apply(load())``: ``load`` on a worker thread, ``apply`` on the document's loop.
         Without a served document (tests, notebooks) both run here and now."""
         if self.closed:
@@ -84,6 +89,7 @@ class Background:
                         again = self._again.pop(key, None)
                         if again is not None:
                             self.run(key, *again)
+
             try:
                 doc.add_next_tick_callback(done)
             except Exception:  # the session closed meanwhile
@@ -91,9 +97,16 @@ class Background:
 
         self.executor.submit(work)
 
-    def follow(self, changed: Signal, wanted: Callable[..., bool], refresh: Callable[[], None],
-               poll_ms: int, tick: Callable[[], None] | None = None, *,
-               after_commit: Callable[[Callable[[], None]], None] | None = None) -> None:
+    def follow(
+        self,
+        changed: Signal,
+        wanted: Callable[..., bool],
+        refresh: Callable[[], None],
+        poll_ms: int,
+        tick: Callable[[], None] | None = None,
+        *,
+        after_commit: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
         """Call ``refresh`` on this session after every change ``changed`` announces that
         ``wanted(*args)`` accepts (one pending call per session, however many changes), and
         ``tick`` (default ``refresh``) every ``poll_ms`` as a fallback; both stop with the session.
@@ -130,6 +143,7 @@ class Background:
                 schedule()
             else:
                 after_commit(schedule)
+
         disconnect = changed.connect(heard)
         pn.state.add_periodic_callback(tick or refresh, period=poll_ms)
         pn.state.on_session_destroyed(lambda ctx: disconnect())

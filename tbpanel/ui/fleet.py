@@ -1,4 +1,5 @@
 """The landing page: the signed-in user's fleet, points stored and last activity per device."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -22,25 +23,44 @@ class FleetView(pn.viewable.Viewer):
 
     fleet: param.ClassSelector[Fleet] = param.ClassSelector(class_=Fleet)  # type: ignore[assignment]  # required, never None
     live = param.ClassSelector(class_=LiveHub, default=None, allow_None=True)
-    refresh_ms = param.Integer(default=None, allow_None=True, bounds=(200, None),
-                               doc="Periodic refresh; default 2 s without a hub, 30 s with one.")
+    refresh_ms = param.Integer(
+        default=None,
+        allow_None=True,
+        bounds=(200, None),
+        doc="Periodic refresh; default 2 s without a hub, 30 s with one.",
+    )
     live_min_ms = param.Integer(default=1000, bounds=(0, None))
 
     def __init__(self, **params):
         super().__init__(**params)
         frame = self._frame()
-        self._devices = pn.indicators.Number(name="Devices", value=len(frame), format="{value:,}",
-                                             font_size="28pt", title_size="11pt")
-        self._online = pn.indicators.Number(name="Online", value=int(frame["online"].sum()),
-                                            format="{value:,}", font_size="28pt", title_size="11pt")
-        self._points = pn.indicators.Number(name="Points stored", value=int(frame["points"].sum()),
-                                            format="{value:,}", font_size="28pt", title_size="11pt")
+        self._devices = pn.indicators.Number(
+            name="Devices", value=len(frame), format="{value:,}", font_size="28pt", title_size="11pt"
+        )
+        self._online = pn.indicators.Number(
+            name="Online", value=int(frame["online"].sum()), format="{value:,}", font_size="28pt", title_size="11pt"
+        )
+        self._points = pn.indicators.Number(
+            name="Points stored",
+            value=int(frame["points"].sum()),
+            format="{value:,}",
+            font_size="28pt",
+            title_size="11pt",
+        )
         self._table = pn.widgets.Tabulator(
-            frame, show_index=False, disabled=True, sizing_mode="stretch_width", height=420,
-            hidden_columns=["id"], name="fleet-table",
-            formatters={"online": {"type": "tickCross"},
-                        "plot": {"type": "link", "urlPrefix": "/telemetry?device=", "label": "telemetry ›"}},
-            titles={"last_activity": "last activity (UTC)", "points": "points stored"})
+            frame,
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=420,
+            hidden_columns=["id"],
+            name="fleet-table",
+            formatters={
+                "online": {"type": "tickCross"},
+                "plot": {"type": "link", "urlPrefix": "/telemetry?device=", "label": "telemetry ›"},
+            },
+            titles={"last_activity": "last activity (UTC)", "points": "points stored"},
+        )
         self._callback = None
         self._sink: DocumentSink | None = None
         self._followed: set[str] = set()
@@ -67,8 +87,13 @@ class FleetView(pn.viewable.Viewer):
         if self.live is None:
             return
         self._doc = pn.state.curdoc
-        self._sink = DocumentSink(self.live, self._doc, self._on_live,
-                                  tenant=self.fleet.user.tenant_id or "", min_interval_ms=self.live_min_ms)
+        self._sink = DocumentSink(
+            self.live,
+            self._doc,
+            self._on_live,
+            tenant=self.fleet.user.tenant_id or "",
+            min_interval_ms=self.live_min_ms,
+        )
         self._follow(self._table.value)
 
     def _follow(self, frame: pd.DataFrame) -> None:
@@ -87,9 +112,7 @@ class FleetView(pn.viewable.Viewer):
             self._callback = pn.state.add_periodic_callback(self.refresh, period=period)
             if self.live is not None and doc.session_context is not None:
                 pn.state.onload(self._start)
-        return pn.Column(
-            pn.Row(self._devices, self._online, self._points),
-            self._table, sizing_mode="stretch_width")
+        return pn.Column(pn.Row(self._devices, self._online, self._points), self._table, sizing_mode="stretch_width")
 
 
 def fleet_page(platform, live: LiveHub | None = None) -> pn.template.BaseTemplate:

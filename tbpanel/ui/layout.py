@@ -1,4 +1,5 @@
 """The frame every page shares: title bar, navigation, who is signed in, sign out."""
+
 from __future__ import annotations
 
 import html
@@ -22,17 +23,23 @@ def session_user(platform):
 def page_template(platform, active: str) -> tuple[BasicTemplate, User | None]:
     """A FastListTemplate with the nav links; the user is None when nobody is signed in."""
     user = session_user(platform)
-    template = pn.template.FastListTemplate(title="tbpanel", header_background="#0b6bcb",
-                                            font="system-ui, sans-serif", font_url="")  # no CDN fonts
+    template = pn.template.FastListTemplate(
+        title="tbpanel", header_background="#0b6bcb", font="system-ui, sans-serif", font_url=""
+    )  # no CDN fonts
     if user is None or not user.enabled:  # the auth provider redirects first; a second lock
         template.main.append(pn.pane.Markdown("Please [sign in](/login)."))
         return template, None
     links = " ".join(
         f'<a class="nav{" active" if path == active else ""}" href="{path}" '
         f'style="color:white;margin-right:14px;{"font-weight:600;text-decoration:underline" if path == active else "text-decoration:none"}">'
-        f'{label}</a>' for path, label in NAV)
+        f"{label}</a>"
+        for path, label in NAV
+    )
     template.header.append(pn.pane.HTML(f'<nav id="nav">{links}</nav>', margin=(0, 10)))
-    template.header.append(pn.pane.HTML(
-        f'<span style="color:white">{html.escape(user.email)} · {user.authority.replace("_", " ").lower()} · '
-        f'<a style="color:white" href="/logout">sign out</a></span>'))
+    template.header.append(
+        pn.pane.HTML(
+            f'<span style="color:white">{html.escape(user.email)} · {user.authority.replace("_", " ").lower()} · '
+            f'<a style="color:white" href="/logout">sign out</a></span>'
+        )
+    )
     return template, user

@@ -16,6 +16,7 @@ entry into a Bokeh document. This is for telemetry point streams (many points, p
 ingest rate); pages that follow other domain changes use ``Background.follow``
 (``ui/background.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,17 @@ class DocumentSink:
     in :attr:`dropped`. The subscription ends when the session is destroyed.
     """
 
-    def __init__(self, hub: LiveHub, doc: Document, apply: Deliver, *, tenant: str = "",
-                 max_pending: int = 50_000, retry_ms: int = 50, min_interval_ms: int = 0) -> None:
+    def __init__(
+        self,
+        hub: LiveHub,
+        doc: Document,
+        apply: Deliver,
+        *,
+        tenant: str = "",
+        max_pending: int = 50_000,
+        retry_ms: int = 50,
+        min_interval_ms: int = 0,
+    ) -> None:
         self.hub = hub
         self.doc = doc
         self.apply = apply

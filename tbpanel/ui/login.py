@@ -5,6 +5,7 @@ session, so an anonymous request for a page is redirected to ``/login``. The coo
 user id signed with the server's cookie secret (the name ``user`` is what ``pn.state.user``
 reads). API routes do not use it: they take ThingsBoard's JWT.
 """
+
 from __future__ import annotations
 
 import html
@@ -63,24 +64,28 @@ def _login_handler(platform):
         def _render(self, error: str = "", username: str = "", status: int = 200) -> None:
             self.set_status(status)
             self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.finish(_FORM.format(
-                username=html.escape(username), next=html.escape(safe_next(self.get_argument("next", "/"))),
-                error=f'<div class="error" role="alert">{html.escape(error)}</div>' if error else ""))
+            self.finish(
+                _FORM.format(
+                    username=html.escape(username),
+                    next=html.escape(safe_next(self.get_argument("next", "/"))),
+                    error=f'<div class="error" role="alert">{html.escape(error)}</div>' if error else "",
+                )
+            )
 
         def post(self) -> None:
             username = self.get_body_argument("username", "").strip()
             password = self.get_body_argument("password", "")
             try:
-                user = (platform.authenticate(username, password, self.request.remote_ip)
-                        if username and password else None)
+                user = (
+                    platform.authenticate(username, password, self.request.remote_ip) if username and password else None
+                )
             except TooManyAttempts as exc:
                 self._render(str(exc), username, status=429)
                 return
             if user is None:
                 self._render("Invalid username or password.", username, status=401)
                 return
-            self.set_signed_cookie(COOKIE, user.id, expires_days=COOKIE_DAYS, httponly=True,
-                                   samesite="Lax")
+            self.set_signed_cookie(COOKIE, user.id, expires_days=COOKIE_DAYS, httponly=True, samesite="Lax")
             self.redirect(safe_next(self.get_body_argument("next", "/")))
 
     return LoginPage
@@ -111,6 +116,7 @@ class PageAuthProvider(AuthProvider):
             except NotFound:
                 return None
             return user.id if user.enabled else None
+
         return get_user
 
     @property

@@ -6,6 +6,7 @@ that, points arrive from the live hub through this session's :class:`DocumentSin
 the new rows are streamed (``cds.stream(..., rollover=ROLLOVER)``) or the open bucket patched.
 Nothing polls the database: the one-second tick only re-renders ages and slides the window.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,14 @@ ROLLOVER = 5000  # rows kept per line in the browser, however long a page stays 
 MAX_DEFAULT_KEYS = 4
 PICKER_LIMIT = 50  # devices listed at once; the search narrows a fleet of any size to these
 WINDOW_LABELS = {"5 min": "5m", "1 hour": "1h", "1 day": "1d", "Fixed": "fixed"}
-INTERVAL_LABELS = {"1 s": 1_000, "10 s": 10_000, "1 min": 60_000, "5 min": 300_000,
-                   "1 h": 3_600_000, "1 day": 86_400_000}
+INTERVAL_LABELS = {
+    "1 s": 1_000,
+    "10 s": 10_000,
+    "1 min": 60_000,
+    "5 min": 300_000,
+    "1 h": 3_600_000,
+    "1 day": 86_400_000,
+}
 _PICK = "— pick a device —"
 
 _TABLE_CSS = """
@@ -46,8 +53,9 @@ class TelemetryView(pn.viewable.Viewer):
     """Device and key pickers, window and aggregation, a live plot and a latest-values table."""
 
     query: param.ClassSelector[TelemetryQuery] = param.ClassSelector(class_=TelemetryQuery)  # type: ignore[assignment]  # required, never None
-    live = param.ClassSelector(class_=LiveHub, default=None, allow_None=True,
-                               doc="The server's fan-out hub; without it the page is static.")
+    live = param.ClassSelector(
+        class_=LiveHub, default=None, allow_None=True, doc="The server's fan-out hub; without it the page is static."
+    )
     tick_ms = param.Integer(default=1000, bounds=(100, None), doc="How often ages are re-rendered.")
 
     def __init__(self, **params):
@@ -56,36 +64,57 @@ class TelemetryView(pn.viewable.Viewer):
         self._doc = None
         self._sink: DocumentSink | None = None
         self._series: LiveSeries | None = None
-        self._sources: dict[str, ColumnDataSource] = {}   # the keys plotted now
-        self._cds: dict[str, ColumnDataSource] = {}       # one per key, reused across reloads
+        self._sources: dict[str, ColumnDataSource] = {}  # the keys plotted now
+        self._cds: dict[str, ColumnDataSource] = {}  # one per key, reused across reloads
         self._figure = self._make_figure()
         self._stash: list = []
         self._gen = 0
         self._reload_pending = False
         self._started = False
         self._current = None  # the chosen device's entity, once the user may read it
-        self._search = pn.widgets.TextInput(name="Device", placeholder="search by name or label…",
-                                            width=280, css_classes=["device-search"])
-        self._matches = pn.pane.Markdown("", styles={"color": "#667", "font-size": "12px"},
-                                         margin=(0, 10), css_classes=["device-matches"])
-        self._device = pn.widgets.Select(name="", options=self._device_options(""), width=280,
-                                         css_classes=["device-select"])
-        self._keys = pn.widgets.CheckButtonGroup(name="Keys", options=[], button_type="primary",
-                                                 button_style="outline", orientation="vertical", width=280,
-                                                 css_classes=["key-buttons"])
-        self._window = pn.widgets.RadioButtonGroup(name="Time window", options=WINDOW_LABELS,
-                                                   value=q.window, button_type="primary",
-                                                   button_style="outline", width=280,
-                                                   css_classes=["window-buttons"])
-        self._range = pn.widgets.DatetimeRangePicker(name="Range (UTC)", width=280, visible=False,
-                                                     css_classes=["range-picker"])
-        self._agg = pn.widgets.Select(name="Aggregation", options=list(AGGS), value=q.agg, width=135,
-                                      css_classes=["agg-select"])
-        self._interval = pn.widgets.Select(name="Interval", options=INTERVAL_LABELS, width=135,
-                                           css_classes=["interval-select"],
-                                           value=q.interval if q.interval in INTERVAL_LABELS.values() else 60_000)
-        self._status = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width",
-                                     css_classes=["status"])
+        self._search = pn.widgets.TextInput(
+            name="Device", placeholder="search by name or label…", width=280, css_classes=["device-search"]
+        )
+        self._matches = pn.pane.Markdown(
+            "", styles={"color": "#667", "font-size": "12px"}, margin=(0, 10), css_classes=["device-matches"]
+        )
+        self._device = pn.widgets.Select(
+            name="", options=self._device_options(""), width=280, css_classes=["device-select"]
+        )
+        self._keys = pn.widgets.CheckButtonGroup(
+            name="Keys",
+            options=[],
+            button_type="primary",
+            button_style="outline",
+            orientation="vertical",
+            width=280,
+            css_classes=["key-buttons"],
+        )
+        self._window = pn.widgets.RadioButtonGroup(
+            name="Time window",
+            options=WINDOW_LABELS,
+            value=q.window,
+            button_type="primary",
+            button_style="outline",
+            width=280,
+            css_classes=["window-buttons"],
+        )
+        self._range = pn.widgets.DatetimeRangePicker(
+            name="Range (UTC)", width=280, visible=False, css_classes=["range-picker"]
+        )
+        self._agg = pn.widgets.Select(
+            name="Aggregation", options=list(AGGS), value=q.agg, width=135, css_classes=["agg-select"]
+        )
+        self._interval = pn.widgets.Select(
+            name="Interval",
+            options=INTERVAL_LABELS,
+            width=135,
+            css_classes=["interval-select"],
+            value=q.interval if q.interval in INTERVAL_LABELS.values() else 60_000,
+        )
+        self._status = pn.pane.Alert(
+            "", alert_type="warning", visible=False, sizing_mode="stretch_width", css_classes=["status"]
+        )
         self._notes = pn.pane.Markdown("", styles={"color": "#667", "font-size": "12px"})
         self._plot = pn.pane.Bokeh(self._figure, sizing_mode="stretch_width", min_height=400)
         self._plot_box = pn.Column(self._plot, sizing_mode="stretch_width", margin=0)
@@ -101,12 +130,22 @@ class TelemetryView(pn.viewable.Viewer):
         q.param.watch(self._on_device, "device")
         q.param.watch(self._on_choice, ["keys", "window", "start", "end", "agg", "interval"])
         self._layout = pn.Row(
-            pn.Column(self._search, self._device, self._matches, pn.pane.Markdown("**Keys**", margin=(0, 10)), self._keys,
-                      pn.pane.Markdown("**Time window**", margin=(0, 10)), self._window, self._range,
-                      pn.Row(self._agg, self._interval), width=310),
+            pn.Column(
+                self._search,
+                self._device,
+                self._matches,
+                pn.pane.Markdown("**Keys**", margin=(0, 10)),
+                self._keys,
+                pn.pane.Markdown("**Time window**", margin=(0, 10)),
+                self._window,
+                self._range,
+                pn.Row(self._agg, self._interval),
+                width=310,
+            ),
             pn.Column(self._status, self._plot_box, self._notes, sizing_mode="stretch_width"),
             pn.Column(pn.pane.Markdown("### Latest values"), self._latest, width=380),
-            sizing_mode="stretch_width")
+            sizing_mode="stretch_width",
+        )
         if q.device:
             self._on_device()
 
@@ -190,8 +229,7 @@ class TelemetryView(pn.viewable.Viewer):
         """Runs once the browser is connected: subscribe, tick, first read."""
         self._doc = pn.state.curdoc
         if self.live is not None:
-            self._sink = DocumentSink(self.live, self._doc, self._on_live,
-                                      tenant=self.query.user.tenant_id or "")
+            self._sink = DocumentSink(self.live, self._doc, self._on_live, tenant=self.query.user.tenant_id or "")
         pn.state.add_periodic_callback(self._tick, period=self.tick_ms)
         self._reload_pending = False
         self._request_reload()
@@ -256,11 +294,21 @@ class TelemetryView(pn.viewable.Viewer):
     def _make_figure(self):
         """The session's one figure: reloads swap its renderers and data, never the figure,
         so the browser's document does not fill up with stale plots."""
-        fig = figure(x_axis_type="datetime", height=400, sizing_mode="stretch_width", title="",
-                     x_range=Range1d(0, 1), tools="pan,xwheel_zoom,box_zoom,reset,save",
-                     toolbar_location="above", name="telemetry-plot")
-        fig.add_tools(HoverTool(tooltips=[("key", "$name"), ("time", "@ts{%F %T}"), ("value", "@y")],
-                                formatters={"@ts": "datetime"}))
+        fig = figure(
+            x_axis_type="datetime",
+            height=400,
+            sizing_mode="stretch_width",
+            title="",
+            x_range=Range1d(0, 1),
+            tools="pan,xwheel_zoom,box_zoom,reset,save",
+            toolbar_location="above",
+            name="telemetry-plot",
+        )
+        fig.add_tools(
+            HoverTool(
+                tooltips=[("key", "$name"), ("time", "@ts{%F %T}"), ("value", "@y")], formatters={"@ts": "datetime"}
+            )
+        )
         fig.add_layout(Legend(location="top_left", click_policy="hide"))
         return fig
 
@@ -277,7 +325,9 @@ class TelemetryView(pn.viewable.Viewer):
         device = self._current if self._current is not None and self._current.id == snap.device_id else None
         title = f"{device.name if device else snap.device_id} · " + (
             f"live, last {next(k for k, v in WINDOW_LABELS.items() if v == self.query.window)}"
-            if snap.live else f"{naive_utc(snap.start):%Y-%m-%d %H:%M} – {naive_utc(snap.end):%Y-%m-%d %H:%M} UTC")
+            if snap.live
+            else f"{naive_utc(snap.start):%Y-%m-%d %H:%M} – {naive_utc(snap.end):%Y-%m-%d %H:%M} UTC"
+        )
         if snap.interval:
             title += f" · {snap.agg} per {duration_text(snap.interval, exact=True)}"
         fig = self._figure
@@ -310,10 +360,14 @@ class TelemetryView(pn.viewable.Viewer):
         body = "".join(
             f'<tr data-key="{html.escape(r["key"])}"><td class="key">{html.escape(r["key"])}</td>'
             f'<td class="value">{html.escape(r["value"][:80])}</td>'
-            f'<td class="time">{r["time"]}</td><td class="age">{r["age"]}</td></tr>' for r in rows)
-        self._latest.object = (f'<table class="latest" id="latest-table"><thead><tr><th>key</th>'
-                               f'<th>value</th><th>time (UTC)</th><th>age</th></tr></thead>'
-                               f'<tbody>{body}</tbody></table>')
+            f'<td class="time">{r["time"]}</td><td class="age">{r["age"]}</td></tr>'
+            for r in rows
+        )
+        self._latest.object = (
+            f'<table class="latest" id="latest-table"><thead><tr><th>key</th>'
+            f"<th>value</th><th>time (UTC)</th><th>age</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>"
+        )
 
     # ---------------------------------------------------------------------- live
     def _on_live(self, points: list) -> None:
@@ -351,7 +405,16 @@ def telemetry_page(platform, live: LiveHub | None = None) -> pn.template.BaseTem
         return template
     query = TelemetryQuery(platform, user)
     if pn.state.location is not None:
-        pn.state.location.sync(query, {"device": "device", "window": "window", "start": "start",
-                                       "end": "end", "agg": "agg", "interval": "interval"})
+        pn.state.location.sync(
+            query,
+            {
+                "device": "device",
+                "window": "window",
+                "start": "start",
+                "end": "end",
+                "agg": "agg",
+                "interval": "interval",
+            },
+        )
     template.main.append(TelemetryView(query=query, live=live))
     return template

@@ -6,6 +6,7 @@ what ``GET /api/alarms`` would answer the same user, and every action goes throu
 one set of rules. :meth:`AlarmList.load` and :meth:`AlarmList.act` are blocking reads and
 writes: the page runs them off the server loop (``ui/background.py``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,8 +18,13 @@ from ..alarms import SEARCH_STATUSES, SEVERITIES, Alarm, AlarmQuery
 from ..clock import DAY_MS, HOUR_MS, now_ms, utc_text
 
 #: the time-window choices; the window applies to the alarm's data time (startTs)
-WINDOWS: dict[str, int | None] = {"any time": None, "last hour": HOUR_MS, "last day": DAY_MS,
-                                  "last week": 7 * DAY_MS, "last 30 days": 30 * DAY_MS}
+WINDOWS: dict[str, int | None] = {
+    "any time": None,
+    "last hour": HOUR_MS,
+    "last day": DAY_MS,
+    "last week": 7 * DAY_MS,
+    "last 30 days": 30 * DAY_MS,
+}
 COLUMNS = ["id", "created", "device", "type", "severity", "status", "start", "end", "model", "review"]
 #: what a row's buttons do: the AlarmService method of the same name
 ACTIONS = ("ack", "clear", "delete")
@@ -34,16 +40,26 @@ def review_link(alarm: Alarm) -> str:
     """The telemetry page on the alarm's device, around its data time (half its span, at least an
     hour, either side)."""
     pad = max((alarm.end_ts - alarm.start_ts) // 2, HOUR_MS)
-    return (f"/telemetry?device={alarm.originator_id}&window=fixed&start={alarm.start_ts - pad}"
-            f"&end={max(alarm.end_ts, alarm.start_ts + 1) + pad}")
+    return (
+        f"/telemetry?device={alarm.originator_id}&window=fixed&start={alarm.start_ts - pad}"
+        f"&end={max(alarm.end_ts, alarm.start_ts + 1) + pad}"
+    )
 
 
 def alarm_row(alarm: Alarm) -> dict[str, str]:
     """One table row (times as UTC text)."""
-    return {"id": alarm.id, "created": _fmt(alarm.created_time), "device": alarm.originator_name or alarm.originator_id,
-            "type": alarm.type, "severity": alarm.severity, "status": alarm.status, "start": _fmt(alarm.start_ts),
-            "end": _fmt(alarm.end_ts), "model": alarm.details.get("modelName", "") if alarm.model_id else "",
-            "review": review_link(alarm)}
+    return {
+        "id": alarm.id,
+        "created": _fmt(alarm.created_time),
+        "device": alarm.originator_name or alarm.originator_id,
+        "type": alarm.type,
+        "severity": alarm.severity,
+        "status": alarm.status,
+        "start": _fmt(alarm.start_ts),
+        "end": _fmt(alarm.end_ts),
+        "model": alarm.details.get("modelName", "") if alarm.model_id else "",
+        "review": review_link(alarm),
+    }
 
 
 def count_text(total: int) -> str:
@@ -99,11 +115,19 @@ class AlarmList(param.Parameterized):
     def query(self) -> AlarmQuery:
         f = self.filters
         span = WINDOWS[f.window]
-        return AlarmQuery(self.user.tenant_id, originators=[f.device] if f.device else None,
-                          search_status=f.status, severities=list(f.severities), types=list(f.types),
-                          model_id=f.model or None, time_property="startTs",
-                          start_time=now_ms() - span if span else None,
-                          sort_property="createdTime", sort_order="DESC", page_size=PAGE_SIZE)
+        return AlarmQuery(
+            self.user.tenant_id,
+            originators=[f.device] if f.device else None,
+            search_status=f.status,
+            severities=list(f.severities),
+            types=list(f.types),
+            model_id=f.model or None,
+            time_property="startTs",
+            start_time=now_ms() - span if span else None,
+            sort_property="createdTime",
+            sort_order="DESC",
+            page_size=PAGE_SIZE,
+        )
 
     def frame(self) -> tuple[pd.DataFrame, int]:
         """The rows the filters select (newest first, at most PAGE_SIZE) and how many match."""
@@ -115,9 +139,11 @@ class AlarmList(param.Parameterized):
         storm = self.service.last_storm
         if not storm or storm.get("tenantId") != self.user.tenant_id:
             return ""
-        return (f"**Alarm storm:** a {storm['source'].lower()} of model *{storm['modelName']}* "
-                f"raised {storm['raised']} alarms at once (limit {storm['limit']}), "
-                f"at {_fmt(storm['at'])} UTC. Check the model's thresholds.")
+        return (
+            f"**Alarm storm:** a {storm['source'].lower()} of model *{storm['modelName']}* "
+            f"raised {storm['raised']} alarms at once (limit {storm['limit']}), "
+            f"at {_fmt(storm['at'])} UTC. Check the model's thresholds."
+        )
 
     def load(self) -> AlarmRows:
         frame, total = self.frame()

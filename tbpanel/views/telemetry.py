@@ -8,6 +8,7 @@ long the range (a year of 1-minute data is ~525,000 points; the plot gets ≤ 2,
 :class:`LiveSeries` then turns each batch of newly stored points into "append these" or
 "replace the open bucket" per key, so the page sends the browser only what is new.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,9 +27,22 @@ from .fleet import Fleet
 
 WINDOWS: dict[str, int] = {"5m": 5 * 60_000, "1h": 3_600_000, "1d": 86_400_000}
 #: Bucket widths offered by the page, and used (next larger) when one is too narrow.
-NICE_INTERVALS = (1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000,
-                  3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
-                  30 * 86_400_000)
+NICE_INTERVALS = (
+    1_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    300_000,
+    600_000,
+    1_800_000,
+    3_600_000,
+    6 * 3_600_000,
+    12 * 3_600_000,
+    86_400_000,
+    7 * 86_400_000,
+    30 * 86_400_000,
+)
 _NUMERIC = (int(ValueType.BOOL), int(ValueType.LONG), int(ValueType.DOUBLE))
 _DOUBLE = int(ValueType.DOUBLE)
 
@@ -45,8 +59,7 @@ def age_text(ms: float) -> str:
     return f"{s // 86_400} d"
 
 
-def minmax_decimate(ts: np.ndarray, y: np.ndarray, start: int, end: int,
-                    buckets: int) -> tuple[np.ndarray, np.ndarray]:
+def minmax_decimate(ts: np.ndarray, y: np.ndarray, start: int, end: int, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep each time bucket's first minimum and first maximum, in time order: ≤ 2 points per
     bucket, and every spike and dip of the full series stays visible. ``ts`` ascending."""
     width = max(1, -(-(end - start) // buckets))
@@ -79,12 +92,18 @@ class BucketState:
         self.vsum += v
 
     def value(self, agg: str) -> float:
-        return {"MIN": self.vmin, "MAX": self.vmax, "SUM": self.vsum, "COUNT": float(self.count),
-                "AVG": self.vsum / self.count if self.count else math.nan}[agg]
+        return {
+            "MIN": self.vmin,
+            "MAX": self.vmax,
+            "SUM": self.vsum,
+            "COUNT": float(self.count),
+            "AVG": self.vsum / self.count if self.count else math.nan,
+        }[agg]
 
 
-def bucket_aggregate(agg: str, ts: np.ndarray, y: np.ndarray, origin: int,
-                     interval: int) -> tuple[np.ndarray, np.ndarray, BucketState | None]:
+def bucket_aggregate(
+    agg: str, ts: np.ndarray, y: np.ndarray, origin: int, interval: int
+) -> tuple[np.ndarray, np.ndarray, BucketState | None]:
     """Aggregate sorted numeric points into ``interval`` buckets from ``origin`` with the store's
     own aggregation (:func:`tbpanel.store.aggregate.aggregate`), so the plot and the REST API
     agree; returns midpoints, values and the newest bucket's running state, which live points
@@ -98,9 +117,8 @@ def bucket_aggregate(agg: str, ts: np.ndarray, y: np.ndarray, origin: int,
     edges = bucket_edges(origin, origin + (last + 1) * interval, interval)
     doubles = np.full(len(ts), _DOUBLE, np.int8)
     result = aggregate(agg, edges, ts, {"t": doubles, "num": y}.__getitem__)
-    tail = y[np.searchsorted(ts, edges[-2]):]
-    state = BucketState(last, len(tail), float(tail.min()), float(tail.max()),
-                        float(np.add.reduceat(tail, [0])[0]))
+    tail = y[np.searchsorted(ts, edges[-2]) :]
+    state = BucketState(last, len(tail), float(tail.min()), float(tail.max()), float(np.add.reduceat(tail, [0])[0]))
     return result.ts.astype(float), result.fval.astype(float), state
 
 
@@ -110,7 +128,7 @@ class Series:
 
     ts: np.ndarray
     y: np.ndarray
-    raw_points: int = 0          # points read from the store for it
+    raw_points: int = 0  # points read from the store for it
     last_raw_ts: int | None = None
     open_bucket: BucketState | None = None
 
@@ -135,14 +153,16 @@ class TelemetryQuery(param.Parameterized):
 
     device = param.String(default="", doc="Device id; only devices the user may read load.")
     keys = param.List(default=[], item_type=str, doc="Keys to plot.")
-    window: param.Selector[str] = param.Selector(default="1h", objects=[*WINDOWS, "fixed"],
-                            doc="A live, sliding window (5m, 1h, 1d) or a fixed range.")
+    window: param.Selector[str] = param.Selector(
+        default="1h", objects=[*WINDOWS, "fixed"], doc="A live, sliding window (5m, 1h, 1d) or a fixed range."
+    )
     start = param.Integer(default=None, allow_None=True, doc="Fixed range start, epoch ms.")
     end = param.Integer(default=None, allow_None=True, doc="Fixed range end (exclusive), epoch ms.")
     agg: param.Selector[str] = param.Selector(default="NONE", objects=list(AGGS))
     interval = param.Integer(default=60_000, bounds=(1, None), doc="Bucket width in ms when aggregating.")
-    max_points = param.Integer(default=2000, bounds=(10, None),
-                               doc="Most points per line the browser gets from one read.")
+    max_points = param.Integer(
+        default=2000, bounds=(10, None), doc="Most points per line the browser gets from one read."
+    )
 
     def __init__(self, platform, user, **params):
         super().__init__(**params)
@@ -209,11 +229,12 @@ class TelemetryQuery(param.Parameterized):
         keys = [k for k in self.keys if k]
         arrays = store.numeric_arrays(device.id, keys, start, end) if keys else {}
         interval = self.bucket_interval(start, end)
-        snap = Snapshot(device.id, start, end, self.live, self.agg, interval, {},
-                        store.latest(device.id))
+        snap = Snapshot(device.id, start, end, self.live, self.agg, interval, {}, store.latest(device.id))
         if interval is not None and interval != self.interval:
-            snap.notes.append(f"interval widened to {duration_text(interval, exact=True)} "
-                              f"to keep ≤ {self.max_points:,} points per line")
+            snap.notes.append(
+                f"interval widened to {duration_text(interval, exact=True)} "
+                f"to keep ≤ {self.max_points:,} points per line"
+            )
         for key in keys:
             ts, y = arrays.get(key, (np.empty(0, np.int64), np.empty(0)))
             n, last = len(ts), (int(ts[-1]) if len(ts) else None)
@@ -235,9 +256,15 @@ def latest_rows(latest: dict[str, tuple[int, int, Any]], now: int | None = None)
     rows = []
     for key in sorted(latest):
         ts, vtype, value = latest[key]
-        rows.append({"key": key, "value": to_wire_string(vtype, value), "ts": ts,
-                     "time": utc_text(ts, seconds=True),
-                     "age": age_text(now - ts)})
+        rows.append(
+            {
+                "key": key,
+                "value": to_wire_string(vtype, value),
+                "ts": ts,
+                "time": utc_text(ts, seconds=True),
+                "age": age_text(now - ts),
+            }
+        )
     return rows
 
 

@@ -5,6 +5,7 @@ Most tests hand-make anomaly changes and push them through the same path the ano
 uses (one transaction, listeners inside it), so each rule is exercised exactly; one test runs
 the real engine end to end (build, then refresh over a planted spike).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,13 +38,20 @@ def test_spike_raises_alarm_with_severity_and_details(h):
     a = ch.created[0]
     assert alarm.severity == "MINOR" and alarm.status == "ACTIVE_UNACK" and alarm.type == "Anomaly"
     assert alarm.originator_id == d and alarm.originator_name == "pump-0" and alarm.anomaly_id == a["id"]
-    assert alarm.details == {"modelId": m.id, "modelName": "m", "anomalyId": a["id"], "score": 160.0,
-                             "scoreIndex": 1.6, "startTs": T0, "endTs": T0 + HOUR}
+    assert alarm.details == {
+        "modelId": m.id,
+        "modelName": "m",
+        "anomalyId": a["id"],
+        "score": 160.0,
+        "scoreIndex": 1.6,
+        "startTs": T0,
+        "endTs": T0 + HOUR,
+    }
     assert alarm.start_ts == T0 and alarm.tenant_id == h.tenant_id
 
 
 def test_no_alarm_below_lowest_enabled_threshold_or_with_toggle_off(h):
-    m = h.model(warning_enabled=False)          # lowest enabled: MINOR at 150
+    m = h.model(warning_enabled=False)  # lowest enabled: MINOR at 150
     d = h.devices[0]
     h.run(m, new=[h.anomaly(m, d, T0, 120)])
     assert h.alarms() == []
@@ -108,8 +116,11 @@ def test_anomaly_end_clears_at_data_time_and_ack_is_independent(h):
 def test_reprocess_of_history_creates_cleared_alarms(h):
     m = h.model()
     d = h.devices[0]
-    h.run(m, source="REPROCESS", new=[h.anomaly(m, d, T0, 200, active=False),
-                                      h.anomaly(m, d, T0 + DAY, 200, active=False)])
+    h.run(
+        m,
+        source="REPROCESS",
+        new=[h.anomaly(m, d, T0, 200, active=False), h.anomaly(m, d, T0 + DAY, 200, active=False)],
+    )
     alarms = h.alarms()
     assert len(alarms) == 2 and all(a.cleared and a.clear_ts == a.end_ts for a in alarms)
 
@@ -144,6 +155,7 @@ def test_listener_failure_rolls_back_anomaly_and_alarm(h):
 
     def boom(db, model, changes):
         raise RuntimeError("crash between detection and alarm commit")
+
     h.p.anomaly.changed.connect(boom)
     with pytest.raises(RuntimeError):
         h.run(m, new=[h.anomaly(m, d, T0, 300)])
@@ -163,6 +175,7 @@ def test_live_listeners_hear_only_committed_changes(h):
 
     def boom(db, model, changes):
         raise RuntimeError("x")
+
     h.p.anomaly.changed.connect(boom)
     with pytest.raises(RuntimeError):
         h.run(m, new=[h.anomaly(m, h.devices[0], T0, 300)])
@@ -179,7 +192,7 @@ def test_storm_warning(h):
     assert h.p.alarms.last_storm is None
     m2 = h.model(alarm_type="Other")
     ch = h.run(m2, new=[h.anomaly(m2, d, T0, 300) for d in h.devices])
-    assert any("ALARM STORM" in note and "3 alarms" in note for note in ch.notes)   # for the task log
+    assert any("ALARM STORM" in note and "3 alarms" in note for note in ch.notes)  # for the task log
     storm = h.p.alarms.last_storm
     assert storm["raised"] == 3 and storm["limit"] == 2 and storm["modelId"] == m2.id
 
@@ -188,10 +201,18 @@ def test_storm_warning(h):
 # invariants under random sequences of operations
 # ---------------------------------------------------------------------------------------------
 
-OPS = st.lists(st.tuples(
-    st.sampled_from(["new", "grow", "end", "reprocess", "rebuild", "thresholds", "toggle", "delete_model",
-                     "new_model"]),
-    st.integers(0, 2), st.floats(20, 500), st.booleans()), min_size=1, max_size=25)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["new", "grow", "end", "reprocess", "rebuild", "thresholds", "toggle", "delete_model", "new_model"]
+        ),
+        st.integers(0, 2),
+        st.floats(20, 500),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -221,12 +242,24 @@ def test_invariants_hold_after_every_step(h, ops):
             h.run(m, create_alarms=create, end=[(a, {"end_ts": clock})])
         elif op == "reprocess":
             gone = [a for a in mine if a["item"] == h.devices[i]]
-            h.run(m, source="REPROCESS", create_alarms=flag, delete=gone,
-                  new=[h.anomaly(m, h.devices[i], T0, score, active=False),
-                       h.anomaly(m, h.devices[i], clock, score, active=True)])
+            h.run(
+                m,
+                source="REPROCESS",
+                create_alarms=flag,
+                delete=gone,
+                new=[
+                    h.anomaly(m, h.devices[i], T0, score, active=False),
+                    h.anomaly(m, h.devices[i], clock, score, active=True),
+                ],
+            )
         elif op == "rebuild":
-            h.run(m, source="BUILD", create_alarms=False, delete=mine,
-                  new=[h.anomaly(m, h.devices[i], T0, score, active=flag)])
+            h.run(
+                m,
+                source="BUILD",
+                create_alarms=False,
+                delete=mine,
+                new=[h.anomaly(m, h.devices[i], T0, score, active=flag)],
+            )
         elif op == "thresholds":
             h.p.anomaly.update_model(m.id, {"warning_threshold": min(score, 100.0), "warning_enabled": flag})
         elif op == "toggle":
@@ -243,24 +276,33 @@ def test_invariants_hold_after_every_step(h, ops):
 # the real engine end to end
 # ---------------------------------------------------------------------------------------------
 
+
 def _write(platform, device, seed, start, end, spike_at=None, spike=0.0, spike_len=2 * HOUR):
     ts = np.arange(start, end, MIN, dtype=np.int64)
     rng = np.random.default_rng(seed * 1_000_003 + start // MIN)
     values = 10 + 2 * np.sin(2 * np.pi * (ts % DAY) / DAY) + rng.normal(0, 0.1, len(ts))
     if spike_at is not None:
         values[(ts >= spike_at) & (ts < spike_at + spike_len)] += spike
-    platform.store.write_points([(device, "vibration", int(t), ValueType.DOUBLE, float(v))
-                                 for t, v in zip(ts.tolist(), values.tolist())])
+    platform.store.write_points(
+        [(device, "vibration", int(t), ValueType.DOUBLE, float(v)) for t, v in zip(ts.tolist(), values.tolist())]
+    )
 
 
 def test_engine_build_then_refresh_raises_and_clears(h):
     p = h.p
     for i, d in enumerate(h.devices):
         _write(p, d, i, T0, T0 + 7 * DAY, spike_at=T0 + 3 * DAY if i == 0 else None, spike=7.0)
-    cfg = ModelConfig(name="vib", device_type="pump", fields=["vibration"], train_start=T0,
-                      train_end=T0 + 7 * DAY, window="fixed", segment_ms=HOUR)
+    cfg = ModelConfig(
+        name="vib",
+        device_type="pump",
+        fields=["vibration"],
+        train_start=T0,
+        train_end=T0 + 7 * DAY,
+        window="fixed",
+        segment_ms=HOUR,
+    )
     model = p.anomaly.create_model(h.tenant_id, cfg).build(progress=False)
-    assert p.anomaly.anomalies(model.id) and h.alarms() == []      # build never creates alarms
+    assert p.anomaly.anomalies(model.id) and h.alarms() == []  # build never creates alarms
     p.anomaly.set_refresh(model.id, {"enabled": True, "create_alarms": True})
     spike_at = T0 + 7 * DAY + 5 * HOUR
     _write(p, h.devices[1], 1, T0 + 7 * DAY, T0 + 7 * DAY + 12 * HOUR, spike_at=spike_at, spike=9.0, spike_len=3 * HOUR)
@@ -273,6 +315,7 @@ def test_engine_build_then_refresh_raises_and_clears(h):
     anomaly = h.stored(model)[active[0].anomaly_id]
     thresholds = p.anomaly.trained(model.id).thresholds(model.config)
     from tbpanel.anomaly.scoring import severity_for
+
     assert active[0].severity == severity_for(anomaly["score"], thresholds).upper()
     task = p.tasks.wait(p.anomaly.refresh_now(model.id, T0 + 7 * DAY + 12 * HOUR).id, 60)
     assert task.status == DONE, task.message
@@ -286,7 +329,7 @@ def test_engine_build_then_refresh_raises_and_clears(h):
 # a process killed inside the anomaly transaction, after the alarm writes, before the commit
 # ---------------------------------------------------------------------------------------------
 
-CRASH_SCRIPT = r'''
+CRASH_SCRIPT = r"""
 import os, sys
 from tbpanel.platform import Platform
 from tbpanel.anomaly.service import AnomalyChanges
@@ -301,13 +344,14 @@ with p.anomaly.repo.transaction() as db:
     ch.ended.append({**old, "active": False, "end_ts": old["end_ts"] + 3600000})
     ch.created.append(p.anomaly.repo.insert_anomaly(db, new_row))
     p.anomaly.changed.emit(db, model, ch)
-'''
+"""
 
 
 def test_killed_between_detection_and_commit_leaves_invariants(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     data = tmp_path / "data"
     p = Platform(data, compaction_interval_s=0)
     tenant = p.registry.create_tenant("T")
@@ -320,9 +364,14 @@ def test_killed_between_detection_and_commit_leaves_invariants(tmp_path):
     new_row = h.anomaly(m, device, T0 + 5 * HOUR, 400)
     p.close()
     root = Path(__file__).resolve().parent.parent.parent
-    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(data), m.id, first["id"], repr(new_row)],
-                          cwd=root, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 9, proc.stderr          # it really died inside the transaction
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(data), m.id, first["id"], repr(new_row)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 9, proc.stderr  # it really died inside the transaction
     again = Platform(data, compaction_interval_s=0)
     try:
         h2 = Harness(again, tenant.id)
@@ -344,9 +393,16 @@ def test_killed_between_detection_and_commit_leaves_invariants(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 FIVE_MIN = 5 * MIN
-ENGINE_OPS = st.lists(st.tuples(
-    st.sampled_from(["refresh", "refresh", "reprocess", "rebuild", "thresholds", "toggle", "delete_model"]),
-    st.integers(0, 1), st.floats(0.0, 9.0), st.booleans()), min_size=1, max_size=8)
+ENGINE_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["refresh", "refresh", "reprocess", "rebuild", "thresholds", "toggle", "delete_model"]),
+        st.integers(0, 1),
+        st.floats(0.0, 9.0),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=8,
+)
 
 
 def _series(p, device, seed, start, end, spike=0.0, spike_from=None):
@@ -355,12 +411,14 @@ def _series(p, device, seed, start, end, spike=0.0, spike_from=None):
     values = 10 + 2 * np.sin(2 * np.pi * (ts % DAY) / DAY) + rng.normal(0, 0.1, len(ts))
     if spike_from is not None:
         values[ts >= spike_from] += spike
-    p.store.write_points([(device, "vibration", int(t), ValueType.DOUBLE, float(v))
-                          for t, v in zip(ts.tolist(), values.tolist())])
+    p.store.write_points(
+        [(device, "vibration", int(t), ValueType.DOUBLE, float(v)) for t, v in zip(ts.tolist(), values.tolist())]
+    )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                HealthCheck.too_slow])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(ops=ENGINE_OPS, storm_limit=st.integers(1, 3))
 def test_engine_invariants_after_every_step(tmp_path_factory, ops, storm_limit):
     p = Platform(tmp_path_factory.mktemp("engine") / "data", compaction_interval_s=0)
@@ -371,20 +429,35 @@ def test_engine_invariants_after_every_step(tmp_path_factory, ops, storm_limit):
         for i, d in enumerate(devices):
             _series(p, d, i, T0, T0 + 2 * DAY)
         h = Harness(p, tenant.id)
-        cfg = ModelConfig(name="vib", device_type="pump", fields=["vibration"], train_start=T0,
-                          train_end=T0 + 2 * DAY, window="fixed", segment_ms=HOUR)
+        cfg = ModelConfig(
+            name="vib",
+            device_type="pump",
+            fields=["vibration"],
+            train_start=T0,
+            train_end=T0 + 2 * DAY,
+            window="fixed",
+            segment_ms=HOUR,
+        )
 
         def new_model():
             model = p.anomaly.create_model(tenant.id, cfg).build(progress=False)
             p.anomaly.set_refresh(model.id, {"enabled": True, "create_alarms": True})
             return model
+
         model = new_model()
         end = T0 + 2 * DAY
         for op, i, spike, flag in ops:
-            if op == "refresh":      # three more hours, maybe anomalous on one device
+            if op == "refresh":  # three more hours, maybe anomalous on one device
                 for j, d in enumerate(devices):
-                    _series(p, d, j, end, end + 3 * HOUR, spike=spike if j == i else 0.0,
-                            spike_from=end + HOUR if flag else None)
+                    _series(
+                        p,
+                        d,
+                        j,
+                        end,
+                        end + 3 * HOUR,
+                        spike=spike if j == i else 0.0,
+                        spike_from=end + HOUR if flag else None,
+                    )
                 end += 3 * HOUR
                 task = p.tasks.wait(p.anomaly.refresh_now(model.id, end).id, 60)
             elif op == "reprocess":

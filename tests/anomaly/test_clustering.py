@@ -1,4 +1,5 @@
 """K-Means / DBSCAN / Gaussian mixture: raw distances, auto sizing records, persistence."""
+
 from __future__ import annotations
 
 import json
@@ -55,20 +56,22 @@ def test_dbscan_distance_is_to_nearest_core_point_and_auto_eps_recorded():
     x, _ = blobs()
     outlier = np.array([[2.0, 2.0, 2.0, 2.0]])
     data = np.vstack([x, outlier])
-    m, _ = fit_clusters(data, ModelConfig(algorithm="dbscan", dbscan_eps=0.2, dbscan_min_samples=4,
-                                          auto_clusters=False))
+    m, _ = fit_clusters(
+        data, ModelConfig(algorithm="dbscan", dbscan_eps=0.2, dbscan_min_samples=4, auto_clusters=False)
+    )
     assert m.k == 3 and m.info["noise"] >= 1
     d, _ = m.distances(outlier)
     assert d[0] == pytest.approx(cdist(outlier, m.refs).min())
-    assert not np.any(np.all(m.refs == outlier, axis=1))      # noise is not a core point
+    assert not np.any(np.all(m.refs == outlier, axis=1))  # noise is not a core point
     auto, _ = fit_clusters(data, ModelConfig(algorithm="dbscan", auto_clusters=True))
     assert "k-distance" in auto.auto["rule"] and auto.auto["chosen"] > 0 and auto.auto["clusters"] >= 1
 
 
 def test_dbscan_with_dtw_uses_precomputed_matrix():
     x, _ = blobs(dim=6, n=20)
-    m, _ = fit_clusters(x, ModelConfig(algorithm="dbscan", distance="dtw", dbscan_eps=0.3,
-                                       dbscan_min_samples=3, auto_clusters=False))
+    m, _ = fit_clusters(
+        x, ModelConfig(algorithm="dbscan", distance="dtw", dbscan_eps=0.3, dbscan_min_samples=3, auto_clusters=False)
+    )
     d, _ = m.distances(np.full((1, 6), 3.0))
     assert d[0] > 1.0
 
@@ -90,8 +93,12 @@ def test_gmm_likelihood_matches_sklearn(cov):
 
     x, _ = blobs()
     gm = GaussianMixture(3, covariance_type=cov, random_state=0, reg_covar=1e-4).fit(x)
-    g = {"weights": gm.weights_, "means": gm.means_, "precisions_cholesky": gm.precisions_cholesky_,
-         "covariance_type": cov}
+    g = {
+        "weights": gm.weights_,
+        "means": gm.means_,
+        "precisions_cholesky": gm.precisions_cholesky_,
+        "covariance_type": cov,
+    }
     np.testing.assert_allclose(gmm_log_likelihood(x, g), gm.score_samples(x), rtol=1e-7)
 
 
@@ -105,8 +112,17 @@ def test_gmm_auto_records_bic():
 @pytest.mark.parametrize("algorithm", ["kmeans", "dbscan", "gmm"])
 def test_cluster_model_json_round_trip(algorithm):
     x, _ = blobs()
-    m, _ = fit_clusters(x, ModelConfig(algorithm=algorithm, auto_clusters=False, n_clusters=3,
-                                       gmm_components=3, dbscan_eps=0.2, dbscan_min_samples=4))
+    m, _ = fit_clusters(
+        x,
+        ModelConfig(
+            algorithm=algorithm,
+            auto_clusters=False,
+            n_clusters=3,
+            gmm_components=3,
+            dbscan_eps=0.2,
+            dbscan_min_samples=4,
+        ),
+    )
     again = ClusterModel.from_dict(json.loads(json.dumps(m.to_dict())))
     probe = np.vstack([x[:5], np.full((1, 4), 1.5)])
     d1, l1 = m.distances(probe)

@@ -1,4 +1,5 @@
 """ModelConfig: validation messages, exact JSON round trip, rebuild rules, presets, auto knobs."""
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,39 @@ def test_defaults_are_valid_and_domain_object_has_no_panel():
     cfg = ModelConfig()
     assert cfg.validate() == []
     assert cfg.check() is cfg
-    out = subprocess.run([sys.executable, "-c", "import sys, tbpanel.anomaly; print('panel' in sys.modules)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, tbpanel.anomaly; print('panel' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "False"
 
 
 def test_validation_messages_name_the_field():
-    cfg = ModelConfig(train_start=2_000, train_end=1_000, comparison="feature",
-                      features=["mean", "bogus"], segment_ms=3_600_000, max_gap_ms=7_200_000,
-                      min_duration_ms=7_200_000, minor_threshold=300.0, major_threshold=200.0,
-                      telemetry_key="bad key!", name=" ")
+    cfg = ModelConfig(
+        train_start=2_000,
+        train_end=1_000,
+        comparison="feature",
+        features=["mean", "bogus"],
+        segment_ms=3_600_000,
+        max_gap_ms=7_200_000,
+        min_duration_ms=7_200_000,
+        minor_threshold=300.0,
+        major_threshold=200.0,
+        telemetry_key="bad key!",
+        name=" ",
+    )
     by_field = cfg.validate_by_field()
-    assert set(by_field) >= {"train_end", "features", "max_gap_ms", "min_duration_ms",
-                             "major_threshold", "telemetry_key", "name"}
+    assert set(by_field) >= {
+        "train_end",
+        "features",
+        "max_gap_ms",
+        "min_duration_ms",
+        "major_threshold",
+        "telemetry_key",
+        "name",
+    }
     msgs = cfg.validate()
     assert any(m.startswith("train_end: ") and "end after it starts" in m for m in msgs)
     assert any(m.startswith("features: ") and "bogus" in m for m in msgs)
@@ -40,8 +61,7 @@ def test_validation_messages_name_the_field():
 def test_disabled_tier_is_not_checked_for_order_and_all_disabled_is_flagged():
     ok = ModelConfig(minor_threshold=300.0, major_threshold=200.0, minor_enabled=False)
     assert ok.validate() == []
-    none = ModelConfig(warning_enabled=False, minor_enabled=False, major_enabled=False,
-                       critical_enabled=False)
+    none = ModelConfig(warning_enabled=False, minor_enabled=False, major_enabled=False, critical_enabled=False)
     assert any(m.startswith("warning_enabled: ") for m in none.validate())
 
 
@@ -49,18 +69,35 @@ def test_dtw_with_feature_based_and_param_bounds():
     cfg = ModelConfig(comparison="feature", distance="dtw")
     assert any(m.startswith("distance: ") for m in cfg.validate())
     with pytest.raises(ValueError):
-        ModelConfig(threshold_percent=0)          # param enforces single-value bounds
+        ModelConfig(threshold_percent=0)  # param enforces single-value bounds
     with pytest.raises(ValueError):
         ModelConfig(window="tumbling")
 
 
 def test_json_round_trip_is_exact():
-    cfg = ModelConfig(name="pumps", device_type="pump", fields=["pressure", "flow"], items=["p1", "p2"],
-                      train_start=1_600_000_000_000, train_end=1_700_000_000_000, segment_ms=21_600_000,
-                      window="fixed", comparison="feature", features=["min", "max", "q50"],
-                      algorithm="gmm", gmm_components=3, auto_clusters=False, threshold_percent=2.5,
-                      cluster_joining=False, minor_threshold=150.5, critical_enabled=False,
-                      alarm_on_delete="delete", adaptive=False, refit_every_segments=3, clip=0.25)
+    cfg = ModelConfig(
+        name="pumps",
+        device_type="pump",
+        fields=["pressure", "flow"],
+        items=["p1", "p2"],
+        train_start=1_600_000_000_000,
+        train_end=1_700_000_000_000,
+        segment_ms=21_600_000,
+        window="fixed",
+        comparison="feature",
+        features=["min", "max", "q50"],
+        algorithm="gmm",
+        gmm_components=3,
+        auto_clusters=False,
+        threshold_percent=2.5,
+        cluster_joining=False,
+        minor_threshold=150.5,
+        critical_enabled=False,
+        alarm_on_delete="delete",
+        adaptive=False,
+        refit_every_segments=3,
+        clip=0.25,
+    )
     text = cfg.to_json()
     again = ModelConfig.from_json(text)
     assert again.to_json() == text
@@ -72,8 +109,15 @@ def test_json_round_trip_is_exact():
 
 def test_needs_rebuild():
     old = ModelConfig(fields=["t"])
-    free = old.copy(name="renamed", telemetry_key="k2", storage_frequency_ms=60_000, alarm_type="X",
-                    warning_threshold=120.0, critical_enabled=False, alarm_on_delete="delete")
+    free = old.copy(
+        name="renamed",
+        telemetry_key="k2",
+        storage_frequency_ms=60_000,
+        alarm_type="X",
+        warning_threshold=120.0,
+        critical_enabled=False,
+        alarm_on_delete="delete",
+    )
     assert ModelConfig.needs_rebuild(old, free) == []
     changed = old.copy(segment_ms=3_600_000, threshold_percent=3.0, name="x")
     assert ModelConfig.needs_rebuild(old, changed) == ["segment_ms", "threshold_percent"]
@@ -96,9 +140,9 @@ def test_presets_are_valid_and_follow_sensitivity(intent, sensitivity):
 
 def test_resolved_fills_auto_knobs_from_the_step():
     cfg = ModelConfig()
-    r = cfg.resolved(300_000)                      # 5-minute data
+    r = cfg.resolved(300_000)  # 5-minute data
     assert r.segment_ms == 24 * 300_000
-    assert r.step_ms() == 12 * 300_000             # sliding 50 %
+    assert r.step_ms() == 12 * 300_000  # sliding 50 %
     assert r.aggregation_points == 12
     assert r.min_points == 12 and r.min_duration_ms == r.segment_ms // 2
     assert r.max_gap_ms == max(4 * 300_000, r.segment_ms // 4)

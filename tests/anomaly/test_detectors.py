@@ -1,5 +1,6 @@
 """Each detector on synthetic cases it must catch and on pure noise it must not flag, and the
 causality of scoring (a segment's score never depends on data after it)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,12 +9,12 @@ import pytest
 from tbpanel.anomaly import ModelConfig, assemble, fit
 from tbpanel.anomaly.tail import pot_threshold
 
-STEP = 300_000                 # 5-minute data
+STEP = 300_000  # 5-minute data
 HOUR = 3_600_000
 DAY = 24 * HOUR
 DAYS = 14
 TRAIN_END = 7 * DAY
-AT = 10 * DAY + 5 * HOUR       # every planted anomaly starts here
+AT = 10 * DAY + 5 * HOUR  # every planted anomaly starts here
 DETECTORS = ("clustering", "ensemble")
 
 
@@ -37,12 +38,12 @@ def plant(kind: str, ts: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, int]:
         return v, AT + 6 * HOUR
     if kind == "drift":
         after = ts >= AT
-        v[after] += (ts[after] - AT) / HOUR * 1.0     # +1 per hour
+        v[after] += (ts[after] - AT) / HOUR * 1.0  # +1 per hour
         return v, AT + 6 * HOUR
     if kind == "frozen":
         v[m] = v[np.searchsorted(ts, AT)]
         return v, AT + 6 * HOUR
-    if kind == "seasonality_break":                   # the daily cycle inverted for 6 h
+    if kind == "seasonality_break":  # the daily cycle inverted for 6 h
         v[m] = 20 - v[m]
         return v, AT + 6 * HOUR
     if kind == "variance_change":
@@ -62,8 +63,10 @@ def config(detector: str, **kw) -> ModelConfig:
 @pytest.mark.parametrize("kind", CASES)
 def test_detector_catches_planted_anomaly(detector: str, kind: str) -> None:
     if detector == "clustering" and kind == "frozen":
-        pytest.xfail("known limit of the Trendz clustering semantics: a flat-line at a normal level "
-                     "lies between the normalised cluster shapes (the ensemble's roughness catches it)")
+        pytest.xfail(
+            "known limit of the Trendz clustering semantics: a flat-line at a normal level "
+            "lies between the normalised cluster shapes (the ensemble's roughness catches it)"
+        )
     ts, v = base()
     v, end = plant(kind, ts, v)
     c = config(detector)
@@ -73,7 +76,7 @@ def test_detector_catches_planted_anomaly(detector: str, kind: str) -> None:
     hits = [a for a in an if a.start_ts < end + m.segment_ms and a.end_ts > AT]
     assert hits, f"{detector} missed the {kind}"
     first = min(a.detected_at for a in hits)
-    assert first <= end + 2 * m.segment_ms           # known within two segments of its end
+    assert first <= end + 2 * m.segment_ms  # known within two segments of its end
 
 
 def false_alarms_per_device_day(detector: str, devices: int = 4) -> float:
@@ -141,7 +144,7 @@ def test_cooldown_merges_an_episode_into_one_anomaly() -> None:
     st = np.arange(10, dtype=np.int64) * HOUR
     sc = np.array([0, 150, 0, 0, 120, 0, 0, 0, 0, 0], dtype=float)
     segs = ScoredSegments(np.full(10, "d", dtype=object), st, st + HOUR, sc, sc / 100, np.zeros(10, np.int64))
-    assert len(assemble(segs, ModelConfig(window="fixed", segment_ms=HOUR))) == 2        # clustering: Trendz runs
+    assert len(assemble(segs, ModelConfig(window="fixed", segment_ms=HOUR))) == 2  # clustering: Trendz runs
     one = assemble(segs, ModelConfig(window="fixed", segment_ms=HOUR, cooldown_segments=3))
     assert len(one) == 1 and one[0].start_ts == HOUR and one[0].end_ts == 5 * HOUR
-    assert not one[0].active and one[0].ended_at == 8 * HOUR     # closed once 3 h passed quietly
+    assert not one[0].active and one[0].ended_at == 8 * HOUR  # closed once 3 h passed quietly

@@ -1,4 +1,5 @@
 """The five distances against naive references; DTW against a textbook DTW (hypothesis)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_vector_distances_match_naive(metric):
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(7, 5)), rng.normal(size=(4, 5))
     x[0, :2] = 0.0
-    y[0, :2] = 0.0                          # canberra 0/0 terms count as 0
+    y[0, :2] = 0.0  # canberra 0/0 terms count as 0
     d = pairwise(x, y, metric)
     assert d.shape == (7, 4)
     for i in range(7):
@@ -46,10 +47,15 @@ def test_unknown_metric():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 9).flatmap(lambda n: st.tuples(
-    st.lists(st.floats(-10, 10, allow_nan=False), min_size=n, max_size=n),
-    st.lists(st.floats(-10, 10, allow_nan=False), min_size=n, max_size=n))),
-    st.one_of(st.none(), st.integers(0, 4)))
+@given(
+    st.integers(1, 9).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.floats(-10, 10, allow_nan=False), min_size=n, max_size=n),
+            st.lists(st.floats(-10, 10, allow_nan=False), min_size=n, max_size=n),
+        )
+    ),
+    st.one_of(st.none(), st.integers(0, 4)),
+)
 def test_dtw_matches_textbook_dtw(pair, band):
     a, b = pair
     got = dtw_pairs(np.array([a]), np.array([b]), band)[0]
@@ -74,8 +80,8 @@ def test_dtw_vectorised_over_many_pairs_and_properties():
 
 def test_dtw_pairwise_is_per_field_block():
     rng = np.random.default_rng(3)
-    x, y = rng.normal(size=(3, 8)), rng.normal(size=(2, 8))      # two fields of 4 points
-    d = pairwise(x, y, "dtw", blocks=2, band_percent=25.0)        # band = 1 sample
+    x, y = rng.normal(size=(3, 8)), rng.normal(size=(2, 8))  # two fields of 4 points
+    d = pairwise(x, y, "dtw", blocks=2, band_percent=25.0)  # band = 1 sample
     for i in range(3):
         for j in range(2):
             want = dtw_naive(x[i, :4], y[j, :4], 1) + dtw_naive(x[i, 4:], y[j, 4:], 1)

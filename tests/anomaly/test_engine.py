@@ -1,4 +1,5 @@
 """The whole pipeline on small hand-made series whose answer is known."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import pytest
 
 from tbpanel.anomaly import Cancelled, ModelConfig, TrainedModel, assemble, fit, refit
 
-STEP = 300_000                 # 5-minute data
+STEP = 300_000  # 5-minute data
 HOUR = 3_600_000
 DAY = 24 * HOUR
 TRAIN_END = 4 * DAY
@@ -44,7 +45,7 @@ def test_planted_spike_is_the_top_anomaly_and_contains_the_spike():
     a = top(an)
     assert a.start_ts <= ts[i] < a.end_ts
     assert a.score > 300
-    assert a.detected_at <= ts[i] + m.segment_ms          # known within one segment
+    assert a.detected_at <= ts[i] + m.segment_ms  # known within one segment
     assert a.end_ts - a.start_ts <= 2 * m.segment_ms
     assert all(b.score < 0.5 * a.score for b in an if b is not a)
 
@@ -74,24 +75,33 @@ def test_long_mild_drift_outranks_short_spike_by_score_index():
     spike = next(a for a in an if a.start_ts <= ts[i] < a.end_ts)
     mild = max((a for a in an if a.start_ts >= 5 * DAY), key=lambda a: a.score_index)
     assert mild.end_ts - mild.start_ts >= 8 * HOUR
-    assert spike.score > mild.score                       # the spike is higher...
-    assert mild.score_index > spike.score_index           # ...but the drift ranks first
+    assert spike.score > mild.score  # the spike is higher...
+    assert mild.score_index > spike.score_index  # ...but the drift ranks first
 
 
-@pytest.mark.parametrize("algorithm,distance", [
-    ("kmeans", "euclidean"), ("kmeans", "manhattan"), ("kmeans", "chebyshev"),
-    ("kmeans", "canberra"), ("kmeans", "dtw"), ("dbscan", "euclidean"), ("dbscan", "dtw"),
-    ("gmm", "euclidean")])
+@pytest.mark.parametrize(
+    "algorithm,distance",
+    [
+        ("kmeans", "euclidean"),
+        ("kmeans", "manhattan"),
+        ("kmeans", "chebyshev"),
+        ("kmeans", "canberra"),
+        ("kmeans", "dtw"),
+        ("dbscan", "euclidean"),
+        ("dbscan", "dtw"),
+        ("gmm", "euclidean"),
+    ],
+)
 def test_each_algorithm_and_distance_finds_a_planted_bump(algorithm, distance):
     ts, v = series(days=6)
     t0 = 5 * DAY + 2 * HOUR
     bump = (ts >= t0) & (ts < t0 + HOUR)
-    v[bump] += 3.0                                        # one hour far above the usual range
+    v[bump] += 3.0  # one hour far above the usual range
     c = cfg(algorithm=algorithm, distance=distance, auto_clusters=algorithm != "kmeans", n_clusters=4)
     m = fit(c, data_of(ts, v))
     s = m.score(data_of(ts, v), TRAIN_END)
     hit = (s.start_ts < t0 + HOUR) & (s.end_ts > t0)
-    assert s.score[hit].min() >= 100                      # every segment touching it is anomalous
+    assert s.score[hit].min() >= 100  # every segment touching it is anomalous
     assert s.score[hit].max() == s.score.max()
     a = top(assemble(s, c))
     assert a.start_ts <= t0 and a.end_ts >= t0 + HOUR
@@ -102,7 +112,7 @@ def test_feature_based_comparison_and_multi_field():
     rng = np.random.default_rng(5)
     w = np.cos(2 * np.pi * ts / (4 * HOUR)) + rng.normal(0, 0.05, ts.size)
     burst = (ts >= 5 * DAY) & (ts < 5 * DAY + 2 * HOUR)
-    w[burst] += rng.normal(0, 1.5, burst.sum())          # noise burst on the second field only
+    w[burst] += rng.normal(0, 1.5, burst.sum())  # noise burst on the second field only
     item = {"dev": {"v": (ts, v), "w": (ts, w)}}
     c = ModelConfig(fields=["v", "w"], train_end=TRAIN_END, comparison="feature", adaptive=False)
     m = fit(c, item)
@@ -128,7 +138,7 @@ def test_training_scores_threshold_and_model_contents():
 
 def test_only_complete_filtered_segments_are_scored():
     ts, v = series()
-    hole = (ts >= 5 * DAY + 4 * HOUR) & (ts < 5 * DAY + 6 * HOUR)          # 2-hour outage
+    hole = (ts >= 5 * DAY + 4 * HOUR) & (ts < 5 * DAY + 6 * HOUR)  # 2-hour outage
     ts2, v2 = ts[~hole], v[~hole]
     c = cfg()
     m = fit(c, data_of(ts2, v2))
@@ -137,7 +147,7 @@ def test_only_complete_filtered_segments_are_scored():
     assert s.end_ts.max() <= end and s.start_ts.min() >= TRAIN_END
     seg = m.segment_ms
     overlaps_hole = (s.start_ts < 5 * DAY + 6 * HOUR) & (s.end_ts > 5 * DAY + 4 * HOUR)
-    assert not overlaps_hole.any()                         # the gap filter discarded them
+    assert not overlaps_hole.any()  # the gap filter discarded them
     # segments just before and after the outage are there
     assert (s.end_ts == 5 * DAY + 4 * HOUR).any() and (s.start_ts == 5 * DAY + 6 * HOUR).any()
     assert np.all((s.start_ts % m.step) == 0) and np.all(s.end_ts - s.start_ts == seg)
@@ -192,7 +202,7 @@ def test_refit_is_causal_and_keeps_the_config():
     m = fit(c, data_of(ts, v))
     until = 5 * DAY
     noisy = v.copy()
-    noisy[ts >= until] = 1e6                               # the future must not matter
+    noisy[ts >= until] = 1e6  # the future must not matter
     r1 = refit(m, data_of(ts, v), until_ms=until)
     r2 = refit(m, data_of(ts, noisy), until_ms=until)
     assert r1.to_dict()["d_thr"] == r2.to_dict()["d_thr"]
@@ -232,7 +242,7 @@ def test_nab_replay_detects_a_shift_causally():
     got = nab.replay({"value": (ts, v)}, c, p)
     assert got and all(t > ts[p] for t in got)
     after = [t for t in got if t > t_shift]
-    assert after and after[0] <= t_shift + 24 * STEP               # within one segment
+    assert after and after[0] <= t_shift + 24 * STEP  # within one segment
     # causal: what happens after a time cannot change the detections before it
     v2 = v.copy()
     v2[ts >= 7 * DAY] = -50.0

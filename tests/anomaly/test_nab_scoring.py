@@ -1,4 +1,5 @@
 """The NAB scorer on the hand-made cases of reference/nab-scoring.md."""
+
 from __future__ import annotations
 
 import math
@@ -6,10 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from tbpanel.anomaly.nab_scoring import (PROFILES, probation_rows, scaled_sigmoid, score_corpus,
-                                         score_corpus_detail, score_file, window_rows)
+from tbpanel.anomaly.nab_scoring import (
+    PROFILES,
+    probation_rows,
+    scaled_sigmoid,
+    score_corpus,
+    score_corpus_detail,
+    score_file,
+    window_rows,
+)
 
-N = 1000                                  # probation = 150 rows
+N = 1000  # probation = 150 rows
 T0 = np.datetime64("2020-01-01T00:00:00")
 TS = (T0 + np.arange(N) * np.timedelta64(5, "m")).astype("datetime64[ms]")
 FP = PROFILES["standard"]["fp"]
@@ -19,7 +27,7 @@ def stamp(i):
     return str(TS[i].astype("datetime64[s]")).replace("T", " ") + ".000000"
 
 
-WIN = [[stamp(400), stamp(499)]]          # rows [400, 499], width 100
+WIN = [[stamp(400), stamp(499)]]  # rows [400, 499], width 100
 
 
 def det(*rows):
@@ -49,7 +57,7 @@ def test_detection_at_left_edge_scores_tp():
 def test_detection_at_right_edge_scores_about_zero():
     r = score_file(TS, det(499), WIN)
     assert r["n_tp"] == 1
-    assert abs(r["raw"]) < 0.03                          # ~0, i.e. about 1 above a miss
+    assert abs(r["raw"]) < 0.03  # ~0, i.e. about 1 above a miss
     miss = score_file(TS, det(), WIN)["raw"]
     assert miss == -1.0 and r["raw"] - miss == pytest.approx(1.0, abs=0.03)
 
@@ -66,16 +74,16 @@ def test_fp_just_after_vs_far_after_a_window():
     just = score_file(TS, det(400, 500), WIN)
     far = score_file(TS, det(400, 900), WIN)
     assert just["n_fp"] == 1 and far["n_fp"] == 1
-    assert -0.01 < just["fp"] < 0                        # S(1/99) * 0.11: tiny
-    assert far["fp"] == pytest.approx(-FP)               # past 3 widths: -fp
-    mid = score_file(TS, det(400, 599), WIN)["fp"]       # one width after: ~ -0.99 fp
+    assert -0.01 < just["fp"] < 0  # S(1/99) * 0.11: tiny
+    assert far["fp"] == pytest.approx(-FP)  # past 3 widths: -fp
+    mid = score_file(TS, det(400, 599), WIN)["fp"]  # one width after: ~ -0.99 fp
     assert mid == pytest.approx(FP * scaled_sigmoid((599 - 499) / (100 - 1)))
 
 
 def test_fp_before_the_first_window_and_in_probation():
     r = score_file(TS, det(200), WIN)
     assert r["fp"] == pytest.approx(-FP) and r["raw"] == pytest.approx(-1 - FP)
-    ignored = score_file(TS, det(100), WIN)              # inside probation: ignored
+    ignored = score_file(TS, det(100), WIN)  # inside probation: ignored
     assert ignored["n_fp"] == 0 and ignored["raw"] == -1.0
 
 

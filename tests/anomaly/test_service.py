@@ -1,5 +1,6 @@
 """Anomaly models end to end on a real store: build, refresh, reprocess, saved scores,
 persistence across a restart, rebuild rules, cancellation and the refresh scheduler."""
+
 from __future__ import annotations
 
 import threading
@@ -30,8 +31,9 @@ def write(platform, device, seed, start, end, spike_at=None, spike=0.0, spike_le
     ts, values = series(seed, start, end)
     if spike_at is not None:
         values[(ts >= spike_at) & (ts < spike_at + spike_len)] += spike
-    platform.store.write_points([(device, "vibration", int(t), ValueType.DOUBLE, float(v))
-                                 for t, v in zip(ts.tolist(), values.tolist())])
+    platform.store.write_points(
+        [(device, "vibration", int(t), ValueType.DOUBLE, float(v)) for t, v in zip(ts.tolist(), values.tolist())]
+    )
 
 
 @pytest.fixture
@@ -50,8 +52,16 @@ def env(tmp_path):
 
 
 def make_model(platform, tenant, **overrides):
-    cfg = ModelConfig(name="vib", device_type="pump", fields=["vibration"], train_start=T0,
-                      train_end=T0 + 7 * DAY, window="fixed", segment_ms=HOUR, **overrides)
+    cfg = ModelConfig(
+        name="vib",
+        device_type="pump",
+        fields=["vibration"],
+        train_start=T0,
+        train_end=T0 + 7 * DAY,
+        window="fixed",
+        segment_ms=HOUR,
+        **overrides,
+    )
     model = platform.anomaly.create_model(tenant.id, cfg)
     return model.build(progress=False)
 
@@ -90,7 +100,9 @@ def test_refresh_creates_extends_and_ends_anomalies(env):
     model = make_model(platform, tenant)
     platform.anomaly.set_refresh(model.id, {"enabled": True, "every": 1, "unit": "HOUR", "create_alarms": True})
     spike_at = T0 + 7 * DAY + 5 * HOUR
-    write(platform, devices[1], 1, T0 + 7 * DAY, T0 + 7 * DAY + 9 * HOUR, spike_at=spike_at, spike=8.0, spike_len=4 * HOUR)
+    write(
+        platform, devices[1], 1, T0 + 7 * DAY, T0 + 7 * DAY + 9 * HOUR, spike_at=spike_at, spike=8.0, spike_len=4 * HOUR
+    )
     for d, seed in ((devices[0], 0), (devices[2], 2)):
         write(platform, d, seed, T0 + 7 * DAY, T0 + 7 * DAY + 9 * HOUR)
     task = platform.tasks.wait(platform.anomaly.refresh_now(model.id, T0 + 7 * DAY + 8 * HOUR).id, 60)
@@ -141,8 +153,16 @@ def test_saved_scores_at_the_storage_frequency(env):
     platform, tenant, devices, _ = env
     model = make_model(platform, tenant, storage_frequency_ms=2 * HOUR, telemetry_key="vib")
     platform.anomaly.set_refresh(model.id, {"enabled": True, "save_telemetry": True})
-    write(platform, devices[2], 2, T0 + 7 * DAY, T0 + 7 * DAY + 12 * HOUR, spike_at=T0 + 7 * DAY + 4 * HOUR,
-          spike=9.0, spike_len=2 * HOUR)
+    write(
+        platform,
+        devices[2],
+        2,
+        T0 + 7 * DAY,
+        T0 + 7 * DAY + 12 * HOUR,
+        spike_at=T0 + 7 * DAY + 4 * HOUR,
+        spike=9.0,
+        spike_len=2 * HOUR,
+    )
     task = platform.tasks.wait(platform.anomaly.refresh_now(model.id, T0 + 7 * DAY + 12 * HOUR).id, 60)
     assert task.status == DONE, task.message
     ead = platform.store.numeric_arrays(devices[2], ["_EAD_vib"], T0, T0 + 30 * DAY)["_EAD_vib"]
@@ -155,8 +175,12 @@ def test_saved_scores_at_the_storage_frequency(env):
     quiet = ead[0] >= T0 + 7 * DAY + 8 * HOUR
     assert np.all(eid[1][quiet] == 0)
     # reprocess with saving overwrites, never deletes: the same buckets keep one point each
-    platform.tasks.wait(platform.anomaly.reprocess(model.id, T0 + 7 * DAY, T0 + 7 * DAY + 12 * HOUR, [devices[2]],
-                                                   save_telemetry=True).id, 60)
+    platform.tasks.wait(
+        platform.anomaly.reprocess(
+            model.id, T0 + 7 * DAY, T0 + 7 * DAY + 12 * HOUR, [devices[2]], save_telemetry=True
+        ).id,
+        60,
+    )
     again = platform.store.numeric_arrays(devices[2], ["_EAD_vib"], T0, T0 + 30 * DAY)["_EAD_vib"]
     assert np.array_equal(again[0], ead[0])
 
@@ -230,9 +254,9 @@ def test_experiment_does_not_touch_the_model(env):
     platform, tenant, devices, _ = env
     model = make_model(platform, tenant)
     before = platform.anomaly.anomalies(model.id)
-    results = platform.anomaly.experiment(model.id, {"strict": {"threshold_percent": 0.1},
-                                                     "loose": {"threshold_percent": 10.0}},
-                                          T0, T0 + 7 * DAY, "all")
+    results = platform.anomaly.experiment(
+        model.id, {"strict": {"threshold_percent": 0.1}, "loose": {"threshold_percent": 10.0}}, T0, T0 + 7 * DAY, "all"
+    )
     assert set(results) == {"current", "strict", "loose"}
     assert len(results["loose"]) >= len(results["strict"])
     table = platform.anomaly.compare(results)

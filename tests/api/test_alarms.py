@@ -1,5 +1,6 @@
 """ThingsBoard's alarm REST API against a real server: every route, filter and error, and who
 may see and act on which alarm (tenant isolation, customer isolation)."""
+
 from __future__ import annotations
 
 import uuid
@@ -12,8 +13,10 @@ def dev(world, name: str) -> str:
 
 
 def raise_alarm(api, device_id: str, type: str, severity: str = "MAJOR", **extra) -> dict:
-    r = api.post("/api/alarm", json={"type": type, "originator": {"entityType": "DEVICE", "id": device_id},
-                                     "severity": severity, **extra})
+    r = api.post(
+        "/api/alarm",
+        json={"type": type, "originator": {"entityType": "DEVICE", "id": device_id}, "severity": severity, **extra},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -47,7 +50,7 @@ def test_ack_clear_delete_and_status(world):
     acked = world.admin.post(f"/api/alarm/{aid}/ack").json()
     assert acked["status"] == "ACTIVE_ACK" and acked["acknowledged"] and acked["ackTs"] > 0
     again = world.admin.post(f"/api/alarm/{aid}/ack").json()
-    assert again["ackTs"] == acked["ackTs"]                 # idempotent
+    assert again["ackTs"] == acked["ackTs"]  # idempotent
     cleared = world.admin.post(f"/api/alarm/{aid}/clear").json()
     assert cleared["status"] == "CLEARED_ACK" and cleared["clearTs"] > 0
     r = world.admin.delete(f"/api/alarm/{aid}")
@@ -72,6 +75,7 @@ def test_queries_filters_sorting_paging(world):
         r = world.admin.get("/api/alarms", params={"typeList": types, **params})
         assert r.status_code == 200, r.text
         return r.json()
+
     assert q()["totalElements"] == 4
     assert {a["severity"] for a in q(searchStatus="ACTIVE")["data"]} == {"WARNING", "MINOR", "CRITICAL"}
     assert [a["severity"] for a in q(searchStatus="CLEARED")["data"]] == ["MAJOR"]
@@ -81,17 +85,21 @@ def test_queries_filters_sorting_paging(world):
     assert {a["severity"] for a in q(severityList="CRITICAL,MAJOR")["data"]} == {"CRITICAL", "MAJOR"}
     assert [a["severity"] for a in q(sortProperty="severity", sortOrder="DESC")["data"]] == sev[::-1]
     assert [a["severity"] for a in q(sortProperty="startTs", sortOrder="ASC")["data"]] == sev
-    assert [a["startTs"] for a in q(timeProperty="startTs", startTime=2000, endTime=3000,
-                                      sortProperty="startTs", sortOrder="ASC")["data"]] == [2000, 3000]
+    assert [
+        a["startTs"]
+        for a in q(timeProperty="startTs", startTime=2000, endTime=3000, sortProperty="startTs", sortOrder="ASC")[
+            "data"
+        ]
+    ] == [2000, 3000]
     page = q(pageSize=3, page=1, sortProperty="startTs", sortOrder="ASC")
     assert page["totalElements"] == 4 and page["totalPages"] == 2 and not page["hasNext"]
     assert [a["severity"] for a in page["data"]] == ["CRITICAL"]
     assert q(pageSize=3, page=0)["hasNext"]
     assert q(textSearch=f"{t}-2".lower())["totalElements"] == 1
-    assert q(textSearch="dev-tenant")["totalElements"] == 4          # originator name
+    assert q(textSearch="dev-tenant")["totalElements"] == 4  # originator name
     # createdTime window
     now = world.admin.get(f"/api/alarm/{ids['WARNING']}").json()["createdTime"]
-    assert q(startTime=now + 10 ** 9)["totalElements"] == 0
+    assert q(startTime=now + 10**9)["totalElements"] == 0
     per_entity = world.admin.get(f"/api/alarm/DEVICE/{d}", params={"typeList": types, "searchStatus": "ACTIVE"}).json()
     assert per_entity["totalElements"] == 3
     hs = world.admin.get(f"/api/alarm/highestSeverity/DEVICE/{d}")
@@ -109,33 +117,39 @@ def test_highest_severity_without_alarms_is_empty(world):
     assert world.admin.get(f"/api/alarm/highestSeverity/DEVICE/{did}?searchStatus=CLEARED").text == ""
 
 
-@pytest.mark.parametrize("path,params,needle", [
-    ("/api/alarms", {"searchStatus": "SOMETIMES"}, "searchStatus"),
-    ("/api/alarms", {"status": "HALF"}, "status"),
-    ("/api/alarms", {"severityList": "LOUD"}, "severity"),
-    ("/api/alarms", {"sortProperty": "colour"}, "sortProperty"),
-    ("/api/alarms", {"sortOrder": "UP"}, "sortOrder"),
-    ("/api/alarms", {"pageSize": "0"}, "pageSize"),
-    ("/api/alarms", {"page": "x"}, "page"),
-    ("/api/alarms", {"startTime": "5", "endTime": "1"}, "startTime"),
-    ("/api/alarms", {"timeProperty": "clearTs"}, "timeProperty"),
-    ("/api/alarm/ASSET/4b1c53b6-0d6f-4a4e-b3a3-2b9e0d1f8e11", {}, "DEVICE"),
-    ("/api/alarm/not-a-uuid", {}, "UUID"),
-])
+@pytest.mark.parametrize(
+    "path,params,needle",
+    [
+        ("/api/alarms", {"searchStatus": "SOMETIMES"}, "searchStatus"),
+        ("/api/alarms", {"status": "HALF"}, "status"),
+        ("/api/alarms", {"severityList": "LOUD"}, "severity"),
+        ("/api/alarms", {"sortProperty": "colour"}, "sortProperty"),
+        ("/api/alarms", {"sortOrder": "UP"}, "sortOrder"),
+        ("/api/alarms", {"pageSize": "0"}, "pageSize"),
+        ("/api/alarms", {"page": "x"}, "page"),
+        ("/api/alarms", {"startTime": "5", "endTime": "1"}, "startTime"),
+        ("/api/alarms", {"timeProperty": "clearTs"}, "timeProperty"),
+        ("/api/alarm/ASSET/4b1c53b6-0d6f-4a4e-b3a3-2b9e0d1f8e11", {}, "DEVICE"),
+        ("/api/alarm/not-a-uuid", {}, "UUID"),
+    ],
+)
 def test_bad_query_parameters_answer_400(world, path, params, needle):
     r = world.admin.get(path, params=params)
     assert r.status_code == 400, r.text
     assert r.json()["errorCode"] == 31 and needle in r.json()["message"]
 
 
-@pytest.mark.parametrize("body,needle", [
-    ({"originator": {"entityType": "DEVICE", "id": "X"}, "severity": "MAJOR"}, "type"),
-    ({"type": "T", "severity": "MAJOR"}, "originator"),
-    ({"type": "T", "originator": {"entityType": "ASSET", "id": str(uuid.uuid4())}}, "DEVICE"),
-    ({"type": "T", "originator": {"entityType": "DEVICE", "id": "nope"}}, "UUID"),
-    ({"type": "T", "originator": "DEV", "severity": "MAJOR"}, "originator"),
-    (["not", "an", "object"], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"originator": {"entityType": "DEVICE", "id": "X"}, "severity": "MAJOR"}, "type"),
+        ({"type": "T", "severity": "MAJOR"}, "originator"),
+        ({"type": "T", "originator": {"entityType": "ASSET", "id": str(uuid.uuid4())}}, "DEVICE"),
+        ({"type": "T", "originator": {"entityType": "DEVICE", "id": "nope"}}, "UUID"),
+        ({"type": "T", "originator": "DEV", "severity": "MAJOR"}, "originator"),
+        (["not", "an", "object"], "JSON object"),
+    ],
+)
 def test_bad_alarm_bodies_answer_400(world, body, needle):
     r = world.admin.post("/api/alarm", json=body)
     assert r.status_code == 400, r.text
@@ -145,8 +159,12 @@ def test_bad_alarm_bodies_answer_400(world, body, needle):
 def test_bad_alarm_fields_answer_400(world):
     d = dev(world, "dev-tenant")
     base = {"type": "T", "originator": {"entityType": "DEVICE", "id": d}}
-    for extra, needle in (({"severity": "LOUD"}, "severity"), ({"startTs": "soon"}, "startTs"),
-                          ({"details": [1]}, "details"), ({"propagate": "yes"}, "propagate")):
+    for extra, needle in (
+        ({"severity": "LOUD"}, "severity"),
+        ({"startTs": "soon"}, "startTs"),
+        ({"details": [1]}, "details"),
+        ({"propagate": "yes"}, "propagate"),
+    ):
         r = world.admin.post("/api/alarm", json={**base, **extra})
         assert r.status_code == 400 and needle in r.json()["message"], r.text
     assert world.admin.post("/api/alarm", data=b"{nope").status_code == 400
@@ -154,8 +172,12 @@ def test_bad_alarm_fields_answer_400(world):
 
 def test_unknown_alarm_is_404_everywhere(world):
     missing = str(uuid.uuid4())
-    for method, path in (("get", f"/api/alarm/{missing}"), ("delete", f"/api/alarm/{missing}"),
-                         ("post", f"/api/alarm/{missing}/ack"), ("post", f"/api/alarm/{missing}/clear")):
+    for method, path in (
+        ("get", f"/api/alarm/{missing}"),
+        ("delete", f"/api/alarm/{missing}"),
+        ("post", f"/api/alarm/{missing}/ack"),
+        ("post", f"/api/alarm/{missing}/clear"),
+    ):
         r = getattr(world.admin, method)(path)
         assert r.status_code == 404 and r.json()["errorCode"] == 32, (method, path, r.text)
     r = world.admin.get(f"/api/alarm/DEVICE/{missing}")
@@ -181,8 +203,12 @@ def test_tenant_and_customer_isolation(world):
     assert world.customer.get("/api/alarms", params={"typeList": t, "deviceId": a2}).json()["totalElements"] == 0
     assert world.customer.get(f"/api/alarm/{on_a1}").status_code == 200
     for other in (on_a2, on_tenant):
-        for method, path in (("get", f"/api/alarm/{other}"), ("post", f"/api/alarm/{other}/ack"),
-                             ("post", f"/api/alarm/{other}/clear"), ("delete", f"/api/alarm/{other}")):
+        for method, path in (
+            ("get", f"/api/alarm/{other}"),
+            ("post", f"/api/alarm/{other}/ack"),
+            ("post", f"/api/alarm/{other}/clear"),
+            ("delete", f"/api/alarm/{other}"),
+        ):
             r = getattr(world.customer, method)(path)
             assert r.status_code == 403 and r.json()["errorCode"] == 20, (method, path, r.text)
     assert world.customer.get(f"/api/alarm/DEVICE/{a2}").status_code == 403
@@ -196,11 +222,17 @@ def test_tenant_and_customer_isolation(world):
     assert world.customer.delete(f"/api/alarm/{own['id']['id']}").json() is True
 
     # the other tenant's alarm: 403 for every operation, absent from lists
-    for method, path in (("get", f"/api/alarm/{on_b}"), ("post", f"/api/alarm/{on_b}/ack"),
-                         ("post", f"/api/alarm/{on_b}/clear"), ("delete", f"/api/alarm/{on_b}")):
+    for method, path in (
+        ("get", f"/api/alarm/{on_b}"),
+        ("post", f"/api/alarm/{on_b}/ack"),
+        ("post", f"/api/alarm/{on_b}/clear"),
+        ("delete", f"/api/alarm/{on_b}"),
+    ):
         r = getattr(world.admin, method)(path)
         assert r.status_code == 403, (method, path, r.text)
     assert world.admin.get(f"/api/alarm/DEVICE/{b}").status_code == 403
     tenant_view = world.admin.get("/api/alarms", params={"typeList": t}).json()
     assert {a["id"]["id"] for a in tenant_view["data"]} == {on_a1, on_a2, on_tenant}
-    assert [a["id"]["id"] for a in world.other_admin.get("/api/alarms", params={"typeList": t}).json()["data"]] == [on_b]
+    assert [a["id"]["id"] for a in world.other_admin.get("/api/alarms", params={"typeList": t}).json()["data"]] == [
+        on_b
+    ]

@@ -1,4 +1,5 @@
 """Login, refresh, and how every protected route answers bad or missing credentials."""
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,9 @@ def test_customer_user_claims(world):
     assert claims["customerId"] == world.customer_ids["Customer A1"]
 
 
-@pytest.mark.parametrize("body", [{"username": ADMIN[0], "password": "wrong"},
-                                  {"username": "nobody@x.test", "password": "x"}])
+@pytest.mark.parametrize(
+    "body", [{"username": ADMIN[0], "password": "wrong"}, {"username": "nobody@x.test", "password": "x"}]
+)
 def test_bad_login_is_401_in_thingsboard_shape(world, body):
     r = requests.post(f"{world.url}/api/auth/login", json=body)
     assert r.status_code == 401
@@ -80,10 +82,16 @@ def _tampered(token: str) -> str:
 def test_missing_tampered_and_foreign_tokens_are_401(world):
     did = world.devices["dev-a1"]["id"]["id"]
     token = world.admin.session.headers["X-Authorization"].split()[1]
-    forged = jwt.encode({"sub": ADMIN[0], "userId": "x", "exp": int(time.time()) + 600}, "guess" * 20, algorithm="HS512")
-    for headers in ({}, {"X-Authorization": f"Bearer {_tampered(token)}"},
-                    {"X-Authorization": f"Bearer {forged}"}, {"X-Authorization": "Bearer not.a.jwt"},
-                    {"X-Authorization": "Basic abc"}):
+    forged = jwt.encode(
+        {"sub": ADMIN[0], "userId": "x", "exp": int(time.time()) + 600}, "guess" * 20, algorithm="HS512"
+    )
+    for headers in (
+        {},
+        {"X-Authorization": f"Bearer {_tampered(token)}"},
+        {"X-Authorization": f"Bearer {forged}"},
+        {"X-Authorization": "Bearer not.a.jwt"},
+        {"X-Authorization": "Basic abc"},
+    ):
         r = requests.get(f"{world.url}/api/device/{did}", headers=headers)
         assert r.status_code == 401, (headers, r.text)
         assert r.json()["errorCode"] == 10

@@ -1,4 +1,5 @@
 """Devices and customers over REST, and who may see and change what."""
+
 from __future__ import annotations
 
 import uuid
@@ -11,8 +12,10 @@ def did(world, name):
 
 
 def test_device_create_get_update_delete(world):
-    r = world.admin.post("/api/device?accessToken=MY_TOKEN_1", json={"name": "crud-1", "type": "meter",
-                                                                      "label": "hall", "additionalInfo": {"floor": 2}})
+    r = world.admin.post(
+        "/api/device?accessToken=MY_TOKEN_1",
+        json={"name": "crud-1", "type": "meter", "label": "hall", "additionalInfo": {"floor": 2}},
+    )
     assert r.status_code == 200, r.text
     dev = r.json()
     assert dev["id"]["entityType"] == "DEVICE" and dev["name"] == "crud-1" and dev["type"] == "meter"
@@ -50,7 +53,9 @@ def test_tenant_devices_paging_and_search(world):
     assert len(page["data"]) == 2
     last = world.admin.get("/api/tenant/devices", params={"pageSize": 2, "page": 2, "type": "pager"}).json()
     assert len(last["data"]) == 1 and last["hasNext"] is False
-    found = world.admin.get("/api/tenant/devices", params={"pageSize": 10, "page": 0, "textSearch": "page-dev-3"}).json()
+    found = world.admin.get(
+        "/api/tenant/devices", params={"pageSize": 10, "page": 0, "textSearch": "page-dev-3"}
+    ).json()
     assert [d["name"] for d in found["data"]] == ["page-dev-3"]
     one = world.admin.get("/api/tenant/devices", params={"deviceName": "page-dev-4"})
     assert one.status_code == 200 and one.json()["name"] == "page-dev-4"
@@ -94,8 +99,9 @@ def test_customers_create_list_assign_unassign(world):
     assert r.json()["id"]["entityType"] == "CUSTOMER"
     titles = [c["title"] for c in world.admin.get("/api/customers?pageSize=100&page=0").json()["data"]]
     assert "Customer Z" in titles and "Customer A1" in titles
-    assert all(c["title"] != "Customer Z" for c in
-               world.other_admin.get("/api/customers?pageSize=100&page=0").json()["data"])
+    assert all(
+        c["title"] != "Customer Z" for c in world.other_admin.get("/api/customers?pageSize=100&page=0").json()["data"]
+    )
     dev_id, _ = world.new_device("assign-me")
     r = world.admin.post(f"/api/customer/{cid}/device/{dev_id}")
     assert r.status_code == 200 and r.json()["customerId"]["id"] == cid
@@ -108,9 +114,16 @@ def test_customers_create_list_assign_unassign(world):
     assert world.customer.post("/api/customer", json={"title": "nope"}).status_code == 403
 
 
-@pytest.mark.parametrize("path", ["/api/device/{a1}", "/api/tenant/devices?pageSize=1&page=0",
-                                  "/api/customers?pageSize=1&page=0", "/api/auth/user",
-                                  "/api/plugins/telemetry/DEVICE/{a1}/keys/timeseries"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/device/{a1}",
+        "/api/tenant/devices?pageSize=1&page=0",
+        "/api/customers?pageSize=1&page=0",
+        "/api/auth/user",
+        "/api/plugins/telemetry/DEVICE/{a1}/keys/timeseries",
+    ],
+)
 def test_anonymous_is_401(world, path):
     r = world.anon.get(path.format(a1=did(world, "dev-a1")))
     assert r.status_code == 401 and r.json()["errorCode"] == 10

@@ -1,10 +1,11 @@
 """Repeated failed logins lock the account (and a noisy address) for a while, on API and page alike."""
+
 from __future__ import annotations
 
 import requests
 
-from tests.helpers import ADMIN, ServerProcess, cli
 from tbpanel.entities import LoginThrottle
+from tests.helpers import ADMIN, ServerProcess, cli
 
 
 class Clock:
@@ -22,22 +23,22 @@ def test_throttle_rules():
         th.failed("a@x", "1.2.3.4")
     assert th.retry_after("a@x", "1.2.3.4") == 0
     th.failed("A@X", "1.2.3.4")  # accounts are case-insensitive
-    assert th.retry_after("a@x", "9.9.9.9") == 120       # the account is locked from anywhere
-    assert th.retry_after("b@x", "1.2.3.4") == 0          # the address is not (yet)
+    assert th.retry_after("a@x", "9.9.9.9") == 120  # the account is locked from anywhere
+    assert th.retry_after("b@x", "1.2.3.4") == 0  # the address is not (yet)
     clock.t += 121
     assert th.retry_after("a@x", "1.2.3.4") == 0
     th.failed("a@x", "1.2.3.4")
-    clock.t += 61                                         # old failures leave the window
+    clock.t += 61  # old failures leave the window
     th.failed("a@x", "1.2.3.4")
     th.failed("a@x", "1.2.3.4")
     assert th.retry_after("a@x", "5.5.5.5") == 0
     th.succeeded("a@x")
     th.failed("a@x", "7.7.7.7")
     th.failed("a@x", "7.7.7.7")
-    assert th.retry_after("a@x", "7.7.7.7") == 0          # success cleared the account's count
+    assert th.retry_after("a@x", "7.7.7.7") == 0  # success cleared the account's count
     for account in "cdefg":
         th.failed(f"{account}@x", "6.6.6.6")
-    assert th.retry_after("new@x", "6.6.6.6") == 120      # a noisy address is locked too
+    assert th.retry_after("new@x", "6.6.6.6") == 120  # a noisy address is locked too
 
 
 def test_api_and_page_logins_are_throttled(tmp_path):
@@ -49,8 +50,9 @@ def test_api_and_page_logins_are_throttled(tmp_path):
             assert r.status_code == 401
         r = requests.post(f"{server.url}/api/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]})
         assert r.status_code == 429 and r.json()["errorCode"] == 33 and "try again" in r.json()["message"]
-        page = requests.post(f"{server.url}/login", data={"username": ADMIN[0], "password": ADMIN[1]},
-                             allow_redirects=False)
+        page = requests.post(
+            f"{server.url}/login", data={"username": ADMIN[0], "password": ADMIN[1]}, allow_redirects=False
+        )
         assert page.status_code == 429 and "Too many failed logins" in page.text
         assert "user" not in page.cookies
         # other accounts are not affected
@@ -74,11 +76,13 @@ def test_a_noisy_address_is_locked_for_every_account_and_headers_do_not_unlock_i
         r = requests.post(login, json={"username": ADMIN[0], "password": ADMIN[1]}, timeout=60)
         assert r.status_code == 429 and r.json()["errorCode"] == 33
         for header in ("X-Forwarded-For", "X-Real-IP"):
-            r = requests.post(login, json={"username": ADMIN[0], "password": ADMIN[1]},
-                              headers={header: "203.0.113.7"}, timeout=60)
+            r = requests.post(
+                login, json={"username": ADMIN[0], "password": ADMIN[1]}, headers={header: "203.0.113.7"}, timeout=60
+            )
             assert r.status_code == 429, (header, r.text)
-        page = requests.post(f"{server.url}/login", data={"username": ADMIN[0], "password": ADMIN[1]},
-                             allow_redirects=False, timeout=60)
+        page = requests.post(
+            f"{server.url}/login", data={"username": ADMIN[0], "password": ADMIN[1]}, allow_redirects=False, timeout=60
+        )
         assert page.status_code == 429 and "user" not in page.cookies
         assert "Traceback" not in "".join(server.output)
     finally:

@@ -1,4 +1,5 @@
 """Anomaly models and tasks over REST against a real server, including who may do what."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,6 @@ from tests.helpers import wait_task
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01 UTC
-
-
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +34,15 @@ def fleet(world):
 
 @pytest.fixture(scope="module")
 def model(world, fleet):
-    config = {"name": "meters", "device_type": "meter", "fields": ["power"], "train_start": T0,
-              "train_end": T0 + 72 * HOUR, "window": "fixed", "segment_ms": HOUR}
+    config = {
+        "name": "meters",
+        "device_type": "meter",
+        "fields": ["power"],
+        "train_start": T0,
+        "train_end": T0 + 72 * HOUR,
+        "window": "fixed",
+        "segment_ms": HOUR,
+    }
     r = world.admin.post("/api/tbpanel/models", json={"config": config})
     assert r.status_code == 200, r.text
     m = r.json()
@@ -94,9 +100,10 @@ def test_update_rules(world, model):
 
 
 def test_experiment_task(world, model):
-    r = world.admin.post(f"/api/tbpanel/models/{model['id']}/experiments",
-                         json={"variants": {"loose": {"threshold_percent": 10.0}}, "startTs": T0,
-                               "endTs": T0 + 72 * HOUR})
+    r = world.admin.post(
+        f"/api/tbpanel/models/{model['id']}/experiments",
+        json={"variants": {"loose": {"threshold_percent": 10.0}}, "startTs": T0, "endTs": T0 + 72 * HOUR},
+    )
     assert r.status_code == 200, r.text
     done = wait_task(world.admin, r.json()["id"])
     assert done["status"] == "DONE", done
@@ -119,9 +126,14 @@ def test_create_validation(world):
 def test_authorisation(world, model):
     mid = model["id"]
     tasks = world.admin.get(f"/api/tbpanel/models/{mid}/tasks").json()
-    routes = [("get", f"/api/tbpanel/models/{mid}"), ("get", f"/api/tbpanel/models/{mid}/anomalies"),
-              ("post", f"/api/tbpanel/models/{mid}/build"), ("get", f"/api/tbpanel/tasks/{tasks[0]['id']}"),
-              ("delete", f"/api/tbpanel/models/{mid}"), ("get", f"/api/tbpanel/models/{mid}/tasks")]
+    routes = [
+        ("get", f"/api/tbpanel/models/{mid}"),
+        ("get", f"/api/tbpanel/models/{mid}/anomalies"),
+        ("post", f"/api/tbpanel/models/{mid}/build"),
+        ("get", f"/api/tbpanel/tasks/{tasks[0]['id']}"),
+        ("delete", f"/api/tbpanel/models/{mid}"),
+        ("get", f"/api/tbpanel/models/{mid}/tasks"),
+    ]
     for method, path in routes:
         assert getattr(world.anon, method)(path).status_code == 401, path
         assert getattr(world.customer, method)(path).status_code == 403, path
@@ -133,9 +145,8 @@ def test_authorisation(world, model):
 def test_openapi_describes_every_model_route():
     spec = json.loads((Path(__file__).resolve().parent.parent.parent / "docs" / "openapi.json").read_text())
     from tbpanel.api.models import model_patterns
+
     described = set(spec["paths"])
     for pattern, *_ in model_patterns(None):
         path = pattern.replace("/?", "").replace("([^/]+)", "{id}")
         assert path in described, f"{path} is missing from docs/openapi.json"
-
-

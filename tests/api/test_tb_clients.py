@@ -2,6 +2,7 @@
 
 tb-rest-client runs in the test interpreter; the device SDK (TBHTTPDevice, from tb-mqtt-client)
 runs in its own virtualenv as a subprocess (see clients_venv.py for why)."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,8 @@ from tb_rest_client.models.device_id import DeviceId
 from tb_rest_client.rest import ApiException
 from tb_rest_client.rest_client import RestClient
 
-from tests.helpers.clients_venv import run_client_script
 from tests.helpers import ADMIN
+from tests.helpers.clients_venv import run_client_script
 
 T0 = 1_710_000_000_000
 
@@ -40,8 +41,9 @@ def device_id(world, name):
 
 def test_rest_client_round_trip(rest, world):
     entity = device_id(world, "client-rest")
-    rest.save_entity_telemetry(entity, "ANY", [{"ts": T0 + i * 1000, "values": {"temp": 20 + i, "rh": 0.5}}
-                                               for i in range(5)])
+    rest.save_entity_telemetry(
+        entity, "ANY", [{"ts": T0 + i * 1000, "values": {"temp": 20 + i, "rh": 0.5}} for i in range(5)]
+    )
     keys = rest.get_timeseries_keys_v1(entity)
     assert sorted(keys) == ["rh", "temp"]
     hist = rest.get_timeseries(entity, start_ts=T0, end_ts=T0 + 10_000, keys="temp", order_by="ASC", limit=100)

@@ -1,4 +1,5 @@
 """Telemetry query REST API: keys, latest, history, aggregation, save, delete, bad parameters."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,8 +49,10 @@ def test_raw_history_range_is_start_inclusive_end_exclusive(world, series):
 
 
 def test_history_path_variant_and_repeated_key_params(world, series):
-    r = world.admin.get(f"/api/plugins/telemetry/DEVICE/{series}/values/timeseries/history",
-                        params=[("key", "v"), ("key", "w"), ("startTs", T0), ("endTs", T0 + 3000), ("orderBy", "ASC")])
+    r = world.admin.get(
+        f"/api/plugins/telemetry/DEVICE/{series}/values/timeseries/history",
+        params=[("key", "v"), ("key", "w"), ("startTs", T0), ("endTs", T0 + 3000), ("orderBy", "ASC")],
+    )
     assert r.status_code == 200
     assert [p["value"] for p in r.json()["w"]] == ["0.0", "0.5", "1.0"]
 
@@ -85,26 +88,41 @@ def test_empty_buckets_are_omitted(world, series):
 
 
 def test_calendar_interval_month(world, series):
-    data = q(world, series, agg="COUNT", keys="v", startTs=T0 - 10**10, endTs=T0 + 10**10,
-             intervalType="MONTH", timeZone="Europe/Berlin", useStrictDataTypes="true").json()
+    data = q(
+        world,
+        series,
+        agg="COUNT",
+        keys="v",
+        startTs=T0 - 10**10,
+        endTs=T0 + 10**10,
+        intervalType="MONTH",
+        timeZone="Europe/Berlin",
+        useStrictDataTypes="true",
+    ).json()
     assert sum(p["value"] for p in data["v"]) == 300
 
 
-@pytest.mark.parametrize("params, words", [
-    (dict(keys="v", startTs=T0), "endts"),
-    (dict(keys="v", startTs=T0 + 5, endTs=T0), "less than"),
-    (dict(keys="v", startTs="abc", endTs=T0), "integer"),
-    (dict(startTs=T0, endTs=T0 + 1), "keys"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="MEDIAN"), "agg"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="AVG", interval=0), "interval"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="AVG", interval=-5), "interval"),
-    (dict(keys="v", startTs=0, endTs=T0, agg="AVG", interval=1), "cap"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 1000, limit=0), "limit"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 1000, orderBy="UP"), "orderby"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="AVG", intervalType="DECADE"), "intervaltype"),
-    (dict(keys="v", startTs=T0, endTs=T0 + 10**9, agg="AVG", intervalType="MONTH", timeZone="Mars/Olympus"), "zone"),
-    (dict(keys="v", useStrictDataTypes="maybe"), "usestrictdatatypes"),
-])
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        (dict(keys="v", startTs=T0), "endts"),
+        (dict(keys="v", startTs=T0 + 5, endTs=T0), "less than"),
+        (dict(keys="v", startTs="abc", endTs=T0), "integer"),
+        (dict(startTs=T0, endTs=T0 + 1), "keys"),
+        (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="MEDIAN"), "agg"),
+        (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="AVG", interval=0), "interval"),
+        (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="AVG", interval=-5), "interval"),
+        (dict(keys="v", startTs=0, endTs=T0, agg="AVG", interval=1), "cap"),
+        (dict(keys="v", startTs=T0, endTs=T0 + 1000, limit=0), "limit"),
+        (dict(keys="v", startTs=T0, endTs=T0 + 1000, orderBy="UP"), "orderby"),
+        (dict(keys="v", startTs=T0, endTs=T0 + 1000, agg="AVG", intervalType="DECADE"), "intervaltype"),
+        (
+            dict(keys="v", startTs=T0, endTs=T0 + 10**9, agg="AVG", intervalType="MONTH", timeZone="Mars/Olympus"),
+            "zone",
+        ),
+        (dict(keys="v", useStrictDataTypes="maybe"), "usestrictdatatypes"),
+    ],
+)
 def test_bad_query_parameters_are_400_with_a_message(world, series, params, words):
     r = q(world, series, **params)
     assert r.status_code == 400, r.text
@@ -145,8 +163,12 @@ def test_delete_range_and_latest(world):
     latest = q(world, did, keys="d").json()
     assert latest["d"][0]["value"] is None  # the latest value was in the deleted range
     world.admin.post(save, json=[{"ts": T0 + 50, "values": {"e": 1}}, {"ts": T0 + 60, "values": {"e": 2}}])
-    assert world.admin.delete(base, params=dict(keys="e", startTs=T0 + 55, endTs=T0 + 65,
-                                                rewriteLatestIfDeleted="true")).status_code == 200
+    assert (
+        world.admin.delete(
+            base, params=dict(keys="e", startTs=T0 + 55, endTs=T0 + 65, rewriteLatestIfDeleted="true")
+        ).status_code
+        == 200
+    )
     assert q(world, did, keys="e").json()["e"] == [{"ts": T0 + 50, "value": "1"}]
     assert world.admin.delete(base, params=dict(keys="e", deleteAllDataForKeys="true")).status_code == 200
     assert "e" not in q(world, did, keys="e", startTs=0, endTs=T0 * 2).json()
@@ -159,5 +181,9 @@ def test_telemetry_isolation(world):
     a2 = world.devices["dev-a2"]["id"]["id"]
     assert world.admin.get(f"/api/plugins/telemetry/DEVICE/{b}/keys/timeseries").status_code == 403
     assert world.customer.get(f"/api/plugins/telemetry/DEVICE/{a2}/values/timeseries").status_code == 403
-    assert world.customer.delete(f"/api/plugins/telemetry/DEVICE/{a2}/timeseries/delete",
-                                 params=dict(keys="x", startTs=0, endTs=1)).status_code == 403
+    assert (
+        world.customer.delete(
+            f"/api/plugins/telemetry/DEVICE/{a2}/timeseries/delete", params=dict(keys="x", startTs=0, endTs=1)
+        ).status_code
+        == 403
+    )

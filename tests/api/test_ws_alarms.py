@@ -1,5 +1,6 @@
 """``ALARM_DATA`` subscriptions on ``/api/ws`` against a real server: first page, live
 updates of committed changes, deletions, filters, isolation and errors."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,10 +13,6 @@ from tornado.websocket import websocket_connect
 from tests.helpers import Api, jwt
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
-
-
-
-
 
 
 async def open_ws(world, api: Api):
@@ -47,8 +44,13 @@ def test_first_page_then_live_updates_and_deletions(world):
     t = "Ws" + uuid.uuid4().hex[:6]
 
     async def main():
-        first = (await call(world.admin.post, "/api/alarm", json={
-            "type": t, "originator": {"entityType": "DEVICE", "id": d}, "severity": "MINOR"})).json()
+        first = (
+            await call(
+                world.admin.post,
+                "/api/alarm",
+                json={"type": t, "originator": {"entityType": "DEVICE", "id": d}, "severity": "MINOR"},
+            )
+        ).json()
         conn = await open_ws(world, world.admin)
         cmd = alarm_cmd(5, typeList=[t], statusList=["ACTIVE"])
         cmd["query"]["entityFilter"] = {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": d}}
@@ -65,8 +67,9 @@ def test_first_page_then_live_updates_and_deletions(world):
         msg = await recv(conn)
         assert msg["update"][0]["status"] == "CLEARED_ACK"
         # an alarm of another type is not pushed; this one's deletion is
-        await call(world.admin.post, "/api/alarm", json={
-            "type": t + "-other", "originator": {"entityType": "DEVICE", "id": d}})
+        await call(
+            world.admin.post, "/api/alarm", json={"type": t + "-other", "originator": {"entityType": "DEVICE", "id": d}}
+        )
         await call(world.admin.delete, f"/api/alarm/{first['id']['id']}")
         msg = await recv(conn)
         assert msg["deleted"] == [first["id"]] and msg["update"] is None
@@ -77,6 +80,7 @@ def test_first_page_then_live_updates_and_deletions(world):
         msg = await recv(conn)
         assert msg["cmdId"] == 6 and msg["data"]["totalElements"] == 1
         conn.close()
+
     asyncio.run(main())
 
 
@@ -89,7 +93,9 @@ def test_customer_sees_only_its_devices_alarms(world):
         await send(conn, {"cmds": [alarm_cmd(1, typeList=[t])]})
         assert (await recv(conn))["data"]["totalElements"] == 0
         for dev in (a2, a1):
-            r = await call(world.admin.post, "/api/alarm", json={"type": t, "originator": {"entityType": "DEVICE", "id": dev}})
+            r = await call(
+                world.admin.post, "/api/alarm", json={"type": t, "originator": {"entityType": "DEVICE", "id": dev}}
+            )
             assert r.status_code == 200
         msg = await recv(conn)
         assert [a["originator"]["id"] for a in msg["update"]] == [a1]
@@ -100,16 +106,20 @@ def test_customer_sees_only_its_devices_alarms(world):
         msg = await recv(conn)
         assert msg["cmdId"] == 2 and msg["errorCode"] == 3
         conn.close()
+
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("link,needle", [
-    ({"statusList": ["SOMETIMES"]}, "statusList"),
-    ({"severityList": ["LOUD"]}, "severityList"),
-    ({"pageSize": 0}, "pageSize"),
-    ({"typeList": "x"}, "typeList"),
-    ({"sortOrder": {"key": {"key": "colour"}, "direction": "DESC"}}, "sortOrder"),
-])
+@pytest.mark.parametrize(
+    "link,needle",
+    [
+        ({"statusList": ["SOMETIMES"]}, "statusList"),
+        ({"severityList": ["LOUD"]}, "severityList"),
+        ({"pageSize": 0}, "pageSize"),
+        ({"typeList": "x"}, "typeList"),
+        ({"sortOrder": {"key": {"key": "colour"}, "direction": "DESC"}}, "sortOrder"),
+    ],
+)
 def test_bad_alarm_commands_get_error_updates(world, link, needle):
     async def main():
         conn = await open_ws(world, world.admin)
@@ -120,4 +130,5 @@ def test_bad_alarm_commands_get_error_updates(world, link, needle):
         await send(conn, {"cmds": [alarm_cmd(10)]})
         assert (await recv(conn))["errorCode"] == 0
         conn.close()
+
     asyncio.run(main())

@@ -4,6 +4,7 @@ Absence of a push is checked without sleeping: the server hands a committed poin
 subscribers before it answers the POST that stored it, so once the POST has returned, a
 push (if any) is already on the socket ahead of the answer to any command sent afterwards.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,10 +22,6 @@ from tests.helpers import jwt
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
 T0 = 1_700_000_000_000  # fixed timestamps: history tests must not depend on the clock
-
-
-
-
 
 
 def ws_url(world, path: str) -> str:
@@ -45,8 +42,7 @@ async def send(conn, payload) -> None:
 
 
 async def post(world, token: str, payload) -> None:
-    r = await asyncio.to_thread(requests.post, f"{world.url}/api/v1/{token}/telemetry",
-                                json=payload, timeout=30)
+    r = await asyncio.to_thread(requests.post, f"{world.url}/api/v1/{token}/telemetry", json=payload, timeout=30)
     assert r.status_code == 200, r.text
 
 
@@ -59,8 +55,13 @@ def sub(cmd_id: int, device_id: str, keys: str | None = "temperature", **extra) 
 
 def ok(cmd_id: int, data: dict) -> dict:
     """The exact update ThingsBoard sends for ``data``."""
-    return {"subscriptionId": cmd_id, "errorCode": 0, "errorMsg": None, "data": data,
-            "latestValues": {k: max(p[0] for p in v) for k, v in data.items()}}
+    return {
+        "subscriptionId": cmd_id,
+        "errorCode": 0,
+        "errorMsg": None,
+        "data": data,
+        "latestValues": {k: max(p[0] for p in v) for k, v in data.items()},
+    }
 
 
 def device_id(world, name: str) -> str:
@@ -83,8 +84,7 @@ def test_legacy_latest_values_then_pushes_of_changed_keys_only(world):
         await send(conn, {"tsSubCmds": [sub(7, did, "temperature,humidity,missing")]})
         first = await recv(conn)
         now_ts = first["data"]["missing"][0][0]
-        assert first == ok(7, {"humidity": [[T0, "40"]], "temperature": [[T0, "21.5"]],
-                               "missing": [[now_ts, None]]})
+        assert first == ok(7, {"humidity": [[T0, "40"]], "temperature": [[T0, "21.5"]], "missing": [[now_ts, None]]})
         # a key nobody subscribed to is not pushed; the next push carries only what changed
         await post(world, token, {"ts": T0 + 1, "values": {"pressure": 3}})
         await post(world, token, {"ts": T0 + 2, "values": {"temperature": 22.25}})
@@ -104,10 +104,23 @@ def test_legacy_subscription_to_all_keys_renders_every_type_as_strings(world):
         conn = await connect(world, f"/api/ws/plugins/telemetry?token={jwt(world.admin)}")
         await send(conn, {"tsSubCmds": [sub(1, did, keys=None)]})
         assert await recv(conn) == ok(1, {"a": [[T0, "1"]]})
-        await post(world, token, [{"ts": T0 + 5, "values": {"b": 2.0, "c": "on", "d": False, "e": {"x": 1}}},
-                                  {"ts": T0 + 6, "values": {"b": 2.5}}])
-        assert await recv(conn) == ok(1, {"b": [[T0 + 5, "2.0"], [T0 + 6, "2.5"]], "c": [[T0 + 5, "on"]],
-                                          "d": [[T0 + 5, "false"]], "e": [[T0 + 5, '{"x":1}']]})
+        await post(
+            world,
+            token,
+            [
+                {"ts": T0 + 5, "values": {"b": 2.0, "c": "on", "d": False, "e": {"x": 1}}},
+                {"ts": T0 + 6, "values": {"b": 2.5}},
+            ],
+        )
+        assert await recv(conn) == ok(
+            1,
+            {
+                "b": [[T0 + 5, "2.0"], [T0 + 6, "2.5"]],
+                "c": [[T0 + 5, "on"]],
+                "d": [[T0 + 5, "false"]],
+                "e": [[T0 + 5, '{"x":1}']],
+            },
+        )
         conn.close()
 
     asyncio.run(main())
@@ -128,7 +141,9 @@ def test_legacy_time_window_sends_history_first_then_pushes(world):
         await post(world, token, {"ts": T0 + 9000, "values": {"temperature": 30}})
         pushes = [await recv(conn), await recv(conn)]
         assert sorted(pushes, key=lambda m: m["subscriptionId"]) == [
-            ok(3, {"temperature": [[T0 + 9000, "30"]]}), ok(4, {"temperature": [[T0 + 9000, "30"]]})]
+            ok(3, {"temperature": [[T0 + 9000, "30"]]}),
+            ok(4, {"temperature": [[T0 + 9000, "30"]]}),
+        ]
         conn.close()
 
     asyncio.run(main())
@@ -138,15 +153,24 @@ def test_legacy_history_cmds_answer_once_and_do_not_subscribe(world):
     did, token = world.new_device(f"ws-history-{uuid.uuid4().hex[:6]}")
 
     async def main():
-        await post(world, token, [{"ts": T0 + i * 1000, "values": {"temperature": i, "humidity": 50}}
-                                  for i in range(4)])
+        await post(
+            world, token, [{"ts": T0 + i * 1000, "values": {"temperature": i, "humidity": 50}} for i in range(4)]
+        )
         conn = await connect(world, f"/api/ws/plugins/telemetry?token={jwt(world.admin)}")
-        await send(conn, {"historyCmds": [
-            sub(10, did, "temperature,humidity", startTs=T0, endTs=T0 + 3000, limit=2),
-            sub(11, did, "temperature", startTs=T0, endTs=T0 + 4000, agg="SUM", interval=4000),
-            sub(12, did, "temperature", startTs=T0 + 5000, endTs=T0 + 6000)]})
-        assert await recv(conn) == ok(10, {"humidity": [[T0 + 2000, "50"], [T0 + 1000, "50"]],
-                                           "temperature": [[T0 + 2000, "2"], [T0 + 1000, "1"]]})
+        await send(
+            conn,
+            {
+                "historyCmds": [
+                    sub(10, did, "temperature,humidity", startTs=T0, endTs=T0 + 3000, limit=2),
+                    sub(11, did, "temperature", startTs=T0, endTs=T0 + 4000, agg="SUM", interval=4000),
+                    sub(12, did, "temperature", startTs=T0 + 5000, endTs=T0 + 6000),
+                ]
+            },
+        )
+        assert await recv(conn) == ok(
+            10,
+            {"humidity": [[T0 + 2000, "50"], [T0 + 1000, "50"]], "temperature": [[T0 + 2000, "2"], [T0 + 1000, "1"]]},
+        )
         assert await recv(conn) == ok(11, {"temperature": [[T0 + 2000, "6"]]})
         assert await recv(conn) == ok(12, {})
         await post(world, token, {"ts": T0 + 7000, "values": {"temperature": 9}})
@@ -184,9 +208,16 @@ def test_api_ws_auth_cmd_then_cmds(world):
     async def main():
         await post(world, token, {"ts": T0, "values": {"temperature": 5}})
         conn = await connect(world, "/api/ws")
-        await send(conn, {"authCmd": {"cmdId": 0, "token": jwt(world.admin)},
-                          "cmds": [dict(sub(1, did), type="TIMESERIES"),
-                                   dict(sub(2, did, startTs=T0, endTs=T0 + 1), type="TIMESERIES_HISTORY")]})
+        await send(
+            conn,
+            {
+                "authCmd": {"cmdId": 0, "token": jwt(world.admin)},
+                "cmds": [
+                    dict(sub(1, did), type="TIMESERIES"),
+                    dict(sub(2, did, startTs=T0, endTs=T0 + 1), type="TIMESERIES_HISTORY"),
+                ],
+            },
+        )
         assert await recv(conn) == ok(1, {"temperature": [[T0, "5"]]})
         assert await recv(conn) == ok(2, {"temperature": [[T0, "5"]]})
         await post(world, token, {"ts": T0 + 1, "values": {"temperature": 6}})
@@ -194,8 +225,15 @@ def test_api_ws_auth_cmd_then_cmds(world):
         # timeWindow mode on the new endpoint, then its unsubscribe
         await send(conn, {"cmds": [dict(sub(3, did, startTs=T0, timeWindow=10), type="TIMESERIES")]})
         assert await recv(conn) == ok(3, {"temperature": [[T0 + 1, "6"], [T0, "5"]]})
-        await send(conn, {"cmds": [dict(sub(1, did, unsubscribe=True), type="TIMESERIES"),
-                                   dict(sub(3, did, unsubscribe=True), type="TIMESERIES")]})
+        await send(
+            conn,
+            {
+                "cmds": [
+                    dict(sub(1, did, unsubscribe=True), type="TIMESERIES"),
+                    dict(sub(3, did, unsubscribe=True), type="TIMESERIES"),
+                ]
+            },
+        )
         await post(world, token, {"ts": T0 + 2, "values": {"temperature": 7}})
         await send(conn, {"cmds": [dict(sub(4, did, startTs=T0 + 2, endTs=T0 + 3), type="TIMESERIES_HISTORY")]})
         assert await recv(conn) == ok(4, {"temperature": [[T0 + 2, "7"]]})
@@ -206,7 +244,7 @@ def test_api_ws_auth_cmd_then_cmds(world):
 
 def test_api_ws_closes_without_valid_auth(world):
     async def main():
-        idle = await connect(world, "/api/ws")           # sends nothing: closed after 10 s
+        idle = await connect(world, "/api/ws")  # sends nothing: closed after 10 s
         missing = await connect(world, "/api/ws")
         await send(missing, {"cmds": [{"type": "TIMESERIES", "cmdId": 1}]})
         assert await recv(missing) is None
@@ -227,12 +265,13 @@ def test_api_ws_closes_without_valid_auth(world):
 # -------------------------------------------------------------------------- errors, authz
 def test_bad_and_unauthorised_commands_get_error_codes_and_the_socket_stays_usable(world):
     own, token = world.new_device(f"ws-errors-{uuid.uuid4().hex[:6]}")
-    other_tenant, a2 = device_id(world, "dev-b"), device_id(world, "dev-a2")
+    other_tenant, _a2 = device_id(world, "dev-b"), device_id(world, "dev-a2")
 
     def err(cmd_id: int, code: int, contains: str):
         def check(msg):
             assert msg["subscriptionId"] == cmd_id and msg["errorCode"] == code, msg
             assert contains in msg["errorMsg"] and msg["data"] is None and msg["latestValues"] == {}, msg
+
         return check
 
     async def main():
@@ -267,9 +306,13 @@ def test_bad_and_unauthorised_commands_get_error_codes_and_the_socket_stays_usab
         conn.close()
 
         v2 = await connect(world, "/api/ws")
-        await send(v2, {"authCmd": {"token": jwt(world.admin)},
-                        "cmds": [{"cmdId": 1, "entityType": "DEVICE", "entityId": own},
-                                 dict(sub(2, own), type="ENTITY_DATA")]})
+        await send(
+            v2,
+            {
+                "authCmd": {"token": jwt(world.admin)},
+                "cmds": [{"cmdId": 1, "entityType": "DEVICE", "entityId": own}, dict(sub(2, own), type="ENTITY_DATA")],
+            },
+        )
         err(1, 2, "type")(await recv(v2))
         err(2, 2, "not supported")(await recv(v2))
         v2.close()
@@ -282,8 +325,7 @@ def test_customer_user_gets_only_its_customers_devices(world):
 
     async def main():
         conn = await connect(world, f"/api/ws/plugins/telemetry?token={jwt(world.customer)}")
-        await send(conn, {"tsSubCmds": [sub(1, theirs)],
-                          "historyCmds": [sub(2, theirs, startTs=0, endTs=T0)]})
+        await send(conn, {"tsSubCmds": [sub(1, theirs)], "historyCmds": [sub(2, theirs, startTs=0, endTs=T0)]})
         for cmd_id in (1, 2):
             msg = await recv(conn)
             assert (msg["subscriptionId"], msg["errorCode"], msg["data"]) == (cmd_id, 3, None), msg
@@ -307,8 +349,11 @@ def test_concurrent_writes_reach_each_subscriber_exactly_once(world):
     def writer(token: str, base: int) -> None:
         with requests.Session() as s:
             for i in range(per_thread):
-                r = s.post(f"{world.url}/api/v1/{token}/telemetry",
-                           json={"ts": base + i, "values": {"temperature": i}}, timeout=30)
+                r = s.post(
+                    f"{world.url}/api/v1/{token}/telemetry",
+                    json={"ts": base + i, "values": {"temperature": i}},
+                    timeout=30,
+                )
                 assert r.status_code == 200
 
     async def main():
@@ -317,8 +362,10 @@ def test_concurrent_writes_reach_each_subscriber_exactly_once(world):
         await send(a, {"tsSubCmds": [sub(1, dev1)]})
         await send(b, {"tsSubCmds": [sub(1, dev1), sub(2, dev2)]})
         await recv(a), await recv(b), await recv(b)
-        jobs = [threading.Thread(target=writer, args=(tok, T0 + 1000 * n))
-                for n, tok in enumerate([tok1, tok2] * (threads // 2))]
+        jobs = [
+            threading.Thread(target=writer, args=(tok, T0 + 1000 * n))
+            for n, tok in enumerate([tok1, tok2] * (threads // 2))
+        ]
         await asyncio.to_thread(lambda: ([j.start() for j in jobs], [j.join() for j in jobs]))
         expected1 = {T0 + 1000 * n + i for n in range(0, threads, 2) for i in range(per_thread)}
         expected2 = {T0 + 1000 * n + i for n in range(1, threads, 2) for i in range(per_thread)}

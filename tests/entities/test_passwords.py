@@ -1,4 +1,5 @@
 """Password hashing: stdlib scrypt, self-describing format, constant-time verification."""
+
 from __future__ import annotations
 
 import base64
@@ -49,18 +50,21 @@ def test_unicode_password():
     assert not verify_password("passwort-密码-🔑", stored)
 
 
-@pytest.mark.parametrize("bad", [
-    "",
-    "plaintext",
-    "$2b$12$abcdefghijklmnopqrstuv",  # bcrypt-looking
-    "scrypt$16384$8$1$c2FsdA==",  # missing hash
-    "scrypt$16384$8$1$***$AAAA",  # not base64
-    "scrypt$16385$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,  # n not a power of two
-    "scrypt$1073741824$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,  # n absurdly large
-    "scrypt$16384$999$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,  # r out of bounds
-    "scrypt$x$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,
-    "pbkdf2$16384$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "plaintext",
+        "$2b$12$abcdefghijklmnopqrstuv",  # bcrypt-looking
+        "scrypt$16384$8$1$c2FsdA==",  # missing hash
+        "scrypt$16384$8$1$***$AAAA",  # not base64
+        "scrypt$16385$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,  # n not a power of two
+        "scrypt$1073741824$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,  # n absurdly large
+        "scrypt$16384$999$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,  # r out of bounds
+        "scrypt$x$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,
+        "pbkdf2$16384$8$1$c2FsdHNhbHRzYWx0c2FsdA==$" + "A" * 44,
+    ],
+)
 def test_malformed_stored_hash_is_false_not_an_error(bad):
     assert verify_password("anything", bad) is False
 
@@ -111,8 +115,7 @@ def test_old_parameters_still_verify_and_need_rehash():
     # A hash made with weaker (older) parameters keeps working and is flagged for rehash.
     salt = b"0123456789abcdef"
     digest = passwords._scrypt("old", salt, 2**10, 8, 1, 32)
-    old = "scrypt$1024$8$1${}${}".format(base64.b64encode(salt).decode(),
-                                         base64.b64encode(digest).decode())
+    old = f"scrypt$1024$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
     assert verify_password("old", old)
     assert needs_rehash(old)
     assert not needs_rehash(hash_password("new"))

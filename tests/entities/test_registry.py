@@ -1,4 +1,5 @@
 """The entity registry on a real SQLite file: every method, error path and access rule."""
+
 from __future__ import annotations
 
 import re
@@ -115,9 +116,13 @@ def test_tenants(reg):
     assert reg.get_tenant({"entityType": "TENANT", "id": t.id.upper()}).id == t.id
     assert reg.find_tenant("Acme").id == t.id
     assert reg.find_tenant("acme") is None
-    assert t.to_json() == {"id": {"entityType": "TENANT", "id": t.id},
-                           "createdTime": t.created_time, "title": "Acme", "name": "Acme",
-                           "additionalInfo": None}
+    assert t.to_json() == {
+        "id": {"entityType": "TENANT", "id": t.id},
+        "createdTime": t.created_time,
+        "title": "Acme",
+        "name": "Acme",
+        "additionalInfo": None,
+    }
     u = reg.create_tenant("Umbrella")
     assert [x.title for x in reg.list_tenants()] == ["Acme", "Umbrella"]
     with pytest.raises(Conflict, match="Acme"):
@@ -145,8 +150,7 @@ def test_create_and_get_customer(reg, tenant):
     assert j["id"] == {"entityType": "CUSTOMER", "id": c.id}
     assert j["tenantId"] == {"entityType": "TENANT", "id": tenant.id}
     assert j["title"] == j["name"] == "Customer A1"
-    assert {"createdTime", "email", "phone", "country", "city", "address", "zip",
-            "additionalInfo"} <= set(j)
+    assert {"createdTime", "email", "phone", "country", "city", "address", "zip", "additionalInfo"} <= set(j)
 
 
 def test_customer_title_unique_per_tenant(reg, tenant):
@@ -164,10 +168,10 @@ def test_customer_title_unique_per_tenant(reg, tenant):
 
 
 def test_save_customer_create_and_update(reg, tenant):
-    c = reg.save_customer(tenant.id, {"title": "Shop", "email": "shop@x.org", "city": "Oslo",
-                                      "additionalInfo": {"description": "d"}})
-    assert (c.title, c.email, c.city, c.additional_info) == ("Shop", "shop@x.org", "Oslo",
-                                                            {"description": "d"})
+    c = reg.save_customer(
+        tenant.id, {"title": "Shop", "email": "shop@x.org", "city": "Oslo", "additionalInfo": {"description": "d"}}
+    )
+    assert (c.title, c.email, c.city, c.additional_info) == ("Shop", "shop@x.org", "Oslo", {"description": "d"})
     # the same JSON shape comes back in, ThingsBoard-style: update by id, fields replaced
     body = c.to_json()
     body.update(title="Shop 2", city=None, phone="+47")
@@ -176,8 +180,7 @@ def test_save_customer_create_and_update(reg, tenant):
     assert (u.title, u.city, u.phone, u.email) == ("Shop 2", None, "+47", "shop@x.org")
     assert reg.get_customer(c.id).to_json() == u.to_json()
     # a NULL id creates
-    n = reg.save_customer(tenant.id, {"id": {"entityType": "CUSTOMER", "id": NULL_UUID},
-                                      "title": "New"})
+    n = reg.save_customer(tenant.id, {"id": {"entityType": "CUSTOMER", "id": NULL_UUID}, "title": "New"})
     assert n.id not in (c.id, NULL_UUID)
     # errors
     with pytest.raises(Conflict):
@@ -188,8 +191,15 @@ def test_save_customer_create_and_update(reg, tenant):
     with pytest.raises(PermissionDenied):
         reg.save_customer(other.id, {"id": c.id, "title": "stolen"})
     assert reg.get_customer(c.id).title == "Shop 2"
-    for bad in ([], "x", {"title": ""}, {}, {"title": "t", "additionalInfo": [1]},
-                {"title": "t", "email": 5}, {"title": "t", "id": "not-a-uuid"}):
+    for bad in (
+        [],
+        "x",
+        {"title": ""},
+        {},
+        {"title": "t", "additionalInfo": [1]},
+        {"title": "t", "email": 5},
+        {"title": "t", "id": "not-a-uuid"},
+    ):
         with pytest.raises(InvalidInput):
             reg.save_customer(tenant.id, bad)
 
@@ -211,16 +221,20 @@ def test_list_customers(reg, tenant):
     assert items[0].title == "gamma"
     alpha, gamma = reg.find_customer(tenant.id, "Alpha"), reg.find_customer(tenant.id, "gamma")
     reg.save_customer(tenant.id, {"id": alpha.id, "title": "Alpha", "email": "zz@x.org"})
-    reg.save_customer(tenant.id, {"id": gamma.id, "title": "gamma", "email": "aa@x.org",
-                                  "city": "Bergen"})
+    reg.save_customer(tenant.id, {"id": gamma.id, "title": "gamma", "email": "aa@x.org", "city": "Bergen"})
     items, _ = reg.list_customers(tenant.id, sort_property="email", sort_order="DESC")
     assert [c.title for c in items[:2]] == ["Alpha", "gamma"]
     items, _ = reg.list_customers(tenant.id, sort_property="city", sort_order="DESC")
     assert items[0].title == "gamma"
     items, _ = reg.list_customers(tenant.id, sort_property="createdTime", sort_order="ASC")
     assert [c.created_time for c in items] == sorted(c.created_time for c in items)
-    for kwargs in ({"page": -1}, {"page_size": 0}, {"page_size": "10"},
-                   {"sort_property": "password"}, {"sort_order": "UP"}):
+    for kwargs in (
+        {"page": -1},
+        {"page_size": 0},
+        {"page_size": "10"},
+        {"sort_property": "password"},
+        {"sort_order": "UP"},
+    ):
         with pytest.raises(InvalidInput):
             reg.list_customers(tenant.id, **kwargs)
 
@@ -253,8 +267,7 @@ def test_delete_customer(reg, tenant):
 # =========================================================================================
 def test_create_users_and_json(reg, tenant):
     c = reg.create_customer(tenant.id, "C")
-    admin = reg.create_user("Admin@Example.org", PW, TENANT_ADMIN, tenant.id,
-                            first_name="Ada", last_name="L")
+    admin = reg.create_user("Admin@Example.org", PW, TENANT_ADMIN, tenant.id, first_name="Ada", last_name="L")
     cu = reg.create_user("cu@example.org", PW, CUSTOMER_USER, tenant.id, customer_id=c.id)
     sa = reg.create_user("root@example.org", PW, SYS_ADMIN, None)
     assert isinstance(admin, User) and admin.enabled
@@ -299,8 +312,7 @@ def test_create_user_validation(reg, tenant):
         (dict(authority=SYS_ADMIN), InvalidInput),  # sys admin with a tenant
     ]
     for overrides, error in cases:
-        kwargs = dict(email="new@x.org", password=PW, authority=TENANT_ADMIN,
-                      tenant_id=tenant.id, customer_id=None)
+        kwargs = dict(email="new@x.org", password=PW, authority=TENANT_ADMIN, tenant_id=tenant.id, customer_id=None)
         kwargs.update(overrides)
         with pytest.raises(error):
             reg.create_user(**kwargs)
@@ -377,8 +389,13 @@ def test_users_list_get_delete(reg, tenant):
 # devices
 # =========================================================================================
 def test_create_device(reg, tenant):
-    d = reg.save_device(tenant.id, "Thermo 1", type="thermometer", label="Hall",
-                        additional_info={"description": "first", "gateway": False})
+    d = reg.save_device(
+        tenant.id,
+        "Thermo 1",
+        type="thermometer",
+        label="Hall",
+        additional_info={"description": "first", "gateway": False},
+    )
     assert isinstance(d, Device) and uuid.UUID(d.id)
     assert abs(d.created_time - now_ms()) < 5000
     assert d.to_json() == {
@@ -386,7 +403,9 @@ def test_create_device(reg, tenant):
         "createdTime": d.created_time,
         "tenantId": {"entityType": "TENANT", "id": tenant.id},
         "customerId": {"entityType": "CUSTOMER", "id": NULL_UUID},
-        "name": "Thermo 1", "type": "thermometer", "label": "Hall",
+        "name": "Thermo 1",
+        "type": "thermometer",
+        "label": "Hall",
         "additionalInfo": {"description": "first", "gateway": False},
     }
     assert reg.get_device(d.id).to_json() == d.to_json()
@@ -410,13 +429,24 @@ def test_create_device_errors(reg, tenant):
     assert reg.save_device(other.id, "dup").tenant_id == other.id  # names are per tenant
     with pytest.raises(Conflict):  # tokens are global
         reg.save_device(other.id, "x", access_token="TOKEN_1")
-    for kwargs in ({"name": ""}, {"name": "  "}, {"name": None}, {"name": "x" * 256},
-                   {"type": 7}, {"label": 7}, {"additional_info": [1, 2]},
-                   {"additional_info": {"s": {1, 2}}}, {"additional_info": {"x": float("nan")}},
-                   {"access_token": ""}, {"access_token": "has space"},
-                   {"access_token": "a/b"}, {"access_token": "x" * 129},
-                   {"access_token": 12345}, {"device_id": "nope"},
-                   {"customer_id": "nope"}):
+    for kwargs in (
+        {"name": ""},
+        {"name": "  "},
+        {"name": None},
+        {"name": "x" * 256},
+        {"type": 7},
+        {"label": 7},
+        {"additional_info": [1, 2]},
+        {"additional_info": {"s": {1, 2}}},
+        {"additional_info": {"x": float("nan")}},
+        {"access_token": ""},
+        {"access_token": "has space"},
+        {"access_token": "a/b"},
+        {"access_token": "x" * 129},
+        {"access_token": 12345},
+        {"device_id": "nope"},
+        {"customer_id": "nope"},
+    ):
         args = {"name": "new", **kwargs}
         with pytest.raises(InvalidInput):
             reg.save_device(tenant.id, **args)
@@ -435,18 +465,26 @@ def test_update_device(reg, tenant):
     c = reg.create_customer(tenant.id, "C")
     d = reg.save_device(tenant.id, "d", type="t1", customer_id=c.id)
     token = reg.get_credentials(d.id)
-    u = reg.save_device(tenant.id, "d renamed", type="t2", label="L",
-                        additional_info={"a": 1}, device_id=d.id)
+    u = reg.save_device(tenant.id, "d renamed", type="t2", label="L", additional_info={"a": 1}, device_id=d.id)
     assert (u.id, u.created_time, u.name, u.type, u.label, u.additional_info) == (
-        d.id, d.created_time, "d renamed", "t2", "L", {"a": 1})
+        d.id,
+        d.created_time,
+        "d renamed",
+        "t2",
+        "L",
+        {"a": 1},
+    )
     assert u.customer_id == c.id  # customer_id=... keeps the assignment
     assert reg.get_credentials(d.id) == token  # access_token=None keeps the token
     assert reg.get_device(d.id).to_json() == u.to_json()
     assert reg.save_device(tenant.id, "d renamed", device_id=d.id, customer_id=None).customer_id is None
-    assert reg.save_device(tenant.id, "d renamed", device_id=d.id,
-                           customer_id={"entityType": "CUSTOMER", "id": c.id}).customer_id == c.id
-    assert reg.save_device(tenant.id, "d renamed", device_id=d.id,
-                           customer_id=NULL_UUID).customer_id is None
+    assert (
+        reg.save_device(
+            tenant.id, "d renamed", device_id=d.id, customer_id={"entityType": "CUSTOMER", "id": c.id}
+        ).customer_id
+        == c.id
+    )
+    assert reg.save_device(tenant.id, "d renamed", device_id=d.id, customer_id=NULL_UUID).customer_id is None
     # saving with the same name and token is not a conflict with itself
     reg.save_device(tenant.id, "d renamed", device_id=d.id, access_token=token)
     reg.save_device(tenant.id, "d renamed", device_id=d.id, access_token="NEW_TOKEN")
@@ -521,12 +559,15 @@ def test_device_by_token_sees_other_connections_changes_once_uncached(tmp_path):
 def test_list_devices(reg, tenant):
     c1 = reg.create_customer(tenant.id, "C1")
     c2 = reg.create_customer(tenant.id, "C2")
-    specs = [("alpha", "sensor", "Kitchen", c1), ("Beta", "sensor", "", c1),
-             ("gamma", "meter", "Hall 50%", c2), ("delta", "meter", "", None),
-             ("epsilon", "gateway", "", None)]
+    specs = [
+        ("alpha", "sensor", "Kitchen", c1),
+        ("Beta", "sensor", "", c1),
+        ("gamma", "meter", "Hall 50%", c2),
+        ("delta", "meter", "", None),
+        ("epsilon", "gateway", "", None),
+    ]
     for name, type_, label, cust in specs:
-        reg.save_device(tenant.id, name, type=type_, label=label,
-                        customer_id=cust.id if cust else None)
+        reg.save_device(tenant.id, name, type=type_, label=label, customer_id=cust.id if cust else None)
     reg.save_device(reg.create_tenant("B").id, "alpha-other-tenant")
     items, total = reg.list_devices(tenant.id)
     assert total == 5 and {d.name for d in items} == {s[0] for s in specs}
@@ -534,12 +575,10 @@ def test_list_devices(reg, tenant):
     assert times == sorted(times, reverse=True)  # createdTime DESC by default
     items, total = reg.list_devices(tenant.id, sort_property="name", sort_order="ASC")
     assert [d.name for d in items] == ["alpha", "Beta", "delta", "epsilon", "gamma"]
-    items, total = reg.list_devices(tenant.id, sort_property="name", sort_order="DESC",
-                                    page=1, page_size=2)
+    items, total = reg.list_devices(tenant.id, sort_property="name", sort_order="DESC", page=1, page_size=2)
     assert total == 5 and [d.name for d in items] == ["delta", "Beta"]
     assert reg.list_devices(tenant.id, page=9)[0] == []
-    items, total = reg.list_devices(tenant.id, customer_id=c1.id, sort_property="name",
-                                    sort_order="ASC")
+    items, total = reg.list_devices(tenant.id, customer_id=c1.id, sort_property="name", sort_order="ASC")
     assert total == 2 and [d.name for d in items] == ["alpha", "Beta"]
     assert reg.list_devices(tenant.id, customer_id=NULL_UUID)[1] == 5  # NULL id = no filter
     assert reg.list_devices(tenant.id, type="meter")[1] == 2
@@ -552,9 +591,15 @@ def test_list_devices(reg, tenant):
     assert [d.type for d in items][0] == "gateway"
     items, _ = reg.list_devices(tenant.id, sort_property="label", sort_order="DESC")
     assert items[0].label == "Kitchen"
-    for kwargs in ({"page": -1}, {"page_size": 0}, {"page": 1.5}, {"sort_property": "token"},
-                   {"sort_property": "access_token"}, {"sort_order": "sideways"},
-                   {"customer_id": "x"}):
+    for kwargs in (
+        {"page": -1},
+        {"page_size": 0},
+        {"page": 1.5},
+        {"sort_property": "token"},
+        {"sort_property": "access_token"},
+        {"sort_order": "sideways"},
+        {"customer_id": "x"},
+    ):
         with pytest.raises(InvalidInput):
             reg.list_devices(tenant.id, **kwargs)
 
@@ -633,15 +678,19 @@ def test_generated_tokens_are_unique(reg, tenant):
 def test_attributes_keep_types(reg, tenant):
     d = reg.save_device(tenant.id, "d")
     big = 2**63 - 1
-    reg.save_attributes(d.id, "CLIENT_SCOPE", [
-        (10, "bool", ValueType.BOOL, True),
-        (11, "long", ValueType.LONG, big),
-        (12, "neg", ValueType.LONG, -(2**63)),
-        (13, "double", ValueType.DOUBLE, 3.0),
-        (14, "str", ValueType.STR, "42"),
-        (15, "json", ValueType.JSON, '{"a":[1,2]}'),
-        (16, "false", ValueType.BOOL, False),
-    ])
+    reg.save_attributes(
+        d.id,
+        "CLIENT_SCOPE",
+        [
+            (10, "bool", ValueType.BOOL, True),
+            (11, "long", ValueType.LONG, big),
+            (12, "neg", ValueType.LONG, -(2**63)),
+            (13, "double", ValueType.DOUBLE, 3.0),
+            (14, "str", ValueType.STR, "42"),
+            (15, "json", ValueType.JSON, '{"a":[1,2]}'),
+            (16, "false", ValueType.BOOL, False),
+        ],
+    )
     got = {a["key"]: a for a in reg.get_attributes(d.id)}
     assert got["bool"]["value"] is True and got["false"]["value"] is False
     assert got["long"]["value"] == big and type(got["long"]["value"]) is int
@@ -662,8 +711,7 @@ def test_attributes_upsert_scopes_and_keys(reg, tenant):
     client = reg.get_attributes(d.id, "CLIENT_SCOPE")
     assert client == [{"key": "fw", "value": 2.5, "lastUpdateTs": 5, "scope": "CLIENT_SCOPE"}]
     assert reg.get_attributes(d.id, "SERVER_SCOPE")[0]["value"] == 7
-    assert [a["scope"] for a in reg.get_attributes(d.id)] == ["CLIENT_SCOPE", "SERVER_SCOPE",
-                                                              "SHARED_SCOPE"]
+    assert [a["scope"] for a in reg.get_attributes(d.id)] == ["CLIENT_SCOPE", "SERVER_SCOPE", "SHARED_SCOPE"]
     assert [a["key"] for a in reg.get_attributes(d.id, keys=["mode", "missing"])] == ["mode"]
     assert reg.get_attributes(d.id, keys="mode")[0]["value"] == "eco"
     assert reg.get_attributes(d.id, keys=[]) == []
@@ -677,8 +725,9 @@ def test_attributes_upsert_scopes_and_keys(reg, tenant):
 
 def test_attributes_from_payload_parser(reg, tenant):
     d = reg.save_device(tenant.id, "d")
-    points = parse_attributes(b'{"fw":"1.2.3","count":"42","ratio":0.5,"on":true,'
-                              b'"cfg":{"a":1},"none":null}', 1_700_000_000_000)
+    points = parse_attributes(
+        b'{"fw":"1.2.3","count":"42","ratio":0.5,"on":true,"cfg":{"a":1},"none":null}', 1_700_000_000_000
+    )
     reg.save_attributes(d.id, "CLIENT_SCOPE", points)
     got = {a["key"]: a["value"] for a in reg.get_attributes(d.id, "CLIENT_SCOPE")}
     assert got == {"fw": "1.2.3", "count": 42, "ratio": 0.5, "on": True, "cfg": '{"a":1}'}
@@ -688,10 +737,18 @@ def test_attribute_errors_store_nothing(reg, tenant):
     d = reg.save_device(tenant.id, "d")
     good = (1, "ok", ValueType.LONG, 1)
     bad_points = [
-        (1, "k", ValueType.LONG, "1"), (1, "k", ValueType.LONG, True), (1, "k", ValueType.LONG, 2**63),
-        (1, "k", ValueType.BOOL, 1), (1, "k", ValueType.DOUBLE, float("inf")),
-        (1, "k", ValueType.STR, 5), (1, "k", 9, "x"), (-1, "k", ValueType.STR, "x"),
-        ("1", "k", ValueType.STR, "x"), (1, "", ValueType.STR, "x"), (1, "k"), "junk",
+        (1, "k", ValueType.LONG, "1"),
+        (1, "k", ValueType.LONG, True),
+        (1, "k", ValueType.LONG, 2**63),
+        (1, "k", ValueType.BOOL, 1),
+        (1, "k", ValueType.DOUBLE, float("inf")),
+        (1, "k", ValueType.STR, 5),
+        (1, "k", 9, "x"),
+        (-1, "k", ValueType.STR, "x"),
+        ("1", "k", ValueType.STR, "x"),
+        (1, "", ValueType.STR, "x"),
+        (1, "k"),
+        "junk",
     ]
     for bad in bad_points:
         with pytest.raises(InvalidInput):
@@ -759,8 +816,7 @@ def test_access_matrix(world, user_key, device_key):
     assert reg.can_read(user, device) is may_read
     assert reg.can_write(user, device) is may_read
     assert reg.can_manage(user, device) is may_manage
-    for kwargs, allowed in (({}, may_read), ({"write": True}, may_read),
-                            ({"manage": True}, may_manage)):
+    for kwargs, allowed in (({}, may_read), ({"write": True}, may_read), ({"manage": True}, may_manage)):
         if allowed:
             assert reg.check_device(user, device.id, **kwargs).id == device.id
         else:
@@ -787,18 +843,27 @@ def test_access_edge_cases(world):
     assert not reg.can_read(disabled, devices["dev_a"])
     assert not reg.can_manage(disabled, devices["dev_a"])
     # a customer user without a customer must not match unassigned devices (None == None)
-    orphan = User(id=str(uuid.uuid4()), email="o@a.org", authority=CUSTOMER_USER,
-                  tenant_id=users["admin_a"].tenant_id, customer_id=None)
+    orphan = User(
+        id=str(uuid.uuid4()),
+        email="o@a.org",
+        authority=CUSTOMER_USER,
+        tenant_id=users["admin_a"].tenant_id,
+        customer_id=None,
+    )
     assert not reg.can_read(orphan, devices["dev_a"])
     # same customer id but another tenant: denied (defence in depth)
-    forged = User(id=str(uuid.uuid4()), email="f@b.org", authority=CUSTOMER_USER,
-                  tenant_id=users["admin_b"].tenant_id, customer_id=devices["dev_a1"].customer_id)
+    forged = User(
+        id=str(uuid.uuid4()),
+        email="f@b.org",
+        authority=CUSTOMER_USER,
+        tenant_id=users["admin_b"].tenant_id,
+        customer_id=devices["dev_a1"].customer_id,
+    )
     assert not reg.can_read(forged, devices["dev_a1"])
     assert not reg.can_read(None, devices["dev_a"])  # type: ignore[arg-type]
 
 
-CUSTOMER_READ = {"admin_a": {"A1", "A2"}, "user_a1": {"A1"}, "user_a2": {"A2"},
-                 "admin_b": {"B1"}, "sysadmin": set()}
+CUSTOMER_READ = {"admin_a": {"A1", "A2"}, "user_a1": {"A1"}, "user_a2": {"A2"}, "admin_b": {"B1"}, "sysadmin": set()}
 CUSTOMER_WRITE = {"admin_a": {"A1", "A2"}, "admin_b": {"B1"}}
 
 
@@ -807,8 +872,10 @@ CUSTOMER_WRITE = {"admin_a": {"A1", "A2"}, "admin_b": {"B1"}}
 def test_customer_access_matrix(world, user_key, customer_key):
     reg, users, _, customers = world
     user, customer = users[user_key], customers[customer_key]
-    for write, allowed in ((False, customer_key in CUSTOMER_READ[user_key]),
-                           (True, customer_key in CUSTOMER_WRITE.get(user_key, set()))):
+    for write, allowed in (
+        (False, customer_key in CUSTOMER_READ[user_key]),
+        (True, customer_key in CUSTOMER_WRITE.get(user_key, set())),
+    ):
         if allowed:
             assert reg.check_customer(user, customer.id, write=write).id == customer.id
         else:
@@ -906,14 +973,15 @@ def test_models_standalone():
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def test_entities_import_no_panel():
-    r = _python("import sys, tbpanel.entities, tbpanel.cli; "
-                "bad = [m for m in ('panel', 'bokeh', 'holoviews', 'tbpanel.store', 'xarray') "
-                "if m in sys.modules]; print(bad)")
+    r = _python(
+        "import sys, tbpanel.entities, tbpanel.cli; "
+        "bad = [m for m in ('panel', 'bokeh', 'holoviews', 'tbpanel.store', 'xarray') "
+        "if m in sys.modules]; print(bad)"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
 
@@ -939,5 +1007,6 @@ def test_package_version_and_lazy_open_store():
         "    print('store not ready')\n"
         "else:\n"
         "    assert tbpanel.open_store is real\n"
-        "    print('lazy ok')\n")
+        "    print('lazy ok')\n"
+    )
     assert r.returncode == 0, r.stderr + r.stdout

@@ -1,4 +1,5 @@
 """JWT issue/verify (HS512, ThingsBoard claims) and the on-disk signing secret."""
+
 from __future__ import annotations
 
 import base64
@@ -28,9 +29,17 @@ CUSTOMER = str(uuid.uuid4())
 
 def make_user(authority="TENANT_ADMIN", customer_id=None, tenant_id=TENANT, **kw) -> User:
     email = kw.pop("email", "admin@example.org")
-    return User(id=str(uuid.uuid4()), email=email, name=email, authority=authority,
-                tenant_id=tenant_id, customer_id=customer_id, first_name="Ada",
-                last_name="Lovelace", **kw)
+    return User(
+        id=str(uuid.uuid4()),
+        email=email,
+        name=email,
+        authority=authority,
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        first_name="Ada",
+        last_name="Lovelace",
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -199,8 +208,9 @@ def test_missing_claims(issuer, drop):
         issuer.verify(jwt.encode(claims, SECRET, algorithm="HS512"))
 
 
-@pytest.mark.parametrize("scopes", [["ROOT"], [], ["TENANT_ADMIN", "SYS_ADMIN"], "TENANT_ADMIN",
-                                    ["TENANT_ADMIN", "REFRESH_TOKEN"]])
+@pytest.mark.parametrize(
+    "scopes", [["ROOT"], [], ["TENANT_ADMIN", "SYS_ADMIN"], "TENANT_ADMIN", ["TENANT_ADMIN", "REFRESH_TOKEN"]]
+)
 def test_bad_scopes(issuer, scopes):
     claims = claims_of(issuer.issue(make_user())["token"])
     claims["scopes"] = scopes

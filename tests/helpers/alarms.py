@@ -1,5 +1,6 @@
 """Drives anomaly transactions by hand through the anomaly service's listener path, and the
 alarm invariants every alarm test checks."""
+
 from __future__ import annotations
 
 from tbpanel.anomaly.config import ModelConfig
@@ -44,10 +45,21 @@ class Harness:
         return ch
 
     def anomaly(self, model, item, start, score, end=None, active=True) -> dict:
-        return {"model_id": model.id, "item": item, "start_ts": start, "end_ts": end or start + HOUR,
-                "score": float(score), "score_index": float(score) / 100, "cluster": 0,
-                "detected_at": (end or start + HOUR), "active": active, "n_segments": 1, "details": {},
-                "created_ms": 0, "updated_ms": 0}
+        return {
+            "model_id": model.id,
+            "item": item,
+            "start_ts": start,
+            "end_ts": end or start + HOUR,
+            "score": float(score),
+            "score_index": float(score) / 100,
+            "cluster": 0,
+            "detected_at": (end or start + HOUR),
+            "active": active,
+            "n_segments": 1,
+            "details": {},
+            "created_ms": 0,
+            "updated_ms": 0,
+        }
 
     def alarms(self):
         return self.p.alarms.repo.all()

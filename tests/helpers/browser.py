@@ -1,5 +1,6 @@
 """Debian's headless chromium through Playwright (never a downloaded browser), signed in
 through the login form as a user would."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,8 +14,14 @@ ARTIFACTS = ROOT / "test-artifacts"  # gitignored; screenshots of the browser te
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: how long a browser test waits for a page to show what it expects
 WAIT_MS = 30_000
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @contextmanager
@@ -39,8 +46,6 @@ def signed_in_pages(browser, base_url: str, height: int = 900, wait_ms: int = 30
     finally:
         for ctx in contexts:
             ctx.close()
-
-
 
 
 def shot(page, name: str) -> None:

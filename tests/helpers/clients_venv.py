@@ -7,6 +7,7 @@ into the same ``paho`` package as upstream ``paho-mqtt``, which our own MQTT tes
 (gitignored) once, reuses it while it still imports the SDK, and scripts run in it with
 ``run_client_script``.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -34,8 +35,7 @@ def _python(venv: Path) -> Path:
 
 
 def _imports_sdk(venv: Path) -> bool:
-    probe = subprocess.run([str(_python(venv)), "-I", "-c", PROBE], capture_output=True,
-                           timeout=120)
+    probe = subprocess.run([str(_python(venv)), "-I", "-c", PROBE], capture_output=True, timeout=120)
     return probe.returncode == 0
 
 
@@ -66,8 +66,10 @@ def ensure_client_venv(root: Path = VENVS) -> Path:
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         _run([sys.executable, "-m", "venv", str(venv)], "creating the tb-mqtt-client virtualenv")
-        _run([str(_python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              *REQUIREMENTS], f"pip install {' '.join(REQUIREMENTS)} into {venv}")
+        _run(
+            [str(_python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *REQUIREMENTS],
+            f"pip install {' '.join(REQUIREMENTS)} into {venv}",
+        )
         if not _imports_sdk(venv):
             raise RuntimeError(f"{venv}: the SDK was installed but `{PROBE}` fails")
         (venv / READY).write_text("\n".join(REQUIREMENTS))
@@ -87,8 +89,9 @@ def run_client_script(python: Path, script: str, *args: str, cwd: Path, timeout:
     """Run ``script`` in the SDK's venv (isolated: no PYTHONPATH, no cwd on sys.path); it
     prints ``RESULT <json>`` — that object is returned, or the test fails with the output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    r = subprocess.run([str(python), "-I", "-c", script, *args], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [str(python), "-I", "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert r.returncode == 0 and lines, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])

@@ -31,6 +31,7 @@ Invariants checked after every kill (a failure names the cycle and what broke):
   anomalies, every anomaly's model exists, and every refresh task that reported DONE is
   reflected in its model's ``last_refresh_end_ms``.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,13 +45,13 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from .server import Api, ServerProcess, cli
 from .mqtt import RawClient
+from .server import Api, ServerProcess, cli
 
 EMAIL, PASSWORD = "crash@tbpanel.test", "crash-pass-1"
 HOUR = 3_600_000
-BASE = 1_704_067_200_000   # 2024-01-01: every month the posters write is closed, so it is compacted
-STEP = 600_000             # 10 min between points: a month fills in ~4,300 points per poster
+BASE = 1_704_067_200_000  # 2024-01-01: every month the posters write is closed, so it is compacted
+STEP = 600_000  # 10 min between points: a month fills in ~4,300 points per poster
 PER_BATCH = 20
 MQTT_POSTER = 0  # poster 0 publishes over MQTT (QoS 1), the others over HTTP
 DISRUPTIONS = ("compaction", "refresh", "reprocess", "alarms", "build", "ingest")
@@ -68,7 +69,7 @@ class Figures:
     batches_acked: int = 0
     batches_acked_mqtt: int = 0  # of batches_acked, PUBACKed over MQTT
     batches_unsure: int = 0
-    orphan_generations_at_kill: int = 0   # a compaction was between writing and committing
+    orphan_generations_at_kill: int = 0  # a compaction was between writing and committing
     interrupted_tasks: dict = field(default_factory=dict)  # kind -> tasks the kill interrupted
     alarm_changes_acked: int = 0
     disruptions: dict = field(default_factory=dict)
@@ -77,7 +78,7 @@ class Figures:
 class Poster(threading.Thread):
     """One device posting numbered batches until stopped; records what was acknowledged."""
 
-    def __init__(self, harness: "CrashHarness", index: int):
+    def __init__(self, harness: CrashHarness, index: int):
         super().__init__(daemon=True)
         self.h, self.index = harness, index
         self.rng = random.Random(index * 7919 + harness.figures.cycles)
@@ -118,6 +119,7 @@ class Poster(threading.Thread):
                 assert client.connect(self.h.tokens[self.index]) == 0
             client.publish("v1/devices/me/telemetry", json.dumps(body).encode(), qos=1, packet_id=1)
             return client.puback() == (1, 0)
+
         return send
 
     def post(self, send, b: int) -> None:
@@ -134,8 +136,7 @@ class Poster(threading.Thread):
 class CrashHarness:
     """A data directory, a server started and killed over and over, and what was acknowledged."""
 
-    def __init__(self, data: Path, seed: int = 0, posters: int = 3, meters: int = 3,
-                 log=lambda msg: None):
+    def __init__(self, data: Path, seed: int = 0, posters: int = 3, meters: int = 3, log=lambda msg: None):
         self.data = data
         self.rng = random.Random(seed)
         self.n_posters, self.n_meters = posters, meters
@@ -147,8 +148,8 @@ class CrashHarness:
         self.late_writes = threading.Event()
         self.figures = Figures()
         self.server: ServerProcess | None = None
-        self.alarm_created: set[str] = set()   # alarm ids an acknowledged POST /api/alarm returned
-        self.alarm_cleared: set[str] = set()   # alarm ids an acknowledged .../clear cleared
+        self.alarm_created: set[str] = set()  # alarm ids an acknowledged POST /api/alarm returned
+        self.alarm_cleared: set[str] = set()  # alarm ids an acknowledged .../clear cleared
 
     # -- setup ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,8 +159,7 @@ class CrashHarness:
 
     def setup(self) -> None:
         """Tenant, posters, meters with 48 h of history, a built model with alarm creation on."""
-        cli("init", "--data", str(self.data), "--admin-email", EMAIL, "--admin-password", PASSWORD,
-            "--tenant", "Crash")
+        cli("init", "--data", str(self.data), "--admin-email", EMAIL, "--admin-password", PASSWORD, "--tenant", "Crash")
         self.start()
         self.devices, self.tokens = [], []
         for i in range(self.n_posters):
@@ -173,12 +173,18 @@ class CrashHarness:
             self.meter_ids.append(did)
             self.meter_tokens.append(token)
             self.post_meter(token, self.now0 - 54 * HOUR, self.now0 - 6 * HOUR)
-        config = {"name": "meters", "device_type": "meter", "fields": ["power"], "window": "fixed",
-                  "segment_ms": HOUR, "train_start": self.now0 - 54 * HOUR, "train_end": self.now0 - 6 * HOUR}
+        config = {
+            "name": "meters",
+            "device_type": "meter",
+            "fields": ["power"],
+            "window": "fixed",
+            "segment_ms": HOUR,
+            "train_start": self.now0 - 54 * HOUR,
+            "train_end": self.now0 - 6 * HOUR,
+        }
         self.model_id = self.api.post("/api/tbpanel/models", json={"config": config}).json()["id"]
         self.wait_task(self.api.post(f"/api/tbpanel/models/{self.model_id}/build").json()["id"])
-        r = self.api.put(f"/api/tbpanel/models/{self.model_id}/refresh",
-                         json={"enabled": True, "create_alarms": True})
+        r = self.api.put(f"/api/tbpanel/models/{self.model_id}/refresh", json={"enabled": True, "create_alarms": True})
         assert r.status_code == 200, r.text
         self.spike_meters()
 
@@ -257,10 +263,14 @@ class CrashHarness:
             return t, None
         if kind in ("refresh", "reprocess"):
             self.spike_meters()
-        request = {"refresh": lambda: api.post(f"{m}/refresh/run"),
-                   "reprocess": lambda: api.post(f"{m}/reprocess", json={
-                       "startTs": self.now0 - 54 * HOUR, "endTs": self.now0, "items": "all", "createAlarms": True}),
-                   "build": lambda: api.post(f"{m}/build")}.get(kind)
+        request = {
+            "refresh": lambda: api.post(f"{m}/refresh/run"),
+            "reprocess": lambda: api.post(
+                f"{m}/reprocess",
+                json={"startTs": self.now0 - 54 * HOUR, "endTs": self.now0, "items": "all", "createAlarms": True},
+            ),
+            "build": lambda: api.post(f"{m}/build"),
+        }.get(kind)
         if request is None:
             return None, None
         try:
@@ -294,9 +304,15 @@ class CrashHarness:
         while not stop.is_set():
             device = rng.choice(self.meter_ids + self.devices)
             try:
-                r = session.post(f"{url}/api/alarm", timeout=30, json={
-                    "type": rng.choice(["Manual", "Manual-2"]), "originator": {"entityType": "DEVICE", "id": device},
-                    "severity": rng.choice(["MINOR", "MAJOR", "CRITICAL"])})
+                r = session.post(
+                    f"{url}/api/alarm",
+                    timeout=30,
+                    json={
+                        "type": rng.choice(["Manual", "Manual-2"]),
+                        "originator": {"entityType": "DEVICE", "id": device},
+                        "severity": rng.choice(["MINOR", "MAJOR", "CRITICAL"]),
+                    },
+                )
                 if r.status_code != 200:
                     continue
                 alarm_id = r.json()["id"]["id"]
@@ -322,8 +338,9 @@ class CrashHarness:
                     conn.close()
         manifest, orphans = self.cold_state()
         for name, gen in manifest:
-            assert (self.gen_path(name, gen) / "zarr.json").exists(), \
+            assert (self.gen_path(name, gen) / "zarr.json").exists(), (
                 f"cycle {c}: manifest names {name}/g{gen:06d}, which is missing"
+            )
         self.figures.orphan_generations_at_kill += len(orphans)
         self._orphans = orphans
         for name, gen in orphans:  # a marker only the crashed run's directory carries
@@ -339,7 +356,9 @@ class CrashHarness:
         finally:
             conn.close()
         cold = self.data / "telemetry" / "cold"
-        on_disk = {(m.name, int(g.name[1:])) for m in cold.glob("????-??") for g in m.glob("g*")} if cold.exists() else set()
+        on_disk = (
+            {(m.name, int(g.name[1:])) for m in cold.glob("????-??") for g in m.glob("g*")} if cold.exists() else set()
+        )
         return manifest, on_disk - manifest
 
     def check_after_restart(self, c: int) -> None:
@@ -375,7 +394,9 @@ class CrashHarness:
         with self.lock:
             acked, unsure = set(self.acked[i]), set(self.unsure[i])
         for b in acked:
-            assert stored.get(b) == 2 * PER_BATCH, f"cycle {c}: poster {i}: acknowledged batch {b} has {stored.get(b, 0)} of {2 * PER_BATCH} values"
+            assert stored.get(b) == 2 * PER_BATCH, (
+                f"cycle {c}: poster {i}: acknowledged batch {b} has {stored.get(b, 0)} of {2 * PER_BATCH} values"
+            )
         for b in unsure - acked:
             assert stored.get(b, 0) in (0, 2 * PER_BATCH), f"cycle {c}: poster {i}: failed batch {b} is partly stored"
         self.figures.points_checked += sum(stored.values())
@@ -389,25 +410,38 @@ class CrashHarness:
         try:
             q = lambda sql, *a: conn.execute(sql, a).fetchall()  # noqa: E731
             started = self.started_ms
-            stuck = q("SELECT id, kind, status FROM tasks WHERE status IN ('QUEUED', 'IN_PROGRESS') AND created_ms < ?", started)
+            stuck = q(
+                "SELECT id, kind, status FROM tasks WHERE status IN ('QUEUED', 'IN_PROGRESS') AND created_ms < ?",
+                started,
+            )
             assert not stuck, f"cycle {c}: tasks stuck after restart: {stuck}"
             for (kind,) in q("SELECT kind FROM tasks WHERE message LIKE 'interrupted%' AND finished_ms >= ?", started):
                 self.figures.interrupted_tasks[kind] = self.figures.interrupted_tasks.get(kind, 0) + 1
             models = dict(q("SELECT id, status FROM models"))
-            assert not [s for s in models.values() if s in ("QUEUED", "IN_PROGRESS")], f"cycle {c}: model stuck building: {models}"
+            assert not [s for s in models.values() if s in ("QUEUED", "IN_PROGRESS")], (
+                f"cycle {c}: model stuck building: {models}"
+            )
             dup = q("SELECT model_id, item, start_ts, COUNT(*) FROM anomalies GROUP BY 1, 2, 3 HAVING COUNT(*) > 1")
             assert not dup, f"cycle {c}: duplicate anomalies {dup}"
-            assert not q("SELECT id FROM anomalies WHERE model_id NOT IN (SELECT id FROM models)"), f"cycle {c}: orphan anomalies"
+            assert not q("SELECT id FROM anomalies WHERE model_id NOT IN (SELECT id FROM models)"), (
+                f"cycle {c}: orphan anomalies"
+            )
             ends = dict(q("SELECT id, last_refresh_end_ms FROM models"))
             for model_id, result in q("SELECT model_id, result FROM tasks WHERE kind = 'REFRESH' AND status = 'DONE'"):
                 to = json.loads(result or "{}").get("to")
                 assert to is None or (ends.get(model_id) or 0) >= to, f"cycle {c}: a DONE refresh is not in its model"
-            active = q("SELECT originator_id, type, COUNT(*) FROM alarms WHERE cleared = 0 GROUP BY 1, 2 HAVING COUNT(*) > 1")
+            active = q(
+                "SELECT originator_id, type, COUNT(*) FROM alarms WHERE cleared = 0 GROUP BY 1, 2 HAVING COUNT(*) > 1"
+            )
             assert not active, f"cycle {c}: two active alarms of one type on a device: {active}"
-            linked = q("SELECT anomaly_id, COUNT(*) FROM alarms WHERE anomaly_id IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1")
+            linked = q(
+                "SELECT anomaly_id, COUNT(*) FROM alarms WHERE anomaly_id IS NOT NULL GROUP BY 1 HAVING COUNT(*) > 1"
+            )
             assert not linked, f"cycle {c}: one anomaly, several alarms: {linked}"
-            bad = q("SELECT a.id FROM alarms a LEFT JOIN anomalies n ON n.id = a.anomaly_id "
-                    "WHERE a.anomaly_id IS NOT NULL AND a.cleared = 0 AND (n.id IS NULL OR n.active = 0)")
+            bad = q(
+                "SELECT a.id FROM alarms a LEFT JOIN anomalies n ON n.id = a.anomaly_id "
+                "WHERE a.anomaly_id IS NOT NULL AND a.cleared = 0 AND (n.id IS NULL OR n.active = 0)"
+            )
             assert not bad, f"cycle {c}: active alarms whose anomaly is gone or ended: {bad}"
             alarms = dict(q("SELECT id, cleared FROM alarms"))
             missing = self.alarm_created - set(alarms)

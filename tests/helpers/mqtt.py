@@ -1,5 +1,6 @@
 """A minimal blocking MQTT client on the server's own codec, for the answers paho hides
 (CONNACK codes, PUBACK reasons, closes)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,7 @@ class RawClient:
         self.buf = b""
 
     def connect(self, username: str | None, client_id: str = "raw", will: c.Will | None = None) -> int:
-        self.sock.sendall(c.encode_connect(c.Connect(self.level, client_id, 30, True, username,
-                                                     will=will)))
+        self.sock.sendall(c.encode_connect(c.Connect(self.level, client_id, 30, True, username, will=will)))
         first, body = self.read()
         assert first >> 4 == c.CONNACK
         self.connack_body = body
@@ -29,16 +29,23 @@ class RawClient:
             head = c.split_fixed_header(self.buf)
             if head and len(self.buf) >= head[2] + head[1]:
                 first, length, size = head
-                body = self.buf[size:size + length]
-                self.buf = self.buf[size + length:]
+                body = self.buf[size : size + length]
+                self.buf = self.buf[size + length :]
                 return first, body
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("closed by server")
             self.buf += chunk
 
-    def publish(self, topic: str, payload: bytes | dict, qos: int = 1, packet_id: int = 1,
-                retain: bool = False, dup: bool = False) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | dict,
+        qos: int = 1,
+        packet_id: int = 1,
+        retain: bool = False,
+        dup: bool = False,
+    ) -> None:
         if isinstance(payload, dict):
             payload = json.dumps(payload).encode()
         self.sock.sendall(c.publish(self.level, topic, payload, qos, packet_id, retain, dup=dup))

@@ -1,5 +1,6 @@
 """A real ``tbpanel serve`` child process on a free loopback port, the users the tests sign in
 as, and a requests-based API client."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ OTHER_CUSTOMER_USER = ("user@customer-a2.test", "customer2-pass")
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tbpanel.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, check=check, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tbpanel.cli", *args], cwd=ROOT, capture_output=True, text=True, check=check, timeout=120
+    )
 
 
 @dataclass
@@ -38,11 +40,30 @@ class ServerProcess:
     coap_port: int = 0  # from the "coap listening on" line
     output: list[str] = field(default_factory=list)
 
-    def start(self, timeout: float = 90) -> "ServerProcess":
+    def start(self, timeout: float = 90) -> ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(self.data), "--port", "0",
-             "--mqtt-port", "0", "--coap-port", "0", *self.extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tbpanel.cli",
+                "serve",
+                "--data",
+                str(self.data),
+                "--port",
+                "0",
+                "--mqtt-port",
+                "0",
+                "--coap-port",
+                "0",
+                *self.extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         found = threading.Event()
 
         def pump():
@@ -55,6 +76,7 @@ class ServerProcess:
                 if m and not found.is_set():
                     self.url = m.group(1).rstrip("/")
                     found.set()
+
         threading.Thread(target=pump, daemon=True).start()
         deadline = time.time() + timeout
         while not found.is_set():
@@ -96,7 +118,7 @@ class Api:
             self.session.headers["X-Authorization"] = f"Bearer {token}"
 
     @classmethod
-    def login(cls, base: str, email: str, password: str) -> "Api":
+    def login(cls, base: str, email: str, password: str) -> Api:
         r = requests.post(f"{base}/api/auth/login", json={"username": email, "password": password}, timeout=30)
         assert r.status_code == 200, r.text
         return cls(base, r.json()["token"])
@@ -138,14 +160,50 @@ class World:
 
 def open_world(data: Path, extra: tuple[str, ...] = ()) -> World:
     """Initialise ``data`` with the two tenants, customers, users and devices, and serve it."""
-    cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1],
-        "--tenant", "Tenant A")
-    cli("init", "--data", str(data), "--admin-email", OTHER_ADMIN[0], "--admin-password", OTHER_ADMIN[1],
-        "--tenant", "Tenant B")
-    cli("user", "add", "--data", str(data), "--email", CUSTOMER_USER[0], "--password", CUSTOMER_USER[1],
-        "--role", "CUSTOMER_USER", "--customer", "Customer A1", "--tenant", "Tenant A")
-    cli("user", "add", "--data", str(data), "--email", OTHER_CUSTOMER_USER[0], "--password",
-        OTHER_CUSTOMER_USER[1], "--role", "CUSTOMER_USER", "--customer", "Customer A2", "--tenant", "Tenant A")
+    cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1], "--tenant", "Tenant A")
+    cli(
+        "init",
+        "--data",
+        str(data),
+        "--admin-email",
+        OTHER_ADMIN[0],
+        "--admin-password",
+        OTHER_ADMIN[1],
+        "--tenant",
+        "Tenant B",
+    )
+    cli(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        CUSTOMER_USER[0],
+        "--password",
+        CUSTOMER_USER[1],
+        "--role",
+        "CUSTOMER_USER",
+        "--customer",
+        "Customer A1",
+        "--tenant",
+        "Tenant A",
+    )
+    cli(
+        "user",
+        "add",
+        "--data",
+        str(data),
+        "--email",
+        OTHER_CUSTOMER_USER[0],
+        "--password",
+        OTHER_CUSTOMER_USER[1],
+        "--role",
+        "CUSTOMER_USER",
+        "--customer",
+        "Customer A2",
+        "--tenant",
+        "Tenant A",
+    )
     server = ServerProcess(data, extra).start()
     try:
         admin = Api.login(server.url, *ADMIN)
@@ -163,14 +221,22 @@ def open_world(data: Path, extra: tuple[str, ...] = ()) -> World:
         r = other.post("/api/device", json={"name": "dev-b", "type": "sensor"})
         assert r.status_code == 200, r.text
         devices["dev-b"] = r.json()
-        return World(server, admin, other, Api.login(server.url, *CUSTOMER_USER),
-                     Api.login(server.url, *OTHER_CUSTOMER_USER), Api(server.url), customers, devices)
+        return World(
+            server,
+            admin,
+            other,
+            Api.login(server.url, *CUSTOMER_USER),
+            Api.login(server.url, *OTHER_CUSTOMER_USER),
+            Api(server.url),
+            customers,
+            devices,
+        )
     except BaseException:
         server.stop()
         raise
 
 
-def wait_task(api: "Api", task_id: str, timeout: float = 120) -> dict:
+def wait_task(api: Api, task_id: str, timeout: float = 120) -> dict:
     """Poll ``/api/tbpanel/tasks/{id}`` until the task is DONE, FAILED or CANCELLED."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -181,7 +247,7 @@ def wait_task(api: "Api", task_id: str, timeout: float = 120) -> dict:
     raise AssertionError(f"task {task_id} did not finish")
 
 
-def jwt(api: "Api") -> str:
+def jwt(api: Api) -> str:
     """The bearer token an :class:`Api` client sends."""
     return api.session.headers["X-Authorization"].split(" ", 1)[1]
 
@@ -194,5 +260,3 @@ def no_errors_logged(server: ServerProcess):
     yield
     out = server.output[start:]
     assert not [line for line in out if "Traceback" in line or "ERROR" in line], "".join(out)
-
-

@@ -1,5 +1,6 @@
 """A small pump fleet with planted spikes, and a model built on it: what the workspace view
 model and view tests share."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,16 @@ def write(platform, device, seed, start, end, step=MIN, keys=("vibration",), spi
 
 
 def built(platform, tenant, name="vib", **overrides):
-    cfg = ModelConfig(name=name, device_type="pump", fields=["vibration"], train_start=T0,
-                      train_end=T0 + 7 * DAY, window="fixed", segment_ms=HOUR, **overrides)
+    cfg = ModelConfig(
+        name=name,
+        device_type="pump",
+        fields=["vibration"],
+        train_start=T0,
+        train_end=T0 + 7 * DAY,
+        window="fixed",
+        segment_ms=HOUR,
+        **overrides,
+    )
     model = platform.anomaly.create_model(tenant.id, cfg)
     assert platform.tasks.wait(platform.anomaly.build(model.id).id, timeout=120).status == "DONE"
     return platform.anomaly.get_model(model.id)

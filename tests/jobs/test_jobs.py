@@ -1,4 +1,5 @@
 """Scheduling rules and the task runner: progress, log, failure, cancellation, restart."""
+
 from __future__ import annotations
 
 import threading
@@ -21,14 +22,19 @@ def test_unit_start():
     assert unit_start(t, "DAY") == ms(2026, 3, 18)
     assert unit_start(t, "WEEK") == ms(2026, 3, 16)  # Monday
     assert unit_start(t, "MONTH") == ms(2026, 3, 1)
-    assert unit_start(ms(2026, 3, 31, 12, tz="Europe/Berlin"), "MONTH", "Europe/Berlin") == ms(2026, 3, 1, tz="Europe/Berlin")
+    assert unit_start(ms(2026, 3, 31, 12, tz="Europe/Berlin"), "MONTH", "Europe/Berlin") == ms(
+        2026, 3, 1, tz="Europe/Berlin"
+    )
 
 
 def test_add_units_across_dst_and_month_ends():
     # Berlin switches to summer time on 2026-03-29: one local day is 23 hours long
     start = ms(2026, 3, 28, 0, tz="Europe/Berlin")
     assert add_units(start, 1, "DAY", "Europe/Berlin") == ms(2026, 3, 29, 0, tz="Europe/Berlin")
-    assert add_units(ms(2026, 3, 29, tz="Europe/Berlin"), 1, "DAY", "Europe/Berlin") - ms(2026, 3, 29, tz="Europe/Berlin") == 23 * 3_600_000
+    assert (
+        add_units(ms(2026, 3, 29, tz="Europe/Berlin"), 1, "DAY", "Europe/Berlin") - ms(2026, 3, 29, tz="Europe/Berlin")
+        == 23 * 3_600_000
+    )
     assert add_units(ms(2026, 1, 31), 1, "MONTH") == ms(2026, 2, 28)
     assert add_units(ms(2028, 1, 31), 1, "MONTH") == ms(2028, 2, 29)
     assert add_units(ms(2026, 11, 15), 3, "MONTH") == ms(2027, 2, 15)
@@ -80,6 +86,7 @@ def test_task_progress_log_and_result(runner):
 def test_failure_is_recorded_with_its_message(runner):
     def work(ctx):
         raise ValueError("no data for field 'temperature'")
+
     task = runner.wait(runner.submit("BUILD", work).id, timeout=10)
     assert task.status == FAILED and "no data for field 'temperature'" in task.message
     assert any("ValueError" in line for line in task.log_lines)
@@ -110,9 +117,12 @@ def test_history_survives_restart_and_interrupted_tasks_fail(tmp_path):
     r.shutdown()
     # simulate a crash mid-task: a row left IN_PROGRESS
     import sqlite3
+
     db = sqlite3.connect(path)
-    db.execute("INSERT INTO tasks (id, kind, status, progress, message, created_ms, log, params, result) "
-               "VALUES ('x', 'REFRESH', 'IN_PROGRESS', 0.3, 'running', 1, '[]', '{}', '{}')")
+    db.execute(
+        "INSERT INTO tasks (id, kind, status, progress, message, created_ms, log, params, result) "
+        "VALUES ('x', 'REFRESH', 'IN_PROGRESS', 0.3, 'running', 1, '[]', '{}', '{}')"
+    )
     db.commit()
     db.close()
     r2 = TaskRunner(path)

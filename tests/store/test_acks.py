@@ -2,6 +2,7 @@
 
 Real store files in ``tmp_path``; the loop is a real asyncio loop; nothing is mocked.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,12 @@ def test_submit_async_resolves_after_the_points_are_committed(store, tmp_path):
 
 def test_many_concurrent_submitters_all_get_their_acknowledgement(store):
     async def main():
-        counts = await asyncio.gather(*(store.submit_async([(f"dev{c}", "k", JAN + i, V.DOUBLE, float(i))
-                                                             for i in range(10)]) for c in range(200)))
+        counts = await asyncio.gather(
+            *(
+                store.submit_async([(f"dev{c}", "k", JAN + i, V.DOUBLE, float(i)) for i in range(10)])
+                for c in range(200)
+            )
+        )
         assert await store.submit_async([]) == 0
         return counts
 

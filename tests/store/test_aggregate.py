@@ -3,11 +3,12 @@
 The reference implementation below is deliberately plain Python (a loop over buckets and
 points); the store's implementation is numpy searchsorted + reduceat over both tiers.
 """
+
 from __future__ import annotations
 
 import math
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +26,7 @@ FAR = 4_102_444_800_000
 
 
 def utc(s: str) -> int:
-    return int(datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def local(s: str, tz: str) -> int:
@@ -33,6 +34,7 @@ def local(s: str, tz: str) -> int:
 
 
 # --- the naive reference -------------------------------------------------------------------
+
 
 def ref_edges_ms(start: int, end: int, interval: int) -> list[int]:
     edges = []
@@ -105,10 +107,13 @@ CUTOFFS = {"jan": utc("2024-02-01T00:00"), "feb": utc("2024-03-01T00:00"), "all"
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(),
-       start_slot=st.integers(-5, 205), span=st.integers(1, 210 * SLOT),
-       interval=st.one_of(st.integers(1, 60).map(lambda h: h * HOUR), st.integers(1, 10**9)),
-       limit=st.integers(1, 40))
+@given(
+    data=st.data(),
+    start_slot=st.integers(-5, 205),
+    span=st.integers(1, 210 * SLOT),
+    interval=st.one_of(st.integers(1, 60).map(lambda h: h * HOUR), st.integers(1, 10**9)),
+    limit=st.integers(1, 40),
+)
 def test_aggregates_match_naive_reference(data, start_slot, span, interval, limit):
     """Batches of random points; between batches some months are compacted to cold and a
     range may be deleted; later batches rewrite some earlier timestamps (hot overriding cold,
@@ -120,8 +125,9 @@ def test_aggregates_match_naive_reference(data, start_slot, span, interval, limi
             for b in range(data.draw(st.integers(1, 4), label="batches")):
                 pts = data.draw(st.lists(point, min_size=1, max_size=30), label="points")
                 if expected:
-                    pts += data.draw(st.lists(st.tuples(st.sampled_from(sorted(expected)), values),
-                                              max_size=10), label="rewrites")
+                    pts += data.draw(
+                        st.lists(st.tuples(st.sampled_from(sorted(expected)), values), max_size=10), label="rewrites"
+                    )
                 compaction = data.draw(st.sampled_from(["none", "jan", "feb", "all"]), label="compact")
                 s.write_points([("dev", "k", ts, vt, v) for ts, (vt, v) in pts])
                 for ts, (vt, v) in pts:
@@ -155,11 +161,14 @@ def test_aggregates_match_naive_reference(data, start_slot, span, interval, limi
 
 
 @settings(max_examples=300, deadline=None)
-@given(start=st.integers(BASE - 400 * DAY, BASE + 400 * DAY),
-       span=st.integers(1, 200 * DAY),
-       interval_type=st.sampled_from(["WEEK", "WEEK_ISO", "MONTH", "QUARTER"]),
-       tz=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney",
-                           "America/Santiago", "Asia/Kolkata"]))
+@given(
+    start=st.integers(BASE - 400 * DAY, BASE + 400 * DAY),
+    span=st.integers(1, 200 * DAY),
+    interval_type=st.sampled_from(["WEEK", "WEEK_ISO", "MONTH", "QUARTER"]),
+    tz=st.sampled_from(
+        ["UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney", "America/Santiago", "Asia/Kolkata"]
+    ),
+)
 def test_calendar_edges_match_day_by_day_reference(start, span, interval_type, tz):
     end = start + span
     zone = ZoneInfo(tz)
@@ -170,8 +179,12 @@ def test_calendar_edges_match_day_by_day_reference(start, span, interval_type, t
     want = [start]
     while d <= last:
         d += timedelta(days=1)
-        is_start = {"WEEK": d.weekday() == 6, "WEEK_ISO": d.weekday() == 0,
-                    "MONTH": d.day == 1, "QUARTER": d.day == 1 and d.month in (1, 4, 7, 10)}[interval_type]
+        is_start = {
+            "WEEK": d.weekday() == 6,
+            "WEEK_ISO": d.weekday() == 0,
+            "MONTH": d.day == 1,
+            "QUARTER": d.day == 1 and d.month in (1, 4, 7, 10),
+        }[interval_type]
         if is_start:
             b = int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp() * 1000)
             if start < b < end:
@@ -196,8 +209,13 @@ def test_calendar_week_across_march_dst_new_york():
     tz = "America/New_York"
     edges = bucket_edges(utc("2024-03-01T05:00"), utc("2024-03-20T04:00"), None, "WEEK", tz).tolist()
     # Sundays Mar 3 and Mar 10 at midnight EST (UTC-5), Mar 17 at midnight EDT (UTC-4)
-    assert edges == [utc("2024-03-01T05:00"), utc("2024-03-03T05:00"), utc("2024-03-10T05:00"),
-                     utc("2024-03-17T04:00"), utc("2024-03-20T04:00")]
+    assert edges == [
+        utc("2024-03-01T05:00"),
+        utc("2024-03-03T05:00"),
+        utc("2024-03-10T05:00"),
+        utc("2024-03-17T04:00"),
+        utc("2024-03-20T04:00"),
+    ]
     assert edges[3] - edges[2] == 7 * DAY - HOUR
 
 
@@ -205,8 +223,7 @@ def test_calendar_week_iso_across_october_dst_berlin():
     tz = "Europe/Berlin"
     edges = bucket_edges(utc("2024-10-23T10:00"), utc("2024-11-06T00:00"), None, "WEEK_ISO", tz).tolist()
     # Mondays Oct 28 at midnight CET (UTC+1, clocks went back on Oct 27) and Nov 4
-    assert edges == [utc("2024-10-23T10:00"), utc("2024-10-27T23:00"), utc("2024-11-03T23:00"),
-                     utc("2024-11-06T00:00")]
+    assert edges == [utc("2024-10-23T10:00"), utc("2024-10-27T23:00"), utc("2024-11-03T23:00"), utc("2024-11-06T00:00")]
     full = bucket_edges(utc("2024-10-20T22:00"), utc("2024-10-27T23:00"), None, "WEEK_ISO", tz).tolist()
     assert full == [utc("2024-10-20T22:00"), utc("2024-10-27T23:00")]
     assert full[1] - full[0] == 7 * DAY + HOUR
@@ -215,8 +232,13 @@ def test_calendar_week_iso_across_october_dst_berlin():
 def test_calendar_quarter_new_york():
     tz = "America/New_York"
     edges = bucket_edges(utc("2024-02-15T00:00"), utc("2024-11-15T00:00"), None, "QUARTER", tz).tolist()
-    assert edges == [utc("2024-02-15T00:00"), utc("2024-04-01T04:00"), utc("2024-07-01T04:00"),
-                     utc("2024-10-01T04:00"), utc("2024-11-15T00:00")]
+    assert edges == [
+        utc("2024-02-15T00:00"),
+        utc("2024-04-01T04:00"),
+        utc("2024-07-01T04:00"),
+        utc("2024-10-01T04:00"),
+        utc("2024-11-15T00:00"),
+    ]
 
 
 def test_store_month_buckets_in_berlin_count_local_hours(tmp_path):
@@ -252,23 +274,31 @@ def test_bucket_cap_message_states_the_cap():
 
 def test_string_min_max_and_type_rules(tmp_path):
     with open_store(tmp_path / "d", compaction_interval_s=0) as s:
-        s.write_points([
-            # bucket 0: strings only -> lexicographic (code point) min/max
-            ("d", "k", 1, V.STR, "banana"), ("d", "k", 2, V.STR, "Zebra"), ("d", "k", 3, V.STR, "apple"),
-            # bucket 1: strings and numbers -> numbers win
-            ("d", "k", 11, V.STR, "zzz"), ("d", "k", 12, V.LONG, 5), ("d", "k", 13, V.DOUBLE, 2.5),
-            # bucket 2: bools and JSON only -> nothing for MIN/MAX/AVG/SUM, counted by COUNT
-            ("d", "k", 21, V.BOOL, True), ("d", "k", 22, V.JSON, '{"a":1}'),
-            # bucket 3: longs only, big enough that a float sum would be inexact
-            ("d", "k", 31, V.LONG, 2**61 + 1), ("d", "k", 32, V.LONG, 2**61 + 3), ("d", "k", 33, V.BOOL, False),
-            # bucket 4: long sum overflowing 64 bits -> DOUBLE
-            ("d", "k", 41, V.LONG, 2**62), ("d", "k", 42, V.LONG, 2**62),
-        ])
+        s.write_points(
+            [
+                # bucket 0: strings only -> lexicographic (code point) min/max
+                ("d", "k", 1, V.STR, "banana"),
+                ("d", "k", 2, V.STR, "Zebra"),
+                ("d", "k", 3, V.STR, "apple"),
+                # bucket 1: strings and numbers -> numbers win
+                ("d", "k", 11, V.STR, "zzz"),
+                ("d", "k", 12, V.LONG, 5),
+                ("d", "k", 13, V.DOUBLE, 2.5),
+                # bucket 2: bools and JSON only -> nothing for MIN/MAX/AVG/SUM, counted by COUNT
+                ("d", "k", 21, V.BOOL, True),
+                ("d", "k", 22, V.JSON, '{"a":1}'),
+                # bucket 3: longs only, big enough that a float sum would be inexact
+                ("d", "k", 31, V.LONG, 2**61 + 1),
+                ("d", "k", 32, V.LONG, 2**61 + 3),
+                ("d", "k", 33, V.BOOL, False),
+                # bucket 4: long sum overflowing 64 bits -> DOUBLE
+                ("d", "k", 41, V.LONG, 2**62),
+                ("d", "k", 42, V.LONG, 2**62),
+            ]
+        )
         q = lambda agg: s.query_agg("d", ["k"], 0, 50, agg, 10)["k"]  # noqa: E731
-        assert q("MIN") == [(5, V.STR, "Zebra"), (15, V.DOUBLE, 2.5), (35, V.LONG, 2**61 + 1),
-                            (45, V.LONG, 2**62)]
-        assert q("MAX") == [(5, V.STR, "banana"), (15, V.DOUBLE, 5.0), (35, V.LONG, 2**61 + 3),
-                            (45, V.LONG, 2**62)]
+        assert q("MIN") == [(5, V.STR, "Zebra"), (15, V.DOUBLE, 2.5), (35, V.LONG, 2**61 + 1), (45, V.LONG, 2**62)]
+        assert q("MAX") == [(5, V.STR, "banana"), (15, V.DOUBLE, 5.0), (35, V.LONG, 2**61 + 3), (45, V.LONG, 2**62)]
         assert q("SUM") == [(15, V.DOUBLE, 7.5), (35, V.LONG, 2**62 + 4), (45, V.DOUBLE, float(2**63))]
         assert q("AVG") == [(15, V.DOUBLE, 3.75), (35, V.DOUBLE, float(2**61 + 2)), (45, V.DOUBLE, float(2**62))]
         assert q("COUNT") == [(5, V.LONG, 3), (15, V.LONG, 3), (25, V.LONG, 2), (35, V.LONG, 3), (45, V.LONG, 2)]
@@ -283,9 +313,12 @@ def test_string_min_max_and_type_rules(tmp_path):
 
 def test_sum_of_longs_is_long_mixed_is_double(tmp_path):
     with open_store(tmp_path / "d", compaction_interval_s=0) as s:
-        s.write_points([("d", "l", i, V.LONG, i) for i in range(10)]
-                       + [("d", "m", i, V.LONG if i % 2 else V.DOUBLE, i) for i in range(10)])
+        s.write_points(
+            [("d", "l", i, V.LONG, i) for i in range(10)]
+            + [("d", "m", i, V.LONG if i % 2 else V.DOUBLE, i) for i in range(10)]
+        )
         assert s.query_agg("d", ["l", "m"], 0, 10, "SUM", 5) == {
             "l": [(2, V.LONG, 10), (7, V.LONG, 35)],
-            "m": [(2, V.DOUBLE, 10.0), (7, V.DOUBLE, 35.0)]}
+            "m": [(2, V.DOUBLE, 10.0), (7, V.DOUBLE, 35.0)],
+        }
         assert s.query_agg("d", ["l"], 0, 10, "SUM") == {"l": [(5, V.LONG, 45)]}  # one bucket

@@ -2,6 +2,7 @@
 
 Every test uses a real store (SQLite + Zarr files) in ``tmp_path``; nothing is mocked.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,11 @@ from tbpanel.store import MAX_BUCKETS, QueryError, TelemetryStore, ValueType, op
 
 V = ValueType
 DAY = 86_400_000
-JAN = 1_704_067_200_000          # 2024-01-01T00:00Z
-FEB = 1_706_745_600_000          # 2024-02-01T00:00Z
-MAR = 1_709_251_200_000          # 2024-03-01T00:00Z
-APR = 1_711_929_600_000          # 2024-04-01T00:00Z
-FAR = 4_102_444_800_000          # 2100-01-01: compact everything up to here
+JAN = 1_704_067_200_000  # 2024-01-01T00:00Z
+FEB = 1_706_745_600_000  # 2024-02-01T00:00Z
+MAR = 1_709_251_200_000  # 2024-03-01T00:00Z
+APR = 1_711_929_600_000  # 2024-04-01T00:00Z
+FAR = 4_102_444_800_000  # 2100-01-01: compact everything up to here
 
 
 def manifest(s: TelemetryStore) -> dict[str, tuple[int, int]]:
@@ -61,7 +62,7 @@ def _check_typed(s):
     got = all_raw(s, "d1", [k for k, _, _ in TYPED])
     for key, vt, val in TYPED:
         assert got[key] == [(JAN + 5, int(vt), val)], key
-        (ts, t, v), = got[key]
+        ((ts, t, v),) = got[key]
         assert type(v) is type(val), key
     lat = s.latest("d1")
     for key, vt, val in TYPED:
@@ -87,8 +88,13 @@ def test_write_python_values_uses_classify(store):
     n = store.write("dev", {"a": 1, "b": 2.5, "c": True, "d": "x", "e": {"k": [1]}, "f": None}, ts=JAN)
     assert n == 5
     lat = store.latest("dev")
-    assert lat == {"a": (JAN, V.LONG, 1), "b": (JAN, V.DOUBLE, 2.5), "c": (JAN, V.BOOL, True),
-                   "d": (JAN, V.STR, "x"), "e": (JAN, V.JSON, '{"k":[1]}')}
+    assert lat == {
+        "a": (JAN, V.LONG, 1),
+        "b": (JAN, V.DOUBLE, 2.5),
+        "c": (JAN, V.BOOL, True),
+        "d": (JAN, V.STR, "x"),
+        "e": (JAN, V.JSON, '{"k":[1]}'),
+    }
     before = int(time.time() * 1000)
     store.write("dev", {"now": 1})
     assert store.latest("dev", ["now"])["now"][0] >= before
@@ -132,8 +138,14 @@ def test_latest_only_moves_forward(store):
 
 
 def test_keys_sorted_and_per_entity(store):
-    store.write_points([("d", "zeta", JAN, V.LONG, 1), ("d", "alpha", JAN, V.LONG, 1),
-                        ("d", "Mid", JAN, V.LONG, 1), ("e", "other", JAN, V.LONG, 1)])
+    store.write_points(
+        [
+            ("d", "zeta", JAN, V.LONG, 1),
+            ("d", "alpha", JAN, V.LONG, 1),
+            ("d", "Mid", JAN, V.LONG, 1),
+            ("e", "other", JAN, V.LONG, 1),
+        ]
+    )
     assert store.keys("d") == ["Mid", "alpha", "zeta"]
     assert store.keys("e") == ["other"]
     assert store.keys("nobody") == []
@@ -166,8 +178,12 @@ def test_raw_query_limit_across_hot_and_cold_months(store):
     pts = [("d", "k", FEB - 5 * DAY + i * DAY, V.LONG, i) for i in range(10)]  # Jan 27 .. Feb 5
     store.write_points(pts)
     store.compact(before_ts=MAR)  # January and February go cold
-    store.write_points([("d", "k", FEB - 5 * DAY + 2 * DAY, V.LONG, 200),   # hot override of a cold point
-                        ("d", "k", FEB + 20 * DAY, V.LONG, 99)])            # hot only
+    store.write_points(
+        [
+            ("d", "k", FEB - 5 * DAY + 2 * DAY, V.LONG, 200),  # hot override of a cold point
+            ("d", "k", FEB + 20 * DAY, V.LONG, 99),
+        ]
+    )  # hot only
     store.delete("d", ["k"], FEB - 5 * DAY + 7 * DAY, FEB - 5 * DAY + 8 * DAY, delete_latest=False)
     expected = [(FEB - 5 * DAY + i * DAY, V.LONG, 200 if i == 2 else i) for i in range(10) if i != 7]
     expected.append((FEB + 20 * DAY, V.LONG, 99))
@@ -243,10 +259,19 @@ def test_reopen_keeps_everything_and_removes_orphans(tmp_path):
         s.compact(before_ts=FEB)  # only January
         s.write_points([("d", "k", JAN + 3 * DAY, V.LONG, 333)])  # late, stays hot
         # a crashed compaction: a generation written but never committed
-        s.cold.write_generation("2024-01", 7, {
-            "ts": np.array([JAN + 5], np.int64), "t": np.array([1], np.int8),
-            "num": np.array([5.0]), "lng": np.array([5], np.int64), "txt": None},
-            np.array([1], np.int64), np.array([0, 1], np.int64))
+        s.cold.write_generation(
+            "2024-01",
+            7,
+            {
+                "ts": np.array([JAN + 5], np.int64),
+                "t": np.array([1], np.int8),
+                "num": np.array([5.0]),
+                "lng": np.array([5], np.int64),
+                "txt": None,
+            },
+            np.array([1], np.int64),
+            np.array([0, 1], np.int64),
+        )
         expect = all_raw(s, "d", ["k"])
         expect_latest = s.latest("d")
         stats = s.stats("d")
@@ -303,12 +328,13 @@ def test_delete_hot_and_cold_with_tombstones(store):
 
 
 def test_delete_latest_and_rewrite_latest(store):
-    store.write_points([("d", "a", JAN + i, V.LONG, i) for i in range(5)]
-                       + [("d", "b", JAN + i, V.LONG, i) for i in range(5)]
-                       + [("d", "c", JAN + i, V.LONG, i) for i in range(5)])
+    store.write_points(
+        [("d", "a", JAN + i, V.LONG, i) for i in range(5)]
+        + [("d", "b", JAN + i, V.LONG, i) for i in range(5)]
+        + [("d", "c", JAN + i, V.LONG, i) for i in range(5)]
+    )
     store.compact(before_ts=FAR)
-    store.write_points([("d", "a", JAN + 5, V.LONG, 5), ("d", "b", JAN + 5, V.LONG, 5),
-                        ("d", "c", JAN + 5, V.LONG, 5)])
+    store.write_points([("d", "a", JAN + 5, V.LONG, 5), ("d", "b", JAN + 5, V.LONG, 5), ("d", "c", JAN + 5, V.LONG, 5)])
     # latest not in range: untouched
     store.delete("d", ["a"], JAN, JAN + 2)
     assert store.latest("d")["a"] == (JAN + 5, V.LONG, 5)
@@ -331,8 +357,10 @@ def test_delete_latest_and_rewrite_latest(store):
 
 
 def test_delete_entity(store):
-    store.write_points([("gone", k, JAN + i * DAY, V.DOUBLE, 1.0) for k in ("x", "y") for i in range(40)]
-                       + [("kept", "x", JAN + i * DAY, V.DOUBLE, 2.0) for i in range(40)])
+    store.write_points(
+        [("gone", k, JAN + i * DAY, V.DOUBLE, 1.0) for k in ("x", "y") for i in range(40)]
+        + [("kept", "x", JAN + i * DAY, V.DOUBLE, 2.0) for i in range(40)]
+    )
     store.compact(before_ts=MAR - 1)  # January cold, February hot
     assert store.stats("gone")["points"] == 80
     before_total = store.stats()["points"]
@@ -406,8 +434,7 @@ def test_failed_transaction_fails_all_its_futures_and_stores_nothing(tmp_path):
         blocker = sqlite3.connect(os.path.join(s.path, "telemetry.sqlite"), isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
         try:
-            futs = [s.submit([("d", "k", JAN + i, V.LONG, i), ("d", "new", JAN + i, V.STR, "x")])
-                    for i in range(1, 4)]
+            futs = [s.submit([("d", "k", JAN + i, V.LONG, i), ("d", "new", JAN + i, V.STR, "x")]) for i in range(1, 4)]
             errors = []
             for f in futs:
                 with pytest.raises(sqlite3.OperationalError) as ei:
@@ -441,8 +468,7 @@ def test_group_commit_many_concurrent_submitters(store):
 
     def producer(p):
         for b in range(20):
-            futures.append(store.submit([(f"dev{p}", "k", JAN + b * 100 + i, V.LONG, b * 100 + i)
-                                         for i in range(100)]))
+            futures.append(store.submit([(f"dev{p}", "k", JAN + b * 100 + i, V.LONG, b * 100 + i) for i in range(100)]))
 
     threads = [threading.Thread(target=producer, args=(p,)) for p in range(4)]
     for t in threads:
@@ -520,8 +546,7 @@ def test_query_errors_say_what_is_wrong(store):
 
 def test_stats_counts_points_series_and_last_ts(store):
     assert store.stats() == {"points": 0, "series": 0, "entities": 0}
-    store.write_points([("a", "x", JAN + i, V.LONG, i) for i in range(10)]
-                       + [("b", "y", JAN + 50, V.DOUBLE, 1.0)])
+    store.write_points([("a", "x", JAN + i, V.LONG, i) for i in range(10)] + [("b", "y", JAN + 50, V.DOUBLE, 1.0)])
     assert store.stats() == {"points": 11, "series": 2, "entities": 2}
     assert store.stats("a") == {"points": 10, "series": 1, "last_ts": JAN + 9}
     store.compact(before_ts=FAR)
@@ -580,8 +605,7 @@ def test_cold_tier_at_an_fsspec_url(tmp_path):
     pytest.importorskip("fsspec")
     url = f"memory://tbpanel-test-{os.getpid()}-{time.time_ns()}/cold"
     with open_store(tmp_path / "data", cold_url=url, compaction_interval_s=0) as s:
-        s.write_points([("d", "k", JAN + i * DAY, V.LONG, i) for i in range(40)]
-                       + [("d", "s", JAN, V.JSON, '{"x":1}')])
+        s.write_points([("d", "k", JAN + i * DAY, V.LONG, i) for i in range(40)] + [("d", "s", JAN, V.JSON, '{"x":1}')])
         assert s.compact(before_ts=FAR)["partitions"] == 2
         assert not os.path.exists(os.path.join(s.path, "cold"))
         s.write_points([("d", "k", JAN + 1, V.LONG, 99)])
@@ -604,6 +628,7 @@ def test_open_store_at_a_url_keeps_history_there(tmp_path, monkeypatch):
         assert s.compact(before_ts=FAR)["partitions"] == 2
         expect = all_raw(s, "d", ["k"])
     import fsspec
+
     assert fsspec.filesystem("memory").exists(url.split("://", 1)[1] + "/cold")
     with open_store(url, compaction_interval_s=0) as s:
         assert all_raw(s, "d", ["k"]) == expect and len(expect["k"]) == 40

@@ -6,6 +6,7 @@ can land in the middle of a partition rewrite. The parent kills it with SIGKILL,
 store and checks that every acknowledged batch is there, whole, exactly once; batches that
 were not acknowledged are either entirely present or entirely absent.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ for i in range(first, first + 100_000):
 
 
 def run_and_kill(path: str, first: int, n_acks: int) -> list[int]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, path, str(first)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, path, str(first)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     acked = []
     deadline = time.monotonic() + 120
     try:

@@ -6,6 +6,7 @@ before they asked, nor one that was never written.
 
 Real store files in a temporary directory; the reference is a separate SQLite connection.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -35,8 +36,9 @@ def sql_latest(path) -> dict[str, dict[str, tuple]]:
     try:
         out: dict[str, dict[str, tuple]] = {}
         for e, k, ts, t, v in conn.execute(
-                "SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
-                "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key"):
+            "SELECT s.entity, s.key, l.ts, l.t, l.v FROM series s JOIN latest l ON l.series = s.id "
+            "WHERE l.ts IS NOT NULL ORDER BY s.entity, s.key"
+        ):
             out.setdefault(e, {})[k] = (ts, t, py_value(t, v))
         return out
     finally:
@@ -58,7 +60,7 @@ def db_version(path) -> int:
 
 values = st.one_of(
     st.tuples(st.just(V.BOOL), st.booleans()),
-    st.tuples(st.just(V.LONG), st.integers(-2**63, 2**63 - 1)),
+    st.tuples(st.just(V.LONG), st.integers(-(2**63), 2**63 - 1)),
     st.tuples(st.just(V.DOUBLE), st.floats(allow_nan=False, allow_infinity=False)),
     st.tuples(st.just(V.STR), st.text(st.characters(exclude_categories=["Cs"]), max_size=5)),
     st.tuples(st.just(V.JSON), st.sampled_from(['{"a": 1}', "[]", "null"])),
@@ -66,8 +68,9 @@ values = st.one_of(
 # few distinct timestamps over four months: equal and out-of-order timestamps are common,
 # and compaction has closed months to move
 timestamps = st.builds(lambda m, s: JAN + m * 31 * DAY + s, st.integers(0, 3), st.integers(0, 4))
-points = st.lists(st.tuples(st.sampled_from(ENTITIES), st.sampled_from(KEYS), timestamps, values),
-                  min_size=1, max_size=12)
+points = st.lists(
+    st.tuples(st.sampled_from(ENTITIES), st.sampled_from(KEYS), timestamps, values), min_size=1, max_size=12
+)
 
 
 class LatestMachine(RuleBasedStateMachine):
@@ -85,12 +88,18 @@ class LatestMachine(RuleBasedStateMachine):
     def write(self, pts):
         self.store.write_points([(e, k, ts, vt, v) for e, k, ts, (vt, v) in pts])
 
-    @rule(entity=st.sampled_from(ENTITIES), keys=st.none() | st.lists(st.sampled_from(KEYS), min_size=1),
-          start=timestamps, span=st.integers(1, 70 * DAY), delete_latest=st.booleans(),
-          rewrite=st.booleans())
+    @rule(
+        entity=st.sampled_from(ENTITIES),
+        keys=st.none() | st.lists(st.sampled_from(KEYS), min_size=1),
+        start=timestamps,
+        span=st.integers(1, 70 * DAY),
+        delete_latest=st.booleans(),
+        rewrite=st.booleans(),
+    )
     def delete(self, entity, keys, start, span, delete_latest, rewrite):
-        self.store.delete(entity, keys, start, start + span, delete_latest=delete_latest,
-                          rewrite_latest_if_deleted=rewrite)
+        self.store.delete(
+            entity, keys, start, start + span, delete_latest=delete_latest, rewrite_latest_if_deleted=rewrite
+        )
 
     @rule(entity=st.sampled_from(ENTITIES))
     def delete_entity(self, entity):
@@ -116,8 +125,7 @@ class LatestMachine(RuleBasedStateMachine):
     @rule()
     def read_after_foreign_write(self):
         # the copy is behind (or stale): the answer still comes from SQL, correct and fresh
-        assert typed(self.store.latest_many(ENTITIES)) == typed(
-            {e: sql_latest(self.dir).get(e, {}) for e in ENTITIES})
+        assert typed(self.store.latest_many(ENTITIES)) == typed({e: sql_latest(self.dir).get(e, {}) for e in ENTITIES})
 
     @invariant()
     def memory_equals_sql(self):
@@ -125,7 +133,8 @@ class LatestMachine(RuleBasedStateMachine):
         assert typed(self.store.latest_many(ENTITIES)) == typed(truth)
         for e in ENTITIES:
             assert typed({e: self.store.latest(e, ["k1", "k0"])}) == typed(
-                {e: {k: v for k, v in truth[e].items() if k in ("k0", "k1")}})
+                {e: {k: v for k, v in truth[e].items() if k in ("k0", "k1")}}
+            )
         mem = self.store._latest.read(db_version(self.dir), ENTITIES, None)
         if not self.foreign:
             assert mem is not None, "the in-memory copy should be current"
@@ -134,8 +143,11 @@ class LatestMachine(RuleBasedStateMachine):
 
 
 LatestMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=20, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    max_examples=40,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 test_latest_in_memory_matches_sql = LatestMachine.TestCase
 
 
@@ -146,13 +158,11 @@ def test_copy_goes_stale_on_a_missed_commit_and_reloads(tmp_path):
             other.write_points([("a", "t", JAN + 5, V.DOUBLE, 5.0), ("b", "t", JAN, V.LONG, 3)])
             # the first instance is behind: it reads SQL and sees the other's writes
             assert not s._latest.stale
-            assert s.latest_many(["a", "b"]) == {"a": {"t": (JAN + 5, V.DOUBLE, 5.0)},
-                                                 "b": {"t": (JAN, V.LONG, 3)}}
+            assert s.latest_many(["a", "b"]) == {"a": {"t": (JAN + 5, V.DOUBLE, 5.0)}, "b": {"t": (JAN, V.LONG, 3)}}
             # its own next commit reveals the gap: stale until the next read reloads it
             s.write_points([("a", "h", JAN, V.BOOL, True)])
             assert s._latest.stale
-            want = {"a": {"h": (JAN, V.BOOL, True), "t": (JAN + 5, V.DOUBLE, 5.0)},
-                    "b": {"t": (JAN, V.LONG, 3)}}
+            want = {"a": {"h": (JAN, V.BOOL, True), "t": (JAN + 5, V.DOUBLE, 5.0)}, "b": {"t": (JAN, V.LONG, 3)}}
             assert s.latest_many(["a", "b"]) == want
             assert not s._latest.stale
             assert s._latest.read(db_version(tmp_path / "d"), ["a", "b"], None) == want
@@ -239,10 +249,16 @@ def test_concurrent_writers_and_readers_see_only_written_values_never_older_than
         except BaseException as exc:
             errors.append(exc)
 
-    writers = [threading.Thread(target=writer, args=(0, main)), threading.Thread(target=writer, args=(1, main)),
-               threading.Thread(target=writer, args=(2, other))]
-    readers = [threading.Thread(target=reader, args=(main,)), threading.Thread(target=reader, args=(main,)),
-               threading.Thread(target=reader, args=(other,))]
+    writers = [
+        threading.Thread(target=writer, args=(0, main)),
+        threading.Thread(target=writer, args=(1, main)),
+        threading.Thread(target=writer, args=(2, other)),
+    ]
+    readers = [
+        threading.Thread(target=reader, args=(main,)),
+        threading.Thread(target=reader, args=(main,)),
+        threading.Thread(target=reader, args=(other,)),
+    ]
     try:
         for t in writers + readers:
             t.start()

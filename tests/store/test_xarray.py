@@ -1,4 +1,5 @@
 """TelemetryStore.query(): xarray.Dataset shape, coordinates, dtypes and values."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,7 @@ def store(tmp_path):
 
 
 def test_aggregated_query_two_devices(store):
-    ds = store.query(["dev-a", "dev-b"], ["temp", "state"], start=JAN, end=JAN + 6 * HOUR,
-                     interval=2 * HOUR, agg="avg")
+    ds = store.query(["dev-a", "dev-b"], ["temp", "state"], start=JAN, end=JAN + 6 * HOUR, interval=2 * HOUR, agg="avg")
     assert ds["temp"].dims == ("device", "time")
     assert list(ds["device"].values) == ["dev-a", "dev-b"]
     assert ds["time"].dtype == np.dtype("datetime64[ms]")
@@ -113,8 +113,9 @@ def _engines() -> list:
 
 def test_open_dataset_engine_reads_a_store_directory(store):
     for engine in _engines():
-        ds = xr.open_dataset(store.path, engine=engine, start=JAN, end=JAN + 6 * HOUR, interval=2 * HOUR,
-                             agg="avg", keys=["temp"])
+        ds = xr.open_dataset(
+            store.path, engine=engine, start=JAN, end=JAN + 6 * HOUR, interval=2 * HOUR, agg="avg", keys=["temp"]
+        )
         assert list(ds["device"].values) == ["dev-a", "dev-b"]  # every device, sorted
         np.testing.assert_allclose(ds["temp"].sel(device="dev-a").values, [10.5, 12.5, 14.5])
         np.testing.assert_allclose(ds["temp"].sel(device="dev-b").values, [np.nan, 100.5, 102.5])

@@ -2,25 +2,26 @@
 the alarm invariants hold and the lost run can simply be repeated. The deterministic variant,
 a process killed exactly inside the anomaly transaction after the alarm writes, is in
 test_alarm_lifecycle.py; this one kills wherever the run happens to be."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import requests
 
 from tests.helpers import Api, ServerProcess, cli, wait_task
-
 from tests.helpers.alarms import Harness, check_invariants
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000
 
 
-
-
 def post(url, token, start, end, spike_from=None):
     ts = np.arange(start, end, 300_000)
-    values = 5 + np.sin(2 * np.pi * (ts % (24 * HOUR)) / (24 * HOUR)) + np.random.default_rng(start % 97).normal(0, 0.05, len(ts))
+    values = (
+        5
+        + np.sin(2 * np.pi * (ts % (24 * HOUR)) / (24 * HOUR))
+        + np.random.default_rng(start % 97).normal(0, 0.05, len(ts))
+    )
     if spike_from is not None:
         values[ts >= spike_from] += 8
     body = [{"ts": int(t), "values": {"power": round(float(v), 4)}} for t, v in zip(ts, values)]
@@ -29,8 +30,17 @@ def post(url, token, start, end, spike_from=None):
 
 def test_kill_during_alarm_raising_refresh_then_restart(tmp_path):
     data = tmp_path / "data"
-    cli("init", "--data", str(data), "--admin-email", "crash@t.test", "--admin-password", "crash-pass-1",
-        "--tenant", "Crash")
+    cli(
+        "init",
+        "--data",
+        str(data),
+        "--admin-email",
+        "crash@t.test",
+        "--admin-password",
+        "crash-pass-1",
+        "--tenant",
+        "Crash",
+    )
     server = ServerProcess(data).start()
     try:
         admin = Api.login(server.url, "crash@t.test", "crash-pass-1")
@@ -40,8 +50,15 @@ def test_kill_during_alarm_raising_refresh_then_restart(tmp_path):
             token = admin.get(f"/api/device/{did}/credentials").json()["credentialsId"]
             post(server.url, token, T0, T0 + 48 * HOUR)
             tokens.append(token)
-        config = {"name": "meters", "device_type": "meter", "fields": ["power"], "window": "fixed",
-                  "segment_ms": HOUR, "train_start": T0, "train_end": T0 + 48 * HOUR}
+        config = {
+            "name": "meters",
+            "device_type": "meter",
+            "fields": ["power"],
+            "window": "fixed",
+            "segment_ms": HOUR,
+            "train_start": T0,
+            "train_end": T0 + 48 * HOUR,
+        }
         model = admin.post("/api/tbpanel/models", json={"config": config}).json()
         build = admin.post(f"/api/tbpanel/models/{model['id']}/build").json()
         assert wait_task(admin, build["id"])["status"] == "DONE"
@@ -54,6 +71,7 @@ def test_kill_during_alarm_raising_refresh_then_restart(tmp_path):
         server.stop()
 
     from tbpanel.platform import Platform
+
     p = Platform(data, compaction_interval_s=0)
     try:
         tenant = p.registry.find_tenant("Crash")

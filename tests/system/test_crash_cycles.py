@@ -1,5 +1,6 @@
 """SIGKILL the real server 20+ times under concurrent ingest, compaction, refresh, reprocess,
 model builds and alarm changes; after every restart the invariants of crash_support hold."""
+
 from __future__ import annotations
 
 import time
@@ -22,10 +23,12 @@ def test_every_acknowledged_point_survives_repeated_sigkill(tmp_path):
     finally:
         h.close()
     f = h.figures
-    print(f"\n{f.cycles} kill cycles in {time.monotonic() - t0:.1f} s: {f.points_checked} point values checked, "
-          f"{f.batches_acked} batches acknowledged ({f.batches_acked_mqtt} over MQTT), {f.batches_unsure} unacknowledged, "
-          f"{f.orphan_generations_at_kill} kills mid-compaction, interrupted tasks {f.interrupted_tasks}, "
-          f"{f.alarm_changes_acked} alarm changes acknowledged")
+    print(
+        f"\n{f.cycles} kill cycles in {time.monotonic() - t0:.1f} s: {f.points_checked} point values checked, "
+        f"{f.batches_acked} batches acknowledged ({f.batches_acked_mqtt} over MQTT), {f.batches_unsure} unacknowledged, "
+        f"{f.orphan_generations_at_kill} kills mid-compaction, interrupted tasks {f.interrupted_tasks}, "
+        f"{f.alarm_changes_acked} alarm changes acknowledged"
+    )
     assert f.cycles == CYCLES and set(f.disruptions) == set(DISRUPTIONS)
     assert f.batches_acked > f.batches_acked_mqtt > 0 and f.alarm_changes_acked > 0
 
@@ -41,8 +44,17 @@ def test_a_build_that_died_with_its_process_leaves_the_model_failed_not_building
         model = p.anomaly.create_model("tenant", ModelConfig(name="m", device_type="pump", fields=["x"]))
         # what a SIGKILL in the middle of the build leaves behind: both rows say "running"
         p.anomaly.repo.update_model(model.id, status="IN_PROGRESS", message="building")
-        p.tasks._save(Task(id="t-build", kind="BUILD", model_id=model.id, tenant_id="tenant",
-                           status=IN_PROGRESS, created_ms=1, started_ms=2))
+        p.tasks._save(
+            Task(
+                id="t-build",
+                kind="BUILD",
+                model_id=model.id,
+                tenant_id="tenant",
+                status=IN_PROGRESS,
+                created_ms=1,
+                started_ms=2,
+            )
+        )
     with Platform(tmp_path, compaction_interval_s=0) as p:
         assert p.tasks.get("t-build").status == "FAILED"
         reopened = p.anomaly.get_model(model.id)

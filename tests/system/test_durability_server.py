@@ -1,4 +1,5 @@
 """An acknowledged write survives SIGKILL of the server process."""
+
 from __future__ import annotations
 
 import threading
@@ -22,8 +23,9 @@ def test_acknowledged_points_survive_kill_9(tmp_path):
         session = requests.Session()
         i = 0
         while not stop.is_set() and i < 5000:
-            batch = [{"ts": 1_000_000 + worker * 10_000_000 + i * 10 + j, "values": {"x": i, "w": worker}}
-                     for j in range(10)]
+            batch = [
+                {"ts": 1_000_000 + worker * 10_000_000 + i * 10 + j, "values": {"x": i, "w": worker}} for j in range(10)
+            ]
             try:
                 r = session.post(f"{server.url}/api/v1/{token}/telemetry", json=batch, timeout=10)
             except requests.RequestException:
@@ -49,8 +51,10 @@ def test_acknowledged_points_survive_kill_9(tmp_path):
     server = ServerProcess(tmp_path).start()
     try:
         admin = Api.login(server.url, *ADMIN)
-        r = admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries",
-                      params=dict(keys="x", startTs=0, endTs=10**12, limit=10**7, orderBy="ASC"))
+        r = admin.get(
+            f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries",
+            params=dict(keys="x", startTs=0, endTs=10**12, limit=10**7, orderBy="ASC"),
+        )
         stored = {p["ts"] for p in r.json()["x"]}
         missing = set(acked) - stored
         assert not missing, f"{len(missing)} acknowledged points lost of {len(acked)}"

@@ -6,6 +6,7 @@ payloads, query parameters and WebSocket commands at the same server. After ever
 server must still answer ``/liveness`` and an authenticated read, its log must hold no
 traceback, and the device the rejected requests were aimed at must hold no data.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,15 +21,21 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tornado.websocket import websocket_connect
 
-from tests.helpers import jwt, open_world
 from tbpanel.store.payload import MAX_KEY_LENGTH, MAX_STRING_LENGTH, TS_MAX, PayloadError, parse_telemetry
+from tests.helpers import jwt, open_world
 
 TIMEOUT = 20  # seconds per request or WebSocket read: a hang fails the test instead of stalling it
 
+
 def examples(n: int) -> settings:
     """Bounded, reproducible runs against the live server (no per-example deadline)."""
-    return settings(max_examples=n, deadline=None, derandomize=True, report_multiple_bugs=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +127,17 @@ TELEMETRY_BAD = {
     "string too long": json.dumps({"a": "x" * (MAX_STRING_LENGTH + 1)}).encode(),
 }
 #: Accepted as no-ops by the device API (ThingsBoard's probe), refused by the REST save.
-EMPTY = {"empty object": b"{}", "empty array": b"[]", "empty values": b'{"ts": 1700000000000, "values": {}}',
-         "only nulls": b'{"a": null}'}
-ATTRIBUTES_BAD = {k: v for k, v in TELEMETRY_BAD.items()
-                  if not (k.startswith("ts ") or k.startswith("values ") or "array" in k or k == "one bad element rejects all")}
+EMPTY = {
+    "empty object": b"{}",
+    "empty array": b"[]",
+    "empty values": b'{"ts": 1700000000000, "values": {}}',
+    "only nulls": b'{"a": null}',
+}
+ATTRIBUTES_BAD = {
+    k: v
+    for k, v in TELEMETRY_BAD.items()
+    if not (k.startswith("ts ") or k.startswith("values ") or "array" in k or k == "one bad element rejects all")
+}
 ATTRIBUTES_BAD |= {"array top level": b'[{"a": 1}]'}
 
 
@@ -159,7 +173,7 @@ def test_huge_bodies_are_413(w, target):
     rejected(device_post(w, target[1], "telemetry", body), 413)
     rejected(device_post(w, target[1], "attributes", body), 413)
     # no Content-Length: the cap is enforced while the chunks stream in
-    rejected(device_post(w, target[1], "telemetry", (body[i:i + 65536] for i in range(0, len(body), 65536))), 413)
+    rejected(device_post(w, target[1], "telemetry", (body[i : i + 65536] for i in range(0, len(body), 65536))), 413)
     rejected(w.admin.post(f"/api/plugins/telemetry/DEVICE/{target[0]}/timeseries/ANY", data=body), 400)
     rejected(requests.post(w.url + "/api/auth/login", data=b"{" * (3 * limit), timeout=TIMEOUT), 400)
 
@@ -173,7 +187,7 @@ def test_oversized_request_line_is_dropped_not_hung(w, target):
     """Tornado closes a connection whose request line and headers pass 64 KiB (documented)."""
     url = f"{w.url}/api/plugins/telemetry/DEVICE/{target[0]}/values/timeseries?keys={'k' * 70_000}"
     try:
-        r = w.admin.get(url[len(w.url):])
+        r = w.admin.get(url[len(w.url) :])
     except requests.ConnectionError:
         pass
     else:
@@ -203,7 +217,11 @@ def query_cases(w, did: str, cid: str) -> list[tuple[str, str, str]]:
         ("unknown agg", "GET", f"{hist}&startTs=0&endTs=1000&agg=MEDIAN&interval=10"),
         ("billions of buckets", "GET", f"{hist}&startTs=0&endTs={TS_MAX}&agg=AVG&interval=1"),
         ("billions of weeks", "GET", f"{hist}&startTs=0&endTs=1000000&agg=AVG&interval=1&intervalType=FORTNIGHT"),
-        ("unknown time zone", "GET", f"{hist}&startTs=0&endTs=86400000&agg=AVG&interval=1&intervalType=WEEK&timeZone=Mars/Base"),
+        (
+            "unknown time zone",
+            "GET",
+            f"{hist}&startTs=0&endTs=86400000&agg=AVG&interval=1&intervalType=WEEK&timeZone=Mars/Base",
+        ),
         ("limit zero", "GET", f"{hist}&startTs=0&endTs=1000&limit=0"),
         ("limit beyond 64 bits", "GET", f"{hist}&startTs=0&endTs=1000&limit={2**64}"),
         ("limit 5000 digits", "GET", f"{hist}&startTs=0&endTs=1000&limit={'9' * 5000}"),
@@ -255,7 +273,9 @@ def test_bad_query_parameters_and_ids(w, target):
     _, cid = next(iter(w.customer_ids.items()))
     failures = []
     for name, method, path in query_cases(w, target[0], cid):
-        r = w.admin.session.request(method, w.url + path, timeout=TIMEOUT, data=b'{"a": 1}' if method == "POST" else None)
+        r = w.admin.session.request(
+            method, w.url + path, timeout=TIMEOUT, data=b'{"a": 1}' if method == "POST" else None
+        )
         try:
             rejected(r)
         except AssertionError as e:
@@ -268,39 +288,92 @@ def test_bad_query_parameters_and_ids(w, target):
 JSON_BODY_CASES = {
     "/api/auth/login": [b"", b"[1,2", b"[]", b'{"username": 5, "password": "x"}', b'{"username": "a"}', b"NaN"],
     "/api/auth/token": [b"", b"{}", b'{"refreshToken": 5}', b'{"refreshToken": "not.a.jwt"}', b'"x"'],
-    "/api/device": [b"", b"{", b"[]", b'{"name": ""}', b'{"name": 5}', b'{"name": "' + b"n" * 300 + b'"}',
-                    b'{"name": "a\\u0000b"}', b'{"name": "x", "type": ["a"]}', b'{"name": "x", "label": 7}',
-                    b'{"name": "x", "id": "not-a-uuid"}', b'{"name": "x", "additionalInfo": 1e400}'],
-    "/api/customer": [b"", b"[]", b'{"title": ""}', b'{"title": "' + b"t" * 300 + b'"}', b'{"title": "t", "id": "zz"}',
-                      b'{"title": "t", "email": 5}'],
-    "/api/alarm": [b"", b"[]", b'{"type": "t"}', b'{"type": "' + b"t" * 300 + b'", "originator": {"id": "%s"}}',
-                   b'{"type": "t", "originator": {"id": "%s"}, "startTs": 9223372036854775808}',
-                   b'{"type": "t", "originator": {"id": "%s"}, "endTs": 18446744073709551615}',
-                   b'{"type": "t", "originator": {"id": "%s"}, "startTs": -1}',
-                   b'{"type": "t", "originator": {"id": "%s"}, "severity": "APOCALYPTIC"}',
-                   b'{"type": "t", "originator": {"id": "%s"}, "details": [1]}',
-                   b'{"type": "t", "originator": {"id": "%s"}, "acknowledged": "yes"}',
-                   b'{"type": "t", "originator": {"entityType": "ASSET", "id": "%s"}}',
-                   b'{"type": "t", "originator": "%s"}'],
-    "/api/tbpanel/models": [b"", b"[]", b'{"config": 5}', b'{"config": {"nope": 1}}', b'{"config": {"name": ""}}',
-                            b'{"config": {"name": "' + b"m" * 300 + b'"}}', b'{"config": {"items": ["zz"]}}',
-                            b'{"config": {"items": 5}}', b'{"config": {}, "refresh": 5}',
-                            b'{"config": {}, "refresh": {"enabled": "yes"}}', b'{"config": {"window": "wide"}}'],
+    "/api/device": [
+        b"",
+        b"{",
+        b"[]",
+        b'{"name": ""}',
+        b'{"name": 5}',
+        b'{"name": "' + b"n" * 300 + b'"}',
+        b'{"name": "a\\u0000b"}',
+        b'{"name": "x", "type": ["a"]}',
+        b'{"name": "x", "label": 7}',
+        b'{"name": "x", "id": "not-a-uuid"}',
+        b'{"name": "x", "additionalInfo": 1e400}',
+    ],
+    "/api/customer": [
+        b"",
+        b"[]",
+        b'{"title": ""}',
+        b'{"title": "' + b"t" * 300 + b'"}',
+        b'{"title": "t", "id": "zz"}',
+        b'{"title": "t", "email": 5}',
+    ],
+    "/api/alarm": [
+        b"",
+        b"[]",
+        b'{"type": "t"}',
+        b'{"type": "' + b"t" * 300 + b'", "originator": {"id": "%s"}}',
+        b'{"type": "t", "originator": {"id": "%s"}, "startTs": 9223372036854775808}',
+        b'{"type": "t", "originator": {"id": "%s"}, "endTs": 18446744073709551615}',
+        b'{"type": "t", "originator": {"id": "%s"}, "startTs": -1}',
+        b'{"type": "t", "originator": {"id": "%s"}, "severity": "APOCALYPTIC"}',
+        b'{"type": "t", "originator": {"id": "%s"}, "details": [1]}',
+        b'{"type": "t", "originator": {"id": "%s"}, "acknowledged": "yes"}',
+        b'{"type": "t", "originator": {"entityType": "ASSET", "id": "%s"}}',
+        b'{"type": "t", "originator": "%s"}',
+    ],
+    "/api/tbpanel/models": [
+        b"",
+        b"[]",
+        b'{"config": 5}',
+        b'{"config": {"nope": 1}}',
+        b'{"config": {"name": ""}}',
+        b'{"config": {"name": "' + b"m" * 300 + b'"}}',
+        b'{"config": {"items": ["zz"]}}',
+        b'{"config": {"items": 5}}',
+        b'{"config": {}, "refresh": 5}',
+        b'{"config": {}, "refresh": {"enabled": "yes"}}',
+        b'{"config": {"window": "wide"}}',
+    ],
 }
 
 
 MODEL_BODY_CASES = {
-    "PUT": {"": [b"", b"[]", b'{"config": 5}', b'{"config": {"nope": 1}}', b'{"config": {"name": "' + b"m" * 300 + b'"}}',
-                 b'{"config": {"items": ["zz"]}}'],
-            "/refresh": [b"", b"[]", b'{"enabled": "yes"}', b'{"interval_ms": -5}', b'{"items": ["zz"]}', b'{"nope": 1}']},
-    "POST": {"/reprocess": [b"", b"{}", b'{"startTs": "0", "endTs": 10}', b'{"startTs": 0, "endTs": 1e400}',
-                            b'{"startTs": 0, "endTs": 9223372036854775808}', b'{"startTs": -5, "endTs": 10}',
-                            b'{"startTs": 10, "endTs": 5}', b'{"startTs": 0, "endTs": 10, "items": ["zz"]}',
-                            b'{"startTs": 0, "endTs": 10, "items": 5}'],
-             "/experiments": [b"", b"{}", b'{"variants": 5}', b'{"variants": {"a": 5}}', b'{"variants": {"a": {"nope": 1}}}',
-                              b'{"variants": {}, "startTs": 10, "endTs": 5}',
-                              b'{"variants": {}, "startTs": 0, "endTs": 99999999999999999999999}',
-                              b'{"variants": {}, "startTs": 0, "endTs": 10, "items": ["zz"]}']},
+    "PUT": {
+        "": [
+            b"",
+            b"[]",
+            b'{"config": 5}',
+            b'{"config": {"nope": 1}}',
+            b'{"config": {"name": "' + b"m" * 300 + b'"}}',
+            b'{"config": {"items": ["zz"]}}',
+        ],
+        "/refresh": [b"", b"[]", b'{"enabled": "yes"}', b'{"interval_ms": -5}', b'{"items": ["zz"]}', b'{"nope": 1}'],
+    },
+    "POST": {
+        "/reprocess": [
+            b"",
+            b"{}",
+            b'{"startTs": "0", "endTs": 10}',
+            b'{"startTs": 0, "endTs": 1e400}',
+            b'{"startTs": 0, "endTs": 9223372036854775808}',
+            b'{"startTs": -5, "endTs": 10}',
+            b'{"startTs": 10, "endTs": 5}',
+            b'{"startTs": 0, "endTs": 10, "items": ["zz"]}',
+            b'{"startTs": 0, "endTs": 10, "items": 5}',
+        ],
+        "/experiments": [
+            b"",
+            b"{}",
+            b'{"variants": 5}',
+            b'{"variants": {"a": 5}}',
+            b'{"variants": {"a": {"nope": 1}}}',
+            b'{"variants": {}, "startTs": 10, "endTs": 5}',
+            b'{"variants": {}, "startTs": 0, "endTs": 99999999999999999999999}',
+            b'{"variants": {}, "startTs": 0, "endTs": 10, "items": ["zz"]}',
+        ],
+    },
 }
 
 
@@ -330,8 +403,9 @@ def test_bad_model_bodies(w):
 def test_bad_json_bodies(w, target):
     start = len(w.server.output)
     failures = []
-    before = {p: w.admin.get(p + "s?pageSize=100&page=0").json().get("totalElements")
-              for p in ("/api/customer", "/api/alarm")}
+    before = {
+        p: w.admin.get(p + "s?pageSize=100&page=0").json().get("totalElements") for p in ("/api/customer", "/api/alarm")
+    }
     models_before = len(w.admin.get("/api/tbpanel/models").json())
     n = 0
     for path, bodies in JSON_BODY_CASES.items():
@@ -347,29 +421,50 @@ def test_bad_json_bodies(w, target):
     assert n >= 40
     # nothing was created by a rejected body
     names = [d["name"] for d in w.admin.get("/api/tenant/devices?pageSize=1000&page=0").json()["data"]]
-    assert sorted(names) == sorted(["dev-a1", "dev-a2", "dev-tenant", "hostile-target"] +
-                                   [n for n in names if n.startswith("hyp-")])
-    assert {p: w.admin.get(p + "s?pageSize=100&page=0").json().get("totalElements")
-            for p in ("/api/customer", "/api/alarm")} == before
+    assert sorted(names) == sorted(
+        ["dev-a1", "dev-a2", "dev-tenant", "hostile-target"] + [n for n in names if n.startswith("hyp-")]
+    )
+    assert {
+        p: w.admin.get(p + "s?pageSize=100&page=0").json().get("totalElements") for p in ("/api/customer", "/api/alarm")
+    } == before
     assert len(w.admin.get("/api/tbpanel/models").json()) == models_before
     assert_serving(w, start)
 
 
 # ------------------------------------------------------------------------- hypothesis: device API
 # Keys: mostly ordinary, sometimes empty, control characters, unicode or too long.
-keys = st.one_of(st.text(alphabet="abcxyz_", min_size=1, max_size=8),
-                 st.text(max_size=12),
-                 st.text(alphabet=st.characters(max_codepoint=0x1F), min_size=1, max_size=3),
-                 st.just("k" * (MAX_KEY_LENGTH + 1)))
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
-                    st.sampled_from(["12", "-3.5", "1e400", "NaN", " 7"]))
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                            st.dictionaries(keys, inner, max_size=3)), max_leaves=8)
-timestamps = st.one_of(st.integers(min_value=-(2**66), max_value=2**66), st.just(1_700_000_000_000),
-                       st.floats(allow_nan=True), st.text(max_size=5), st.booleans())
-objects = st.one_of(st.dictionaries(keys, json_values, max_size=4),
-                    st.fixed_dictionaries({"ts": timestamps, "values": st.one_of(st.dictionaries(keys, json_values, max_size=4), json_values)}))
+keys = st.one_of(
+    st.text(alphabet="abcxyz_", min_size=1, max_size=8),
+    st.text(max_size=12),
+    st.text(alphabet=st.characters(max_codepoint=0x1F), min_size=1, max_size=3),
+    st.just("k" * (MAX_KEY_LENGTH + 1)),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(["12", "-3.5", "1e400", "NaN", " 7"]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)),
+    max_leaves=8,
+)
+timestamps = st.one_of(
+    st.integers(min_value=-(2**66), max_value=2**66),
+    st.just(1_700_000_000_000),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.booleans(),
+)
+objects = st.one_of(
+    st.dictionaries(keys, json_values, max_size=4),
+    st.fixed_dictionaries(
+        {"ts": timestamps, "values": st.one_of(st.dictionaries(keys, json_values, max_size=4), json_values)}
+    ),
+)
 payloads = st.one_of(objects, st.lists(objects, max_size=3), json_values)
 
 
@@ -422,18 +517,26 @@ def test_device_api_generated_payloads(w):
 
 
 # ------------------------------------------------------------------------- hypothesis: REST queries
-ints_as_text = st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str),
-                         st.sampled_from(["", "1e3", "0x10", "1_0", " 5", "NaN", "-0", "9" * 30]),
-                         st.text(max_size=6))
-query_params = st.fixed_dictionaries({}, optional={
-    "keys": st.sampled_from(["a", "a,b", "", ",", "x" * 300]),
-    "startTs": ints_as_text, "endTs": ints_as_text, "interval": ints_as_text, "limit": ints_as_text,
-    "agg": st.sampled_from(["NONE", "AVG", "MIN", "max", "COUNT", "SUM", "MEDIAN", ""]),
-    "intervalType": st.sampled_from(["MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER", "DAY", ""]),
-    "timeZone": st.sampled_from(["UTC", "Europe/Berlin", "Mars/Base", "", "../../etc/passwd"]),
-    "orderBy": st.sampled_from(["ASC", "DESC", "UP", ""]),
-    "useStrictDataTypes": st.sampled_from(["true", "false", "maybe"]),
-})
+ints_as_text = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.sampled_from(["", "1e3", "0x10", "1_0", " 5", "NaN", "-0", "9" * 30]),
+    st.text(max_size=6),
+)
+query_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "keys": st.sampled_from(["a", "a,b", "", ",", "x" * 300]),
+        "startTs": ints_as_text,
+        "endTs": ints_as_text,
+        "interval": ints_as_text,
+        "limit": ints_as_text,
+        "agg": st.sampled_from(["NONE", "AVG", "MIN", "max", "COUNT", "SUM", "MEDIAN", ""]),
+        "intervalType": st.sampled_from(["MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER", "DAY", ""]),
+        "timeZone": st.sampled_from(["UTC", "Europe/Berlin", "Mars/Base", "", "../../etc/passwd"]),
+        "orderBy": st.sampled_from(["ASC", "DESC", "UP", ""]),
+        "useStrictDataTypes": st.sampled_from(["true", "false", "maybe"]),
+    },
+)
 
 
 def test_rest_generated_history_queries(w, target):
@@ -463,13 +566,21 @@ def test_rest_generated_history_queries(w, target):
     assert_serving(w, start)
 
 
-alarm_params = st.fixed_dictionaries({}, optional={
-    "pageSize": ints_as_text, "page": ints_as_text, "startTime": ints_as_text, "endTime": ints_as_text,
-    "sortProperty": st.sampled_from(["createdTime", "severity", "secret", ""]),
-    "sortOrder": st.sampled_from(["ASC", "DESC", "x"]), "searchStatus": st.sampled_from(["ANY", "ACTIVE", "x"]),
-    "status": st.sampled_from(["ACTIVE_UNACK", "x", ""]), "textSearch": st.text(max_size=10),
-    "deviceId": st.sampled_from(["zz", str(uuid.uuid4()), ""]),
-})
+alarm_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "pageSize": ints_as_text,
+        "page": ints_as_text,
+        "startTime": ints_as_text,
+        "endTime": ints_as_text,
+        "sortProperty": st.sampled_from(["createdTime", "severity", "secret", ""]),
+        "sortOrder": st.sampled_from(["ASC", "DESC", "x"]),
+        "searchStatus": st.sampled_from(["ANY", "ACTIVE", "x"]),
+        "status": st.sampled_from(["ACTIVE_UNACK", "x", ""]),
+        "textSearch": st.text(max_size=10),
+        "deviceId": st.sampled_from(["zz", str(uuid.uuid4()), ""]),
+    },
+)
 
 
 def test_rest_generated_list_queries(w):
@@ -490,8 +601,7 @@ def test_rest_generated_list_queries(w):
 
 
 # ------------------------------------------------------------------------- WebSocket
-async def ws_exchange(url: str, messages: list[str], *, legacy: bool, token: str,
-                      until: int | None = None) -> list:
+async def ws_exchange(url: str, messages: list[str], *, legacy: bool, token: str, until: int | None = None) -> list:
     """Send each message on one authenticated socket and read one answer for it (None when
     the socket closed instead). With ``until``: send them all, then read every answer up to
     and including the one to command ``until``."""
@@ -576,18 +686,30 @@ def assert_ws_bad_request(answer, name: str) -> None:
     assert code in (2, 3) and msg.get("errorMsg"), f"{name}: {answer[:300]}"
 
 
-WS_ALARM_QUERIES = [5, "x", {"pageLink": 5}, {"pageLink": {"page": 2**63}}, {"pageLink": {"page": -1}},
-                    {"pageLink": {"pageSize": 2**63}}, {"pageLink": {"pageSize": 0}},
-                    {"pageLink": {"startTs": 2**63}}, {"pageLink": {"endTs": "soon"}},
-                    {"pageLink": {"sortOrder": {"key": 5}}}, {"pageLink": {"sortOrder": {"key": {"key": ["x"]}}}},
-                    {"pageLink": {"sortOrder": {"key": {"key": "password"}}}},
-                    {"pageLink": {"statusList": ["SOMETIMES"]}}, {"pageLink": {"severityList": [5]}},
-                    {"pageLink": {"typeList": "x"}}, {"pageLink": {"timeWindow": -5}},
-                    {"entityFilter": 5}, {"entityFilter": {"type": "assetType"}},
-                    {"entityFilter": {"type": "singleEntity", "singleEntity": "x"}},
-                    {"entityFilter": {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": "zz"}}},
-                    {"entityFilter": {"type": "entityList", "entityType": "DEVICE", "entityList": "zz"}},
-                    {"entityFilter": {"type": "entityList", "entityType": "DEVICE", "entityList": ["zz"]}}]
+WS_ALARM_QUERIES = [
+    5,
+    "x",
+    {"pageLink": 5},
+    {"pageLink": {"page": 2**63}},
+    {"pageLink": {"page": -1}},
+    {"pageLink": {"pageSize": 2**63}},
+    {"pageLink": {"pageSize": 0}},
+    {"pageLink": {"startTs": 2**63}},
+    {"pageLink": {"endTs": "soon"}},
+    {"pageLink": {"sortOrder": {"key": 5}}},
+    {"pageLink": {"sortOrder": {"key": {"key": ["x"]}}}},
+    {"pageLink": {"sortOrder": {"key": {"key": "password"}}}},
+    {"pageLink": {"statusList": ["SOMETIMES"]}},
+    {"pageLink": {"severityList": [5]}},
+    {"pageLink": {"typeList": "x"}},
+    {"pageLink": {"timeWindow": -5}},
+    {"entityFilter": 5},
+    {"entityFilter": {"type": "assetType"}},
+    {"entityFilter": {"type": "singleEntity", "singleEntity": "x"}},
+    {"entityFilter": {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": "zz"}}},
+    {"entityFilter": {"type": "entityList", "entityType": "DEVICE", "entityList": "zz"}},
+    {"entityFilter": {"type": "entityList", "entityType": "DEVICE", "entityList": ["zz"]}},
+]
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "api-ws"])
@@ -597,13 +719,39 @@ def test_websocket_bad_commands(w, target, legacy):
     messages = [ws_message(c, legacy) for _, c in cases]
     if not legacy:
         messages += [json.dumps({"cmds": [{"type": "ALARM_DATA", "cmdId": 9, "query": q}]}) for q in WS_ALARM_QUERIES]
-        messages += [json.dumps({"cmds": 5}), json.dumps({"cmds": [5]}), json.dumps({"cmds": [{"type": 5, "cmdId": 1}]}),
-                     json.dumps({"cmds": [{"type": "ENTITY_DATA", "cmdId": 1}]}), json.dumps({"cmds": [{"type": "ALARM_DATA"}]})]
-    names = [n for n, _ in cases] + [f"alarm query {q!r}"[:60] for q in WS_ALARM_QUERIES] * (not legacy) + ["cmds bad"] * 5 * (not legacy)
-    good = json.dumps({"historyCmds": [{"cmdId": 99, "entityType": "DEVICE", "entityId": target[0], "keys": "a",
-                                        "startTs": 0, "endTs": 1000}]} if legacy else
-                      {"cmds": [{"type": "TIMESERIES_HISTORY", "cmdId": 99, "entityType": "DEVICE",
-                                 "entityId": target[0], "keys": "a", "startTs": 0, "endTs": 1000}]})
+        messages += [
+            json.dumps({"cmds": 5}),
+            json.dumps({"cmds": [5]}),
+            json.dumps({"cmds": [{"type": 5, "cmdId": 1}]}),
+            json.dumps({"cmds": [{"type": "ENTITY_DATA", "cmdId": 1}]}),
+            json.dumps({"cmds": [{"type": "ALARM_DATA"}]}),
+        ]
+    names = (
+        [n for n, _ in cases]
+        + [f"alarm query {q!r}"[:60] for q in WS_ALARM_QUERIES] * (not legacy)
+        + ["cmds bad"] * 5 * (not legacy)
+    )
+    good = json.dumps(
+        {
+            "historyCmds": [
+                {"cmdId": 99, "entityType": "DEVICE", "entityId": target[0], "keys": "a", "startTs": 0, "endTs": 1000}
+            ]
+        }
+        if legacy
+        else {
+            "cmds": [
+                {
+                    "type": "TIMESERIES_HISTORY",
+                    "cmdId": 99,
+                    "entityType": "DEVICE",
+                    "entityId": target[0],
+                    "keys": "a",
+                    "startTs": 0,
+                    "endTs": 1000,
+                }
+            ]
+        }
+    )
     answers = asyncio.run(ws_exchange(w.url, messages + [good], legacy=legacy, token=jwt(w.admin)))
     for name, answer in zip(names, answers[:-1]):
         assert_ws_bad_request(answer, name)
@@ -613,15 +761,30 @@ def test_websocket_bad_commands(w, target, legacy):
     assert_serving(w, start)
 
 
-ws_values = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                      st.floats(allow_nan=False), st.text(max_size=8), st.lists(st.integers(), max_size=2),
-                      st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+ws_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 ws_commands = st.fixed_dictionaries(
     {"cmdId": st.one_of(st.integers(min_value=0, max_value=2**31 - 2), ws_values)},
-    optional={"entityType": st.one_of(st.just("DEVICE"), ws_values), "entityId": ws_values,
-              "keys": st.one_of(st.just("a,b"), ws_values), "startTs": ws_values, "endTs": ws_values,
-              "timeWindow": ws_values, "interval": ws_values, "limit": ws_values,
-              "agg": st.one_of(st.sampled_from(["AVG", "NONE", "COUNT"]), ws_values), "unsubscribe": ws_values})
+    optional={
+        "entityType": st.one_of(st.just("DEVICE"), ws_values),
+        "entityId": ws_values,
+        "keys": st.one_of(st.just("a,b"), ws_values),
+        "startTs": ws_values,
+        "endTs": ws_values,
+        "timeWindow": ws_values,
+        "interval": ws_values,
+        "limit": ws_values,
+        "agg": st.one_of(st.sampled_from(["AVG", "NONE", "COUNT"]), ws_values),
+        "unsubscribe": ws_values,
+    },
+)
 
 
 PROBE = 2**31 - 1  # cmdId of the good command sent after the generated ones
@@ -633,20 +796,34 @@ def test_websocket_generated_commands(w, target):
     start = len(w.server.output)
 
     @examples(80)
-    @given(cmds=st.lists(ws_commands, min_size=1, max_size=3), legacy=st.booleans(), history=st.booleans(),
-           aim=st.booleans())
+    @given(
+        cmds=st.lists(ws_commands, min_size=1, max_size=3),
+        legacy=st.booleans(),
+        history=st.booleans(),
+        aim=st.booleans(),
+    )
     def check(cmds, legacy, history, aim):
         assume(all(c.get("cmdId") != PROBE for c in cmds))  # the probe's answer must be its own
         if aim:  # half of them at a real device, so that the value checks are reached
             cmds = [dict(c, entityId=target[0], entityType="DEVICE") for c in cmds]
         kind = "historyCmds" if history else "tsSubCmds"
-        wire = ({kind: cmds} if legacy else
-                {"cmds": [dict(c, type="TIMESERIES_HISTORY" if history else "TIMESERIES") for c in cmds]})
-        probe = {"cmdId": PROBE, "entityType": "DEVICE", "entityId": target[0], "keys": "a",
-                 "startTs": 0, "endTs": 1000}
+        wire = (
+            {kind: cmds}
+            if legacy
+            else {"cmds": [dict(c, type="TIMESERIES_HISTORY" if history else "TIMESERIES") for c in cmds]}
+        )
+        probe = {
+            "cmdId": PROBE,
+            "entityType": "DEVICE",
+            "entityId": target[0],
+            "keys": "a",
+            "startTs": 0,
+            "endTs": 1000,
+        }
         probe = {"historyCmds": [probe]} if legacy else {"cmds": [dict(probe, type="TIMESERIES_HISTORY")]}
-        answers = asyncio.run(ws_exchange(w.url, [json.dumps(wire), json.dumps(probe)], legacy=legacy,
-                                          token=jwt(w.admin), until=PROBE))
+        answers = asyncio.run(
+            ws_exchange(w.url, [json.dumps(wire), json.dumps(probe)], legacy=legacy, token=jwt(w.admin), until=PROBE)
+        )
         assert answers[-1] is not None and json.loads(answers[-1])["errorCode"] == 0  # still serving
         for answer in answers[:-1]:
             msg = json.loads(answer)
@@ -660,7 +837,7 @@ def test_websocket_generated_commands(w, target):
 
 
 def test_float_strings_are_not_a_way_around_the_checks(w, target):
-    """"1e400" and "NaN" as strings are stored as strings (ThingsBoard's cast rules), never as
+    """ "1e400" and "NaN" as strings are stored as strings (ThingsBoard's cast rules), never as
     non-finite numbers that would break aggregation."""
     did, token = w.new_device("hyp-strings")
     assert device_post(w, token, "telemetry", b'{"s": "1e400", "n": "NaN"}').status_code == 200

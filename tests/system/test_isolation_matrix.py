@@ -7,6 +7,7 @@ its output.
 The route table is read from :func:`tbpanel.api.routes.api_patterns`, so a route (or a method
 on one) added without a row in :data:`ROUTES` fails ``test_every_route_has_a_row``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,9 +15,9 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable
 
 import jwt as pyjwt
 import pytest
@@ -25,17 +26,29 @@ import tornado.web
 import tornado.websocket
 from tornado.websocket import websocket_connect
 
-from tests.helpers import WAIT_MS, ADMIN, CUSTOMER_USER, OTHER_ADMIN, OTHER_CUSTOMER_USER, jwt, open_world
 from tbpanel.api.routes import api_patterns
 from tbpanel.platform import Platform
+from tests.helpers import ADMIN, CUSTOMER_USER, OTHER_ADMIN, OTHER_CUSTOMER_USER, WAIT_MS, jwt, open_world
 
 TIMEOUT = 30
 #: Order matters only for readability: the refused first, the allowed last.
-IDENTITIES = ["anon", "wrong_token", "expired_token", "tampered_jwt", "other_customer", "customer",
-              "other_admin", "admin"]
+IDENTITIES = [
+    "anon",
+    "wrong_token",
+    "expired_token",
+    "tampered_jwt",
+    "other_customer",
+    "customer",
+    "other_admin",
+    "admin",
+]
 UNAUTHENTICATED = IDENTITIES[:4]
-PASSWORDS = {"admin": ADMIN, "other_admin": OTHER_ADMIN, "customer": CUSTOMER_USER,
-             "other_customer": OTHER_CUSTOMER_USER}
+PASSWORDS = {
+    "admin": ADMIN,
+    "other_admin": OTHER_ADMIN,
+    "customer": CUSTOMER_USER,
+    "other_customer": OTHER_CUSTOMER_USER,
+}
 
 
 @dataclass
@@ -64,8 +77,13 @@ def leaks(ctx: Ctx, who: str, text: str, request_text: str = "") -> list[str]:
     """Markers of owners ``who`` may not see that occur in ``text`` (an id the client sent
     itself and the server echoes in its error message is not a leak)."""
     allowed = VISIBLE.get(who, set())
-    return sorted(m for owner, ms in ctx.markers.items() if owner not in allowed
-                  for m in ms if m in text and m not in request_text)
+    return sorted(
+        m
+        for owner, ms in ctx.markers.items()
+        if owner not in allowed
+        for m in ms
+        if m in text and m not in request_text
+    )
 
 
 def expired_jwt(ctx_w, token: str) -> str:
@@ -92,22 +110,39 @@ def ctx(tmp_path_factory) -> Ctx:
 
 def build_ctx(w) -> Ctx:
     admin_jwt = jwt(w.admin)
-    jwts = {"anon": None, "wrong_token": "not-a-jwt", "expired_token": expired_jwt(w, admin_jwt),
-            "tampered_jwt": tampered_jwt(jwt(w.customer), admin_jwt), "other_customer": jwt(w.other_customer),
-            "customer": jwt(w.customer), "other_admin": jwt(w.other_admin), "admin": admin_jwt}
+    jwts = {
+        "anon": None,
+        "wrong_token": "not-a-jwt",
+        "expired_token": expired_jwt(w, admin_jwt),
+        "tampered_jwt": tampered_jwt(jwt(w.customer), admin_jwt),
+        "other_customer": jwt(w.other_customer),
+        "customer": jwt(w.customer),
+        "other_admin": jwt(w.other_admin),
+        "admin": admin_jwt,
+    }
     dev = {name: d["id"]["id"] for name, d in w.devices.items()}
     tokens = {name: w.token(name) for name in ("dev-a1", "dev-a2", "dev-tenant")}
     tokens["dev-b"] = w.other_admin.get(f"/api/device/{dev['dev-b']}/credentials").json()["credentialsId"]
-    for name, key in (("dev-a1", "key_a1_secret"), ("dev-a2", "key_a2_secret"), ("dev-tenant", "key_at_secret"),
-                      ("dev-b", "key_b_secret")):
+    for name, key in (
+        ("dev-a1", "key_a1_secret"),
+        ("dev-a2", "key_a2_secret"),
+        ("dev-tenant", "key_at_secret"),
+        ("dev-b", "key_b_secret"),
+    ):
         r = requests.post(f"{w.url}/api/v1/{tokens[name]}/telemetry", json={key: 42.5}, timeout=TIMEOUT)
         assert r.status_code == 200, r.text
         r = requests.post(f"{w.url}/api/v1/{tokens[name]}/attributes", json={"attr_" + key: "x"}, timeout=TIMEOUT)
         assert r.status_code == 200, r.text
     alarms = {}
     for name, api in (("dev-a1", w.admin), ("dev-a2", w.admin), ("dev-tenant", w.admin), ("dev-b", w.other_admin)):
-        r = api.post("/api/alarm", json={"type": f"alarm_{name}_secret", "severity": "MAJOR",
-                                         "originator": {"entityType": "DEVICE", "id": dev[name]}})
+        r = api.post(
+            "/api/alarm",
+            json={
+                "type": f"alarm_{name}_secret",
+                "severity": "MAJOR",
+                "originator": {"entityType": "DEVICE", "id": dev[name]},
+            },
+        )
         assert r.status_code == 200, r.text
         alarms[name] = r.json()["id"]["id"]
     models = {}
@@ -119,16 +154,44 @@ def build_ctx(w) -> Ctx:
     assert r.status_code == 200, r.text
     task = r.json()["id"]
     cust = w.customer_ids
-    ids = {"dev_a1": dev["dev-a1"], "dev_a2": dev["dev-a2"], "dev_at": dev["dev-tenant"], "dev_b": dev["dev-b"],
-           "cust_a1": cust["Customer A1"], "cust_a2": cust["Customer A2"], "alarm_a1": alarms["dev-a1"],
-           "alarm_b": alarms["dev-b"], "model_a": models["A"], "model_b": models["B"], "task_a": task}
+    ids = {
+        "dev_a1": dev["dev-a1"],
+        "dev_a2": dev["dev-a2"],
+        "dev_at": dev["dev-tenant"],
+        "dev_b": dev["dev-b"],
+        "cust_a1": cust["Customer A1"],
+        "cust_a2": cust["Customer A2"],
+        "alarm_a1": alarms["dev-a1"],
+        "alarm_b": alarms["dev-b"],
+        "model_a": models["A"],
+        "model_b": models["B"],
+        "task_a": task,
+    }
     markers = {
         "A1": {dev["dev-a1"], "dev-a1", "key_a1_secret", cust["Customer A1"], "alarm_dev-a1_secret", alarms["dev-a1"]},
         "A2": {dev["dev-a2"], "dev-a2", "key_a2_secret", cust["Customer A2"], "alarm_dev-a2_secret", alarms["dev-a2"]},
-        "AT": {dev["dev-tenant"], "dev-tenant", "key_at_secret", "alarm_dev-tenant_secret", models["A"],
-               "model_A_secret", task, tokens["dev-a1"], tokens["dev-a2"], tokens["dev-tenant"]},
-        "B": {dev["dev-b"], "dev-b", "key_b_secret", "alarm_dev-b_secret", models["B"], "model_B_secret",
-              tokens["dev-b"], alarms["dev-b"]},
+        "AT": {
+            dev["dev-tenant"],
+            "dev-tenant",
+            "key_at_secret",
+            "alarm_dev-tenant_secret",
+            models["A"],
+            "model_A_secret",
+            task,
+            tokens["dev-a1"],
+            tokens["dev-a2"],
+            tokens["dev-tenant"],
+        },
+        "B": {
+            dev["dev-b"],
+            "dev-b",
+            "key_b_secret",
+            "alarm_dev-b_secret",
+            models["B"],
+            "model_B_secret",
+            tokens["dev-b"],
+            alarms["dev-b"],
+        },
     }
     c = Ctx(w, jwts, ids, tokens, markers)
     c.secrets |= {p for _, p in PASSWORDS.values()} | set(tokens.values())
@@ -149,8 +212,13 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
     if kind == "customer":
         return a.post("/api/customer", json={"title": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
     if kind == "alarm":
-        return a.post("/api/alarm", json={"type": f"fresh-{uuid.uuid4().hex[:8]}",
-                                          "originator": {"entityType": "DEVICE", "id": ctx.ids["dev_a1"]}}).json()["id"]["id"]
+        return a.post(
+            "/api/alarm",
+            json={
+                "type": f"fresh-{uuid.uuid4().hex[:8]}",
+                "originator": {"entityType": "DEVICE", "id": ctx.ids["dev_a1"]},
+            },
+        ).json()["id"]["id"]
     if kind == "model":
         return a.post("/api/tbpanel/models", json={"config": {"name": f"fresh-{uuid.uuid4().hex[:8]}"}}).json()["id"]
     raise ValueError(kind)
@@ -158,8 +226,13 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
 
 # --------------------------------------------------------------------------- the route table
 def expect(*, customer: int, other_customer: int, other_admin: int, admin: int, unauth: int = 401) -> dict:
-    return {**{i: unauth for i in UNAUTHENTICATED}, "customer": customer, "other_customer": other_customer,
-            "other_admin": other_admin, "admin": admin}
+    return {
+        **{i: unauth for i in UNAUTHENTICATED},
+        "customer": customer,
+        "other_customer": other_customer,
+        "other_admin": other_admin,
+        "admin": admin,
+    }
 
 
 def same(status: int) -> dict:
@@ -189,7 +262,9 @@ class Row:
 ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/v1/([^/]+)/telemetry/?", "POST"): Row("/api/v1/not-a-device-token/telemetry", same(401), {"t": 1}),
     (r"/api/v1/([^/]+)/attributes/?", "POST"): Row("/api/v1/not-a-device-token/attributes", same(401), {"t": 1}),
-    (r"/api/auth/login/?", "POST"): Row("/api/auth/login", same(401), {"username": "nobody-{who}@x.test", "password": "guess"}),
+    (r"/api/auth/login/?", "POST"): Row(
+        "/api/auth/login", same(401), {"username": "nobody-{who}@x.test", "password": "guess"}
+    ),
     (r"/api/auth/token/?", "POST"): Row("/api/auth/token", same(401), {"refreshToken": "not.a.token"}),
     (r"/api/auth/user/?", "GET"): Row("/api/auth/user", ANY_USER),
     (r"/api/auth/logout/?", "POST"): Row("/api/auth/logout", ANY_USER),
@@ -199,56 +274,82 @@ ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/device/([^/]+)/?", "GET"): Row("/api/device/{dev_a1}", A1_READ),
     (r"/api/device/([^/]+)/?", "DELETE"): Row("/api/device/{fresh}", ADMIN_ONLY, fresh="device"),
     (r"/api/tenant/devices/?", "GET"): Row("/api/tenant/devices?pageSize=100&page=0", OWN_TENANT_ADMIN),
-    (r"/api/customer/?", "POST"): Row("/api/customer", ADMIN_ONLY, {"title": "retitled-{who}", "id": "{fresh}"}, "customer"),
+    (r"/api/customer/?", "POST"): Row(
+        "/api/customer", ADMIN_ONLY, {"title": "retitled-{who}", "id": "{fresh}"}, "customer"
+    ),
     (r"/api/customers/?", "GET"): Row("/api/customers?pageSize=100&page=0", OWN_TENANT_ADMIN),
     (r"/api/customer/device/([^/]+)/?", "DELETE"): Row("/api/customer/device/{fresh}", ADMIN_ONLY, fresh="device"),
     (r"/api/customer/([^/]+)/devices/?", "GET"): Row("/api/customer/{cust_a1}/devices?pageSize=100&page=0", A1_READ),
-    (r"/api/customer/([^/]+)/device/([^/]+)/?", "POST"): Row("/api/customer/{cust_a2}/device/{fresh}", ADMIN_ONLY, fresh="device"),
+    (r"/api/customer/([^/]+)/device/([^/]+)/?", "POST"): Row(
+        "/api/customer/{cust_a2}/device/{fresh}", ADMIN_ONLY, fresh="device"
+    ),
     (r"/api/customer/([^/]+)/?", "GET"): Row("/api/customer/{cust_a1}", A1_READ),
     (r"/api/customer/([^/]+)/?", "DELETE"): Row("/api/customer/{fresh}", ADMIN_ONLY, fresh="customer"),
     (rf"{TEL}/keys/timeseries/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/keys/timeseries", A1_READ),
     (rf"{TEL}/values/timeseries/history/?", "GET"): Row(
-        "/api/plugins/telemetry/DEVICE/{dev_a1}/values/timeseries/history?keys=key_a1_secret&startTs=0&endTs=4000000000000", A1_READ),
+        "/api/plugins/telemetry/DEVICE/{dev_a1}/values/timeseries/history?keys=key_a1_secret&startTs=0&endTs=4000000000000",
+        A1_READ,
+    ),
     (rf"{TEL}/values/timeseries/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/values/timeseries", A1_READ),
     (rf"{TEL}/timeseries/delete/?", "DELETE"): Row(
         "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/delete?keys=x&deleteAllDataForKeys=true",
-        A1_WRITE, fresh="device"),
+        A1_WRITE,
+        fresh="device",
+    ),
     (rf"{TEL}/timeseries/([A-Za-z_]+)/?", "POST"): Row(
-        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/ANY", A1_WRITE, {"written": 1}, "device"),
+        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/ANY", A1_WRITE, {"written": 1}, "device"
+    ),
     (rf"{TEL}/timeseries/([A-Za-z_]+)/(\d+)/?", "POST"): Row(
-        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/ANY/1000", A1_WRITE, {"written": 1}, "device"),
+        "/api/plugins/telemetry/DEVICE/{fresh}/timeseries/ANY/1000", A1_WRITE, {"written": 1}, "device"
+    ),
     (rf"{TEL}/keys/attributes/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/keys/attributes", A1_READ),
     (rf"{TEL}/keys/attributes/([A-Za-z_]+)/?", "GET"): Row(
-        "/api/plugins/telemetry/DEVICE/{dev_a1}/keys/attributes/CLIENT_SCOPE", A1_READ),
+        "/api/plugins/telemetry/DEVICE/{dev_a1}/keys/attributes/CLIENT_SCOPE", A1_READ
+    ),
     (rf"{TEL}/values/attributes/?", "GET"): Row("/api/plugins/telemetry/DEVICE/{dev_a1}/values/attributes", A1_READ),
     (rf"{TEL}/values/attributes/([A-Za-z_]+)/?", "GET"): Row(
-        "/api/plugins/telemetry/DEVICE/{dev_a1}/values/attributes/CLIENT_SCOPE", A1_READ),
+        "/api/plugins/telemetry/DEVICE/{dev_a1}/values/attributes/CLIENT_SCOPE", A1_READ
+    ),
     (r"/api/tbpanel/models/?", "GET"): Row("/api/tbpanel/models", OWN_TENANT_ADMIN),
-    (r"/api/tbpanel/models/?", "POST"): Row("/api/tbpanel/models", ADMIN_ONLY,
-                                            {"config": {"name": "matrix-{who}", "items": ["{dev_a1}"]}}),
+    (r"/api/tbpanel/models/?", "POST"): Row(
+        "/api/tbpanel/models", ADMIN_ONLY, {"config": {"name": "matrix-{who}", "items": ["{dev_a1}"]}}
+    ),
     (rf"{M}/build/?", "POST"): Row(M.replace("([^/]+)", "{fresh}") + "/build", ADMIN_ONLY, fresh="model"),
-    (rf"{M}/refresh/run/?", "POST"): Row("/api/tbpanel/models/{fresh}/refresh/run",
-                                         expect(customer=403, other_customer=403, other_admin=403, admin=400), fresh="model"),
+    (rf"{M}/refresh/run/?", "POST"): Row(
+        "/api/tbpanel/models/{fresh}/refresh/run",
+        expect(customer=403, other_customer=403, other_admin=403, admin=400),
+        fresh="model",
+    ),
     (rf"{M}/refresh/?", "GET"): Row("/api/tbpanel/models/{model_a}/refresh", ADMIN_ONLY),
     (rf"{M}/refresh/?", "PUT"): Row("/api/tbpanel/models/{fresh}/refresh", ADMIN_ONLY, {"enabled": False}, "model"),
-    (rf"{M}/reprocess/?", "POST"): Row("/api/tbpanel/models/{fresh}/reprocess",
-                                       expect(customer=403, other_customer=403, other_admin=403, admin=400),
-                                       {"startTs": 0, "endTs": 1000}, "model"),
+    (rf"{M}/reprocess/?", "POST"): Row(
+        "/api/tbpanel/models/{fresh}/reprocess",
+        expect(customer=403, other_customer=403, other_admin=403, admin=400),
+        {"startTs": 0, "endTs": 1000},
+        "model",
+    ),
     (rf"{M}/anomalies/?", "GET"): Row("/api/tbpanel/models/{model_a}/anomalies", ADMIN_ONLY),
     (rf"{M}/tasks/?", "GET"): Row("/api/tbpanel/models/{model_a}/tasks", ADMIN_ONLY),
-    (rf"{M}/experiments/?", "POST"): Row("/api/tbpanel/models/{fresh}/experiments", ADMIN_ONLY,
-                                         {"variants": {"v": {}}, "startTs": 0, "endTs": 1000}, "model"),
+    (rf"{M}/experiments/?", "POST"): Row(
+        "/api/tbpanel/models/{fresh}/experiments",
+        ADMIN_ONLY,
+        {"variants": {"v": {}}, "startTs": 0, "endTs": 1000},
+        "model",
+    ),
     (rf"{M}/?", "GET"): Row("/api/tbpanel/models/{model_a}", ADMIN_ONLY),
     (rf"{M}/?", "PUT"): Row("/api/tbpanel/models/{fresh}", ADMIN_ONLY, {"config": {"name": "renamed-{who}"}}, "model"),
     (rf"{M}/?", "DELETE"): Row("/api/tbpanel/models/{fresh}", ADMIN_ONLY, fresh="model"),
     (r"/api/tbpanel/tasks/([^/]+)/cancel/?", "GET"): Row("/api/tbpanel/tasks/{task_a}/cancel", ADMIN_ONLY),
     (r"/api/tbpanel/tasks/([^/]+)/cancel/?", "POST"): Row("/api/tbpanel/tasks/{task_a}/cancel", ADMIN_ONLY),
     (r"/api/tbpanel/tasks/([^/]+)/?", "GET"): Row("/api/tbpanel/tasks/{task_a}", ADMIN_ONLY),
-    (r"/api/alarm/?", "POST"): Row("/api/alarm", A1_READ,
-                                   {"type": "matrix-{who}", "originator": {"entityType": "DEVICE", "id": "{dev_a1}"}}),
+    (r"/api/alarm/?", "POST"): Row(
+        "/api/alarm", A1_READ, {"type": "matrix-{who}", "originator": {"entityType": "DEVICE", "id": "{dev_a1}"}}
+    ),
     (r"/api/alarms/?", "GET"): Row("/api/alarms?pageSize=100&page=0", ANY_USER),
     (r"/api/alarm/types/?", "GET"): Row("/api/alarm/types", ANY_USER),
-    (r"/api/alarm/highestSeverity/([^/]+)/([^/]+)/?", "GET"): Row("/api/alarm/highestSeverity/DEVICE/{dev_a1}", A1_READ),
+    (r"/api/alarm/highestSeverity/([^/]+)/([^/]+)/?", "GET"): Row(
+        "/api/alarm/highestSeverity/DEVICE/{dev_a1}", A1_READ
+    ),
     (r"/api/alarm/([^/]+)/ack/?", "POST"): Row("/api/alarm/{fresh}/ack", A1_READ, fresh="alarm"),
     (r"/api/alarm/([^/]+)/clear/?", "POST"): Row("/api/alarm/{fresh}/clear", A1_READ, fresh="alarm"),
     (r"/api/alarm/([^/]+)/([^/]+)/?", "GET"): Row("/api/alarm/DEVICE/{dev_a1}?pageSize=100&page=0", A1_READ),
@@ -267,15 +368,19 @@ def route_methods() -> set[tuple[str, str]]:
         if issubclass(handler, tornado.websocket.WebSocketHandler):
             assert pattern in WEBSOCKET_ROUTES, f"a new WebSocket route needs WS_COMMANDS cases: {pattern}"
             continue
-        methods = [m.upper() for m in ("get", "post", "put", "delete", "patch")
-                   if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)]
+        methods = [
+            m.upper()
+            for m in ("get", "post", "put", "delete", "patch")
+            if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)
+        ]
         out |= {(pattern, m) for m in methods or ["GET"]}
     return out
 
 
 def test_every_route_has_a_row():
     assert route_methods() == set(ROUTES), (
-        f"missing rows: {sorted(route_methods() - set(ROUTES))}; stale rows: {sorted(set(ROUTES) - route_methods())}")
+        f"missing rows: {sorted(route_methods() - set(ROUTES))}; stale rows: {sorted(set(ROUTES) - route_methods())}"
+    )
 
 
 def fill(value, ctx: Ctx, who: str, fresh: str | None):
@@ -297,8 +402,13 @@ def test_route_matrix(ctx):
             fresh = ctx.fresh(row.fresh) if row.fresh else None
             path = fill(row.path, ctx, who, fresh)
             body = fill(row.body, ctx, who, fresh)
-            r = requests.request(method, ctx.w.url + path, headers=ctx.headers(who), timeout=TIMEOUT,
-                                 data=None if body is None else json.dumps(body))
+            r = requests.request(
+                method,
+                ctx.w.url + path,
+                headers=ctx.headers(who),
+                timeout=TIMEOUT,
+                data=None if body is None else json.dumps(body),
+            )
             cells += 1
             want = row.statuses[who]
             where = f"{method} {pattern} as {who}"
@@ -316,8 +426,12 @@ def test_route_matrix(ctx):
 def test_device_api_takes_only_its_access_token(ctx):
     """The device routes ignore JWTs; each device token writes to its own device only."""
     for who in IDENTITIES:
-        r = requests.post(f"{ctx.w.url}/api/v1/{ctx.tokens['dev-a1']}/telemetry", json={"via_token": 1},
-                          headers=ctx.headers(who), timeout=TIMEOUT)
+        r = requests.post(
+            f"{ctx.w.url}/api/v1/{ctx.tokens['dev-a1']}/telemetry",
+            json={"via_token": 1},
+            headers=ctx.headers(who),
+            timeout=TIMEOUT,
+        )
         assert r.status_code == 200, r.text
     keys_b = ctx.w.other_admin.get(f"/api/plugins/telemetry/DEVICE/{ctx.ids['dev_b']}/keys/timeseries").json()
     assert "via_token" not in keys_b
@@ -349,13 +463,22 @@ def ws_commands(ctx: Ctx) -> dict[str, tuple[dict, dict]]:
     return {
         "TIMESERIES latest": (dict(dev, type="TIMESERIES", keys="key_a1_secret"), a1),
         "TIMESERIES window": (dict(dev, type="TIMESERIES", keys="key_a1_secret", timeWindow=10**12), a1),
-        "TIMESERIES_HISTORY": (dict(dev, type="TIMESERIES_HISTORY", keys="key_a1_secret", startTs=0,
-                                    endTs=4_000_000_000_000), a1),
+        "TIMESERIES_HISTORY": (
+            dict(dev, type="TIMESERIES_HISTORY", keys="key_a1_secret", startTs=0, endTs=4_000_000_000_000),
+            a1,
+        ),
         "ATTRIBUTES": (dict(dev, type="ATTRIBUTES"), unsupported),
         "ENTITY_DATA": ({"type": "ENTITY_DATA"}, unsupported),
         "ALARM_DATA single": ({"type": "ALARM_DATA", "query": {"entityFilter": single}}, a1),
-        "ALARM_DATA list": ({"type": "ALARM_DATA", "query": {"entityFilter": {
-            "type": "entityList", "entityType": "DEVICE", "entityList": [ctx.ids["dev_a1"]]}}}, a1),
+        "ALARM_DATA list": (
+            {
+                "type": "ALARM_DATA",
+                "query": {
+                    "entityFilter": {"type": "entityList", "entityType": "DEVICE", "entityList": [ctx.ids["dev_a1"]]}
+                },
+            },
+            a1,
+        ),
         "ALARM_DATA all": ({"type": "ALARM_DATA", "query": {"pageLink": {"pageSize": 100}}}, everyone),
         "ALARM_DATA_UNSUBSCRIBE": ({"type": "ALARM_DATA_UNSUBSCRIBE"}, None),
     }
@@ -378,7 +501,7 @@ async def ws_session(url: str, path: str, first: str | None, messages: list[str]
         while True:
             try:
                 msg = await asyncio.wait_for(conn.read_message(), quiet_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return out
             if msg is None:
                 out["close"] = (conn.close_code, conn.close_reason)
@@ -403,7 +526,10 @@ def test_websocket_matrix(ctx):
                     if kind not in LEGACY_KINDS:
                         continue  # /api/ws only
                     message = {LEGACY_KINDS[kind]: [cmd]}
-                    path, first = f"/api/ws/plugins/telemetry?token={token}" if token else "/api/ws/plugins/telemetry", None
+                    path, first = (
+                        f"/api/ws/plugins/telemetry?token={token}" if token else "/api/ws/plugins/telemetry",
+                        None,
+                    )
                 else:
                     message = {"cmds": [cmd]}
                     path = "/api/ws"
@@ -434,19 +560,35 @@ def test_websocket_matrix(ctx):
 def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
     """Live pushes obey the same rules: an unfiltered ALARM_DATA subscription and a telemetry
     subscription of each user see only the changes they may read."""
+
     async def run() -> dict[str, str]:
         url = ctx.w.url.replace("http", "ws", 1)
         conns = {}
         for who in VISIBLE:
             conn = await websocket_connect(url + "/api/ws")
-            await conn.write_message(json.dumps({"authCmd": {"cmdId": 0, "token": ctx.jwts[who]},
-                                                 "cmds": [{"type": "ALARM_DATA", "cmdId": 1, "query": {}}]}))
+            await conn.write_message(
+                json.dumps(
+                    {
+                        "authCmd": {"cmdId": 0, "token": ctx.jwts[who]},
+                        "cmds": [{"type": "ALARM_DATA", "cmdId": 1, "query": {}}],
+                    }
+                )
+            )
             await asyncio.wait_for(conn.read_message(), TIMEOUT)
             conns[who] = conn
-        created = [ctx.w.admin.post("/api/alarm", json={"type": f"push_{name}_secret", "originator": {
-            "entityType": "DEVICE", "id": ctx.ids[key]}}) for name, key in (("a1", "dev_a1"), ("a2", "dev_a2"))]
-        created.append(ctx.w.other_admin.post("/api/alarm", json={"type": "push_b_secret", "originator": {
-            "entityType": "DEVICE", "id": ctx.ids["dev_b"]}}))
+        created = [
+            ctx.w.admin.post(
+                "/api/alarm",
+                json={"type": f"push_{name}_secret", "originator": {"entityType": "DEVICE", "id": ctx.ids[key]}},
+            )
+            for name, key in (("a1", "dev_a1"), ("a2", "dev_a2"))
+        ]
+        created.append(
+            ctx.w.other_admin.post(
+                "/api/alarm",
+                json={"type": "push_b_secret", "originator": {"entityType": "DEVICE", "id": ctx.ids["dev_b"]}},
+            )
+        )
         assert all(r.status_code == 200 for r in created), [r.text for r in created]
         seen = {}
         for who, conn in conns.items():
@@ -454,7 +596,7 @@ def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
             while True:
                 try:
                     msg = await asyncio.wait_for(conn.read_message(), 2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if msg is None:
                     break
@@ -464,8 +606,12 @@ def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
         return seen
 
     seen = asyncio.run(run())
-    expected = {"admin": {"push_a1_secret", "push_a2_secret"}, "customer": {"push_a1_secret"},
-                "other_customer": {"push_a2_secret"}, "other_admin": {"push_b_secret"}}
+    expected = {
+        "admin": {"push_a1_secret", "push_a2_secret"},
+        "customer": {"push_a1_secret"},
+        "other_customer": {"push_a2_secret"},
+        "other_admin": {"push_b_secret"},
+    }
     for who, text in seen.items():
         got = {t for t in ("push_a1_secret", "push_a2_secret", "push_b_secret") if t in text}
         assert got == expected[who], (who, got)
@@ -481,8 +627,9 @@ def page_cookies(ctx: Ctx) -> dict[str, str | None]:
     carry nothing, garbage, an expired signed cookie or a signed cookie with a swapped value."""
     cookies = {}
     for who, (email, password) in PASSWORDS.items():
-        r = requests.post(ctx.w.url + "/login", data={"username": email, "password": password},
-                          allow_redirects=False, timeout=TIMEOUT)
+        r = requests.post(
+            ctx.w.url + "/login", data={"username": email, "password": password}, allow_redirects=False, timeout=TIMEOUT
+        )
         assert r.status_code == 302 and "user" in r.cookies, (who, r.status_code)
         cookies[who] = r.cookies["user"]
     secret = Platform.cookie_secret.fget(SimpleNamespace(_secret=(ctx.w.server.data / "jwt.secret").read_bytes()))
@@ -492,8 +639,12 @@ def page_cookies(ctx: Ctx) -> dict[str, str | None]:
     parts = customer.split("|")  # 2|1:0|10:<ts>|4:user|48:<base64 user id>|<signature>
     swapped = base64.b64encode(admin_id.encode()).decode()
     parts[4] = f"{len(swapped)}:{swapped}"
-    cookies |= {"anon": None, "wrong_token": "garbage", "expired_token": expired.decode(),
-                "tampered_jwt": "|".join(parts)}
+    cookies |= {
+        "anon": None,
+        "wrong_token": "garbage",
+        "expired_token": expired.decode(),
+        "tampered_jwt": "|".join(parts),
+    }
     ctx.secrets |= {c for c in cookies.values() if c and c != "garbage"}
     return cookies
 
@@ -513,7 +664,11 @@ def test_page_statuses(ctx):
             if page == "/login":
                 ok = r.status_code == 200 and 'id="login"' in r.text
             elif page == "/logout":
-                ok = r.status_code == 302 and r.headers["Location"].startswith("/login") and "user=" in r.headers.get("Set-Cookie", "")
+                ok = (
+                    r.status_code == 302
+                    and r.headers["Location"].startswith("/login")
+                    and "user=" in r.headers.get("Set-Cookie", "")
+                )
             elif who in UNAUTHENTICATED:
                 ok = r.status_code == 302 and "/login" in r.headers["Location"]
             else:
@@ -550,8 +705,6 @@ DOCUMENT_JS = """() => {
 }"""
 
 
-
-
 @pytest.mark.browser
 def test_page_contents(ctx, browser):
     """What each signed-in user's browser receives (the whole Bokeh document, hidden parts
@@ -567,8 +720,10 @@ def test_page_contents(ctx, browser):
         for path in PAGES:
             url = ctx.w.url + fill(path, ctx, who, None)
             page.goto(url)
-            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                                   "Bokeh.documents[0].roots().length > 0", timeout=WAIT_MS)
+            page.wait_for_function(
+                "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].roots().length > 0",
+                timeout=WAIT_MS,
+            )
             page.wait_for_timeout(1500)  # let onload callbacks fill the page
             doc = page.evaluate(DOCUMENT_JS)
             found = leaks(ctx, who, doc, url)  # the id the user typed is not a leak

@@ -2,6 +2,7 @@
 WebSocket subscribers and back-to-back reprocess runs at once, against a real server. Nothing
 may fail and no acknowledged point may be missing from the store or a subscriber's stream
 (timings are the benchmark's business, not asserted here)."""
+
 from __future__ import annotations
 
 import sys

@@ -17,6 +17,7 @@
 
 Mount-based tests skip, saying why, where the process may not mount (no CAP_SYS_ADMIN).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,9 +33,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tbpanel.transports import mqtt_codec as c
 from tests.helpers import ROOT, Api, ServerProcess, cli
 from tests.helpers.mqtt import RawClient
-from tbpanel.transports import mqtt_codec as c
 
 EMAIL, PASSWORD = "faults@tbpanel.test", "faults-pass-1"
 OLD = 1_704_067_200_000  # 2024-01-01: closed months, so the compactor moves them to the cold tier
@@ -67,9 +68,12 @@ def batch(i: int, n: int = 2000) -> list[dict]:
 
 
 def stored(api: Api, did: str) -> dict[int, int]:
-    r = api.get(f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries",
-                params=dict(keys="v", startTs=0, endTs=4_000_000_000_000, limit=10_000_000, orderBy="ASC",
-                            useStrictDataTypes="true"))
+    r = api.get(
+        f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries",
+        params=dict(
+            keys="v", startTs=0, endTs=4_000_000_000_000, limit=10_000_000, orderBy="ASC", useStrictDataTypes="true"
+        ),
+    )
     assert r.status_code == 200, r.text
     points = r.json().get("v", [])
     ts = [p["ts"] for p in points]
@@ -112,7 +116,9 @@ def fill(path: Path) -> None:
                 assert exc.errno == 28, exc
 
 
-def post_until(url: str, token: str, first: int, status: int, tries: int = 60) -> tuple[list[int], int, requests.Response]:
+def post_until(
+    url: str, token: str, first: int, status: int, tries: int = 60
+) -> tuple[list[int], int, requests.Response]:
     """Post batches first, first+1, ... until one gets ``status``; the ones before got 200."""
     acked = []
     for i in range(first, first + tries):
@@ -129,8 +135,11 @@ def test_full_disk_answers_507_keeps_reading_and_recovers(tmp_path):
         data = disk / "data"
         server, api, did, token = server_on(data, "--compaction-interval", "0.2")
         try:
-            acked = [i for i in range(5)
-                     if requests.post(f"{server.url}/api/v1/{token}/telemetry", json=batch(i)).status_code == 200]
+            acked = [
+                i
+                for i in range(5)
+                if requests.post(f"{server.url}/api/v1/{token}/telemetry", json=batch(i)).status_code == 200
+            ]
             assert acked == list(range(5))
             fill(disk / "ballast")
             mark = len(server.output)
@@ -206,10 +215,17 @@ def test_read_only_data_directory_is_refused_with_a_clear_message(tmp_path):
         cli("init", "--data", str(disk / "data"), "--admin-email", EMAIL, "--admin-password", PASSWORD)
         r = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        r = subprocess.run([sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(disk / "data"), "--port", "0",
-                            *NO_TRANSPORTS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(disk / "data"), "--port", "0", *NO_TRANSPORTS],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 1, r.stdout + r.stderr
-        assert "not writable" in r.stderr and "Read-only file system" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "not writable" in r.stderr and "Read-only file system" in r.stderr and "Traceback" not in r.stderr, (
+            r.stderr
+        )
 
 
 def test_file_size_limit_answers_507_and_recovers_when_lifted(tmp_path):
@@ -217,8 +233,11 @@ def test_file_size_limit_answers_507_and_recovers_when_lifted(tmp_path):
     server, api, did, token = server_on(data, "--compaction-interval", "0", "--mqtt-port", "0")
     pid = server.proc.pid
     try:
-        acked = [i for i in range(3)
-                 if requests.post(f"{server.url}/api/v1/{token}/telemetry", json=batch(i)).status_code == 200]
+        acked = [
+            i
+            for i in range(3)
+            if requests.post(f"{server.url}/api/v1/{token}/telemetry", json=batch(i)).status_code == 200
+        ]
         limit = max(p.stat().st_size for p in (data / "telemetry").glob("telemetry.sqlite*")) + (64 << 10)
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
         mark = len(server.output)

@@ -1,11 +1,12 @@
 """CoAP device API against a real ``tbpanel serve``, with the aiocoap client: every outcome."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 
 import pytest
-from aiocoap import POST, GET, Context, Message
+from aiocoap import GET, POST, Context, Message
 from aiocoap.numbers.codes import Code
 
 
@@ -26,13 +27,17 @@ def coap(world):
                 return response.code, response.payload.decode()
             finally:
                 await ctx.shutdown()
+
         return asyncio.run(go())
+
     return request
 
 
 def history(world, did: str, key: str) -> list:
-    r = world.admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries"
-                        f"?keys={key}&startTs=0&endTs=9999999999999&useStrictDataTypes=true")
+    r = world.admin.get(
+        f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries"
+        f"?keys={key}&startTs=0&endTs=9999999999999&useStrictDataTypes=true"
+    )
     assert r.status_code == 200, r.text
     return [p["value"] for p in r.json().get(key, [])]
 
@@ -40,8 +45,9 @@ def history(world, did: str, key: str) -> list:
 def test_telemetry_and_attributes_created(world, coap):
     did, token = world.new_device("coap-dev")
     assert coap(f"/api/v1/{token}/telemetry", {"temperature": 22.5, "n": 3})[0] == Code.CREATED
-    assert coap(f"/api/v1/{token}/telemetry",
-                [{"ts": 1_700_000_000_000, "values": {"temperature": 1}}])[0] == Code.CREATED
+    assert (
+        coap(f"/api/v1/{token}/telemetry", [{"ts": 1_700_000_000_000, "values": {"temperature": 1}}])[0] == Code.CREATED
+    )
     assert sorted(history(world, did, "temperature")) == [1, 22.5]
     assert history(world, did, "n") == [3]
     assert coap(f"/api/v1/{token}/attributes", {"fw": "v2", "slots": 2})[0] == Code.CREATED
@@ -55,7 +61,7 @@ def test_errors(world, coap):
     assert code == Code.UNAUTHORIZED
     code, text = coap(f"/api/v1/{token}/telemetry", b'{"a": 1, "b": ')
     assert code == Code.BAD_REQUEST and "Invalid JSON" in text
-    code, text = coap(f"/api/v1/{token}/attributes", b'[1]')
+    code, text = coap(f"/api/v1/{token}/attributes", b"[1]")
     assert code == Code.BAD_REQUEST and "object" in text
     assert coap(f"/api/v1/{token}/telemetry", b"")[0] == Code.BAD_REQUEST
     assert coap(f"/api/v1/{token}/rpc", {"a": 1})[0] == Code.NOT_FOUND

@@ -1,6 +1,7 @@
 """MQTT device transport against a real ``tbpanel serve``: tb-mqtt-client (v5, in its own
 virtualenv), upstream paho-mqtt 3.1.1 and 5, and a raw socket client for the answers paho hides
 (CONNACK codes, PUBACK reasons, closes)."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ import time
 
 import pytest
 
+from tbpanel.transports import mqtt_codec as c
 from tests.helpers import ADMIN, Api, ServerProcess, cli
 from tests.helpers.clients_venv import run_client_script
 from tests.helpers.mqtt import RawClient
-from tbpanel.transports import mqtt_codec as c
 
 
 def latest(world, device_id: str, keys: str) -> dict:
@@ -22,8 +23,10 @@ def latest(world, device_id: str, keys: str) -> dict:
 
 
 def history(world, device_id: str, key: str) -> list:
-    r = world.admin.get(f"/api/plugins/telemetry/DEVICE/{device_id}/values/timeseries"
-                        f"?keys={key}&startTs=0&endTs=9999999999999&limit=10000&useStrictDataTypes=true")
+    r = world.admin.get(
+        f"/api/plugins/telemetry/DEVICE/{device_id}/values/timeseries"
+        f"?keys={key}&startTs=0&endTs=9999999999999&limit=10000&useStrictDataTypes=true"
+    )
     assert r.status_code == 200, r.text
     return r.json().get(key, [])
 
@@ -55,8 +58,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_tb_mqtt_client_v5_telemetry_attributes_and_session_limits(world, port, tb_client_python,
-                                                                  tmp_path):
+def test_tb_mqtt_client_v5_telemetry_attributes_and_session_limits(world, port, tb_client_python, tmp_path):
     """The unchanged TBDeviceMqttClient (MQTT 5) gets result 0 and the data reads back typed."""
     did, token = world.new_device("mqtt-tb-client")
     out = run_client_script(tb_client_python, TB_CLIENT, str(port), token, cwd=tmp_path)
@@ -67,8 +69,10 @@ def test_tb_mqtt_client_v5_telemetry_attributes_and_session_limits(world, port, 
     assert values["count"][0]["value"] == "7" and values["on"][0]["value"] == "true"
     typed = {p["ts"]: p["value"] for p in history(world, did, "temperature")}
     assert typed[1710000000000] == 20.0
-    attrs = {a["key"]: a["value"] for a in
-             world.admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/attributes/CLIENT_SCOPE").json()}
+    attrs = {
+        a["key"]: a["value"]
+        for a in world.admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/attributes/CLIENT_SCOPE").json()
+    }
     assert attrs == {"firmware": "v1.2.3", "slots": 4}
 
 
@@ -79,6 +83,7 @@ def test_paho_tests_import_upstream_paho():
     from pathlib import Path
 
     import paho.mqtt
+
     with pytest.raises(PackageNotFoundError):
         distribution("tb-paho-mqtt-client")  # a .venv from before: `make venv` removes it
     upstream = distribution("paho-mqtt")
@@ -90,10 +95,10 @@ def test_paho_tests_import_upstream_paho():
 @pytest.mark.parametrize("version", ["311", "5"])
 def test_paho_qos0_1_and_2(world, port, version):
     import paho.mqtt.client as mqtt
+
     did, token = world.new_device(f"mqtt-paho-{version}")
     protocol = mqtt.MQTTv311 if version == "311" else mqtt.MQTTv5
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"paho-{version}",
-                         protocol=protocol)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"paho-{version}", protocol=protocol)
     client.username_pw_set(token)
     connected = threading.Event()
     client.on_connect = lambda *a: connected.set()
@@ -102,15 +107,15 @@ def test_paho_qos0_1_and_2(world, port, version):
     try:
         assert connected.wait(20)
         for i in range(20):
-            info = client.publish("v1/devices/me/telemetry",
-                                  json.dumps({"ts": 1_700_000_000_000 + i, "values": {"v": i}}), qos=i % 3)
+            info = client.publish(
+                "v1/devices/me/telemetry", json.dumps({"ts": 1_700_000_000_000 + i, "values": {"v": i}}), qos=i % 3
+            )
             info.wait_for_publish(20)
             assert info.is_published()  # QoS 1: PUBACK; QoS 2: PUBREC, PUBREL, PUBCOMP done
         # a QoS 1/2 message is durable when its PUBACK/PUBREC arrives; QoS 0 ones before it
         # were written earlier on the same session (writes keep arrival order)
         for qos in (1, 2):
-            client.publish("v1/devices/me/telemetry", json.dumps({f"last{qos}": 1}),
-                           qos=qos).wait_for_publish(20)
+            client.publish("v1/devices/me/telemetry", json.dumps({f"last{qos}": 1}), qos=qos).wait_for_publish(20)
     finally:
         client.loop_stop()
         client.disconnect()
@@ -139,7 +144,7 @@ def test_malformed_payload_v5_reason_0x99_nothing_stored(world, port):
     assert raw.puback() == (3, c.V5_PAYLOAD_FORMAT_INVALID)
     raw.publish("v1/devices/me/telemetry", b'{"ok": 1, "bad": NaN}', packet_id=4)
     assert raw.puback() == (4, c.V5_PAYLOAD_FORMAT_INVALID)
-    raw.publish("v1/devices/me/attributes", b'[1, 2]', packet_id=5)
+    raw.publish("v1/devices/me/attributes", b"[1, 2]", packet_id=5)
     assert raw.puback() == (5, c.V5_PAYLOAD_FORMAT_INVALID)
     raw.publish("v1/devices/me/telemetry", {"good": 2}, packet_id=6)  # the session goes on
     assert raw.puback() == (6, 0)
@@ -188,8 +193,12 @@ def test_subscribe_rpc_ping_and_me_topics_never_cross(world, port):
     did_b, token_b = world.new_device("mqtt-me-b")
     a, b = RawClient(port, c.MQTT_5), RawClient(port, c.MQTT_311)
     assert a.connect(token_a, "same-id") == 0 and b.connect(token_b, "same-id") == 0
-    topics = [("v1/devices/me/attributes", 1), ("v1/devices/me/attributes/response/+", 1),
-              ("v1/devices/me/rpc/request/+", 1), ("v1/devices/me/rpc/response/+", 1)]
+    topics = [
+        ("v1/devices/me/attributes", 1),
+        ("v1/devices/me/attributes/response/+", 1),
+        ("v1/devices/me/rpc/request/+", 1),
+        ("v1/devices/me/rpc/response/+", 1),
+    ]
     for raw in (a, b):
         raw.sock.sendall(c.encode_subscribe(raw.level, 11, topics))
         first, body = raw.read()
@@ -199,8 +208,8 @@ def test_subscribe_rpc_ping_and_me_topics_never_cross(world, port):
     first, body = b.read()
     assert first >> 4 == c.PUBLISH
     topic_len = int.from_bytes(body[:2], "big")
-    assert body[2:2 + topic_len] == b"v1/devices/me/rpc/response/1"
-    assert "rateLimits" in json.loads(body[2 + topic_len:])
+    assert body[2 : 2 + topic_len] == b"v1/devices/me/rpc/response/1"
+    assert "rateLimits" in json.loads(body[2 + topic_len :])
     assert b.puback() == (2, 0)
     a.publish("v1/devices/me/telemetry", {"who": 1}, packet_id=5)
     b.publish("v1/devices/me/telemetry", {"who": 2}, packet_id=5)
@@ -210,8 +219,8 @@ def test_subscribe_rpc_ping_and_me_topics_never_cross(world, port):
     a.publish("v1/devices/me/attributes/request/7", {"clientKeys": "fw"}, packet_id=8)
     first, body = a.read()
     topic_len = int.from_bytes(body[:2], "big")
-    assert body[2:2 + topic_len] == b"v1/devices/me/attributes/response/7"
-    assert json.loads(body[2 + topic_len + 1:]) == {"client": {"fw": "v9"}}  # +1: v5 properties
+    assert body[2 : 2 + topic_len] == b"v1/devices/me/attributes/response/7"
+    assert json.loads(body[2 + topic_len + 1 :]) == {"client": {"fw": "v9"}}  # +1: v5 properties
     assert a.puback() == (8, 0)
     a.sock.sendall(bytes([c.PINGREQ << 4, 0]))
     assert a.read()[0] >> 4 == c.PINGRESP  # A got no RPC answer before its PINGRESP
@@ -223,8 +232,9 @@ def test_subscribe_rpc_ping_and_me_topics_never_cross(world, port):
 
 
 def test_gateway_connect_and_telemetry_create_owned_devices(world, port):
-    r = world.admin.post("/api/device", json={"name": "mqtt-gw", "type": "gateway",
-                                              "additionalInfo": {"gateway": True}})
+    r = world.admin.post(
+        "/api/device", json={"name": "mqtt-gw", "type": "gateway", "additionalInfo": {"gateway": True}}
+    )
     assert r.status_code == 200, r.text
     gw_id = r.json()["id"]["id"]
     token = world.admin.get(f"/api/device/{gw_id}/credentials").json()["credentialsId"]
@@ -232,9 +242,14 @@ def test_gateway_connect_and_telemetry_create_owned_devices(world, port):
     assert raw.connect(token) == 0
     raw.publish("v1/gateway/connect", {"device": "GW Device A", "type": "thermometer"}, packet_id=1)
     assert raw.puback() == (1, 0)
-    raw.publish("v1/gateway/telemetry", {
-        "GW Device A": [{"ts": 1_700_000_000_000, "values": {"temp": 21}}, {"hum": 40}],
-        "GW Device B": [{"ts": 1_700_000_000_000, "values": {"temp": 19.5}}]}, packet_id=2)
+    raw.publish(
+        "v1/gateway/telemetry",
+        {
+            "GW Device A": [{"ts": 1_700_000_000_000, "values": {"temp": 21}}, {"hum": 40}],
+            "GW Device B": [{"ts": 1_700_000_000_000, "values": {"temp": 19.5}}],
+        },
+        packet_id=2,
+    )
     assert raw.puback() == (2, 0)
     raw.publish("v1/gateway/telemetry", {"GW Device A": {"temp": 1}}, packet_id=3)  # not an array
     assert raw.puback() == (3, c.V5_PAYLOAD_FORMAT_INVALID)
@@ -359,8 +374,10 @@ def test_wills_that_cannot_be_stored(world, port):
     """MQTT 5 refuses a retained will or a bad will payload with the reason, and is told in the
     CONNACK when a will on a non-device topic is ignored; MQTT 3.1.1 connects and logs why."""
     did, token = world.new_device("mqtt-will-bad")
-    cases = [(c.Will("v1/devices/me/attributes", b'{"a": 1}', 0, True), c.V5_RETAIN_NOT_SUPPORTED),
-             (c.Will("v1/devices/me/telemetry", b'{"a": '), c.V5_PAYLOAD_FORMAT_INVALID)]
+    cases = [
+        (c.Will("v1/devices/me/attributes", b'{"a": 1}', 0, True), c.V5_RETAIN_NOT_SUPPORTED),
+        (c.Will("v1/devices/me/telemetry", b'{"a": '), c.V5_PAYLOAD_FORMAT_INVALID),
+    ]
     for will, code in cases:
         raw = RawClient(port, c.MQTT_5)
         assert raw.connect(token, will=will) == code
@@ -397,8 +414,9 @@ def test_acknowledged_messages_survive_kill(tmp_path, qos):
         assert raw.connect(token) == 0
         n = 300
         for i in range(1, n + 1):
-            raw.publish("v1/devices/me/telemetry", {"ts": 1_700_000_000_000 + i, "values": {"seq": i}},
-                        qos=qos, packet_id=i)
+            raw.publish(
+                "v1/devices/me/telemetry", {"ts": 1_700_000_000_000 + i, "values": {"seq": i}}, qos=qos, packet_id=i
+            )
         acked = [raw.puback(c.PUBACK if qos == 1 else c.PUBREC)[0] for _ in range(n)]
         server.kill()
         assert acked == list(range(1, n + 1))  # in order, all of them
@@ -407,8 +425,9 @@ def test_acknowledged_messages_survive_kill(tmp_path, qos):
     server = ServerProcess(data).start()
     try:
         admin = Api.login(server.url, *ADMIN)
-        r = admin.get(f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries"
-                      "?keys=seq&startTs=0&endTs=9999999999999&limit=10000")
+        r = admin.get(
+            f"/api/plugins/telemetry/DEVICE/{did}/values/timeseries?keys=seq&startTs=0&endTs=9999999999999&limit=10000"
+        )
         assert sorted(int(p["value"]) for p in r.json()["seq"]) == list(range(1, n + 1))
     finally:
         server.stop()
@@ -421,12 +440,16 @@ def test_limit_options_parse_and_help():
     parser = build_parser()
     a = parser.parse_args(["serve"])
     assert (a.mqtt_max_sessions, a.mqtt_max_rate, a.mqtt_max_payload) == (None, None, None)
-    for text, size in (("65536", 65536), ("64KiB", 65536), ("64k", 65536), ("1M", 1 << 20),
-                       ("2 MiB", 2 << 20)):
+    for text, size in (("65536", 65536), ("64KiB", 65536), ("64k", 65536), ("1M", 1 << 20), ("2 MiB", 2 << 20)):
         assert parser.parse_args(["serve", "--mqtt-max-payload", text]).mqtt_max_payload == size
-    for bad in (["--mqtt-max-payload", "0"], ["--mqtt-max-payload", "lots"],
-                ["--mqtt-max-payload", "300MiB"], ["--mqtt-max-payload", "1GiB"],
-                ["--mqtt-max-rate", "0"], ["--mqtt-max-sessions", "two"]):
+    for bad in (
+        ["--mqtt-max-payload", "0"],
+        ["--mqtt-max-payload", "lots"],
+        ["--mqtt-max-payload", "300MiB"],
+        ["--mqtt-max-payload", "1GiB"],
+        ["--mqtt-max-rate", "0"],
+        ["--mqtt-max-sessions", "two"],
+    ):
         with pytest.raises(SystemExit) as info:
             parser.parse_args(["serve", *bad])
         assert info.value.code == 2
@@ -444,8 +467,9 @@ def test_per_device_limits_from_the_command_line(tmp_path):
     enforced with its reason, and getSessionLimits reports them."""
     data = tmp_path / "data"
     cli("init", "--data", str(data), "--admin-email", ADMIN[0], "--admin-password", ADMIN[1])
-    server = ServerProcess(data, extra=("--mqtt-max-sessions", "1", "--mqtt-max-rate", "5",
-                                        "--mqtt-max-payload", "64")).start()
+    server = ServerProcess(
+        data, extra=("--mqtt-max-sessions", "1", "--mqtt-max-rate", "5", "--mqtt-max-payload", "64")
+    ).start()
     try:
         assert any("1 sessions, 5 messages/s, 64-byte payloads" in line for line in server.output)
         admin = Api.login(server.url, *ADMIN)
@@ -464,7 +488,7 @@ def test_per_device_limits_from_the_command_line(tmp_path):
         a.publish("v1/devices/me/rpc/request/1", {"method": "getSessionLimits"}, packet_id=1)
         first, body = a.read()
         topic_len = int.from_bytes(body[:2], "big")
-        answer = json.loads(body[2 + topic_len + 1:])
+        answer = json.loads(body[2 + topic_len + 1 :])
         assert answer["maxPayloadSize"] == 64 and answer["rateLimits"]["messages"] == "5:1"
         assert a.puback() == (1, 0)
         a.publish("v1/devices/me/telemetry", {"s": "x" * 80}, packet_id=2)
@@ -474,16 +498,26 @@ def test_per_device_limits_from_the_command_line(tmp_path):
         a.close()
         # a will over the payload limit is refused at CONNECT (a will is a deferred publish)
         raw = RawClient(server.mqtt_port, c.MQTT_5)
-        assert raw.connect(tokens[1], "b0", c.Will("v1/devices/me/telemetry",
-                                                   json.dumps({"s": "x" * 80}).encode())) \
+        assert (
+            raw.connect(tokens[1], "b0", c.Will("v1/devices/me/telemetry", json.dumps({"s": "x" * 80}).encode()))
             == c.V5_PACKET_TOO_LARGE
+        )
         assert raw.closed()
         # device B: 30 publishes at once against 5 per second; the refused ones say why
         b = RawClient(server.mqtt_port, c.MQTT_5)
         assert b.connect(tokens[1], "b1") == 0
-        b.sock.sendall(b"".join(c.publish(c.MQTT_5, "v1/devices/me/telemetry",
-                                          json.dumps({"ts": 1_700_000_000_000 + i, "values": {"n": i}}).encode(),
-                                          1, i) for i in range(1, 31)))
+        b.sock.sendall(
+            b"".join(
+                c.publish(
+                    c.MQTT_5,
+                    "v1/devices/me/telemetry",
+                    json.dumps({"ts": 1_700_000_000_000 + i, "values": {"n": i}}).encode(),
+                    1,
+                    i,
+                )
+                for i in range(1, 31)
+            )
+        )
         accepted, refused = [], []
         for _ in range(30):
             first, body = b.read()
@@ -496,11 +530,11 @@ def test_per_device_limits_from_the_command_line(tmp_path):
                 accepted.append(pid)
         b.close()
         assert refused and 5 <= len(accepted) < 30
-        r = admin.get(f"/api/plugins/telemetry/DEVICE/{ids[1]}/values/timeseries"
-                      "?keys=n&startTs=0&endTs=9999999999999&limit=100")
+        r = admin.get(
+            f"/api/plugins/telemetry/DEVICE/{ids[1]}/values/timeseries?keys=n&startTs=0&endTs=9999999999999&limit=100"
+        )
         assert sorted(int(p["value"]) for p in r.json()["n"]) == sorted(accepted)
-        r = admin.get(f"/api/plugins/telemetry/DEVICE/{ids[0]}/values/timeseries"
-                      "?keys=s&startTs=0&endTs=9999999999999")
+        r = admin.get(f"/api/plugins/telemetry/DEVICE/{ids[0]}/values/timeseries?keys=s&startTs=0&endTs=9999999999999")
         assert r.json().get("s", []) == []
     finally:
         server.stop()
@@ -509,6 +543,7 @@ def test_per_device_limits_from_the_command_line(tmp_path):
 def test_demo_simulator_posts_mqtt_devices_over_mqtt(world, port):
     """Fleet devices marked "transport": "mqtt" post through the MQTT session, the rest over HTTP."""
     from tbpanel.demo import FleetSimulator, load_fleet
+
     fleet = load_fleet()
     by_name = {d["name"]: d for d in fleet["devices"]}
     ids = {}
@@ -533,8 +568,12 @@ def test_demo_simulator_posts_mqtt_devices_over_mqtt(world, port):
 def _paho(port: int, version: str, token: str | None):
     """A connected-or-refused paho client: (client, CONNACK reason code value)."""
     import paho.mqtt.client as mqtt
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"paho-x-{version}",
-                         protocol=mqtt.MQTTv311 if version == "311" else mqtt.MQTTv5)
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"paho-x-{version}",
+        protocol=mqtt.MQTTv311 if version == "311" else mqtt.MQTTv5,
+    )
     if token is not None:
         client.username_pw_set(token)
     result: list[int] = []
@@ -543,6 +582,7 @@ def _paho(port: int, version: str, token: str | None):
     def on_connect(_c, _u, _flags, reason, _props):
         result.append(reason.value)
         done.set()
+
     client.on_connect = on_connect
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -562,8 +602,9 @@ def test_paho_bad_token_and_no_username(port, version):
 
 
 def test_paho_v5_malformed_payload_and_gateway(world, port):
-    r = world.admin.post("/api/device", json={"name": "paho-gw", "type": "gateway",
-                                              "additionalInfo": {"gateway": True}})
+    r = world.admin.post(
+        "/api/device", json={"name": "paho-gw", "type": "gateway", "additionalInfo": {"gateway": True}}
+    )
     gw_id = r.json()["id"]["id"]
     token = world.admin.get(f"/api/device/{gw_id}/credentials").json()["credentialsId"]
     client, code = _paho(port, "5", token)
@@ -574,13 +615,17 @@ def test_paho_v5_malformed_payload_and_gateway(world, port):
         with got:
             acks[mid] = reason.value
             got.notify_all()
+
     client.on_publish = on_publish
     try:
         assert code == 0
         bad = client.publish("v1/devices/me/telemetry", b'{"t": ', qos=1).mid
         bad2 = client.publish("v1/devices/me/telemetry", b'{"t": ', qos=2).mid
-        good = client.publish("v1/gateway/telemetry", json.dumps(
-            {"Paho GW child": [{"ts": 1_700_000_000_000, "values": {"t": 5}}]}), qos=1).mid
+        good = client.publish(
+            "v1/gateway/telemetry",
+            json.dumps({"Paho GW child": [{"ts": 1_700_000_000_000, "values": {"t": 5}}]}),
+            qos=1,
+        ).mid
         with got:
             assert got.wait_for(lambda: {bad, bad2, good} <= set(acks), 20)
         assert (acks[bad], acks[good]) == (c.V5_PAYLOAD_FORMAT_INVALID, 0)

@@ -1,4 +1,5 @@
 """The MQTT codec (round trips, fuzzed packets) and the transport's per-device limits in-process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,12 @@ def _split(packet: bytes) -> tuple[int, bytes]:
     return first, packet[size:]
 
 
-@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]), client_id=text,
-       username=st.one_of(st.none(), text), keepalive=st.integers(0, 65535))
+@given(
+    level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
+    client_id=text,
+    username=st.one_of(st.none(), text),
+    keepalive=st.integers(0, 65535),
+)
 def test_connect_round_trip(level, client_id, username, keepalive):
     packet = c.encode_connect(c.Connect(level, client_id, keepalive, True, username))
     first, body = _split(packet)
@@ -48,9 +53,15 @@ def test_connect_round_trip(level, client_id, username, keepalive):
     assert (got.level, got.client_id, got.username, got.keepalive) == (level, client_id, username, keepalive)
 
 
-@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]), client_id=text,
-       topic=text.filter(bool), payload=st.binary(max_size=100), qos=st.integers(0, 2),
-       retain=st.booleans(), delay=st.integers(0, 2**32 - 1))
+@given(
+    level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
+    client_id=text,
+    topic=text.filter(bool),
+    payload=st.binary(max_size=100),
+    qos=st.integers(0, 2),
+    retain=st.booleans(),
+    delay=st.integers(0, 2**32 - 1),
+)
 def test_connect_with_will_round_trip(level, client_id, topic, payload, qos, retain, delay):
     props = {c.PROP_WILL_DELAY: delay} if level == c.MQTT_5 else {}
     will = c.Will(topic, payload, qos, retain, props)
@@ -59,10 +70,15 @@ def test_connect_with_will_round_trip(level, client_id, topic, payload, qos, ret
     assert (got.client_id, got.username, got.will) == (client_id, "tok", will)
 
 
-@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
-       topic=text.filter(lambda t: t and "+" not in t and "#" not in t),
-       payload=st.binary(max_size=300), qos=st.integers(0, 2), packet_id=st.integers(1, 65535),
-       retain=st.booleans(), dup=st.booleans())
+@given(
+    level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
+    topic=text.filter(lambda t: t and "+" not in t and "#" not in t),
+    payload=st.binary(max_size=300),
+    qos=st.integers(0, 2),
+    packet_id=st.integers(1, 65535),
+    retain=st.booleans(),
+    dup=st.booleans(),
+)
 def test_publish_round_trip(level, topic, payload, qos, packet_id, retain, dup):
     first, body = _split(c.publish(level, topic, payload, qos, packet_id, retain, dup=dup))
     p = c.parse_packet(first, body, level)
@@ -71,10 +87,13 @@ def test_publish_round_trip(level, topic, payload, qos, packet_id, retain, dup):
     assert p.packet_id == (packet_id if qos else None)
 
 
-@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
-       ptype=st.sampled_from([c.PUBACK, c.PUBREC, c.PUBREL, c.PUBCOMP]),
-       packet_id=st.integers(1, 65535), reason=st.sampled_from([0, 0x10, 0x92, 0x97, 0x99]),
-       why=st.one_of(st.none(), text))
+@given(
+    level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
+    ptype=st.sampled_from([c.PUBACK, c.PUBREC, c.PUBREL, c.PUBCOMP]),
+    packet_id=st.integers(1, 65535),
+    reason=st.sampled_from([0, 0x10, 0x92, 0x97, 0x99]),
+    why=st.one_of(st.none(), text),
+)
 def test_publish_acknowledgements_round_trip(level, ptype, packet_id, reason, why):
     """PUBACK and the three QoS 2 packets; 3.1.1 carries only the packet id."""
     first, body = _split(c.puback(level, packet_id, reason, why, ptype=ptype))
@@ -83,8 +102,10 @@ def test_publish_acknowledgements_round_trip(level, ptype, packet_id, reason, wh
     assert (p.type, p.packet_id, p.reason) == (ptype, packet_id, reason if level == c.MQTT_5 else 0)
 
 
-@given(level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
-       topics=st.lists(st.tuples(text.filter(bool), st.integers(0, 2)), min_size=1, max_size=5))
+@given(
+    level=st.sampled_from([c.MQTT_311, c.MQTT_5]),
+    topics=st.lists(st.tuples(text.filter(bool), st.integers(0, 2)), min_size=1, max_size=5),
+)
 def test_subscribe_round_trip(level, topics):
     first, body = _split(c.encode_subscribe(level, 7, topics))
     p = c.parse_packet(first, body, level)
@@ -92,15 +113,20 @@ def test_subscribe_round_trip(level, topics):
 
 
 def test_v5_properties_round_trip():
-    props = {c.PROP_REASON_STRING: "why", c.PROP_RECEIVE_MAXIMUM: 10, c.PROP_MAXIMUM_QOS: 1,
-             c.PROP_MAXIMUM_PACKET_SIZE: 70000, 0x26: [("a", "b"), ("a", "c")], 0x09: b"\x00\x01",
-             0x0B: 300}
+    props = {
+        c.PROP_REASON_STRING: "why",
+        c.PROP_RECEIVE_MAXIMUM: 10,
+        c.PROP_MAXIMUM_QOS: 1,
+        c.PROP_MAXIMUM_PACKET_SIZE: 70000,
+        0x26: [("a", "b"), ("a", "c")],
+        0x09: b"\x00\x01",
+        0x0B: 300,
+    }
     assert c._Reader(c.encode_properties(props)).properties() == props
 
 
 @FUZZ
-@given(first=st.integers(0, 255), body=st.binary(max_size=200),
-       level=st.sampled_from([c.MQTT_311, c.MQTT_5]))
+@given(first=st.integers(0, 255), body=st.binary(max_size=200), level=st.sampled_from([c.MQTT_311, c.MQTT_5]))
 def test_fuzzed_packets_raise_only_malformed(first, body, level):
     """Arbitrary bytes never crash the parser with anything but MalformedPacket."""
     try:
@@ -118,17 +144,44 @@ def test_fuzzed_packets_raise_only_malformed(first, body, level):
 def test_fuzzed_mutations_of_valid_packets(data):
     """Valid packets with bytes flipped, cut or appended: parsed or MalformedPacket, nothing else."""
     level = data.draw(st.sampled_from([c.MQTT_311, c.MQTT_5]))
-    packet = data.draw(st.sampled_from([
-        c.publish(level, "v1/devices/me/telemetry", b'{"a":1}', 1, 5,
-                  props={c.PROP_PAYLOAD_FORMAT: 1} if level == c.MQTT_5 else None),
-        c.encode_subscribe(level, 3, [("v1/devices/me/rpc/request/+", 1)]),
-        c.encode_connect(c.Connect(level, "id", 60, True, "token", b"pw")),
-        c.encode_connect(c.Connect(level, "id", 60, True, "token", None, {}, c.Will(
-            "v1/devices/me/attributes", b'{"online":false}', 1, False,
-            {c.PROP_WILL_DELAY: 5} if level == c.MQTT_5 else {}))),
-        c.disconnect(level, 0x99, "bad"), c.puback(level, 9, 0x99, "bad"),
-        c.puback(level, 9, 0, ptype=c.PUBREL), c.puback(level, 10, 0x92, "gone", ptype=c.PUBCOMP),
-    ]))
+    packet = data.draw(
+        st.sampled_from(
+            [
+                c.publish(
+                    level,
+                    "v1/devices/me/telemetry",
+                    b'{"a":1}',
+                    1,
+                    5,
+                    props={c.PROP_PAYLOAD_FORMAT: 1} if level == c.MQTT_5 else None,
+                ),
+                c.encode_subscribe(level, 3, [("v1/devices/me/rpc/request/+", 1)]),
+                c.encode_connect(c.Connect(level, "id", 60, True, "token", b"pw")),
+                c.encode_connect(
+                    c.Connect(
+                        level,
+                        "id",
+                        60,
+                        True,
+                        "token",
+                        None,
+                        {},
+                        c.Will(
+                            "v1/devices/me/attributes",
+                            b'{"online":false}',
+                            1,
+                            False,
+                            {c.PROP_WILL_DELAY: 5} if level == c.MQTT_5 else {},
+                        ),
+                    )
+                ),
+                c.disconnect(level, 0x99, "bad"),
+                c.puback(level, 9, 0x99, "bad"),
+                c.puback(level, 9, 0, ptype=c.PUBREL),
+                c.puback(level, 10, 0x92, "gone", ptype=c.PUBCOMP),
+            ]
+        )
+    )
     first, body = _split(packet)
     body = bytearray(body)
     for _ in range(data.draw(st.integers(0, 4))):
@@ -171,7 +224,7 @@ class AsyncClient:
         self.reader, self.writer, self.level = reader, writer, level
 
     @classmethod
-    async def open(cls, port: int, token: str, level: int = c.MQTT_5) -> tuple["AsyncClient", int]:
+    async def open(cls, port: int, token: str, level: int = c.MQTT_5) -> tuple[AsyncClient, int]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client = cls(reader, writer, level)
         writer.write(c.encode_connect(c.Connect(level, "x", 0, True, token)))
@@ -189,8 +242,7 @@ class AsyncClient:
         return first, await self.reader.readexactly(length)
 
     async def publish(self, payload: dict, packet_id: int) -> tuple[int, int]:
-        self.writer.write(c.publish(self.level, "v1/devices/me/telemetry",
-                                    json.dumps(payload).encode(), 1, packet_id))
+        self.writer.write(c.publish(self.level, "v1/devices/me/telemetry", json.dumps(payload).encode(), 1, packet_id))
         first, body = await self.read()
         assert first >> 4 == c.PUBACK
         return int.from_bytes(body[:2], "big"), (body[2] if len(body) > 2 else 0)
@@ -211,8 +263,9 @@ def test_per_device_limits(platform):
     accepted: list[int] = []
 
     async def scenario() -> None:
-        transport = MqttTransport(platform, MqttLimits(max_payload_bytes=200, max_sessions_per_device=2,
-                                                       messages_per_second=5))
+        transport = MqttTransport(
+            platform, MqttLimits(max_payload_bytes=200, max_sessions_per_device=2, messages_per_second=5)
+        )
         port = await transport.start("127.0.0.1", 0)
         try:
             a, code_a = await AsyncClient.open(port, token)
@@ -226,9 +279,15 @@ def test_per_device_limits(platform):
             # 5 messages/s per device (burst 5), shared by its sessions: a burst of 40 sent at
             # once cannot all pass (that would take 7 s); refused ones get 0x97 and are not stored
             for i in range(40):
-                a.writer.write(c.publish(c.MQTT_5, "v1/devices/me/telemetry",
-                                         json.dumps({"ts": 1_700_000_000_000 + i, "values": {"n": i}}).encode(),
-                                         1, 100 + i))
+                a.writer.write(
+                    c.publish(
+                        c.MQTT_5,
+                        "v1/devices/me/telemetry",
+                        json.dumps({"ts": 1_700_000_000_000 + i, "values": {"n": i}}).encode(),
+                        1,
+                        100 + i,
+                    )
+                )
             acks = []
             for _ in range(40):
                 first, body = await a.read()
@@ -240,6 +299,7 @@ def test_per_device_limits(platform):
             b.writer.close()
         finally:
             await transport.close()
+
     asyncio.run(asyncio.wait_for(scenario(), 60))
     stored = platform.store.query_raw(device.id, ["n", "s"], 0, 2**62, limit=1000, order="ASC")
     assert [v for _, _, v in stored.get("n", [])] == accepted and not stored.get("s")
@@ -247,6 +307,7 @@ def test_per_device_limits(platform):
 
 def test_cli_transport_ports():
     from tbpanel.cli import build_parser
+
     parser = build_parser()
     args = parser.parse_args(["serve"])
     assert args.mqtt_port is None and args.coap_port is None  # the defaults, 1883/5683 if free

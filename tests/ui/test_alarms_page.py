@@ -1,5 +1,6 @@
 """The live alarm table in a real browser: an anomaly planted in posted telemetry becomes an
 alarm that appears without a reload; ack and clear from the table change it everywhere."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,6 @@ from tests.helpers import ADMIN, CUSTOMER_USER, WAIT_MS, shot, wait_task
 
 HOUR = 3_600_000
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
-
-
 
 
 def post_series(world, token, start, end, spike_from=None, anchor=0):
@@ -45,9 +44,16 @@ def test_planted_anomaly_becomes_live_alarm_then_ack_and_clear_from_table(world,
         did, token = world.new_device(f"{dtype}-{i}", type=dtype)
         post_series(world, token, train_end - 72 * HOUR, train_end, anchor=hour)
         devices.append((did, token))
-    config = {"name": f"{dtype} model", "device_type": dtype, "fields": ["power"], "window": "fixed",
-              "segment_ms": HOUR, "train_start": train_end - 72 * HOUR, "train_end": train_end,
-              "alarm_type": f"Anomaly {dtype}"}
+    config = {
+        "name": f"{dtype} model",
+        "device_type": dtype,
+        "fields": ["power"],
+        "window": "fixed",
+        "segment_ms": HOUR,
+        "train_start": train_end - 72 * HOUR,
+        "train_end": train_end,
+        "alarm_type": f"Anomaly {dtype}",
+    }
     model = world.admin.post("/api/tbpanel/models", json={"config": config}).json()
     build = world.admin.post(f"/api/tbpanel/models/{model['id']}/build").json()
     assert wait_task(world.admin, build["id"])["status"] == "DONE"
@@ -60,7 +66,7 @@ def test_planted_anomaly_becomes_live_alarm_then_ack_and_clear_from_table(world,
     assert row(page, f"{dtype}-1").count() == 0
 
     # device 1 goes wild for the last three hours; the others stay normal
-    for i, (did, token) in enumerate(devices):
+    for i, (_did, token) in enumerate(devices):
         post_series(world, token, train_end, now, spike_from=hour - 3 * HOUR if i == 1 else None, anchor=hour)
     # refresh goes on only now: the server's scheduler (every 15 s) may start a due run at once,
     # and a run before the data arrived would already have moved past the spike
@@ -75,19 +81,29 @@ def test_planted_anomaly_becomes_live_alarm_then_ack_and_clear_from_table(world,
     alarm_id = alarms[0]["id"]["id"]
 
     for p in (page, other):  # arrives live, no reload
-        row(p, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="ACTIVE_UNACK").wait_for(timeout=WAIT_MS)
+        row(p, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="ACTIVE_UNACK").wait_for(
+            timeout=WAIT_MS
+        )
         assert p.evaluate("() => window.__sameDocument === true")
     assert row(page, f"{dtype}-1").locator("[tabulator-field='severity']").inner_text() == alarms[0]["severity"]
     shot(page, "alarms-live-admin")
 
     row(page, f"{dtype}-1").locator("[data-action='ack']").click()
-    row(page, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="ACTIVE_ACK").wait_for(timeout=WAIT_MS)
-    row(other, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="ACTIVE_ACK").wait_for(timeout=WAIT_MS)
+    row(page, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="ACTIVE_ACK").wait_for(
+        timeout=WAIT_MS
+    )
+    row(other, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="ACTIVE_ACK").wait_for(
+        timeout=WAIT_MS
+    )
     assert world.admin.get(f"/api/alarm/{alarm_id}").json()["status"] == "ACTIVE_ACK"
 
     row(page, f"{dtype}-1").locator("[data-action='clear']").click()
-    row(page, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="CLEARED_ACK").wait_for(timeout=WAIT_MS)
-    row(other, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="CLEARED_ACK").wait_for(timeout=WAIT_MS)
+    row(page, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="CLEARED_ACK").wait_for(
+        timeout=WAIT_MS
+    )
+    row(other, f"{dtype}-1").locator("[tabulator-field='status']").filter(has_text="CLEARED_ACK").wait_for(
+        timeout=WAIT_MS
+    )
     got = world.admin.get(f"/api/alarm/{alarm_id}").json()
     assert got["status"] == "CLEARED_ACK" and got["clearTs"] > 0
     href = row(page, f"{dtype}-1").locator("[tabulator-field='review'] a").get_attribute("href")

@@ -1,4 +1,5 @@
 """`tbpanel serve --demo`: the demo logins, fleet, history, live simulator, and the pages in a browser."""
+
 from __future__ import annotations
 
 import time
@@ -29,9 +30,17 @@ def test_demo_fleet_history_and_roles(demo):
     assert sorted(d["name"] for d in mine) == sorted(d["name"] for d in fleet["devices"] if d["customer"])
     pump = next(d for d in devices if d["name"] == "Pump P1")["id"]["id"]
     now = int(time.time() * 1000)
-    day = tenant.get(f"/api/plugins/telemetry/DEVICE/{pump}/values/timeseries",
-                     params=dict(keys="vibration", startTs=now - 20 * 86_400_000, endTs=now,
-                                 agg="COUNT", interval=86_400_000, useStrictDataTypes="true")).json()
+    day = tenant.get(
+        f"/api/plugins/telemetry/DEVICE/{pump}/values/timeseries",
+        params=dict(
+            keys="vibration",
+            startTs=now - 20 * 86_400_000,
+            endTs=now,
+            agg="COUNT",
+            interval=86_400_000,
+            useStrictDataTypes="true",
+        ),
+    ).json()
     assert len(day["vibration"]) >= 19 and all(p["value"] >= 1400 for p in day["vibration"][1:-1])
 
 
@@ -113,8 +122,9 @@ def test_tenant_sees_the_whole_fleet(demo, browser):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("login", [(TENANT_EMAIL, TENANT_PASSWORD), (CUSTOMER_EMAIL, CUSTOMER_PASSWORD)],
-                         ids=["tenant", "customer"])
+@pytest.mark.parametrize(
+    "login", [(TENANT_EMAIL, TENANT_PASSWORD), (CUSTOMER_EMAIL, CUSTOMER_PASSWORD)], ids=["tenant", "customer"]
+)
 def test_demo_users_see_posted_telemetry_live(demo, browser, login):
     """Each demo login opens /telemetry for Thermostat T1 and sees a value posted over the
     device API arrive in the latest table and the plot data, without reloading."""
@@ -124,7 +134,10 @@ def test_demo_users_see_posted_telemetry_live(demo, browser, login):
     devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]
     t1 = next(d for d in devices if d["name"] == "Thermostat T1")["id"]["id"]
     key = f"setpoint_{login[0].split('@')[0]}"  # a key the simulator never posts
-    post = lambda v: requests.post(f"{demo.url}/api/v1/T1_DEMO_TOKEN/telemetry", json={key: v}, timeout=30)
+
+    def post(v):
+        return requests.post(f"{demo.url}/api/v1/T1_DEMO_TOKEN/telemetry", json={key: v}, timeout=30)
+
     assert post(1.5).status_code == 200
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
@@ -137,8 +150,10 @@ def test_demo_users_see_posted_telemetry_live(demo, browser, login):
         cell.filter(has_text="1.5").wait_for(timeout=60_000)
         assert post(77.125).status_code == 200
         cell.filter(has_text="77.125").wait_for(timeout=30_000)
-        page.wait_for_function(f"() => {{ const s = ({SERIES_JS})(); return s['{key}'] && "
-                               f"s['{key}'].y.includes(77.125); }}", timeout=30_000)
+        page.wait_for_function(
+            f"() => {{ const s = ({SERIES_JS})(); return s['{key}'] && s['{key}'].y.includes(77.125); }}",
+            timeout=30_000,
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"telemetry-demo-{login[0].split('@')[0]}.png"), full_page=True)
     finally:

@@ -4,6 +4,7 @@ Each test saves a screenshot under ``test-artifacts/`` (gitignored). Plot data i
 the browser's Bokeh document (``Bokeh.documents``): the renderers of the figure named
 ``telemetry-plot`` draw one ``ColumnDataSource`` per key, named ``series:<key>``.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,10 +29,6 @@ SERIES_JS = """() => {
 }"""
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_server_errors")]
-
-
-
-
 
 
 def post(world, token: str, payload) -> None:
@@ -65,8 +62,11 @@ def now_ms() -> int:
 def test_new_points_arrive_in_the_plot_and_table_without_reload(world, open_page):
     did, token = world.new_device(f"live-plot-{uuid.uuid4().hex[:6]}", type="thermostat")
     t = now_ms()
-    post(world, token, [{"ts": t - (10 - i) * 20_000, "values": {"temperature": 20 + i, "humidity": 40}}
-                        for i in range(10)])
+    post(
+        world,
+        token,
+        [{"ts": t - (10 - i) * 20_000, "values": {"temperature": 20 + i, "humidity": 40}} for i in range(10)],
+    )
     page = open_page(ADMIN, f"/telemetry?device={did}")
     s = wait_series(page, "s.temperature && s.temperature.y.length === 10 && s.humidity")
     assert s["temperature"]["y"] == [float(20 + i) for i in range(10)]
@@ -76,7 +76,7 @@ def test_new_points_arrive_in_the_plot_and_table_without_reload(world, open_page
     post(world, token, {"ts": t + 1, "values": {"temperature": 31.75}})
     s = wait_series(page, "s.temperature.y.length === 11")
     assert s["temperature"]["y"][-1] == 31.75 and s["temperature"]["ts"][-1] == t + 1
-    assert len(s["humidity"]["y"]) == 10                     # only the key that changed grew
+    assert len(s["humidity"]["y"]) == 10  # only the key that changed grew
     latest_value(page, "temperature").filter(has_text="31.75").wait_for(timeout=WAIT_MS)
     assert page.locator("#latest-table tr[data-key='temperature'] td.age").inner_text().endswith(("s", "min"))
     assert page.evaluate("() => window.__sameDocument === true")
@@ -93,8 +93,8 @@ def test_pick_device_and_keys_then_switch_window_and_aggregation(world, open_pag
     page.locator(".device-search input").fill(name[:12])
     page.locator(".device-select select").select_option(label=f"{name} (pump)")
     s = wait_series(page, "s.pressure && s.flow")
-    assert len(s["pressure"]["y"]) == 60                      # the default window: 1 hour
-    page.locator(".key-buttons button", has_text="flow").click()   # untick flow
+    assert len(s["pressure"]["y"]) == 60  # the default window: 1 hour
+    page.locator(".key-buttons button", has_text="flow").click()  # untick flow
     wait_series(page, "s.pressure && !s.flow")
     page.locator(".window-buttons button", has_text="5 min").click()
     s = wait_series(page, "s.pressure && s.pressure.y.length < 10")
@@ -104,20 +104,23 @@ def test_pick_device_and_keys_then_switch_window_and_aggregation(world, open_pag
     page.locator(".agg-select select").select_option("COUNT")
     page.locator(".interval-select select").select_option(label="1 h")
     s = wait_series(page, "s.pressure && s.pressure.y.length <= 4")
-    assert sum(s["pressure"]["y"]) == 180                        # hourly counts of every point
+    assert sum(s["pressure"]["y"]) == 180  # hourly counts of every point
     post(world, token, {"ts": now_ms(), "values": {"pressure": 99}})
     s = wait_series(page, "s.pressure.y.reduce((a, b) => a + b, 0) === 181")  # open bucket patched
     assert len(s["pressure"]["y"]) <= 5
-    page.locator(".window-buttons button", has_text="Fixed").click()   # defaults to the last day
+    page.locator(".window-buttons button", has_text="Fixed").click()  # defaults to the last day
     page.locator(".range-picker").wait_for(state="visible", timeout=WAIT_MS)
-    page.wait_for_function("() => { for (const d of Bokeh.documents) for (const m of d.all_models) "
-                           "if (m.name === 'telemetry-plot') return m.title.text.endsWith('UTC · COUNT per 1 h'); }",
-                           timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => { for (const d of Bokeh.documents) for (const m of d.all_models) "
+        "if (m.name === 'telemetry-plot') return m.title.text.endsWith('UTC · COUNT per 1 h'); }",
+        timeout=WAIT_MS,
+    )
     s = series(page)
-    assert 180 <= sum(s["pressure"]["y"]) <= 181     # the new point may fall after the range end
+    assert 180 <= sum(s["pressure"]["y"]) <= 181  # the new point may fall after the range end
     # a fixed range from the URL: the first half hour of the history, raw
-    page.goto(f"{world.url}/telemetry?device={did}&window=fixed&start={t - 179 * 60_000}"
-              f"&end={t - 149 * 60_000}&agg=NONE")
+    page.goto(
+        f"{world.url}/telemetry?device={did}&window=fixed&start={t - 179 * 60_000}&end={t - 149 * 60_000}&agg=NONE"
+    )
     s = wait_series(page, "s.pressure && s.flow")
     assert len(s["pressure"]["y"]) == 30 and s["pressure"]["ts"][0] == t - 179 * 60_000
     assert plot_title(page).startswith(f"{name} · ") and plot_title(page).endswith("UTC")
@@ -135,7 +138,7 @@ def test_customer_user_sees_only_its_devices_even_by_url(world, open_page):
     assert any(o.startswith("dev-a1") for o in options)
     assert not any(o.startswith(("dev-a2", "dev-tenant", "dev-b")) for o in options)
 
-    page.goto(f"{world.url}/telemetry?device={theirs}")   # edited URL: another customer's device
+    page.goto(f"{world.url}/telemetry?device={theirs}")  # edited URL: another customer's device
     page.locator(".status", has_text="permission").wait_for(timeout=WAIT_MS)
     assert series(page) == {} and page.locator("#latest-table").count() == 0
     shot(page, "telemetry-customer-denied")
@@ -148,7 +151,7 @@ def test_customer_user_sees_only_its_devices_even_by_url(world, open_page):
 
 
 def test_fleet_page_updates_live_and_links_to_telemetry(world, open_page):
-    name = f"000-live-fleet-{uuid.uuid4().hex[:6]}"   # sorts first: Tabulator renders visible rows only
+    name = f"000-live-fleet-{uuid.uuid4().hex[:6]}"  # sorts first: Tabulator renders visible rows only
     did, token = world.new_device(name)
     page = open_page(ADMIN, "/")
     row = page.locator(".tabulator-row", has_text=name)

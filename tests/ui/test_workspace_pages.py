@@ -4,14 +4,15 @@ API; the models page's switches, duplicate and delete confirmation; customers ar
 
 Screenshots of the models page, every wizard step and the Result tab go to test-artifacts/.
 """
+
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from tests.helpers import ARTIFACTS, Api, no_errors_logged, signed_in_pages, wait_task
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD
+from tests.helpers import ARTIFACTS, Api, no_errors_logged, signed_in_pages, wait_task
 
 WAIT_MS = 60_000
 DAY = 86_400_000
@@ -89,17 +90,27 @@ def test_new_user_walks_the_wizard_builds_and_sees_the_result(open_page, api, de
     verdict = page.locator("#readiness-verdict")
     verdict.wait_for(timeout=WAIT_MS)
     assert verdict.get_attribute("data-verdict") in ("Poor", "Fair", "Good", "Excellent")
-    facts = {k: page.locator(f"[data-fact='{k}']").inner_text() for k in
-             ("Devices with data", "Keys", "Points (approximate)", "Sampling step", "Coverage")}
+    facts = {
+        k: page.locator(f"[data-fact='{k}']").inner_text()
+        for k in ("Devices with data", "Keys", "Points (approximate)", "Sampling step", "Coverage")
+    }
     assert facts["Devices with data"] == "3 of 3" and facts["Keys"] == "pressure, vibration"
     assert facts["Sampling step"] == "1 min"
     devices = {d["name"]: d["id"]["id"] for d in api.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]}
     now = int(time.time() * 1000)
     counted = 0
     for name in ("Pump P1", "Pump P2", "Pump P3"):
-        r = api.get(f"/api/plugins/telemetry/DEVICE/{devices[name]}/values/timeseries",
-                    params=dict(keys="pressure,vibration", startTs=now - 7 * DAY, endTs=now, agg="COUNT",
-                                interval=8 * DAY, useStrictDataTypes="true")).json()
+        r = api.get(
+            f"/api/plugins/telemetry/DEVICE/{devices[name]}/values/timeseries",
+            params=dict(
+                keys="pressure,vibration",
+                startTs=now - 7 * DAY,
+                endTs=now,
+                agg="COUNT",
+                interval=8 * DAY,
+                useStrictDataTypes="true",
+            ),
+        ).json()
         counted += sum(p["value"] for series in r.values() for p in series)
     points = int(facts["Points (approximate)"].replace(",", ""))
     assert abs(points - counted) <= 0.01 * counted, (points, counted)
@@ -154,12 +165,16 @@ def test_new_user_walks_the_wizard_builds_and_sees_the_result(open_page, api, de
 
     def card(key: str) -> str:
         return page.locator(f"#card-{key} .value").get_attribute("data-value")
+
     assert int(card("anomalies")) == len(anomalies) == model["counts"]["anomalies"]
     assert int(card("items")) == len({a["item"] for a in anomalies})
     assert float(card("peak")) == pytest.approx(max(a["score"] for a in anomalies))
     assert float(card("impact")) == pytest.approx(sum(a["scoreIndex"] for a in anomalies))
     lo, hi = (float(x) for x in card("range").split(".."))
-    assert (lo, hi) == (pytest.approx(min(a["score"] for a in anomalies)), pytest.approx(max(a["score"] for a in anomalies)))
+    assert (lo, hi) == (
+        pytest.approx(min(a["score"] for a in anomalies)),
+        pytest.approx(max(a["score"] for a in anomalies)),
+    )
     names = {v: k for k, v in devices.items()}
     top = max(anomalies, key=lambda a: a["scoreIndex"])
     first_ranked = page.locator(".tabulator").nth(1).locator(".tabulator-row").first
@@ -184,26 +199,40 @@ def test_models_page_switches_duplicate_and_delete_confirmation(open_page, api, 
     alarms_box = switch(row(page, pump["id"]), "alarms")
     assert alarms_box.is_checked() and pump["refresh"]["create_alarms"]
     alarms_box.uncheck()
-    wait_until(lambda: not api.get(f"/api/tbpanel/models/{pump['id']}").json()["refresh"]["create_alarms"],
-               what="alarms switched off")
+    wait_until(
+        lambda: not api.get(f"/api/tbpanel/models/{pump['id']}").json()["refresh"]["create_alarms"],
+        what="alarms switched off",
+    )
     alarms_box.check()
-    wait_until(lambda: api.get(f"/api/tbpanel/models/{pump['id']}").json()["refresh"]["create_alarms"],
-               what="alarms switched on")
+    wait_until(
+        lambda: api.get(f"/api/tbpanel/models/{pump['id']}").json()["refresh"]["create_alarms"],
+        what="alarms switched on",
+    )
     mine = row(page, BUILT["id"])
     assert not switch(mine, "monitoring").is_checked()
     switch(mine, "monitoring").check()
     switch(mine, "saving").check()
-    wait_until(lambda: (lambda r: r["enabled"] and r["save_telemetry"])(
-        api.get(f"/api/tbpanel/models/{BUILT['id']}").json()["refresh"]), what="monitoring on")
+    wait_until(
+        lambda: (lambda r: r["enabled"] and r["save_telemetry"])(
+            api.get(f"/api/tbpanel/models/{BUILT['id']}").json()["refresh"]
+        ),
+        what="monitoring on",
+    )
     page.locator(".alert", has_text="save scores switched on").wait_for(timeout=WAIT_MS)
 
     # the delete confirmation spells out what happens to the demo model's alarms; keep it
     now = int(time.time() * 1000)
-    task = api.post(f"/api/tbpanel/models/{pump['id']}/reprocess",
-                    json={"startTs": now - 22 * DAY, "endTs": now, "createAlarms": True}).json()
+    task = api.post(
+        f"/api/tbpanel/models/{pump['id']}/reprocess",
+        json={"startTs": now - 22 * DAY, "endTs": now, "createAlarms": True},
+    ).json()
     assert wait_task(api, task["id"])["status"] == "DONE"
-    count = lambda **kw: api.get("/api/alarms", params={"modelId": pump["id"], "pageSize": 1, "page": 0, **kw}
-                                 ).json()["totalElements"]
+
+    def count(**kw):
+        return api.get("/api/alarms", params={"modelId": pump["id"], "pageSize": 1, "page": 0, **kw}).json()[
+            "totalElements"
+        ]
+
     total, active = count(), count(searchStatus="ACTIVE")
     assert total >= 1
     row(page, pump["id"]).get_by_role("button", name="Delete").click()
@@ -222,8 +251,9 @@ def test_models_page_switches_duplicate_and_delete_confirmation(open_page, api, 
     mine.get_by_role("button", name="Duplicate").click()
     copy = wait_until(lambda: models_by_name(api).get(f"{BUILT['name']} (copy)"), what="the copy")
     row(page, copy["id"]).locator(".model-status[data-status='READY']").wait_for(timeout=WAIT_MS)
-    assert row(page, copy["id"]).locator(".model-head").get_attribute("data-anomalies") == \
-        str(len(api.get(f"/api/tbpanel/models/{BUILT['id']}/anomalies").json()))
+    assert row(page, copy["id"]).locator(".model-head").get_attribute("data-anomalies") == str(
+        len(api.get(f"/api/tbpanel/models/{BUILT['id']}/anomalies").json())
+    )
     shot(page, "models-duplicated")
 
     # a model whose anomaly deletion deletes alarms says so; confirming deletes it

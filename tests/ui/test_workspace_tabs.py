@@ -5,6 +5,7 @@ threshold changes the alarm preview before anything is saved. Tasks: a reprocess
 cancelled from the table. Jobs: refresh is switched on. Experiments: two variants and the stored
 model side by side, nothing stored changed. Every tab leaves a screenshot in test-artifacts/.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,8 @@ import time
 
 import pytest
 
-from tests.helpers import ARTIFACTS, Api, ServerProcess, no_errors_logged, signed_in_pages
 from tbpanel.demo import TENANT_EMAIL, TENANT_PASSWORD, load_fleet
+from tests.helpers import ARTIFACTS, Api, ServerProcess, no_errors_logged, signed_in_pages
 
 WAIT_MS = 60_000
 HOUR, DAY = 3_600_000, 86_400_000
@@ -45,8 +46,6 @@ def tenant(demo):
     return Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
 
 
-
-
 @pytest.fixture
 def no_errors(demo):
     """Exceptions in page callbacks only reach the server log: fail the test that caused one."""
@@ -58,6 +57,7 @@ def no_errors(demo):
 def open_tab(demo, browser, no_errors):
     """``open_tab(model name, tab title)``: the model page signed in as the demo tenant admin."""
     with signed_in_pages(browser, demo.url, height=1000, wait_ms=WAIT_MS) as open_page:
+
         def open_(name: str, tab: str):
             tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
             model = next(m for m in tenant.get("/api/tbpanel/models").json() if m["name"] == name)
@@ -75,9 +75,10 @@ def shot(page, name: str) -> None:
 
 def history_end(tenant: Api, device_id: str, key: str) -> int:
     """The demo history's end (its planted anomalies are placed relative to it)."""
-    first = tenant.get(f"/api/plugins/telemetry/DEVICE/{device_id}/values/timeseries",
-                       params={"keys": key, "startTs": 0, "endTs": int(time.time() * 1000), "limit": 1,
-                               "orderBy": "ASC"}).json()[key][0]["ts"]
+    first = tenant.get(
+        f"/api/plugins/telemetry/DEVICE/{device_id}/values/timeseries",
+        params={"keys": key, "startTs": 0, "endTs": int(time.time() * 1000), "limit": 1, "orderBy": "ASC"},
+    ).json()[key][0]["ts"]
     return first + load_fleet()["history_days"] * DAY
 
 
@@ -97,16 +98,19 @@ def test_review_opens_the_planted_level_shift_from_the_sorted_table(open_tab, te
     table_rows = page.locator(".tabulator-row:visible", has=page.locator("[tabulator-field='severity']"))
     table_rows.first.wait_for(timeout=WAIT_MS)
     assert table_rows.count() == len(anomalies)
-    page.locator(".tabulator-col[tabulator-field='score']:visible").click()          # sort by score, ascending
-    page.locator(".tabulator-col[tabulator-field='score']:visible").click()          # then descending
+    page.locator(".tabulator-col[tabulator-field='score']:visible").click()  # sort by score, ascending
+    page.locator(".tabulator-col[tabulator-field='score']:visible").click()  # then descending
     scores = [float(t) for t in page.locator(".tabulator-row:visible [tabulator-field='score']").all_inner_texts()]
     assert scores == sorted(scores, reverse=True)
     row = table_rows.filter(has_text="Pump P1").filter(has_text=f"{target['score']:.1f}")
     row.locator("[tabulator-field='start']").click()
     focus = page.locator(f"#review-focus[data-start='{target['startTs']}']")
     focus.wait_for(timeout=WAIT_MS)
-    page.wait_for_function(f"() => {{ const r = ({X_RANGE_JS})(); return r && r[0] < {target['startTs']} "
-                           f"&& r[1] > {target['endTs']} && r[1] - r[0] < {3 * DAY}; }}", timeout=WAIT_MS)
+    page.wait_for_function(
+        f"() => {{ const r = ({X_RANGE_JS})(); return r && r[0] < {target['startTs']} "
+        f"&& r[1] > {target['endTs']} && r[1] - r[0] < {3 * DAY}; }}",
+        timeout=WAIT_MS,
+    )
     assert page.get_by_text("Pump P1", exact=True).count() >= 1
     assert page.evaluate(SOURCE_LEN_JS, "review:anomalies") >= 1
     page.wait_for_timeout(500)
@@ -119,14 +123,15 @@ def test_input_threshold_changes_the_alarm_preview_before_saving(open_tab, tenan
     cell = page.locator("#alarm-preview tr[data-severity='critical'] td.count")
     cell.wait_for(timeout=WAIT_MS)
     before = int(cell.inner_text())
-    new = round(scores[len(scores) // 2] - 0.05, 2)   # the median anomaly: about half would be CRITICAL
+    new = round(scores[len(scores) // 2] - 0.05, 2)  # the median anomaly: about half would be CRITICAL
     expected = sum(s >= new for s in scores)
     assert expected != before
     field = page.locator(".threshold-critical input")
     field.fill(str(new))
     field.press("Enter")
-    page.locator("#alarm-preview tr[data-severity='critical'] td.count").filter(
-        has_text=str(expected)).wait_for(timeout=WAIT_MS)
+    page.locator("#alarm-preview tr[data-severity='critical'] td.count").filter(has_text=str(expected)).wait_for(
+        timeout=WAIT_MS
+    )
     total = sum(int(t) for t in page.locator("#alarm-preview td.count").all_inner_texts())
     assert total == len(scores)
     # a lower CRITICAL than MAJOR is flagged next to the field; nothing was saved
@@ -142,8 +147,10 @@ def test_tasks_start_and_cancel_a_reprocess(open_tab, tenant):
     # keep the (single) task worker busy with a long experiment so the reprocess waits in the queue
     now = int(time.time() * 1000)
     variants = {f"v{i}": {"threshold_percent": 0.5 + i / 10} for i in range(40)}
-    blocker = tenant.post(f"/api/tbpanel/models/{model['id']}/experiments",
-                          json={"variants": variants, "startTs": now - 3 * DAY, "endTs": now}).json()
+    blocker = tenant.post(
+        f"/api/tbpanel/models/{model['id']}/experiments",
+        json={"variants": variants, "startTs": now - 3 * DAY, "endTs": now},
+    ).json()
     try:
         page.locator(".run-reprocess button").click()
         queued = page.locator(".tabulator-row:visible").filter(has_text="REPROCESS")
@@ -191,8 +198,12 @@ def test_experiment_with_two_variants_leaves_the_model_alone(open_tab, tenant):
     table = page.locator(".tabulator-row:visible")
     for name in ("current", "more sensitive", "less sensitive"):
         table.filter(has_text=name).first.wait_for(timeout=WAIT_MS)
-    counts = {r.locator("[tabulator-field='variant']").inner_text(): int(r.locator("[tabulator-field='anomalies']").inner_text())
-              for r in table.all()}
+    counts = {
+        r.locator("[tabulator-field='variant']").inner_text(): int(
+            r.locator("[tabulator-field='anomalies']").inner_text()
+        )
+        for r in table.all()
+    }
     assert set(counts) == {"current", "more sensitive", "less sensitive"}
     assert counts["more sensitive"] >= counts["current"] >= counts["less sensitive"]
     assert page.evaluate(SOURCE_LEN_JS, "experiment:anomalies") == sum(counts.values())

@@ -1,6 +1,7 @@
 """The workspace views driven from Python (no server: background reads run inline), for what a
 browser test would be slow to reach: every Advanced field's message, a failed build's wording,
 the models page's switches and its delete confirmation."""
+
 from __future__ import annotations
 
 from tbpanel.anomaly.config import ModelConfig
@@ -81,9 +82,11 @@ def test_result_view_cards_hold_the_summary(env):
     model = built(platform, tenant)
     view = ResultView(platform, model)
     df = platform.anomaly.anomalies_frame(model.id)
-    assert f'id="card-anomalies"><div class="label">Anomalies</div><div class="value" data-value="{len(df)}"' \
+    assert (
+        f'id="card-anomalies"><div class="label">Anomalies</div><div class="value" data-value="{len(df)}"'
         in view._cards.object
-    assert f"of 3 devices" in view._cards.object and len(view._top.value) == min(len(df), 10)
+    )
+    assert "of 3 devices" in view._cards.object and len(view._top.value) == min(len(df), 10)
     assert view._heat.object.name == "activity-heatmap" and view._heat.object.renderers
 
 

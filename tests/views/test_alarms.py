@@ -1,5 +1,6 @@
 """The alarm page's view object in-process (no browser): filters, who sees what, actions and
 the storm warning. The browser test (test_alarm_page.py) covers live updates."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,7 +45,7 @@ def test_filters_visibility_and_actions(env):
     customer.act("ack", heat)
     assert customer._table.value.iloc[0]["status"] == "ACTIVE_ACK"
     cold = [a for a in p.alarms.repo.all() if a.type == "Cold"][0]
-    customer.act("clear", cold.id)                  # not its device: refused, said on the page
+    customer.act("clear", cold.id)  # not its device: refused, said on the page
     assert "permission" in customer._message.object and not p.alarms.repo.get(cold.id).cleared
     customer.act("delete", heat)
     assert customer._table.value.empty
@@ -54,8 +55,15 @@ def test_storm_warning_shown_to_its_tenant_only(env):
     p, admin, user, mine, other = env
     view = AlarmsView(p, admin)
     assert not view._storm.visible
-    p.alarms.last_storm = {"modelId": "m", "modelName": "pumps", "source": "REFRESH", "raised": 42,
-                           "limit": 20, "at": 0, "tenantId": admin.tenant_id}
+    p.alarms.last_storm = {
+        "modelId": "m",
+        "modelName": "pumps",
+        "source": "REFRESH",
+        "raised": 42,
+        "limit": 20,
+        "at": 0,
+        "tenantId": admin.tenant_id,
+    }
     view.refresh()
     assert view._storm.visible and "42 alarms" in view._storm.object and "pumps" in view._storm.object
     p.alarms.last_storm = dict(p.alarms.last_storm, tenantId="someone-else")

@@ -1,4 +1,5 @@
 """The live fan-out in-process: hub, document sink, and the telemetry page's domain objects."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,15 @@ def test_hub_delivers_on_its_loop_only_matching_points_in_commit_order(store):
         assert (hub.count(), hub.count("T1"), hub.count(kind="page")) == (2, 1, 1)
         # the store's listener runs before write_points returns, so the dispatch is queued
         # on this loop ahead of the to_thread result: no sleeping needed
-        await asyncio.to_thread(store.write_points, [("a", "t", 1, DOUBLE, 1.0), ("a", "h", 1, DOUBLE, 2.0),
-                                                      ("b", "t", 1, DOUBLE, 3.0), ("c", "t", 1, DOUBLE, 4.0)])
+        await asyncio.to_thread(
+            store.write_points,
+            [
+                ("a", "t", 1, DOUBLE, 1.0),
+                ("a", "h", 1, DOUBLE, 2.0),
+                ("b", "t", 1, DOUBLE, 3.0),
+                ("c", "t", 1, DOUBLE, 4.0),
+            ],
+        )
         await asyncio.to_thread(store.write_points, [("a", "t", 2, DOUBLE, 5.0)])
         await asyncio.sleep(0)
         assert got == [("a", "t", 1, DOUBLE, 1.0), ("a", "t", 2, DOUBLE, 5.0)]
@@ -58,6 +66,7 @@ def test_hub_delivers_on_its_loop_only_matching_points_in_commit_order(store):
 
 def test_a_blocked_loop_does_not_hold_up_ingest(store):
     """The writer thread only queues for the loop: it commits while the loop is stuck."""
+
     async def main():
         hub = LiveHub(store, IOLoop.current())
         got = []
@@ -70,7 +79,7 @@ def test_a_blocked_loop_does_not_hold_up_ingest(store):
             written.set()
 
         threading.Thread(target=writer).start()
-        assert written.wait(60)          # this blocks the loop: nothing can be delivered meanwhile
+        assert written.wait(60)  # this blocks the loop: nothing can be delivered meanwhile
         assert got == []
         await asyncio.sleep(0)
         assert [p[2] for p in got] == list(range(20))
@@ -143,9 +152,9 @@ def test_document_sink_coalesces_bounds_and_ends_with_its_session(store):
         assert len(doc.ticks) == 1, "one pending callback per document, however many commits"
         doc.run()
         assert [[p[2] for p in batch] for batch in applied] == [[2, 3, 4]] and sink.dropped == 2
-        sink.follow(["b"])                  # switching device replaces the subscription
+        sink.follow(["b"])  # switching device replaces the subscription
         assert hub.count() == 1
-        for cb in doc.destroyed:            # Bokeh destroys the session
+        for cb in doc.destroyed:  # Bokeh destroys the session
             cb(None)
         assert hub.count() == 0 and not sink.subscribed
         hub.close()
@@ -183,15 +192,23 @@ def test_a_long_range_reaches_the_browser_reduced(platform):
     n = 60 * 24 * 30  # 30 days of 1-minute data
     ts = start + np.arange(n, dtype=np.int64) * 60_000
     y = np.sin(np.arange(n) / 500.0)
-    y[12_345] = 50.0   # a spike that decimation must keep
+    y[12_345] = 50.0  # a spike that decimation must keep
     platform.store.write_points([(platform.d1.id, "t", int(a), DOUBLE, float(b)) for a, b in zip(ts, y)])
-    q = TelemetryQuery(platform, platform.admin, device=platform.d1.id, keys=["t"], window="fixed",
-                       start=int(start), end=int(start + 30 * day), max_points=1000)
+    q = TelemetryQuery(
+        platform,
+        platform.admin,
+        device=platform.d1.id,
+        keys=["t"],
+        window="fixed",
+        start=int(start),
+        end=int(start + 30 * day),
+        max_points=1000,
+    )
     snap = q.load()
     s = snap.series["t"]
     assert s.raw_points == n and len(s.ts) <= 1000
     assert s.y.max() == 50.0 and s.y.min() == y.min() and np.all(np.diff(s.ts) > 0)
-    q.agg, q.interval = "AVG", 60_000                  # 43,200 buckets asked: widened
+    q.agg, q.interval = "AVG", 60_000  # 43,200 buckets asked: widened
     snap = q.load()
     assert len(snap.series["t"].ts) <= 1000 and snap.interval >= 30 * day // 1000
     assert any("widened" in note for note in snap.notes)
@@ -212,10 +229,16 @@ def test_live_series_appends_raw_points_and_skips_what_was_read(platform):
     platform.store.write_points([(dev, "t", 1000, DOUBLE, 1.0), (dev, "s", 1000, 3, "x")])
     q = TelemetryQuery(platform, platform.admin, device=dev, keys=["t"], window="fixed", start=0, end=10_000)
     live = LiveSeries(q.load())
-    changes, latest = live.apply([(dev, "t", 1000, DOUBLE, 1.0),   # already read
-                                  (dev, "t", 2000, DOUBLE, 2.0), (dev, "t", 1500, DOUBLE, 9.0),  # late
-                                  (dev, "s", 2000, 3, "y"), ("other", "t", 3000, DOUBLE, 3.0),
-                                  (dev, "t", 20_000, DOUBLE, 4.0)])  # outside the fixed range
+    changes, latest = live.apply(
+        [
+            (dev, "t", 1000, DOUBLE, 1.0),  # already read
+            (dev, "t", 2000, DOUBLE, 2.0),
+            (dev, "t", 1500, DOUBLE, 9.0),  # late
+            (dev, "s", 2000, 3, "y"),
+            ("other", "t", 3000, DOUBLE, 3.0),
+            (dev, "t", 20_000, DOUBLE, 4.0),
+        ]
+    )  # outside the fixed range
     assert list(changes) == ["t"] and (changes["t"].ts, changes["t"].y) == ([2000.0], [2.0])
     assert latest == {"t", "s"} and live.snap.latest["t"][0] == 20_000 and live.snap.latest["s"][2] == "y"
 
@@ -223,13 +246,23 @@ def test_live_series_appends_raw_points_and_skips_what_was_read(platform):
 def test_live_series_updates_the_open_bucket_then_appends_new_ones(platform):
     dev = platform.d1.id
     platform.store.write_points([(dev, "t", 1000, DOUBLE, 1.0), (dev, "t", 2000, DOUBLE, 3.0)])
-    q = TelemetryQuery(platform, platform.admin, device=dev, keys=["t"], window="fixed", start=0,
-                       end=100_000, agg="SUM", interval=10_000)
+    q = TelemetryQuery(
+        platform,
+        platform.admin,
+        device=dev,
+        keys=["t"],
+        window="fixed",
+        start=0,
+        end=100_000,
+        agg="SUM",
+        interval=10_000,
+    )
     snap = q.load()
     assert (snap.series["t"].ts.tolist(), snap.series["t"].y.tolist()) == ([5000.0], [4.0])
     live = LiveSeries(snap)
     changes, _ = live.apply([(dev, "t", 3000, DOUBLE, 10.0)])
     assert changes["t"].replace_last == (5000.0, 14.0) and changes["t"].ts == []
-    changes, _ = live.apply([(dev, "t", 12_000, DOUBLE, 1.0), (dev, "t", 13_000, DOUBLE, 2.0),
-                             (dev, "t", 25_000, DOUBLE, 5.0)])
+    changes, _ = live.apply(
+        [(dev, "t", 12_000, DOUBLE, 1.0), (dev, "t", 13_000, DOUBLE, 2.0), (dev, "t", 25_000, DOUBLE, 5.0)]
+    )
     assert (changes["t"].ts, changes["t"].y, changes["t"].replace_last) == ([15_000.0, 25_000.0], [3.0, 5.0], None)

@@ -1,5 +1,6 @@
 """The anomaly workspace's view models without a browser: data readiness, the creation wizard,
 the models list (toggles, duplicate, delete and its alarm wording) and the Result numbers."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -25,8 +26,9 @@ def test_readiness_counts_what_the_store_holds(env):
     assert any("nothing" in why for why in r.reasons)
 
 
-@pytest.mark.parametrize("days, devices_used, verdict", [(0.5, 3, "Poor"), (2, 3, "Fair"), (5, 3, "Good"),
-                                                          (7, 1, "Good")])
+@pytest.mark.parametrize(
+    "days, devices_used, verdict", [(0.5, 3, "Poor"), (2, 3, "Fair"), (5, 3, "Good"), (7, 1, "Good")]
+)
 def test_readiness_verdict_follows_history_and_devices(env, days, devices_used, verdict):
     platform, _, devices = env
     r = assess(platform.store, devices[:devices_used], ["vibration"], T0, T0 + int(days * DAY))
@@ -92,8 +94,13 @@ def test_wizard_maps_intent_and_sensitivity_to_the_preset(env):
     cfg = w.config
     for knob in ("window", "sliding_step_percent", "segment_ms", "comparison", "adaptive", "threshold_percent"):
         assert getattr(cfg, knob) == getattr(expected, knob), knob
-    assert (cfg.device_type, cfg.fields, cfg.items, cfg.train_start, cfg.train_end) == \
-        ("pump", ["vibration"], [], T0, T0 + 7 * DAY)
+    assert (cfg.device_type, cfg.fields, cfg.items, cfg.train_start, cfg.train_end) == (
+        "pump",
+        ["vibration"],
+        [],
+        T0,
+        T0 + 7 * DAY,
+    )
     assert cfg.name == "pump scan" and cfg.telemetry_key == "pump_scan" and cfg.validate() == []
 
 
@@ -176,6 +183,7 @@ def test_delete_warning_spells_out_the_alarm_behaviour_and_delete_applies_it(env
     task = platform.anomaly.reprocess(model.id, T0, T0 + 7 * DAY, create_alarms=True)
     assert platform.tasks.wait(task.id, timeout=120).status == "DONE"
     from tbpanel.alarms import AlarmQuery
+
     alarms, total = platform.alarms.repo.query(AlarmQuery(tenant.id, model_id=model.id))
     assert total >= 1
     n = len(platform.anomaly.anomalies(model.id))

@@ -3,6 +3,7 @@
 One demo data directory (fixed end time, both demo models built) per module; every object under
 test talks to the real platform: store, anomaly service, task runner.
 """
+
 from __future__ import annotations
 
 import threading
@@ -57,8 +58,8 @@ def test_review_lists_anomalies_by_impact_and_zooms_onto_the_planted_level_shift
     ts, y = review.series()
     raw = platform.store.numeric_arrays(row["item"], [review.field], lo, hi)[review.field][0]
     inside = ts[(ts >= lo) & (ts < hi)]
-    assert np.array_equal(inside, raw)            # every point inside the window
-    assert len(ts) < 6_000                        # the rest of three weeks is decimated
+    assert np.array_equal(inside, raw)  # every point inside the window
+    assert len(ts) < 6_000  # the rest of three weeks is decimated
     scores = review.scores()
     during = scores[(scores.end_ts > row["start_ts"]) & (scores.start_ts < row["end_ts"])]
     assert during.score.max() == pytest.approx(row["score"], abs=0.05)  # the table rounds to 0.1
@@ -68,10 +69,10 @@ def test_review_lists_anomalies_by_impact_and_zooms_onto_the_planted_level_shift
     version = review.version()
     task = platform.anomaly.reprocess(model.id, row["start_ts"] - DAY, row["end_ts"] + DAY, [row["item"]])
     assert platform.tasks.wait(task.id, timeout=60).status == "DONE"
-    assert review.version() != version          # the tab sees that anomalies may have changed
+    assert review.version() != version  # the tab sees that anomalies may have changed
     review.reload()
     fresh = review.anomaly_table()
-    assert row["id"] not in set(fresh["id"])    # the reprocess replaced it by a fresh one, same place
+    assert row["id"] not in set(fresh["id"])  # the reprocess replaced it by a fresh one, same place
     assert len(fresh[(fresh["item"] == row["item"]) & (fresh["start_ts"] == row["start_ts"])]) == 1
 
 
@@ -195,8 +196,9 @@ def test_experiment_compares_variants_without_touching_the_model_then_promotes_o
     assert platform.tasks.wait(task.id, timeout=120).status == "DONE"
     comp = bench.comparison().set_index("variant")
     assert list(comp.index) == ["current", "more sensitive", "less sensitive", "hourly"]
-    direct = platform.anomaly.compare(platform.anomaly.experiment(
-        model.id, bench.named(), bench.start, bench.end, "trained")).set_index("variant")
+    direct = platform.anomaly.compare(
+        platform.anomaly.experiment(model.id, bench.named(), bench.start, bench.end, "trained")
+    ).set_index("variant")
     assert comp.anomalies.to_dict() == direct.anomalies.to_dict()
     assert comp.loc["more sensitive", "anomalies"] >= comp.loc["less sensitive", "anomalies"]
     assert len(bench.anomalies()) == comp.anomalies.sum()

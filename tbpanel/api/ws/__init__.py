@@ -54,6 +54,7 @@ Modules
 ``sockets.py`` the two endpoints (authentication, the message loop, dispatch);
 ``telemetry.py`` TIMESERIES / TIMESERIES_HISTORY; ``alarms.py`` ALARM_DATA and its pageLink.
 """
+
 from __future__ import annotations
 
 from ...live import LiveHub

@@ -9,6 +9,7 @@ meanwhile is pushed, never lost. Changes are announced against the filter withou
 and time conditions: an alarm that leaves the filter (say, cleared while the page shows ACTIVE)
 is still pushed once, so clients can drop it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,12 +42,25 @@ from .protocol import (
 log = logging.getLogger("tbpanel.api.ws")
 
 
-def alarm_update(cmd_id: int, *, data: dict[str, Any] | None = None, update: list[Any] | None = None,
-                 deleted: list[Any] | None = None, error: tuple[int, str] | None = None) -> dict[str, Any]:
+def alarm_update(
+    cmd_id: int,
+    *,
+    data: dict[str, Any] | None = None,
+    update: list[Any] | None = None,
+    deleted: list[Any] | None = None,
+    error: tuple[int, str] | None = None,
+) -> dict[str, Any]:
     """ThingsBoard's AlarmDataUpdate (``deleted``: tbpanel's addition for removed alarms)."""
-    out = {"cmdId": cmd_id, "cmdUpdateType": "ALARM_DATA", "data": data, "update": update,
-           "errorCode": error[0] if error else NO_ERROR, "errorMsg": error[1] if error else None,
-           "allowedEntities": None, "totalEntities": None}
+    out = {
+        "cmdId": cmd_id,
+        "cmdUpdateType": "ALARM_DATA",
+        "data": data,
+        "update": update,
+        "errorCode": error[0] if error else NO_ERROR,
+        "errorMsg": error[1] if error else None,
+        "allowedEntities": None,
+        "totalEntities": None,
+    }
     if deleted is not None:
         out["deleted"] = deleted
     return out
@@ -54,7 +68,7 @@ def alarm_update(cmd_id: int, *, data: dict[str, Any] | None = None, update: lis
 
 def _entity_ref(ref: Any) -> dict[str, Any]:
     if not isinstance(ref, dict):
-        raise CmdError(BAD_REQUEST, "'singleEntity' must be {\"entityType\": \"DEVICE\", \"id\": ...}")
+        raise CmdError(BAD_REQUEST, '\'singleEntity\' must be {"entityType": "DEVICE", "id": ...}')
     return {"entityType": ref.get("entityType"), "entityId": ref.get("id")}
 
 
@@ -94,18 +108,34 @@ def alarm_query_of(user: User, query: dict[str, Any], originators: list[str] | N
     sort_key = (order.get("key") or {}) if isinstance(order, dict) else None
     key = (sort_key.get("key") if isinstance(sort_key, dict) else None) or "createdTime"
     direction = (order.get("direction") if isinstance(order, dict) else None) or "DESC"
-    if (not isinstance(sort_key, dict) or not isinstance(key, str) or key not in SORT
-            or not isinstance(direction, str) or direction.upper() not in ("ASC", "DESC")):
-        raise CmdError(BAD_REQUEST, "sortOrder must be {\"key\": {\"key\": one of " + ", ".join(SORT)
-                       + "}, \"direction\": ASC or DESC}")
+    if (
+        not isinstance(sort_key, dict)
+        or not isinstance(key, str)
+        or key not in SORT
+        or not isinstance(direction, str)
+        or direction.upper() not in ("ASC", "DESC")
+    ):
+        raise CmdError(
+            BAD_REQUEST, 'sortOrder must be {"key": {"key": one of ' + ", ".join(SORT) + '}, "direction": ASC or DESC}'
+        )
     text = link.get("textSearch")
     if text is not None and not isinstance(text, str):
         raise CmdError(BAD_REQUEST, "'textSearch' must be a string")
     # a system administrator's tenant_id is None, which AlarmService compares as it is
-    return AlarmQuery(user.tenant_id, originators=originators,  # type: ignore[arg-type]
-                      statuses=[s for s in STATUSES if s in statuses] if statuses and statuses != set(STATUSES) else [],
-                      severities=severities, types=list(types), start_time=start, end_time=end,
-                      text=text or None, sort_property=key, sort_order=direction.upper(), page=page, page_size=page_size)
+    return AlarmQuery(
+        user.tenant_id,  # type: ignore[arg-type]
+        originators=originators,
+        statuses=[s for s in STATUSES if s in statuses] if statuses and statuses != set(STATUSES) else [],
+        severities=severities,
+        types=list(types),
+        start_time=start,
+        end_time=end,
+        text=text or None,
+        sort_property=key,
+        sort_order=direction.upper(),
+        page=page,
+        page_size=page_size,
+    )
 
 
 @dataclass(eq=False)
@@ -113,8 +143,8 @@ class _AlarmWatch:
     """One ALARM_DATA subscription: the filter its pushes are checked against and how to stop
     listening."""
 
-    loose: AlarmQuery                   # the query without status and time conditions
-    off: Callable[[], None]             # disconnects its listener from AlarmService.changed
+    loose: AlarmQuery  # the query without status and time conditions
+    off: Callable[[], None]  # disconnects its listener from AlarmService.changed
 
 
 class AlarmCommands:
@@ -165,6 +195,7 @@ class AlarmCommands:
 
         def heard(kind: str, alarm: Alarm) -> None:  # any thread, after the commit
             loop.add_callback(self._on_alarm, cmd_id, kind, alarm)
+
         # subscribe before reading: a change committed meanwhile is pushed, never lost
         self._held[cmd_id] = []
         off = service.changed.connect(heard)
@@ -191,10 +222,11 @@ class AlarmCommands:
         if f.get("type") == "entityList":
             if str(f.get("entityType", "")).upper() != "DEVICE" or not isinstance(f.get("entityList"), list):
                 raise CmdError(BAD_REQUEST, "entityList filters need entityType DEVICE and an entityList")
-            return [device_of(registry, self.user, {"entityType": "DEVICE", "entityId": i}).id
-                    for i in f["entityList"]]
-        raise CmdError(BAD_REQUEST, f"entityFilter type {f.get('type')!r} is not supported "
-                                    "(supported: singleEntity, entityList of devices)")
+            return [device_of(registry, self.user, {"entityType": "DEVICE", "entityId": i}).id for i in f["entityList"]]
+        raise CmdError(
+            BAD_REQUEST,
+            f"entityFilter type {f.get('type')!r} is not supported (supported: singleEntity, entityList of devices)",
+        )
 
     def _on_alarm(self, cmd_id: int, kind: str, alarm: Alarm) -> None:
         watch = self._watches.get(cmd_id)

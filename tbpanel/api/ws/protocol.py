@@ -7,6 +7,7 @@ Pure functions and constants, no socket state: ``telemetry.py`` and ``alarms.py`
 commands with these, ``sockets.py`` turns a message into commands with
 :func:`legacy_commands` / :func:`typed_commands`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable
@@ -54,13 +55,17 @@ class Connection(Protocol):
 def update(cmd_id: int, data: Data) -> dict[str, Any]:
     """A ThingsBoard TelemetrySubscriptionUpdate with data (keys sorted, as its TreeMap)."""
     data = {k: data[k] for k in sorted(data)}
-    return {"subscriptionId": cmd_id, "errorCode": NO_ERROR, "errorMsg": None, "data": data,
-            "latestValues": {k: max(p[0] for p in v) for k, v in data.items() if v}}
+    return {
+        "subscriptionId": cmd_id,
+        "errorCode": NO_ERROR,
+        "errorMsg": None,
+        "data": data,
+        "latestValues": {k: max(p[0] for p in v) for k, v in data.items() if v},
+    }
 
 
 def error_update(cmd_id: int, code: int, message: str) -> dict[str, Any]:
-    return {"subscriptionId": cmd_id, "errorCode": code, "errorMsg": message, "data": None,
-            "latestValues": {}}
+    return {"subscriptionId": cmd_id, "errorCode": code, "errorMsg": message, "data": None, "latestValues": {}}
 
 
 def render(series: dict[str, list[tuple[int, int, Any]]]) -> Data:
@@ -73,8 +78,11 @@ def legacy_commands(msg: dict[str, Any]) -> list[tuple[str, Any]]:
     """``{"tsSubCmds": [...], "historyCmds": [...], "attrSubCmds": [...]}`` → (kind, cmd) pairs;
     a list field that is not a list is one ``INVALID`` command carrying the message."""
     out: list[tuple[str, Any]] = []
-    for name, kind in (("tsSubCmds", "TIMESERIES"), ("historyCmds", "TIMESERIES_HISTORY"),
-                       ("attrSubCmds", "ATTRIBUTES")):
+    for name, kind in (
+        ("tsSubCmds", "TIMESERIES"),
+        ("historyCmds", "TIMESERIES_HISTORY"),
+        ("attrSubCmds", "ATTRIBUTES"),
+    ):
         cmds = msg.get(name)
         if cmds is None:
             continue
@@ -105,13 +113,14 @@ def typed_commands(msg: dict[str, Any]) -> list[tuple[str, Any]]:
 
 # --------------------------------------------------------------------------- command fields
 @overload
-def int_field(cmd: dict[str, Any], name: str, default: int, *, minimum: int = 0,
-              maximum: int = TS_MAX + 1) -> int: ...
+def int_field(cmd: dict[str, Any], name: str, default: int, *, minimum: int = 0, maximum: int = TS_MAX + 1) -> int: ...
 @overload
-def int_field(cmd: dict[str, Any], name: str, default: None = None, *, minimum: int = 0,
-              maximum: int = TS_MAX + 1) -> int | None: ...
-def int_field(cmd: dict[str, Any], name: str, default: int | None = None, *, minimum: int = 0,
-              maximum: int = TS_MAX + 1) -> int | None:
+def int_field(
+    cmd: dict[str, Any], name: str, default: None = None, *, minimum: int = 0, maximum: int = TS_MAX + 1
+) -> int | None: ...
+def int_field(
+    cmd: dict[str, Any], name: str, default: int | None = None, *, minimum: int = 0, maximum: int = TS_MAX + 1
+) -> int | None:
     """An integer field; the default bounds fit every timestamp, count and window (and SQLite)."""
     raw = cmd.get(name)
     if raw is None or raw == "":

@@ -5,6 +5,7 @@ A socket answers nothing before it knows who it acts for (``?token=`` on the leg
 an ``authCmd`` within ``AUTH_TIMEOUT_S``); the command handlers are made then, for that user,
 and ended when the socket closes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -135,8 +136,13 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
     async def _run(self, kind: str, cmd: Any) -> None:
         if kind == "MISSING_TYPE":
             cmd_id = cmd.get("cmdId") if isinstance(cmd, dict) else 0
-            self.send(error_update(cmd_id if isinstance(cmd_id, int) else 0, BAD_REQUEST,
-                                   "'type' is required (TIMESERIES, TIMESERIES_HISTORY or ALARM_DATA)"))
+            self.send(
+                error_update(
+                    cmd_id if isinstance(cmd_id, int) else 0,
+                    BAD_REQUEST,
+                    "'type' is required (TIMESERIES, TIMESERIES_HISTORY or ALARM_DATA)",
+                )
+            )
             return
         if self.alarms is not None and kind in AlarmCommands.KINDS:
             await self.alarms.run(kind, cmd)
@@ -149,8 +155,11 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
             if self.telemetry is not None and kind in TelemetryCommands.KINDS:
                 await self.telemetry.run(kind, cmd_id, cmd)
             else:
-                raise CmdError(BAD_REQUEST, f"{kind} commands are not supported by tbpanel "
-                                            "(supported: TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA)")
+                raise CmdError(
+                    BAD_REQUEST,
+                    f"{kind} commands are not supported by tbpanel "
+                    "(supported: TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA)",
+                )
         except CmdError as e:
             self.send(error_update(cmd_id, e.code, e.message))
         except QueryError as e:

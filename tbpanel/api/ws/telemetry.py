@@ -8,6 +8,7 @@ draining, so a slow client gets fewer, larger messages; past ``MAX_PENDING_POINT
 points the socket is closed (ThingsBoard's "Max pending updates limit reached!") so it never
 holds memory or other subscribers back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,8 @@ from .protocol import (
 log = logging.getLogger("tbpanel.api.ws")
 
 DEFAULT_LIMIT = 100
-MAX_SUBSCRIPTIONS = 1000           # per socket
-MAX_PENDING_POINTS = 100_000       # queued for one slow socket before it is closed
+MAX_SUBSCRIPTIONS = 1000  # per socket
+MAX_PENDING_POINTS = 100_000  # queued for one slow socket before it is closed
 
 
 @dataclass(eq=False)
@@ -121,8 +122,9 @@ class TelemetryCommands:
         # Subscribe before reading, holding pushes: nothing stored after the read is missed,
         # and what the read already returned is not pushed twice.
         watch = _Watch(cmd_id)
-        watch.sub = self.live.subscribe([device.id], keys, partial(self._on_points, watch),
-                                        tenant=self.user.tenant_id or "", kind="ws")
+        watch.sub = self.live.subscribe(
+            [device.id], keys, partial(self._on_points, watch), tenant=self.user.tenant_id or "", kind="ws"
+        )
         self._watches[cmd_id] = watch
         try:
             if window:

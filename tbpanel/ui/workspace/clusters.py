@@ -1,5 +1,6 @@
 """The Cluster info tab: centroid curves, per-cluster counts and durations, score histograms and
 sample member segments of one cluster (the most typical ones and the least typical one)."""
+
 from __future__ import annotations
 
 import html
@@ -28,9 +29,11 @@ class ClusterView(pn.viewable.Viewer):
         super().__init__(**params)
         self.platform = platform
         self._bg = Background(platform.executor)  # reads off the server loop
-        self._body = pn.Column(pn.indicators.LoadingSpinner(value=True, size=30),
-                               pn.pane.Markdown("Scoring the training range to group its segments by cluster…"),
-                               sizing_mode="stretch_width")
+        self._body = pn.Column(
+            pn.indicators.LoadingSpinner(value=True, size=30),
+            pn.pane.Markdown("Scoring the training range to group its segments by cluster…"),
+            sizing_mode="stretch_width",
+        )
         self._cluster = pn.widgets.Select(name="Sample members of cluster", width=220)
         self._samples = pn.Column(sizing_mode="stretch_width")
         self._cluster.param.watch(lambda e: self._show_samples(e.new), "value")
@@ -42,28 +45,51 @@ class ClusterView(pn.viewable.Viewer):
         figs = []
         for f, rows in info.centroid_curves().items():
             by_feature: dict[str, Any] = {"x_range": labels} if info.trained.resolved.comparison == "feature" else {}
-            fig = figure(title=f"{f}: centroids (normalised)", height=260, width=420, name=f"centroids:{f}",
-                         **by_feature, tools="hover,save")
+            fig = figure(
+                title=f"{f}: centroids (normalised)",
+                height=260,
+                width=420,
+                name=f"centroids:{f}",
+                **by_feature,
+                tools="hover,save",
+            )
             x: Any = labels if info.trained.resolved.comparison == "feature" else np.arange(width)
             sizes = info.trained.cluster_sizes
             for c, row in enumerate(rows):
                 fig.line(x, row, color=_colour(c), line_width=2, legend_label=f"cluster {c} (n={int(sizes[c])})")
             fig.legend.label_text_font_size = "9pt"
             fig.legend.location = "top_left"
-            fig.xaxis.axis_label = "feature" if info.trained.resolved.comparison == "feature" else \
-                f"position in segment (of {width}, {info.trained.segment_ms / 60_000:g} min)"
+            fig.xaxis.axis_label = (
+                "feature"
+                if info.trained.resolved.comparison == "feature"
+                else f"position in segment (of {width}, {info.trained.segment_ms / 60_000:g} min)"
+            )
             figs.append(pn.pane.Bokeh(fig))
         return pn.GridBox(*figs, ncols=3)
 
     def _histograms(self):
         info = self.info
-        fig = figure(title="Training segment scores per cluster", height=280, sizing_mode="stretch_width",
-                     name="cluster-histograms", tools="hover,save,xwheel_zoom,reset", y_axis_type="log")
+        fig = figure(
+            title="Training segment scores per cluster",
+            height=280,
+            sizing_mode="stretch_width",
+            name="cluster-histograms",
+            tools="hover,save,xwheel_zoom,reset",
+            y_axis_type="log",
+        )
         for c in range(info.k):
             edges, counts = info.histogram(c)
             keep = counts > 0
-            fig.quad(left=edges[:-1][keep], right=edges[1:][keep], bottom=0.5, top=counts[keep],
-                     color=_colour(c), fill_alpha=0.45, line_alpha=0.2, legend_label=f"cluster {c}")
+            fig.quad(
+                left=edges[:-1][keep],
+                right=edges[1:][keep],
+                bottom=0.5,
+                top=counts[keep],
+                color=_colour(c),
+                fill_alpha=0.45,
+                line_alpha=0.2,
+                legend_label=f"cluster {c}",
+            )
         fig.add_layout(Span(location=100, dimension="height", line_color="#d32f2f", line_dash="dashed"))
         fig.xaxis.axis_label = "anomaly score (100 = threshold)"
         fig.yaxis.axis_label = "segments"
@@ -75,31 +101,48 @@ class ClusterView(pn.viewable.Viewer):
         samples = self.info.samples(int(cluster))
         figs = []
         for f in self.info.trained.fields:
-            fig = figure(title=f"cluster {cluster}: {f}", height=240, width=420, name=f"samples:{f}", tools="hover,save")
+            fig = figure(
+                title=f"cluster {cluster}: {f}", height=240, width=420, name=f"samples:{f}", tools="hover,save"
+            )
             for i, s in enumerate(samples):
                 if f in s["values"]:
                     x, y = s["values"][f]
-                    fig.line(x, y, color=Category10_10[i % 10], line_width=1.5,
-                             legend_label=f"{s['device']} {s['start']} ({s['score']:.0f})")
+                    fig.line(
+                        x,
+                        y,
+                        color=Category10_10[i % 10],
+                        line_width=1.5,
+                        legend_label=f"{s['device']} {s['start']} ({s['score']:.0f})",
+                    )
             fig.xaxis.axis_label = "minutes into segment"
             fig.legend.label_text_font_size = "8pt"
             figs.append(pn.pane.Bokeh(fig))
-        self._samples.objects = [pn.pane.Markdown("Raw values of member segments: the most typical (lowest score) "
-                                                  "first, the least typical last; legend: device, start (UTC), score."),
-                                 pn.GridBox(*figs, ncols=3)]
+        self._samples.objects = [
+            pn.pane.Markdown(
+                "Raw values of member segments: the most typical (lowest score) "
+                "first, the least typical last; legend: device, start (UTC), score."
+            ),
+            pn.GridBox(*figs, ncols=3),
+        ]
 
     def _show(self, _=None) -> None:
         info = self.info
         self._cluster.options = {f"cluster {c}": c for c in range(info.k)}
         auto = info.trained.auto_clusters or {}
-        how = (f" Cluster count chosen automatically ({html.escape(str(auto.get('rule', '')))})."
-               if auto else "")
+        how = f" Cluster count chosen automatically ({html.escape(str(auto.get('rule', '')))})." if auto else ""
         self._body.objects = [
-            pn.pane.Markdown(f"**{info.k} clusters** over {info.trained.n_train_segments} training segments of "
-                             f"{len(info.trained.trained_items)} device(s).{how}"),
-            pn.widgets.Tabulator(info.table(), show_index=False, disabled=True, name="cluster-table",
-                                 sizing_mode="stretch_width"),
-            self._centroids(), self._histograms(), self._cluster, self._samples]
+            pn.pane.Markdown(
+                f"**{info.k} clusters** over {info.trained.n_train_segments} training segments of "
+                f"{len(info.trained.trained_items)} device(s).{how}"
+            ),
+            pn.widgets.Tabulator(
+                info.table(), show_index=False, disabled=True, name="cluster-table", sizing_mode="stretch_width"
+            ),
+            self._centroids(),
+            self._histograms(),
+            self._cluster,
+            self._samples,
+        ]
         self._show_samples(self._cluster.value if self._cluster.value is not None else 0)
 
     def _failed(self, exc) -> None:

@@ -1,6 +1,7 @@
 """The Experiments tab: define variants of the model, score them over a range, see their anomalies
 overlaid on one timeline (``experiment-plot``, one lane per variant) and their counts and scores
 side by side; promote one. Running never changes the stored model (it is an EXPERIMENT task)."""
+
 from __future__ import annotations
 
 import html
@@ -17,8 +18,9 @@ from .session import live_session, range_pickers, time_figure
 def _choice(label: str, options: dict[str, str], variant: Variant, knob: str, cast, width: int):
     """A select whose first option, "as the model", leaves the knob to the model (None)."""
     current = getattr(variant, knob)
-    w = pn.widgets.Select(name=label, options={"as the model": "", **options},
-                          value="" if current is None else str(current), width=width)
+    w = pn.widgets.Select(
+        name=label, options={"as the model": "", **options}, value="" if current is None else str(current), width=width
+    )
     w.param.watch(lambda e: setattr(variant, knob, cast(e.new) if e.new != "" else None), "value")
     return w
 
@@ -36,21 +38,46 @@ class ExperimentsView(pn.viewable.Viewer):
         self._add.on_click(lambda _: self._add_variant())
         self._current = pn.widgets.Checkbox.from_param(b.param.include_current, name="Compare with the stored model")
         self._start, self._end = range_pickers(b)
-        self._run = pn.widgets.Button(name="Run experiment", button_type="primary", width=180,
-                                      css_classes=["run-experiment"])
+        self._run = pn.widgets.Button(
+            name="Run experiment", button_type="primary", width=180, css_classes=["run-experiment"]
+        )
         self._run.on_click(lambda _: self._on_run())
         self._progress = pn.indicators.Progress(value=0, max=100, width=300, visible=False, name="experiment-progress")
         self._message = pn.pane.Markdown("", name="experiment-message")
-        self._source = ColumnDataSource({"variant": [], "left": [], "right": [], "device": [], "score": [],
-                                         "color": [], "alpha": []}, name="experiment:anomalies")
+        self._source = ColumnDataSource(
+            {"variant": [], "left": [], "right": [], "device": [], "score": [], "color": [], "alpha": []},
+            name="experiment:anomalies",
+        )
         self._figure = time_figure("experiment-plot", height=240, y_range=FactorRange())
-        self._figure.hbar(y="variant", left="left", right="right", height=0.6, source=self._source,
-                          fill_color="color", fill_alpha="alpha", line_color="color")
-        self._figure.add_tools(HoverTool(tooltips=[("variant", "@variant"), ("device", "@device"),
-                                                   ("score", "@score{0.0}"), ("start", "@left{%F %H:%M}")],
-                                         formatters={"@left": "datetime"}))
-        self._table = pn.widgets.Tabulator(b.comparison(), show_index=False, disabled=True, name="experiment-table",
-                                           sizing_mode="stretch_width", height=180)
+        self._figure.hbar(
+            y="variant",
+            left="left",
+            right="right",
+            height=0.6,
+            source=self._source,
+            fill_color="color",
+            fill_alpha="alpha",
+            line_color="color",
+        )
+        self._figure.add_tools(
+            HoverTool(
+                tooltips=[
+                    ("variant", "@variant"),
+                    ("device", "@device"),
+                    ("score", "@score{0.0}"),
+                    ("start", "@left{%F %H:%M}"),
+                ],
+                formatters={"@left": "datetime"},
+            )
+        )
+        self._table = pn.widgets.Tabulator(
+            b.comparison(),
+            show_index=False,
+            disabled=True,
+            name="experiment-table",
+            sizing_mode="stretch_width",
+            height=180,
+        )
         self._promote_pick = pn.widgets.Select(name="Variant", options=[], width=200)
         self._promote = pn.widgets.Button(name="Promote to the stored model", width=240, css_classes=["promote"])
         self._promote.on_click(lambda _: self._on_promote())
@@ -60,13 +87,21 @@ class ExperimentsView(pn.viewable.Viewer):
     # -- variants ----------------------------------------------------------------------------------------
     def _variant_row(self, v: Variant):
         label = pn.widgets.TextInput.from_param(v.param.label, name="Name", width=160)
-        pct = pn.widgets.FloatInput(name="Threshold % (sensitivity)", value=v.threshold_percent, start=0.01, end=100,
-                                    step=0.5, width=170, placeholder="as the model")
+        pct = pn.widgets.FloatInput(
+            name="Threshold % (sensitivity)",
+            value=v.threshold_percent,
+            start=0.01,
+            end=100,
+            step=0.5,
+            width=170,
+            placeholder="as the model",
+        )
         pct.param.watch(lambda e: setattr(v, "threshold_percent", e.new), "value")
         seg = _choice("Segment", {**{k: str(ms) for k, ms in SEGMENTS.items()}}, v, "segment_ms", int, 130)
         win = _choice("Window", {"fixed": "fixed", "sliding": "sliding"}, v, "window", str, 120)
-        alg = _choice("Algorithm", {"K-Means": "kmeans", "DBSCAN": "dbscan", "Gaussian mixture": "gmm"}, v,
-                      "algorithm", str, 150)
+        alg = _choice(
+            "Algorithm", {"K-Means": "kmeans", "DBSCAN": "dbscan", "Gaussian mixture": "gmm"}, v, "algorithm", str, 150
+        )
         remove = pn.widgets.Button(name="✕", width=40, align="end")
         remove.on_click(lambda _: self._remove_variant(v))
         return pn.Row(label, pct, seg, win, alg, remove, css_classes=["variant-row"])
@@ -124,10 +159,15 @@ class ExperimentsView(pn.viewable.Viewer):
         colours = {n: Category10_10[i % 10] for i, n in enumerate(names)}
         top = float(df["score"].max()) if len(df) else 100.0
         self._figure.y_range.factors = names[::-1]
-        self._source.data = {"variant": list(df["variant"]), "left": df["start_ts"].astype(float).tolist(),
-                             "right": df["end_ts"].astype(float).tolist(), "device": list(df["device"]),
-                             "score": df["score"].tolist(), "color": [colours[v] for v in df["variant"]],
-                             "alpha": [0.35 + 0.6 * min(s / top, 1.0) for s in df["score"]]}
+        self._source.data = {
+            "variant": list(df["variant"]),
+            "left": df["start_ts"].astype(float).tolist(),
+            "right": df["end_ts"].astype(float).tolist(),
+            "device": list(df["device"]),
+            "score": df["score"].tolist(),
+            "color": [colours[v] for v in df["variant"]],
+            "alpha": [0.35 + 0.6 * min(s / top, 1.0) for s in df["score"]],
+        }
         if b.start is not None and b.end is not None:
             self._figure.x_range.update(start=float(b.start), end=float(b.end))
         self._promote_pick.options = [n for n in names if n != CURRENT]
@@ -141,14 +181,21 @@ class ExperimentsView(pn.viewable.Viewer):
 
     def __panel__(self):
         return pn.Column(
-            pn.pane.Markdown("Variants are the model's settings with a few changed; each is fitted on the model's "
-                             "training range and scored over the range below. Nothing is stored until you promote one."),
-            self._variants, pn.Row(self._add, self._current),
-            pn.Row(self._start, self._end), pn.Row(self._run, self._progress, self._message),
+            pn.pane.Markdown(
+                "Variants are the model's settings with a few changed; each is fitted on the model's "
+                "training range and scored over the range below. Nothing is stored until you promote one."
+            ),
+            self._variants,
+            pn.Row(self._add, self._current),
+            pn.Row(self._start, self._end),
+            pn.Row(self._run, self._progress, self._message),
             pn.pane.Markdown("**Anomalies of each variant** (darker = higher score)"),
             pn.pane.Bokeh(self._figure, sizing_mode="stretch_width"),
-            pn.pane.Markdown("**Side by side**"), self._table,
-            pn.Row(self._promote_pick, self._promote), sizing_mode="stretch_width")
+            pn.pane.Markdown("**Side by side**"),
+            self._table,
+            pn.Row(self._promote_pick, self._promote),
+            sizing_mode="stretch_width",
+        )
 
 
 def experiments_tab(platform, live, user, model) -> ExperimentsView:

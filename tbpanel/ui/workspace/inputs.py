@@ -5,6 +5,7 @@ follows every edit; a rebuild warning before saving changes that need one.
 The preview table (``#alarm-preview``) has one row per tier (``data-severity``) with the
 anomalies that would get an alarm of that severity and the training segments at or above it.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,11 +27,14 @@ from .session import picker_ms, picker_value
 OPEN_SECTIONS = {"Alarms", "Scoring"}
 
 
-
 #: param type -> widget, for the knobs without a custom widget (their doc becomes the tooltip)
-WIDGETS = ((param.Boolean, pn.widgets.Checkbox), (param.Selector, pn.widgets.Select),
-           (param.Integer, pn.widgets.IntInput), (param.Number, pn.widgets.FloatInput),
-           (param.String, pn.widgets.TextInput))
+WIDGETS = (
+    (param.Boolean, pn.widgets.Checkbox),
+    (param.Selector, pn.widgets.Select),
+    (param.Integer, pn.widgets.IntInput),
+    (param.Number, pn.widgets.FloatInput),
+    (param.String, pn.widgets.TextInput),
+)
 
 
 def _widget_for(obj: param.Parameterized, name: str):
@@ -76,21 +80,33 @@ class InputView(pn.viewable.Viewer):
             if name == "items":
                 opts = {v: k for k, v in profile_devices(self.platform, self.inputs.model).items()}
             elif name == "fields":
-                keys = {k for dev in profile_devices(self.platform, self.inputs.model)
-                        for k in self.platform.store.keys(dev) if not k.startswith(("_EAD_", "_EID_"))}
+                keys = {
+                    k
+                    for dev in profile_devices(self.platform, self.inputs.model)
+                    for k in self.platform.store.keys(dev)
+                    if not k.startswith(("_EAD_", "_EID_"))
+                }
                 opts = sorted(set(d.fields) | keys)
             else:
                 opts = list(d.param.features.default)
-            w = pn.widgets.MultiChoice(name=name.capitalize() + (" (empty: all)" if name != "features" else ""),
-                                       options=opts, value=list(getattr(d, name)), width=420)
+            w = pn.widgets.MultiChoice(
+                name=name.capitalize() + (" (empty: all)" if name != "features" else ""),
+                options=opts,
+                value=list(getattr(d, name)),
+                width=420,
+            )
             w.param.watch(lambda e, n=name: setattr(d, n, list(e.new)), "value")
         elif name in ("train_start", "train_end"):
-            w = pn.widgets.DatetimePicker(name=f"Training {name.split('_')[1]} (UTC, empty: all data)",
-                                          value=picker_value(getattr(d, name)), width=260)
+            w = pn.widgets.DatetimePicker(
+                name=f"Training {name.split('_')[1]} (UTC, empty: all data)",
+                value=picker_value(getattr(d, name)),
+                width=260,
+            )
             w.param.watch(lambda e, n=name: setattr(d, n, picker_ms(e.new)), "value")
         elif name == "alarm_on_delete":
-            w = pn.widgets.RadioButtonGroup(name="On anomaly deletion", options=["clear", "delete"],
-                                            value=d.alarm_on_delete, button_type="default")
+            w = pn.widgets.RadioButtonGroup(
+                name="On anomaly deletion", options=["clear", "delete"], value=d.alarm_on_delete, button_type="default"
+            )
             w.param.watch(lambda e: setattr(d, "alarm_on_delete", e.new), "value")
         else:
             w = _widget_for(d, name)
@@ -98,8 +114,9 @@ class InputView(pn.viewable.Viewer):
 
     def _row(self, name: str):
         self._widgets[name] = w = self._field_widget(name)
-        err = self._errors[name] = pn.pane.HTML("", css_classes=["field-error"], name=f"error-{name}",
-                                                styles={"color": "#c62828"}, margin=(18, 10, 0, 10))
+        err = self._errors[name] = pn.pane.HTML(
+            "", css_classes=["field-error"], name=f"error-{name}", styles={"color": "#c62828"}, margin=(18, 10, 0, 10)
+        )
         return pn.Row(w, err)
 
     def _thresholds(self):
@@ -107,13 +124,20 @@ class InputView(pn.viewable.Viewer):
         rows = []
         for sev in SEVERITIES:
             on = pn.widgets.Checkbox(name="enabled", value=getattr(d, f"{sev}_enabled"), width=80)
-            val = pn.widgets.FloatInput(name=f"{sev.upper()} threshold", value=getattr(d, f"{sev}_threshold"),
-                                        start=0, step=1, width=160, css_classes=[f"threshold-{sev}"])
+            val = pn.widgets.FloatInput(
+                name=f"{sev.upper()} threshold",
+                value=getattr(d, f"{sev}_threshold"),
+                start=0,
+                step=1,
+                width=160,
+                css_classes=[f"threshold-{sev}"],
+            )
             on.param.watch(lambda e, s=sev: setattr(d, f"{s}_enabled", e.new), "value")
             val.param.watch(lambda e, s=sev: setattr(d, f"{s}_threshold", e.new), "value")
             self._widgets[f"{sev}_threshold"], self._widgets[f"{sev}_enabled"] = val, on
-            err = self._errors[f"{sev}_threshold"] = pn.pane.HTML("", styles={"color": "#c62828"},
-                                                                  css_classes=["field-error"])
+            err = self._errors[f"{sev}_threshold"] = pn.pane.HTML(
+                "", styles={"color": "#c62828"}, css_classes=["field-error"]
+            )
             self._errors.setdefault(f"{sev}_enabled", pn.pane.HTML("", styles={"color": "#c62828"}))
             # the message under its field: beside it, the narrow column would cut it off
             err.width = self._errors[f"{sev}_enabled"].width = 420
@@ -122,19 +146,36 @@ class InputView(pn.viewable.Viewer):
 
     def _histogram(self):
         scores = self.inputs.train_scores()
-        fig = figure(title="Training segment scores and the severity thresholds", height=300,
-                     sizing_mode="stretch_width", name="threshold-histogram", y_axis_type="log",
-                     tools="xwheel_zoom,xpan,reset,hover,save")
+        fig = figure(
+            title="Training segment scores and the severity thresholds",
+            height=300,
+            sizing_mode="stretch_width",
+            name="threshold-histogram",
+            y_axis_type="log",
+            tools="xwheel_zoom,xpan,reset,hover,save",
+        )
         if len(scores):
             top = max(float(np.max(scores)), *self.inputs.thresholds().values(), 100.0) * 1.05
             counts, edges = np.histogram(scores, bins=80, range=(0, top))
             keep = counts > 0
-            fig.quad(source=ColumnDataSource({"left": edges[:-1][keep], "right": edges[1:][keep],
-                                              "top": counts[keep]}),
-                     left="left", right="right", bottom=0.5, top="top", fill_color="#90a4ae", line_color="#78909c")
+            fig.quad(
+                source=ColumnDataSource({"left": edges[:-1][keep], "right": edges[1:][keep], "top": counts[keep]}),
+                left="left",
+                right="right",
+                bottom=0.5,
+                top="top",
+                fill_color="#90a4ae",
+                line_color="#78909c",
+            )
         for sev in SEVERITIES:
-            span = Span(location=100, dimension="height", line_color=severity_colour(sev), line_width=2,
-                        line_dash="dashed", name=f"threshold:{sev}")
+            span = Span(
+                location=100,
+                dimension="height",
+                line_color=severity_colour(sev),
+                line_width=2,
+                line_dash="dashed",
+                name=f"threshold:{sev}",
+            )
             fig.add_layout(span)
             self._spans[sev] = span
         fig.xaxis.axis_label = "anomaly score (100 = the model's threshold distance)"
@@ -165,16 +206,29 @@ class InputView(pn.viewable.Viewer):
         rows = []
         for r in df.itertuples():
             colour = severity_colour(r.severity)
-            th = "off" if not r.enabled else ("" if r.threshold is None or r.threshold != r.threshold else f"≥ {r.threshold:g}")
-            seg = "" if r.training_segments is None or r.training_segments != r.training_segments else f"{int(r.training_segments)}"
-            rows.append(f"<tr data-severity='{r.severity.lower().replace(' ', '-')}'>"
-                        f"<td><span style='display:inline-block;width:10px;height:10px;background:{colour}'></span> "
-                        f"{r.severity}</td><td>{th}</td><td class='count'>{int(r.anomalies)}</td><td>{seg}</td></tr>")
-        return ("<table id='alarm-preview' style='border-collapse:collapse;min-width:520px'>"
-                "<tr><th align=left>Severity</th><th align=left>Threshold</th><th align=left>Anomalies "
-                "(alarm of this severity)</th><th align=left>Training segments at or above</th></tr>"
-                + "".join(rows) + "</table><small>Preview with the values above, before saving: the "
-                "highest tier an anomaly's score meets sets its alarm's severity.</small>")
+            th = (
+                "off"
+                if not r.enabled
+                else ("" if r.threshold is None or r.threshold != r.threshold else f"≥ {r.threshold:g}")
+            )
+            seg = (
+                ""
+                if r.training_segments is None or r.training_segments != r.training_segments
+                else f"{int(r.training_segments)}"
+            )
+            rows.append(
+                f"<tr data-severity='{r.severity.lower().replace(' ', '-')}'>"
+                f"<td><span style='display:inline-block;width:10px;height:10px;background:{colour}'></span> "
+                f"{r.severity}</td><td>{th}</td><td class='count'>{int(r.anomalies)}</td><td>{seg}</td></tr>"
+            )
+        return (
+            "<table id='alarm-preview' style='border-collapse:collapse;min-width:520px'>"
+            "<tr><th align=left>Severity</th><th align=left>Threshold</th><th align=left>Anomalies "
+            "(alarm of this severity)</th><th align=left>Training segments at or above</th></tr>"
+            + "".join(rows)
+            + "</table><small>Preview with the values above, before saving: the "
+            "highest tier an anomaly's score meets sets its alarm's severity.</small>"
+        )
 
     def _on_save(self) -> None:
         rebuild = bool(self.inputs.rebuild_needed())
@@ -197,17 +251,31 @@ class InputView(pn.viewable.Viewer):
             body = [self._row(n) for n in names]
             if title == "Alarms":
                 body = [*body, self._deletion]
-            cards.append(pn.Card(*body, title=title, collapsed=title not in OPEN_SECTIONS,
-                                 sizing_mode="stretch_width"))
+            cards.append(pn.Card(*body, title=title, collapsed=title not in OPEN_SECTIONS, sizing_mode="stretch_width"))
         self._changed()
         return pn.Column(
-            pn.pane.Markdown("Settings of the stored model. Name, saved-score settings and alarm settings change in "
-                             "place; every other change needs a rebuild, and the tab says so before you save."),
-            pn.Row(pn.Column(self._hist, self._preview, sizing_mode="stretch_width"),
-                   pn.Column(pn.pane.Markdown("**Severity thresholds** (anomaly score; an alarm takes the highest "
-                                              "tier its anomaly's score meets)"), self._thresholds(), width=460),
-                   sizing_mode="stretch_width"),
-            *cards, self._rebuild, pn.Row(self._save, self._reset), self._message, sizing_mode="stretch_width")
+            pn.pane.Markdown(
+                "Settings of the stored model. Name, saved-score settings and alarm settings change in "
+                "place; every other change needs a rebuild, and the tab says so before you save."
+            ),
+            pn.Row(
+                pn.Column(self._hist, self._preview, sizing_mode="stretch_width"),
+                pn.Column(
+                    pn.pane.Markdown(
+                        "**Severity thresholds** (anomaly score; an alarm takes the highest "
+                        "tier its anomaly's score meets)"
+                    ),
+                    self._thresholds(),
+                    width=460,
+                ),
+                sizing_mode="stretch_width",
+            ),
+            *cards,
+            self._rebuild,
+            pn.Row(self._save, self._reset),
+            self._message,
+            sizing_mode="stretch_width",
+        )
 
 
 def inputs_tab(platform, live, user, model) -> InputView:

@@ -6,6 +6,7 @@ Anomaly models span a whole device profile, so they are a tenant administrator's
 run: the anomaly service's listener and a slow poll schedule reads on the I/O pool, and the
 rows update in place on the session's document.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,8 +21,14 @@ from ..layout import page_template
 from .wizard import WizardView
 
 TENANT_ADMIN = "TENANT_ADMIN"
-STATUS_COLOURS = {"READY": "#2e7d32", "IN_PROGRESS": "#0b6bcb", "QUEUED": "#0b6bcb", "FAILED": "#c62828",
-                  "CANCELLED": "#8d6e63", "NEW": "#757575"}
+STATUS_COLOURS = {
+    "READY": "#2e7d32",
+    "IN_PROGRESS": "#0b6bcb",
+    "QUEUED": "#0b6bcb",
+    "FAILED": "#c62828",
+    "CANCELLED": "#8d6e63",
+    "NEW": "#757575",
+}
 TOGGLE_LABELS = {"monitoring": "Monitoring (refresh)", "saving": "Save scores", "alarms": "Create alarms"}
 
 
@@ -35,8 +42,10 @@ class ModelRowView(pn.viewable.Viewer):
         self.page = page
         self._head = pn.pane.HTML("", sizing_mode="stretch_width", min_width=420)
         self._progress = pn.indicators.Progress(value=0, max=100, width=160, visible=False, margin=(14, 10))
-        self._toggles = {t: pn.widgets.Checkbox(name=label, width=170, margin=(14, 6), css_classes=[f"toggle-{t}"])
-                         for t, label in TOGGLE_LABELS.items()}
+        self._toggles = {
+            t: pn.widgets.Checkbox(name=label, width=170, margin=(14, 6), css_classes=[f"toggle-{t}"])
+            for t, label in TOGGLE_LABELS.items()
+        }
         self._syncing = False
         for t, box in self._toggles.items():
             box.param.watch(lambda e, t=t: self._toggled(t, e.new), "value")
@@ -46,16 +55,26 @@ class ModelRowView(pn.viewable.Viewer):
         self._duplicate.on_click(lambda e: page.duplicate(self.row))
         self._build.on_click(lambda e: page.build(self.row))
         self._delete.on_click(lambda e: page.ask_delete(self.row))
-        self._layout = pn.Row(self._head, self._progress, *self._toggles.values(), self._duplicate, self._build,
-                              self._delete, sizing_mode="stretch_width", css_classes=["model-row"],
-                              styles={"border-bottom": "1px solid #e4e7eb"})
+        self._layout = pn.Row(
+            self._head,
+            self._progress,
+            *self._toggles.values(),
+            self._duplicate,
+            self._build,
+            self._delete,
+            sizing_mode="stretch_width",
+            css_classes=["model-row"],
+            styles={"border-bottom": "1px solid #e4e7eb"},
+        )
         self.draw(self.row)
 
     def draw(self, row: ModelRow) -> None:
         self.row = row
         colour = STATUS_COLOURS.get(row.status, "#555")
-        found = (f"{row.anomalies} anomal{'y' if row.anomalies == 1 else 'ies'} ({row.active} active) "
-                 f"on {row.items} item{'s' if row.items != 1 else ''}")
+        found = (
+            f"{row.anomalies} anomal{'y' if row.anomalies == 1 else 'ies'} ({row.active} active) "
+            f"on {row.items} item{'s' if row.items != 1 else ''}"
+        )
         running = f" · {row.task_kind.lower()} {row.progress * 100:.0f} %" if row.progress is not None else ""
         self._head.object = (
             f"<div class='model-head' data-model-id='{row.id}' data-anomalies='{row.anomalies}'>"
@@ -65,8 +84,13 @@ class ModelRowView(pn.viewable.Viewer):
             f"border-radius:9px;padding:1px 8px;font-size:12px'>{row.status}</span>{running}<br>"
             f"<span style='color:#52606d;font-size:13px'>profile {html.escape(row.device_type or 'any')} · "
             f"<span class='model-found'>{found}</span> · last run {row.last_run}</span>"
-            + (f"<br><span style='color:#c62828;font-size:12px'>{html.escape(row.message)}</span>"
-               if row.status in ("FAILED", "CANCELLED") else "") + "</div>")
+            + (
+                f"<br><span style='color:#c62828;font-size:12px'>{html.escape(row.message)}</span>"
+                if row.status in ("FAILED", "CANCELLED")
+                else ""
+            )
+            + "</div>"
+        )
         self._progress.visible = row.progress is not None
         self._progress.value = int(round((row.progress or 0) * 100))
         self._syncing = True
@@ -107,19 +131,37 @@ class ModelsPage(pn.viewable.Viewer):
         self._confirm_text = pn.pane.Markdown("", name="delete-warning", sizing_mode="stretch_width")
         self._confirm_yes = pn.widgets.Button(name="Delete model", button_type="danger", width=140)
         self._confirm_no = pn.widgets.Button(name="Keep it", width=100)
-        self._confirm = pn.Column(self._confirm_text, pn.Row(self._confirm_yes, self._confirm_no), visible=False,
-                                  sizing_mode="stretch_width", css_classes=["delete-confirm"],
-                                  styles={"background": "#fff4f4", "border": "1px solid #f5c2c2",
-                                          "border-radius": "6px", "padding": "4px 10px"})
+        self._confirm = pn.Column(
+            self._confirm_text,
+            pn.Row(self._confirm_yes, self._confirm_no),
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["delete-confirm"],
+            styles={
+                "background": "#fff4f4",
+                "border": "1px solid #f5c2c2",
+                "border-radius": "6px",
+                "padding": "4px 10px",
+            },
+        )
         self._confirm_yes.on_click(lambda e: self._delete_confirmed())
         self._confirm_no.on_click(lambda e: self._hide_confirm())
         self._pending_delete = None
         self._new = pn.widgets.Button(name="New model", button_type="primary", width=130)
         self._new.on_click(lambda e: self.open_wizard())
         self._list_view = pn.Column(
-            pn.Row(pn.pane.Markdown("## Anomaly models", margin=(0, 10)), pn.HSpacer(), self._new,
-                   sizing_mode="stretch_width"),
-            self._message, self._confirm, self._empty, self._list, sizing_mode="stretch_width")
+            pn.Row(
+                pn.pane.Markdown("## Anomaly models", margin=(0, 10)),
+                pn.HSpacer(),
+                self._new,
+                sizing_mode="stretch_width",
+            ),
+            self._message,
+            self._confirm,
+            self._empty,
+            self._list,
+            sizing_mode="stretch_width",
+        )
         self._wizard_view = pn.Column(sizing_mode="stretch_width")
         self._main = pn.Column(self._list_view, sizing_mode="stretch_width")
         self.refresh()
@@ -160,6 +202,7 @@ class ModelsPage(pn.viewable.Viewer):
         def ok(result) -> None:
             self.say(done_text(result) if callable(done_text) else done_text, "success")
             self.refresh()
+
         self._bg.run(f"act-{row.id if row else ''}", what, ok, failed)
 
     def toggle(self, row: ModelRow, toggle: str, value: bool) -> None:
@@ -169,13 +212,23 @@ class ModelsPage(pn.viewable.Viewer):
         def revert() -> None:
             if view is not None:
                 view.draw(view.row)
-        self._act(lambda: self.models.toggle(row.id, toggle, value),
-                  f"{row.title}: {label} switched {'on' if value else 'off'}.", row, revert)
+
+        self._act(
+            lambda: self.models.toggle(row.id, toggle, value),
+            f"{row.title}: {label} switched {'on' if value else 'off'}.",
+            row,
+            revert,
+        )
 
     def duplicate(self, row: ModelRow) -> None:
-        self._act(lambda: self.models.duplicate(row.id),
-                  lambda r: f"Duplicated {row.title} as {r[0].config.name}; it is building now (same settings, "
-                            f"its own anomalies; monitoring off).", row)
+        self._act(
+            lambda: self.models.duplicate(row.id),
+            lambda r: (
+                f"Duplicated {row.title} as {r[0].config.name}; it is building now (same settings, "
+                f"its own anomalies; monitoring off)."
+            ),
+            row,
+        )
 
     def build(self, row: ModelRow) -> None:
         self._act(lambda: self.models.build(row.id), f"{row.title}: build started.", row)
@@ -185,8 +238,10 @@ class ModelsPage(pn.viewable.Viewer):
             self._pending_delete = row
             self._confirm_text.object = text
             self._confirm.visible = True
-        self._bg.run("delete-warning", lambda: self.models.delete_warning(row.id), show,
-                     lambda exc: self.say(str(exc), "danger"))
+
+        self._bg.run(
+            "delete-warning", lambda: self.models.delete_warning(row.id), show, lambda exc: self.say(str(exc), "danger")
+        )
 
     def _hide_confirm(self) -> None:
         self._pending_delete = None
@@ -215,8 +270,14 @@ class ModelsPage(pn.viewable.Viewer):
 
     def __panel__(self):
         anomaly = self.platform.anomaly
-        self._bg.follow(anomaly.changed, lambda db, model, changes: model.tenant_id == self.user.tenant_id,
-                        self.refresh, self.poll_ms, self._tick, after_commit=anomaly.repo.after_commit)
+        self._bg.follow(
+            anomaly.changed,
+            lambda db, model, changes: model.tenant_id == self.user.tenant_id,
+            self.refresh,
+            self.poll_ms,
+            self._tick,
+            after_commit=anomaly.repo.after_commit,
+        )
         return self._main
 
 
@@ -226,10 +287,14 @@ def models_page(platform, live):
     if user is None:
         return template
     if user.authority != TENANT_ADMIN:
-        template.main.append(pn.pane.Alert(
-            "Anomaly models are for **tenant administrators only**: they span every device of a profile. "
-            "Your devices' anomalies reach you as alarms on the [Alarms](/alarms) page.",
-            alert_type="warning", name="models-refused"))
+        template.main.append(
+            pn.pane.Alert(
+                "Anomaly models are for **tenant administrators only**: they span every device of a profile. "
+                "Your devices' anomalies reach you as alarms on the [Alarms](/alarms) page.",
+                alert_type="warning",
+                name="models-refused",
+            )
+        )
         return template
     page = ModelsPage(platform, user)
     args = pn.state.session_args or {}

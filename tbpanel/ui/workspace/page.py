@@ -3,6 +3,7 @@
 Models are a tenant administrator's tool (as in ``/api/tbpanel``): customer users and other
 tenants' administrators get a refusal, never the model.
 """
+
 from __future__ import annotations
 
 import panel as pn
@@ -32,13 +33,17 @@ def model_page(platform, live):
         return template
     model = page_model(platform, user)
     if model is None:
-        template.main.append(pn.pane.Markdown(
-            "No such model, or you may not open it. Anomaly models belong to tenant administrators; "
-            "[back to the models](/models)."))
+        template.main.append(
+            pn.pane.Markdown(
+                "No such model, or you may not open it. Anomaly models belong to tenant administrators; "
+                "[back to the models](/models)."
+            )
+        )
         return template
     result = result_tab(platform, live, user, model)
     template.main.append(result.header)
-    tabs = pn.Tabs(("Result", result),
-                   *extra_tabs(platform, live, user, model), dynamic=True, sizing_mode="stretch_width")
+    tabs = pn.Tabs(
+        ("Result", result), *extra_tabs(platform, live, user, model), dynamic=True, sizing_mode="stretch_width"
+    )
     template.main.append(tabs)
     return template

@@ -2,6 +2,7 @@
 per-item activity heatmap. Numbers come from :class:`~tbpanel.views.workspace.result.ResultSummary`;
 this view only draws them, and redraws while tasks change the model's anomalies.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,38 +31,72 @@ HEAT = ["#fdd9b5", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#8c2d
 
 def cards_html(s: ResultSummary, trained_items: int | None = None) -> str:
     """The five cards; ``data-value`` keeps the exact number for tests and copy-paste."""
+
     def card(key, label, shown, exact, sub=""):
-        return (f'<div class="card" id="card-{key}"><div class="label">{label}</div>'
-                f'<div class="value" data-value="{html.escape(str(exact))}">{html.escape(shown)}</div>'
-                f'<div class="sub">{html.escape(sub)}</div></div>')
+        return (
+            f'<div class="card" id="card-{key}"><div class="label">{label}</div>'
+            f'<div class="value" data-value="{html.escape(str(exact))}">{html.escape(shown)}</div>'
+            f'<div class="sub">{html.escape(sub)}</div></div>'
+        )
+
     items_sub = f"of {trained_items} devices" if trained_items else ""
     rng = s.score_range
-    return (f"<style>{CARD_CSS}</style><div class='cards'>"
-            + card("anomalies", "Anomalies", f"{s.anomalies:,}", s.anomalies,
-                   f"{s.active} active" if s.anomalies else "none found")
-            + card("items", "Affected items", f"{s.affected_items:,}", s.affected_items, items_sub)
-            + card("peak", "Peak score", f"{s.peak_score:,.0f}", s.peak_score, "100 = threshold")
-            + card("impact", "Total impact", f"{s.total_impact:,.1f}", s.total_impact, "sum of score indexes")
-            + card("range", "Score range", rng, f"{s.score_min}..{s.score_max}", "lowest – highest anomaly")
-            + "</div>")
+    return (
+        f"<style>{CARD_CSS}</style><div class='cards'>"
+        + card(
+            "anomalies",
+            "Anomalies",
+            f"{s.anomalies:,}",
+            s.anomalies,
+            f"{s.active} active" if s.anomalies else "none found",
+        )
+        + card("items", "Affected items", f"{s.affected_items:,}", s.affected_items, items_sub)
+        + card("peak", "Peak score", f"{s.peak_score:,.0f}", s.peak_score, "100 = threshold")
+        + card("impact", "Total impact", f"{s.total_impact:,.1f}", s.total_impact, "sum of score indexes")
+        + card("range", "Score range", rng, f"{s.score_min}..{s.score_max}", "lowest – highest anomaly")
+        + "</div>"
+    )
 
 
 def heatmap(s: ResultSummary):
     """Devices down, UTC days across; colour = the day's total impact, hover tells the counts."""
     act = s.activity
     devices = list(s.ranked["device"])[::-1] if len(s.ranked) else ["(none)"]
-    p = figure(name="activity-heatmap", x_axis_type="datetime", y_range=FactorRange(factors=devices), height=90 + 34 * len(devices),
-               sizing_mode="stretch_width", toolbar_location=None, title="Anomaly activity per device and day",
-               tools="")
+    p = figure(
+        name="activity-heatmap",
+        x_axis_type="datetime",
+        y_range=FactorRange(factors=devices),
+        height=90 + 34 * len(devices),
+        sizing_mode="stretch_width",
+        toolbar_location=None,
+        title="Anomaly activity per device and day",
+        tools="",
+    )
     if len(act):
         data = act.assign(x=act["day"] + pd.Timedelta(hours=12), day_text=act["day"].dt.strftime("%Y-%m-%d"))
     else:  # an empty renderer still, so the figure is valid (and looks the same) before anything is found
         data = pd.DataFrame({c: [] for c in ("device", "day", "anomalies", "impact", "x", "day_text")})
     mapper = LinearColorMapper(palette=HEAT, low=0, high=max(float(act["impact"].max()) if len(act) else 1.0, 1e-9))
-    r = p.rect(x="x", y="device", width=DAY_MS * 0.95, height=0.85, source=data.drop(columns=["day"]),
-               fill_color={"field": "impact", "transform": mapper}, line_color="#bbb")
-    p.add_tools(HoverTool(renderers=[r], tooltips=[("device", "@device"), ("day", "@day_text"),
-                                                   ("anomalies", "@anomalies"), ("impact", "@impact{0.0}")]))
+    r = p.rect(
+        x="x",
+        y="device",
+        width=DAY_MS * 0.95,
+        height=0.85,
+        source=data.drop(columns=["day"]),
+        fill_color={"field": "impact", "transform": mapper},
+        line_color="#bbb",
+    )
+    p.add_tools(
+        HoverTool(
+            renderers=[r],
+            tooltips=[
+                ("device", "@device"),
+                ("day", "@day_text"),
+                ("anomalies", "@anomalies"),
+                ("impact", "@impact{0.0}"),
+            ],
+        )
+    )
     if len(act):
         p.add_layout(ColorBar(color_mapper=mapper, title="impact", width=10), "right")
     p.xgrid.grid_line_color = None
@@ -69,10 +104,17 @@ def heatmap(s: ResultSummary):
 
 
 def _table(df: pd.DataFrame, name: str, height: int) -> pn.widgets.Tabulator:
-    return pn.widgets.Tabulator(df, name=name, show_index=False, disabled=True, height=height,
-                                sizing_mode="stretch_width", hidden_columns=["item"], pagination=None,
-                                titles={"score_index": "score index", "peak_score": "peak score",
-                                        "anomaly_hours": "hours"})
+    return pn.widgets.Tabulator(
+        df,
+        name=name,
+        show_index=False,
+        disabled=True,
+        height=height,
+        sizing_mode="stretch_width",
+        hidden_columns=["item"],
+        pagination=None,
+        titles={"score_index": "score index", "peak_score": "peak score", "anomaly_hours": "hours"},
+    )
 
 
 def _top_frame(s: ResultSummary) -> pd.DataFrame:
@@ -100,6 +142,7 @@ class ResultView(pn.viewable.Viewer):
                 except Exception:  # deleted since: show its id
                     names[item] = item
             return names[item]
+
         params.setdefault("summary", ResultSummary(platform.anomaly, device_name=device_name, model_id=model.id))
         super().__init__(**params)
         self.platform, self.model = platform, model
@@ -114,8 +157,10 @@ class ResultView(pn.viewable.Viewer):
         self.refresh()
 
     def _header_html(self, model) -> str:
-        return (f'<h2 id="model-title">{html.escape(model.config.name)} '
-                f'<small id="model-status" style="color:#666">{html.escape(model.status)}</small></h2>')
+        return (
+            f'<h2 id="model-title">{html.escape(model.config.name)} '
+            f'<small id="model-status" style="color:#666">{html.escape(model.status)}</small></h2>'
+        )
 
     # -- data ----------------------------------------------------------------------------------
     def _load(self):
@@ -123,8 +168,12 @@ class ResultView(pn.viewable.Viewer):
         self.summary.refresh()
         devices = 0
         if model is not None:
-            devices = len(model.config.items) or self.platform.registry.list_devices(
-                model.tenant_id, type=model.config.device_type or None, page_size=1)[1]
+            devices = (
+                len(model.config.items)
+                or self.platform.registry.list_devices(
+                    model.tenant_id, type=model.config.device_type or None, page_size=1
+                )[1]
+            )
         return model, devices
 
     def _apply(self, loaded) -> None:
@@ -134,16 +183,28 @@ class ResultView(pn.viewable.Viewer):
             return
         self.model = model
         s = self.summary
-        seen = (model.status, model.message, model.built_ms, model.last_refresh_run_ms, devices, s.anomalies,
-                s.active, s.peak_score, s.total_impact, s.score_min)
+        seen = (
+            model.status,
+            model.message,
+            model.built_ms,
+            model.last_refresh_run_ms,
+            devices,
+            s.anomalies,
+            s.active,
+            s.peak_score,
+            s.total_impact,
+            s.score_min,
+        )
         if seen == self._seen:  # the poll found nothing new: leave the page (and the heatmap) alone
             return
         self._seen = seen
         self.header.object = self._header_html(model)
         built = fmt_ms(model.built_ms)
         note = "" if model.status == "READY" else f" — {html.escape(model.message)}"
-        self._status.object = (f"<p id='result-status'>Status <b>{html.escape(model.status)}</b>{note} · built {built}"
-                               f" · last refresh run {fmt_ms(model.last_refresh_run_ms)}</p>")
+        self._status.object = (
+            f"<p id='result-status'>Status <b>{html.escape(model.status)}</b>{note} · built {built}"
+            f" · last refresh run {fmt_ms(model.last_refresh_run_ms)}</p>"
+        )
         self._cards.object = cards_html(s, devices)
         self._top.value = _top_frame(s)
         self._ranked.value = s.ranked.round({"impact": 2, "peak_score": 0, "anomaly_hours": 1})
@@ -157,14 +218,24 @@ class ResultView(pn.viewable.Viewer):
     # -- live ----------------------------------------------------------------------------------
     def __panel__(self):
         anomaly = self.platform.anomaly
-        self._bg.follow(anomaly.changed, lambda db, model, changes: model.id == self.model.id, self.refresh,
-                        self.poll_ms, after_commit=anomaly.repo.after_commit)
+        self._bg.follow(
+            anomaly.changed,
+            lambda db, model, changes: model.id == self.model.id,
+            self.refresh,
+            self.poll_ms,
+            after_commit=anomaly.repo.after_commit,
+        )
         return pn.Column(
-            self._status, self._cards,
-            pn.Row(pn.Column("### Top anomalies", self._top, sizing_mode="stretch_width"),
-                   pn.Column("### Items ranked by impact", self._ranked, sizing_mode="stretch_width"),
-                   sizing_mode="stretch_width"),
-            self._heat, sizing_mode="stretch_width")
+            self._status,
+            self._cards,
+            pn.Row(
+                pn.Column("### Top anomalies", self._top, sizing_mode="stretch_width"),
+                pn.Column("### Items ranked by impact", self._ranked, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            self._heat,
+            sizing_mode="stretch_width",
+        )
 
 
 def result_tab(platform, live, user, model) -> ResultView:

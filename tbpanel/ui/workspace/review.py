@@ -4,6 +4,7 @@ model's anomalies shaded, and a sortable anomaly table; clicking a row zooms ont
 The figure (``review-plot``) draws ``review:raw`` (the field), ``review:score`` (segment
 scores, right axis, 100 = the model's threshold) and ``review:anomalies`` (shaded windows).
 """
+
 from __future__ import annotations
 
 import html
@@ -32,8 +33,9 @@ class ReviewView(pn.viewable.Viewer):
         self.platform = platform
         self._bg = Background(platform.executor)  # reads off the server loop
         r = self.review
-        self._item = pn.widgets.Select(name="Device", options={v: k for k, v in r.devices.items()}, value=r.item,
-                                       width=220)
+        self._item = pn.widgets.Select(
+            name="Device", options={v: k for k, v in r.devices.items()}, value=r.item, width=220
+        )
         self._field = pn.widgets.Select.from_param(r.param.field, name="Field", width=180)
         self._all = pn.widgets.Button(name="Whole range", width=120)
         self._caption = pn.pane.HTML("", name="review-caption")
@@ -42,9 +44,17 @@ class ReviewView(pn.viewable.Viewer):
         self._strips = ColumnDataSource({"x0": [], "x1": [], "color": [], "label": []}, name="review:anomalies")
         self._figure = self._make_figure()
         self._table = pn.widgets.Tabulator(
-            r.anomaly_table()[TABLE_COLUMNS], show_index=False, disabled=True, sizing_mode="stretch_width",
-            height=280, hidden_columns=["id"], pagination=None, name="review-table", selectable=1,
-            header_filters=False)
+            r.anomaly_table()[TABLE_COLUMNS],
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=280,
+            hidden_columns=["id"],
+            pagination=None,
+            name="review-table",
+            selectable=1,
+            header_filters=False,
+        )
         self._table.on_click(self._on_click)
         self._item.param.watch(lambda e: setattr(r, "item", e.new), "value")
         r.param.watch(self._on_choice, ["item", "field"])
@@ -60,12 +70,29 @@ class ReviewView(pn.viewable.Viewer):
         f.vstrip(x0="x0", x1="x1", source=self._strips, fill_color="color", fill_alpha=0.22, line_alpha=0)
         raw = f.line("x", "y", source=self._raw, color="#0b6bcb", line_width=1.2, legend_label="value")
         f.y_range = DataRange1d(renderers=[raw], range_padding=0.15)  # the value axis fits the values only
-        f.step("x", "score", source=self._score, y_range_name="score", color="#d32f2f", line_width=1.2,
-               mode="before", legend_label="score")
-        f.add_layout(Span(location=100, dimension="width", y_range_name="score", line_color="#d32f2f",
-                          line_dash="dashed", line_alpha=0.6))
-        f.add_tools(HoverTool(tooltips=[("time", "@x{%F %H:%M}"), ("value", "@y")], formatters={"@x": "datetime"},
-                              mode="vline"))
+        f.step(
+            "x",
+            "score",
+            source=self._score,
+            y_range_name="score",
+            color="#d32f2f",
+            line_width=1.2,
+            mode="before",
+            legend_label="score",
+        )
+        f.add_layout(
+            Span(
+                location=100,
+                dimension="width",
+                y_range_name="score",
+                line_color="#d32f2f",
+                line_dash="dashed",
+                line_alpha=0.6,
+            )
+        )
+        f.add_tools(
+            HoverTool(tooltips=[("time", "@x{%F %H:%M}"), ("value", "@y")], formatters={"@x": "datetime"}, mode="vline")
+        )
         f.legend.location = "top_left"
         f.legend.background_fill_alpha = 0.6
         return f
@@ -84,9 +111,12 @@ class ReviewView(pn.viewable.Viewer):
         top = float(scores["score"].max()) if len(scores) else 100.0
         self._figure.extra_y_ranges["score"].end = max(top, 100.0) * 1.15
         mine = r.anomalies_of_item()
-        self._strips.data = {"x0": mine["start_ts"].to_numpy(dtype=float), "x1": mine["end_ts"].to_numpy(dtype=float),
-                             "color": [severity_colour(s, "#d32f2f") for s in mine["severity"]],
-                             "label": list(mine["id"])}
+        self._strips.data = {
+            "x0": mine["start_ts"].to_numpy(dtype=float),
+            "x1": mine["end_ts"].to_numpy(dtype=float),
+            "color": [severity_colour(s, "#d32f2f") for s in mine["severity"]],
+            "label": list(mine["id"]),
+        }
         a, b = r.window if r.window is not None else (lo, hi)
         self._figure.x_range.update(start=float(a), end=float(b))
         name = html.escape(r.devices.get(r.item, r.item or ""))
@@ -95,14 +125,20 @@ class ReviewView(pn.viewable.Viewer):
             hit = r.anomaly_table()[r.anomaly_table()["id"] == r.selected]
             if len(hit):
                 row = hit.iloc[0].to_dict()
-                text += (f" · zoomed to <span id='review-focus' data-start='{row['start_ts']}' "
-                         f"data-end='{row['end_ts']}'>{row['start']} – {row['end']} UTC, score {row['score']:g} "
-                         f"({row['severity']})</span>")
+                text += (
+                    f" · zoomed to <span id='review-focus' data-start='{row['start_ts']}' "
+                    f"data-end='{row['end_ts']}'>{row['start']} – {row['end']} UTC, score {row['score']:g} "
+                    f"({row['severity']})</span>"
+                )
         self._caption.object = text
 
     def reload(self) -> None:
-        self._bg.run("series", self._load, self._show,
-                     lambda exc: setattr(self._caption, "object", f"Could not read the data: {html.escape(str(exc))}"))
+        self._bg.run(
+            "series",
+            self._load,
+            self._show,
+            lambda exc: setattr(self._caption, "object", f"Could not read the data: {html.escape(str(exc))}"),
+        )
 
     def follow(self) -> None:
         """Periodic: when a build, refresh run or reprocess of the model ended, show its anomalies."""
@@ -147,10 +183,14 @@ class ReviewView(pn.viewable.Viewer):
             pn.Row(self._item, self._field, self._all),
             self._caption,
             pn.pane.Bokeh(self._figure, sizing_mode="stretch_width"),
-            pn.pane.Markdown("Anomalies of the model (click a row to zoom onto it; click a header to sort). "
-                             "Shading: the anomaly windows of the device shown, by severity; the dashed line is "
-                             "score 100, the model's threshold."),
-            self._table, sizing_mode="stretch_width")
+            pn.pane.Markdown(
+                "Anomalies of the model (click a row to zoom onto it; click a header to sort). "
+                "Shading: the anomaly windows of the device shown, by severity; the dashed line is "
+                "score 100, the model's threshold."
+            ),
+            self._table,
+            sizing_mode="stretch_width",
+        )
 
 
 def review_tab(platform, live, user, model) -> ReviewView:

@@ -2,6 +2,7 @@
 
 (Slow reads go through :class:`~tbpanel.ui.background.Background`.)
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -23,9 +24,10 @@ def picker_ms(value: datetime | None) -> int | None:
     return None if value is None else from_datetime(value)
 
 
-def range_pickers(target: Any, start: str = "start", end: str = "end",
-                  width: int = 200) -> tuple[pn.widgets.DatetimePicker, pn.widgets.DatetimePicker]:
-    """"From (UTC)" and "To (UTC)" pickers bound to ``target``'s epoch-ms ``start``/``end``."""
+def range_pickers(
+    target: Any, start: str = "start", end: str = "end", width: int = 200
+) -> tuple[pn.widgets.DatetimePicker, pn.widgets.DatetimePicker]:
+    """ "From (UTC)" and "To (UTC)" pickers bound to ``target``'s epoch-ms ``start``/``end``."""
     pickers = []
     for label, attr in (("From (UTC)", start), ("To (UTC)", end)):
         picker = pn.widgets.DatetimePicker(name=label, value=picker_value(getattr(target, attr)), width=width)
@@ -42,5 +44,12 @@ def live_session() -> bool:
 
 def time_figure(name: str, height: int = 300, **kw) -> figure:
     """A stretch-width figure with a UTC datetime x axis (x values are epoch ms)."""
-    return figure(name=name, x_axis_type="datetime", height=height, sizing_mode="stretch_width",
-                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom", **kw)
+    return figure(
+        name=name,
+        x_axis_type="datetime",
+        height=height,
+        sizing_mode="stretch_width",
+        tools="xpan,xwheel_zoom,box_zoom,reset,save",
+        active_scroll="xwheel_zoom",
+        **kw,
+    )

@@ -3,6 +3,7 @@
 ``extra_tabs`` is the one place the model page (``page.py``) asks for them, so each tab lives in
 its own module and the page itself does not change when one is added.
 """
+
 from __future__ import annotations
 
 import panel as pn
@@ -14,8 +15,14 @@ from .jobs import jobs_tab
 from .review import review_tab
 from .tasks import tasks_tab
 
-TABS = (("Review", review_tab), ("Cluster info", clusters_tab), ("Input", inputs_tab), ("Jobs", jobs_tab),
-        ("Tasks", tasks_tab), ("Experiments", experiments_tab))
+TABS = (
+    ("Review", review_tab),
+    ("Cluster info", clusters_tab),
+    ("Input", inputs_tab),
+    ("Jobs", jobs_tab),
+    ("Tasks", tasks_tab),
+    ("Experiments", experiments_tab),
+)
 
 
 def extra_tabs(platform, live, user, model) -> list[tuple[str, object]]:
@@ -28,5 +35,7 @@ def extra_tabs(platform, live, user, model) -> list[tuple[str, object]]:
     def lazy(make):
         def build():
             return make(platform, live, user, model)
+
         return pn.param.ParamFunction(build, lazy=True, sizing_mode="stretch_width")
+
     return [(title, lazy(make)) for title, make in TABS]

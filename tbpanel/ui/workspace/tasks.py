@@ -4,6 +4,7 @@ every task of the model: status, progress, duration, log, cancel.
 A one-second periodic callback per session compares :meth:`TaskBoard.signature` and redraws
 only when a task changed, so running tasks update live and an idle page costs one small query.
 """
+
 from __future__ import annotations
 
 import html
@@ -18,7 +19,6 @@ CANCEL = '<span class="task-cancel" style="cursor:pointer;font-weight:600;color:
 LIVE = ("QUEUED", "IN_PROGRESS")
 
 
-
 class TasksView(pn.viewable.Viewer):
     board: param.ClassSelector[TaskBoard] = param.ClassSelector(class_=TaskBoard)  # type: ignore[assignment]  # required, never None
     period_ms = param.Integer(default=1000, bounds=(100, None))
@@ -30,23 +30,44 @@ class TasksView(pn.viewable.Viewer):
         self._start, self._end = range_pickers(req)
         self._mode = pn.widgets.RadioButtonGroup(name="Devices", options=ITEM_CHOICES, value=req.items_mode)
         self._mode.param.watch(lambda e: setattr(req, "items_mode", e.new), "value")
-        self._items = pn.widgets.MultiChoice(name="Selected devices", options={v: k for k, v in b.devices.items()},
-                                             width=420, visible=req.items_mode == "specific")
+        self._items = pn.widgets.MultiChoice(
+            name="Selected devices",
+            options={v: k for k, v in b.devices.items()},
+            width=420,
+            visible=req.items_mode == "specific",
+        )
         self._items.param.watch(lambda e: setattr(req, "items", list(e.new)), "value")
         req.param.watch(lambda e: setattr(self._items, "visible", e.new == "specific"), "items_mode")
         self._alarms = pn.widgets.Checkbox.from_param(req.param.create_alarms, name="Create alarms")
         self._tm = pn.widgets.Checkbox.from_param(req.param.save_telemetry, name="Save scores as telemetry")
-        self._run = pn.widgets.Button(name="Run reprocess", button_type="primary", width=180,
-                                      css_classes=["run-reprocess"])
+        self._run = pn.widgets.Button(
+            name="Run reprocess", button_type="primary", width=180, css_classes=["run-reprocess"]
+        )
         self._run.on_click(lambda _: self._on_run())
         self._message = pn.pane.Markdown("", name="tasks-message")
         self._table = pn.widgets.Tabulator(
-            self._frame(), show_index=False, disabled=True, sizing_mode="stretch_width", height=320,
-            hidden_columns=["id"], pagination=None, name="task-table",
+            self._frame(),
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=320,
+            hidden_columns=["id"],
+            pagination=None,
+            name="task-table",
             formatters={"progress": {"type": "progress", "max": 100, "legend": True}, "cancel": {"type": "html"}},
-            titles={"cancel": ""}, layout="fit_data_stretch",
-            widths={"kind": 110, "status": 120, "progress": 110, "created": 150, "started": 150, "duration": 90,
-                    "message": 380}, selectable=False)
+            titles={"cancel": ""},
+            layout="fit_data_stretch",
+            widths={
+                "kind": 110,
+                "status": 120,
+                "progress": 110,
+                "created": 150,
+                "started": 150,
+                "duration": 90,
+                "message": 380,
+            },
+            selectable=False,
+        )
         self._table.on_click(self._on_click)
         self._log = pn.pane.HTML("", name="task-log", sizing_mode="stretch_width")
         self._sig = b.signature()
@@ -88,9 +109,11 @@ class TasksView(pn.viewable.Viewer):
             self._log.object = "<small>Click a task to see its log.</small>"
             return
         lines = "\n".join(html.escape(x) for x in task.log_lines) or "(no log lines yet)"
-        self._log.object = (f"<div id='task-log-of' data-task='{task.id}' data-status='{task.status}'>"
-                            f"<b>{task.kind}</b> {task.status} — {html.escape(task.message)}</div>"
-                            f"<pre style='max-height:220px;overflow:auto;background:#f6f8fa;padding:6px'>{lines}</pre>")
+        self._log.object = (
+            f"<div id='task-log-of' data-task='{task.id}' data-status='{task.status}'>"
+            f"<b>{task.kind}</b> {task.status} — {html.escape(task.message)}</div>"
+            f"<pre style='max-height:220px;overflow:auto;background:#f6f8fa;padding:6px'>{lines}</pre>"
+        )
 
     def refresh(self, force: bool = False) -> None:
         sig = self.board.signature()
@@ -103,13 +126,21 @@ class TasksView(pn.viewable.Viewer):
         if self._callback is None and live_session():
             self._callback = pn.state.add_periodic_callback(self.refresh, period=self.period_ms)
         return pn.Column(
-            pn.pane.Markdown("**Reprocess**: the model's anomalies of these devices starting in the range are "
-                             "replaced by freshly computed ones; alarms of removed anomalies are cleared or deleted "
-                             "as set in Input. A cancelled or failed task keeps the earlier anomalies."),
-            pn.Row(self._start, self._end), self._mode, self._items, pn.Row(self._alarms, self._tm),
+            pn.pane.Markdown(
+                "**Reprocess**: the model's anomalies of these devices starting in the range are "
+                "replaced by freshly computed ones; alarms of removed anomalies are cleared or deleted "
+                "as set in Input. A cancelled or failed task keeps the earlier anomalies."
+            ),
+            pn.Row(self._start, self._end),
+            self._mode,
+            self._items,
+            pn.Row(self._alarms, self._tm),
             pn.Row(self._run, self._message),
             pn.pane.Markdown("**Tasks of this model** (newest first; click one for its log)"),
-            self._table, self._log, sizing_mode="stretch_width")
+            self._table,
+            self._log,
+            sizing_mode="stretch_width",
+        )
 
 
 def tasks_tab(platform, live, user, model) -> TasksView:

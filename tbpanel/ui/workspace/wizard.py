@@ -5,6 +5,7 @@ granularity → review & build with a live progress bar → the model's Result t
 Reads of the store (readiness) and the build run off the server loop; the build's progress is
 polled from the task runner's in-memory record by a per-session periodic callback.
 """
+
 from __future__ import annotations
 
 import html
@@ -23,14 +24,21 @@ VERDICT_COLOURS = {"Poor": "#d32f2f", "Fair": "#f57c00", "Good": "#1e88e5", "Exc
 #: the ModelConfig knobs the Advanced form leaves out (the review step shows the name)
 NOT_ADVANCED = {"name"}
 #: the Advanced form's sections, each starting at this knob (ModelConfig's own order)
-SECTIONS = {"device_type": "Data", "segment_ms": "Segmentation", "comparison": "Comparison",
-            "algorithm": "Algorithm", "threshold_percent": "Scoring", "telemetry_key": "Outputs and alarms",
-            "adaptive": "Adaptive re-fits"}
+SECTIONS = {
+    "device_type": "Data",
+    "segment_ms": "Segmentation",
+    "comparison": "Comparison",
+    "algorithm": "Algorithm",
+    "threshold_percent": "Scoring",
+    "telemetry_key": "Outputs and alarms",
+    "adaptive": "Adaptive re-fits",
+}
 
 
 def _msg_html(msgs: list[str]) -> str:
-    return "".join(f'<div class="field-error" style="color:#c62828;font-size:13px">⚠ {html.escape(m)}</div>'
-                   for m in msgs)
+    return "".join(
+        f'<div class="field-error" style="color:#c62828;font-size:13px">⚠ {html.escape(m)}</div>' for m in msgs
+    )
 
 
 class AdvancedForm(pn.viewable.Viewer):
@@ -54,8 +62,9 @@ class AdvancedForm(pn.viewable.Viewer):
             self._widgets[field] = w
             self._msgs[field] = pn.pane.HTML("", name=f"msg-{field}", margin=(0, 10), width=270)
             w.param.watch(lambda e, f=field: self._edited(f, e.new), "value")
-            self._sections[-1][1].append(pn.Column(w, self._msgs[field], css_classes=["advanced-field"],
-                                                   name=field, width=290))
+            self._sections[-1][1].append(
+                pn.Column(w, self._msgs[field], css_classes=["advanced-field"], name=field, width=290)
+            )
         self.on_change = None
         self.fill()
 
@@ -71,8 +80,9 @@ class AdvancedForm(pn.viewable.Viewer):
             return pn.widgets.IntInput(name=label, description=desc, width=250)
         if isinstance(p, param.Number):
             return pn.widgets.FloatInput(name=label, description=desc, width=250)
-        return pn.widgets.TextInput(name=label + (" (comma separated)" if isinstance(p, param.List) else ""),
-                                    description=desc, width=250)
+        return pn.widgets.TextInput(
+            name=label + (" (comma separated)" if isinstance(p, param.List) else ""), description=desc, width=250
+        )
 
     def fill(self) -> None:
         """Put the config's values into the widgets (after the wizard made a new draft)."""
@@ -113,11 +123,18 @@ class AdvancedForm(pn.viewable.Viewer):
     def __panel__(self):
         parts = []
         for title, cells in self._sections:
-            parts += [pn.pane.Markdown(f"#### {title}", margin=(10, 10, 0, 10)),
-                      pn.FlexBox(*cells, sizing_mode="stretch_width")]
-        return pn.Column(pn.pane.Markdown("Values of 0 marked *auto* are resolved from the data when the "
-                                          "model is built; empty thresholds come from the build."),
-                         *parts, sizing_mode="stretch_width")
+            parts += [
+                pn.pane.Markdown(f"#### {title}", margin=(10, 10, 0, 10)),
+                pn.FlexBox(*cells, sizing_mode="stretch_width"),
+            ]
+        return pn.Column(
+            pn.pane.Markdown(
+                "Values of 0 marked *auto* are resolved from the data when the "
+                "model is built; empty thresholds come from the build."
+            ),
+            *parts,
+            sizing_mode="stretch_width",
+        )
 
 
 class WizardView(pn.viewable.Viewer):
@@ -147,10 +164,12 @@ class WizardView(pn.viewable.Viewer):
         self._intent.link(w, value="intent")
         # step 1: data
         self._profile = pn.widgets.Select.from_param(w.param.device_type, name="Device profile", width=260)
-        self._devices = pn.widgets.MultiChoice(name="Devices (none chosen = every device of the profile)",
-                                               options=dict(w.devices), width=520)
-        self._keys = pn.widgets.MultiChoice(name="Telemetry keys", options=list(w.keys_available),
-                                            value=list(w.fields), width=520)
+        self._devices = pn.widgets.MultiChoice(
+            name="Devices (none chosen = every device of the profile)", options=dict(w.devices), width=520
+        )
+        self._keys = pn.widgets.MultiChoice(
+            name="Telemetry keys", options=list(w.keys_available), value=list(w.fields), width=520
+        )
         self._range = pn.widgets.RadioButtonGroup(name="Date range", options=list(RANGES), value=w.range_preset)
         self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=naive_utc(w.start_ms), width=200)
         self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=naive_utc(w.end_ms), width=200)
@@ -164,7 +183,8 @@ class WizardView(pn.viewable.Viewer):
         self._readiness = pn.pane.HTML("", sizing_mode="stretch_width", name="readiness")
         # step 3: tuning
         self._sensitivity = pn.widgets.RadioBoxGroup(
-            name="Sensitivity", options={v: k for k, v in SENSITIVITY_TEXT.items()}, value=w.sensitivity)
+            name="Sensitivity", options={v: k for k, v in SENSITIVITY_TEXT.items()}, value=w.sensitivity
+        )
         self._sensitivity.link(w, value="sensitivity")
         self._granularity = pn.widgets.RadioBoxGroup(name="Granularity", options={}, inline=False)
         self._granularity.param.watch(lambda e: setattr(w, "segment_ms", int(e.new)) if e.new else None, "value")
@@ -176,12 +196,14 @@ class WizardView(pn.viewable.Viewer):
         self._review_name_msg = pn.pane.HTML("", margin=(22, 5, 0, 5))
         self._review_name.param.watch(self._rename, "value")
         self._advanced = None
-        self._advanced_card = pn.Card(title="Advanced: every setting", collapsed=True, sizing_mode="stretch_width",
-                                      name="advanced")
+        self._advanced_card = pn.Card(
+            title="Advanced: every setting", collapsed=True, sizing_mode="stretch_width", name="advanced"
+        )
         self._build = pn.widgets.Button(name="Build model", button_type="success", width=160)
         self._build.on_click(lambda e: self._start_build())
-        self._progress = pn.indicators.Progress(name="build-progress", value=0, max=100, visible=False,
-                                                sizing_mode="stretch_width", bar_color="success")
+        self._progress = pn.indicators.Progress(
+            name="build-progress", value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="success"
+        )
         self._build_status = pn.pane.HTML("", name="build-status", sizing_mode="stretch_width")
         self._task = None
         self._model = None
@@ -206,34 +228,52 @@ class WizardView(pn.viewable.Viewer):
 
     def _render(self) -> None:
         w = self.wizard
-        self._steps.object = "<div id='wizard-step-bar' style='font-size:15px;margin:4px 0 10px'>" + " › ".join(
-            (f"<b data-current='1' style='color:#0b6bcb'>{i + 1}. {s}</b>" if i == w.step
-             else f"<span style='color:{'#333' if i < w.step else '#999'}'>{i + 1}. {s}</span>")
-            for i, s in enumerate(STEPS)) + "</div>"
+        self._steps.object = (
+            "<div id='wizard-step-bar' style='font-size:15px;margin:4px 0 10px'>"
+            + " › ".join(
+                (
+                    f"<b data-current='1' style='color:#0b6bcb'>{i + 1}. {s}</b>"
+                    if i == w.step
+                    else f"<span style='color:{'#333' if i < w.step else '#999'}'>{i + 1}. {s}</span>"
+                )
+                for i, s in enumerate(STEPS)
+            )
+            + "</div>"
+        )
         self._back.disabled = w.step == 0 or self._task is not None
         self._next.visible = w.step < len(STEPS) - 1
         self._next.disabled = False
         self._body[:] = getattr(self, f"_step{w.step}")()
 
     def _step0(self):
-        return [pn.pane.Markdown("### What is this model for?\nThe choice sets sensible segment lengths, "
-                                 "windows and comparison; every setting stays editable under *Advanced* at "
-                                 "the end."), self._intent]
+        return [
+            pn.pane.Markdown(
+                "### What is this model for?\nThe choice sets sensible segment lengths, "
+                "windows and comparison; every setting stays editable under *Advanced* at "
+                "the end."
+            ),
+            self._intent,
+        ]
 
     def _step1(self):
         w = self.wizard
         custom = w.range_preset == "custom"
         self._start.visible = self._end.visible = custom
-        return [pn.pane.Markdown("### Which data?"), self._profile, self._devices, self._keys,
-                pn.pane.Markdown("**Training range**", margin=(10, 10, 0, 10)), self._range,
-                pn.Row(self._start, self._end)]
+        return [
+            pn.pane.Markdown("### Which data?"),
+            self._profile,
+            self._devices,
+            self._keys,
+            pn.pane.Markdown("**Training range**", margin=(10, 10, 0, 10)),
+            self._range,
+            pn.Row(self._start, self._end),
+        ]
 
     def _step2(self):
         w = self.wizard
         self._next.disabled = True
         self._readiness.object = "<p id='readiness-checking'>Checking the data in the store …</p>"
-        self._bg.run("readiness", w.check_readiness, self._readiness_done,
-                     lambda exc: self._readiness_failed(exc))
+        self._bg.run("readiness", w.check_readiness, self._readiness_done, lambda exc: self._readiness_failed(exc))
         return [pn.pane.Markdown("### Is the data ready?"), self._readiness]
 
     def _step3(self):
@@ -242,11 +282,17 @@ class WizardView(pn.viewable.Viewer):
         self._granularity.options = options
         self._granularity.value = w.segment_ms if w.segment_ms in options.values() else w.recommended_segment()
         self._name.value = w.model_name
-        return [pn.pane.Markdown("### Sensitivity"), self._sensitivity,
-                pn.pane.Markdown(f"### Granularity\nThe data arrives every **{duration_text(w.data_step_ms, exact=True)}**; "
-                                 "a segment is the stretch of time compared with normal behaviour: shorter ones "
-                                 "catch short spikes, longer ones slow changes."),
-                self._granularity, self._name]
+        return [
+            pn.pane.Markdown("### Sensitivity"),
+            self._sensitivity,
+            pn.pane.Markdown(
+                f"### Granularity\nThe data arrives every **{duration_text(w.data_step_ms, exact=True)}**; "
+                "a segment is the stretch of time compared with normal behaviour: shorter ones "
+                "catch short spikes, longer ones slow changes."
+            ),
+            self._granularity,
+            self._name,
+        ]
 
     def _step4(self):
         w = self.wizard
@@ -259,9 +305,15 @@ class WizardView(pn.viewable.Viewer):
             self._advanced.fill()
         self._review_name.value = w.config.name
         self._review_changed()
-        return [pn.pane.Markdown("### Review and build"), self._summary,
-                pn.Row(self._review_name, self._review_name_msg), self._advanced_card,
-                pn.Row(self._build), self._progress, self._build_status]
+        return [
+            pn.pane.Markdown("### Review and build"),
+            self._summary,
+            pn.Row(self._review_name, self._review_name_msg),
+            self._advanced_card,
+            pn.Row(self._build),
+            self._progress,
+            self._build_status,
+        ]
 
     # -- data step events ------------------------------------------------------------------------
     def _profile_loaded(self, *_):
@@ -293,19 +345,24 @@ class WizardView(pn.viewable.Viewer):
         if self.wizard.step != 2:
             return
         colour = VERDICT_COLOURS[r.verdict]
-        rows = [("Devices with data", f"{r.entities} of {r.entities_asked}"),
-                ("Keys", ", ".join(r.keys) or "none"),
-                ("Points (approximate)", f"{r.points:,}"),
-                ("Sampling step", duration_text(r.step_ms, exact=True) if r.step_ms else "unknown"),
-                ("Range with data", f"{fmt_ms(r.first_ts)} → {fmt_ms(r.last_ts)}" if r.first_ts else "none"),
-                ("Coverage", f"{r.coverage * 100:.0f} %")]
-        table = "".join(f"<tr><th style='text-align:left;padding-right:18px'>{k}</th><td data-fact='{k}'>"
-                        f"{html.escape(v)}</td></tr>" for k, v in rows)
+        rows = [
+            ("Devices with data", f"{r.entities} of {r.entities_asked}"),
+            ("Keys", ", ".join(r.keys) or "none"),
+            ("Points (approximate)", f"{r.points:,}"),
+            ("Sampling step", duration_text(r.step_ms, exact=True) if r.step_ms else "unknown"),
+            ("Range with data", f"{fmt_ms(r.first_ts)} → {fmt_ms(r.last_ts)}" if r.first_ts else "none"),
+            ("Coverage", f"{r.coverage * 100:.0f} %"),
+        ]
+        table = "".join(
+            f"<tr><th style='text-align:left;padding-right:18px'>{k}</th><td data-fact='{k}'>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
         why = "".join(f"<li>{html.escape(x)}</li>" for x in r.reasons)
         self._readiness.object = (
             f"<div id='readiness-result'><p>Verdict: <span id='readiness-verdict' data-verdict='{r.verdict}' "
             f"style='background:{colour};color:white;padding:3px 10px;border-radius:10px;font-weight:600'>"
-            f"{r.verdict}</span></p><table>{table}</table><p><b>Why</b></p><ul id='readiness-why'>{why}</ul></div>")
+            f"{r.verdict}</span></p><table>{table}</table><p><b>Why</b></p><ul id='readiness-why'>{why}</ul></div>"
+        )
         self._next.disabled = r.points == 0
 
     def _readiness_failed(self, exc: Exception) -> None:
@@ -329,22 +386,42 @@ class WizardView(pn.viewable.Viewer):
         problems = self._advanced.problems() if self._advanced is not None else cfg.validate_by_field()
         name_problems = [p.split(": ", 1)[1] for p in w.problems(4) if p.startswith("name: ")]
         self._review_name_msg.object = _msg_html(list(dict.fromkeys(name_problems)))
-        devices = (", ".join(n for n, i in w.devices.items() if i in cfg.items) if cfg.items
-                   else f"all {len(w.devices)} devices of the profile")
-        rows = [("Intent", INTENT_TEXT[w.intent][0]), ("Device profile", cfg.device_type), ("Devices", devices),
-                ("Keys", ", ".join(cfg.fields)), ("Training range", f"{fmt_ms(cfg.train_start)} → {fmt_ms(cfg.train_end)}"),
-                ("Segments", f"{duration_text(cfg.segment_ms, exact=True)}, {cfg.window}"
-                 + (f" (step {cfg.sliding_step_percent:g} %)" if cfg.window == "sliding" else "")),
-                ("Comparison", f"{cfg.comparison}-based, {cfg.algorithm}, {cfg.distance} distance"),
-                ("Sensitivity", f"{w.sensitivity}: {cfg.threshold_percent:g} % of training segments count as anomalous"),
-                ("Adaptive re-fits", "on" if cfg.adaptive else "off"),
-                ("Saved scores", f"_EAD_{cfg.telemetry_key} / _EID_{cfg.telemetry_key} every "
-                                 f"{duration_text(cfg.storage_frequency_ms, exact=True)} (when switched on)")]
-        table = "".join(f"<tr><th style='text-align:left;padding-right:18px'>{k}</th><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in rows)
+        devices = (
+            ", ".join(n for n, i in w.devices.items() if i in cfg.items)
+            if cfg.items
+            else f"all {len(w.devices)} devices of the profile"
+        )
+        rows = [
+            ("Intent", INTENT_TEXT[w.intent][0]),
+            ("Device profile", cfg.device_type),
+            ("Devices", devices),
+            ("Keys", ", ".join(cfg.fields)),
+            ("Training range", f"{fmt_ms(cfg.train_start)} → {fmt_ms(cfg.train_end)}"),
+            (
+                "Segments",
+                f"{duration_text(cfg.segment_ms, exact=True)}, {cfg.window}"
+                + (f" (step {cfg.sliding_step_percent:g} %)" if cfg.window == "sliding" else ""),
+            ),
+            ("Comparison", f"{cfg.comparison}-based, {cfg.algorithm}, {cfg.distance} distance"),
+            ("Sensitivity", f"{w.sensitivity}: {cfg.threshold_percent:g} % of training segments count as anomalous"),
+            ("Adaptive re-fits", "on" if cfg.adaptive else "off"),
+            (
+                "Saved scores",
+                f"_EAD_{cfg.telemetry_key} / _EID_{cfg.telemetry_key} every "
+                f"{duration_text(cfg.storage_frequency_ms, exact=True)} (when switched on)",
+            ),
+        ]
+        table = "".join(
+            f"<tr><th style='text-align:left;padding-right:18px'>{k}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
         n_bad = sum(len(v) for v in problems.values())
-        warn = (f"<p style='color:#c62828' id='review-invalid'>{n_bad} setting problem{'s' if n_bad != 1 else ''}: "
-                f"see <i>Advanced</i>.</p>" if n_bad else "")
+        warn = (
+            f"<p style='color:#c62828' id='review-invalid'>{n_bad} setting problem{'s' if n_bad != 1 else ''}: "
+            f"see <i>Advanced</i>.</p>"
+            if n_bad
+            else ""
+        )
         self._summary.object = f"<table id='review-table'>{table}</table>{warn}"
         self._build.disabled = bool(n_bad or name_problems) or self._task is not None
         if n_bad:
@@ -374,8 +451,10 @@ class WizardView(pn.viewable.Viewer):
         task = self.platform.tasks.get(self._task.id)
         pct = int(round((task.progress or 0) * 100))
         self._progress.value = pct
-        self._build_status.object = (f"<p id='build-state' data-status='{task.status}'>Build {task.status.lower()}: "
-                                     f"{pct} % — {html.escape(task.message)}</p>")
+        self._build_status.object = (
+            f"<p id='build-state' data-status='{task.status}'>Build {task.status.lower()}: "
+            f"{pct} % — {html.escape(task.message)}</p>"
+        )
         if task.status in ("DONE", "FAILED", "CANCELLED"):
             if self._poll is not None:
                 self._poll.stop()
@@ -385,7 +464,8 @@ class WizardView(pn.viewable.Viewer):
                 n = task.result.get("anomalies", 0)
                 self._build_status.object = (
                     f"<p id='build-state' data-status='DONE'>Built: {n} anomal{'y' if n == 1 else 'ies'} found. "
-                    f"Opening <a href='{url}'>the result</a> …</p>")
+                    f"Opening <a href='{url}'>the result</a> …</p>"
+                )
                 loc = pn.state.location
                 if loc is not None:
                     loc.param.update(pathname="/model", search=f"?id={self._model.id}")
@@ -395,9 +475,16 @@ class WizardView(pn.viewable.Viewer):
                 self._build_status.object = (
                     f"<p id='build-state' data-status='{task.status}' style='color:#c62828'>The build "
                     f"{task.status.lower()}: {html.escape(task.message)}. The model is kept with its settings: "
-                    f"<a href='{url}'>open it</a>, or build it again from <a href='/models'>the models list</a>.</p>")
+                    f"<a href='{url}'>open it</a>, or build it again from <a href='/models'>the models list</a>.</p>"
+                )
 
     def __panel__(self):
-        return pn.Column(pn.pane.Markdown("## New anomaly model"), self._steps, self._body, self._alert,
-                         pn.Row(self._back, self._next, self._cancel), sizing_mode="stretch_width",
-                         name="wizard")
+        return pn.Column(
+            pn.pane.Markdown("## New anomaly model"),
+            self._steps,
+            self._body,
+            self._alert,
+            pn.Row(self._back, self._next, self._cancel),
+            sizing_mode="stretch_width",
+            name="wizard",
+        )

@@ -5,6 +5,7 @@ histograms and sample members need each training segment's cluster, which the mo
 store, so :meth:`ClusterInfo.load` scores the training range once (the same segments the build
 scored) and keeps them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,10 @@ class ClusterInfo(param.Parameterized):
         if tm is None:
             return
         lo, hi = tm.train_range
-        data = {i: item_arrays(self.platform, i, tm.fields, 0 if lo is None else lo, now_ms() if hi is None else hi)
-                for i in tm.trained_items}
+        data = {
+            i: item_arrays(self.platform, i, tm.fields, 0 if lo is None else lo, now_ms() if hi is None else hi)
+            for i in tm.trained_items
+        }
         data = {i: d for i, d in data.items() if d}
         if lo is None:  # as the build: from the first to just past the last training point
             lo = min(int(ts[0]) for d in data.values() for ts, _ in d.values())
@@ -68,17 +71,21 @@ class ClusterInfo(param.Parameterized):
         """``{field: (k, width) array}``: each cluster's centroid, normalised units."""
         fields, width, _ = self.positions()
         c = np.asarray(self.trained.centroids, dtype=float)
-        return {f: c[:, i * width:(i + 1) * width] for i, f in enumerate(fields)}
+        return {f: c[:, i * width : (i + 1) * width] for i, f in enumerate(fields)}
 
     def table(self) -> pd.DataFrame:
         """One row per cluster: training segments, share, total duration, score range, anomalous."""
         rows = []
         for s in self.trained.cluster_stats:
             c = int(s["cluster"])
-            row = {"cluster": c, "segments": int(s["segments"]), "share_pct": round(100 * float(s["share"]), 1),
-                   "duration_h": round(s["total_duration_ms"] / 3_600_000, 1),
-                   "min_score": None if s["min_score"] is None else round(float(s["min_score"]), 1),
-                   "max_score": None if s["max_score"] is None else round(float(s["max_score"]), 1)}
+            row = {
+                "cluster": c,
+                "segments": int(s["segments"]),
+                "share_pct": round(100 * float(s["share"]), 1),
+                "duration_h": round(s["total_duration_ms"] / 3_600_000, 1),
+                "min_score": None if s["min_score"] is None else round(float(s["min_score"]), 1),
+                "max_score": None if s["max_score"] is None else round(float(s["max_score"]), 1),
+            }
             if self.segments is not None:
                 m = self.segments.cluster == c
                 row["anomalous_segments"] = int(np.sum(self.segments.score[m] >= 100.0))
@@ -107,7 +114,15 @@ class ClusterInfo(param.Parameterized):
         for j in dict.fromkeys(int(p) for p in picks):
             item, a, b = str(segs.item[j]), int(segs.start_ts[j]), int(segs.end_ts[j])
             raw = item_arrays(self.platform, item, self.trained.fields, a, b)
-            out.append({"item": item, "device": self.devices.get(item, item), "start_ts": a, "end_ts": b,
-                        "start": utc_text(a), "score": float(segs.score[j]),
-                        "values": {f: ((ts - a) / 60_000, v) for f, (ts, v) in raw.items()}})
+            out.append(
+                {
+                    "item": item,
+                    "device": self.devices.get(item, item),
+                    "start_ts": a,
+                    "end_ts": b,
+                    "start": utc_text(a),
+                    "score": float(segs.score[j]),
+                    "values": {f: ((ts - a) / 60_000, v) for f, (ts, v) in raw.items()},
+                }
+            )
         return out

@@ -6,6 +6,7 @@ the chosen range as one EXPERIMENT task (:meth:`AnomalyService.experiment`, whic
 anomaly, alarm or saved score); :meth:`ExperimentBench.promote` writes a variant's overrides
 into the stored model and rebuilds it when they need a rebuild.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -17,23 +18,42 @@ from ...clock import DAY_MS, HOUR_MS, now_ms, utc_text
 from .model_data import profile_devices
 
 CURRENT = "current"
-SEGMENTS = {"auto": 0, "15 min": 15 * 60_000, "30 min": 30 * 60_000, "1 h": HOUR_MS, "2 h": 2 * HOUR_MS,
-            "6 h": 6 * HOUR_MS, "1 day": DAY_MS}
+SEGMENTS = {
+    "auto": 0,
+    "15 min": 15 * 60_000,
+    "30 min": 30 * 60_000,
+    "1 h": HOUR_MS,
+    "2 h": 2 * HOUR_MS,
+    "6 h": 6 * HOUR_MS,
+    "1 day": DAY_MS,
+}
 
 
 class Variant(param.Parameterized):
     """One variant: a name and the settings it overrides (None: as the model)."""
 
     label = param.String(default="variant")
-    threshold_percent = param.Number(default=None, allow_None=True, bounds=(0.0, 100.0),
-                                     inclusive_bounds=(False, True), doc="Sensitivity: % of training segments anomalous.")
+    threshold_percent = param.Number(
+        default=None,
+        allow_None=True,
+        bounds=(0.0, 100.0),
+        inclusive_bounds=(False, True),
+        doc="Sensitivity: % of training segments anomalous.",
+    )
     segment_ms = param.Integer(default=None, allow_None=True, bounds=(0, None))
-    window: param.Selector[str | None] = param.Selector(default=None, objects=[None, "fixed", "sliding"], allow_None=True)
-    algorithm: param.Selector[str | None] = param.Selector(default=None, objects=[None, "kmeans", "dbscan", "gmm"], allow_None=True)
+    window: param.Selector[str | None] = param.Selector(
+        default=None, objects=[None, "fixed", "sliding"], allow_None=True
+    )
+    algorithm: param.Selector[str | None] = param.Selector(
+        default=None, objects=[None, "kmeans", "dbscan", "gmm"], allow_None=True
+    )
 
     def overrides(self) -> dict:
-        return {k: getattr(self, k) for k in ("threshold_percent", "segment_ms", "window", "algorithm")
-                if getattr(self, k) is not None}
+        return {
+            k: getattr(self, k)
+            for k in ("threshold_percent", "segment_ms", "window", "algorithm")
+            if getattr(self, k) is not None
+        }
 
 
 class ExperimentBench(param.Parameterized):
@@ -57,8 +77,10 @@ class ExperimentBench(param.Parameterized):
         self.devices = profile_devices(platform, model)
         if not self.variants:
             pct = float(model.config.threshold_percent)
-            self.variants = [Variant(label="more sensitive", threshold_percent=min(pct * 2, 100.0)),
-                             Variant(label="less sensitive", threshold_percent=pct / 2)]
+            self.variants = [
+                Variant(label="more sensitive", threshold_percent=min(pct * 2, 100.0)),
+                Variant(label="less sensitive", threshold_percent=pct / 2),
+            ]
 
     # -- checks ----------------------------------------------------------------------------------------
     def named(self) -> dict[str, dict]:
@@ -88,8 +110,9 @@ class ExperimentBench(param.Parameterized):
             self.message = " ".join(problems)
             return None
         start, end = int(self.start), int(self.end)
-        task = self.service.submit_experiment(self.model.id, self.named(), start, end, self.items,
-                                              include_current=self.include_current, keep=2000)
+        task = self.service.submit_experiment(
+            self.model.id, self.named(), start, end, self.items, include_current=self.include_current, keep=2000
+        )
         self.task_id = task.id
         self.message = f"Experiment over {utc_text(start)} – {utc_text(end)} UTC running."
         return task
@@ -101,8 +124,9 @@ class ExperimentBench(param.Parameterized):
         """One row per variant (counts and scores side by side); empty until a run is done."""
         t = self.task()
         if t is None or t.status != "DONE":
-            return pd.DataFrame(columns=["variant", "anomalies", "items", "peak_score", "total_score_index",
-                                         "anomaly_hours"])
+            return pd.DataFrame(
+                columns=["variant", "anomalies", "items", "peak_score", "total_score_index", "anomaly_hours"]
+            )
         df = pd.DataFrame(t.result.get("comparison", []))
         return df.round({"peak_score": 1, "total_score_index": 3, "anomaly_hours": 2})
 
@@ -112,10 +136,19 @@ class ExperimentBench(param.Parameterized):
         cols = ["variant", "device", "item", "start_ts", "end_ts", "score", "score_index"]
         if t is None or t.status != "DONE":
             return pd.DataFrame(columns=cols)
-        rows = [{"variant": name, "device": self.devices.get(a["item"], a["item"]), "item": a["item"],
-                 "start_ts": int(a["start_ts"]), "end_ts": int(a["end_ts"]), "score": float(a["score"]),
-                 "score_index": float(a["score_index"])}
-                for name, recs in t.result.get("anomalies", {}).items() for a in recs]
+        rows = [
+            {
+                "variant": name,
+                "device": self.devices.get(a["item"], a["item"]),
+                "item": a["item"],
+                "start_ts": int(a["start_ts"]),
+                "end_ts": int(a["end_ts"]),
+                "score": float(a["score"]),
+                "score_index": float(a["score_index"]),
+            }
+            for name, recs in t.result.get("anomalies", {}).items()
+            for a in recs
+        ]
         return pd.DataFrame(rows, columns=cols)
 
     # -- promoting ---------------------------------------------------------------------------------------
@@ -138,6 +171,9 @@ class ExperimentBench(param.Parameterized):
         except ValueError as exc:
             self.message = f"Not promoted: {exc}"
             return None
-        self.message = (f"Promoted {label!r}: the model is rebuilding with {changes} (see Tasks)." if task is not None
-                        else f"Promoted {label!r}: {changes} saved (no rebuild needed).")
+        self.message = (
+            f"Promoted {label!r}: the model is rebuilding with {changes} (see Tasks)."
+            if task is not None
+            else f"Promoted {label!r}: {changes} saved (no rebuild needed)."
+        )
         return task

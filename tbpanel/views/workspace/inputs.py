@@ -5,6 +5,7 @@ Before that the tab can say which changes need a rebuild (``ModelConfig.needs_re
 is wrong next to each field (``validate_by_field``) and, for the severity thresholds, how many
 of the model's anomalies would raise an alarm of each severity (the *alarm preview*).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,11 +19,29 @@ from ...anomaly.service import RebuildRequired
 #: the knobs grouped as the tab shows them
 SECTIONS: dict[str, list[str]] = {
     "Data": ["name", "device_type", "fields", "items", "train_start", "train_end"],
-    "Segmentation": ["segment_ms", "segment_points", "window", "sliding_step_percent", "max_gap_ms",
-                     "min_duration_ms", "min_points"],
+    "Segmentation": [
+        "segment_ms",
+        "segment_points",
+        "window",
+        "sliding_step_percent",
+        "max_gap_ms",
+        "min_duration_ms",
+        "min_points",
+    ],
     "Comparison": ["comparison", "aggregation_points", "aggregation", "features", "clip"],
-    "Algorithm": ["algorithm", "n_clusters", "auto_clusters", "max_iter", "dbscan_eps", "dbscan_min_samples",
-                  "gmm_components", "gmm_covariance", "distance", "dtw_band_percent", "random_state"],
+    "Algorithm": [
+        "algorithm",
+        "n_clusters",
+        "auto_clusters",
+        "max_iter",
+        "dbscan_eps",
+        "dbscan_min_samples",
+        "gmm_components",
+        "gmm_covariance",
+        "distance",
+        "dtw_band_percent",
+        "random_state",
+    ],
     "Scoring": ["threshold_percent", "min_anomaly_duration_ms", "cluster_joining", "max_points", "max_segments"],
     "Saving scores": ["telemetry_key", "storage_frequency_ms"],
     "Alarms": ["alarm_type", "alarm_on_delete"],
@@ -30,7 +49,7 @@ SECTIONS: dict[str, list[str]] = {
 }
 DELETE_BEHAVIOUR = {
     "clear": "When an anomaly is deleted (reprocess, rebuild, model deletion) its alarm is cleared and stays "
-             "in the alarm history.",
+    "in the alarm history.",
     "delete": "When an anomaly is deleted (reprocess, rebuild, model deletion) its alarm is deleted too.",
 }
 
@@ -73,10 +92,12 @@ class InputDraft(param.Parameterized):
         if not needs:
             return ""
         n = len(self._anomalies)
-        return (f"Changing {', '.join(needs)} requires a rebuild. Saving will rebuild the model: its {n} "
-                f"anomal{'y' if n == 1 else 'ies'} are deleted (their alarms are "
-                f"{'cleared' if self.model.config.alarm_on_delete == 'clear' else 'deleted'}) and refresh is "
-                f"switched off until you switch it on again in Jobs.")
+        return (
+            f"Changing {', '.join(needs)} requires a rebuild. Saving will rebuild the model: its {n} "
+            f"anomal{'y' if n == 1 else 'ies'} are deleted (their alarms are "
+            f"{'cleared' if self.model.config.alarm_on_delete == 'clear' else 'deleted'}) and refresh is "
+            f"switched off until you switch it on again in Jobs."
+        )
 
     # -- thresholds and the alarm preview ------------------------------------------------------------
     def thresholds(self) -> dict[str, float]:
@@ -85,8 +106,11 @@ class InputDraft(param.Parameterized):
         for sev in SEVERITIES:
             v = getattr(self.draft, f"{sev}_threshold")
             if getattr(self.draft, f"{sev}_enabled"):
-                out[sev] = float(v if v is not None else (self.trained.severity_defaults.get(sev, 100.0)
-                                                          if self.trained is not None else 100.0))
+                out[sev] = float(
+                    v
+                    if v is not None
+                    else (self.trained.severity_defaults.get(sev, 100.0) if self.trained is not None else 100.0)
+                )
         return out
 
     def train_scores(self) -> np.ndarray:
@@ -98,11 +122,25 @@ class InputDraft(param.Parameterized):
         th = self.thresholds()
         sev = [severity_for(float(a["score"]), th) for a in self._anomalies]
         scores = self.train_scores()
-        rows = [{"severity": s.upper(), "threshold": th.get(s), "anomalies": sum(x == s for x in sev),
-                 "training_segments": int(np.sum(scores >= th[s])) if s in th else None,
-                 "enabled": s in th} for s in SEVERITIES]
-        rows.append({"severity": "NO ALARM", "threshold": None, "anomalies": sum(x is None for x in sev),
-                     "training_segments": None, "enabled": True})
+        rows = [
+            {
+                "severity": s.upper(),
+                "threshold": th.get(s),
+                "anomalies": sum(x == s for x in sev),
+                "training_segments": int(np.sum(scores >= th[s])) if s in th else None,
+                "enabled": s in th,
+            }
+            for s in SEVERITIES
+        ]
+        rows.append(
+            {
+                "severity": "NO ALARM",
+                "threshold": None,
+                "anomalies": sum(x is None for x in sev),
+                "training_segments": None,
+                "enabled": True,
+            }
+        )
         return pd.DataFrame(rows)
 
     # -- saving -------------------------------------------------------------------------------------------
@@ -131,5 +169,5 @@ class InputDraft(param.Parameterized):
             return None
         self.model = model
         self._baseline = self.draft.copy()
-        self.message = ("Saved; the rebuild is running (see Tasks)." if task is not None else "Saved.")
+        self.message = "Saved; the rebuild is running (see Tasks)." if task is not None else "Saved."
         return task

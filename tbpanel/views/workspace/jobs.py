@@ -4,6 +4,7 @@ Refresh settings are a draft :class:`RefreshSettings` until :meth:`JobsDraft.sav
 frequency (a model setting that changes without a rebuild) is saved with them. The advice on the
 storage frequency is the reference contract's, worded for people.
 """
+
 from __future__ import annotations
 
 import param
@@ -14,8 +15,18 @@ from ...jobs.schedule import next_run
 from .model_data import profile_devices
 
 #: storage frequencies offered (ms)
-FREQUENCIES = {"1 min": 60_000, "5 min": 300_000, "10 min": 600_000, "15 min": 900_000, "30 min": 1_800_000,
-               "1 h": HOUR_MS, "2 h": 2 * HOUR_MS, "6 h": 6 * HOUR_MS, "12 h": 12 * HOUR_MS, "1 day": 24 * HOUR_MS}
+FREQUENCIES = {
+    "1 min": 60_000,
+    "5 min": 300_000,
+    "10 min": 600_000,
+    "15 min": 900_000,
+    "30 min": 1_800_000,
+    "1 h": HOUR_MS,
+    "2 h": 2 * HOUR_MS,
+    "6 h": 6 * HOUR_MS,
+    "12 h": 12 * HOUR_MS,
+    "1 day": 24 * HOUR_MS,
+}
 
 
 class JobsDraft(param.Parameterized):
@@ -47,12 +58,16 @@ class JobsDraft(param.Parameterized):
         out = []
         bound = self.segment_bound_ms()
         if f < HOUR_MS:
-            out.append(f"A storage frequency of {duration_text(f)} is below the advised minimum of 1 hour: "
-                       "many small points per device.")
+            out.append(
+                f"A storage frequency of {duration_text(f)} is below the advised minimum of 1 hour: "
+                "many small points per device."
+            )
         if bound is not None and f >= bound:
             what = "segment length" if self.trained.resolved.window == "fixed" else "sliding step"
-            out.append(f"A storage frequency of {duration_text(f)} is not below the model's {what} "
-                       f"({duration_text(bound)}): a bucket can hold several segments and shows only the highest.")
+            out.append(
+                f"A storage frequency of {duration_text(f)} is not below the model's {what} "
+                f"({duration_text(bound)}): a bucket can hold several segments and shows only the highest."
+            )
         if self.model.last_refresh_run_ms is not None and f != int(self.model.config.storage_frequency_ms):
             out.append("Changing the frequency after the first refresh may leave overlapping saved points.")
         return out
@@ -61,13 +76,16 @@ class JobsDraft(param.Parameterized):
         r = self.refresh
         if not r.enabled:
             return "Refresh is off: no new anomalies are found and no scores are saved."
-        due = next_run(self.model.last_refresh_run_ms, now_ms(), r.every, r.unit, at_unit_start=r.at_unit_start,
-                       tz=r.tz)
+        due = next_run(
+            self.model.last_refresh_run_ms, now_ms(), r.every, r.unit, at_unit_start=r.at_unit_start, tz=r.tz
+        )
         last = utc_text(self.model.last_refresh_run_ms) or "never"
         items = f"{len(r.items)} selected device(s)" if r.items else f"all {len(self.devices)} devices of the profile"
-        return (f"Every {r.every} {r.unit.lower()}{'s' if r.every > 1 else ''}"
-                f"{' at the start of the unit' if r.at_unit_start else ''} over {items}; last run {last} UTC, "
-                f"next {utc_text(max(due, now_ms()))} UTC.")
+        return (
+            f"Every {r.every} {r.unit.lower()}{'s' if r.every > 1 else ''}"
+            f"{' at the start of the unit' if r.at_unit_start else ''} over {items}; last run {last} UTC, "
+            f"next {utc_text(max(due, now_ms()))} UTC."
+        )
 
     def changes(self) -> dict:
         stored = self.model.refresh.to_dict()

@@ -3,6 +3,7 @@
 The tabs name devices (people think in names, the store keys by id) and show times in UTC;
 these few readers keep that in one place so every tab agrees.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +22,8 @@ def model_fields(platform, model, trained=None) -> list[str]:
     return list(model.config.fields)
 
 
-def item_arrays(platform, item: str, fields: list[str], start: int, end: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def item_arrays(
+    platform, item: str, fields: list[str], start: int, end: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Numeric points of ``fields`` of one device in ``[start, end)``."""
     return platform.store.numeric_arrays(item, list(fields) or None, int(start), int(end))

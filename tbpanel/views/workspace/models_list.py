@@ -5,6 +5,7 @@ run, the three refresh toggles); the actions go through the anomaly service so t
 REST API and notebooks obey the same rules (refresh needs a built model, a rebuild switches it
 off, deletion clears or deletes the model's alarms by its ``alarm_on_delete`` setting).
 """
+
 from __future__ import annotations
 
 import param
@@ -66,15 +67,29 @@ class ModelsList(param.Parameterized):
         out = []
         for m in self._service.list_models(self.tenant_id):
             counts = self._service.repo.count_anomalies(m.id)
-            running = next((t for t in self._platform.tasks.list(model_id=m.id, limit=3)
-                            if t.status in ("QUEUED", "IN_PROGRESS")), None)
-            out.append(ModelRow(
-                id=m.id, title=m.config.name, device_type=m.config.device_type, status=m.status,
-                message=m.message, progress=None if running is None else float(running.progress),
-                task_kind=running.kind if running else "", built=m.built_ms is not None,
-                anomalies=counts["anomalies"], active=int(counts["active"]), items=counts["items"],
-                last_run=fmt_ms(m.last_refresh_run_ms or m.built_ms),
-                monitoring=m.refresh.enabled, saving=m.refresh.save_telemetry, alarms=m.refresh.create_alarms))
+            running = next(
+                (t for t in self._platform.tasks.list(model_id=m.id, limit=3) if t.status in ("QUEUED", "IN_PROGRESS")),
+                None,
+            )
+            out.append(
+                ModelRow(
+                    id=m.id,
+                    title=m.config.name,
+                    device_type=m.config.device_type,
+                    status=m.status,
+                    message=m.message,
+                    progress=None if running is None else float(running.progress),
+                    task_kind=running.kind if running else "",
+                    built=m.built_ms is not None,
+                    anomalies=counts["anomalies"],
+                    active=int(counts["active"]),
+                    items=counts["items"],
+                    last_run=fmt_ms(m.last_refresh_run_ms or m.built_ms),
+                    monitoring=m.refresh.enabled,
+                    saving=m.refresh.save_telemetry,
+                    alarms=m.refresh.create_alarms,
+                )
+            )
         return out
 
     def refresh(self) -> ModelsList:
@@ -122,14 +137,18 @@ class ModelsList(param.Parameterized):
         _, active = repo.query(AlarmQuery(self.tenant_id, model_id=model_id, search_status="ACTIVE", page_size=1))
         setting = f"(setting *alarm behaviour on anomaly deletion* = {c.alarm_on_delete})"
         if c.alarm_on_delete == "delete":
-            fate = (f"Its alarms are **deleted** {setting}: {_n(total, 'alarm')} disappear from the alarm list.")
+            fate = f"Its alarms are **deleted** {setting}: {_n(total, 'alarm')} disappear from the alarm list."
         else:
-            fate = (f"Its alarms are **cleared** {setting}: {active} of its {_n(total, 'alarm')} "
-                    f"{'is' if active == 1 else 'are'} active and become CLEARED; all stay in the alarm history.")
+            fate = (
+                f"Its alarms are **cleared** {setting}: {active} of its {_n(total, 'alarm')} "
+                f"{'is' if active == 1 else 'are'} active and become CLEARED; all stay in the alarm history."
+            )
         n = counts["anomalies"]
-        return (f"Delete **{c.name}**? Its {n} anomal{'y is' if n == 1 else 'ies are'} deleted. {fate} "
-                f"Scores already saved as telemetry (`_EAD_{c.telemetry_key}`, `_EID_{c.telemetry_key}`) "
-                f"stay. This cannot be undone.")
+        return (
+            f"Delete **{c.name}**? Its {n} anomal{'y is' if n == 1 else 'ies are'} deleted. {fate} "
+            f"Scores already saved as telemetry (`_EAD_{c.telemetry_key}`, `_EID_{c.telemetry_key}`) "
+            f"stay. This cannot be undone."
+        )
 
     def delete(self, model_id: str) -> None:
         self._model(model_id)

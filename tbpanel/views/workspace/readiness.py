@@ -5,6 +5,7 @@ keys have data, about how many points, the sampling step, the covered range, and
 (Poor / Fair / Good / Excellent) with the reasons, so nobody builds a model on three hours of
 one flaky sensor without being told. Computed from the telemetry store, no Panel import.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -95,16 +96,21 @@ def _verdict(r: DataReadiness) -> tuple[str, list[str]]:
         reasons.append(f"{VERDICTS[level]}: {why}")
 
     seg = r.segments
-    grade(0 if seg < 50 else 1 if seg < 200 else 2 if seg < 1000 else 3,
-          f"about {seg:,} training segments of {SEGMENT_POINTS} points"
-          + (" (at least 1,000 is best)" if seg < 1000 else ""))
+    grade(
+        0 if seg < 50 else 1 if seg < 200 else 2 if seg < 1000 else 3,
+        f"about {seg:,} training segments of {SEGMENT_POINTS} points"
+        + (" (at least 1,000 is best)" if seg < 1000 else ""),
+    )
     cov = r.coverage * 100
-    grade(0 if cov < 30 else 1 if cov < 60 else 2 if cov < 90 else 3,
-          f"{cov:.0f} % of the range is covered at the data's own step"
-          + (" (gaps or a late start)" if cov < 90 else ""))
+    grade(
+        0 if cov < 30 else 1 if cov < 60 else 2 if cov < 90 else 3,
+        f"{cov:.0f} % of the range is covered at the data's own step" + (" (gaps or a late start)" if cov < 90 else ""),
+    )
     days = r.span_ms / DAY_MS
-    grade(0 if days < 1 else 1 if days < 3 else 2 if days < 7 else 3,
-          f"{days:.1f} days of history" + (" (a week or more shows daily and weekly cycles)" if days < 7 else ""))
+    grade(
+        0 if days < 1 else 1 if days < 3 else 2 if days < 7 else 3,
+        f"{days:.1f} days of history" + (" (a week or more shows daily and weekly cycles)" if days < 7 else ""),
+    )
     if r.entities == 1:
         grade(2, "a single device: nothing to compare it with")
     if r.keys_missing:

@@ -5,6 +5,7 @@ grows with both height and duration, so it is what "how bad was it overall" mean
 the score range; then the top anomalies, the items ranked by impact, and a per-item, per-day
 activity grid for the heatmap.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -27,8 +28,10 @@ class ResultSummary(param.Parameterized):
     active = param.Integer(default=0)
     top = param.DataFrame(default=pd.DataFrame(columns=TOP_COLUMNS), doc="Top anomalies by score index.")
     ranked = param.DataFrame(default=pd.DataFrame(columns=RANK_COLUMNS), doc="Items by total impact.")
-    activity = param.DataFrame(default=pd.DataFrame(columns=["device", "day", "anomalies", "impact"]),
-                               doc="One row per (device, UTC day) touched by an anomaly.")
+    activity = param.DataFrame(
+        default=pd.DataFrame(columns=["device", "day", "anomalies", "impact"]),
+        doc="One row per (device, UTC day) touched by an anomaly.",
+    )
     top_n = param.Integer(default=10, bounds=(1, None))
 
     def __init__(self, service, device_name=None, **params):
@@ -51,24 +54,49 @@ class ResultSummary(param.Parameterized):
 def summarise(df: pd.DataFrame, name=lambda item: item, top_n: int = 10) -> dict:
     """The ResultSummary parameters for an ``anomalies_frame``."""
     if df.empty:
-        return dict(anomalies=0, affected_items=0, peak_score=0.0, total_impact=0.0, score_min=None,
-                    score_max=None, active=0, top=pd.DataFrame(columns=TOP_COLUMNS),
-                    ranked=pd.DataFrame(columns=RANK_COLUMNS),
-                    activity=pd.DataFrame(columns=["device", "day", "anomalies", "impact"]))
+        return dict(
+            anomalies=0,
+            affected_items=0,
+            peak_score=0.0,
+            total_impact=0.0,
+            score_min=None,
+            score_max=None,
+            active=0,
+            top=pd.DataFrame(columns=TOP_COLUMNS),
+            ranked=pd.DataFrame(columns=RANK_COLUMNS),
+            activity=pd.DataFrame(columns=["device", "day", "anomalies", "impact"]),
+        )
     df = df.copy()
     names = {item: name(item) for item in df["item"].unique()}
     df["device"] = df["item"].map(names)
     df["hours"] = (df["end"] - df["start"]).dt.total_seconds() / 3600.0
     top = df.sort_values(["score_index", "score"], ascending=False).head(top_n)[TOP_COLUMNS]
-    ranked = (df.groupby(["item", "device"], as_index=False)
-              .agg(anomalies=("id", "count"), impact=("score_index", "sum"), peak_score=("score", "max"),
-                   anomaly_hours=("hours", "sum"), active=("active", "sum"))
-              .sort_values(["impact", "peak_score"], ascending=False, ignore_index=True))[RANK_COLUMNS]
+    ranked = (
+        df.groupby(["item", "device"], as_index=False)
+        .agg(
+            anomalies=("id", "count"),
+            impact=("score_index", "sum"),
+            peak_score=("score", "max"),
+            anomaly_hours=("hours", "sum"),
+            active=("active", "sum"),
+        )
+        .sort_values(["impact", "peak_score"], ascending=False, ignore_index=True)
+    )[RANK_COLUMNS]
     day = df["start"].dt.floor("D")
-    activity = (df.assign(day=day).groupby(["device", "day"], as_index=False)
-                .agg(anomalies=("id", "count"), impact=("score_index", "sum")))
-    return dict(anomalies=int(len(df)), affected_items=int(df["item"].nunique()),
-                peak_score=float(df["score"].max()), total_impact=float(df["score_index"].sum()),
-                score_min=float(df["score"].min()), score_max=float(df["score"].max()),
-                active=int(df["active"].sum()), top=top.reset_index(drop=True), ranked=ranked,
-                activity=activity)
+    activity = (
+        df.assign(day=day)
+        .groupby(["device", "day"], as_index=False)
+        .agg(anomalies=("id", "count"), impact=("score_index", "sum"))
+    )
+    return dict(
+        anomalies=int(len(df)),
+        affected_items=int(df["item"].nunique()),
+        peak_score=float(df["score"].max()),
+        total_impact=float(df["score_index"].sum()),
+        score_min=float(df["score"].min()),
+        score_max=float(df["score"].max()),
+        active=int(df["active"].sum()),
+        top=top.reset_index(drop=True),
+        ranked=ranked,
+        activity=activity,
+    )

@@ -5,6 +5,7 @@ resolution inside the window being looked at, so zooming onto an anomaly shows e
 Scores are the stored model's scores of every segment of the device (what the model saw),
 not only the anomalies' peaks.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,20 @@ from ..telemetry import minmax_decimate
 from .model_data import item_arrays, model_fields, profile_devices
 
 CHANGING_KINDS = ("BUILD", "REFRESH", "REPROCESS")
-ANOMALY_COLUMNS = ["id", "device", "start", "end", "duration", "score", "score_index", "severity", "active",
-                   "item", "start_ts", "end_ts"]
+ANOMALY_COLUMNS = [
+    "id",
+    "device",
+    "start",
+    "end",
+    "duration",
+    "score",
+    "score_index",
+    "severity",
+    "active",
+    "item",
+    "start_ts",
+    "end_ts",
+]
 
 
 class ReviewModel(param.Parameterized):
@@ -53,18 +66,33 @@ class ReviewModel(param.Parameterized):
     def _frame(self) -> pd.DataFrame:
         rows = self.service.anomalies(self.model.id)
         th = self.thresholds()
-        out = [{"id": a["id"], "device": self.devices.get(a["item"], a["item"]), "start": utc_text(a["start_ts"]),
-                "end": utc_text(a["end_ts"]), "duration": duration_text(a["end_ts"] - a["start_ts"]),
-                "score": round(float(a["score"]), 1), "score_index": round(float(a["score_index"]), 3),
-                "severity": (severity_for(float(a["score"]), th) or "none").upper(), "active": bool(a["active"]),
-                "item": a["item"], "start_ts": int(a["start_ts"]), "end_ts": int(a["end_ts"])} for a in rows]
+        out = [
+            {
+                "id": a["id"],
+                "device": self.devices.get(a["item"], a["item"]),
+                "start": utc_text(a["start_ts"]),
+                "end": utc_text(a["end_ts"]),
+                "duration": duration_text(a["end_ts"] - a["start_ts"]),
+                "score": round(float(a["score"]), 1),
+                "score_index": round(float(a["score_index"]), 3),
+                "severity": (severity_for(float(a["score"]), th) or "none").upper(),
+                "active": bool(a["active"]),
+                "item": a["item"],
+                "start_ts": int(a["start_ts"]),
+                "end_ts": int(a["end_ts"]),
+            }
+            for a in rows
+        ]
         df = pd.DataFrame(out, columns=ANOMALY_COLUMNS)
         return df.sort_values("score_index", ascending=False, ignore_index=True)
 
     def version(self) -> tuple:
         """Changes when a task that changes anomalies (build, refresh, reprocess) has ended."""
-        return tuple((t.id, t.status) for t in self.platform.tasks.list(model_id=self.model.id, limit=20)
-                     if t.kind in CHANGING_KINDS and t.status in ("DONE", "FAILED", "CANCELLED"))
+        return tuple(
+            (t.id, t.status)
+            for t in self.platform.tasks.list(model_id=self.model.id, limit=20)
+            if t.kind in CHANGING_KINDS and t.status in ("DONE", "FAILED", "CANCELLED")
+        )
 
     def reload(self) -> None:
         """Read the model, its anomalies and scores again (after a refresh run, reprocess or rebuild)."""
@@ -97,8 +125,15 @@ class ReviewModel(param.Parameterized):
         """The whole time the chart can show: the training range (or the data) up to now."""
         lo = self.model.config.train_start
         if lo is None:
-            firsts = [int(ts[0]) for ts, _ in item_arrays(self.platform, self.item, [self.field], 0, now_ms()).values()
-                      if len(ts)] if self.item and self.field else []
+            firsts = (
+                [
+                    int(ts[0])
+                    for ts, _ in item_arrays(self.platform, self.item, [self.field], 0, now_ms()).values()
+                    if len(ts)
+                ]
+                if self.item and self.field
+                else []
+            )
             lo = min(firsts) if firsts else now_ms() - 7 * 24 * HOUR_MS
         return int(lo), now_ms() + 1
 
@@ -130,7 +165,9 @@ class ReviewModel(param.Parameterized):
             lo, hi = self.span()
             data = item_arrays(self.platform, self.item, self.trained.fields, lo - self.trained.segment_ms, hi)
             segs = self.trained.score({self.item: data}, lo, hi) if data else None
-            self._scores[self.item] = (pd.DataFrame({"start_ts": segs.start_ts, "end_ts": segs.end_ts,
-                                                     "score": segs.score})
-                                       if segs is not None else pd.DataFrame(columns=["start_ts", "end_ts", "score"]))
+            self._scores[self.item] = (
+                pd.DataFrame({"start_ts": segs.start_ts, "end_ts": segs.end_ts, "score": segs.score})
+                if segs is not None
+                else pd.DataFrame(columns=["start_ts", "end_ts", "score"])
+            )
         return self._scores[self.item]

@@ -4,6 +4,7 @@ Tasks run on the platform's :class:`~tbpanel.jobs.TaskRunner`; this object only 
 lists and cancels them, so the page never waits for one. :meth:`TaskBoard.signature` changes
 whenever anything shown changes, so a view can redraw only then.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -52,15 +53,24 @@ class TaskBoard(param.Parameterized):
         return self.runner.list(model_id=self.model.id, limit=self.limit)
 
     def history(self) -> pd.DataFrame:
-        rows = [{"id": t.id, "kind": t.kind, "status": t.status, "progress": round(100 * (t.progress or 0.0)),
-                 "created": utc_text(t.created_ms), "started": utc_text(t.started_ms),
-                 "duration": duration_text(t.duration_ms), "message": t.message} for t in self.tasks()]
+        rows = [
+            {
+                "id": t.id,
+                "kind": t.kind,
+                "status": t.status,
+                "progress": round(100 * (t.progress or 0.0)),
+                "created": utc_text(t.created_ms),
+                "started": utc_text(t.started_ms),
+                "duration": duration_text(t.duration_ms),
+                "message": t.message,
+            }
+            for t in self.tasks()
+        ]
         return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
     def signature(self) -> tuple:
         """Changes whenever a shown task changes (status, progress, message, log length)."""
-        return tuple((t.id, t.status, round(t.progress or 0.0, 3), t.message, len(t.log_lines))
-                     for t in self.tasks())
+        return tuple((t.id, t.status, round(t.progress or 0.0, 3), t.message, len(t.log_lines)) for t in self.tasks())
 
     def running(self) -> bool:
         return any(t.status in ("QUEUED", "IN_PROGRESS") for t in self.tasks())
@@ -80,9 +90,14 @@ class TaskBoard(param.Parameterized):
             self.message = "Select at least one device, or reprocess the trained devices."
             return None
         try:
-            task = self.platform.anomaly.reprocess(self.model.id, r.start, r.end, items,
-                                                   create_alarms=r.create_alarms,
-                                                   save_telemetry=r.save_telemetry and self.may_save_telemetry)
+            task = self.platform.anomaly.reprocess(
+                self.model.id,
+                r.start,
+                r.end,
+                items,
+                create_alarms=r.create_alarms,
+                save_telemetry=r.save_telemetry and self.may_save_telemetry,
+            )
         except ValueError as exc:
             self.message = f"Not started: {exc}"
             return None

@@ -5,6 +5,7 @@ a :class:`~tbpanel.anomaly.config.ModelConfig` through the intent presets, and t
 section edits that config directly (its per-field validation is the config's own). No Panel
 import: the view in ``tbpanel.ui.workspace.wizard`` renders it, tests drive it without a browser.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,14 +19,21 @@ from .readiness import DataReadiness, assess
 STEPS = ("Intent", "Data", "Readiness", "Sensitivity & granularity", "Review & build")
 INTENT_TEXT = {
     "quick_scan": ("Quick scan", "One pass over history for anything unusual: coarse fixed windows."),
-    "operational_monitoring": ("Operational monitoring",
-                               "Watch live data and follow slow changes of normal: sliding windows, adaptive re-fits."),
-    "comparative_analysis": ("Comparative analysis",
-                             "Compare devices by their daily statistics: feature-based, day-long segments."),
+    "operational_monitoring": (
+        "Operational monitoring",
+        "Watch live data and follow slow changes of normal: sliding windows, adaptive re-fits.",
+    ),
+    "comparative_analysis": (
+        "Comparative analysis",
+        "Compare devices by their daily statistics: feature-based, day-long segments.",
+    ),
     "health_monitoring": ("Health monitoring", "Catch slow degradation: long sliding windows."),
 }
-SENSITIVITY_TEXT = {"low": "Low: only the clearest 0.5 % of behaviour counts as anomalous",
-                    "medium": "Medium: the most unusual 1 %", "high": "High: the most unusual 2 % (more alerts)"}
+SENSITIVITY_TEXT = {
+    "low": "Low: only the clearest 0.5 % of behaviour counts as anomalous",
+    "medium": "Medium: the most unusual 1 %",
+    "high": "High: the most unusual 2 % (more alerts)",
+}
 RANGES = {"last 7 days": 7 * DAY_MS, "last 30 days": 30 * DAY_MS, "last 90 days": 90 * DAY_MS, "custom": None}
 #: points per segment offered as granularities (the data's step times these)
 GRANULARITY_POINTS = (12, 24, 48, 96)
@@ -38,7 +46,9 @@ class ModelWizard(param.Parameterized):
     tenant_id = param.String()
     step = param.Integer(default=0, bounds=(0, len(STEPS) - 1))
     intent: param.Selector[str] = param.Selector(default="operational_monitoring", objects=list(INTENTS))
-    device_type: param.Selector[str | None] = param.Selector(default=None, objects=[], allow_None=True, check_on_set=False)
+    device_type: param.Selector[str | None] = param.Selector(
+        default=None, objects=[], allow_None=True, check_on_set=False
+    )
     devices = param.Dict(default={}, doc="name -> id of the profile's devices.")
     items = param.List(default=[], item_type=str, doc="Device ids; empty = every device of the profile.")
     keys_available = param.List(default=[], item_type=str)
@@ -50,8 +60,9 @@ class ModelWizard(param.Parameterized):
     sensitivity: param.Selector[str] = param.Selector(default="medium", objects=list(SENSITIVITIES))
     segment_ms = param.Integer(default=0, doc="Chosen granularity (segment length).")
     model_name = param.String(default="", doc="The new model's name.")
-    config = param.ClassSelector(class_=ModelConfig, default=None, allow_None=True,
-                                 doc="The draft the review step builds (Advanced edits it).")
+    config = param.ClassSelector(
+        class_=ModelConfig, default=None, allow_None=True, doc="The draft the review step builds (Advanced edits it)."
+    )
 
     def __init__(self, platform, **params):
         super().__init__(**params)
@@ -72,10 +83,14 @@ class ModelWizard(param.Parameterized):
             self.param.update(devices={}, items=[], keys_available=[], fields=[])
             return
         devices = self._platform.registry.all_devices(self.tenant_id, type=self.device_type)
-        keys = sorted({k for d in devices for k in self._platform.store.keys(d.id)
-                       if not k.startswith(SCORE_KEYS)})
-        self.param.update(devices={d.name: d.id for d in devices}, items=[], keys_available=keys, fields=list(keys),
-                          model_name=self.model_name or f"{self.device_type} anomalies")
+        keys = sorted({k for d in devices for k in self._platform.store.keys(d.id) if not k.startswith(SCORE_KEYS)})
+        self.param.update(
+            devices={d.name: d.id for d in devices},
+            items=[],
+            keys_available=keys,
+            fields=list(keys),
+            model_name=self.model_name or f"{self.device_type} anomalies",
+        )
 
     def set_range(self, preset: str, start_ms: int | None = None, end_ms: int | None = None) -> None:
         """A preset ends now; ``custom`` takes ``start_ms``/``end_ms``."""
@@ -132,10 +147,19 @@ class ModelWizard(param.Parameterized):
         keys = list(self.fields)
         if self.readiness is not None and self.readiness.keys:
             keys = [k for k in keys if k in self.readiness.keys] or keys
-        cfg = ModelConfig.preset(self.intent, self.sensitivity, self.data_step_ms,
-                                 name=self.model_name.strip(), device_type=self.device_type or "", fields=keys,
-                                 items=list(self.items), train_start=int(self.start_ms), train_end=int(self.end_ms),
-                                 telemetry_key=slug.lower(), alarm_type=f"Anomaly: {self.model_name.strip()}"[:100])
+        cfg = ModelConfig.preset(
+            self.intent,
+            self.sensitivity,
+            self.data_step_ms,
+            name=self.model_name.strip(),
+            device_type=self.device_type or "",
+            fields=keys,
+            items=list(self.items),
+            train_start=int(self.start_ms),
+            train_end=int(self.end_ms),
+            telemetry_key=slug.lower(),
+            alarm_type=f"Anomaly: {self.model_name.strip()}"[:100],
+        )
         if self.segment_ms:
             cfg.segment_ms = int(self.segment_ms)
         self.config = cfg
