@@ -1,46 +1,37 @@
-"""Anomaly models as a service: create, build, refresh, reprocess, experiments.
+"""Anomaly models as a service: the one face the API, the pages and notebooks use.
 
-The engine (:mod:`.engine`) is pure numpy; this module feeds it from the telemetry store,
+The engine (:mod:`.engine`) is pure numpy; this service feeds it from the telemetry store,
 keeps its results in :class:`~.repository.AnomalyRepository`, runs long work through the
 :class:`~tbpanel.jobs.TaskRunner`, and emits every anomaly change on :attr:`AnomalyService.changed`
 *inside* the transaction that makes the change (the alarm service uses that to stay atomic
-with the anomalies that cause its alarms). The model record with its notebook methods is
-:mod:`.model`, the ``_EAD_``/``_EID_`` telemetry :mod:`.saved_scores`, the refresh schedule
-:mod:`.scheduler`.
-
-Rules (reference/anomaly-detection.md):
-- build: collect → fit → score the training range → replace every anomaly of the model; the
-  commit also switches refresh off. A failed or cancelled build changes nothing but status.
-- refresh: scores ``[min(last end − one segment, start of the oldest active anomaly), now)``;
-  creates new anomalies, extends active ones, closes the ones that ended.
-- reprocess: the model's anomalies of ``items`` starting in ``[start, end)`` are replaced by
-  freshly computed ones; saved score telemetry in the range is overwritten, never deleted.
+with the anomalies that cause its alarms). Here: model CRUD, submitting tasks, reading
+anomalies. What each task does (build, refresh, reprocess, with their rules) is :mod:`.runs`,
+experiments :mod:`.experiments`, the change record :mod:`.changes`, the model record with its
+notebook methods :mod:`.model`, the ``_EAD_``/``_EID_`` telemetry :mod:`.saved_scores`, the
+refresh schedule :mod:`.scheduler`.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ..clock import now_ms
 from ..events import Signal
-from ..jobs import FINAL, Cancelled, Task, TaskContext, TaskRunner
+from ..jobs import Task, TaskContext, TaskRunner
 from ..store.telemetry import to_ms
-from . import scheduler
+from . import experiments, scheduler
+from .changes import AnomalyChanges
 from .config import ModelConfig
-from .engine import Cancelled as EngineCancelled
-from .engine import TrainedModel, assemble, fit, refit
+from .engine import TrainedModel
 from .model import CANCELLED, FAILED, IN_PROGRESS, NEW, QUEUED, READY, AnomalyModel, RefreshSettings, wait_with_progress
 from .repository import AnomalyRepository
-from .saved_scores import records_as_rows, save_scores
-from .scoring import AnomalyRecord, ScoredSegments
-from .segments import ItemData
+from .runs import Items, ModelRuns, fail_interrupted_builds, task_work
+from .saved_scores import records_as_rows
 
 if TYPE_CHECKING:
     from ..entities import EntityRegistry
@@ -62,31 +53,13 @@ __all__ = [
     "NEW",
 ]
 
-log = logging.getLogger("tbpanel.anomaly")
 
-#: Which devices: an explicit list, ``"trained"`` (the model's), ``"all"``/None/``[]`` (the profile's).
-Items = Iterable[str] | str | None
+#: the columns of :meth:`AnomalyService.anomalies_frame`, in order
+_FRAME_COLUMNS = "id item start end score score_index cluster detected_at active n_segments suppressed".split()
 
 
 class RebuildRequired(ValueError):
     """Changing these knobs needs a rebuild; say ``rebuild=True`` to do it."""
-
-
-@dataclass
-class AnomalyChanges:
-    """What one transaction did to a model's anomalies (given to listeners inside it)."""
-
-    source: str  # BUILD | REFRESH | REPROCESS | DELETE
-    create_alarms: bool = False
-    created: list[dict[str, Any]] = field(default_factory=list)
-    extended: list[dict[str, Any]] = field(default_factory=list)
-    ended: list[dict[str, Any]] = field(default_factory=list)
-    deleted: list[dict[str, Any]] = field(default_factory=list)
-    #: what listeners want in the task log (the alarm service's storm warning)
-    notes: list[str] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return {k: len(getattr(self, k)) for k in ("created", "extended", "ended", "deleted")}
 
 
 class AnomalyService:
@@ -106,22 +79,9 @@ class AnomalyService:
         self.changed: Signal[[sqlite3.Connection, AnomalyModel, AnomalyChanges]] = Signal(
             "anomaly.changed", propagate=True
         )
+        self._runs = ModelRuns(store, registry, repo, self.changed)
         self._running_refresh: dict[str, str] = {}
-        self._fail_interrupted_builds()
-
-    def _fail_interrupted_builds(self) -> None:
-        """A model whose build task died with the process (the runner has marked the task
-        FAILED) must not say "building" forever: it fails like any build (its previous
-        trained artifact, if any, is untouched because a build commits only at its end)."""
-        for row in self.repo.list_models():
-            if row["status"] not in (QUEUED, IN_PROGRESS):
-                continue
-            builds = [t for t in self.runner.list(model_id=row["id"], limit=50) if t.kind == "BUILD"]
-            if not builds or builds[0].status in FINAL:
-                log.warning("model %s: its build was interrupted by the last shutdown", row["id"])
-                self.repo.update_model(
-                    row["id"], status=FAILED, message="interrupted: the server stopped while this model was building"
-                )
+        fail_interrupted_builds(repo, runner)
 
     # -- models ----------------------------------------------------------------------------------
     def create_model(
@@ -194,10 +154,10 @@ class AnomalyService:
         self.repo.update_model(model_id, status=QUEUED, message="build queued")
         return self.runner.submit(
             "BUILD",
-            _work(lambda ctx: self._build(ctx, model_id)),
+            task_work(lambda ctx: self._runs.build(ctx, self._require(model_id))),
             model_id=model_id,
             tenant_id=model.tenant_id,
-            on_done=lambda t: self._after_build(model_id, t),
+            on_done=lambda t: self._runs.build_finished(model_id, t),
         )
 
     def refresh_now(self, model_id: str, until_ms: int | None = None) -> Task:
@@ -212,7 +172,7 @@ class AnomalyService:
 
         task = self.runner.submit(
             "REFRESH",
-            _work(lambda ctx: self._refresh(ctx, model_id, until)),
+            task_work(lambda ctx: self._runs.refresh(ctx, *self._current(model_id), until)),
             model_id=model_id,
             tenant_id=model.tenant_id,
             params={"until": until},
@@ -252,7 +212,11 @@ class AnomalyService:
         }
         return self.runner.submit(
             "REPROCESS",
-            _work(lambda ctx: self._reprocess(ctx, model_id, start, end, items, create_alarms, save_telemetry)),
+            task_work(
+                lambda ctx: self._runs.reprocess(
+                    ctx, *self._current(model_id), start, end, items, create_alarms, save_telemetry
+                )
+            ),
             model_id=model_id,
             tenant_id=model.tenant_id,
             params=params,
@@ -269,25 +233,12 @@ class AnomalyService:
 
     def anomalies_frame(self, model_id: str, **filters: Any) -> pd.DataFrame:
         rows = self.anomalies(model_id, **filters)
-        columns = [
-            "id",
-            "item",
-            "start",
-            "end",
-            "score",
-            "score_index",
-            "cluster",
-            "detected_at",
-            "active",
-            "n_segments",
-            "suppressed",
-        ]
         if not rows:
-            return pd.DataFrame(columns=columns)
+            return pd.DataFrame(columns=_FRAME_COLUMNS)
         df = pd.DataFrame(rows)
         for col, src in (("start", "start_ts"), ("end", "end_ts"), ("detected_at", "detected_at")):
             df[col] = pd.to_datetime(df[src], unit="ms", utc=True)
-        return df[columns].sort_values("score_index", ascending=False, ignore_index=True)
+        return df[_FRAME_COLUMNS].sort_values("score_index", ascending=False, ignore_index=True)
 
     # -- experiments ---------------------------------------------------------------------------------
     def experiment(
@@ -304,22 +255,9 @@ class AnomalyService:
         training range. Returns ``{variant name: anomalies}`` (``"current"`` is the stored model)."""
         model = self._require(model_id)
         start, end = _ms(start), _ms(end)
-        devices = self._items(model, items)
-        out: dict[str, list[dict[str, Any]]] = {}
-        trained = self.trained(model_id)
-        names = (["current"] if trained is not None else []) + list(variants)
-        for i, name in enumerate(names):
-            if progress:
-                progress(i / max(len(names), 1), f"variant {name}")
-            if name == "current" and trained is not None:
-                cfg, tm = model.config, trained
-            else:
-                cfg = model.config.copy(**variants[name]).check()
-                tm = fit(cfg, self._load(cfg, self._items(model, cfg.items or None), cfg.train_start, cfg.train_end))
-            data = self._load(cfg, devices, start - tm.segment_ms, end)
-            recs = assemble(tm.score(data, start, end), cfg)
-            out[name] = [r.to_dict() for r in recs if start <= r.start_ts < end]
-        return out
+        return experiments.run(
+            self.store, self.registry, model, self.trained(model_id), variants, start, end, items, progress
+        )
 
     def submit_experiment(
         self,
@@ -340,12 +278,7 @@ class AnomalyService:
 
         def work(ctx: TaskContext) -> dict[str, Any]:
             results = self.experiment(model_id, variants, start, end, items, progress=ctx.progress)
-            if not include_current:
-                results.pop("current", None)
-            return {
-                "comparison": self.compare(results).to_dict(orient="records"),
-                "anomalies": {k: v[:keep] for k, v in results.items()},
-            }
+            return experiments.task_result(results, include_current=include_current, keep=keep)
 
         return self.runner.submit(
             "EXPERIMENT",
@@ -355,205 +288,8 @@ class AnomalyService:
             params={"variants": variants, "start": start, "end": end},
         )
 
-    @staticmethod
-    def compare(results: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
-        """One row per variant: anomalies, affected items, peak score, total score index."""
-        rows = []
-        for name, recs in results.items():
-            rows.append(
-                {
-                    "variant": name,
-                    "anomalies": len(recs),
-                    "items": len({r["item"] for r in recs}),
-                    "peak_score": max((r["score"] for r in recs), default=0.0),
-                    "total_score_index": sum(r["score_index"] for r in recs),
-                    "anomaly_hours": sum(r["end_ts"] - r["start_ts"] for r in recs) / 3_600_000,
-                }
-            )
-        return pd.DataFrame(rows)
-
-    # -- the work ------------------------------------------------------------------------------------
-    def _build(self, ctx: TaskContext, model_id: str) -> dict[str, Any]:
-        model = self._require(model_id)
-        cfg = model.config
-        self.repo.update_model(model_id, status=IN_PROGRESS, message="building")
-        items = self._items(model, cfg.items or None)
-        if not items:
-            raise ValueError(f"no devices of type {cfg.device_type!r} to train on")
-        ctx.log(f"collecting {len(cfg.fields) or 'all'} field(s) of {len(items)} device(s)")
-        data = self._load(cfg, items, cfg.train_start, cfg.train_end)
-        if not data:
-            raise ValueError("the training range holds no numeric data for these devices and fields")
-        ctx.progress(0.1, "collected")
-        trained = fit(cfg, data, progress=_scaled(ctx, 0.1, 0.7), cancel=ctx.cancelled)
-        ctx.log(f"fitted: {len(trained.cluster_sizes)} clusters, segment {trained.segment_ms / 3.6e6:g} h")
-        lo = (
-            cfg.train_start
-            if cfg.train_start is not None
-            else min(int(ts[0]) for d in data.values() for ts, _ in d.values())
-        )
-        hi = (
-            cfg.train_end
-            if cfg.train_end is not None
-            else max(int(ts[-1]) for d in data.values() for ts, _ in d.values()) + 1
-        )
-        segs = trained.score(data, lo, hi, progress=_scaled(ctx, 0.7, 0.9), cancel=ctx.cancelled)
-        records = assemble(segs, cfg)
-        ctx.check()
-        with self.repo.transaction() as db:
-            changes = AnomalyChanges("BUILD", deleted=self.repo.anomalies(model_id, db=db))
-            self.repo.delete_anomalies(db, [a["id"] for a in changes.deleted])
-            for rec in records:
-                changes.created.append(self.repo.insert_anomaly(db, self._row(model_id, rec)))
-            refresh = model.refresh.to_dict() | {"enabled": False}
-            self.repo.update_model(
-                model_id,
-                db,
-                trained=trained.to_dict(),
-                status=READY,
-                message="ready",
-                built_ms=now_ms(),
-                refresh=refresh,
-                last_refresh_end_ms=hi,
-                last_refresh_run_ms=None,
-                refits=0,
-            )
-            self.changed.emit(db, model, changes)
-        ctx.log(f"{len(records)} anomalies in the training range; {len(changes.deleted)} earlier ones removed")
-        return {
-            "segments": int(len(segs)),
-            "anomalies": len(records),
-            "deleted": len(changes.deleted),
-            "clusters": int(len(trained.cluster_sizes)),
-            "items": len(data),
-        }
-
-    def _after_build(self, model_id: str, task: Task) -> None:
-        if task.status in (FAILED, CANCELLED) and self.repo.get_model(model_id):
-            self.repo.update_model(model_id, status=task.status, message=task.message)
-
-    def _refresh(self, ctx: TaskContext, model_id: str, until: int) -> dict[str, Any]:
-        model = self._require(model_id)
-        cfg, trained = model.config, self._require_trained(model_id)
-        seg = trained.segment_ms
-        last_end = model.last_refresh_end_ms if model.last_refresh_end_ms is not None else until - seg
-        active = self.repo.anomalies(model_id, active=True)
-        start = min([last_end - seg] + [a["start_ts"] for a in active])
-        items = self._items(model, model.refresh.items or None)
-        data = self._load(cfg, items, start, until)
-        refits = model.refits
-        ctx.progress(0.3, "scoring")
-        segs = trained.score(data, start, until, cancel=ctx.cancelled)
-        records = assemble(segs, cfg)
-        ctx.check()
-        if cfg.adaptive and cfg.refit_every_segments:
-            # adaptive mode: after scoring with the model known at the run's start, re-fit on
-            # everything seen so far when a re-fit period ended; the next run uses it (causal)
-            period = trained.step * cfg.refit_every_segments
-            if until // period > last_end // period:
-                lo = cfg.train_start if cfg.train_start is not None else 0
-                trained = refit(trained, self._load(cfg, items, lo, until), until_ms=until)
-                refits += 1
-                ctx.log(f"adaptive re-fit #{refits} on everything up to {until}")
-        changes = AnomalyChanges("REFRESH", create_alarms=model.refresh.create_alarms)
-        with self.repo.transaction() as db:
-            # every active anomaly starts at or after ``start``, so this transaction's read has them
-            existing = {
-                (a["item"], a["start_ts"]): a
-                for a in self.repo.anomalies(
-                    model_id, items=list({r.item for r in records} | {a["item"] for a in active}), start=start, db=db
-                )
-            }
-            seen = set()
-            for rec in records:
-                key = (rec.item, rec.start_ts)
-                old = existing.get(key)
-                if old is None:
-                    if rec.detected_at <= last_end:
-                        continue  # a truncated view of an anomaly that was already handled
-                    changes.created.append(self.repo.insert_anomaly(db, self._row(model_id, rec)))
-                    continue
-                seen.add(key)
-                row = self._row(model_id, rec)
-                fields_ = {
-                    k: row[k]
-                    for k in (
-                        "end_ts",
-                        "score",
-                        "score_index",
-                        "active",
-                        "n_segments",
-                        "details",
-                        "updated_ms",
-                        "cluster",
-                    )
-                }
-                if any(old[k] != fields_[k] for k in ("end_ts", "score", "score_index", "active")):
-                    self.repo.update_anomaly(db, old["id"], **fields_)
-                    new = {**old, **fields_}
-                    (changes.ended if old["active"] and not rec.active else changes.extended).append(new)
-            for key, old in existing.items():
-                if old["active"] and key not in seen:  # no longer anomalous after a re-fit: close it
-                    self.repo.update_anomaly(db, old["id"], active=False, updated_ms=now_ms())
-                    changes.ended.append({**old, "active": False})
-            self.repo.update_model(
-                model_id,
-                db,
-                last_refresh_end_ms=until,
-                last_refresh_run_ms=now_ms(),
-                refits=refits,
-                **({"trained": trained.to_dict()} if refits != model.refits else {}),
-            )
-            self.changed.emit(db, model, changes)
-        if model.refresh.save_telemetry:
-            save_scores(self.store, cfg, segs, self.repo.anomalies(model_id, start=start - 30 * 86_400_000))
-        counts = changes.counts()
-        for note in changes.notes:
-            ctx.log(note)
-        ctx.log(f"scored {len(segs)} segments of {len(items)} devices from {start} to {until}: {counts}")
-        return {"segments": int(len(segs)), **counts, "from": start, "to": until}
-
-    def _reprocess(
-        self,
-        ctx: TaskContext,
-        model_id: str,
-        start: int,
-        end: int,
-        items: Items,
-        create_alarms: bool,
-        save_telemetry: bool,
-    ) -> dict[str, Any]:
-        model = self._require(model_id)
-        cfg, trained = model.config, self._require_trained(model_id)
-        devices = self._items(model, items)
-        data = self._load(cfg, devices, start - trained.segment_ms, end)
-        total = max(len(devices), 1)
-        parts = []
-        for i, item in enumerate(devices):
-            ctx.progress(0.8 * i / total, f"scoring {i + 1}/{total}")
-            if item in data:
-                parts.append(trained.score({item: data[item]}, start, end, cancel=ctx.cancelled))
-        segs = ScoredSegments.concat(parts)
-        records = [r for r in assemble(segs, cfg) if start <= r.start_ts < end]
-        ctx.check()
-        changes = AnomalyChanges("REPROCESS", create_alarms=create_alarms)
-        with self.repo.transaction() as db:
-            changes.deleted = self.repo.anomalies(model_id, items=devices, start=start, end=end, db=db)
-            self.repo.delete_anomalies(db, [a["id"] for a in changes.deleted])
-            for rec in records:
-                changes.created.append(self.repo.insert_anomaly(db, self._row(model_id, rec)))
-            self.changed.emit(db, model, changes)
-        if save_telemetry:
-            save_scores(self.store, cfg, segs, records_as_rows(records))
-        for note in changes.notes:
-            ctx.log(note)
-        ctx.log(f"replaced {len(changes.deleted)} anomalies with {len(records)} over {len(devices)} devices")
-        return {
-            "segments": int(len(segs)),
-            "deleted": len(changes.deleted),
-            "created": len(records),
-            "items": len(devices),
-        }
+    #: One row per variant: anomalies, affected items, peak score, total score index.
+    compare = staticmethod(experiments.compare)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _require(self, model_id: str) -> AnomalyModel:
@@ -564,69 +300,13 @@ class AnomalyService:
             raise NotFound(f"Anomaly model {model_id} is not found")
         return model
 
-    def _require_trained(self, model_id: str) -> TrainedModel:
+    def _current(self, model_id: str) -> tuple[AnomalyModel, TrainedModel]:
+        """The model and its trained artifact as a task finds them when it starts."""
+        model = self._require(model_id)
         trained = self.trained(model_id)
         if trained is None:  # refresh_now and reprocess refuse unbuilt models before submitting
             raise ValueError("the model has not been built yet")
-        return trained
-
-    def _items(self, model: AnomalyModel, items: Items) -> list[str]:
-        """Devices: an explicit list, "trained" (the model's), or all of the profile."""
-        if items is None or items == "all" or items == []:
-            devices = self.registry.all_devices(
-                model.tenant_id, type=model.config.device_type or None, sort_property="createdTime", sort_order="DESC"
-            )
-            return [d.id for d in devices]
-        if items == "trained":
-            return list(model.config.items) or self._items(model, None)
-        return list(items)
-
-    def _load(self, cfg: ModelConfig, items: Iterable[str], start: int | None, end: int | None) -> dict[str, ItemData]:
-        lo = 0 if start is None else int(start)
-        hi = 253_402_300_800_000 if end is None else int(end)
-        out = {}
-        for item in items:
-            arrays = self.store.numeric_arrays(item, list(cfg.fields) or None, lo, hi)
-            if arrays:
-                out[item] = arrays
-        return out
-
-    def _row(self, model_id: str, rec: AnomalyRecord) -> dict[str, Any]:
-        t = now_ms()
-        return {
-            "model_id": model_id,
-            "item": rec.item,
-            "start_ts": int(rec.start_ts),
-            "end_ts": int(rec.end_ts),
-            "score": float(rec.score),
-            "score_index": float(rec.score_index),
-            "cluster": int(rec.cluster),
-            "detected_at": int(rec.detected_at),
-            "active": bool(rec.active),
-            "n_segments": int(rec.n_segments),
-            "details": rec.segment_scores or {},
-            "created_ms": t,
-            "updated_ms": t,
-        }
-
-
-def _work(fn: Callable[[TaskContext], dict[str, Any]]) -> Callable[[TaskContext], dict[str, Any]]:
-    """Task work whose engine-level cancellation counts as the task's cancellation."""
-
-    def run(ctx: TaskContext) -> dict[str, Any]:
-        try:
-            return fn(ctx)
-        except EngineCancelled as exc:
-            raise Cancelled(str(exc)) from None
-
-    return run
-
-
-def _scaled(ctx: TaskContext, lo: float, hi: float) -> Callable[[float, str], None]:
-    def progress(frac: float, msg: str = "") -> None:
-        ctx.progress(lo + (hi - lo) * frac, msg)
-
-    return progress
+        return model, trained
 
 
 def _ms(x: Any) -> int:
