@@ -30,13 +30,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from tornado.ioloop import IOLoop
 
+from .store.validate import Point
+
 log = logging.getLogger("tbpanel.live")
 
-Point = tuple[str, str, int, int, Any]  # (entity, key, ts, vtype, value), as the store writes them
 Deliver = Callable[[list[Point]], None]
 
 

@@ -22,8 +22,9 @@ from tornado.ioloop import IOLoop
 
 from ...clock import now_ms
 from ...entities import User
-from ...live import LiveHub, Point, Subscription
+from ...live import LiveHub, Subscription
 from ...platform import Platform
+from ...store.validate import Point
 from ...store.values import to_wire_string
 from ..base import in_pool
 from .protocol import (
