@@ -8,6 +8,7 @@ import panel as pn
 from panel.template.base import BasicTemplate
 
 from ..entities import NotFound, User
+from .theme import Design  # tbpanel's widget styles (theme.css) in every component
 
 NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
 
@@ -24,7 +25,7 @@ def page_template(platform, active: str) -> tuple[BasicTemplate, User | None]:
     """A FastListTemplate with the nav links; the user is None when nobody is signed in."""
     user = session_user(platform)
     template = pn.template.FastListTemplate(
-        title="tbpanel", header_background="#0b6bcb", font="system-ui, sans-serif", font_url=""
+        title="tbpanel", header_background="#0b6bcb", font="system-ui, sans-serif", font_url="", design=Design
     )  # no CDN fonts
     if user is None or not user.enabled:  # the auth provider redirects first; a second lock
         template.main.append(pn.pane.Markdown("Please [sign in](/login)."))

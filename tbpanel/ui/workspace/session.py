@@ -27,10 +27,12 @@ def picker_ms(value: datetime | None) -> int | None:
 def range_pickers(
     target: Any, start: str = "start", end: str = "end", width: int = 200
 ) -> tuple[pn.widgets.DatetimePicker, pn.widgets.DatetimePicker]:
-    """ "From (UTC)" and "To (UTC)" pickers bound to ``target``'s epoch-ms ``start``/``end``."""
+    """ "From (UTC)" and "To (UTC)" pickers bound to ``target``'s epoch-ms ``start``/``end`` (editable as text)."""
     pickers = []
     for label, attr in (("From (UTC)", start), ("To (UTC)", end)):
-        picker = pn.widgets.DatetimePicker(name=label, value=picker_value(getattr(target, attr)), width=width)
+        picker = pn.widgets.DatetimePicker(
+            name=label, value=picker_value(getattr(target, attr)), width=width, allow_input=True
+        )  # typed dates too, not only the calendar
         picker.param.watch(lambda e, attr=attr: setattr(target, attr, picker_ms(e.new)), "value")
         pickers.append(picker)
     return pickers[0], pickers[1]

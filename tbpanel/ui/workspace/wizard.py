@@ -14,11 +14,13 @@ import re
 import panel as pn
 import param
 
-from ...anomaly.config import ModelConfig
+from ...anomaly.config import FEATURES, ModelConfig
 from ...clock import duration_text, from_datetime, naive_utc
 from ...views.workspace.models_list import fmt_ms
+from ...views.workspace.settings import device_options, duration_options, help_text, setting
 from ...views.workspace.wizard import INTENT_TEXT, RANGES, SENSITIVITY_TEXT, STEPS, ModelWizard
 from ..background import Background
+from .session import picker_ms, picker_value
 
 VERDICT_COLOURS = {"Poor": "#d32f2f", "Fair": "#f57c00", "Good": "#1e88e5", "Excellent": "#2e7d32"}
 #: the ModelConfig knobs the Advanced form leaves out (the review step shows the name)
@@ -43,9 +45,11 @@ def _msg_html(msgs: list[str]) -> str:
 
 class AdvancedForm(pn.viewable.Viewer):
     """Every ModelConfig knob with its problems next to it (assignment errors from ``param``'s
-    own bounds, cross-field ones from :meth:`ModelConfig.validate_by_field`)."""
+    own bounds, cross-field ones from :meth:`ModelConfig.validate_by_field`). Labels, units,
+    help and the kind of input come from :data:`~tbpanel.views.workspace.settings.SETTINGS`."""
 
     config: param.ClassSelector[ModelConfig] = param.ClassSelector(class_=ModelConfig)  # type: ignore[assignment]  # required, never None
+    devices = param.Dict(default={}, doc="name -> id of the profile's devices, for the device picker.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -70,33 +74,63 @@ class AdvancedForm(pn.viewable.Viewer):
 
     @staticmethod
     def _widget(field: str, p) -> pn.widgets.Widget:
-        label = p.label or field
-        desc = p.doc or None
+        row = setting(field)
+        label, desc = row.title, help_text(field) or None
+        kw = dict(name=label, description=desc, width=250)
+        if row.kind == "date":
+            return pn.widgets.DatetimePicker(allow_input=True, **kw)
+        if row.kind == "devices":
+            return pn.widgets.MultiChoice(options={}, placeholder="every device of the profile", **kw)
+        if row.kind == "features":
+            return pn.widgets.MultiChoice(options=list(FEATURES), **kw)
+        if row.kind == "duration":
+            return pn.widgets.Select(options=duration_options(field, p.default), **kw)
         if isinstance(p, param.Selector):
-            return pn.widgets.Select(name=label, options=list(p.objects), description=desc, width=250)
+            return pn.widgets.Select(options=list(p.objects), **kw)
         if isinstance(p, param.Boolean):
             return pn.widgets.Checkbox(name=label, width=250, margin=(28, 10, 5, 10))
         if isinstance(p, param.Integer):
-            return pn.widgets.IntInput(name=label, description=desc, width=250)
+            return pn.widgets.IntInput(**kw)
         if isinstance(p, param.Number):
-            return pn.widgets.FloatInput(name=label, description=desc, width=250)
-        return pn.widgets.TextInput(
-            name=label + (" (comma separated)" if isinstance(p, param.List) else ""), description=desc, width=250
-        )
+            return pn.widgets.FloatInput(**kw)
+        if isinstance(p, param.List):
+            kw["name"] = label + " (comma separated)"
+        return pn.widgets.TextInput(**kw)
+
+    def _shown(self, field: str, value):
+        """A config value as its widget holds it (options widened so the value is one of them)."""
+        kind = setting(field).kind
+        w = self._widgets[field]
+        if kind == "date":
+            return picker_value(value)
+        if kind == "devices":
+            w.param.update(options=device_options(self.devices, list(value)))
+            return list(value)
+        if kind == "features":
+            w.param.update(options=list(dict.fromkeys([*FEATURES, *value])))
+            return list(value)
+        if kind == "duration":
+            w.param.update(options=duration_options(field, value))
+            return value
+        return ", ".join(value) if isinstance(value, list) else value
 
     def fill(self) -> None:
         """Put the config's values into the widgets (after the wizard made a new draft)."""
         self._errors = {}
         for field, w in self._widgets.items():
-            v = getattr(self.config, field)
-            w.param.update(value=", ".join(v) if isinstance(v, list) else v)
+            w.param.update(value=self._shown(field, getattr(self.config, field)))
         self.revalidate()
 
     def _edited(self, field: str, value) -> None:
         p = ModelConfig.param[field]
         try:
-            if isinstance(p, param.List):
+            kind = setting(field).kind
+            if kind == "date":
+                value = picker_ms(value)
+            elif isinstance(p, param.List) and isinstance(value, str):
                 value = [x.strip() for x in (value or "").split(",") if x.strip()]
+            elif isinstance(p, param.List):
+                value = list(value or [])
             if value is None and not p.allow_None:
                 raise ValueError("A value is required.")
             if getattr(self.config, field) != value:
@@ -129,8 +163,8 @@ class AdvancedForm(pn.viewable.Viewer):
             ]
         return pn.Column(
             pn.pane.Markdown(
-                "Values of 0 marked *auto* are resolved from the data when the "
-                "model is built; empty thresholds come from the build."
+                "Settings set to *auto* (or left empty) are worked out from the data when the model is "
+                "built. The ? next to a setting says what it does."
             ),
             *parts,
             sizing_mode="stretch_width",
@@ -148,7 +182,7 @@ class WizardView(pn.viewable.Viewer):
         self.on_cancel = on_cancel
         w = self.wizard
         self._bg = Background(platform.executor)
-        self._steps = pn.pane.HTML("", sizing_mode="stretch_width", name="wizard-steps")
+        self._steps = pn.pane.HTML("")
         self._alert = pn.pane.Alert("", alert_type="danger", visible=False, name="wizard-problems")
         self._back = pn.widgets.Button(name="‹ Back", width=110)
         self._next = pn.widgets.Button(name="Next ›", button_type="primary", width=140)
@@ -165,14 +199,19 @@ class WizardView(pn.viewable.Viewer):
         # step 1: data
         self._profile = pn.widgets.Select.from_param(w.param.device_type, name="Device profile", width=260)
         self._devices = pn.widgets.MultiChoice(
-            name="Devices (none chosen = every device of the profile)", options=dict(w.devices), width=520
+            name="Devices (none chosen = every device of the profile)",
+            options=dict(w.devices),
+            placeholder="every device of the profile",
+            width=520,
         )
         self._keys = pn.widgets.MultiChoice(
             name="Telemetry keys", options=list(w.keys_available), value=list(w.fields), width=520
         )
         self._range = pn.widgets.RadioButtonGroup(name="Date range", options=list(RANGES), value=w.range_preset)
-        self._start = pn.widgets.DatetimePicker(name="From (UTC)", value=naive_utc(w.start_ms), width=200)
-        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=naive_utc(w.end_ms), width=200)
+        self._start = pn.widgets.DatetimePicker(
+            name="From (UTC)", value=naive_utc(w.start_ms), width=200, allow_input=True
+        )
+        self._end = pn.widgets.DatetimePicker(name="To (UTC)", value=naive_utc(w.end_ms), width=200, allow_input=True)
         self._devices.link(w, value="items")
         self._keys.link(w, value="fields")
         self._range.param.watch(self._range_changed, "value")
@@ -195,19 +234,29 @@ class WizardView(pn.viewable.Viewer):
         self._review_name = pn.widgets.TextInput(name="Model name", width=360)
         self._review_name_msg = pn.pane.HTML("", margin=(22, 5, 0, 5))
         self._review_name.param.watch(self._rename, "value")
-        self._advanced = None
+        self._advanced: AdvancedForm | None = None
         self._advanced_card = pn.Card(
             title="Advanced: every setting", collapsed=True, sizing_mode="stretch_width", name="advanced"
         )
+        self._advanced_card.param.watch(lambda e: self._open_advanced() if not e.new else None, "collapsed")
         self._build = pn.widgets.Button(name="Build model", button_type="success", width=160)
         self._build.on_click(lambda e: self._start_build())
+        # the build's progress sits next to its button, so it is on screen when the button is
         self._progress = pn.indicators.Progress(
-            name="build-progress", value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="success"
+            name="build-progress",
+            value=0,
+            max=100,
+            visible=False,
+            width=420,
+            height=26,
+            margin=(10, 10),
+            bar_color="success",
+            css_classes=["build-progress"],
         )
         self._build_status = pn.pane.HTML("", name="build-status", sizing_mode="stretch_width")
         self._task = None
         self._model = None
-        self._poll = None
+        self._finished = False
         w.param.watch(lambda e: self._render(), "step")
         self._render()
 
@@ -220,7 +269,18 @@ class WizardView(pn.viewable.Viewer):
             return
         if w.step == len(STEPS) - 1:
             return
-        self._show_problems(w.next())
+        if w.step == 3 and self._bg.doc is not None:
+            # the review takes a moment to compute and draw: the Next button says so, and the
+            # header moves on only together with the review itself
+            self._next.loading = self._next.disabled = True
+            self._next.name = "Preparing the review …"
+            self._bg.doc.add_next_tick_callback(self._advance)
+            return
+        self._advance()
+
+    def _advance(self) -> None:
+        self._next.param.update(loading=False, disabled=False, name="Next ›")
+        self._show_problems(self.wizard.next())  # a new step redraws (and may disable Next again)
 
     def _show_problems(self, problems: list[str]) -> None:
         self._alert.object = "\n".join(f"- {p}" for p in problems)
@@ -228,6 +288,8 @@ class WizardView(pn.viewable.Viewer):
 
     def _render(self) -> None:
         w = self.wizard
+        # a new pane every step: the browser draws the header with the step's body, never before it
+        self._steps = pn.pane.HTML("", sizing_mode="stretch_width", name="wizard-steps")
         self._steps.object = (
             "<div id='wizard-step-bar' style='font-size:15px;margin:4px 0 10px'>"
             + " › ".join(
@@ -243,7 +305,7 @@ class WizardView(pn.viewable.Viewer):
         self._back.disabled = w.step == 0 or self._task is not None
         self._next.visible = w.step < len(STEPS) - 1
         self._next.disabled = False
-        self._body[:] = getattr(self, f"_step{w.step}")()
+        self._body[:] = [self._steps, *getattr(self, f"_step{w.step}")()]
 
     def _step0(self):
         return [
@@ -296,12 +358,10 @@ class WizardView(pn.viewable.Viewer):
 
     def _step4(self):
         w = self.wizard
-        if self._advanced is None:
-            self._advanced = AdvancedForm(config=w.config)
-            self._advanced.on_change = self._review_changed
-            self._advanced_card[:] = [self._advanced]
+        if self._advanced is None:  # drawn when first opened: some 50 fields cost seconds to draw
+            self._advanced_card[:] = [pn.pane.Markdown("Every setting of the model, with its help text.")]
         else:
-            self._advanced.config = w.config
+            self._advanced.param.update(config=w.config, devices=dict(w.devices))
             self._advanced.fill()
         self._review_name.value = w.config.name
         self._review_changed()
@@ -310,10 +370,17 @@ class WizardView(pn.viewable.Viewer):
             self._summary,
             pn.Row(self._review_name, self._review_name_msg),
             self._advanced_card,
-            pn.Row(self._build),
-            self._progress,
+            pn.Row(self._build, self._progress),
             self._build_status,
         ]
+
+    def _open_advanced(self) -> None:
+        w = self.wizard
+        if self._advanced is not None or w.config is None:
+            return
+        self._advanced = AdvancedForm(config=w.config, devices=dict(w.devices))
+        self._advanced.on_change = self._review_changed
+        self._advanced_card[:] = [self._advanced]
 
     # -- data step events ------------------------------------------------------------------------
     def _profile_loaded(self, *_):
@@ -433,55 +500,61 @@ class WizardView(pn.viewable.Viewer):
             return
         self._build.disabled = True
         self._back.disabled = True
-        self._progress.visible = True
-        self._build_status.object = "<p>Starting the build …</p>"
+        self._progress.param.update(visible=True, value=-1, active=True, bar_color="success")  # indeterminate
+        self._build_status.object = "<p id='build-state' data-status='STARTING'>Starting the build …</p>"
         self._bg.run("build", self.wizard.build, self._build_started, self._build_failed)
 
     def _build_started(self, started) -> None:
         self._model, self._task = started
-        self._poll = pn.state.add_periodic_callback(self._poll_task, period=300) if self._bg.doc else None
+        task_id = self._task.id
+        # every progress report of the task redraws the bar (plus a slow poll, should one be missed)
+        self._bg.follow(self.platform.tasks.changed, lambda task: task.id == task_id, self._poll_task, poll_ms=1000)
         self._poll_task()
 
     def _build_failed(self, exc: Exception) -> None:
         self._build.disabled = False
         self._back.disabled = False
+        self._progress.visible = False
         self._build_status.object = f"<p style='color:#c62828'>Could not start the build: {html.escape(str(exc))}</p>"
 
     def _poll_task(self) -> None:
+        """Show the build task's state; when it is done, open the model."""
+        if self._finished or self._task is None:
+            return
         task = self.platform.tasks.get(self._task.id)
+        if task is None:
+            return
         pct = int(round((task.progress or 0) * 100))
-        self._progress.value = pct
+        self._progress.param.update(value=pct, active=False)
         self._build_status.object = (
-            f"<p id='build-state' data-status='{task.status}'>Build {task.status.lower()}: "
-            f"{pct} % — {html.escape(task.message)}</p>"
+            f"<p id='build-state' data-status='{task.status}' data-progress='{pct}'>"
+            f"{'Queued' if task.status == 'QUEUED' else 'Building'}: {pct} % — {html.escape(task.message)}</p>"
         )
-        if task.status in ("DONE", "FAILED", "CANCELLED"):
-            if self._poll is not None:
-                self._poll.stop()
-                self._poll = None
-            url = f"/model?id={self._model.id}"
-            if task.status == "DONE":
-                n = task.result.get("anomalies", 0)
-                self._build_status.object = (
-                    f"<p id='build-state' data-status='DONE'>Built: {n} anomal{'y' if n == 1 else 'ies'} found. "
-                    f"Opening <a href='{url}'>the result</a> …</p>"
-                )
-                loc = pn.state.location
-                if loc is not None:
-                    loc.param.update(pathname="/model", search=f"?id={self._model.id}")
-                    loc.reload = True
-            else:
-                self._progress.bar_color = "danger"
-                self._build_status.object = (
-                    f"<p id='build-state' data-status='{task.status}' style='color:#c62828'>The build "
-                    f"{task.status.lower()}: {html.escape(task.message)}. The model is kept with its settings: "
-                    f"<a href='{url}'>open it</a>, or build it again from <a href='/models'>the models list</a>.</p>"
-                )
+        if task.status not in ("DONE", "FAILED", "CANCELLED"):
+            return
+        self._finished = True
+        url = f"/model?id={self._model.id}"
+        if task.status == "DONE":
+            n = task.result.get("anomalies", 0)
+            self._build_status.object = (
+                f"<p id='build-state' data-status='DONE' data-progress='100'>Built: {n} "
+                f"anomal{'y' if n == 1 else 'ies'} found. Opening <a href='{url}'>the result</a> …</p>"
+            )
+            loc = pn.state.location
+            if loc is not None:
+                loc.param.update(pathname="/model", search=f"?id={self._model.id}")
+                loc.reload = True
+        else:
+            self._progress.bar_color = "danger"
+            self._build_status.object = (
+                f"<p id='build-state' data-status='{task.status}' style='color:#c62828'>The build "
+                f"{task.status.lower()}: {html.escape(task.message)}. The model is kept with its settings: "
+                f"<a href='{url}'>open it</a>, or build it again from <a href='/models'>the models list</a>.</p>"
+            )
 
     def __panel__(self):
         return pn.Column(
             pn.pane.Markdown("## New anomaly model"),
-            self._steps,
             self._body,
             self._alert,
             pn.Row(self._back, self._next, self._cancel),

@@ -8,14 +8,17 @@ one flaky sensor without being told. Computed from the telemetry store, no Panel
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import param
 
-from ...clock import DAY_MS
+from ...anomaly.config import ModelConfig
+from ...clock import DAY_MS, duration_text
 
 VERDICTS = ("Poor", "Fair", "Good", "Excellent")
-#: segments the default presets cut (24 points each); the verdict counts these
-SEGMENT_POINTS = 24
+#: points per segment when nobody says how long segments are: ModelConfig's own auto rule
+SEGMENT_POINTS = int(ModelConfig.param.segment_points.default)
 
 
 class DataReadiness(param.Parameterized):
@@ -30,7 +33,8 @@ class DataReadiness(param.Parameterized):
     first_ts = param.Integer(default=None, allow_None=True)
     last_ts = param.Integer(default=None, allow_None=True)
     coverage = param.Number(default=0.0, doc="Points held / points expected at the median step.")
-    segments = param.Integer(default=0, doc="24-step segments the range offers over all devices.")
+    segment_ms = param.Integer(default=0, doc="The segment length counted (0: no step, nothing counted).")
+    segments = param.Integer(default=0, doc="Segments of ``segment_ms`` the range offers over all devices.")
     verdict: param.Selector[str] = param.Selector(default="Poor", objects=list(VERDICTS))
     reasons = param.List(default=[], item_type=str, doc="Why the verdict is what it is.")
 
@@ -42,8 +46,19 @@ class DataReadiness(param.Parameterized):
         return int(self.last_ts - self.first_ts + self.step_ms)
 
 
-def assess(store, items: list[str], keys: list[str], start: int, end: int) -> DataReadiness:
+def assess(
+    store,
+    items: list[str],
+    keys: list[str],
+    start: int,
+    end: int,
+    segment_for: Callable[[int], int] | None = None,
+) -> DataReadiness:
     """Read every numeric series of ``items`` x ``keys`` in ``[start, end)`` and judge it.
+
+    ``segment_for(step_ms)`` is the segment length the model will cut at the data's step (the
+    wizard passes its recommendation, so the count matches what it offers next); default
+    ``SEGMENT_POINTS`` steps, ModelConfig's auto rule.
 
     Rules (tbpanel's own): the score is the lowest of four checks —
     training segments (< 50 Poor, < 200 Fair, < 1000 Good), coverage of the range at the data's
@@ -80,7 +95,8 @@ def assess(store, items: list[str], keys: list[str], start: int, end: int) -> Da
         # coverage of the whole chosen range at the data's step, not only where data exists
         expected = r.entities * max(len(r.keys), 1) * max(int(end) - int(start), r.step_ms) / r.step_ms
         r.coverage = float(min(points / max(expected, 1.0), 1.0))
-        segments = sum((hi - lo + r.step_ms) / (SEGMENT_POINTS * r.step_ms) for lo, hi in spans.values())
+        r.segment_ms = int(segment_for(r.step_ms)) if segment_for is not None else SEGMENT_POINTS * r.step_ms
+        segments = sum((hi - lo + r.step_ms) / max(r.segment_ms, 1) for lo, hi in spans.values())
     r.segments = int(segments)
     r.verdict, r.reasons = _verdict(r)
     return r
@@ -98,7 +114,7 @@ def _verdict(r: DataReadiness) -> tuple[str, list[str]]:
     seg = r.segments
     grade(
         0 if seg < 50 else 1 if seg < 200 else 2 if seg < 1000 else 3,
-        f"about {seg:,} training segments of {SEGMENT_POINTS} points"
+        f"about {seg:,} training segments of {segment_text(r.segment_ms, r.step_ms)}"
         + (" (at least 1,000 is best)" if seg < 1000 else ""),
     )
     cov = r.coverage * 100
@@ -116,3 +132,9 @@ def _verdict(r: DataReadiness) -> tuple[str, list[str]]:
     if r.keys_missing:
         reasons.append("No data for " + ", ".join(r.keys_missing) + " (left out of the model).")
     return VERDICTS[min(levels)], reasons
+
+
+def segment_text(segment_ms: int, step_ms: int) -> str:
+    """``30 min (~30 points)``: a segment length and the points it holds at the data's step."""
+    points = f"~{segment_ms / step_ms:.0f} points" if step_ms else "points unknown"
+    return f"{duration_text(segment_ms, exact=True)} ({points})"

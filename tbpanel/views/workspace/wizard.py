@@ -15,6 +15,7 @@ import param
 from ...anomaly.config import INTENTS, SENSITIVITIES, ModelConfig, nice_duration
 from ...clock import DAY_MS, duration_text, now_ms
 from .readiness import DataReadiness, assess
+from .settings import device_options
 
 STEPS = ("Intent", "Data", "Readiness", "Sensitivity & granularity", "Review & build")
 INTENT_TEXT = {
@@ -38,6 +39,14 @@ RANGES = {"last 7 days": 7 * DAY_MS, "last 30 days": 30 * DAY_MS, "last 90 days"
 #: points per segment offered as granularities (the data's step times these)
 GRANULARITY_POINTS = (12, 24, 48, 96)
 SCORE_KEYS = ("_EAD_", "_EID_")
+
+
+def recommended_segment(intent: str, step_ms: float) -> int:
+    """The segment length the wizard recommends for ``intent`` at a data step: the intent preset's.
+
+    The one recommendation: readiness counts segments of this length and the granularity step
+    marks it, so both speak of the same segments (sensitivity does not change it)."""
+    return ModelConfig.preset(intent, "medium", step_ms).segment_ms
 
 
 class ModelWizard(param.Parameterized):
@@ -109,7 +118,15 @@ class ModelWizard(param.Parameterized):
     # -- readiness -------------------------------------------------------------------------------
     def check_readiness(self) -> DataReadiness:
         """Read the store (blocking: call it off the server loop)."""
-        r = assess(self._platform.store, self.item_ids(), list(self.fields), self.start_ms, self.end_ms)
+        intent = self.intent
+        r = assess(
+            self._platform.store,
+            self.item_ids(),
+            list(self.fields),
+            self.start_ms,
+            self.end_ms,
+            segment_for=lambda step: recommended_segment(intent, step),
+        )
         self.readiness = r
         if r.step_ms:
             self.segment_ms = self.recommended_segment()
@@ -121,7 +138,11 @@ class ModelWizard(param.Parameterized):
         return self.readiness.step_ms if self.readiness is not None and self.readiness.step_ms else 60_000
 
     def recommended_segment(self) -> int:
-        return ModelConfig.preset(self.intent, self.sensitivity, self.data_step_ms).segment_ms
+        return recommended_segment(self.intent, self.data_step_ms)
+
+    def device_options(self, chosen: list[str] | None = None) -> dict[str, str]:
+        """Name -> id for a device picker of the profile (chosen ids it lacks stay pickable)."""
+        return device_options(self.devices, list(self.items if chosen is None else chosen))
 
     def granularities(self) -> dict[str, int]:
         """Label -> segment length: multiples of the data's step rounded to calendar durations,
