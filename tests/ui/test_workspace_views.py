@@ -37,7 +37,7 @@ def test_wizard_view_walks_builds_and_reports_a_failed_build(env):
     wizard.device_type = "pump"
     wizard.set_range("custom", T0, T0 + 7 * DAY)
     view._go()
-    assert "data-verdict='Excellent'" in view._readiness.object and not view._next.disabled
+    assert "data-verdict='Good'" in view._readiness.object and not view._next.disabled
     view._go()
     view._go()
     assert wizard.step == 4 and not view._build.disabled
