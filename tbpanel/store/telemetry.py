@@ -459,7 +459,7 @@ class TelemetryStore:
     def _entity_ids(self, devices: list[str]) -> list[str]:
         """The entity id of each device asked for: itself when the store has series for it, else
         what :attr:`device_ids` makes of it; a ``KeyError`` names the ones nobody recognises."""
-        unknown = [d for d in devices if not self._series.keys(d)]
+        unknown = [d for d in devices if not self._series.has(d)]
         if not unknown:
             return devices
         found = self.device_ids(unknown) if self.device_ids is not None else {}

@@ -5,11 +5,30 @@ from __future__ import annotations
 import html
 
 import panel as pn
+from panel.io.resources import CDN_DIST
 from panel.template.base import BasicTemplate
+from panel.theme.fast import Fast
+from panel.util import isurl
 
 from ..entities import NotFound, User
 
 NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
+
+
+class LocalFast(Fast):
+    """Panel's Fast design without its Google Fonts stylesheet: every asset of a page comes from
+    the tbpanel server itself, so the product works offline (Panel serves its own JS and CSS
+    locally; the Open Sans link of ``Fast._resources["font"]`` was the one external request)."""
+
+    _resources = {
+        **Fast._resources,
+        "font": {},
+        # Panel prefixes a relative resource with the class name ("fast/js/..."): keep Fast's
+        "js_modules": {
+            name: url if isurl(url) else f"{CDN_DIST}bundled/fast/{url}"
+            for name, url in Fast._resources["js_modules"].items()
+        },
+    }
 
 
 def session_user(platform):
@@ -24,8 +43,8 @@ def page_template(platform, active: str) -> tuple[BasicTemplate, User | None]:
     """A FastListTemplate with the nav links; the user is None when nobody is signed in."""
     user = session_user(platform)
     template = pn.template.FastListTemplate(
-        title="tbpanel", header_background="#0b6bcb", font="system-ui, sans-serif", font_url=""
-    )  # no CDN fonts
+        title="tbpanel", header_background="#0b6bcb", font="system-ui, sans-serif", font_url="", design=LocalFast
+    )  # no CDN fonts: the system's own
     if user is None or not user.enabled:  # the auth provider redirects first; a second lock
         template.main.append(pn.pane.Markdown("Please [sign in](/login)."))
         return template, None
