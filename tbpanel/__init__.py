@@ -2,11 +2,12 @@
 
 ``import tbpanel`` stays light: the heavier parts are imported on first use, e.g.
 ``tbpanel.open_store`` is looked up in :mod:`tbpanel.store` only when it is accessed.
+The module namespace holds only the public names (no ``Any``, no ``annotations``): it is what
+tab completion in a notebook shows.
 """
 
-from __future__ import annotations
-
-from typing import Any
+import importlib as _importlib
+import typing as _typing
 
 __version__ = "0.1.0"
 
@@ -21,16 +22,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'tbpanel' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
+    value = getattr(_importlib.import_module(module_name), name)
     globals()[name] = value  # cache: later lookups bypass __getattr__
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names and the module's dunders, not its private helpers or subpackages."""
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__") and n.endswith("__")})

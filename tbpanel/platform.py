@@ -19,7 +19,7 @@ from . import analytics_db
 from .alarms import AlarmRepository, AlarmService
 from .anomaly.repository import AnomalyRepository
 from .anomaly.service import AnomalyService
-from .entities import EntityRegistry, LoginThrottle, TokenIssuer, TooManyAttempts, load_or_create_secret
+from .entities import EntityRegistry, LoginThrottle, NotFound, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
 from .store import TelemetryStore, open_store
 
@@ -45,6 +45,7 @@ class Platform(param.Parameterized):
         self.store: TelemetryStore = open_store(
             Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s
         )
+        self.store.device_ids = self.device_ids  # store.query(devices=["Pump P1"]) takes names
         self._secret = load_or_create_secret(self.data_dir)
         self.tokens: TokenIssuer = TokenIssuer(self._secret)
         self.logins = LoginThrottle()
@@ -73,6 +74,26 @@ class Platform(param.Parameterized):
         else:
             self.logins.succeeded(username)
         return user
+
+    def device_ids(self, refs: list[str]) -> dict[str, str]:
+        """``{ref: device id}`` for each ref that is a device id or a device name in the registry;
+        a name that several tenants use is a ``KeyError`` (pass the id)."""
+        out: dict[str, str] = {}
+        tenants = None
+        for ref in refs:
+            try:
+                out[ref] = self.registry.get_device(ref).id
+                continue
+            except (NotFound, ValueError):
+                pass
+            if tenants is None:
+                tenants = self.registry.list_tenants()
+            matches = [d.id for t in tenants if (d := self.registry.find_device(t.id, ref)) is not None]
+            if len(matches) > 1:
+                raise KeyError(f"device name {ref!r} is used by {len(matches)} tenants: pass the device id")
+            if matches:
+                out[ref] = matches[0]
+        return out
 
     @property
     def cookie_secret(self) -> str:

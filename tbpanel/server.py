@@ -21,7 +21,7 @@ from .live import LiveHub
 from .platform import Platform
 from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
-from .ui.login import PageAuthProvider
+from .ui.login import DemoLogin, PageAuthProvider
 from .ui.telemetry import telemetry_page
 from .ui.workspace.models import models_page
 from .ui.workspace.page import model_page
@@ -40,8 +40,17 @@ def free_port(address: str = "127.0.0.1") -> int:
         return port
 
 
-def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 5006, show: bool = False) -> Server:
+def build_server(
+    platform: Platform,
+    *,
+    address: str = "127.0.0.1",
+    port: int = 5006,
+    show: bool = False,
+    demo_logins: tuple[DemoLogin, ...] = (),
+) -> Server:
     """A started-but-not-running Bokeh server; ``server.io_loop.start()`` runs it.
+
+    ``demo_logins`` are offered on the login page (only a demo server passes any).
 
     Pages are Panel applications; the API is :func:`~tbpanel.api.api_patterns`, mounted once
     with ``extra_patterns`` (Bokeh's public way to add tornado routes). Bokeh puts those after
@@ -80,7 +89,7 @@ def build_server(platform: Platform, *, address: str = "127.0.0.1", port: int = 
         liveness=True,
         websocket_origin=[f"{h}:{port}" for h in sorted(hosts)],
         cookie_secret=platform.cookie_secret,
-        auth_provider=PageAuthProvider(platform),
+        auth_provider=PageAuthProvider(platform, demo_logins),
         # look for closed page sessions every 3 s (Bokeh: 17 s) so their live subscriptions
         # end soon after the tab closes; a session still lingers 15 s for a reconnect
         check_unused_sessions_milliseconds=3000,
@@ -211,7 +220,13 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
         demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
         demo.ensure_demo_models(platform, progress=lambda msg: print(msg, flush=True))
-    server = build_server(platform, address=args.address, port=args.port, show=args.show)
+    logins: tuple[DemoLogin, ...] = ()
+    if args.demo:
+        logins = (
+            DemoLogin("Tenant administrator (the whole fleet)", demo.TENANT_EMAIL, demo.TENANT_PASSWORD),
+            DemoLogin("Customer user (Customer A's devices)", demo.CUSTOMER_EMAIL, demo.CUSTOMER_PASSWORD),
+        )
+    server = build_server(platform, address=args.address, port=args.port, show=args.show, demo_logins=logins)
     server.start()
     start_scheduler(platform)
     mqtt = start_transport(

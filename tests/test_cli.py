@@ -3,6 +3,7 @@ processes (``python -m tbpanel.cli`` and the installed ``tbpanel`` script)."""
 
 from __future__ import annotations
 
+import signal
 import stat
 import subprocess
 import sys
@@ -420,3 +421,34 @@ def test_cli_module_does_not_import_the_server():
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_cleanly_with_open_device_sessions(tmp_path, sig):
+    """Ctrl-C or SIGTERM while devices are connected over MQTT (as in the demo, where Pump P2 and
+    P3 post over MQTT): a clean stop, no asyncio CancelledError traceback."""
+    from tbpanel.platform import Platform
+    from tests.helpers.mqtt import RawClient
+    from tests.helpers.server import ServerProcess
+
+    with Platform(tmp_path / "data", compaction_interval_s=0) as platform:
+        tenant = platform.registry.create_tenant("T")
+        tokens = [platform.registry.save_device(tenant.id, f"d{i}", access_token=f"TOKEN{i}").id for i in range(2)]
+    server = ServerProcess(tmp_path / "data").start()
+    clients = []
+    try:
+        for i in range(len(tokens)):
+            client = RawClient(server.mqtt_port)
+            assert client.connect(f"TOKEN{i}") == 0
+            client.publish("v1/devices/me/telemetry", {"t": i})
+            assert client.puback()[1] == 0
+            clients.append(client)
+        server.proc.send_signal(sig)
+        assert server.proc.wait(timeout=60) == 0
+    finally:
+        server.stop()
+        for client in clients:
+            client.sock.close()
+    out = "".join(server.output)
+    assert "tbpanel stopped" in out
+    assert "Traceback" not in out and "CancelledError" not in out, out

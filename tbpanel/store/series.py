@@ -62,6 +62,13 @@ class SeriesIndex:
             sid = series_id(self._readers.get(), entity, key)
         return sid
 
+    def has(self, entity: str) -> bool:
+        """Whether ``entity`` has any series (in memory; SQL only for one this index has not seen)."""
+        with self.lock:
+            if self._by_entity.get(entity):
+                return True
+        return bool(self.keys(entity))
+
     def keys(self, entity: str) -> list[str]:
         """Sorted keys of ``entity`` that have data or a latest value (from SQL: always fresh)."""
         return entity_keys(self._readers.get(), entity)

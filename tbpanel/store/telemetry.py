@@ -128,6 +128,10 @@ class TelemetryStore:
         self.grace_ms = int(grace_ms)
         self.compaction_interval_s = float(compaction_interval_s or 0)
         self._closed = False
+        #: ``refs -> {ref: device id}`` for the refs it recognises (names): set by whoever knows
+        #: the devices (:class:`~tbpanel.platform.Platform` sets one over its registry); the
+        #: store itself knows devices only by the entity ids it stores.
+        self.device_ids: Callable[[list[str]], dict[str, str]] | None = None
         self._db = db_path(self.path)
         #: emitted on the writer thread after each commit of points, with those points
         self.committed: Signal[[list[Point]]] = Signal("TelemetryStore.committed")
@@ -437,13 +441,42 @@ class TelemetryStore:
         become float64 (bool as 0/1); keys holding text become object arrays. Missing cells
         are NaN. Each variable's ``attrs["key"]`` is its key (variables named ``device`` or
         ``time`` are renamed with a trailing underscore). See :mod:`.xarray`.
+
+        ``devices`` are entity ids; a device the store holds nothing for is looked up with
+        :attr:`device_ids` (a store opened through ``tbpanel.connect`` accepts device names,
+        and the ``device`` axis keeps what was asked), otherwise it is a ``KeyError`` naming it.
         """
         from .xarray import query_dataset  # xarray is imported on first use
 
         self._check_open()
-        return query_dataset(
-            self._series, self._snapshots, devices, keys, start, end, interval, agg, interval_type=interval_type, tz=tz
+        asked = [devices] if isinstance(devices, str) else list(dict.fromkeys(devices))
+        ids = self._entity_ids(asked)
+        ds = query_dataset(
+            self._series, self._snapshots, ids, keys, start, end, interval, agg, interval_type=interval_type, tz=tz
         )
+        return ds if ids == asked else ds.assign_coords(device=np.array(asked, dtype=object))
+
+    def _entity_ids(self, devices: list[str]) -> list[str]:
+        """The entity id of each device asked for: itself when the store has series for it, else
+        what :attr:`device_ids` makes of it; a ``KeyError`` names the ones nobody recognises."""
+        unknown = [d for d in devices if not self._series.has(d)]
+        if not unknown:
+            return devices
+        found = self.device_ids(unknown) if self.device_ids is not None else {}
+        missing = [d for d in unknown if d not in found]
+        if missing:
+            names = ", ".join(repr(d) for d in missing)
+            hint = (
+                "neither a device id nor a device name"
+                if self.device_ids is not None
+                else "no data for it in this store, which knows devices by entity id; "
+                "open the data directory with tbpanel.connect(...) to query by device name"
+            )
+            raise KeyError(f"unknown device {names}: {hint}")
+        ids = [found.get(d, d) for d in devices]
+        if len(set(ids)) < len(ids):
+            raise KeyError(f"devices {devices!r} name the same device more than once")
+        return ids
 
     # -------------------------------------------------------------------------------- deletes
     def delete(

@@ -98,6 +98,7 @@ class MqttTransport:
         self._rates: dict[str, _RateLimit] = {}
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._closing = False
 
     async def start(self, host: str = "127.0.0.1", port: int = 1883) -> int:
         """Listen; returns the bound port (useful with ``port=0``)."""
@@ -106,10 +107,14 @@ class MqttTransport:
         return self.port
 
     async def close(self) -> None:
+        """Stop listening and end every open session (their tasks finish before this returns)."""
         if self._server is not None:
+            self._closing = True
             self._server.close()
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -121,7 +126,10 @@ class MqttTransport:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            raise
+            if not self._closing:
+                raise
+            # ended by close(): return normally, or Python 3.11's StreamReaderProtocol logs
+            # the cancelled handler task as an "Exception in callback" traceback
         except Exception:
             log.exception("MQTT session failed")
         finally:

@@ -26,7 +26,7 @@ def page_template(platform, active: str) -> tuple[BasicTemplate, User | None]:
     user = session_user(platform)
     template = pn.template.FastListTemplate(
         title="tbpanel", header_background="#0b6bcb", font="system-ui, sans-serif", font_url="", design=Design
-    )  # no CDN fonts
+    )  # no CDN fonts: the system's own
     if user is None or not user.enabled:  # the auth provider redirects first; a second lock
         template.main.append(pn.pane.Markdown("Please [sign in](/login)."))
         return template, None

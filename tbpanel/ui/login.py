@@ -9,6 +9,7 @@ reads). API routes do not use it: they take ThingsBoard's JWT.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import tornado.web
@@ -33,6 +34,12 @@ _FORM = """<!doctype html>
  button {{ margin-top: 20px; width: 100%; padding: 10px; background: #0b6bcb; color: #fff;
           border: 0; border-radius: 4px; font-size: 15px; cursor: pointer; }}
  .error {{ color: #b00020; margin-top: 12px; font-size: 14px; }}
+ #demo-logins {{ margin-top: 24px; padding-top: 16px; border-top: 1px solid #e3e6ea; font-size: 14px; color: #445; }}
+ #demo-logins p {{ margin: 0 0 8px; }}
+ #demo-logins button {{ margin: 6px 0 0; background: #eef4fb; color: #0b4f96; border: 1px solid #c9dcf1;
+          text-align: left; font-size: 14px; padding: 8px 10px; }}
+ #demo-logins button:hover {{ background: #dfeaf7; }}
+ #demo-logins code {{ font-size: 13px; }}
 </style></head>
 <body><form method="post" action="/login">
  <h1>tbpanel</h1><p class="sub">Sign in to see your devices</p>
@@ -43,7 +50,49 @@ _FORM = """<!doctype html>
  <input type="hidden" name="next" value="{next}">
  <button id="login" type="submit">Sign in</button>
  {error}
+ {demo}
 </form></body></html>"""
+
+#: the demo box: one button per demo login, filling the form (a click on one and "Sign in")
+_DEMO = """<section id="demo-logins" aria-label="Demo logins">
+ <p><strong>Demo server</strong> &mdash; sign in as:</p>
+ {buttons}
+</section>
+<script>
+ document.querySelectorAll("#demo-logins button").forEach(function (b) {{
+   b.addEventListener("click", function () {{
+     document.getElementById("username").value = b.dataset.username;
+     document.getElementById("password").value = b.dataset.password;
+     document.getElementById("password").focus();
+   }});
+ }});
+</script>"""
+_DEMO_BUTTON = (
+    '<button type="button" class="demo-login" data-username="{username}" data-password="{password}">'
+    "{label}: <code>{username}</code> / <code>{password}</code></button>"
+)
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A login the login page offers on a demo server (never otherwise)."""
+
+    label: str
+    username: str
+    password: str
+
+
+def demo_box(logins: tuple[DemoLogin, ...]) -> str:
+    """The HTML of the demo-logins box, or "" without demo logins."""
+    if not logins:
+        return ""
+    buttons = "\n ".join(
+        _DEMO_BUTTON.format(
+            label=html.escape(d.label), username=html.escape(d.username), password=html.escape(d.password)
+        )
+        for d in logins
+    )
+    return _DEMO.format(buttons=buttons)
 
 
 def safe_next(url: str | None) -> str:
@@ -56,7 +105,9 @@ def safe_next(url: str | None) -> str:
     return url
 
 
-def _login_handler(platform):
+def _login_handler(platform, demo_logins: tuple[DemoLogin, ...]):
+    demo = demo_box(demo_logins)
+
     class LoginPage(tornado.web.RequestHandler):
         def get(self) -> None:
             self._render()
@@ -69,6 +120,7 @@ def _login_handler(platform):
                     username=html.escape(username),
                     next=html.escape(safe_next(self.get_argument("next", "/"))),
                     error=f'<div class="error" role="alert">{html.escape(error)}</div>' if error else "",
+                    demo=demo,
                 )
             )
 
@@ -98,11 +150,12 @@ class LogoutPage(tornado.web.RequestHandler):
 
 
 class PageAuthProvider(AuthProvider):
-    """Bokeh auth hooks backed by tbpanel's users."""
+    """Bokeh auth hooks backed by tbpanel's users; ``demo_logins`` are shown on the login page
+    (a demo server passes its logins; any other server none)."""
 
-    def __init__(self, platform) -> None:
+    def __init__(self, platform, demo_logins: tuple[DemoLogin, ...] = ()) -> None:
         self.platform = platform
-        self._login = _login_handler(platform)
+        self._login = _login_handler(platform, tuple(demo_logins))
         super().__init__()
 
     @property

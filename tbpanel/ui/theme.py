@@ -1,4 +1,9 @@
-"""The page design: Panel's Fast design plus tbpanel's widget styles (``theme.css``).
+"""The page design: Panel's Fast design, served whole from the tbpanel server, plus tbpanel's
+widget styles (``theme.css``).
+
+Fast's resources are all local (Panel serves its own JS and CSS) except the Open Sans
+stylesheet of ``Fast._resources["font"]``, the one request that left the machine: it is
+dropped, so the product works offline (pages use the system's own font).
 
 A stylesheet in the document's head cannot reach Panel's widgets, which draw inside shadow
 roots; a Design's ``modifiers`` add a stylesheet to every component's own root, so
@@ -14,6 +19,7 @@ from typing import Any, ClassVar
 from panel.io.resources import CDN_DIST
 from panel.theme import Fast
 from panel.theme.base import Inherit
+from panel.util import isurl
 from panel.viewable import Viewable
 from panel.widgets import DatetimePicker, DatetimeRangePicker
 
@@ -28,9 +34,13 @@ class Design(Fast):
         DatetimePicker: {"allow_input": True},
         DatetimeRangePicker: {"allow_input": True},
     }
-    # Panel finds Fast's own script by the design's class name ("fast/js/..."): name it outright,
-    # as Panel's bundled copy (served locally like the rest of Fast)
+    # Panel prefixes a relative resource with the design's class name ("design/js/..."): point
+    # each at Panel's bundled copy of Fast's (served locally like the rest of Fast)
     _resources = {
         **Fast._resources,
-        "js_modules": {**Fast._resources["js_modules"], "fast-design": f"{CDN_DIST}bundled/fast/js/fast_design.js"},
+        "font": {},
+        "js_modules": {
+            name: url if isurl(url) else f"{CDN_DIST}bundled/fast/{url}"
+            for name, url in Fast._resources["js_modules"].items()
+        },
     }
