@@ -184,6 +184,29 @@ def test_tasks_reprocess_history_and_cancel(platform):
     assert board.history().set_index("id").loc[task.id, "progress"] == 100
 
 
+def test_tasks_form_starts_from_the_models_switches_and_its_status_follows_the_task(platform):
+    model = model_named(platform, "Pump health")
+    assert model.refresh.create_alarms and model.refresh.save_telemetry  # the demo's switches
+    board = TaskBoard(platform, model)
+    assert board.request.create_alarms and board.request.save_telemetry
+    platform.anomaly.set_refresh(model.id, {"create_alarms": False, "save_telemetry": False})
+    try:
+        off = TaskBoard(platform, model_named(platform, "Pump health"))
+        assert not off.request.create_alarms and not off.request.save_telemetry
+    finally:
+        platform.anomaly.set_refresh(model.id, {"create_alarms": True, "save_telemetry": True})
+    board.request.param.update(start=DEMO_END_MS - DAY, end=DEMO_END_MS)
+    task = board.start_reprocess()
+    assert task is not None and task.params_["createAlarms"] and task.params_["saveTelemetry"]
+    assert board.followed == task.id and board.message.startswith("Reprocess of")
+    done = platform.tasks.wait(task.id, timeout=60)
+    assert done.status == "DONE"
+    board.follow()  # what the Tasks view does on every change of the task table
+    assert "queued" not in board.message and " done: " in board.message
+    assert f"{done.result['deleted']} anomalies replaced by {done.result['created']}" in board.message
+    assert not board.follow()  # nothing changed since
+
+
 def test_experiment_compares_variants_without_touching_the_model_then_promotes_one(platform):
     model = model_named(platform, "Thermostat comfort")
     bench = ExperimentBench(platform, model, start=DEMO_END_MS - 7 * DAY, end=DEMO_END_MS)

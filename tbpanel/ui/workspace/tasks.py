@@ -119,6 +119,8 @@ class TasksView(pn.viewable.Viewer):
         sig = self.board.signature()
         if force or sig != self._sig:
             self._sig = sig
+            if self.board.follow():  # the status line follows the reprocess started here
+                self._message.object = html.escape(self.board.message)
             self._table.value = self._frame()
             self._show_log()
 
