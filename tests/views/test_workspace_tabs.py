@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tbpanel.anomaly.config import SEVERITIES
-from tbpanel.anomaly.scoring import severity_for
+from tbpanel.anomaly.scoring import AUTO_COOLDOWN_SEGMENTS, severity_for
 from tbpanel.demo import DEMO_END_MS, ensure_demo_models, open_demo, planted_anomalies
 from tbpanel.views.workspace.clusters import ClusterInfo
 from tbpanel.views.workspace.experiments import ExperimentBench, Variant
@@ -232,6 +232,32 @@ def test_tasks_form_starts_from_the_models_switches_and_its_status_follows_the_t
     assert "queued" not in board.message and " done: " in board.message
     assert f"{done.result['deleted']} anomalies replaced by {done.result['created']}" in board.message
     assert not board.follow()  # nothing changed since
+
+
+def test_experiment_variants_merge_anomalous_segments_close_together(platform):
+    """A less sensitive variant lets the plateau of P1's level shift dip under 100 here and there;
+    its variants inherit the ensemble's merge rule, so pieces that close stay one anomaly."""
+    model = model_named(platform, "Pump health")
+    bench = ExperimentBench(platform, model, start=DEMO_END_MS - 7 * DAY, end=DEMO_END_MS)
+    assert bench.merge_segments == AUTO_COOLDOWN_SEGMENTS and model.config.cooldown_segments is None
+    less = next(v for v in bench.variants if v.label == "less sensitive")
+    assert bench.named()["less sensitive"] == {**less.overrides(), "cooldown_segments": AUTO_COOLDOWN_SEGMENTS}
+    segment = platform.anomaly.trained(model.id).segment_ms
+    results = {}
+    for merge in (0, AUTO_COOLDOWN_SEGMENTS, 12):
+        bench.merge_segments = merge
+        run = platform.anomaly.experiment(model.id, bench.named(), bench.start, bench.end, "trained")
+        results[merge] = run["less sensitive"]
+        by_item: dict = {}
+        for a in sorted(results[merge], key=lambda a: a["start_ts"]):
+            by_item.setdefault(a["item"], []).append(a)
+        for pieces in by_item.values():  # no two anomalies of a device closer than the merge
+            assert all(b["start_ts"] - a["end_ts"] > merge * segment for a, b in zip(pieces, pieces[1:]))
+    assert len(results[0]) > 1  # unmerged, the one planted window comes in pieces
+    assert len(results[12]) <= len(results[AUTO_COOLDOWN_SEGMENTS]) <= len(results[0])
+    assert len(results[12]) == 1  # twelve segments bridge every dip of the plateau
+    bench.merge_segments = 0
+    assert bench.named()["less sensitive"] == less.overrides()  # 0: as the model
 
 
 def test_experiment_compares_variants_without_touching_the_model_then_promotes_one(platform):
