@@ -2,8 +2,9 @@
 model's anomalies shaded, and a sortable anomaly table; clicking a row zooms onto it, on the
 field that drove it.
 
-The figure (``review-plot``) draws ``review:raw`` (the field), ``review:score`` (segment
-scores, right axis, 100 = the model's threshold) and ``review:anomalies`` (shaded windows).
+The figure (``review-plot``) draws ``review:raw`` (the field; its ``tags`` say which device id
+and key), ``review:score`` (segment scores, right axis, 100 = the model's threshold) and
+``review:anomalies`` (shaded windows).
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ class ReviewView(pn.viewable.Viewer):
         self._bg = Background(platform.executor)  # reads off the server loop
         r = self.review
         self._item = pn.widgets.Select(
-            name="Device", options={v: k for k, v in r.devices.items()}, value=r.item, width=220
+            name="Device",
+            options={v: k for k, v in r.devices.items()},
+            value=r.item,
+            width=220,
+            css_classes=["review-device"],
         )
-        self._field = pn.widgets.Select.from_param(r.param.field, name="Field", width=180)
+        self._field = pn.widgets.Select.from_param(r.param.field, name="Field", width=180, css_classes=["review-field"])
         self._all = pn.widgets.Button(name="Whole range", width=120)
         self._caption = pn.pane.HTML("", name="review-caption")
         self._raw = ColumnDataSource({"x": [], "y": []}, name="review:raw")
@@ -107,6 +112,7 @@ class ReviewView(pn.viewable.Viewer):
     def _show(self, loaded) -> None:
         ts, y, scores, (lo, hi) = loaded
         r = self.review
+        self._raw.tags = [str(r.item), str(r.field)]  # which series is drawn: (device id, key)
         self._raw.data = {"x": ts.astype(float), "y": y}
         self._score.data = {"x": scores["end_ts"].to_numpy(dtype=float), "score": scores["score"].to_numpy(dtype=float)}
         top = float(scores["score"].max()) if len(scores) else 100.0
