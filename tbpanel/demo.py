@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,7 @@ def series_values(fleet: dict, device: str, key: str, ts_ms: np.ndarray, end_ms:
     for a in fleet["anomalies"]:
         if a["device"] != device or a["key"] != key:
             continue
-        start = end_ms - int(a["hours_before_end"] * 3_600_000)
-        stop = start + int(a["duration_h"] * 3_600_000)
+        start, stop = anomaly_window(a, end_ms)
         inside = (ts_ms >= start) & (ts_ms < stop)
         if not inside.any():
             continue
@@ -61,6 +61,15 @@ def series_values(fleet: dict, device: str, key: str, ts_ms: np.ndarray, end_ms:
         elif a["kind"] == "flatline":
             values[inside] = values[inside][0]
     return np.round(values, 3)
+
+
+def anomaly_window(anomaly: dict, end_ms: int) -> tuple[int, int]:
+    """``(start, stop)`` ms of a planted anomaly in a history ending at ``end_ms``; an anomaly
+    without ``duration_h`` is still going on (stop: the end of time), so the live simulator keeps it up."""
+    start = end_ms - int(anomaly["hours_before_end"] * 3_600_000)
+    if anomaly.get("duration_h") is None:
+        return start, np.iinfo(np.int64).max
+    return start, start + int(anomaly["duration_h"] * 3_600_000)
 
 
 def _hash_noise(minute: np.ndarray, seed: int) -> np.ndarray:
@@ -120,15 +129,33 @@ def ensure_demo(
     return ids
 
 
-DEMO_MODELS = [
+DEMO_MODELS: list[dict[str, Any]] = [
     {"name": "Pump health", "device_type": "pump", "fields": ["pressure", "flow", "vibration"]},
-    {"name": "Thermostat comfort", "device_type": "thermostat", "fields": ["temperature", "humidity"]},
+    # the daily blips of three thermostats stay anomalies without an alarm (below MAJOR = 120);
+    # the planted spike and the window still open raise alarms
+    {
+        "name": "Thermostat comfort",
+        "device_type": "thermostat",
+        "fields": ["temperature", "humidity"],
+        "warning_enabled": False,
+        "minor_enabled": False,
+        "major_threshold": 120.0,
+    },
 ]
+DEMO_REFRESH = {"enabled": True, "every": 1, "unit": "HOUR", "save_telemetry": True, "create_alarms": True}
 
 
 def ensure_demo_models(platform, *, progress: Callable[[str], None] = log.info) -> list:
     """One model per demo device type, built on the history, refreshed hourly with saved scores
-    and alarms on — what the served demo shows. Idempotent, like :func:`ensure_demo`."""
+    and alarms on — what the served demo shows. Idempotent, like :func:`ensure_demo`.
+
+    A build creates anomalies but never alarms (alarms come from refresh and reprocess runs),
+    so a model without alarms then reprocesses its history with "create alarms" on: the planted
+    anomalies that are over become CLEARED alarms and the one still going on an ACTIVE alarm,
+    before the demo serves its first page. A model that has alarms already is left alone, so a
+    restart adds none.
+    """
+    from .alarms.query import AlarmQuery
     from .anomaly.config import ModelConfig
 
     fleet = load_fleet()
@@ -145,11 +172,33 @@ def ensure_demo_models(platform, *, progress: Callable[[str], None] = log.info) 
             if task.status != "DONE":
                 progress(f"  the demo model {spec['name']!r} did not build: {task.message}")
                 continue
-            model = platform.anomaly.set_refresh(
-                model.id, {"enabled": True, "every": 1, "unit": "HOUR", "save_telemetry": True, "create_alarms": True}
-            )
+            model = platform.anomaly.set_refresh(model.id, DEMO_REFRESH)
+        _, alarms = platform.alarms.repo.query(AlarmQuery(tenant.id, model_id=model.id, page_size=1))
+        if not alarms and model.refresh.create_alarms and model.last_refresh_end_ms is not None:
+            model = _alarms_from_history(platform, model, progress)
         models.append(model)
     return models
+
+
+def _alarms_from_history(platform, model, progress: Callable[[str], None]):
+    """Reprocess the model's history with alarm creation on, for just the devices and time that
+    hold an anomaly scoring high enough for an alarm (from the earliest such anomaly's start up
+    to the build's end): the same alarms as a reprocess of everything, in a fraction of the time."""
+    from .anomaly.scoring import severity_for
+
+    trained = platform.anomaly.trained(model.id)
+    thresholds = trained.thresholds(model.config) if trained is not None else {}
+    worthy = [a for a in platform.anomaly.anomalies(model.id) if severity_for(float(a["score"]), thresholds)]
+    if not worthy:
+        return model
+    start = min(int(a["start_ts"]) for a in worthy)
+    items = sorted({a["item"] for a in worthy})
+    end = int(model.last_refresh_end_ms)
+    progress(f"  creating the alarms of {model.config.name!r} from its anomalies ...")
+    task = platform.tasks.wait(platform.anomaly.reprocess(model.id, start, end, items, create_alarms=True).id)
+    if task.status != "DONE":
+        progress(f"  the alarms of {model.config.name!r} were not created: {task.message}")
+    return platform.anomaly.get_model(model.id) or model
 
 
 class _MqttDevice:
@@ -191,14 +240,45 @@ class _MqttDevice:
         self.sock.close()
 
 
+def history_end(platform, fleet: dict | None = None) -> int | None:
+    """The end (ms) of the demo history in ``platform`` (its planted anomalies are placed
+    relative to it), or None when the directory holds no demo history."""
+    fleet = fleet or load_fleet()
+    tenant = platform.registry.find_tenant(fleet["tenant"])
+    if tenant is None:
+        return None
+    spec = fleet["devices"][0]
+    device = next((d for d in platform.registry.all_devices(tenant.id) if d.name == spec["name"]), None)
+    key = next(iter(fleet["device_types"][spec["type"]]))
+    first = platform.store.query_raw(device.id, [key], 0, now_ms() + DAY_MS, limit=1, order="ASC") if device else {}
+    if key not in first:
+        return None
+    return int(first[key][0][0]) + fleet["history_days"] * DAY_MS
+
+
 class FleetSimulator:
     """Posts every demo device's current values: over HTTP (``/api/v1/{token}/telemetry``), or
-    over MQTT for devices marked ``"transport": "mqtt"`` when the server has an MQTT port."""
+    over MQTT for devices marked ``"transport": "mqtt"`` when the server has an MQTT port.
+
+    The values follow :func:`series_values` for a history ending at ``end_ms`` (the demo
+    history's end when ``platform`` holds one, else the simulator's start), so a planted
+    anomaly that is still going on at the history's end goes on in the live data.
+    """
 
     def __init__(
-        self, platform, base_url: str, *, period_s: float = 5.0, fleet: dict | None = None, mqtt_port: int | None = None
+        self,
+        platform,
+        base_url: str,
+        *,
+        period_s: float = 5.0,
+        fleet: dict | None = None,
+        mqtt_port: int | None = None,
+        end_ms: int | None = None,
     ):
         self.fleet = fleet or load_fleet()
+        if end_ms is None and platform is not None:
+            end_ms = history_end(platform, self.fleet)
+        self.end_ms = end_ms if end_ms is not None else now_ms()
         self.base_url = base_url.rstrip("/")
         self.mqtt_port = mqtt_port
         self._mqtt: dict[str, _MqttDevice] = {}
@@ -235,7 +315,7 @@ class FleetSimulator:
         ts = np.array([now], dtype=np.int64)
         for spec in self.fleet["devices"]:
             values = {
-                key: float(series_values(self.fleet, spec["name"], key, ts, now + DAY_MS)[0])
+                key: float(series_values(self.fleet, spec["name"], key, ts, self.end_ms)[0])
                 for key in self.fleet["device_types"][spec["type"]]
             }
             body = json.dumps({"ts": now, "values": values}).encode()
@@ -345,22 +425,21 @@ def planted_anomalies(end_ms: int = DEMO_END_MS, fleet: dict | None = None):
     """The fleet's planted anomalies as a DataFrame (device, key, kind, start, end, story).
 
     This is the ground truth a model on the demo data should find; notebooks and tests score
-    detections against it.
+    detections against it. ``end`` is NaT for an anomaly that is still going on.
     """
     import pandas as pd
 
     fleet = fleet or load_fleet()
     rows = []
     for a in fleet["anomalies"]:
-        start = end_ms - int(a["hours_before_end"] * 3_600_000)
-        stop = start + int(a["duration_h"] * 3_600_000)
+        start, stop = anomaly_window(a, end_ms)
         rows.append(
             {
                 "device": a["device"],
                 "key": a["key"],
                 "kind": a["kind"],
                 "start": pd.Timestamp(start, unit="ms", tz="UTC"),
-                "end": pd.Timestamp(stop, unit="ms", tz="UTC"),
+                "end": pd.Timestamp(stop, unit="ms", tz="UTC") if a.get("duration_h") is not None else pd.NaT,
                 "story": a.get("story", ""),
             }
         )

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tbpanel.demo import CUSTOMER_EMAIL, CUSTOMER_PASSWORD, TENANT_EMAIL, TENANT_PASSWORD, load_fleet
-from tests.helpers import ARTIFACTS, Api
+from tests.helpers import ARTIFACTS, Api, signed_in_pages
 
 
 def test_demo_prints_its_url_and_logins(demo):
@@ -55,6 +55,48 @@ def test_demo_has_built_models_with_refresh_and_alarms_on(demo):
     pump = tenant.get(f"/api/tbpanel/models/{models['Pump health']['id']}/anomalies").json()
     top = max(pump, key=lambda a: a["scoreIndex"])
     assert devices[top["item"]] == "Pump P1"  # the planted level shift ranks first
+
+
+def test_fresh_demo_has_active_and_cleared_alarms_from_the_planted_anomalies(demo):
+    tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+
+    def names(status):
+        page = tenant.get("/api/alarms", params={"pageSize": 100, "page": 0, "searchStatus": status}).json()
+        return sorted(a["originatorName"] for a in page["data"])
+
+    assert names("ACTIVE") == ["Thermostat T1"]  # the window still open
+    assert {"Pump P1", "Pump P2", "Thermostat T2"} <= set(names("CLEARED"))  # episodes that are over
+    models = {m["name"]: m["id"] for m in tenant.get("/api/tbpanel/models").json()}
+    for mid in models.values():  # each model's alarms come from its own anomalies
+        alarms = tenant.get("/api/alarms", params={"pageSize": 100, "page": 0, "modelId": mid}).json()["data"]
+        anomalies = {a["id"] for a in tenant.get(f"/api/tbpanel/models/{mid}/anomalies").json()}
+        assert alarms and all(a["details"]["anomalyId"] in anomalies for a in alarms)
+    customer = Api.login(demo.url, CUSTOMER_EMAIL, CUSTOMER_PASSWORD)
+    seen = customer.get("/api/alarms", params={"pageSize": 100, "page": 0, "searchStatus": "ACTIVE"}).json()["data"]
+    assert [a["originatorName"] for a in seen] == ["Thermostat T1"]  # T1 is Customer A's
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    "login, active, cleared, hidden",
+    [
+        ((TENANT_EMAIL, TENANT_PASSWORD), "Thermostat T1", ["Pump P1", "Pump P2", "Thermostat T2"], []),
+        ((CUSTOMER_EMAIL, CUSTOMER_PASSWORD), "Thermostat T1", ["Pump P1", "Thermostat T2"], ["Pump P2"]),
+    ],
+    ids=["tenant", "customer"],
+)
+def test_alarms_page_of_a_fresh_demo_shows_active_and_cleared_alarms(demo, browser, login, active, cleared, hidden):
+    with signed_in_pages(browser, demo.url, height=1000, wait_ms=60_000) as open_page:
+        page = open_page(login, "/alarms")
+        rows = page.locator(".tabulator-row")
+        status = "[tabulator-field='status']"
+        rows.filter(has_text=active).locator(status).filter(has_text="ACTIVE_UNACK").first.wait_for(timeout=60_000)
+        for name in cleared:
+            rows.filter(has_text=name).locator(status).filter(has_text="CLEARED_UNACK").first.wait_for(timeout=60_000)
+        for name in hidden:
+            assert rows.filter(has_text=name).count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"alarms-demo-{login[0].split('@')[0]}.png"), full_page=True)
 
 
 def test_demo_fleet_keeps_posting_over_http(demo):

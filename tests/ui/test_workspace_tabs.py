@@ -26,6 +26,12 @@ X_RANGE_JS = """() => {
       if (m.name === 'review-plot') return [m.x_range.start, m.x_range.end];
   return null;
 }"""
+RAW_SERIES_JS = """() => {
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.name === 'review:raw') return {item: m.tags[0], key: m.tags[1], x: Array.from(m.data.x), y: Array.from(m.data.y)};
+  return null;
+}"""
 SOURCE_LEN_JS = """(name) => {
   for (const doc of Bokeh.documents)
     for (const m of doc.all_models)
@@ -117,6 +123,54 @@ def test_review_opens_the_planted_level_shift_from_the_sorted_table(open_tab, te
     shot(page, "review")
 
 
+def drawn(page, item: str, key: str) -> dict:
+    """The Review plot's raw series once it is ``key`` of device ``item`` (its source's tags)."""
+    page.wait_for_function(
+        f"() => {{ const s = ({RAW_SERIES_JS})(); return s && s.item === '{item}' && s.key === '{key}' && s.x.length > 0; }}",
+        timeout=WAIT_MS,
+    )
+    return page.evaluate(RAW_SERIES_JS)
+
+
+def test_review_zooms_on_the_field_that_drove_the_anomaly(open_tab, tenant):
+    page, model = open_tab("Pump health", "Review")
+    devices = {d["name"]: d["id"]["id"] for d in tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]}
+    anomalies = tenant.get(f"/api/tbpanel/models/{model['id']}/anomalies").json()
+    top = max(anomalies, key=lambda a: a["scoreIndex"])
+    assert top["item"] == devices["Pump P1"]
+    # the tab opens on the field of the highest-ranked anomaly: P1's vibration level shift
+    drawn(page, devices["Pump P1"], "vibration")
+    page.locator(".review-field select").select_option("flow")  # look somewhere else first
+    drawn(page, devices["Pump P1"], "flow")
+    table_rows = page.locator(".tabulator-row:visible", has=page.locator("[tabulator-field='severity']"))
+    for name, key in (("Pump P2", "pressure"), ("Pump P1", "vibration")):  # planted: a drift, a level shift
+        target = next(a for a in anomalies if a["item"] == devices[name])
+        table_rows.filter(has_text=name).first.locator("[tabulator-field='start']").click()
+        page.locator(f"#review-focus[data-start='{target['startTs']}'][data-field='{key}']").wait_for(timeout=WAIT_MS)
+        series = drawn(page, devices[name], key)
+        page.wait_for_function(
+            f"() => {{ const r = ({X_RANGE_JS})(); return r && r[0] < {target['startTs']} && r[1] > {target['endTs']}; }}",
+            timeout=WAIT_MS,
+        )
+        # the drawn values are that key's, point for point inside the anomaly
+        raw = tenant.get(
+            f"/api/plugins/telemetry/DEVICE/{devices[name]}/values/timeseries",
+            params={
+                "keys": key,
+                "startTs": target["startTs"],
+                "endTs": target["endTs"] - 1,
+                "limit": 100_000,
+                "orderBy": "ASC",
+                "useStrictDataTypes": "true",
+            },
+        ).json()[key]
+        inside = [y for x, y in zip(series["x"], series["y"]) if target["startTs"] <= x < target["endTs"]]
+        assert inside == [p["value"] for p in raw] and len(inside) > 10
+        assert page.locator(".review-field select").input_value() == key
+    page.wait_for_timeout(300)
+    shot(page, "review-driving-field")
+
+
 def test_input_threshold_changes_the_alarm_preview_before_saving(open_tab, tenant):
     page, model = open_tab("Thermostat comfort", "Input")
     scores = sorted(a["score"] for a in tenant.get(f"/api/tbpanel/models/{model['id']}/anomalies").json())
@@ -171,6 +225,33 @@ def test_tasks_start_and_cancel_a_reprocess(open_tab, tenant):
     assert task["status"] == "CANCELLED" and any("cancelled" in line for line in task["log"])
     page.locator("#task-log-of[data-status='CANCELLED']").wait_for(timeout=WAIT_MS)  # its log, shown live
     shot(page, "tasks")
+
+
+def test_reprocess_form_starts_from_the_models_switches_and_says_when_it_is_done(open_tab, tenant):
+    models = {m["name"]: m for m in tenant.get("/api/tbpanel/models").json()}
+    mid = models["Thermostat comfort"]["id"]
+    assert models["Thermostat comfort"]["refresh"]["create_alarms"]  # the demo's switch is on
+    page, _ = open_tab("Thermostat comfort", "Tasks")
+    alarms = page.locator(".reprocess-alarms input[type=checkbox]")
+    alarms.wait_for(timeout=WAIT_MS)
+    assert alarms.is_checked() and page.locator(".reprocess-telemetry input[type=checkbox]").is_checked()
+    page.locator(".run-reprocess button").click()
+    page.locator(".tasks-message").get_by_text(re.compile(r"Reprocess of .* done: ")).wait_for(timeout=WAIT_MS)
+    assert "queued" not in page.locator(".tasks-message").inner_text()
+    tasks = tenant.get(f"/api/tbpanel/models/{mid}/tasks").json()
+    latest = next(t for t in tasks if t["kind"] == "REPROCESS")
+    assert latest["status"] == "DONE" and latest["params"]["createAlarms"] is True
+    shot(page, "tasks-done")
+    # switched off in Jobs (here over REST), a new Tasks tab starts unticked
+    r = tenant.put(f"/api/tbpanel/models/{mid}/refresh", json={"create_alarms": False})
+    assert r.status_code == 200, r.text
+    try:
+        page, _ = open_tab("Thermostat comfort", "Tasks")
+        alarms = page.locator(".reprocess-alarms input[type=checkbox]")
+        alarms.wait_for(timeout=WAIT_MS)
+        assert not alarms.is_checked()
+    finally:
+        tenant.put(f"/api/tbpanel/models/{mid}/refresh", json={"create_alarms": True})
 
 
 def test_jobs_switches_refresh_on(open_tab, tenant):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tbpanel.anomaly.config import SEVERITIES
-from tbpanel.anomaly.scoring import severity_for
+from tbpanel.anomaly.scoring import AUTO_COOLDOWN_SEGMENTS, severity_for
 from tbpanel.demo import DEMO_END_MS, ensure_demo_models, open_demo, planted_anomalies
 from tbpanel.views.workspace.clusters import ClusterInfo
 from tbpanel.views.workspace.experiments import ExperimentBench, Variant
@@ -74,6 +75,32 @@ def test_review_lists_anomalies_by_impact_and_zooms_onto_the_planted_level_shift
     fresh = review.anomaly_table()
     assert row["id"] not in set(fresh["id"])  # the reprocess replaced it by a fresh one, same place
     assert len(fresh[(fresh["item"] == row["item"]) & (fresh["start_ts"] == row["start_ts"])]) == 1
+
+
+def test_review_opens_and_zooms_on_the_field_that_drove_each_planted_anomaly(platform):
+    found = 0
+    planted = planted_anomalies(DEMO_END_MS)
+    for name in ("Pump health", "Thermostat comfort"):
+        review = ReviewModel(platform, model_named(platform, name))
+        table = review.anomaly_table()
+        top = table.iloc[0]
+        assert review.item == top["item"] and review.field == review.driving_field(top["id"])
+        for p in planted.itertuples():
+            s = int(p.start.timestamp() * 1000)
+            e = DEMO_END_MS if pd.isna(p.end) else int(p.end.timestamp() * 1000)
+            hit = table[(table.device == p.device) & (table.start_ts < e) & (table.end_ts > s)]
+            if hit.empty:
+                continue  # this model does not see it (other device type) or missed it (the frozen sensor)
+            found += 1
+            review.field = next(f for f in review.param.field.objects if f != p.key)  # somewhere else
+            review.focus(hit.iloc[0]["id"])
+            assert review.field == p.key, (p.device, review.drivers(hit.iloc[0]["id"]))
+            shares = review.drivers(hit.iloc[0]["id"])
+            assert next(iter(shares)) == p.key and sum(shares.values()) == pytest.approx(1.0)
+            ts, _ = review.series()
+            assert len(ts) and review.field in platform.store.keys(review.item)
+    assert found >= 4  # P1's level shift, P2's drift, T2's spike, T1's open window
+    assert ReviewModel(platform, model_named(platform, "Pump health")).field == "vibration"  # P1's shift first
 
 
 def test_cluster_info_matches_the_stored_statistics(platform):
@@ -182,6 +209,55 @@ def test_tasks_reprocess_history_and_cancel(platform):
     task = board.start_reprocess()
     assert platform.tasks.wait(task.id, timeout=60).status == "DONE"
     assert board.history().set_index("id").loc[task.id, "progress"] == 100
+
+
+def test_tasks_form_starts_from_the_models_switches_and_its_status_follows_the_task(platform):
+    model = model_named(platform, "Pump health")
+    assert model.refresh.create_alarms and model.refresh.save_telemetry  # the demo's switches
+    board = TaskBoard(platform, model)
+    assert board.request.create_alarms and board.request.save_telemetry
+    platform.anomaly.set_refresh(model.id, {"create_alarms": False, "save_telemetry": False})
+    try:
+        off = TaskBoard(platform, model_named(platform, "Pump health"))
+        assert not off.request.create_alarms and not off.request.save_telemetry
+    finally:
+        platform.anomaly.set_refresh(model.id, {"create_alarms": True, "save_telemetry": True})
+    board.request.param.update(start=DEMO_END_MS - DAY, end=DEMO_END_MS)
+    task = board.start_reprocess()
+    assert task is not None and task.params_["createAlarms"] and task.params_["saveTelemetry"]
+    assert board.followed == task.id and board.message.startswith("Reprocess of")
+    done = platform.tasks.wait(task.id, timeout=60)
+    assert done.status == "DONE"
+    board.follow()  # what the Tasks view does on every change of the task table
+    assert "queued" not in board.message and " done: " in board.message
+    assert f"{done.result['deleted']} anomalies replaced by {done.result['created']}" in board.message
+    assert not board.follow()  # nothing changed since
+
+
+def test_experiment_variants_merge_anomalous_segments_close_together(platform):
+    """A less sensitive variant lets the plateau of P1's level shift dip under 100 here and there;
+    its variants inherit the ensemble's merge rule, so pieces that close stay one anomaly."""
+    model = model_named(platform, "Pump health")
+    bench = ExperimentBench(platform, model, start=DEMO_END_MS - 7 * DAY, end=DEMO_END_MS)
+    assert bench.merge_segments == AUTO_COOLDOWN_SEGMENTS and model.config.cooldown_segments is None
+    less = next(v for v in bench.variants if v.label == "less sensitive")
+    assert bench.named()["less sensitive"] == {**less.overrides(), "cooldown_segments": AUTO_COOLDOWN_SEGMENTS}
+    segment = platform.anomaly.trained(model.id).segment_ms
+    results = {}
+    for merge in (0, AUTO_COOLDOWN_SEGMENTS, 12):
+        bench.merge_segments = merge
+        run = platform.anomaly.experiment(model.id, bench.named(), bench.start, bench.end, "trained")
+        results[merge] = run["less sensitive"]
+        by_item: dict = {}
+        for a in sorted(results[merge], key=lambda a: a["start_ts"]):
+            by_item.setdefault(a["item"], []).append(a)
+        for pieces in by_item.values():  # no two anomalies of a device closer than the merge
+            assert all(b["start_ts"] - a["end_ts"] > merge * segment for a, b in zip(pieces, pieces[1:]))
+    assert len(results[0]) > 1  # unmerged, the one planted window comes in pieces
+    assert len(results[12]) <= len(results[AUTO_COOLDOWN_SEGMENTS]) <= len(results[0])
+    assert len(results[12]) == 1  # twelve segments bridge every dip of the plateau
+    bench.merge_segments = 0
+    assert bench.named()["less sensitive"] == less.overrides()  # 0: as the model
 
 
 def test_experiment_compares_variants_without_touching_the_model_then_promotes_one(platform):

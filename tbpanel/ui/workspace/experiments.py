@@ -37,6 +37,17 @@ class ExperimentsView(pn.viewable.Viewer):
         self._add = pn.widgets.Button(name="+ variant", width=110, css_classes=["add-variant"])
         self._add.on_click(lambda _: self._add_variant())
         self._current = pn.widgets.Checkbox.from_param(b.param.include_current, name="Compare with the stored model")
+        merges = {"no (as the model)": 0, "1 segment": 1, "2 segments": 2, "4 segments (the ensemble's rule)": 4}
+        if b.merge_segments not in merges.values():
+            merges[f"{b.merge_segments} segments"] = b.merge_segments
+        self._merge = pn.widgets.Select(
+            name="Merge a variant's anomalies closer than",
+            options=merges,
+            value=b.merge_segments,
+            width=260,
+            css_classes=["merge-segments"],
+        )
+        self._merge.param.watch(lambda e: setattr(b, "merge_segments", int(e.new)), "value")
         self._start, self._end = range_pickers(b)
         self._run = pn.widgets.Button(
             name="Run experiment", button_type="primary", width=180, css_classes=["run-experiment"]
@@ -186,7 +197,7 @@ class ExperimentsView(pn.viewable.Viewer):
                 "training range and scored over the range below. Nothing is stored until you promote one."
             ),
             self._variants,
-            pn.Row(self._add, self._current),
+            pn.Row(self._add, self._current, self._merge),
             pn.Row(self._start, self._end),
             pn.Row(self._run, self._progress, self._message),
             pn.pane.Markdown("**Anomalies of each variant** (darker = higher score)"),

@@ -1,8 +1,10 @@
 """The Review tab: a device's raw telemetry with the anomaly score on a second axis, the
-model's anomalies shaded, and a sortable anomaly table; clicking a row zooms onto it.
+model's anomalies shaded, and a sortable anomaly table; clicking a row zooms onto it, on the
+field that drove it.
 
-The figure (``review-plot``) draws ``review:raw`` (the field), ``review:score`` (segment
-scores, right axis, 100 = the model's threshold) and ``review:anomalies`` (shaded windows).
+The figure (``review-plot``) draws ``review:raw`` (the field; its ``tags`` say which device id
+and key), ``review:score`` (segment scores, right axis, 100 = the model's threshold) and
+``review:anomalies`` (shaded windows).
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ class ReviewView(pn.viewable.Viewer):
         self._bg = Background(platform.executor)  # reads off the server loop
         r = self.review
         self._item = pn.widgets.Select(
-            name="Device", options={v: k for k, v in r.devices.items()}, value=r.item, width=220
+            name="Device",
+            options={v: k for k, v in r.devices.items()},
+            value=r.item,
+            width=220,
+            css_classes=["review-device"],
         )
-        self._field = pn.widgets.Select.from_param(r.param.field, name="Field", width=180)
+        self._field = pn.widgets.Select.from_param(r.param.field, name="Field", width=180, css_classes=["review-field"])
         self._all = pn.widgets.Button(name="Whole range", width=120)
         self._caption = pn.pane.HTML("", name="review-caption")
         self._raw = ColumnDataSource({"x": [], "y": []}, name="review:raw")
@@ -106,6 +112,7 @@ class ReviewView(pn.viewable.Viewer):
     def _show(self, loaded) -> None:
         ts, y, scores, (lo, hi) = loaded
         r = self.review
+        self._raw.tags = [str(r.item), str(r.field)]  # which series is drawn: (device id, key)
         self._raw.data = {"x": ts.astype(float), "y": y}
         self._score.data = {"x": scores["end_ts"].to_numpy(dtype=float), "score": scores["score"].to_numpy(dtype=float)}
         top = float(scores["score"].max()) if len(scores) else 100.0
@@ -125,10 +132,14 @@ class ReviewView(pn.viewable.Viewer):
             hit = r.anomaly_table()[r.anomaly_table()["id"] == r.selected]
             if len(hit):
                 row = hit.iloc[0].to_dict()
+                drivers = r.drivers(r.selected)
+                driven = ", ".join(f"{html.escape(f)} {share:.0%}" for f, share in drivers.items() if share >= 0.1)
                 text += (
                     f" · zoomed to <span id='review-focus' data-start='{row['start_ts']}' "
-                    f"data-end='{row['end_ts']}'>{row['start']} – {row['end']} UTC, score {row['score']:g} "
-                    f"({row['severity']})</span>"
+                    f"data-end='{row['end_ts']}' data-field='{html.escape(str(r.field))}'>"
+                    f"{row['start']} – {row['end']} UTC, score {row['score']:g} ({row['severity']})"
+                    + (f", driven by {driven}" if driven else "")
+                    + "</span>"
                 )
         self._caption.object = text
 
@@ -160,11 +171,13 @@ class ReviewView(pn.viewable.Viewer):
         self.focus(anomaly_id)
 
     def focus(self, anomaly_id: str) -> None:
-        """Zoom onto one anomaly (its device's series, at full resolution around it)."""
+        """Zoom onto one anomaly: its device's series and the field that drove it, at full
+        resolution around it."""
         r = self.review
         with param.parameterized.discard_events(r):
             r.focus(anomaly_id)
         self._item.value = r.item
+        self._field.value = r.field  # the pickers were not told (events discarded: one reload)
         self.reload()
 
     def _show_all(self) -> None:

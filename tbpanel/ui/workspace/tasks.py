@@ -38,13 +38,17 @@ class TasksView(pn.viewable.Viewer):
         )
         self._items.param.watch(lambda e: setattr(req, "items", list(e.new)), "value")
         req.param.watch(lambda e: setattr(self._items, "visible", e.new == "specific"), "items_mode")
-        self._alarms = pn.widgets.Checkbox.from_param(req.param.create_alarms, name="Create alarms")
-        self._tm = pn.widgets.Checkbox.from_param(req.param.save_telemetry, name="Save scores as telemetry")
+        self._alarms = pn.widgets.Checkbox.from_param(
+            req.param.create_alarms, name="Create alarms", css_classes=["reprocess-alarms"]
+        )
+        self._tm = pn.widgets.Checkbox.from_param(
+            req.param.save_telemetry, name="Save scores as telemetry", css_classes=["reprocess-telemetry"]
+        )
         self._run = pn.widgets.Button(
             name="Run reprocess", button_type="primary", width=180, css_classes=["run-reprocess"]
         )
         self._run.on_click(lambda _: self._on_run())
-        self._message = pn.pane.Markdown("", name="tasks-message")
+        self._message = pn.pane.Markdown("", name="tasks-message", css_classes=["tasks-message"])
         self._table = pn.widgets.Tabulator(
             self._frame(),
             show_index=False,
@@ -119,6 +123,8 @@ class TasksView(pn.viewable.Viewer):
         sig = self.board.signature()
         if force or sig != self._sig:
             self._sig = sig
+            if self.board.follow():  # the status line follows the reprocess started here
+                self._message.object = html.escape(self.board.message)
             self._table.value = self._frame()
             self._show_log()
 

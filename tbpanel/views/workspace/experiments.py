@@ -5,6 +5,13 @@ algorithm, window). :meth:`ExperimentBench.run` scores the stored model and each
 the chosen range as one EXPERIMENT task (:meth:`AnomalyService.experiment`, which touches no
 anomaly, alarm or saved score); :meth:`ExperimentBench.promote` writes a variant's overrides
 into the stored model and rebuilds it when they need a rebuild.
+
+A variant that only lowers the sensitivity lets the marginal segments of a long episode dip
+under the threshold, and the Trendz rule (a run of *consecutive* anomalous segments) then splits
+the episode into pieces a few segments apart. So variants of a model without a cool-down of its
+own inherit the ensemble detector's merge rule (``cooldown_segments``, :attr:`ExperimentBench.merge_segments`
+segment lengths): anomalous segments that close together stay one anomaly. Promoting a variant
+stores exactly what was compared, its cool-down included.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import pandas as pd
 import param
 
 from ...anomaly.config import ModelConfig
+from ...anomaly.scoring import AUTO_COOLDOWN_SEGMENTS
 from ...anomaly.service import AnomalyService
 from ...clock import DAY_MS, HOUR_MS, now_ms, utc_text
 from .model_data import profile_devices
@@ -66,6 +74,12 @@ class ExperimentBench(param.Parameterized):
     items = param.Parameter(default="trained", doc="'trained', 'all' or a list of device ids.")
     task_id = param.String(default="", doc="The running or last experiment task.")
     message = param.String(default="")
+    merge_segments = param.Integer(
+        default=AUTO_COOLDOWN_SEGMENTS,
+        bounds=(0, None),
+        doc="Variants of a model without a cool-down of its own merge anomalous segments less than "
+        "this many segment lengths apart into one anomaly (the ensemble detector's rule); 0 = as the model.",
+    )
 
     def __init__(self, platform, model, **params):
         end = now_ms() // 60_000 * 60_000
@@ -83,8 +97,17 @@ class ExperimentBench(param.Parameterized):
             ]
 
     # -- checks ----------------------------------------------------------------------------------------
+    def overrides(self, variant: Variant) -> dict:
+        """What ``variant`` changes in the model: its own knobs, plus the merge rule
+        (:attr:`merge_segments`) when the resulting config would have no cool-down."""
+        out = variant.overrides()
+        cfg = self.model.config.copy(**out)
+        if self.merge_segments and cfg.cooldown_segments is None and cfg.detector != "ensemble":
+            out["cooldown_segments"] = int(self.merge_segments)
+        return out
+
     def named(self) -> dict[str, dict]:
-        return {v.label.strip(): v.overrides() for v in self.variants}
+        return {v.label.strip(): self.overrides(v) for v in self.variants}
 
     def problems(self) -> list[str]:
         out = []
@@ -159,7 +182,7 @@ class ExperimentBench(param.Parameterized):
         if variant is None:
             self.message = f"No variant named {label!r}."
             return None
-        changes = variant.overrides()
+        changes = self.overrides(variant)
         model = self.service.get_model(self.model.id)
         config = None if model is None else model.config
         if config is None:

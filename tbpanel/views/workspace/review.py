@@ -3,7 +3,9 @@
 Raw series are min/max-decimated for the overview (every spike stays visible) and sent at full
 resolution inside the window being looked at, so zooming onto an anomaly shows every point.
 Scores are the stored model's scores of every segment of the device (what the model saw),
-not only the anomalies' peaks.
+not only the anomalies' peaks. An anomaly opens on the field that drove it (the largest share
+of its segments' distance from normal, :func:`~tbpanel.anomaly.explain.field_contributions`),
+and the tab opens on the field of the highest-ranked anomaly.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 import param
 
+from ...anomaly.explain import field_contributions
 from ...anomaly.scoring import severity_for
 from ...clock import HOUR_MS, duration_text, now_ms, utc_text
 from ..telemetry import minmax_decimate
@@ -53,9 +56,12 @@ class ReviewModel(param.Parameterized):
         self.param.field.objects = model_fields(platform, model, self.trained)
         self._anomalies = self._frame()
         self._scores: dict[str, pd.DataFrame] = {}
+        self._drivers: dict[str, dict[str, float]] = {}
+        top = self._anomalies.iloc[0].to_dict() if len(self._anomalies) else None
         if self.item is None:  # start where the most important anomaly is
-            top = self._anomalies["item"].iloc[0] if len(self._anomalies) else None
-            self.item = top if top in self.devices else next(iter(self.devices), None)
+            self.item = top["item"] if top and top["item"] in self.devices else next(iter(self.devices), None)
+        if self.field is None and top is not None and top["item"] == self.item:
+            self.field = self.driving_field(top["id"])  # … on the field that drove it
         if self.field is None and self.param.field.objects:
             self.field = self.param.field.objects[0]
 
@@ -99,6 +105,7 @@ class ReviewModel(param.Parameterized):
         self.model = self.service.get_model(self.model.id) or self.model
         self.trained = self.service.trained(self.model.id)
         self._scores.clear()
+        self._drivers.clear()
         self._anomalies = self._frame()
 
     def anomaly_table(self) -> pd.DataFrame:
@@ -117,8 +124,28 @@ class ReviewModel(param.Parameterized):
         row = hit.iloc[0].to_dict()
         pad = max(int((row["end_ts"] - row["start_ts"]) * pad_fraction), min_pad_ms)
         window = (int(row["start_ts"]) - pad, int(row["end_ts"]) + pad)
-        self.param.update(item=row["item"], selected=anomaly_id, window=window)
+        field = self.driving_field(anomaly_id) or self.field
+        self.param.update(item=row["item"], field=field, selected=anomaly_id, window=window)
         return window
+
+    def drivers(self, anomaly_id: str) -> dict[str, float]:
+        """``{field: share}`` of what drove one anomaly, largest first (empty: not known, e.g.
+        the model is not built or the anomaly's data is gone)."""
+        if anomaly_id not in self._drivers:
+            hit = self._anomalies[self._anomalies["id"] == anomaly_id]
+            shares: dict[str, float] = {}
+            if self.trained is not None and len(hit):
+                row = hit.iloc[0]
+                start, end = int(row["start_ts"]), int(row["end_ts"])
+                data = item_arrays(self.platform, str(row["item"]), self.trained.fields, start, end)
+                shares = field_contributions(self.trained, data, start, end) if data else {}
+            self._drivers[anomaly_id] = shares
+        return self._drivers[anomaly_id]
+
+    def driving_field(self, anomaly_id: str) -> str | None:
+        """The field that contributed most to one anomaly (None: not known or not shown here)."""
+        shown = self.param.field.objects or []
+        return next((f for f in self.drivers(anomaly_id) if f in shown), None)
 
     # -- series --------------------------------------------------------------------------------------
     def span(self) -> tuple[int, int]:

@@ -36,13 +36,28 @@ class TaskBoard(param.Parameterized):
     message = param.String(default="")
     limit = param.Integer(default=50, bounds=(1, None))
 
+    followed = param.String(default="", doc="The reprocess started here, whose progress :attr:`message` follows.")
+
     def __init__(self, platform, model, **params):
         end = now_ms() // 60_000 * 60_000
-        params.setdefault("request", ReprocessRequest(start=end - 7 * DAY_MS, end=end))
+        # the toggles start where the model's own refresh switches are (a reprocess of a model
+        # that raises alarms should raise them too, unless one unticks the box)
+        refresh = model.refresh
+        params.setdefault(
+            "request",
+            ReprocessRequest(
+                start=end - 7 * DAY_MS,
+                end=end,
+                create_alarms=bool(refresh.create_alarms),
+                save_telemetry=bool(refresh.save_telemetry),
+            ),
+        )
         super().__init__(**params)
         self.platform, self.model = platform, model
         self.runner = platform.tasks
         self.devices = profile_devices(platform, model)
+        self._followed_status = ""
+        self._followed_range = ""
 
     @property
     def may_save_telemetry(self) -> bool:
@@ -101,9 +116,39 @@ class TaskBoard(param.Parameterized):
         except ValueError as exc:
             self.message = f"Not started: {exc}"
             return None
-        self.selected = task.id
-        self.message = f"Reprocess of {utc_text(r.start)} – {utc_text(r.end)} UTC queued."
+        self.selected = self.followed = task.id
+        self._followed_range = f"{utc_text(r.start)} – {utc_text(r.end)} UTC"
+        self._followed_status = task.status
+        self.message = f"Reprocess of {self._followed_range} queued."
+        self.follow()
         return task
+
+    def follow(self) -> bool:
+        """Bring :attr:`message` up to date with the reprocess started here when its status
+        changed (running, done with what it did, failed, cancelled); True when it changed.
+
+        Only a change of status rewrites the message, so "Cancel requested." stays until the
+        task has really stopped."""
+        task = self.runner.get(self.followed) if self.followed else None
+        if task is None or task.status == self._followed_status:
+            return False
+        self._followed_status = task.status
+        what = f"Reprocess of {self._followed_range}"
+        if task.status == "IN_PROGRESS":
+            self.message = f"{what} running."
+        elif task.status == "DONE":
+            res = task.result or {}
+            self.message = (
+                f"{what} done: {res.get('deleted', 0)} anomalies replaced by {res.get('created', 0)} "
+                f"on {res.get('items', 0)} device{'' if res.get('items') == 1 else 's'}."
+            )
+        elif task.status == "FAILED":
+            self.message = f"{what} failed: {task.message}"
+        elif task.status == "CANCELLED":
+            self.message = f"{what} cancelled; the earlier anomalies are kept."
+        else:
+            self.message = f"{what} queued."
+        return True
 
     def cancel(self, task_id: str) -> bool:
         """Ask a task of this model to stop (False: it had already ended or is not this model's)."""
