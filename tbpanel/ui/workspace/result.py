@@ -13,6 +13,7 @@ import param
 from bokeh.models import FactorRange, HoverTool, LinearColorMapper
 from bokeh.models.annotations import ColorBar
 from bokeh.plotting import figure
+from panel.io.state import set_curdoc
 
 from ...clock import DAY_MS
 from ...views.workspace.models_list import fmt_ms
@@ -206,6 +207,19 @@ class ResultView(pn.viewable.Viewer):
             f" · last refresh run {fmt_ms(model.last_refresh_run_ms)}</p>"
         )
         self._cards.object = cards_html(s, devices)
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # the cards go to the browser now; the tables and the heatmap (most of the drawing) next
+            def later() -> None:
+                with set_curdoc(doc):
+                    self._draw_tables()
+
+            doc.add_next_tick_callback(later)
+        else:
+            self._draw_tables()
+
+    def _draw_tables(self) -> None:
+        s = self.summary
         self._top.value = _top_frame(s)
         self._ranked.value = s.ranked.round({"impact": 2, "peak_score": 0, "anomaly_hours": 1})
         for table in (self._top, self._ranked):  # no empty band under short tables
