@@ -236,13 +236,15 @@ class TelemetryView(pn.viewable.Viewer):
             self._started = True
             doc = pn.state.curdoc
             if doc is not None and doc.session_context is not None:
-                pn.state.onload(self._start)
+                # at once, not on load: the read runs while the browser fetches the page's scripts,
+                # and the browser pulls the document with the data already in it
+                self._start()
             else:  # a notebook or a static export: read once, no live updates
                 self._show_now()
         return self._layout
 
     def _start(self) -> None:
-        """Runs once the browser is connected: subscribe, tick, first read."""
+        """Runs as the session is made: subscribe, tick, first read (on the I/O pool)."""
         self._doc = pn.state.curdoc
         if self.live is not None:
             self._sink = DocumentSink(self.live, self._doc, self._on_live, tenant=self.query.user.tenant_id or "")
