@@ -19,11 +19,24 @@ from ..views.alarms import ACTIONS, COLUMNS, AlarmFilters, AlarmList, AlarmRows
 from .background import Background
 from .layout import page_template
 
-#: per-row action buttons (Tabulator adds one column per key)
+#: per-row action buttons: real columns (HTML cells), so each has a header — Tabulator's own
+#: ``buttons`` columns have none
 BUTTONS = {
     a: f'<span class="alarm-action" data-action="{a}" style="cursor:pointer;font-weight:600">{a}</span>'
     for a in ACTIONS
 }
+TITLES = {
+    "created": "created (UTC)",
+    "start": "start (UTC)",
+    "end": "end (UTC)",
+    "review": "review",
+    **{a: a for a in ACTIONS},
+}
+
+
+def with_actions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The alarm rows with one button cell per action."""
+    return frame.assign(**{a: [BUTTONS[a]] * len(frame) for a in ACTIONS})
 
 
 def _severity_style(value: str) -> str:
@@ -61,7 +74,7 @@ class AlarmsView(pn.viewable.Viewer):
         self._message = pn.pane.Markdown("", name="alarm-message")
         self._count = pn.pane.Markdown("", name="alarm-count")
         self._table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=COLUMNS),
+            with_actions(pd.DataFrame(columns=COLUMNS)),
             show_index=False,
             disabled=True,
             sizing_mode="stretch_width",
@@ -69,8 +82,12 @@ class AlarmsView(pn.viewable.Viewer):
             hidden_columns=["id"],
             name="alarm-table",
             pagination=None,
-            buttons=BUTTONS,
-            formatters={"review": {"type": "link", "label": "review ›", "target": "_self"}},
+            titles=TITLES,
+            header_align="left",
+            formatters={
+                "review": {"type": "link", "label": "review ›", "target": "_self"},
+                **{a: {"type": "html"} for a in ACTIONS},
+            },
         )
         self._table.style.map(_severity_style, subset=["severity"])
         self._table.on_click(self._on_click)
@@ -82,7 +99,7 @@ class AlarmsView(pn.viewable.Viewer):
         self._bg.run("table", self.alarms.load, self._show)
 
     def _show(self, rows: AlarmRows) -> None:
-        self._table.value = rows.frame
+        self._table.value = with_actions(rows.frame)
         self._count.object = rows.count
         if rows.types != self._types.options:
             self._types.options = rows.types
@@ -92,7 +109,7 @@ class AlarmsView(pn.viewable.Viewer):
 
     # -- actions -------------------------------------------------------------------------------
     def _on_click(self, event) -> None:
-        if event.column not in BUTTONS:
+        if event.column not in ACTIONS:
             return
         alarm_id = self._table.value.iloc[event.row]["id"]
         self.act(event.column, alarm_id)

@@ -1,6 +1,8 @@
 """The ``/telemetry`` page: pick a device and keys, watch them live.
 
-The plot is a Bokeh figure with one ``ColumnDataSource`` per key (named ``series:<key>``).
+The plot is one Bokeh figure per unit (keys of the same unit, or of the same scale where no
+unit is known, share one; every figure is named ``telemetry-plot``, the x range is shared), with
+one ``ColumnDataSource`` per key (named ``series:<key>``).
 A read (:meth:`TelemetryQuery.load`, on the platform's thread pool) fills them once; after
 that, points arrive from the live hub through this session's :class:`DocumentSink` and only
 the new rows are streamed (``cds.stream(..., rollover=ROLLOVER)``) or the open bucket patched.
@@ -23,11 +25,23 @@ from panel.io.state import set_curdoc
 from ..clock import duration_text, from_datetime, naive_utc
 from ..errors import EntityError
 from ..live import LiveHub
-from ..views.telemetry import AGGS, WINDOWS, LiveSeries, Snapshot, TelemetryQuery, latest_rows, now_ms
+from ..views.telemetry import (
+    AGGS,
+    WINDOWS,
+    LiveSeries,
+    Snapshot,
+    TelemetryQuery,
+    default_keys,
+    latest_rows,
+    now_ms,
+    plot_groups,
+)
 from .layout import page_template
 from .live_sink import DocumentSink
 
 ROLLOVER = 5000  # rows kept per line in the browser, however long a page stays open
+PLOT_HEIGHT = 560  # the plots share this height (about the pickers' column), each at least MIN_SUBPLOT
+MIN_SUBPLOT = 190
 MAX_DEFAULT_KEYS = 4
 PICKER_LIMIT = 50  # devices listed at once; the search narrows a fleet of any size to these
 WINDOW_LABELS = {"5 min": "5m", "1 hour": "1h", "1 day": "1d", "Fixed": "fixed"}
@@ -66,7 +80,10 @@ class TelemetryView(pn.viewable.Viewer):
         self._series: LiveSeries | None = None
         self._sources: dict[str, ColumnDataSource] = {}  # the keys plotted now
         self._cds: dict[str, ColumnDataSource] = {}  # one per key, reused across reloads
-        self._figure = self._make_figure()
+        self._x_range = Range1d(0, 1)  # shared by every subplot
+        self._figures: list = []  # one per unit shown, reused across reloads
+        self._panes: list[pn.pane.Bokeh] = []
+        self._subplot(0)
         self._stash: list = []
         self._gen = 0
         self._reload_pending = False
@@ -116,8 +133,7 @@ class TelemetryView(pn.viewable.Viewer):
             "", alert_type="warning", visible=False, sizing_mode="stretch_width", css_classes=["status"]
         )
         self._notes = pn.pane.Markdown("", styles={"color": "#667", "font-size": "12px"})
-        self._plot = pn.pane.Bokeh(self._figure, sizing_mode="stretch_width", min_height=400)
-        self._plot_box = pn.Column(self._plot, sizing_mode="stretch_width", margin=0)
+        self._plot_box = pn.Column(self._panes[0], sizing_mode="stretch_width", margin=0)
         self._latest = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[_TABLE_CSS])
 
         self._search.param.watch(self._on_search, "value_input")
@@ -180,7 +196,7 @@ class TelemetryView(pn.viewable.Viewer):
         ok = self._current is not None
         keys = q.available_keys() if ok else []
         self._keys.options = keys
-        chosen = [k for k in q.keys if k in keys] or keys[:MAX_DEFAULT_KEYS]
+        chosen = [k for k in q.keys if k in keys] or default_keys(keys, MAX_DEFAULT_KEYS)
         q.keys = chosen
         self._keys.value = chosen
         if ok and q.device not in self._device.options.values():
@@ -220,13 +236,15 @@ class TelemetryView(pn.viewable.Viewer):
             self._started = True
             doc = pn.state.curdoc
             if doc is not None and doc.session_context is not None:
-                pn.state.onload(self._start)
+                # at once, not on load: the read runs while the browser fetches the page's scripts,
+                # and the browser pulls the document with the data already in it
+                self._start()
             else:  # a notebook or a static export: read once, no live updates
                 self._show_now()
         return self._layout
 
     def _start(self) -> None:
-        """Runs once the browser is connected: subscribe, tick, first read."""
+        """Runs as the session is made: subscribe, tick, first read (on the I/O pool)."""
         self._doc = pn.state.curdoc
         if self.live is not None:
             self._sink = DocumentSink(self.live, self._doc, self._on_live, tenant=self.query.user.tenant_id or "")
@@ -291,31 +309,40 @@ class TelemetryView(pn.viewable.Viewer):
         self._latest.object = ""
         self._notes.object = ""
 
-    def _make_figure(self):
-        """The session's one figure: reloads swap its renderers and data, never the figure,
-        so the browser's document does not fill up with stale plots."""
-        fig = figure(
-            x_axis_type="datetime",
-            height=400,
-            sizing_mode="stretch_width",
-            title="",
-            x_range=Range1d(0, 1),
-            tools="pan,xwheel_zoom,box_zoom,reset,save",
-            toolbar_location="above",
-            name="telemetry-plot",
-        )
-        fig.add_tools(
-            HoverTool(
-                tooltips=[("key", "$name"), ("time", "@ts{%F %T}"), ("value", "@y")], formatters={"@ts": "datetime"}
+    def _subplot(self, i: int):
+        """The ``i``-th figure (made once, then reused): reloads swap its renderers and data,
+        never the figure, so the browser's document does not fill up with stale plots. The
+        legend sits above the plot (click hides a line), never over the data; the toolbar is
+        on the right, so a long title never runs into it."""
+        while len(self._figures) <= i:
+            fig = figure(
+                x_axis_type="datetime",
+                height=PLOT_HEIGHT,
+                sizing_mode="stretch_width",
+                title="",
+                x_range=self._x_range,
+                tools="pan,xwheel_zoom,box_zoom,reset,save",
+                toolbar_location="right",
+                name="telemetry-plot",
             )
-        )
-        fig.add_layout(Legend(location="top_left", click_policy="hide"))
-        return fig
+            fig.add_tools(
+                HoverTool(
+                    tooltips=[("key", "$name"), ("time", "@ts{%F %T}"), ("value", "@y")],
+                    formatters={"@ts": "datetime"},
+                )
+            )
+            legend = Legend(click_policy="hide", orientation="horizontal", label_text_font_size="9pt", margin=0)
+            legend.padding = 2  # type: ignore[assignment]  # bokeh types padding as Property
+            fig.add_layout(legend, "above")  # above the data, and every subplot keeps the same width
+            fig.min_border_left = 70  # the subplots' y axes line up
+            self._figures.append(fig)
+            self._panes.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width", margin=(0, 5)))
+        return self._figures[i]
 
     def _clear_plot(self) -> None:
-        self._figure.renderers = []
-        self._figure.legend[0].items = []
-        self._figure.title.text = ""
+        for fig in self._figures:
+            fig.renderers = []
+            fig.legend[0].items = []
         self._sources = {}
 
     def _show(self, snap: Snapshot) -> None:
@@ -330,19 +357,32 @@ class TelemetryView(pn.viewable.Viewer):
         )
         if snap.interval:
             title += f" · {snap.agg} per {duration_text(snap.interval, exact=True)}"
-        fig = self._figure
         self._clear_plot()
-        for i, (key, s) in enumerate(snap.series.items()):
-            src = self._cds.get(key)
-            if src is None:
-                src = self._cds[key] = ColumnDataSource(data={"ts": [], "y": []}, name=f"series:{key}")
-            src.data = {"ts": s.ts, "y": s.y}
-            color = Category10_10[i % len(Category10_10)]
-            fig.line("ts", "y", source=src, color=color, line_width=1.6, legend_label=key, name=key)
-            fig.scatter("ts", "y", source=src, color=color, size=3, name=key)
-            self._sources[key] = src
-        fig.title.text = title
-        fig.x_range.update(start=snap.start, end=snap.end)
+        groups = plot_groups(snap.series, snap.units) or [("", [])]
+        height = max(MIN_SUBPLOT, PLOT_HEIGHT // len(groups))
+        colours = {key: Category10_10[i % len(Category10_10)] for i, key in enumerate(snap.series)}
+        for g, (label, keys) in enumerate(groups):
+            fig = self._subplot(g)
+            # the title is the same text on every subplot (scripts read any of them), shown on the first
+            fig.title.text = title
+            fig.title.visible = g == 0
+            fig.height = height
+            fig.yaxis.axis_label = label
+            fig.xaxis.visible = g == len(groups) - 1  # one time axis, under the last plot
+            for key in keys:
+                s = snap.series[key]
+                src = self._cds.get(key)
+                if src is None:
+                    src = self._cds[key] = ColumnDataSource(data={"ts": [], "y": []}, name=f"series:{key}")
+                src.data = {"ts": s.ts, "y": s.y}
+                colour = colours[key]
+                fig.line("ts", "y", source=src, color=colour, line_width=1.6, legend_label=key, name=key)
+                fig.scatter("ts", "y", source=src, color=colour, size=3, name=key)
+                self._sources[key] = src
+        panes = self._panes[: len(groups)]
+        if list(self._plot_box.objects) != panes:
+            self._plot_box.objects = panes
+        self._x_range.update(start=snap.start, end=snap.end)
         total = sum(s.raw_points for s in snap.series.values())
         notes = [f"{total:,} points read"] + snap.notes
         if not snap.series:
@@ -395,7 +435,7 @@ class TelemetryView(pn.viewable.Viewer):
         self._render_latest()
         if self.query.live and self._sources:
             now = now_ms()
-            self._figure.x_range.update(start=now - WINDOWS[self.query.window], end=now)
+            self._x_range.update(start=now - WINDOWS[self.query.window], end=now)
 
 
 def telemetry_page(platform, live: LiveHub | None = None) -> pn.template.BaseTemplate:

@@ -11,6 +11,7 @@ long the range (a year of 1-minute data is ~525,000 points; the plot gets ≤ 2,
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,41 @@ NICE_INTERVALS = (
 )
 _NUMERIC = (int(ValueType.BOOL), int(ValueType.LONG), int(ValueType.DOUBLE))
 _DOUBLE = int(ValueType.DOUBLE)
+#: prefixes of the telemetry an anomaly model saves (score, score index): selectable, never a default
+SCORE_KEY_PREFIXES = ("_EAD_", "_EID_")
+#: the device attribute (any scope) that names units: a JSON object ``{"key": "unit", ...}``
+UNITS_ATTRIBUTE = "units"
+
+
+def is_score_key(key: str) -> bool:
+    """True for a model's saved-score keys (``_EAD_…``, ``_EID_…``)."""
+    return key.startswith(SCORE_KEY_PREFIXES)
+
+
+def default_keys(keys: list[str], n: int) -> list[str]:
+    """The keys a device opens with: its first ``n`` measured keys, never saved scores."""
+    return [k for k in keys if not is_score_key(k)][:n]
+
+
+def plot_groups(series: dict[str, Series], units: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """``[(y-axis label, keys)]``, one per subplot, in the order of ``series``: keys with the same
+    unit share a plot; keys without a known unit share one when their values are of the same
+    decade (a 0–1 vibration and a 3,000 rpm speed never share an axis)."""
+    groups: dict[tuple[str, int | str], list[str]] = {}
+    for key, s in series.items():
+        unit = units.get(key, "")
+        if unit:
+            groups.setdefault(("unit", unit), []).append(key)
+            continue
+        finite = np.abs(s.y[np.isfinite(s.y)]) if len(s.y) else np.empty(0)
+        top = float(np.percentile(finite, 95)) if len(finite) else 0.0
+        decade = int(math.floor(math.log10(top))) if top > 0 else 0
+        groups.setdefault(("scale", decade), []).append(key)
+    out = []
+    for (kind, what), keys in groups.items():
+        names = ", ".join(keys)
+        out.append((f"{names} ({what})" if kind == "unit" else names, keys))
+    return out
 
 
 def age_text(ms: float) -> str:
@@ -146,6 +182,7 @@ class Snapshot:
     series: dict[str, Series]
     latest: dict[str, tuple[int, int, Any]]
     notes: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)  # {key: unit} where known
 
 
 class TelemetryQuery(param.Parameterized):
@@ -196,7 +233,28 @@ class TelemetryQuery(param.Parameterized):
         return True, ""
 
     def available_keys(self) -> list[str]:
-        return self.platform.store.keys(self.device_entity().id)
+        """The device's keys, measured ones first, saved scores (``_EAD_``/``_EID_``) last."""
+        keys = self.platform.store.keys(self.device_entity().id)
+        return [k for k in keys if not is_score_key(k)] + [k for k in keys if is_score_key(k)]
+
+    def units(self, device) -> dict[str, str]:
+        """``{key: unit}``: the device's ``units`` attribute (a JSON object), else, for a device
+        of the demo fleet (same name and type), the fleet's units."""
+        for attr in self.platform.registry.get_attributes(device.id, keys=[UNITS_ATTRIBUTE]):
+            value = attr["value"]
+            try:
+                parsed = json.loads(value) if isinstance(value, str) else value
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                return {str(k): str(v) for k, v in parsed.items() if v}
+        from ..demo import load_fleet  # the demo fleet's definition (a JSON file), read lazily
+
+        fleet = load_fleet()
+        if any(d["name"] == device.name and d["type"] == device.type for d in fleet["devices"]):
+            spec = fleet["device_types"].get(device.type, {})
+            return {k: v["unit"] for k, v in spec.items() if v.get("unit")}
+        return {}
 
     # ---------------------------------------------------------------------------- reading
     @property
@@ -230,6 +288,7 @@ class TelemetryQuery(param.Parameterized):
         arrays = store.numeric_arrays(device.id, keys, start, end) if keys else {}
         interval = self.bucket_interval(start, end)
         snap = Snapshot(device.id, start, end, self.live, self.agg, interval, {}, store.latest(device.id))
+        snap.units = self.units(device)
         if interval is not None and interval != self.interval:
             snap.notes.append(
                 f"interval widened to {duration_text(interval, exact=True)} "

@@ -113,3 +113,15 @@ def test_planted_anomaly_becomes_live_alarm_then_ack_and_clear_from_table(world,
     customer.locator(".tabulator").first.wait_for(timeout=WAIT_MS)
     assert row(customer, f"{dtype}-1").count() == 0
     shot(other, "alarms-model-view")
+
+
+def test_every_alarm_table_column_has_a_header(world, open_page):
+    page = open_page(ADMIN, "/alarms")
+    page.locator(".tabulator-col[tabulator-field='severity']").wait_for(timeout=WAIT_MS)
+    headers = page.locator(".tabulator-col:visible").evaluate_all(
+        "els => els.filter(e => e.getBoundingClientRect().width > 2)"
+        ".map(e => [e.getAttribute('tabulator-field'), e.innerText.trim()])"
+    )
+    assert len(headers) >= 10, headers
+    assert all(text for _, text in headers), headers
+    assert {"ack", "clear", "delete"} <= {field for field, _ in headers}

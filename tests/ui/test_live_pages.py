@@ -183,3 +183,53 @@ def test_closed_pages_leave_no_subscription(world, browser, open_page):
     while (n := world.admin.get("/api/tbpanel/live/stats").json()["pageSubscriptions"]) != 0:
         assert time.time() < deadline, f"{n} page subscriptions outlived their sessions"
         time.sleep(0.5)
+
+
+def test_saved_score_keys_are_never_chosen_by_default_but_stay_selectable(world, open_page):
+    did, token = world.new_device(f"live-scores-{uuid.uuid4().hex[:6]}")
+    t = now_ms()
+    post(world, token, [{"ts": t - 60_000, "values": {"_EAD_anomaly": 12.5, "_EID_anomaly": 0.0, "power": 3.0}}])
+    page = open_page(ADMIN, f"/telemetry?device={did}")
+    s = wait_series(page, "s.power")
+    assert set(s) == {"power"}  # the scores a model saved are not plotted unasked
+    buttons = page.locator(".key-buttons button")
+    assert buttons.all_inner_texts() == ["power", "_EAD_anomaly", "_EID_anomaly"]  # scores last
+    buttons.filter(has_text="_EAD_anomaly").click()
+    s = wait_series(page, "s._EAD_anomaly")
+    assert s["_EAD_anomaly"]["y"] == [12.5]
+
+
+def test_title_stays_after_a_window_change_and_keys_of_other_scales_get_their_own_plot(world, open_page):
+    name = f"live-title-{uuid.uuid4().hex[:6]}"
+    did, token = world.new_device(name)
+    t = now_ms()
+    post(world, token, [{"ts": t - i * 60_000, "values": {"speed": 3000 + i, "level": 0.5}} for i in range(30)])
+    page = open_page(ADMIN, f"/telemetry?device={did}")
+    wait_series(page, "s.speed && s.level")
+    titles_js = """() => { const o = []; for (const d of Bokeh.documents) for (const m of d.all_models)
+        if (m.name === 'telemetry-plot' && m.renderers.length) o.push({text: m.title.text, shown: m.title.visible,
+          axis: m.left[0].axis_label, keys: m.renderers.map(r => r.data_source.name)}); return o; }"""
+    plots = page.evaluate(titles_js)
+    assert len(plots) == 2  # 0.5 and 3,000 never share an axis
+    assert sorted(p["axis"] for p in plots) == ["level", "speed"]
+    assert [p["shown"] for p in plots].count(True) == 1
+    page.locator(".window-buttons button", has_text="5 min").click()
+    page.wait_for_function(
+        "() => { for (const d of Bokeh.documents) for (const m of d.all_models) "
+        "if (m.name === 'telemetry-plot' && m.title.visible) return m.title.text.endsWith('live, last 5 min'); }",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_timeout(500)  # the title must still be drawn: its text, and room for it in the layout
+    shown = [p for p in page.evaluate(titles_js) if p["shown"]]
+    assert len(shown) == 1 and shown[0]["text"] == f"{name} · live, last 5 min"
+    # the title is drawn: the rendered title view of the figure showing it has room in the layout
+    heights = page.evaluate("""() => { const out = [];
+      function walk(view) {
+        if (view.model && view.model.name === 'telemetry-plot' && view.model.title.visible)
+          for (const r of view.renderer_views.values()) if (r.model === view.model.title) out.push(r.bbox.height);
+        for (const c of (view.child_views || [])) walk(c);
+      }
+      for (const v of Object.values(Bokeh.index)) walk(v);
+      return out; }""")
+    assert len(heights) == 1 and heights[0] > 10, heights
+    shot(page, "telemetry-title-after-window-change")

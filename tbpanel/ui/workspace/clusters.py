@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh.models.annotations import Span
@@ -29,13 +30,20 @@ class ClusterView(pn.viewable.Viewer):
         super().__init__(**params)
         self.platform = platform
         self._bg = Background(platform.executor)  # reads off the server loop
-        self._body = pn.Column(
-            pn.indicators.LoadingSpinner(value=True, size=30),
-            pn.pane.Markdown("Scoring the training range to group its segments by cluster…"),
-            sizing_mode="stretch_width",
-        )
+        self._body = pn.Column(sizing_mode="stretch_width")
         self._cluster = pn.widgets.Select(name="Sample members of cluster", width=220)
         self._samples = pn.Column(sizing_mode="stretch_width")
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(), show_index=False, disabled=True, name="cluster-table", sizing_mode="stretch_width"
+        )
+        # what needs the scored training range (histograms, members) comes after the stored model's part
+        self._scored = pn.Column(
+            pn.Row(
+                pn.indicators.LoadingSpinner(value=True, size=24),
+                pn.pane.Markdown("Scoring the training range for the score histograms and member segments…"),
+            ),
+            sizing_mode="stretch_width",
+        )
         self._cluster.param.watch(lambda e: self._show_samples(e.new), "value")
         self._started = False
 
@@ -58,7 +66,7 @@ class ClusterView(pn.viewable.Viewer):
             for c, row in enumerate(rows):
                 fig.line(x, row, color=_colour(c), line_width=2, legend_label=f"cluster {c} (n={int(sizes[c])})")
             fig.legend.label_text_font_size = "9pt"
-            fig.legend.location = "top_left"
+            fig.add_layout(fig.legend[0], "below")  # beside the curves, never over them
             fig.xaxis.axis_label = (
                 "feature"
                 if info.trained.resolved.comparison == "feature"
@@ -93,6 +101,8 @@ class ClusterView(pn.viewable.Viewer):
         fig.add_layout(Span(location=100, dimension="height", line_color="#d32f2f", line_dash="dashed"))
         fig.xaxis.axis_label = "anomaly score (100 = threshold)"
         fig.yaxis.axis_label = "segments"
+        fig.legend.click_policy = "hide"
+        fig.add_layout(fig.legend[0], "right")
         return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
     def _show_samples(self, cluster) -> None:
@@ -116,6 +126,8 @@ class ClusterView(pn.viewable.Viewer):
                     )
             fig.xaxis.axis_label = "minutes into segment"
             fig.legend.label_text_font_size = "8pt"
+            if fig.legend:
+                fig.add_layout(fig.legend[0], "below")
             figs.append(pn.pane.Bokeh(fig))
         self._samples.objects = [
             pn.pane.Markdown(
@@ -125,28 +137,32 @@ class ClusterView(pn.viewable.Viewer):
             pn.GridBox(*figs, ncols=3),
         ]
 
-    def _show(self, _=None) -> None:
+    def _show_stored(self) -> None:
+        """What the stored model already knows (counts, centroids): at once, no scoring."""
         info = self.info
-        self._cluster.options = {f"cluster {c}": c for c in range(info.k)}
         auto = info.trained.auto_clusters or {}
         how = f" Cluster count chosen automatically ({html.escape(str(auto.get('rule', '')))})." if auto else ""
+        self._table.value = info.table()
         self._body.objects = [
             pn.pane.Markdown(
                 f"**{info.k} clusters** over {info.trained.n_train_segments} training segments of "
                 f"{len(info.trained.trained_items)} device(s).{how}"
             ),
-            pn.widgets.Tabulator(
-                info.table(), show_index=False, disabled=True, name="cluster-table", sizing_mode="stretch_width"
-            ),
+            self._table,
             self._centroids(),
-            self._histograms(),
-            self._cluster,
-            self._samples,
+            self._scored,
         ]
+
+    def _show(self, _=None) -> None:
+        """Once the training range is scored: anomalous counts, histograms, member segments."""
+        info = self.info
+        self._cluster.options = {f"cluster {c}": c for c in range(info.k)}
+        self._table.value = info.table()
+        self._scored.objects = [self._histograms(), self._cluster, self._samples]
         self._show_samples(self._cluster.value if self._cluster.value is not None else 0)
 
     def _failed(self, exc) -> None:
-        self._body.objects = [pn.pane.Alert(f"Could not read the training data: {exc}", alert_type="danger")]
+        self._scored.objects = [pn.pane.Alert(f"Could not read the training data: {exc}", alert_type="danger")]
 
     def _start(self) -> None:
         if not self.info.ready:
@@ -157,6 +173,8 @@ class ClusterView(pn.viewable.Viewer):
     def __panel__(self):
         if not self._started:
             self._started = True
+            if self.info.ready:
+                self._show_stored()
             pn.state.onload(self._start) if live_session() else self._start()
         return self._body
 

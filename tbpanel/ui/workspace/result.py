@@ -13,6 +13,7 @@ import param
 from bokeh.models import FactorRange, HoverTool, LinearColorMapper
 from bokeh.models.annotations import ColorBar
 from bokeh.plotting import figure
+from panel.io.state import set_curdoc
 
 from ...clock import DAY_MS
 from ...views.workspace.models_list import fmt_ms
@@ -117,6 +118,15 @@ def _table(df: pd.DataFrame, name: str, height: int) -> pn.widgets.Tabulator:
     )
 
 
+def _placeholder() -> pn.pane.HTML:
+    """A grey block where a table will be, while the first read runs."""
+    return pn.pane.HTML(
+        "<div class='result-loading' style='height:120px;border-radius:6px;background:#eef2f6;color:#829ab1;"
+        "padding:10px'>loading…</div>",
+        sizing_mode="stretch_width",
+    )
+
+
 def _top_frame(s: ResultSummary) -> pd.DataFrame:
     t = s.top.copy()
     if len(t):
@@ -148,10 +158,19 @@ class ResultView(pn.viewable.Viewer):
         self.platform, self.model = platform, model
         self.header = pn.pane.HTML(self._header_html(model), sizing_mode="stretch_width")
         self._status = pn.pane.HTML("", sizing_mode="stretch_width")
-        self._cards = pn.pane.HTML("", sizing_mode="stretch_width", name="result-cards")
-        self._top = _table(pd.DataFrame(), "top-anomalies", 330)
-        self._ranked = _table(pd.DataFrame(), "ranked-items", 250)
-        self._heat = pn.pane.Bokeh(heatmap(self.summary), sizing_mode="stretch_width")
+        self._cards = pn.pane.HTML(
+            "<div class='result-loading' style='height:84px;border-radius:8px;background:#eef2f6'></div>",
+            sizing_mode="stretch_width",
+            name="result-cards",
+        )
+        # the tables and the heatmap are made with the first data (a Tabulator costs ~0.1 s to make
+        # and to send): the page is built and pulled sooner, placeholders show until then
+        self._top: pn.widgets.Tabulator | None = None
+        self._ranked: pn.widgets.Tabulator | None = None
+        self._heat: pn.pane.Bokeh | None = None
+        self._top_box = pn.Column(_placeholder(), sizing_mode="stretch_width")
+        self._ranked_box = pn.Column(_placeholder(), sizing_mode="stretch_width")
+        self._heat_box = pn.Column(sizing_mode="stretch_width")
         self._bg = Background(platform.executor)
         self._seen = None
         self.refresh()
@@ -206,11 +225,32 @@ class ResultView(pn.viewable.Viewer):
             f" · last refresh run {fmt_ms(model.last_refresh_run_ms)}</p>"
         )
         self._cards.object = cards_html(s, devices)
-        self._top.value = _top_frame(s)
-        self._ranked.value = s.ranked.round({"impact": 2, "peak_score": 0, "anomaly_hours": 1})
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # the cards go to the browser now; the tables and the heatmap (most of the drawing) next
+            def later() -> None:
+                with set_curdoc(doc):
+                    self._draw_tables()
+
+            doc.add_next_tick_callback(later)
+        else:
+            self._draw_tables()
+
+    def _draw_tables(self) -> None:
+        s = self.summary
+        top, ranked = _top_frame(s), s.ranked.round({"impact": 2, "peak_score": 0, "anomaly_hours": 1})
+        if self._top is None or self._ranked is None:
+            self._top, self._ranked = _table(top, "top-anomalies", 330), _table(ranked, "ranked-items", 250)
+            self._top_box.objects, self._ranked_box.objects = [self._top], [self._ranked]
+        else:
+            self._top.value, self._ranked.value = top, ranked
         for table in (self._top, self._ranked):  # no empty band under short tables
             table.height = min(40 + 32 * max(len(table.value), 1), 360)
-        self._heat.object = heatmap(s)
+        if self._heat is None:
+            self._heat = pn.pane.Bokeh(heatmap(s), sizing_mode="stretch_width")
+            self._heat_box.objects = [self._heat]
+        else:
+            self._heat.object = heatmap(s)
 
     def refresh(self) -> None:
         self._bg.run("result", self._load, self._apply)
@@ -229,11 +269,11 @@ class ResultView(pn.viewable.Viewer):
             self._status,
             self._cards,
             pn.Row(
-                pn.Column("### Top anomalies", self._top, sizing_mode="stretch_width"),
-                pn.Column("### Items ranked by impact", self._ranked, sizing_mode="stretch_width"),
+                pn.Column("### Top anomalies", self._top_box, sizing_mode="stretch_width"),
+                pn.Column("### Items ranked by impact", self._ranked_box, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
-            self._heat,
+            self._heat_box,
             sizing_mode="stretch_width",
         )
 
