@@ -99,8 +99,12 @@ class ReviewView(pn.viewable.Viewer):
         f.add_tools(
             HoverTool(tooltips=[("time", "@x{%F %H:%M}"), ("value", "@y")], formatters={"@x": "datetime"}, mode="vline")
         )
-        f.legend.location = "top_left"
-        f.legend.background_fill_alpha = 0.6
+        # the legend above the plot, never over the data (as on /telemetry); a click hides a line
+        legend = f.legend[0]
+        f.center = [r for r in f.center if r is not legend]
+        legend.orientation = "horizontal"
+        legend.click_policy = "hide"
+        f.add_layout(legend, "above")
         return f
 
     # -- loading -----------------------------------------------------------------------------------
