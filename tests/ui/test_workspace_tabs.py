@@ -287,6 +287,8 @@ def test_experiment_with_two_variants_leaves_the_model_alone(open_tab, tenant):
     }
     assert set(counts) == {"current", "more sensitive", "less sensitive"}
     assert counts["more sensitive"] >= counts["current"] >= counts["less sensitive"]
+    # the table and the overlay plot's source reach the browser as separate patches: wait for both
+    page.wait_for_function(f"() => ({SOURCE_LEN_JS})('experiment:anomalies') > 0", timeout=WAIT_MS)
     assert page.evaluate(SOURCE_LEN_JS, "experiment:anomalies") == sum(counts.values())
     after = sorted(a["id"] for a in tenant.get(f"/api/tbpanel/models/{model['id']}/anomalies").json())
     assert after == before
