@@ -44,16 +44,8 @@ def query_dataset(
     interval_type: str = "MILLISECONDS",
     tz: str = "UTC",
 ) -> xr.Dataset:
-    """Query into an ``xarray.Dataset`` with dims ``("device", "time")``.
-
-    ``agg`` None/"NONE" returns every raw point in range (union of timestamps on
-    ``time``); otherwise one value per bucket at the bucket midpoint. ``interval`` is ms
-    or a string like ``"1h"``; ``start``/``end`` are epoch ms, datetimes or ISO strings
-    (``start=None``: the earliest point, ``end=None``: now + 1 ms). Numeric and bool values
-    become float64 (bool as 0/1); keys holding text become object arrays. Missing cells
-    are NaN. Each variable's ``attrs["key"]`` is its key (variables named ``device`` or
-    ``time`` are renamed with a trailing underscore).
-    """
+    """The ``xarray.Dataset`` behind :meth:`TelemetryStore.query` (its docstring is the
+    specification): ids resolved by the caller, reads through ``snapshots``."""
     if isinstance(devices, str):
         devices = [devices]
     devices = list(dict.fromkeys(devices))
