@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tbpanel.clock import utc_text
 from tbpanel.demo import TENANT_EMAIL, TENANT_PASSWORD, load_fleet
 from tests.helpers import ARTIFACTS, Api, ServerProcess, no_errors_logged, signed_in_pages
 
@@ -144,8 +145,11 @@ def test_review_zooms_on_the_field_that_drove_the_anomaly(open_tab, tenant):
     drawn(page, devices["Pump P1"], "flow")
     table_rows = page.locator(".tabulator-row:visible", has=page.locator("[tabulator-field='severity']"))
     for name, key in (("Pump P2", "pressure"), ("Pump P1", "vibration")):  # planted: a drift, a level shift
-        target = next(a for a in anomalies if a["item"] == devices[name])
-        table_rows.filter(has_text=name).first.locator("[tabulator-field='start']").click()
+        # the device's most important anomaly (a drift can come out as more than one, in an
+        # order of the API's that differs from the table's), clicked by its start time
+        target = max((a for a in anomalies if a["item"] == devices[name]), key=lambda a: a["scoreIndex"])
+        row = table_rows.filter(has_text=name).filter(has_text=utc_text(target["startTs"]))
+        row.first.locator("[tabulator-field='start']").click()
         page.locator(f"#review-focus[data-start='{target['startTs']}'][data-field='{key}']").wait_for(timeout=WAIT_MS)
         series = drawn(page, devices[name], key)
         page.wait_for_function(
