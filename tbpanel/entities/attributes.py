@@ -6,21 +6,39 @@ produces (the same :class:`~tbpanel.store.values.ValueType` codes as telemetry) 
 in the ``attribute`` table, ``ts`` becoming the key's ``lastUpdateTs``. Reads give the value
 back in its stored type. An entity's attributes go with it: deleting a device, user or
 customer removes them in the same transaction.
+
+Every save and delete emits :attr:`Attributes.attributes_changed` with one
+:class:`AttributeChange` once its transaction has committed: the one way live subscribers
+(device sessions, WebSocket subscriptions, long polls) hear of attribute changes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInput
+from ..events import Signal
 from . import fields
 from .tables import Tables
 
 ATTRIBUTE_SCOPES = ("CLIENT_SCOPE", "SERVER_SCOPE", "SHARED_SCOPE")
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class AttributeChange:
+    """What one committed save or delete changed on one entity and scope."""
+
+    entity_id: str
+    scope: str
+    #: ``[{"key", "value", "lastUpdateTs"}]`` as saved (value in its stored type)
+    values: list[dict[str, Any]] = field(default_factory=list)
+    #: keys that existed and were deleted
+    deleted: list[str] = field(default_factory=list)
 
 
 def check_point(point: Any) -> tuple[int, str, int, Any]:
@@ -85,6 +103,8 @@ def _key_list(keys: Iterable[str]) -> list[str]:
 class Attributes(Tables):
     """The registry's attribute methods (mixin of :class:`EntityRegistry`)."""
 
+    attributes_changed: Signal[[AttributeChange]]
+
     def save_attributes(self, entity_id: Any, scope: str, points: Iterable[tuple[int, str, int, Any]]) -> int:
         """Upsert typed ``(ts, key, vtype, value)`` points (as produced by
         ``tbpanel.store.payload``) into ``scope``; ``ts`` becomes the key's lastUpdateTs.
@@ -101,6 +121,10 @@ class Attributes(Tables):
                 "t = excluded.t, v = excluded.v, last_update_ts = excluded.last_update_ts",
                 rows,
             )
+            change = AttributeChange(
+                eid, scope, [{"key": k, "value": typed_value(t, v), "lastUpdateTs": ts} for _, _, k, t, v, ts in rows]
+            )
+            self._db.after_commit(lambda: self.attributes_changed.emit(change))
         return len(rows)
 
     def get_attributes(
@@ -133,10 +157,19 @@ class Attributes(Tables):
         key_list = _key_list(keys)
         if not key_list:
             return 0
+        marks = ", ".join("?" * len(key_list))
         with self.transaction():
-            cur = self._conn.execute(
-                f"DELETE FROM attribute WHERE entity_id = ? AND scope = ? "
-                f"AND key IN ({', '.join('?' * len(key_list))})",
-                [eid, scope, *key_list],
+            existed = [
+                r[0]
+                for r in self._all(
+                    f"SELECT key FROM attribute WHERE entity_id = ? AND scope = ? AND key IN ({marks}) ORDER BY key",
+                    [eid, scope, *key_list],
+                )
+            ]
+            self._conn.execute(
+                f"DELETE FROM attribute WHERE entity_id = ? AND scope = ? AND key IN ({marks})", [eid, scope, *key_list]
             )
-            return cur.rowcount
+            if existed:
+                change = AttributeChange(eid, scope, deleted=existed)
+                self._db.after_commit(lambda: self.attributes_changed.emit(change))
+            return len(existed)

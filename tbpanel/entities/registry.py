@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Conflict, NotFound
+from ..events import Signal
 from ..sqlite import Database
 from . import access, fields
-from .attributes import ATTRIBUTE_SCOPES, Attributes
+from .attributes import ATTRIBUTE_SCOPES, AttributeChange, Attributes
 from .customers import Customers
 from .devices import Devices, generate_access_token
 from .fields import MAX_NAME_LENGTH
@@ -72,6 +73,7 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Attributes):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _create_private_file(self.path)
         self._tokens = TokenCache()
+        self.attributes_changed: Signal[[AttributeChange]] = Signal("attributes changed")
         # a rolled-back transaction may have changed (and cached) devices: flush the cache
         self._db = Database(
             str(self.path), MIGRATIONS, what=str(self.path), on_rollback=self._tokens.clear, foreign_keys=True

@@ -723,6 +723,30 @@ def test_attributes_upsert_scopes_and_keys(reg, tenant):
     assert len(reg.get_attributes(d.id)) == 2
 
 
+def test_attribute_changes_are_announced_once_committed(reg, tenant):
+    d = reg.save_device(tenant.id, "d")
+    heard = []
+    reg.attributes_changed.connect(heard.append)
+    with reg.transaction():
+        reg.save_attributes(d.id, "SHARED_SCOPE", [(5, "mode", ValueType.STR, "eco"), (5, "on", ValueType.BOOL, True)])
+        assert heard == []  # not before the commit
+    assert [(c.entity_id, c.scope, c.values, c.deleted) for c in heard] == [
+        (
+            d.id,
+            "SHARED_SCOPE",
+            [{"key": "mode", "value": "eco", "lastUpdateTs": 5}, {"key": "on", "value": True, "lastUpdateTs": 5}],
+            [],
+        )
+    ]
+    with pytest.raises(RuntimeError), reg.transaction():  # a rolled-back save is never announced
+        reg.save_attributes(d.id, "SHARED_SCOPE", [(6, "mode", ValueType.STR, "away")])
+        raise RuntimeError
+    assert reg.delete_attributes(d.id, "SHARED_SCOPE", ["mode", "missing"]) == 1
+    assert heard[-1].deleted == ["mode"] and len(heard) == 2
+    assert reg.delete_attributes(d.id, "SHARED_SCOPE", ["missing"]) == 0
+    assert len(heard) == 2  # nothing existed: nothing announced
+
+
 def test_attributes_from_payload_parser(reg, tenant):
     d = reg.save_device(tenant.id, "d")
     points = parse_attributes(
