@@ -34,21 +34,28 @@ from ..store.faults import storage_fault
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
 from . import mqtt_codec as c
+from .mqtt_topics import (
+    ATTRIBUTE_REQUEST,
+    ATTRIBUTE_RESPONSE,
+    DEVICE_ATTRIBUTES,
+    DEVICE_TELEMETRY,
+    RPC_REQUEST,
+    RPC_RESPONSE,
+    inbound,
+    outbound,
+    push_topic,
+)
 
 log = logging.getLogger("tbpanel.mqtt")
 
-DEVICE_TELEMETRY = "v1/devices/me/telemetry"
-DEVICE_ATTRIBUTES = "v1/devices/me/attributes"
-RPC_REQUEST = "v1/devices/me/rpc/request/"
-RPC_RESPONSE = "v1/devices/me/rpc/response/"
-ATTRIBUTE_REQUEST = "v1/devices/me/attributes/request/"
 GATEWAY_CONNECT = "v1/gateway/connect"
 GATEWAY_DISCONNECT = "v1/gateway/disconnect"
 GATEWAY_TELEMETRY = "v1/gateway/telemetry"
 GATEWAY_ATTRIBUTES = "v1/gateway/attributes"
 
-#: Topic filters a device may subscribe to (those tb-mqtt-client and gateways use).
-SUBSCRIBABLE = ("v1/devices/me/", "v1/gateway/", "v2/fw/response/")
+#: Topic filters a device may subscribe to (those tb-mqtt-client and gateways use, and the
+#: ThingsBoard 3.5+ short forms ``v2/a``, ``v2/r/req/+`` … of :mod:`.mqtt_topics`).
+SUBSCRIBABLE = ("v1/devices/me/", "v1/gateway/", "v2/")
 
 CONNECT_TIMEOUT = 10.0
 _CLOSE = object()
@@ -168,6 +175,7 @@ class _Session:
         self.qos2_pending: set[int] = set()  # QoS 2 packet ids stored, awaiting PUBREL
         self.will: c.Will | None = None
         self.clean_disconnect = False
+        self.subscriptions: set[str] = set()  # granted topic filters (see push_topic)
 
     # ------------------------------------------------------------------ reading
     async def read_packet(self) -> tuple[int, bytes]:
@@ -350,8 +358,10 @@ class _Session:
                     else (c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else 0x80)
                     for filt, opts in packet.topics
                 ]
+                self.subscriptions.update(filt for (filt, _), code in zip(packet.topics, codes) if code < 0x80)
                 await self.out.put(c.suback(self.level, packet.packet_id, codes))
             elif isinstance(packet, c.Unsubscribe):
+                self.subscriptions.difference_update(packet.topics)
                 await self.out.put(c.unsuback(self.level, packet.packet_id, len(packet.topics)))
             elif packet.type == c.PINGREQ:
                 await self.out.put(c.pingresp())
@@ -412,7 +422,7 @@ class _Session:
 
     def dispatch(self, p: c.Publish) -> Awaitable[bytes | None] | Callable[[], Awaitable[Any]]:
         """Parse the payload for its topic; returns the (started or deferred) work."""
-        topic, now = p.topic, now_ms()
+        (topic, short), now = inbound(p.topic), now_ms()
         device_id = self.device.id
         if topic == DEVICE_TELEMETRY:
             points = parse_telemetry(p.payload, now)
@@ -428,11 +438,15 @@ class _Session:
                 if method == "getSessionLimits"
                 else {"error": f"unsupported RPC method {method!r}"}
             )
-            response = c.publish(self.level, RPC_RESPONSE + topic[len(RPC_REQUEST) :], orjson.dumps(answer))
+            response = c.publish(
+                self.level, outbound(RPC_RESPONSE + topic[len(RPC_REQUEST) :], short), orjson.dumps(answer)
+            )
             return lambda: self._just(response)
         if topic.startswith(ATTRIBUTE_REQUEST) and topic[len(ATTRIBUTE_REQUEST) :].isdigit():
             request = loads(p.payload) if p.payload.strip() else {}
-            return lambda: self.answer_attributes(topic[len(ATTRIBUTE_REQUEST) :], request)
+            return lambda: self.answer_attributes(
+                outbound(ATTRIBUTE_RESPONSE + topic[len(ATTRIBUTE_REQUEST) :], short), request
+            )
         if topic.startswith("v1/gateway/"):
             return self.gateway(topic, p.payload, now)
         raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
@@ -448,7 +462,7 @@ class _Session:
     async def in_executor(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.platform.executor, fn, *args)
 
-    async def answer_attributes(self, request_id: str, request: Any) -> bytes:
+    async def answer_attributes(self, response_topic: str, request: Any) -> bytes:
         """``attributes/request/{n}``: ``{"client": {..}, "shared": {..}}`` (ThingsBoard's shape)."""
         if not isinstance(request, dict):
             request = {}
@@ -459,7 +473,12 @@ class _Session:
             values = {a["key"]: a["value"] for a in attrs if not keys or a["key"] in keys}
             if values:
                 answer["client" if scope == "CLIENT_SCOPE" else "shared"] = values
-        return c.publish(self.level, "v1/devices/me/attributes/response/" + request_id, orjson.dumps(answer))
+        return c.publish(self.level, response_topic, orjson.dumps(answer))
+
+    def push_topic(self, canonical: str) -> str | None:
+        """The topic this session receives ``canonical`` pushes on (shared attributes, RPC
+        requests), in the form it subscribed with; None when it has not subscribed."""
+        return push_topic(self.subscriptions, canonical)
 
     # ------------------------------------------------------------------ gateway API
     def gateway(self, topic: str, payload: bytes, now: int) -> Callable[[], Awaitable[Any]]:
