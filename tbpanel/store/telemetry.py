@@ -117,7 +117,7 @@ class TelemetryStore:
         busy_timeout_ms: int = 10_000,
         cache_bytes: int = 256 << 20,
         chunk_rows: int = 1_000_000,
-        compressor: str = "lz4",
+        compressor: str = "zstd",
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         os.makedirs(self.path, exist_ok=True)
