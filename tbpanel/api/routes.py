@@ -9,6 +9,7 @@ from ..platform import Platform
 from . import auth, device, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
+from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
 from .models import model_patterns
 from .ws import websocket_patterns
@@ -53,6 +54,7 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         *alarm_patterns(platform),
         *websocket_patterns(platform, live),
         (r"/api/tbpanel/live/stats/?", LiveStatsHandler, {"platform": platform, "live": live}),
+        (r"/api/tbpanel/telemetry/query/?", FleetQueryHandler, p),
         (r"/api/.*", NotFoundHandler, p),
     ]
 

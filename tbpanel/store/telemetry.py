@@ -72,6 +72,7 @@ from .buckets import QueryError, bucket_edges, check_range
 from .cold import ColdTier
 from .compaction import CompactionStats, Compactor
 from .delete import Deleter
+from .fleet_query import SeriesColumns, query_columns
 from .hot import (
     SQL_ENTITIES_WITH_DATA,
     SYNCHRONOUS_MODES,
@@ -419,6 +420,38 @@ class TelemetryStore:
             return res if len(res) else None
 
         return self._per_series(sids, int(start), int(end), one)
+
+    def query_columns(
+        self,
+        entities: Sequence[str],
+        keys: Sequence[str] | None,
+        start: int,
+        end: int,
+        *,
+        agg: str = "NONE",
+        interval: int | None = None,
+        interval_type: str = "MILLISECONDS",
+        tz: str = "UTC",
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[SeriesColumns]:
+        """Many entities × keys in one consistent read, as numpy columns per series (see
+        :func:`.fleet_query.query_columns`: raw points keep their exact types)."""
+        self._check_open()
+        return query_columns(
+            self._series,
+            self._snapshots,
+            list(entities),
+            None if keys is None else list(keys),
+            start,
+            end,
+            agg=agg,
+            interval=interval,
+            interval_type=interval_type,
+            tz=tz,
+            limit=limit,
+            newest=newest,
+        )
 
     def query(
         self,

@@ -356,6 +356,9 @@ ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/alarm/([^/]+)/?", "GET"): Row("/api/alarm/{alarm_a1}", A1_READ),
     (r"/api/alarm/([^/]+)/?", "DELETE"): Row("/api/alarm/{fresh}", A1_READ, fresh="alarm"),
     (r"/api/tbpanel/live/stats/?", "GET"): Row("/api/tbpanel/live/stats", OWN_TENANT_ADMIN),
+    (r"/api/tbpanel/telemetry/query/?", "POST"): Row(
+        "/api/tbpanel/telemetry/query", A1_READ, {"deviceIds": ["{dev_a1}"], "startTs": 0, "endTs": 4000000000000}
+    ),
     (r"/api/.*", "GET"): Row("/api/no/such/route", same(404)),
 }
 WEBSOCKET_ROUTES = {r"/api/ws/plugins/telemetry/?", r"/api/ws/?"}
