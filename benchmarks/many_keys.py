@@ -95,13 +95,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2000,4000,20000")
     ap.add_argument("--timeout", type=float, default=120)
-    ap.add_argument("--server-args", default=None, help="extra `tbpanel serve` arguments (default: raise the key limit)")
+    ap.add_argument(
+        "--server-args", default=None, help="extra `tbpanel serve` arguments (default: raise the key limit)"
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {machine()}")
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="tbpanel-many-keys-") as tmp:
-        extra = ("--max-keys-per-device", str(max(sizes) + 10)) if args.server_args is None else args.server_args.split()
+        extra = (
+            ("--max-keys-per-device", str(max(sizes) + 10)) if args.server_args is None else args.server_args.split()
+        )
         world = open_world(Path(tmp) / "data", tuple(extra))
         ids: dict[str, str] = {}
         new_device = world.new_device
