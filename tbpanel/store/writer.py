@@ -7,6 +7,11 @@ commit has been fsynced to the WAL before any future resolves, so an acknowledge
 survives ``kill -9`` and power loss, and many concurrent requests share one fsync. Deletes
 and compaction switches run here too (:meth:`Writer.call`), each in its own transaction
 between two groups, so there is never more than one SQLite writer per store instance.
+
+Two rules keep one device from holding everyone else: of the batches drained together, small
+ones of other entities are committed before a big one (:func:`_small_first`; the order of each
+entity's own batches is kept), and a batch that would give an entity more keys than the store's
+:class:`~tbpanel.store.limits.KeyQuota` allows is refused alone, before its group is written.
 """
 
 from __future__ import annotations
