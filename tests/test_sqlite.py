@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
 
+from tbpanel import sqlite as db
 from tbpanel.sqlite import Database, connect, migrate
 
 V1 = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER);"
@@ -62,3 +64,44 @@ def test_nested_transactions_and_after_commit(tmp_path):
     assert heard == ["outer"] and db.one("SELECT count(*) FROM t") == (1,)
     db.after_commit(lambda: heard.append("now"))  # no transaction open: runs at once
     assert heard == ["outer", "now"]
+
+
+def test_new_files_give_free_pages_back(tmp_path):
+    path = str(tmp_path / "f.sqlite")
+    conn = db.connect(path)
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL, set before the first table
+    conn.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t (b) VALUES (?)", [(bytes(500),) for _ in range(20_000)])
+    conn.execute("COMMIT")
+    conn.execute("DELETE FROM t WHERE a > 1000")
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free > 1000
+    assert db.give_back_free_pages(conn, step_pages=300) == free  # several steps
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1000
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert os.path.getsize(path) < 1000 * 600 + 200_000
+    conn.close()
+    old = sqlite3.connect(str(tmp_path / "old.sqlite"))  # a file made without it: left alone
+    old.execute("CREATE TABLE t (a)")
+    assert db.give_back_free_pages(old) == 0
+    old.close()
+
+
+def test_compaction_gives_the_hot_tiers_pages_back(tmp_path):
+    from tbpanel.store import open_store
+    from tbpanel.store.values import ValueType as V
+
+    jan = 1_704_067_200_000
+    with open_store(tmp_path / "data", compaction_interval_s=0) as s:
+        s.write_points([(f"d{i % 50}", "k", jan + i * 1000, V.DOUBLE, i / 8) for i in range(200_000)])
+        hot = os.path.join(s.path, "telemetry.sqlite")
+        before = os.path.getsize(hot)
+        assert s.compact(before_ts=4_102_444_800_000)["points_moved"] == 200_000
+        conn = sqlite3.connect(hot)
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        assert os.path.getsize(hot) < before / 4, (os.path.getsize(hot), before)
+        assert len(s.query_raw("d7", ["k"], 0, 4_102_444_800_000, limit=10_000)["k"]) == 4_000

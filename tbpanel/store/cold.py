@@ -12,15 +12,16 @@ Layout under the cold root (a local directory by default, or an fsspec URL)::
         series  int64   sorted distinct series ids of the partition          (index)
         offsets int64   n+1 row offsets: series[i] is rows offsets[i]:offsets[i+1] (index)
 
-Arrays are written whole, once (a chunk is up to ``chunk_rows`` rows, Blosc lz4 + shuffle;
-zstd for text), and never modified: a rewrite of a month is a new generation directory, and
+Arrays are written whole, once (a chunk is up to ``chunk_rows`` rows; how each array is
+encoded — delta-of-delta timestamps, values as exact scaled decimals where they are, Blosc — is
+``store/encoding.py``; zstd for text), and never modified: a rewrite of a month is a new generation directory, and
 which generation is current is decided by the manifest row in SQLite, committed in the same
 transaction that deletes the moved hot rows. So a directory that is not in the manifest is
 either unfinished or superseded and can be removed.
 
 Reads go through :class:`Partition`, which caches the opened arrays and the decoded index,
-and an LRU of decoded column slices keyed by ``(month, generation, column, lo, hi)`` (a new
-generation never hits a stale entry).
+and an LRU of decoded numeric *chunks* (and of text slices) keyed by ``(month, generation,
+column, …)`` (a new generation never hits a stale entry).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ import shutil
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import zarr
 from zarr.abc.store import Store
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import ZstdCodec
 from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
 
+from . import encoding
 from .columns import Columns
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,8 @@ class Partition:
         self.attrs = dict(group.attrs)
         self.rows = int(self.attrs.get("rows", 0))  # type: ignore[arg-type]  # JSON: an int here
         self.has_txt = bool(self.attrs.get("has_txt", False))
+        # how each array is stored (store/encoding.py); absent in generations written before it
+        self.encodings: dict[str, Any] = dict(self.attrs.get("encodings") or {})  # type: ignore[arg-type]  # JSON: a dict here
         self._group = group
         self._arrays: dict[str, Any] = {}  # opened on first use
         self.series = np.asarray(self._array("series")[:], dtype=np.int64)
@@ -147,27 +151,48 @@ class Partition:
         return int(self.offsets[i]), int(self.offsets[i + 1])
 
     def read(self, col: str, lo: int, hi: int) -> np.ndarray:
-        """Decoded rows ``lo:hi`` of a column (cached). Missing ``txt`` reads as ``None``s."""
-        key = (self.name, self.gen, col, lo, hi)
-        arr = self._cache.get(key)
-        if arr is not None:
-            return arr
+        """Decoded rows ``lo:hi`` of a column. Missing ``txt`` reads as ``None``s.
+
+        Numeric columns are cached as whole decoded chunks: Zarr decodes a chunk whole
+        whatever slice is asked for, so a query over many series of one chunk decodes it once,
+        and a slice is a read-only view into it."""
+        if hi <= lo:
+            return np.empty(0, dtype=object if col == "txt" else DTYPES[col])
         if col == "txt":
+            key = (self.name, self.gen, col, lo, hi)
+            arr = self._cache.get(key)
+            if arr is not None:
+                return arr
             if not self.has_txt:
                 arr = np.full(hi - lo, None, dtype=object)
             else:
                 arr = np.asarray(self._array("txt")[lo:hi]).astype(object)
-        else:
-            arr = np.asarray(self._array(col)[lo:hi], dtype=DTYPES[col])
-        arr.flags.writeable = False
-        self._cache.put(key, arr)
+            arr.flags.writeable = False
+            self._cache.put(key, arr)
+            return arr
+        size = int(self._array(col).chunks[0])
+        first, last = lo // size, (hi - 1) // size
+        parts = [
+            self._chunk(col, i, size)[max(lo - i * size, 0) : min(hi - i * size, size)] for i in range(first, last + 1)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _chunk(self, col: str, i: int, size: int) -> np.ndarray:
+        """Chunk ``i`` of a numeric column, decoded (cached under the column's ``@chunk`` name)."""
+        key = (self.name, self.gen, col + "@chunk", i, 0)
+        arr = self._cache.get(key)
+        if arr is None:
+            raw = self._array(col)[i * size : min((i + 1) * size, self.rows)]
+            arr = np.asarray(encoding.decode(col, raw, self.encodings), dtype=DTYPES[col])
+            arr.flags.writeable = False
+            self._cache.put(key, arr)
         return arr
 
     def read_all(self) -> Columns:
         """Every row of every column (for a rewrite); not cached. Series ids per row included."""
         out: Columns = {}
         for col in ("ts", "t", "num", "lng"):
-            out[col] = np.asarray(self._array(col)[:], dtype=DTYPES[col])
+            out[col] = np.asarray(encoding.decode(col, self._array(col)[:], self.encodings), dtype=DTYPES[col])
         if self.has_txt:
             out["txt"] = np.asarray(self._array("txt")[:]).astype(object)
         else:
@@ -185,7 +210,7 @@ class ColdTier:
         *,
         chunk_rows: int = 1_000_000,
         cache_bytes: int = 256 << 20,
-        compressor: str = "lz4",
+        compressor: str = "zstd",
         fsync: bool = True,
     ) -> None:
         self.location = location
@@ -196,8 +221,8 @@ class ColdTier:
         self._lock = threading.Lock()
         if compressor not in ("lz4", "zstd"):
             raise ValueError("compressor must be 'lz4' or 'zstd'")
-        cname: Literal["lz4", "zstd"] = "lz4" if compressor == "lz4" else "zstd"
-        self._codec = BloscCodec(cname=cname, clevel=5, shuffle="shuffle")
+        self._cname = compressor
+        self._codec = encoding.blosc(compressor)
         self._txt_codec = ZstdCodec(level=3)
         self._fs: Any = None  # an fsspec file system for URLs
         self.store: Store
@@ -230,6 +255,9 @@ class ColdTier:
         chunk = max(1, min(self.chunk_rows, n))
         has_txt = data.get("txt") is not None
         path = gen_dir(name, gen)
+        num, record, num_filters, num_codec = encoding.encode_num(
+            np.ascontiguousarray(data["num"], np.float64), self._cname
+        )
         attrs = {
             "format": FORMAT,
             "partition": name,
@@ -237,12 +265,19 @@ class ColdTier:
             "rows": n,
             "series_count": int(len(series)),
             "has_txt": has_txt,
+            "encodings": {"ts": {"kind": "delta-of-delta"}, "num": record},
             **(extra_attrs or {}),
         }
         group = zarr.open_group(self.store, path=path, mode="w", zarr_format=3, attributes=attrs)
-        for col in ("ts", "t", "num", "lng"):
+        for col in ("ts", "t", "lng"):
             arr = np.ascontiguousarray(data[col], dtype=DTYPES[col])
-            group.create_array(col, data=arr, chunks=(chunk,), compressors=[self._codec], chunk_key_encoding=_CKE)
+            filters = encoding.timestamp_filters() if col == "ts" else []
+            group.create_array(
+                col, data=arr, chunks=(chunk,), filters=filters, compressors=[self._codec], chunk_key_encoding=_CKE
+            )
+        group.create_array(
+            "num", data=num, chunks=(chunk,), filters=num_filters, compressors=[num_codec], chunk_key_encoding=_CKE
+        )
         if has_txt:
             txt = data["txt"]
             missing = np.equal(txt, None)  # type: ignore[call-overload]  # elementwise; the stubs refuse None

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import sqlite as db
 from ..clock import now_ms
 from .cold import ColdTier
 from .columns import Columns, concat_columns, hot_rows_to_columns, merge_columns
@@ -209,7 +210,24 @@ class Compactor:
             finally:
                 self._unlock()
         self._snapshots.purge_retired()
+        if (stats["partitions"] or stats["partitions_removed"]) and not self._stop.is_set():
+            self._give_back_free_pages()
         return stats
+
+    def _give_back_free_pages(self) -> None:
+        """The moved hot rows left free pages: hand them back to the file system, on a
+        connection of our own (the writer's belongs to its thread), a few MiB per step."""
+        try:
+            conn = db.connect(self._readers.path)
+            try:
+                freed = db.give_back_free_pages(conn, should_stop=self._stop.is_set)  # closing: later
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:  # only space is at stake: try again after the next compaction
+            log.warning("could not give free pages back to the file system: %s", exc)
+            return
+        if freed:
+            log.info("gave %d free pages of the hot tier back to the file system", freed)
 
     def _months_to_compact(self, cutoff: int) -> list[int]:
         """Months with hot rows that ended by ``cutoff``, and months with tombstones."""

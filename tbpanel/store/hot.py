@@ -142,6 +142,11 @@ class ReaderPool:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def path(self) -> str:
+        """The telemetry database file these connections read."""
+        return self._path
+
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:

@@ -118,7 +118,7 @@ class TelemetryStore:
         busy_timeout_ms: int = 10_000,
         cache_bytes: int = 256 << 20,
         chunk_rows: int = 1_000_000,
-        compressor: str = "lz4",
+        compressor: str = "zstd",
         max_keys_per_entity: int | None = None,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
