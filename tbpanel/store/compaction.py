@@ -129,13 +129,16 @@ class Compactor:
         """Stop compacting: a month being compacted is abandoned at its next step (between
         chunks of its read, before its write and before or during its switch, whose statement
         is interrupted), so closing never waits for a whole month; nothing of it is lost,
-        its hot rows stay until a later round compacts them. Waits for the background thread."""
+        its hot rows stay until a later round compacts them. Waits for the compaction running
+        (background thread or not) to end."""
         self._stop.set()
         with self._switch_lock:
             if self._switching:  # the writer is running our switch: abort its statement
                 self._writer.conn.interrupt()
         if self._thread is not None:
             self._thread.join()
+        with self._mutex:  # and a compaction run from another thread (store.compact()) too
+            pass
 
     def _check_stop(self) -> None:
         if self._stop.is_set():

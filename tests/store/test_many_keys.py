@@ -162,3 +162,39 @@ def test_point_limit_and_defaults():
         DEFAULT_MAX_KEYS_PER_DEVICE,
         DEFAULT_MAX_POINTS_PER_MESSAGE,
     )
+
+
+def test_close_during_a_compaction_keeps_every_point_and_the_next_compaction_completes(tmp_path):
+    """The switch waits for the write lock (held by another connection) while the store closes:
+    the compaction is abandoned, its new generation removed, and nothing is lost."""
+    month0 = 1_672_531_200_000  # 2023-01: closed
+    rows = [(f"e{e}", "v", month0 + i * 60_000, 1, e * 10_000 + i) for e in range(3) for i in range(2_000)]
+    path = tmp_path / "s"
+    store = open_store(path, compaction_interval_s=0)
+    store.write_points(rows)
+    result: dict = {}
+    compacting = threading.Thread(target=lambda: result.update(store.compact()))
+    with HeldWriteLock(store):
+        compacting.start()
+        for _ in range(6000):  # the new generation is written; its switch waits for the lock
+            if store.cold.list_generations():
+                break
+            threading.Event().wait(0.01)
+        assert store.cold.list_generations(), "the compaction never wrote its generation"
+        closing = threading.Thread(target=store.close)
+        closing.start()
+        for _ in range(6000):
+            if store._compactor._stop.is_set():
+                break
+            threading.Event().wait(0.01)
+    closing.join(120)
+    compacting.join(120)
+    assert not closing.is_alive() and not compacting.is_alive()
+    assert result["skipped"] == "the store is closing" and result["partitions"] == 0
+    with open_store(path, compaction_interval_s=0) as store:
+        assert store.cold.list_generations() == []  # the abandoned generation is gone
+        again = store.compact()
+        assert again["partitions"] == 1 and again["points_moved"] == len(rows)
+        for e in range(3):
+            ts, v = store.numeric_arrays(f"e{e}", "v", month0, month0 + 31 * 86_400_000)["v"]
+            assert list(v) == [e * 10_000 + i for i in range(2_000)]
