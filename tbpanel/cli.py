@@ -153,6 +153,11 @@ def _positive_int(text: str) -> int:
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+#: ``serve`` ingest limit defaults: the values of tbpanel.store.limits (not imported here, so
+#: that ``tbpanel --help`` stays quick; tests/store/test_many_keys.py checks they agree).
+DEFAULT_MAX_KEYS_PER_DEVICE = 10_000
+DEFAULT_MAX_POINTS_PER_MESSAGE = 100_000
+
 #: MQTT's remaining length cannot say more than 256 MiB.
 MAX_MQTT_PAYLOAD = 256 << 20
 
@@ -295,6 +300,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BYTES",
         help="largest publish payload, e.g. 65536, 64KiB, 1MiB (default: 1MiB, the HTTP body limit)",
+    )
+    ingest = p.add_argument_group(
+        "Ingest limits (every transport)",
+        "A telemetry message over a limit is refused whole, nothing of it stored, with an error "
+        "naming the limit: over --max-points-per-message HTTP 413, MQTT 5 reason 0x95 (packet too "
+        "large), CoAP 4.13; over --max-keys-per-device HTTP 400, MQTT 5 reason 0x97 (quota "
+        "exceeded), CoAP 4.00; MQTT 3.1.1 closes the session, as for any bad payload.",
+    )
+    ingest.add_argument(
+        "--max-keys-per-device",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"telemetry keys one device may have (default: {DEFAULT_MAX_KEYS_PER_DEVICE})",
+    )
+    ingest.add_argument(
+        "--max-points-per-message",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"points one telemetry message may carry (default: {DEFAULT_MAX_POINTS_PER_MESSAGE})",
     )
     p.add_argument("--demo", action="store_true", help="demo tenant, logins, simulated fleet and a built model")
     p.add_argument(

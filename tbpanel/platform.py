@@ -22,6 +22,7 @@ from .anomaly.service import AnomalyService
 from .entities import EntityRegistry, LoginThrottle, NotFound, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
 from .store import TelemetryStore, open_store
+from .store.limits import DEFAULT_MAX_KEYS_PER_DEVICE, DEFAULT_MAX_POINTS_PER_MESSAGE, check_points
 
 
 class Platform(param.Parameterized):
@@ -30,6 +31,18 @@ class Platform(param.Parameterized):
     data_dir = param.String(doc="Directory holding entities.sqlite, telemetry.sqlite and cold/.")
     max_body_bytes = param.Integer(
         default=1 << 20, bounds=(1, None), doc="Largest device payload accepted; larger bodies get 413."
+    )
+    max_keys_per_device = param.Integer(
+        default=DEFAULT_MAX_KEYS_PER_DEVICE,
+        bounds=(1, None),
+        allow_None=True,
+        doc="Telemetry keys one device may have (None: no limit); a message over it is refused whole.",
+    )
+    max_points_per_message = param.Integer(
+        default=DEFAULT_MAX_POINTS_PER_MESSAGE,
+        bounds=(1, None),
+        allow_None=True,
+        doc="Points one telemetry message may carry (None: no limit); a larger one is refused whole.",
     )
     compaction_interval_s = param.Number(
         default=60, bounds=(0, None), doc="How often closed partitions move to the Zarr tier (0: never)."
@@ -43,7 +56,9 @@ class Platform(param.Parameterized):
             raise OSError(code, f"the data directory is not writable ({os.strerror(code)})", self.data_dir)
         self.registry: EntityRegistry = EntityRegistry(self.data_dir)
         self.store: TelemetryStore = open_store(
-            Path(self.data_dir) / "telemetry", compaction_interval_s=self.compaction_interval_s
+            Path(self.data_dir) / "telemetry",
+            compaction_interval_s=self.compaction_interval_s,
+            max_keys_per_entity=self.max_keys_per_device,
         )
         self.store.device_ids = self.device_ids  # store.query(devices=["Pump P1"]) takes names
         self._secret = load_or_create_secret(self.data_dir)
@@ -99,6 +114,11 @@ class Platform(param.Parameterized):
     def cookie_secret(self) -> str:
         """Page-session cookie key, derived from the JWT secret so one file guards both."""
         return hmac.new(self._secret, b"tbpanel page cookies", hashlib.sha256).hexdigest()
+
+    def check_message(self, points: int) -> None:
+        """Refuse a telemetry message of ``points`` points over :attr:`max_points_per_message`
+        (:class:`~tbpanel.store.limits.TooManyPoints`); every transport asks before storing."""
+        check_points(points, self.max_points_per_message)
 
     def close(self) -> None:
         self.tasks.shutdown()

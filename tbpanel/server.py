@@ -213,7 +213,12 @@ def public_url(address: str, port: int) -> str:
 def serve_from_args(args: argparse.Namespace) -> int:
     """``tbpanel serve``: open the data directory, optionally seed the demo, serve until stopped."""
     logs.configure(args.log_level)
-    platform = Platform(args.data, compaction_interval_s=getattr(args, "compaction_interval", 60))
+    limits = {
+        name: value
+        for name in ("max_keys_per_device", "max_points_per_message")
+        if (value := getattr(args, name, None)) is not None
+    }
+    platform = Platform(args.data, compaction_interval_s=getattr(args, "compaction_interval", 60), **limits)
     simulator = None
     if args.demo:
         from . import demo

@@ -59,21 +59,24 @@ def connect(
     return conn
 
 
-def give_back_free_pages(conn: sqlite3.Connection, *, step_pages: int = 4096) -> int:
+def give_back_free_pages(
+    conn: sqlite3.Connection, *, step_pages: int = 4096, should_stop: Callable[[], bool] | None = None
+) -> int:
     """Return a file's free pages to the file system; returns how many were freed.
 
     Deleting rows (the hot tier after a compaction) leaves free pages that SQLite reuses but
     never releases: without this a data directory keeps its high-water mark forever. Works on
     files made with ``auto_vacuum = INCREMENTAL`` (every file :func:`connect` creates); older
     files answer 0 (a one-off ``VACUUM`` converts them). ``step_pages`` per write transaction,
-    so other writers get the lock between steps.
+    so other writers get the lock between steps; ``should_stop()`` true ends it between steps
+    (a closing store does not wait for the rest, which the next call frees).
     """
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2 = INCREMENTAL
         return 0
     freed = 0
     while True:
         free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        if free == 0:
+        if free == 0 or (should_stop is not None and should_stop()):
             return freed
         step = min(free, step_pages)
         # executescript steps the pragma to completion (execute() would free a single page);

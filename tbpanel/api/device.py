@@ -11,8 +11,8 @@ import tornado.web
 
 from ..clock import now_ms
 from ..platform import Platform
-from ..store.payload import parse_attributes, parse_telemetry
-from ..store.validate import payload_points
+from ..store.limits import OFF_LOOP_BYTES, LimitExceeded, telemetry_points
+from ..store.payload import parse_attributes
 from .base import ApiError, ApiHandler
 
 
@@ -56,9 +56,17 @@ class DeviceUploadHandler(ApiHandler):
             raise ApiError(400, "Invalid JSON body: the request body is empty")
         ts = now_ms()
         if self.kind == "telemetry":
-            points = parse_telemetry(body, ts)
-            if points:
-                await self.platform.store.submit_async(payload_points(self.device.id, points))
+            args = (self.device.id, body, ts, self.platform.max_points_per_message)
+            try:  # a big body is parsed off the loop, which keeps serving the other devices
+                rows = (
+                    telemetry_points(*args)
+                    if len(body) < OFF_LOOP_BYTES
+                    else await self.in_thread(telemetry_points, *args)
+                )
+                if rows:
+                    await self.platform.store.submit_async(rows)
+            except LimitExceeded as exc:  # 413 (points per message) or 400 (keys per device)
+                raise ApiError(exc.status, str(exc)) from None
         else:
             points = parse_attributes(body, ts)
             if points:

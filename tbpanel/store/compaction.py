@@ -70,6 +70,11 @@ class _Conflict(Exception):
     """The month changed while it was being compacted; retry."""
 
 
+class _Stopped(Exception):
+    """The store is closing: the month's compaction is abandoned (nothing of it switched) and
+    redone by the next round, after the next start if need be."""
+
+
 @dataclass
 class _Month:
     """One month as one snapshot showed it (step 1)."""
@@ -111,6 +116,8 @@ class Compactor:
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._switch_lock = threading.Lock()
+        self._switching = False  # the writer is inside a switch of ours (stop() interrupts it)
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, interval_s: float) -> None:
@@ -119,10 +126,23 @@ class Compactor:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the background thread (it finishes the month it is compacting)."""
+        """Stop compacting: a month being compacted is abandoned at its next step (between
+        chunks of its read, before its write and before or during its switch, whose statement
+        is interrupted), so closing never waits for a whole month; nothing of it is lost,
+        its hot rows stay until a later round compacts them. Waits for the compaction running
+        (background thread or not) to end."""
         self._stop.set()
+        with self._switch_lock:
+            if self._switching:  # the writer is running our switch: abort its statement
+                self._writer.conn.interrupt()
         if self._thread is not None:
             self._thread.join()
+        with self._mutex:  # and a compaction run from another thread (store.compact()) too
+            pass
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _Stopped()
 
     def close(self) -> None:
         try:
@@ -184,13 +204,16 @@ class Compactor:
             try:
                 cutoff = now_ms() - self.grace_ms if before_ts is None else int(before_ts)
                 for m in self._months_to_compact(cutoff):
-                    if self._stop.is_set() and threading.current_thread() is self._thread:
-                        break
+                    self._check_stop()
+                    log.info("compacting %s", month_name(m))
                     self._compact_month(m, stats)
+            except _Stopped:
+                log.info("compaction stopped: the store is closing; the rest is compacted after the next start")
+                stats["skipped"] = "the store is closing"
             finally:
                 self._unlock()
         self._snapshots.purge_retired()
-        if stats["partitions"] or stats["partitions_removed"]:
+        if (stats["partitions"] or stats["partitions_removed"]) and not self._stop.is_set():
             self._give_back_free_pages()
         return stats
 
@@ -200,7 +223,7 @@ class Compactor:
         try:
             conn = db.connect(self._readers.path)
             try:
-                freed = db.give_back_free_pages(conn)
+                freed = db.give_back_free_pages(conn, should_stop=self._stop.is_set)  # closing: later
             finally:
                 conn.close()
         except sqlite3.Error as exc:  # only space is at stake: try again after the next compaction
@@ -230,11 +253,13 @@ class Compactor:
             merged = merge_columns(old, month.hot)
             n_rows = len(merged["ts"])
             series, counts = np.unique(merged["series"], return_counts=True)
+            self._check_stop()
             new_gen = self._write_generation(month, merged, series, counts)
             deltas = _count_changes(
                 merged["series"], series, month.hot["series"], None if old is None else old["series"]
             )
             try:
+                self._check_stop()
                 self._switch(month, new_gen, n_rows, merged.get("txt") is not None, deltas)
             except _Conflict:
                 stats["conflicts"] += 1
@@ -254,6 +279,7 @@ class Compactor:
             stats["points_moved"] += n_hot
             stats["rows_written"] += n_rows
             stats["tombstones_applied"] += len(month.tombs)
+            log.info("compacted %s: %d hot points moved, %d rows in the cold tier", month.name, n_hot, n_rows)
             return
         log.info("compaction of %s gave up after repeated concurrent changes; will retry later", month_name(m))
 
@@ -269,6 +295,7 @@ class Compactor:
             cur = conn.execute(SQL_HOT_OF_RANGE, (lo, hi))
             chunks = []
             while True:
+                self._check_stop()  # a big month takes seconds to read: closing does not wait
                 rows = cur.fetchmany(200_000)
                 if not rows:
                     break
@@ -332,14 +359,26 @@ class Compactor:
                 raise _Conflict(name)
             if current_generation(conn, name) != month.old_gen:
                 raise _Conflict(name)
-            if n_rows:
-                conn.execute(SQL_SET_PARTITION, (name, m, new_gen, n_rows, lo, hi, int(has_txt), now_ms()))
-            else:
-                conn.execute(SQL_DELETE_PARTITION, (name,))
-            conn.executemany(SQL_DELETE_HOT_RANGE, [(s, lo, hi) for s in hot_series])
-            conn.executemany(SQL_DELETE_TOMBSTONE, tomb_ids)
-            conn.execute(SQL_MONTH_COMPACTED, (m,))
-            conn.executemany(SQL_ADD_POINTS, deltas)
+            with self._switch_lock:
+                self._check_stop()
+                self._switching = True
+            try:
+                if n_rows:
+                    conn.execute(SQL_SET_PARTITION, (name, m, new_gen, n_rows, lo, hi, int(has_txt), now_ms()))
+                else:
+                    conn.execute(SQL_DELETE_PARTITION, (name,))
+                conn.executemany(SQL_DELETE_HOT_RANGE, [(s, lo, hi) for s in hot_series])
+                conn.executemany(SQL_DELETE_TOMBSTONE, tomb_ids)
+                conn.execute(SQL_MONTH_COMPACTED, (m,))
+                conn.executemany(SQL_ADD_POINTS, deltas)
+            except sqlite3.OperationalError:
+                if self._stop.is_set():  # interrupted by stop(): the writer rolls back
+                    raise _Stopped() from None
+                raise
+            finally:
+                with self._switch_lock:
+                    self._switching = False
+            self._check_stop()  # (the writer rolls the switch back)
 
         self._writer.call(commit, lambda _: self._series.recounted(deltas)).result()
 

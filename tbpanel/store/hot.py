@@ -400,6 +400,33 @@ def tombstones_in_range(
 
 # --- one write group (the writer thread) ---------------------------------------------------
 
+SQL_SERIES_IDS_OF_ENTITY = "SELECT key, id FROM series WHERE entity = ? AND key IN ({})"
+
+
+def create_series(
+    conn: sqlite3.Connection, ids: dict[tuple[str, str], int], points: Sequence[Point], first: int
+) -> dict[tuple[str, str], int]:
+    """Create the series of ``points[first:]`` that ``ids`` does not know, in bulk: one
+    ``executemany`` and one ``SELECT ... IN`` per :data:`SQL_IN_CHUNK` keys of an entity
+    (two statements per new key made a message with many new keys slow)."""
+    missing: dict[tuple[str, str], None] = {}
+    for p in points[first:] if first else points:
+        ek = (p[0], p[1])
+        if ek not in ids:
+            missing[ek] = None
+    conn.executemany(SQL_INSERT_SERIES, missing)
+    by_entity: dict[str, list[str]] = defaultdict(list)
+    for e, k in missing:
+        by_entity[e].append(k)
+    out: dict[tuple[str, str], int] = {}
+    for e, keys in by_entity.items():
+        for j in range(0, len(keys), SQL_IN_CHUNK):
+            chunk = keys[j : j + SQL_IN_CHUNK]
+            for k, sid in conn.execute(SQL_SERIES_IDS_OF_ENTITY.format(",".join("?" * len(chunk))), (e, *chunk)):
+                out[(e, k)] = sid
+    return out
+
+
 #: What a committed write group did: the series it created ``{(entity, key): id}``, per series
 #: ``[id, newest ts, t, v, points]``, the ``(entity, key)`` of each series written, and the
 #: latest version it bumped to.
@@ -415,15 +442,14 @@ def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], point
     lat: dict[int, list[Any]] = {}  # sid -> [sid, newest ts, t, v, points]
     names: dict[int, tuple[str, str]] = {}
     mn = mx = points[0][2]
-    for e, k, ts, t, v in points:
+    for i, (e, k, ts, t, v) in enumerate(points):
         ek = (e, k)
         sid = ids.get(ek)
         if sid is None:
             sid = new.get(ek)
-            if sid is None:
-                conn.execute(SQL_INSERT_SERIES, ek)
-                sid = conn.execute(SQL_SERIES_ID, ek).fetchone()[0]
-                new[ek] = sid
+            if sid is None:  # the first new series of the group: create all of them at once
+                new.update(create_series(conn, ids, points, i))
+                sid = new[ek]
         append((sid, ts, t, v))
         cur = lat.get(sid)
         if cur is None:

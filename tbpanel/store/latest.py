@@ -37,7 +37,11 @@ class LatestValues:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_entity: dict[str, dict[str, Latest]] = {}  # keys kept sorted
+        self._by_entity: dict[str, dict[str, Latest]] = {}  # keys sorted, except for _unsorted
+        #: entities whose dict got a key out of order since it was last sorted: sorted once, by
+        #: the next reader that wants all their keys (a re-sort per new key made a message with
+        #: n new keys cost O(n² log n) on the writer thread)
+        self._unsorted: set[str] = set()
         self._version: int | None = None  # None: stale (a foreign commit was missed)
         self._seen = -1  # highest version reported by this instance's writer
 
@@ -58,6 +62,7 @@ class LatestValues:
         """Set the whole copy (at open, before the writer runs)."""
         with self._lock:
             self._by_entity = by_entity
+            self._unsorted = set()
             self._version = version
             self._seen = max(self._seen, version)
 
@@ -73,6 +78,7 @@ class LatestValues:
             if self._version is not None or self._seen > version:
                 return False
             self._by_entity = by_entity
+            self._unsorted = set()
             self._version = version
             return True
 
@@ -88,16 +94,19 @@ class LatestValues:
             return True
         self._version = None  # another instance committed in between: we can't know what
         self._by_entity = {}
+        self._unsorted = set()
         return False
 
     def written(self, version: int, points: Iterable[tuple[str, str, int, int, Any]]) -> None:
         """Commit ``version`` wrote these ``(entity, key, ts, vtype, value)`` (the newest point
         of each series in the transaction). Same rule as the SQL upsert: a point replaces the
-        latest value when its ``ts`` is newer or equal."""
+        latest value when its ``ts`` is newer or equal. O(1) per point: a key that lands out
+        of order only marks its entity unsorted."""
         with self._lock:
             if not self._advance(version):
                 return
             by_entity = self._by_entity
+            unsorted = self._unsorted
             for e, k, ts, t, v in points:
                 d = by_entity.get(e)
                 if d is None:
@@ -108,10 +117,9 @@ class LatestValues:
                     if ts >= cur[0]:
                         d[k] = (ts, t, v)
                     continue
-                last = next(reversed(d))
+                if e not in unsorted and k < next(reversed(d)):
+                    unsorted.add(e)
                 d[k] = (ts, t, v)
-                if k < last:
-                    by_entity[e] = dict(sorted(d.items()))
 
     def changed(self, version: int, entity: str, values: dict[str, Latest | None]) -> None:
         """Commit ``version`` set these latest values of ``entity`` (None: it has none now)."""
@@ -128,12 +136,14 @@ class LatestValues:
                 self._by_entity[entity] = dict(sorted(d.items()))
             else:
                 self._by_entity.pop(entity, None)
+            self._unsorted.discard(entity)
 
     def dropped(self, version: int, entity: str) -> None:
         """Commit ``version`` deleted every series of ``entity``."""
         with self._lock:
             if self._advance(version):
                 self._by_entity.pop(entity, None)
+                self._unsorted.discard(entity)
 
     # ------------------------------------------------------------------------ readers
     def read(
@@ -144,7 +154,20 @@ class LatestValues:
         with self._lock:
             if self._version is None or version > self._version:
                 return None
+            if keys is None and self._unsorted:
+                self._sort(entities)
             return self.answer(self._by_entity, entities, keys)
+
+    def _sort(self, entities: Sequence[str]) -> None:
+        """Under the lock: sort the key dicts of those of ``entities`` that need it (once per
+        change, not per read: Timsort on an appended run is linear)."""
+        by_entity, unsorted = self._by_entity, self._unsorted
+        for e in entities:
+            if e in unsorted:
+                unsorted.discard(e)
+                d = by_entity.get(e)
+                if d is not None:
+                    by_entity[e] = dict(sorted(d.items()))
 
     @staticmethod
     def answer(

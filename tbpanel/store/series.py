@@ -69,6 +69,10 @@ class SeriesIndex:
                 return True
         return bool(self.keys(entity))
 
+    def key_count(self, entity: str) -> int:
+        """How many series ``entity`` has in this index (no SQL; the key limit's count)."""
+        return len(self._by_entity.get(entity, ()))
+
     def keys(self, entity: str) -> list[str]:
         """Sorted keys of ``entity`` that have data or a latest value (from SQL: always fresh)."""
         return entity_keys(self._readers.get(), entity)

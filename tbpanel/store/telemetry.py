@@ -86,6 +86,7 @@ from .hot import (
     write_group,
 )
 from .latest import Latest, LatestValues
+from .limits import KeyQuota
 from .series import SeriesIndex
 from .snapshot import SeriesData, Snapshots
 from .times import parse_interval, to_ms
@@ -119,6 +120,7 @@ class TelemetryStore:
         cache_bytes: int = 256 << 20,
         chunk_rows: int = 1_000_000,
         compressor: str = "zstd",
+        max_keys_per_entity: int | None = None,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         os.makedirs(self.path, exist_ok=True)
@@ -153,7 +155,11 @@ class TelemetryStore:
         self._snapshots = Snapshots(self._readers, self.cold)
 
         ids = self._series.ids
-        self._writer = Writer(wconn, lambda conn, points: write_group(conn, ids, points), self._after_commit)
+        #: the per-entity key limit (None: none); a batch over it fails with ``TooManyKeys``
+        self.key_quota = KeyQuota(max_keys_per_entity, ids, self._series.key_count)
+        self._writer = Writer(
+            wconn, lambda conn, points: write_group(conn, ids, points), self._after_commit, quota=self.key_quota
+        )
         self._compactor = Compactor(
             self._readers,
             self._writer,
@@ -571,7 +577,8 @@ def open_store(
     generations are not fsynced either). ``compaction_interval_s``: background compaction period (0 disables).
     ``grace_ms``: how long after its end a month stays writable in the hot tier before it is
     compacted. Extra keyword arguments: ``busy_timeout_ms``, ``cache_bytes``, ``chunk_rows``,
-    ``compressor`` ("lz4" or "zstd").
+    ``compressor`` ("lz4" or "zstd"), ``max_keys_per_entity`` (None: no limit; a batch that
+    would give an entity more keys fails with :class:`~tbpanel.store.limits.TooManyKeys`).
     """
     path, cold_url = resolve_location(path, cold_url)
     return TelemetryStore(

@@ -7,6 +7,11 @@ commit has been fsynced to the WAL before any future resolves, so an acknowledge
 survives ``kill -9`` and power loss, and many concurrent requests share one fsync. Deletes
 and compaction switches run here too (:meth:`Writer.call`), each in its own transaction
 between two groups, so there is never more than one SQLite writer per store instance.
+
+Two rules keep one device from holding everyone else: of the batches drained together, small
+ones of other entities are committed before a big one (:func:`_small_first`; the order of each
+entity's own batches is kept), and a batch that would give an entity more keys than the store's
+:class:`~tbpanel.store.limits.KeyQuota` allows is refused alone, before its group is written.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from .limits import KeyQuota
 from .validate import Point
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,26 @@ class _CallOp:
 
 _STOP = None  # queued by stop(): the writer commits what came before it and ends
 
+#: A batch of at least this many points is "big": small batches queued with it may go first.
+BIG_BATCH = 10_000
+
+
+def _small_first(batches: list[_WriteOp]) -> tuple[list[_WriteOp], list[_WriteOp]]:
+    """``(early, late)``: the batches that may be committed before the big ones, and the rest in
+    their order. A small batch that writes an entity of a batch already in ``late`` stays behind
+    it, so the points of one entity are always written in the order they were queued. Linear in
+    the points (the entities of late batches are collected once)."""
+    early: list[_WriteOp] = []
+    late: list[_WriteOp] = []
+    late_entities: set[str] = set()
+    for op in batches:
+        if len(op.points) >= BIG_BATCH or (late and not late_entities.isdisjoint(p[0] for p in op.points)):
+            late.append(op)
+            late_entities.update(p[0] for p in op.points)
+        else:
+            early.append(op)
+    return early, late
+
 
 class Writer(threading.Thread):
     """The single writer: group commit of queued point batches, plus arbitrary transactions.
@@ -85,12 +111,15 @@ class Writer(threading.Thread):
         write_group: Callable[[sqlite3.Connection, list[Point]], Any],
         after_commit: Callable[[list[Point], Any], None],
         max_group_points: int = 250_000,
+        quota: KeyQuota | None = None,
     ) -> None:
         super().__init__(name="tbpanel-store-writer", daemon=True)
         self.conn = conn
         self._write_group = write_group
         self._after_commit = after_commit
         self._max_group = max_group_points
+        #: the per-entity key limit, checked per batch before its group is written
+        self._quota = quota
         self._q: queue.SimpleQueue[_WriteOp | _CallOp | None] = queue.SimpleQueue()
         self._stopping = False
 
@@ -137,25 +166,20 @@ class Writer(threading.Thread):
                     except queue.Empty:
                         break
                 stop = False
-                group: list[_WriteOp] = []
-                n_group = 0
+                batches: list[_WriteOp] = []
                 for op in ops:
                     if op is _STOP:
                         stop = True
                         continue
                     if isinstance(op, _WriteOp):
-                        if group and n_group + len(op.points) > self._max_group:
-                            self._commit_group(group)
-                            group, n_group = [], 0
-                        group.append(op)
-                        n_group += len(op.points)
+                        batches.append(op)
                         continue
-                    if group:
-                        self._commit_group(group)
-                        group, n_group = [], 0
+                    if batches:  # a call is a barrier: what was queued before it commits first
+                        self._commit_batches(batches)
+                        batches = []
                     self._run_call(op)
-                if group:
-                    self._commit_group(group)
+                if batches:
+                    self._commit_batches(batches)
                 if stop:
                     # anything queued after the stop marker is refused
                     while True:
@@ -174,9 +198,39 @@ class Writer(threading.Thread):
             except Exception:  # pragma: no cover
                 log.exception("closing the writer connection failed")
 
+    def _commit_batches(self, batches: list[_WriteOp]) -> None:
+        """Commit queued batches in groups of at most ``max_group_points``; small batches that
+        share no entity with a big one queued before them go first, in a group of their own,
+        so one device's huge message does not hold everyone else's small ones behind it."""
+        if len(batches) > 1 and any(len(op.points) >= BIG_BATCH for op in batches):
+            early, late = _small_first(batches)
+            if early:
+                self._commit_batches(early)
+            batches = late
+        group: list[_WriteOp] = []
+        n_group = 0
+        for op in batches:
+            if group and n_group + len(op.points) > self._max_group:
+                self._commit_group(group)
+                group, n_group = [], 0
+            group.append(op)
+            n_group += len(op.points)
+        if group:
+            self._commit_group(group)
+
     def _commit_group(self, group: list[_WriteOp]) -> None:
         # a future cancelled before the writer got to it is simply not written
         group = [op for op in group if op.start()]
+        if self._quota is not None and group:
+            check = self._quota.checker()
+            admitted = []
+            for op in group:
+                refused = check(op.points)
+                if refused is None:
+                    admitted.append(op)
+                else:
+                    op.resolve(refused)  # nothing of it is written
+            group = admitted
         if not group:
             return
         points = group[0].points if len(group) == 1 else [p for op in group for p in op.points]

@@ -2,7 +2,8 @@
 
 ThingsBoard's CoAP device API, through the same payload rules and durable write path as HTTP
 and MQTT: 2.01 Created only once the data is on disk, 4.00 with the reason for a bad payload,
-4.01 for an unknown token, 4.04 for any other path, 4.13 over the payload limit.
+4.01 for an unknown token, 4.04 for any other path, 4.13 over the payload limit or the
+points-per-message limit (4.00 over the keys-per-device limit, see :mod:`tbpanel.store.limits`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import aiocoap
 from aiocoap import resource
 
 from ..clock import now_ms
-from ..store.payload import PayloadError, parse_attributes, parse_telemetry
-from ..store.validate import payload_points
+from ..store.limits import LimitExceeded, telemetry_points
+from ..store.payload import PayloadError, parse_attributes
 
 log = logging.getLogger("tbpanel.coap")
 
@@ -55,9 +56,9 @@ class DeviceApi(resource.Resource):
             if not body.strip():
                 raise PayloadError("Invalid JSON body: the request body is empty")
             if path[3] == "telemetry":
-                points = parse_telemetry(body, now)
-                if points:
-                    await self.platform.store.submit_async(payload_points(device.id, points))
+                rows = telemetry_points(device.id, body, now, self.platform.max_points_per_message)
+                if rows:
+                    await self.platform.store.submit_async(rows)
             else:
                 points = parse_attributes(body, now)
                 if points:
@@ -70,7 +71,8 @@ class DeviceApi(resource.Resource):
                     )
         except PayloadError as exc:
             log.info("CoAP device %s: rejected %s: %s", device.id, path[3], exc)
-            return _reply(codes.BAD_REQUEST, str(exc)[:1000])
+            too_large = isinstance(exc, LimitExceeded) and exc.status == 413  # 4.13, else 4.00
+            return _reply(codes.REQUEST_ENTITY_TOO_LARGE if too_large else codes.BAD_REQUEST, str(exc)[:1000])
         return _reply(codes.CREATED)
 
 

@@ -31,6 +31,7 @@ import orjson
 from ..clock import now_ms
 from ..errors import EntityError
 from ..store.faults import storage_fault
+from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
 from . import mqtt_codec as c
@@ -404,7 +405,7 @@ class _Session:
                 )
             work = self.dispatch(p)
         except (ValueError, Rejected) as exc:  # PayloadError, or the store's point check
-            code = exc.code if isinstance(exc, Rejected) else c.V5_PAYLOAD_FORMAT_INVALID
+            code = exc.code if isinstance(exc, Rejected) else mqtt_reason(exc, p.qos) or c.V5_PAYLOAD_FORMAT_INVALID
             log.info("MQTT device %s: rejected publish on %s: %s", self.device.id, p.topic, exc)
             if self.level == c.MQTT_5 and p.qos:
                 assert p.packet_id is not None  # QoS 1 and 2 publishes always carry one
@@ -426,6 +427,7 @@ class _Session:
         device_id = self.device.id
         if topic == DEVICE_TELEMETRY:
             points = parse_telemetry(p.payload, now)
+            self.platform.check_message(len(points))
             return self.write_points(payload_points(device_id, points))
         if topic == DEVICE_ATTRIBUTES:
             points = parse_attributes(p.payload, now)
@@ -504,6 +506,8 @@ class _Session:
                 parsed[name] = parse_attributes(entries, now)
             else:
                 raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
+        if topic == GATEWAY_TELEMETRY:
+            self.platform.check_message(sum(map(len, parsed.values())))
 
         async def store() -> None:
             ids = {name: await self.gateway_device(name.strip(), "default") for name in parsed}
@@ -566,8 +570,8 @@ class _Session:
                 try:
                     result = await (work() if callable(work) else work)
                     code, text = 0, None
-                except PayloadError as exc:
-                    code, text = c.V5_PAYLOAD_FORMAT_INVALID, str(exc)
+                except PayloadError as exc:  # (an ingest limit has a reason code of its own)
+                    code, text = mqtt_reason(exc, p.qos) or c.V5_PAYLOAD_FORMAT_INVALID, str(exc)
                 except Exception as exc:
                     code, text, result = self.failed(exc, p.topic)
                 if code and (self.level != c.MQTT_5 or p.qos == 0):

@@ -196,7 +196,8 @@ class TelemetryView(pn.viewable.Viewer):
         ok = self._current is not None
         keys = q.available_keys() if ok else []
         self._keys.options = keys
-        chosen = [k for k in q.keys if k in keys] or default_keys(keys, MAX_DEFAULT_KEYS)
+        known = set(keys)  # (a list here made picking many of a device's many keys quadratic)
+        chosen = [k for k in q.keys if k in known] or default_keys(keys, MAX_DEFAULT_KEYS)
         q.keys = chosen
         self._keys.value = chosen
         if ok and q.device not in self._device.options.values():
