@@ -225,6 +225,44 @@ class Devices(Tables):
         rows = self._all(f"SELECT {_DEVICE_COLS} FROM device WHERE {where} ORDER BY {order}", params)
         return [device_from_row(r) for r in rows]
 
+    def find_devices(
+        self,
+        tenant_id: Any,
+        *,
+        customer_id: Any = None,
+        ids: list[str] | None = None,
+        name_prefix: str | None = None,
+        types: list[str] | None = None,
+    ) -> list[Device]:
+        """The tenant's devices (only ``customer_id``'s) that are among ``ids``, whose name
+        starts with ``name_prefix`` (case-insensitive) and whose type is one of ``types``, in
+        one SQL query: the scoped candidate set of an entity data query, so nothing of
+        another tenant or customer is ever read."""
+        tid = fields.canonical_id(tenant_id, "tenant")
+        cid = fields.optional_customer(customer_id)
+        where, params = _device_filter(tid, cid, None)
+        if types is not None:
+            if not types:
+                return []
+            where += f" AND type IN ({', '.join('?' * len(types))})"
+            params += types
+        if name_prefix:
+            escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where += " AND name LIKE ? ESCAPE '\\'"
+            params.append(escaped + "%")
+        rows: list[tuple[Any, ...]] = []
+        if ids is None:
+            rows = self._all(f"SELECT {_DEVICE_COLS} FROM device WHERE {where}", params)
+        else:
+            wanted = list(dict.fromkeys(ids))
+            for i in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[i : i + 500]
+                rows += self._all(
+                    f"SELECT {_DEVICE_COLS} FROM device WHERE {where} AND id IN ({', '.join('?' * len(chunk))})",
+                    [*params, *chunk],
+                )
+        return [device_from_row(r) for r in rows]
+
     def delete_device(self, device_id: Any) -> None:
         """Delete a device, its credentials and its attributes."""
         did = fields.canonical_id(device_id, "device")
