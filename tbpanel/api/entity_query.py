@@ -64,10 +64,10 @@ class AlarmsFindHandler(ApiHandler):
     async def post(self) -> None:
         user = self.require_user()
         body = self.json_object("alarm data query")
+        eq = alarm_entity_query(body)
         link = body.get("pageLink")
         if not isinstance(link, dict):
             raise ApiError(400, "pageLink is required and must be an object")
-        eq = alarm_entity_query(body)
         fields = parse_keys(body.get("entityFields"), "entityFields")
         latest = parse_keys(body.get("latestValues"), "latestValues")
         parse_keys(body.get("alarmFields"), "alarmFields")  # every alarm field is answered
