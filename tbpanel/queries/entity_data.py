@@ -22,7 +22,7 @@ Pure functions over the registry and the store: no tornado, no HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from .key_filters import (
 
 if TYPE_CHECKING:
     from ..entities import EntityRegistry, User
+    from ..entities.devices import DeviceRow
     from ..store import TelemetryStore
 
 #: the entity types tbpanel keeps
@@ -227,99 +228,123 @@ def parse_query(raw: Any, *, paged: bool = True, default_size: int | None = None
 
 
 # ------------------------------------------------------------------------------ entities
+Getters = dict[str, Callable[[Any], Value]]
+
+
 @dataclass(frozen=True)
 class Entity:
-    """One candidate: its id, type and entity fields (ThingsBoard's names, typed values)."""
+    """One candidate: its id, type and where its entity fields come from. Fields are read on
+    demand (``field``): a query over 10,000 devices builds no per-device dictionaries."""
 
     id: str
     entity_type: str
-    fields: dict[str, Value]
+    source: Any  # the registry's row or model object
+    getters: Getters
+
+    def field(self, name: str) -> Value:
+        """The entity field ``name`` (ThingsBoard's name) as ``(vtype, value)``, or None."""
+        get = self.getters.get(name)
+        return None if get is None else get(self.source)
 
     def id_json(self) -> dict[str, str]:
         return {"entityType": self.entity_type, "id": self.id}
 
 
+_STR, _LONG, _JSON = ValueType.STR, ValueType.LONG, ValueType.JSON
+
+
 def _s(value: Any) -> Value:
-    return None if value is None else (ValueType.STR, str(value))
+    return None if value is None else (_STR, str(value))
 
 
 def _info(info: Any) -> Value:
-    return None if info is None else (ValueType.JSON, orjson.dumps(info).decode())
+    return None if info is None else (_JSON, orjson.dumps(info).decode())
 
 
-def device_entity(d: Any) -> Entity:
-    f: dict[str, Value] = {
-        "createdTime": (ValueType.LONG, d.created_time),
-        "entityType": (ValueType.STR, "DEVICE"),
-        "name": _s(d.name),
-        "title": _s(d.name),
-        "type": _s(d.type),
-        "label": _s(d.label),
-        "displayName": _s(d.label if (d.label or "").strip() else d.name),
-        "ownerType": (ValueType.STR, "CUSTOMER" if d.customer_id else "TENANT"),
-        "additionalInfo": _info(d.additional_info),
+def _const(value: str) -> Callable[[Any], Value]:
+    return lambda _: (_STR, value)
+
+
+def _attr(name: str) -> Callable[[Any], Value]:
+    return lambda o: _s(getattr(o, name, None))
+
+
+def _created(o: Any) -> Value:
+    return (_LONG, o.created_time)
+
+
+def _titled(entity_type: str) -> Getters:
+    """Fields of an entity whose name is its title (customers, tenants)."""
+    title = _attr("title")
+    return {
+        "createdTime": _created,
+        "entityType": _const(entity_type),
+        "title": title,
+        "name": title,
+        "label": title,
+        "displayName": title,
+        "additionalInfo": lambda o: _info(o.additional_info),
     }
-    return Entity(d.id, "DEVICE", f)
+
+
+DEVICE_FIELDS: Getters = {
+    "createdTime": _created,
+    "entityType": _const("DEVICE"),
+    "name": lambda d: (_STR, d.name),
+    "title": lambda d: (_STR, d.name),
+    "type": lambda d: (_STR, d.type),
+    "label": lambda d: _s(d.label),
+    "displayName": lambda d: (_STR, d.label if (d.label or "").strip() else d.name),
+    "ownerType": lambda d: (_STR, "CUSTOMER" if d.customer_id else "TENANT"),
+    "additionalInfo": lambda d: None if d.additional_info is None else (_JSON, d.additional_info),
+}
+CUSTOMER_FIELDS: Getters = {
+    **_titled("CUSTOMER"),
+    **{k: _attr(k) for k in ("email", "country", "state", "city", "address", "address2", "zip", "phone")},
+}
+TENANT_FIELDS: Getters = _titled("TENANT")
+
+
+def _user_display(u: Any) -> Value:
+    full = f"{u.first_name or ''} {u.last_name or ''}".strip()
+    return (_STR, full or u.email)
+
+
+USER_FIELDS: Getters = {
+    "createdTime": _created,
+    "entityType": _const("USER"),
+    **{k: _attr("email") for k in ("email", "name", "title", "label")},
+    "firstName": _attr("first_name"),
+    "lastName": _attr("last_name"),
+    "displayName": _user_display,
+    "authority": _attr("authority"),
+    "additionalInfo": lambda u: _info(u.additional_info),
+}
+
+
+def device_entity(d: DeviceRow) -> Entity:
+    return Entity(d.id, "DEVICE", d, DEVICE_FIELDS)
 
 
 def customer_entity(c: Any) -> Entity:
-    title = _s(c.title)
-    f: dict[str, Value] = {
-        "createdTime": (ValueType.LONG, c.created_time),
-        "entityType": (ValueType.STR, "CUSTOMER"),
-        "title": title,
-        "name": title,
-        "label": title,
-        "displayName": title,
-        "additionalInfo": _info(c.additional_info),
-    }
-    for key in ("email", "country", "state", "city", "address", "address2", "zip", "phone"):
-        f[key] = _s(getattr(c, key, None))
-    return Entity(c.id, "CUSTOMER", f)
+    return Entity(c.id, "CUSTOMER", c, CUSTOMER_FIELDS)
 
 
 def user_entity(u: Any) -> Entity:
-    email = _s(u.email)
-    full = f"{u.first_name or ''} {u.last_name or ''}".strip()
-    f: dict[str, Value] = {
-        "createdTime": (ValueType.LONG, u.created_time),
-        "entityType": (ValueType.STR, "USER"),
-        "email": email,
-        "name": email,
-        "title": email,
-        "label": email,
-        "firstName": _s(u.first_name),
-        "lastName": _s(u.last_name),
-        "displayName": _s(full) if full else email,
-        "authority": _s(u.authority),
-        "additionalInfo": _info(u.additional_info),
-    }
-    return Entity(u.id, "USER", f)
+    return Entity(u.id, "USER", u, USER_FIELDS)
 
 
 def tenant_entity(t: Any) -> Entity:
-    title = _s(t.title)
-    f: dict[str, Value] = {
-        "createdTime": (ValueType.LONG, t.created_time),
-        "entityType": (ValueType.STR, "TENANT"),
-        "title": title,
-        "name": title,
-        "label": title,
-        "displayName": title,
-        "additionalInfo": _info(t.additional_info),
-    }
-    return Entity(t.id, "TENANT", f)
+    return Entity(t.id, "TENANT", t, TENANT_FIELDS)
 
 
 def candidates(registry: EntityRegistry, user: User, flt: EntityFilter) -> list[Entity]:
     """The entities ``flt`` selects among those ``user`` may see (the scope is part of the SQL
     for devices; customers, users and the tenant are read only within the user's own scope)."""
-    if not user.enabled or not user.tenant_id or user.authority not in ("TENANT_ADMIN", "CUSTOMER_USER"):
+    scope = _scope(user)
+    if scope is None:
         return []
-    tid = user.tenant_id
-    customer = user.customer_id if user.authority == "CUSTOMER_USER" else None
-    if user.authority == "CUSTOMER_USER" and not customer:
-        return []
+    tid, customer = scope
     if flt.entity_type == "DEVICE":
         devices = registry.find_devices(
             tid, customer_id=customer, ids=flt.ids, name_prefix=flt.name_prefix, types=flt.device_types
@@ -343,7 +368,7 @@ def candidates(registry: EntityRegistry, user: User, flt: EntityFilter) -> list[
         out = [e for e in out if e.id in wanted]
     if flt.name_prefix:
         prefix = flt.name_prefix.lower()
-        out = [e for e in out if str((e.fields.get("name") or (0, ""))[1]).lower().startswith(prefix)]
+        out = [e for e in out if str((e.field("name") or (0, ""))[1]).lower().startswith(prefix)]
     return out
 
 
@@ -378,7 +403,7 @@ class Values:
     def value(self, entity: Entity, key: EntityKey) -> Value:
         """``(vtype, value)`` of any key, or None: what key filters and sorting compare."""
         if key.type == "ENTITY_FIELD":
-            return entity.fields.get(key.key)
+            return entity.field(key.key)
         found = self.latest(entity, key)
         return None if found is None else (found[1], found[2])
 
@@ -400,9 +425,13 @@ def value_string(vtype: int, value: Any) -> str:
     return str(value)
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _sort_key(v: Value) -> tuple[bool, float, str, str]:
     """ThingsBoard's order (numbers before text ascending, as PostgreSQL's NULLS LAST puts
-    the text values, whose numeric part is null, after the numbers); text case-insensitively."""
+    the text values, whose numeric part is null, after the numbers); text case-insensitively
+    in ASCII, then exactly (as the SQL page: SQLite's NOCASE)."""
     if v is None:
         return (True, 0.0, "", "")
     vtype, x = v
@@ -411,7 +440,7 @@ def _sort_key(v: Value) -> tuple[bool, float, str, str]:
     if vtype == ValueType.BOOL:
         return (False, 1.0 if x else 0.0, "", "")
     text = str(x)
-    return (True, 0.0, text.lower(), text)
+    return (True, 0.0, text.translate(_ASCII_LOWER), text)
 
 
 # ------------------------------------------------------------------------------- answers
@@ -421,7 +450,7 @@ def _selected(entities: list[Entity], values: Values | None, q: EntityQuery) -> 
 
     def passes(e: Entity) -> bool:
         def value_of(k: EntityKey) -> Value:
-            return values.value(e, k) if values is not None else e.fields.get(k.key)
+            return values.value(e, k) if values is not None else e.field(k.key)
 
         return matches(q.key_filters, q.key_filters_operation, value_of)
 
@@ -452,7 +481,7 @@ def select(registry: EntityRegistry, store: TelemetryStore, user: User, q: Entit
         def text_of(e: Entity) -> str:
             parts = []
             for k in search_keys:
-                v = values.value(e, k) if values is not None else e.fields.get(k.key)
+                v = values.value(e, k) if values is not None else e.field(k.key)
                 parts.append("" if v is None else value_string(*v))
             return "".join(parts).lower()
 
@@ -461,12 +490,12 @@ def select(registry: EntityRegistry, store: TelemetryStore, user: User, q: Entit
         sort = link.sort.key
 
         def key_of(e: Entity) -> tuple[tuple[bool, float, str, str], str]:
-            v = values.value(e, sort) if values is not None else e.fields.get(sort.key)
+            v = values.value(e, sort) if values is not None else e.field(sort.key)
             return (_sort_key(v), e.id)
 
         entities.sort(key=key_of, reverse=link.sort.direction == "DESC")
     else:  # ThingsBoard leaves the order open; newest first, stable across pages
-        entities.sort(key=lambda e: (_sort_key(e.fields.get("createdTime")), e.id), reverse=True)
+        entities.sort(key=lambda e: (_sort_key(e.field("createdTime")), e.id), reverse=True)
     return entities
 
 
@@ -488,11 +517,11 @@ def latest_json(
     for e in entities:
         latest: dict[str, dict[str, dict[str, Any]]] = {}
         for k in entity_fields:
-            v = e.fields.get(k.key)
+            v = e.field(k.key)
             latest.setdefault("ENTITY_FIELD", {})[k.key] = {"ts": now, "value": "" if v is None else value_string(*v)}
         for k in latest_values:
             if k.type == "ENTITY_FIELD":
-                v = e.fields.get(k.key)
+                v = e.field(k.key)
                 entry = {"ts": now, "value": "" if v is None else value_string(*v)}
             else:
                 found = values.latest(e, k)
@@ -523,12 +552,59 @@ def entity_data(
     return [{"entityId": e.id_json(), "latest": lat, "timeseries": {}} for e, lat in zip(entities, latest)]
 
 
+#: entity fields a device page can be sorted by in SQL (``title`` is the name's alias)
+SQL_SORT = {"name": "name", "title": "name", "createdTime": "createdTime", "type": "type"}
+
+
+def _scope(user: User) -> tuple[str, str | None] | None:
+    """(tenant, customer or None) whose entities ``user`` may see; None: nothing."""
+    if not user.enabled or not user.tenant_id or user.authority not in ("TENANT_ADMIN", "CUSTOMER_USER"):
+        return None
+    if user.authority == "CUSTOMER_USER":
+        return (user.tenant_id, user.customer_id) if user.customer_id else None
+    return user.tenant_id, None
+
+
+def device_page(registry: EntityRegistry, user: User, q: EntityQuery) -> tuple[list[Entity], int] | None:
+    """The page and total straight from SQL when the query needs nothing but device columns
+    to select and order (no key filters, no text search, sorted by name, type or creation
+    time): a dashboard's 1,000-device page of a 10,000-device tenant reads 1,000 rows.
+    None when the query needs the general path (:func:`select`)."""
+    link, flt = q.page_link, q.entity_filter
+    if link is None or flt.entity_type != "DEVICE" or flt.ids is not None or q.key_filters or link.text_search:
+        return None
+    if link.sort is None:
+        prop, direction = "createdTime", "DESC"
+    elif link.sort.key.type == "ENTITY_FIELD" and link.sort.key.key in SQL_SORT:
+        prop, direction = SQL_SORT[link.sort.key.key], link.sort.direction
+    else:
+        return None
+    scope = _scope(user)
+    if scope is None:
+        return [], 0
+    rows, total = registry.find_devices_page(
+        scope[0],
+        customer_id=scope[1],
+        name_prefix=flt.name_prefix,
+        types=flt.device_types,
+        sort_property=prop,
+        sort_order=direction,
+        page=link.page,
+        page_size=link.page_size,
+    )
+    return [device_entity(r) for r in rows], total
+
+
 def find(
     registry: EntityRegistry, store: TelemetryStore, user: User, q: EntityQuery, now: int
 ) -> tuple[dict[str, Any], list[Entity]]:
     """``/api/entitiesQuery/find``: the PageData answer and the page's entities."""
     link = q.page_link or PageLink(10)
-    selected = select(registry, store, user, q)
-    start = link.page * link.page_size
-    page = selected[start : start + link.page_size] if start < len(selected) else []
-    return page_of(entity_data(registry, store, page, q, now), len(selected), link.page, link.page_size), page
+    fast = device_page(registry, user, q)
+    if fast is not None:
+        page, total = fast
+    else:
+        selected = select(registry, store, user, q)
+        start = link.page * link.page_size
+        page, total = (selected[start : start + link.page_size] if start < len(selected) else []), len(selected)
+    return page_of(entity_data(registry, store, page, q, now), total, link.page, link.page_size), page
