@@ -299,3 +299,42 @@ def test_bad_commands_are_answered_and_the_socket_stays_open(world, cmd, word):
         conn.close()
 
     asyncio.run(main())
+
+
+def test_hostile_queries_never_cause_an_internal_error(world):
+    """Every hostile REST body as the query of each command: answered with errorCode 2 (or 0
+    when it is a valid query after all), never 1, and the socket keeps serving."""
+    from tests.api.test_entity_query import HOSTILE, deep_complex
+
+    queries = []
+    for raw in [*HOSTILE, deep_complex(50)]:
+        try:
+            query = json.loads(raw)
+            json.dumps(query, allow_nan=False)  # 1e999 reads as inf, which JSON cannot carry
+        except ValueError:
+            query = raw.decode(errors="replace")
+        queries.append(query)
+
+    async def main():
+        conn = await open_ws(world, world.admin)
+        n = 0
+        for kind in ("ENTITY_DATA", "ENTITY_COUNT", "ALARM_COUNT"):
+            for i, query in enumerate(queries):
+                extra = {"tsCmd": {"keys": ["a"], "timeWindow": -1}} if i % 5 == 0 and kind == "ENTITY_DATA" else {}
+                await send(conn, {"type": kind, "cmdId": 100 + n, "query": query, **extra})
+                msg = await recv(conn)
+                assert msg["cmdId"] == 100 + n and msg["errorCode"] in (0, 2, 3), msg
+                assert msg["errorCode"] == 0 or msg["errorMsg"], msg
+                n += 1
+        await send(
+            conn,
+            {
+                "type": "ENTITY_COUNT",
+                "cmdId": 1,
+                "query": {"entityFilter": {"type": "entityType", "entityType": "TENANT"}},
+            },
+        )
+        assert (await recv(conn))["count"] == 1
+        conn.close()
+
+    asyncio.run(main())
