@@ -338,3 +338,31 @@ def test_hostile_queries_never_cause_an_internal_error(world):
         conn.close()
 
     asyncio.run(main())
+
+
+def test_a_command_without_query_updates_the_running_one(world, fleet):
+    """ThingsBoard's dashboards send the query once, then ``tsCmd``/``latestCmd`` alone with the
+    same cmdId: the running query is kept and the new commands apply to its page."""
+    dtype, devices = fleet
+
+    async def main():
+        conn = await open_ws(world, world.admin)
+        await send(conn, data_cmd(5, dtype))
+        assert (await recv(conn))["data"]["totalElements"] == 3
+        await send(conn, {"type": "ENTITY_DATA", "cmdId": 5, "tsCmd": {"keys": ["rh"], "timeWindow": 60_000}})
+        again = await recv(conn)
+        assert again["cmdId"] == 5 and again["errorCode"] == 0 and again["data"]["totalElements"] == 3
+        ts = int(time.time() * 1000)
+        await post(
+            f"{world.url}/api/v1/{devices[2]['token']}/telemetry", {"ts": ts, "values": {"rh": 4, "temperature": 8}}
+        )
+        upd = await recv(conn)
+        (entity,) = upd["update"]
+        assert entity["timeseries"] == {"rh": [{"ts": ts, "value": "4"}]}
+        assert entity["latest"]["TIME_SERIES"]["temperature"] == {
+            "ts": ts,
+            "value": "8",
+        }  # the first latestCmd still holds
+        conn.close()
+
+    asyncio.run(main())

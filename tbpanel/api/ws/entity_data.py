@@ -148,6 +148,7 @@ class _DataWatch:
 
     cmd_id: int
     ids: frozenset[str] = frozenset()
+    query: EntityQuery | None = None
     types: dict[str, str] = field(default_factory=dict)  # entity id -> entity type
     latest: list[EntityKey] = field(default_factory=list)
     ts_live: list[str] = field(default_factory=list)  # tsCmd keys: pushed as timeseries
@@ -249,9 +250,13 @@ class EntityDataCommands:
     # ------------------------------------------------------------------------- ENTITY_DATA
     async def _subscribe_data(self, cmd_id: int, cmd: dict[str, Any]) -> None:
         query = cmd.get("query")
-        if not isinstance(query, dict):
+        previous = self._data.get(cmd_id)
+        if query is None and previous is not None and previous.query is not None:
+            q = previous.query  # ThingsBoard's dashboards add tsCmd/latestCmd to a running command
+        elif not isinstance(query, dict):
             raise CmdError(BAD_REQUEST, "'query' is required and must be an EntityDataQuery object")
-        q = parse_query(query)
+        else:
+            q = parse_query(query)
         latest_cmd = cmd.get("latestCmd")
         if latest_cmd is not None:
             if not isinstance(latest_cmd, dict):
@@ -272,6 +277,7 @@ class EntityDataCommands:
         )
         watch.ts_live = ts.keys if ts is not None else []
         watch.types = {e.id: e.entity_type for e in page}
+        watch.query = q
         self._data[cmd_id] = watch
         loop = IOLoop.current()
         # listen before reading the values: what commits meanwhile is held, then pushed
