@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import requests
+from tb_rest_client.models.alarm_count_query import AlarmCountQuery
 from tb_rest_client.models.alarm_data_page_link import AlarmDataPageLink
 from tb_rest_client.models.alarm_data_query import AlarmDataQuery
 from tb_rest_client.models.device_type_filter import DeviceTypeFilter
@@ -350,6 +351,11 @@ def test_tb_rest_client_alarm_data(rest, world, fleet):
     alarm = page.data[0]
     assert alarm.type == atype and alarm.entity_id.id == devices[4]["id"] and alarm.originator.id == devices[4]["id"]
     assert alarm.latest["TIME_SERIES"]["temperature"].value == "50"
+    flt = DeviceTypeFilter(type="deviceType", device_types=[dtype])
+    assert rest.count_alarms_by_query(AlarmCountQuery(entity_filter=flt, type_list=[atype])) == 1
+    assert (
+        rest.count_alarms_by_query(AlarmCountQuery(entity_filter=flt, type_list=[atype], status_list=["CLEARED"])) == 0
+    )
 
 
 # ------------------------------------------------------------------------------ hostile bodies
