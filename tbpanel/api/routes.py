@@ -9,6 +9,7 @@ from ..platform import Platform
 from . import auth, device, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
+from .entity_query import entity_query_patterns
 from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
 from .models import model_patterns
@@ -52,6 +53,7 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         (rf"{_TEL}/values/attributes/([A-Za-z_]+)/?", telemetry.AttributeValuesHandler, p),
         *model_patterns(platform),
         *alarm_patterns(platform),
+        *entity_query_patterns(platform),
         *websocket_patterns(platform, live),
         (r"/api/tbpanel/live/stats/?", LiveStatsHandler, {"platform": platform, "live": live}),
         (r"/api/tbpanel/telemetry/query/?", FleetQueryHandler, p),

@@ -310,7 +310,10 @@ def test_bad_and_unauthorised_commands_get_error_codes_and_the_socket_stays_usab
             v2,
             {
                 "authCmd": {"token": jwt(world.admin)},
-                "cmds": [{"cmdId": 1, "entityType": "DEVICE", "entityId": own}, dict(sub(2, own), type="ENTITY_DATA")],
+                "cmds": [
+                    {"cmdId": 1, "entityType": "DEVICE", "entityId": own},
+                    dict(sub(2, own), type="NOTIFICATIONS"),
+                ],
             },
         )
         err(1, 2, "type")(await recv(v2))

@@ -248,6 +248,17 @@ TEL = "/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
 M = "/api/tbpanel/models/([^/]+)"
 
 
+#: every device with the secrets' latest values: each identity must get only its own
+ENTITY_QUERY = {
+    "entityFilter": {"type": "entityType", "entityType": "DEVICE"},
+    "entityFields": [{"type": "ENTITY_FIELD", "key": "name"}],
+    "latestValues": [
+        *({"type": "TIME_SERIES", "key": f"key_{o}_secret"} for o in ("a1", "a2", "at", "b")),
+        *({"type": "CLIENT_ATTRIBUTE", "key": f"attr_key_{o}_secret"} for o in ("a1", "a2", "at", "b")),
+    ],
+}
+
+
 @dataclass
 class Row:
     """One (route, method): how to call it (``{name}`` from ``ctx.ids``, ``{fresh}`` a new
@@ -355,6 +366,14 @@ ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/alarm/([^/]+)/([^/]+)/?", "GET"): Row("/api/alarm/DEVICE/{dev_a1}?pageSize=100&page=0", A1_READ),
     (r"/api/alarm/([^/]+)/?", "GET"): Row("/api/alarm/{alarm_a1}", A1_READ),
     (r"/api/alarm/([^/]+)/?", "DELETE"): Row("/api/alarm/{fresh}", A1_READ, fresh="alarm"),
+    (r"/api/entitiesQuery/find/?", "POST"): Row(
+        "/api/entitiesQuery/find", ANY_USER, {**ENTITY_QUERY, "pageLink": {"pageSize": 100}}
+    ),
+    (r"/api/entitiesQuery/count/?", "POST"): Row("/api/entitiesQuery/count", ANY_USER, ENTITY_QUERY),
+    (r"/api/alarmsQuery/find/?", "POST"): Row(
+        "/api/alarmsQuery/find", ANY_USER, {**ENTITY_QUERY, "pageLink": {"pageSize": 100, "page": 0}}
+    ),
+    (r"/api/alarmsQuery/count/?", "POST"): Row("/api/alarmsQuery/count", ANY_USER, ENTITY_QUERY),
     (r"/api/tbpanel/live/stats/?", "GET"): Row("/api/tbpanel/live/stats", OWN_TENANT_ADMIN),
     (r"/api/tbpanel/telemetry/query/?", "POST"): Row(
         "/api/tbpanel/telemetry/query", A1_READ, {"deviceIds": ["{dev_a1}"], "startTs": 0, "endTs": 4000000000000}
@@ -471,7 +490,22 @@ def ws_commands(ctx: Ctx) -> dict[str, tuple[dict, dict]]:
             a1,
         ),
         "ATTRIBUTES": (dict(dev, type="ATTRIBUTES"), unsupported),
-        "ENTITY_DATA": ({"type": "ENTITY_DATA"}, unsupported),
+        "ENTITY_DATA all": (
+            {"type": "ENTITY_DATA", "query": {**ENTITY_QUERY, "pageLink": {"pageSize": 100}}},
+            everyone,
+        ),
+        "ENTITY_DATA single": (
+            {
+                "type": "ENTITY_DATA",
+                "query": {**ENTITY_QUERY, "entityFilter": single, "pageLink": {"pageSize": 10}},
+                "latestCmd": {"keys": ENTITY_QUERY["latestValues"]},
+                "tsCmd": {"keys": ["key_a1_secret", "key_a2_secret"], "timeWindow": 10**12},
+            },
+            everyone,
+        ),
+        "ENTITY_COUNT": ({"type": "ENTITY_COUNT", "query": ENTITY_QUERY}, everyone),
+        "ALARM_COUNT": ({"type": "ALARM_COUNT", "query": ENTITY_QUERY}, everyone),
+        "ENTITY_DATA_UNSUBSCRIBE": ({"type": "ENTITY_DATA_UNSUBSCRIBE"}, None),
         "ALARM_DATA single": ({"type": "ALARM_DATA", "query": {"entityFilter": single}}, a1),
         "ALARM_DATA list": (
             {

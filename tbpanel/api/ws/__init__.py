@@ -33,8 +33,20 @@ Supported subset
   makes it leave the filter, so clients can drop it) and, tbpanel's addition, ``"deleted":
   [alarm id]`` for deleted alarms. ``{"type": "ALARM_DATA_UNSUBSCRIBE", "cmdId"}`` ends it.
   No ``latestValues``/entity fields, no propagated alarms.
+* ``type: "ENTITY_DATA"`` (``/api/ws`` only): ``cmdId, query`` (an EntityDataQuery, as
+  ``POST /api/entitiesQuery/find``), ``latestCmd: {keys: [EntityKey]}``, ``tsCmd: {keys,
+  startTs, timeWindow, interval, limit, agg}``, ``historyCmd: {keys, startTs, endTs, interval,
+  limit, agg}``. First ``{"cmdId", "cmdUpdateType": "ENTITY_DATA", "data": PageData of
+  EntityData (latest of the query's and latestCmd's keys; ``timeseries`` of historyCmd/tsCmd),
+  "update": null, "errorCode", "errorMsg"}``; then ``{"data": null, "update": [{"entityId",
+  "latest": {keyType: {key: {ts, value}}}, "timeseries": {key: [{ts, value}]}}]}`` for every
+  committed telemetry point or attribute change of the page's entities.
+  ``ENTITY_COUNT`` (``query``: an EntityCountQuery) → ``{"cmdId", "cmdUpdateType":
+  "COUNT_DATA", "count"}`` and ``ALARM_COUNT`` (an AlarmCountQuery) → ``"ALARM_COUNT_DATA"``,
+  then the new count whenever it changes. ``ENTITY_DATA_UNSUBSCRIBE``,
+  ``ENTITY_COUNT_UNSUBSCRIBE``, ``ALARM_COUNT_UNSUBSCRIBE`` end them (see ``entity_data.py``).
 * Not supported (answered with errorCode 2 and a message, the socket stays open):
-  ``attrSubCmds`` / ATTRIBUTES, ENTITY_DATA, notifications, RPC.
+  ``attrSubCmds`` / ATTRIBUTES, notifications, RPC.
 
 Answers have ThingsBoard's shape ``{"subscriptionId", "errorCode", "errorMsg", "data":
 {"key": [[ts, "value as string"], ...]}, "latestValues": {"key": ts}}``; pushes carry only
@@ -52,7 +64,8 @@ Modules
 -------
 ``protocol.py`` the codes, message shapes and command-reading functions both endpoints share;
 ``sockets.py`` the two endpoints (authentication, the message loop, dispatch);
-``telemetry.py`` TIMESERIES / TIMESERIES_HISTORY; ``alarms.py`` ALARM_DATA and its pageLink.
+``telemetry.py`` TIMESERIES / TIMESERIES_HISTORY; ``alarms.py`` ALARM_DATA and its pageLink;
+``entity_data.py`` ENTITY_DATA, ENTITY_COUNT and ALARM_COUNT (the query is :mod:`tbpanel.queries`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ...live import LiveHub
 from ...platform import Platform
 from ...store import QueryError
 from .alarms import AlarmCommands
+from .entity_data import EntityDataCommands
 from .protocol import (
     AUTH_TIMEOUT_S,
     BAD_REQUEST,
@@ -54,6 +55,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         self.user: User | None = None
         self.telemetry: TelemetryCommands | None = None
         self.alarms: AlarmCommands | None = None
+        self.entity_data: EntityDataCommands | None = None
         self._closed = False
         self._auth_timer: object | None = None
         token = self.get_query_argument("token", None) if self.legacy else None
@@ -74,7 +76,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         if self._auth_timer is not None:
             IOLoop.current().remove_timeout(self._auth_timer)
             self._auth_timer = None
-        for commands in (self.telemetry, self.alarms):
+        for commands in (self.telemetry, self.alarms, self.entity_data):
             if commands is not None:
                 commands.close()
 
@@ -100,6 +102,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         self.telemetry = TelemetryCommands(self, self.platform, self.live, user)
         if not self.legacy:
             self.alarms = AlarmCommands(self, self.platform, user)
+            self.entity_data = EntityDataCommands(self, self.platform, self.live, user)
         if self._auth_timer is not None:
             IOLoop.current().remove_timeout(self._auth_timer)
             self._auth_timer = None
@@ -140,12 +143,15 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
                 error_update(
                     cmd_id if isinstance(cmd_id, int) else 0,
                     BAD_REQUEST,
-                    "'type' is required (TIMESERIES, TIMESERIES_HISTORY or ALARM_DATA)",
+                    "'type' is required (TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA, ENTITY_DATA, ENTITY_COUNT or ALARM_COUNT)",
                 )
             )
             return
         if self.alarms is not None and kind in AlarmCommands.KINDS:
             await self.alarms.run(kind, cmd)
+            return
+        if self.entity_data is not None and kind in EntityDataCommands.KINDS:
+            await self.entity_data.run(kind, cmd)
             return
         cmd_id = 0
         try:
@@ -158,7 +164,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
                 raise CmdError(
                     BAD_REQUEST,
                     f"{kind} commands are not supported by tbpanel "
-                    "(supported: TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA)",
+                    "(supported: TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA, ENTITY_DATA, ENTITY_COUNT, ALARM_COUNT)",
                 )
         except CmdError as e:
             self.send(error_update(cmd_id, e.code, e.message))
