@@ -21,7 +21,6 @@ import argparse
 import http.client
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ingest_query import machine, request, start_server  # noqa: E402
+from ingest_query import init_data, machine, request, start_server  # noqa: E402
 from report import write_report  # noqa: E402
 
 from tbpanel.platform import Platform  # noqa: E402
@@ -143,22 +142,7 @@ def main() -> int:
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "server"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tbpanel.cli",
-                "init",
-                "--data",
-                str(data),
-                "--admin-email",
-                "bench@tbpanel.test",
-                "--admin-password",
-                "bench-pass",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        init_data(data)
         ids = populate(data, args.devices)
         proc, url = start_server(data, init=False)
         try:

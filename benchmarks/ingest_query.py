@@ -66,24 +66,29 @@ def machine() -> str:
     )
 
 
+def init_data(data: Path) -> None:
+    """``tbpanel init`` with the benchmarks' admin login."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tbpanel.cli",
+            "init",
+            "--data",
+            str(data),
+            "--admin-email",
+            "bench@tbpanel.test",
+            "--admin-password",
+            "bench-pass",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
 def start_server(data: Path, init: bool = True) -> tuple[subprocess.Popen, str]:
     if init:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tbpanel.cli",
-                "init",
-                "--data",
-                str(data),
-                "--admin-email",
-                "bench@tbpanel.test",
-                "--admin-password",
-                "bench-pass",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        init_data(data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(data), "--port", "0", "--log-level", "WARNING"],
         stdout=subprocess.PIPE,

@@ -13,13 +13,12 @@ from ..clock import now_ms
 from ..entities import Device, User
 from ..platform import Platform
 from ..store.aggregate import AGGS
+from ..store.buckets import INTERVAL_TYPES
 from ..store.payload import TS_MAX, parse_telemetry
 from ..store.validate import payload_points
 from ..store.values import to_strict, to_wire_string
 from .base import ApiError, ApiHandler
 from .entities import entity_uuid
-
-INTERVAL_TYPES = ("MILLISECONDS", "WEEK", "WEEK_ISO", "MONTH", "QUARTER")
 
 
 class TelemetryHandler(ApiHandler):
