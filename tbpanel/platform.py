@@ -21,6 +21,7 @@ from .anomaly.repository import AnomalyRepository
 from .anomaly.service import AnomalyService
 from .entities import EntityRegistry, LoginThrottle, NotFound, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
+from .rpc import RpcService
 from .store import TelemetryStore, open_store
 from .store.limits import DEFAULT_MAX_KEYS_PER_DEVICE, DEFAULT_MAX_POINTS_PER_MESSAGE, check_points
 
@@ -76,6 +77,8 @@ class Platform(param.Parameterized):
         )
         #: Alarms; its listener on the anomaly service keeps anomaly alarms in step, atomically.
         self.alarms: AlarmService = AlarmService(AlarmRepository(self.analytics), self.registry, self.anomaly)
+        #: Server-side RPC: persistent requests in rpc.sqlite, delivery to the device sessions
+        self.rpc: RpcService = RpcService(self.data_dir, self.registry)
 
     def authenticate(self, username: str, password: str, address: str):
         """The user for these credentials, or None; raises TooManyAttempts while throttled.
@@ -121,6 +124,7 @@ class Platform(param.Parameterized):
         check_points(points, self.max_points_per_message)
 
     def close(self) -> None:
+        self.rpc.close()
         self.tasks.shutdown()
         self.analytics.close()
         self.executor.shutdown(wait=True)
