@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from ..live import LiveHub
 from ..platform import Platform
-from . import auth, device, entities, telemetry
+from . import auth, device, device_rpc, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
 from .entity_query import entity_query_patterns
 from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
 from .models import model_patterns
+from .rpc import rpc_patterns
 from .ws import websocket_patterns
 
 _TEL = rf"/api/plugins/telemetry/([A-Za-z_]+)/{ID}"
@@ -26,6 +27,9 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         # first: device uploads are the ingest hot path, and tornado tries rules in order
         (rf"/api/v1/{ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
         (rf"/api/v1/{ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
+        # rpc: the device side (long poll, answers, device -> server requests)
+        (rf"/api/v1/{ID}/rpc/?", device_rpc.DeviceRpcHandler, p),
+        (rf"/api/v1/{ID}/rpc/{ID}/?", device_rpc.DeviceRpcReplyHandler, p),
         (r"/api/auth/login/?", auth.LoginHandler, p),
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),
@@ -54,6 +58,7 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         *model_patterns(platform),
         *alarm_patterns(platform),
         *entity_query_patterns(platform),
+        *rpc_patterns(platform),  # rpc: REST (send, persistent requests)
         *websocket_patterns(platform, live),
         (r"/api/tbpanel/live/stats/?", LiveStatsHandler, {"platform": platform, "live": live}),
         (r"/api/tbpanel/telemetry/query/?", FleetQueryHandler, p),

@@ -59,9 +59,22 @@ def _load(text: str | None) -> Any:
 
 
 def _request(row: tuple[Any, ...]) -> RpcRequest:
-    (rid, tenant, device, method, params, oneway, timeout, expiration, created, status, response, req, retries, info) = (
-        row
-    )
+    (
+        rid,
+        tenant,
+        device,
+        method,
+        params,
+        oneway,
+        timeout,
+        expiration,
+        created,
+        status,
+        response,
+        req,
+        retries,
+        info,
+    ) = row
     return RpcRequest(
         id=rid,
         tenant_id=tenant,
@@ -192,4 +205,3 @@ class RpcRepository:
                 "UPDATE rpc SET status = ? WHERE status = ? OR (status = ? AND oneway = 0)", (QUEUED, SENT, DELIVERED)
             ).rowcount
         return expired, requeued
-

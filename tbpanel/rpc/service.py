@@ -278,7 +278,9 @@ class RpcService:
 
     def _flush(self, device_id: str) -> None:
         waiting = [
-            live for live in self._live.values() if live.request.device_id == device_id and live.request.status == m.QUEUED
+            live
+            for live in self._live.values()
+            if live.request.device_id == device_id and live.request.status == m.QUEUED
         ]
         for live in sorted(waiting, key=lambda x: x.request.created_time):
             session = self.sessions.session_for(device_id)

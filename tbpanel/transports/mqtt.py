@@ -35,6 +35,7 @@ from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
 from . import mqtt_codec as c
+from .mqtt_rpc import GATEWAY_RPC, Push, SessionRpc
 from .mqtt_topics import (
     ATTRIBUTE_REQUEST,
     ATTRIBUTE_RESPONSE,
@@ -177,6 +178,7 @@ class _Session:
         self.will: c.Will | None = None
         self.clean_disconnect = False
         self.subscriptions: set[str] = set()  # granted topic filters (see push_topic)
+        self.rpc = SessionRpc(self)  # RPC both ways (transports/mqtt_rpc.py)
 
     # ------------------------------------------------------------------ reading
     async def read_packet(self) -> tuple[int, bytes]:
@@ -239,6 +241,7 @@ class _Session:
                 await writer_task
             except (asyncio.CancelledError, ConnectionError):
                 pass
+            self.rpc.close()
             if not cancelled and not self.clean_disconnect and self.will is not None:
                 await self.publish_will()
 
@@ -361,9 +364,11 @@ class _Session:
                 ]
                 self.subscriptions.update(filt for (filt, _), code in zip(packet.topics, codes) if code < 0x80)
                 await self.out.put(c.suback(self.level, packet.packet_id, codes))
+                self.rpc.subscriptions_changed()
             elif isinstance(packet, c.Unsubscribe):
                 self.subscriptions.difference_update(packet.topics)
                 await self.out.put(c.unsuback(self.level, packet.packet_id, len(packet.topics)))
+                self.rpc.subscriptions_changed()
             elif packet.type == c.PINGREQ:
                 await self.out.put(c.pingresp())
             elif packet.type == c.DISCONNECT:
@@ -433,17 +438,9 @@ class _Session:
             points = parse_attributes(p.payload, now)
             return lambda: self.in_executor(self.platform.registry.save_attributes, device_id, "CLIENT_SCOPE", points)
         if topic.startswith(RPC_REQUEST) and topic[len(RPC_REQUEST) :].isdigit():
-            request = loads(p.payload)
-            method = request.get("method") if isinstance(request, dict) else None
-            answer = (
-                self.t.session_limits()
-                if method == "getSessionLimits"
-                else {"error": f"unsupported RPC method {method!r}"}
-            )
-            response = c.publish(
-                self.level, outbound(RPC_RESPONSE + topic[len(RPC_REQUEST) :], short), orjson.dumps(answer)
-            )
-            return lambda: self._just(response)
+            return self.rpc.device_request(topic, short, p.payload)
+        if topic.startswith(RPC_RESPONSE) and topic[len(RPC_RESPONSE) :].isdigit():
+            return self.rpc.reply(topic[len(RPC_RESPONSE) :], p.payload)
         if topic.startswith(ATTRIBUTE_REQUEST) and topic[len(ATTRIBUTE_REQUEST) :].isdigit():
             request = loads(p.payload) if p.payload.strip() else {}
             return lambda: self.answer_attributes(
@@ -487,6 +484,8 @@ class _Session:
         if not (self.device.additional_info or {}).get("gateway"):
             raise Rejected(c.V5_NOT_AUTHORIZED, "gateway topics need a gateway device (additionalInfo.gateway = true)")
         data = loads(payload)
+        if topic == GATEWAY_RPC:
+            return self.rpc.gateway_reply(data)
         if topic in (GATEWAY_CONNECT, GATEWAY_DISCONNECT):
             if not isinstance(data, dict) or not isinstance(data.get("device"), str) or not data["device"].strip():
                 raise PayloadError('expected {"device": "name"[, "type": "..."]}')
@@ -556,6 +555,7 @@ class _Session:
         except EntityError as exc:
             raise PayloadError(f"device {name!r}: {exc}") from None
         self.gateway_devices[name] = device_id
+        self.rpc.gateway_device_added(name, device_id)
         return device_id
 
     # ------------------------------------------------------------------ writing
@@ -591,6 +591,9 @@ class _Session:
                     data += c.puback(self.level, p.packet_id, code, text, ptype=c.PUBREC)
                 if data:
                     await self.write(data)
+            elif isinstance(item, Push):  # an RPC request (transports/mqtt_rpc.py)
+                await self.write(item.data)
+                item.written()
             else:
                 await self.write(item)
 

@@ -1,0 +1,177 @@
+"""RPC over MQTT, for one device session (:class:`SessionRpc`, hooked into ``mqtt._Session``).
+
+- Server → device: a session subscribed to ``v1/devices/me/rpc/request/+`` (or the short
+  ``v2/r/req/+``, or a wildcard covering it) announces its device to the RPC service; requests
+  arrive on ``rpc/request/{id}`` as ``{"method", "params"}`` in the form the device subscribed
+  with, and its answer on ``rpc/response/{id}`` finishes the request. The publish is QoS 0; the
+  request counts as DELIVERED once it is written to the socket.
+- Gateway: a gateway session subscribed to ``v1/gateway/rpc`` announces each of its devices;
+  requests go out as ``{"device": name, "data": {"id", "method", "params"}}`` and answers come
+  back on the same topic as ``{"device": name, "id": n, "data": {...}}``.
+- Device → server: ``rpc/request/{n}`` is answered on ``rpc/response/{n}`` (same long/short
+  form) by :meth:`tbpanel.rpc.RpcService.device_request`.
+
+Sessions never touch the RPC service's state: they enqueue (``delivered``, ``undelivered``,
+``reply``) and the service's thread does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..rpc import RpcRequest
+from ..store.payload import PayloadError, loads
+from . import mqtt_codec as c
+from .mqtt_topics import RPC_REQUEST, RPC_RESPONSE, outbound
+
+log = logging.getLogger("tbpanel.mqtt")
+
+GATEWAY_RPC = "v1/gateway/rpc"
+
+
+@dataclass
+class Push:
+    """An outgoing publish for the session's write loop; ``written()`` once it is on the socket."""
+
+    data: bytes
+    written: Callable[[], None]
+    unwritten: Callable[[], None]
+
+
+class _GatewayDevice:
+    """The RPC session of one device behind a gateway: pushes through the gateway's session."""
+
+    def __init__(self, rpc: SessionRpc, name: str, device_id: str):
+        self.rpc, self.name, self.device_id = rpc, name, device_id
+
+    def send_rpc(self, request: RpcRequest) -> None:
+        self.rpc.loop.call_soon_threadsafe(self.rpc.push, self.device_id, request, self.name)
+
+
+class SessionRpc:
+    """The RPC side of one MQTT session (the session's own device, and a gateway's devices)."""
+
+    def __init__(self, session: Any):
+        self.s = session
+        self.service = session.platform.rpc
+        self.loop = asyncio.get_running_loop()
+        self._withdraw: dict[str, Callable[[], None]] = {}  # device id -> its withdrawal
+        self.closed = False
+
+    # ---------------------------------------------------------------- announcements
+    def subscriptions_changed(self) -> None:
+        """After SUBSCRIBE / UNSUBSCRIBE: announce or withdraw the device and a gateway's devices."""
+        own = self.s.device.id
+        self._set(own, self, self.s.push_topic(RPC_REQUEST + "0") is not None)
+        gateway = self.s.push_topic(GATEWAY_RPC) is not None
+        for name, device_id in self.s.gateway_devices.items():
+            self._set(device_id, _GatewayDevice(self, name, device_id), gateway)
+
+    def gateway_device_added(self, name: str, device_id: str) -> None:
+        if self.s.push_topic(GATEWAY_RPC) is not None:
+            self._set(device_id, _GatewayDevice(self, name, device_id), True)
+
+    def _set(self, device_id: str, session: Any, on: bool) -> None:
+        if on and device_id not in self._withdraw and not self.closed:
+            self._withdraw[device_id] = self.service.sessions.announce(device_id, session)
+        elif not on and device_id in self._withdraw:
+            self._withdraw.pop(device_id)()
+
+    def close(self) -> None:
+        """The session ended: withdraw everything; requests still queued go back to the service."""
+        self.closed = True
+        for withdraw in self._withdraw.values():
+            withdraw()
+        self._withdraw.clear()
+        while True:
+            try:
+                item = self.s.out.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if isinstance(item, Push):
+                item.unwritten()
+
+    # ---------------------------------------------------------------- server -> device
+    def send_rpc(self, request: RpcRequest) -> None:  # the RPC service's thread
+        self.loop.call_soon_threadsafe(self.push, self.s.device.id, request, None)
+
+    def push(self, device_id: str, request: RpcRequest, gateway_name: str | None) -> None:
+        """On the session's loop: queue the request's publish behind the answers already queued."""
+        rid = request.request_id
+        if gateway_name is None:
+            topic = self.s.push_topic(RPC_REQUEST + str(rid))
+            payload = orjson.dumps(request.body)
+        else:
+            topic = self.s.push_topic(GATEWAY_RPC)
+            payload = orjson.dumps(
+                {"device": gateway_name, "data": {"id": rid, "method": request.method, "params": request.params}}
+            )
+        if topic is None or self.closed:
+            self.service.undelivered(device_id, rid, "the session no longer takes RPC")
+            return
+        item = Push(
+            c.publish(self.s.level, topic, payload),
+            lambda: self.service.delivered(device_id, rid),
+            lambda: self.service.undelivered(device_id, rid, "the session ended before it was written"),
+        )
+        try:
+            self.s.out.put_nowait(item)
+        except asyncio.QueueFull:
+            item.unwritten()
+
+    def reply(self, request_id: str, payload: bytes) -> Callable[[], Awaitable[None]]:
+        """``rpc/response/{id}`` from the device: its answer (JSON, or the text as a string)."""
+        answer = _answer(payload)
+        device_id = self.s.device.id
+
+        async def done() -> None:
+            if not await asyncio.wrap_future(self.service.reply(device_id, int(request_id), answer)):
+                log.info("MQTT device %s: answer to RPC %s that no request waits for", device_id, request_id)
+
+        return done
+
+    def gateway_reply(self, data: Any) -> Callable[[], Awaitable[None]]:
+        """``v1/gateway/rpc`` from a gateway: ``{"device": name, "id": n, "data": answer}``."""
+        if not isinstance(data, dict) or not isinstance(data.get("device"), str):
+            raise PayloadError('expected {"device": "name", "id": n, "data": {...}}')
+        rid = data.get("id")
+        if isinstance(rid, str) and rid.isdigit():
+            rid = int(rid)
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            raise PayloadError(f"gateway RPC answer needs an integer 'id', got {rid!r}")
+        device_id = self.s.gateway_devices.get(data["device"].strip())
+
+        async def done() -> None:
+            if device_id is None or not await asyncio.wrap_future(self.service.reply(device_id, rid, data.get("data"))):
+                log.info("MQTT gateway %s: answer to RPC %s that no request waits for", self.s.device.id, rid)
+
+        return done
+
+    # ---------------------------------------------------------------- device -> server
+    def device_request(self, topic: str, short: bool, payload: bytes) -> Callable[[], Awaitable[bytes]]:
+        """``rpc/request/{n}`` from the device, answered on ``rpc/response/{n}``."""
+        request = loads(payload)
+        answer = self.service.device_request(self.s.device.id, request, self.s.t.session_limits())
+        response = c.publish(
+            self.s.level, outbound(RPC_RESPONSE + topic[len(RPC_REQUEST) :], short), orjson.dumps(answer)
+        )
+
+        async def just() -> bytes:
+            return response
+
+        return just
+
+
+def _answer(payload: bytes) -> Any:
+    if not payload.strip():
+        return None
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload.decode("utf-8", "replace")
