@@ -869,3 +869,75 @@ def test_websocket_huge_messages(w, target):
     assert closed is None and code in (1009, None)
     assert_untouched(w, target[0])
     assert_serving(w, start)
+
+
+# ------------------------------------------------------------------------- rpc
+RPC_BAD_BODIES = [
+    b"",
+    b"{",
+    b"[]",
+    b'"setGpio"',
+    b"{}",
+    b'{"method": ""}',
+    b'{"method": 5}',
+    b'{"method": "' + b"m" * 300 + b'"}',
+    b'{"method": "m", "timeout": 0}',
+    b'{"method": "m", "timeout": -5}',
+    b'{"method": "m", "timeout": 1e400}',
+    b'{"method": "m", "timeout": 99999999999999999999999}',
+    b'{"method": "m", "timeout": "10"}',
+    b'{"method": "m", "expirationTime": 5}',
+    b'{"method": "m", "expirationTime": 9223372036854775807}',
+    b'{"method": "m", "persistent": "true"}',
+    b'{"method": "m", "persistent": true, "retries": -1}',
+    b'{"method": "m", "persistent": true, "additionalInfo": "x"}',
+    b'{"method": "m", "params": "' + b"p" * 70_000 + b'"}',
+]
+
+
+def test_bad_rpc_requests(w, target):
+    """Bad RPC bodies, parameters and ids on every RPC route: 4xx with a message, no persistent
+    request stored for the target, and the server keeps serving."""
+    start = len(w.server.output)
+    did, token = target
+    failures = []
+    for family in ("/api/rpc", "/api/plugins/rpc"):
+        for kind in ("oneway", "twoway"):
+            for body in RPC_BAD_BODIES:
+                r = w.admin.post(f"{family}/{kind}/{did}", data=body)
+                try:
+                    rejected(r, 400)
+                except AssertionError as e:
+                    failures.append(f"{family}/{kind} {body[:60]!r}: {e}")
+    cases = [
+        ("POST", "/api/rpc/twoway/not-a-uuid", b'{"method": "m"}', 400),
+        ("POST", f"/api/rpc/twoway/{uuid.uuid4()}", b'{"method": "m"}', 404),
+        ("GET", "/api/rpc/persistent/zz", None, 400),
+        ("GET", f"/api/rpc/persistent/{uuid.uuid4()}", None, 404),
+        ("DELETE", "/api/rpc/persistent/%00", None, 400),
+        ("GET", f"/api/rpc/persistent/device/{did}?pageSize=0&page=0", None, 400),
+        ("GET", f"/api/rpc/persistent/device/{did}?pageSize=10&page={2**63}", None, 400),
+        ("GET", f"/api/rpc/persistent/device/{did}?pageSize=10&page=0&rpcStatus=BURNING", None, 400),
+        ("GET", f"/api/rpc/persistent/device/{did}?pageSize=10&page=0&sortProperty=password", None, 400),
+        ("GET", f"/api/rpc/persistent/device/{did}?pageSize=10&page=0&sortOrder=UP", None, 400),
+        ("GET", "/api/rpc/persistent/device/zz?pageSize=10&page=0", None, 400),
+        ("GET", f"/api/v1/{token}/rpc?timeout={2**64}", None, 400),
+        ("GET", f"/api/v1/{token}/rpc?timeout=-1", None, 400),
+        ("GET", f"/api/v1/{token}/rpc?timeout=soon", None, 400),
+        ("POST", f"/api/v1/{token}/rpc", b"{", 400),
+        ("POST", f"/api/v1/{token}/rpc", b"", 400),
+        ("POST", f"/api/v1/{token}/rpc/{'9' * 40}", b"{}", 400),
+        ("POST", f"/api/v1/{token}/rpc/-1", b"{}", 400),
+        ("POST", f"/api/v1/{token}/rpc/1", b"{", 400),
+        ("POST", "/api/v1/not-a-token/rpc/1", b"{}", 401),
+    ]
+    for method, path, body, status in cases:
+        r = w.admin.session.request(method, w.url + path, data=body, timeout=TIMEOUT)
+        try:
+            rejected(r, status)
+        except AssertionError as e:
+            failures.append(f"{method} {path[:80]}: {e}")
+    assert not failures, "\n".join(failures)
+    page = w.admin.get(f"/api/rpc/persistent/device/{did}?pageSize=10&page=0").json()
+    assert page["totalElements"] == 0
+    assert_serving(w, start)

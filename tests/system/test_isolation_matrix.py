@@ -221,6 +221,9 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
         ).json()["id"]["id"]
     if kind == "model":
         return a.post("/api/tbpanel/models", json={"config": {"name": f"fresh-{uuid.uuid4().hex[:8]}"}}).json()["id"]
+    if kind == "rpc":  # a persistent request to device A1 (stays QUEUED: A1 is never connected)
+        body = {"method": "fresh", "persistent": True, "timeout": 600_000}
+        return a.post(f"/api/rpc/oneway/{ctx.ids['dev_a1']}", json=body).json()["rpcId"]
     raise ValueError(kind)
 
 
@@ -378,6 +381,24 @@ ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/tbpanel/telemetry/query/?", "POST"): Row(
         "/api/tbpanel/telemetry/query", A1_READ, {"deviceIds": ["{dev_a1}"], "startTs": 0, "endTs": 4000000000000}
     ),
+    # rpc: A1 is not connected, so an allowed non-persistent request is 409
+    (r"/api/v1/([^/]+)/rpc/?", "GET"): Row("/api/v1/not-a-device-token/rpc?timeout=1", same(401)),
+    (r"/api/v1/([^/]+)/rpc/?", "POST"): Row("/api/v1/not-a-device-token/rpc", same(401), {"method": "getCurrentTime"}),
+    (r"/api/v1/([^/]+)/rpc/([^/]+)/?", "POST"): Row("/api/v1/not-a-device-token/rpc/1", same(401), {"ok": 1}),
+    **{
+        (rf"{family}/{kind}/([^/]+)/?", "POST"): Row(
+            f"{family}/{kind}/{{dev_a1}}",
+            expect(customer=409, other_customer=403, other_admin=403, admin=409),
+            {"method": "matrix-{who}", "params": {}, "timeout": 1000},
+        )
+        for family in ("/api/rpc", "/api/plugins/rpc")
+        for kind in ("oneway", "twoway")
+    },
+    (r"/api/rpc/persistent/device/([^/]+)/?", "GET"): Row(
+        "/api/rpc/persistent/device/{dev_a1}?pageSize=100&page=0", A1_READ
+    ),
+    (r"/api/rpc/persistent/([^/]+)/?", "GET"): Row("/api/rpc/persistent/{fresh}", A1_READ, fresh="rpc"),
+    (r"/api/rpc/persistent/([^/]+)/?", "DELETE"): Row("/api/rpc/persistent/{fresh}", A1_READ, fresh="rpc"),
     (r"/api/.*", "GET"): Row("/api/no/such/route", same(404)),
 }
 WEBSOCKET_ROUTES = {r"/api/ws/plugins/telemetry/?", r"/api/ws/?"}
