@@ -458,4 +458,11 @@ def telemetry_page(platform, live: LiveHub | None = None) -> pn.template.BaseTem
             },
         )
     template.main.append(TelemetryView(query=query, live=live))
+    # rpc: the device's RPC console, following the page's device choice
+    from ..views.rpc import RpcConsole
+    from .rpc import RpcPanel
+
+    console = RpcConsole(platform, user, device=query.device)
+    query.param.watch(lambda e: setattr(console, "device", e.new), "device")
+    template.main.append(RpcPanel(platform.executor, console=console))
     return template
