@@ -8,7 +8,8 @@ delivered and answered, and — when ``persistent`` — also as a row of ``rpc.s
 ``DELIVERED`` (written to the device; the end for one-way) → ``SUCCESSFUL`` (the device's
 answer to a two-way request arrived). It ends early as ``TIMEOUT`` (sent, but no answer within
 ``timeout`` ms), ``EXPIRED`` (``expirationTime`` passed before it could be sent or answered)
-or ``FAILED`` (a session could not take it).
+or ``FAILED`` (a persistent request with ``retries`` that sessions failed to write more than
+``retries`` times; without ``retries`` it waits for the next session until it expires).
 """
 
 from __future__ import annotations

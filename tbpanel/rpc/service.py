@@ -58,6 +58,8 @@ class _Live:
     call: RpcCall
     session: RpcSession | None = None
     deadline: int = 0
+    #: sessions that took it and could not write it (``retries`` of them end it FAILED)
+    failures: int = 0
 
 
 def _nothing() -> None:
@@ -260,8 +262,20 @@ class RpcService:
         live = self._find(device_id, request_id)
         if live is None or live.request.status != m.SENT:
             return
-        log.info("RPC %s to device %s not delivered (%s): waiting for a session", live.request.id, device_id, reason)
         self._wire.pop((device_id, request_id), None)
+        live.failures += 1
+        retries = live.request.retries
+        if live.request.persistent and retries is not None and live.failures > retries:
+            log.info(
+                "RPC %s to device %s failed: not delivered %d times (%s)",
+                live.request.id,
+                device_id,
+                live.failures,
+                reason,
+            )
+            self._finish(live, m.FAILED, {"error": f"not delivered after {live.failures} attempt(s): {reason}"})
+            return
+        log.info("RPC %s to device %s not delivered (%s): waiting for a session", live.request.id, device_id, reason)
         self._update(live, status=m.QUEUED, request_id=0)
         live.session = None
         self._set_deadline(live, live.request.expiration_time)

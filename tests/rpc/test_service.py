@@ -15,6 +15,7 @@ from tbpanel.errors import InvalidInput
 from tbpanel.rpc import (
     DELIVERED,
     EXPIRED,
+    FAILED,
     NOT_HANDLED,
     QUEUED,
     SENT,
@@ -227,3 +228,16 @@ def test_schema_is_versioned(service, tmp_path):
     with sqlite3.connect(tmp_path / FILE) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_retries_end_failed(service):
+    device = Device(service, deliver=False)
+    service.sessions.announce(DEVICE, device)
+    call = service.submit(request({"method": "m", "persistent": True, "retries": 1, "timeout": 60_000}))
+    rid = call.accepted.result(10).id
+    for _ in range(2):  # the first attempt and one retry fail
+        sent = device.next()
+        service.undelivered(DEVICE, sent.request_id, "socket closed")
+    done = call.finished.result(10)
+    assert done.status == FAILED and "not delivered after 2" in done.response["error"]
+    assert service.repo.get(rid).status == FAILED
