@@ -3,6 +3,7 @@ requests, and that one device's token never reaches another device's requests.""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -105,3 +106,48 @@ def test_bad_device_requests(world, method, path, kw, status):
     r = requests.request(method, world.url + path.format(token=token), timeout=30, **kw)
     assert r.status_code == status, r.text
     assert r.json()["message"]
+
+
+TB_HTTP_RPC = r"""
+import json, sys, threading
+from tb_device_http import TBHTTPDevice
+url, token = sys.argv[1], sys.argv[2]
+device = TBHTTPDevice(url, token)
+device.connect()
+now = device.send_rpc("getCurrentTime")
+def on_rpc(request):  # the SDK's long-poll worker: answer through its own send_rpc(rpc_id=...)
+    device.send_rpc(request["method"], {"sdk": request["params"]}, rpc_id=request["id"])
+device.subscribe("rpc", on_rpc)
+print("READY " + json.dumps(now), flush=True)
+sys.stdin.readline()
+device.unsubscribe("rpc")
+"""
+
+
+def test_tb_http_device_rpc(world, tb_client_python):
+    """tb-mqtt-client's TBHTTPDevice: device -> server, and a server request through its long poll."""
+    import subprocess
+
+    did, token = world.new_device("http-rpc-sdk")
+    proc = subprocess.Popen(
+        [str(tb_client_python), "-I", "-c", TB_HTTP_RPC, world.url, token],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = ""
+        while not line.startswith("READY"):
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "SDK script ended"
+        assert "currentTime" in json.loads(line.split(" ", 1)[1]), line
+        r = send_when_polling(world, did, {"method": "sdkCall", "params": {"x": 1}, "timeout": 20_000})
+        assert r.status_code == 200, r.text
+        # the SDK answers with its send_rpc body, {"method", "params"}, which is what ThingsBoard returns too
+        assert r.json() == {"method": "sdkCall", "params": {"sdk": {"x": 1}}}
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.kill()
+        proc.wait(timeout=30)
