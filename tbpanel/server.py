@@ -61,6 +61,7 @@ def build_server(
         port = free_port(address)
     hosts = {address, "localhost", "127.0.0.1"}
     live = LiveHub(platform.store)  # the one fan-out: WebSocket clients and page sessions
+    platform.rpc.activate()  # rpc: this process delivers RPC (recovers persistent requests)
 
     def landing() -> Any:  # Panel calls a plain function once per session (not a functools.partial)
         return fleet_page(platform, live)

@@ -128,11 +128,13 @@ class RpcRepository:
             )
 
     def update(self, r: RpcRequest) -> bool:
-        """Store ``r``'s status, answer and wire id; False when the row was deleted meanwhile."""
+        """Store ``r``'s status, answer and wire id; False when the row was deleted meanwhile or
+        has ended already (a final status is never overwritten, by this process or another)."""
         with self.db.transaction() as conn:
             cur = conn.execute(
-                "UPDATE rpc SET status = ?, response = ?, request_id = ? WHERE id = ?",
-                (r.status, _dump(r.response), r.request_id, r.id),
+                "UPDATE rpc SET status = ?, response = ?, request_id = ? WHERE id = ? "
+                "AND status IN (?, ?, ?) AND NOT (status = ? AND oneway = 1)",
+                (r.status, _dump(r.response), r.request_id, r.id, QUEUED, SENT, DELIVERED, DELIVERED),
             )
             return cur.rowcount > 0
 

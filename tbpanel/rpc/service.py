@@ -83,17 +83,21 @@ class RpcService:
         self._live: dict[str, _Live] = {}
         self._wire: dict[tuple[str, int], str] = {}
         self._closed = False
-        expired, requeued = self.repo.recover(now_ms())
-        if expired or requeued:
-            log.info("persistent RPC after restart: %d expired, %d queued again", expired, requeued)
-        self._next_request_id = self.repo.max_request_id() + 1
-        for request in self.repo.queued():
-            self._track(request, RpcCall())
+        self._active = False
+        self._next_request_id = 1
         self.sessions.announced.connect(lambda device_id: self._enqueue(lambda: self._flush(device_id)))
         self._thread = threading.Thread(target=self._run, name="tbpanel-rpc", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ public, any thread
+    def activate(self) -> None:
+        """Make this process the one that delivers RPC (the server calls it at start-up):
+        recover the persistent requests a stopped or killed server left (see
+        ``RpcRepository.recover``) and track the queued ones. Until then (the CLI, a notebook
+        reading alongside a server) the service reads but changes no stored request; it
+        activates itself on the first submit or session."""
+        self._call(self._activate).result()
+
     def submit(self, request: RpcRequest) -> RpcCall:
         """Start ``request`` (made by :func:`~.model.parse_request`); see :class:`RpcCall`."""
         call = RpcCall()
@@ -203,7 +207,20 @@ class RpcService:
         live.deadline = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), live.request.id))
 
+    def _activate(self) -> None:
+        if self._active:
+            return
+        self._active = True
+        expired, requeued = self.repo.recover(now_ms())
+        if expired or requeued:
+            log.info("persistent RPC after restart: %d expired, %d queued again", expired, requeued)
+        self._next_request_id = self.repo.max_request_id() + 1
+        for request in self.repo.queued():
+            if request.id not in self._live:
+                self._track(request, RpcCall())
+
     def _submit(self, request: RpcRequest, call: RpcCall) -> RpcRequest:
+        self._activate()
         session = self.sessions.session_for(request.device_id)
         if session is None and not request.persistent:
             raise DeviceNotConnected(f"device {request.device_id} is not connected (no session takes RPC for it)")
@@ -219,6 +236,8 @@ class RpcService:
         request_id = self._next_request_id
         self._next_request_id += 1
         self._update(live, status=m.SENT, request_id=request_id)
+        if live.request.id not in self._live:  # deleted meanwhile
+            return
         self._wire[(live.request.device_id, request_id)] = live.request.id
         live.session = session
         r = live.request
@@ -291,6 +310,7 @@ class RpcService:
         return True
 
     def _flush(self, device_id: str) -> None:
+        self._activate()
         waiting = [
             live
             for live in self._live.values()

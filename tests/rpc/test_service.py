@@ -133,6 +133,8 @@ def test_persistent_survives_a_reopen_and_is_delivered_after_it(tmp_path):
     s.close()
     s = RpcService(tmp_path, registry=None)
     try:
+        assert s.repo.get(rid).status == SENT  # not activated: a reader changes nothing
+        s.activate()  # what the server does at start-up
         assert s.repo.get(rid).status == QUEUED  # taken but unfinished: queued again
         device = Device(s)
         s.sessions.announce(DEVICE, device)
@@ -158,6 +160,7 @@ def test_expired_while_down_is_expired_on_open(tmp_path):
     s.close()
     s = RpcService(tmp_path, registry=None)
     try:
+        s.activate()
         rows, total = s.repo.by_device(DEVICE, status=None, page=0, page_size=10)
         assert total == 1 and rows[0].status == EXPIRED
     finally:
@@ -241,3 +244,10 @@ def test_retries_end_failed(service):
     done = call.finished.result(10)
     assert done.status == FAILED and "not delivered after 2" in done.response["error"]
     assert service.repo.get(rid).status == FAILED
+
+
+def test_a_final_status_is_never_overwritten(service):
+    r = service.submit(request({"method": "m", "persistent": True, "timeout": 60_000})).accepted.result(10)
+    assert service.repo.update(r.with_(status=SUCCESSFUL, response=1))
+    assert not service.repo.update(r.with_(status=EXPIRED))  # e.g. a second process's deadline
+    assert service.repo.get(r.id).status == SUCCESSFUL
