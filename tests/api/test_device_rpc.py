@@ -151,3 +151,19 @@ def test_tb_http_device_rpc(world, tb_client_python):
         proc.stdin.flush()
         proc.kill()
         proc.wait(timeout=30)
+
+
+def test_waiting_polls_do_not_hold_up_the_server(world):
+    """40 long polls waiting at once: uploads and REST reads are still answered meanwhile, and
+    each poll ends with its own 408."""
+    devices = [world.new_device(f"http-rpc-many-{i}") for i in range(40)]
+    polls = [poll_in_background(world.url, token, timeout_ms=15_000) for _, token in devices]
+    time.sleep(0.5)
+    for i in range(10):
+        r = requests.post(f"{world.url}/api/v1/{devices[0][1]}/telemetry", json={"n": i}, timeout=10)
+        assert r.status_code == 200
+        assert world.admin.get("/api/auth/user").status_code == 200
+    assert all(t.is_alive() for t, _ in polls)  # answered while every poll still waited
+    for t, out in polls:
+        t.join(30)
+        assert out["status"] == 408, out
