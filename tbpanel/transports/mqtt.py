@@ -364,7 +364,7 @@ class _Session:
                 ]
                 self.subscriptions.update(filt for (filt, _), code in zip(packet.topics, codes) if code < 0x80)
                 await self.out.put(c.suback(self.level, packet.packet_id, codes))
-                self.rpc.subscriptions_changed()
+                self.rpc.subscriptions_changed({f: q for (f, _), q in zip(packet.topics, codes) if q < 0x80})
             elif isinstance(packet, c.Unsubscribe):
                 self.subscriptions.difference_update(packet.topics)
                 await self.out.put(c.unsuback(self.level, packet.packet_id, len(packet.topics)))
@@ -381,6 +381,8 @@ class _Session:
                 await self.out.put(
                     c.puback(self.level, packet.packet_id, 0 if known else c.V5_PACKET_ID_NOT_FOUND, ptype=c.PUBCOMP)
                 )
+            elif packet.type == c.PUBACK and packet.packet_id is not None and self.rpc.acked(packet.packet_id):
+                continue  # the device acknowledged a QoS 1 RPC request (transports/mqtt_rpc.py)
             elif packet.type in (c.PUBACK, c.PUBCOMP, c.PUBREC, c.AUTH):
                 continue  # acknowledgements of our QoS 0 RPC answers never arrive; ignore
             else:  # pragma: no cover - parse_packet rejects the rest

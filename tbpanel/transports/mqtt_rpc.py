@@ -11,6 +11,11 @@
 - Device → server: ``rpc/request/{n}`` is answered on ``rpc/response/{n}`` (same long/short
   form) by :meth:`tbpanel.rpc.RpcService.device_request`.
 
+A request goes out at the QoS the device subscribed with (at most 1, as ThingsBoard does):
+QoS 0 counts as DELIVERED once written to the socket, QoS 1 once the device's PUBACK arrives; a
+QoS 1 request not acknowledged when the session ends goes back to the service (sent again on the
+next session: at least once).
+
 Sessions never touch the RPC service's state: they enqueue (``delivered``, ``undelivered``,
 ``reply``) and the service's thread does the rest.
 """
@@ -28,7 +33,7 @@ import orjson
 from ..rpc import RpcRequest
 from ..store.payload import PayloadError, loads
 from . import mqtt_codec as c
-from .mqtt_topics import RPC_REQUEST, RPC_RESPONSE, outbound
+from .mqtt_topics import RPC_REQUEST, RPC_RESPONSE, matches, outbound
 
 log = logging.getLogger("tbpanel.mqtt")
 
@@ -62,11 +67,18 @@ class SessionRpc:
         self.service = session.platform.rpc
         self.loop = asyncio.get_running_loop()
         self._withdraw: dict[str, Callable[[], None]] = {}  # device id -> its withdrawal
+        self._qos: dict[str, int] = {}  # granted filter -> its QoS
+        self._unacked: dict[int, tuple[str, int]] = {}  # QoS 1 packet id -> (device id, request id)
+        self._last_packet_id = 0
         self.closed = False
 
     # ---------------------------------------------------------------- announcements
-    def subscriptions_changed(self) -> None:
-        """After SUBSCRIBE / UNSUBSCRIBE: announce or withdraw the device and a gateway's devices."""
+    def subscriptions_changed(self, granted: dict[str, int] | None = None) -> None:
+        """After SUBSCRIBE (``granted``: filter -> QoS) / UNSUBSCRIBE: announce or withdraw the
+        device and a gateway's devices."""
+        self._qos.update(granted or {})
+        for gone in [f for f in self._qos if f not in self.s.subscriptions]:
+            del self._qos[gone]
         own = self.s.device.id
         self._set(own, self, self.s.push_topic(RPC_REQUEST + "0") is not None)
         gateway = self.s.push_topic(GATEWAY_RPC) is not None
@@ -93,9 +105,27 @@ class SessionRpc:
             try:
                 item = self.s.out.get_nowait()
             except asyncio.QueueEmpty:
-                return
+                break
             if isinstance(item, Push):
                 item.unwritten()
+        for device_id, rid in self._unacked.values():
+            self.service.undelivered(device_id, rid, "the session ended before the device acknowledged it")
+        self._unacked.clear()
+
+    def acked(self, packet_id: int) -> bool:
+        """A PUBACK from the device: True when it acknowledged one of our QoS 1 requests."""
+        entry = self._unacked.pop(packet_id, None)
+        if entry is None:
+            return False
+        self.service.delivered(*entry)
+        return True
+
+    def _packet_id(self) -> int:
+        for _ in range(65_535):
+            self._last_packet_id = self._last_packet_id % 65_535 + 1
+            if self._last_packet_id not in self._unacked:
+                return self._last_packet_id
+        raise asyncio.QueueFull  # 65,535 unacknowledged requests: treated as a full queue
 
     # ---------------------------------------------------------------- server -> device
     def send_rpc(self, request: RpcRequest) -> None:  # the RPC service's thread
@@ -115,11 +145,25 @@ class SessionRpc:
         if topic is None or self.closed:
             self.service.undelivered(device_id, rid, "the session no longer takes RPC")
             return
-        item = Push(
-            c.publish(self.s.level, topic, payload),
-            lambda: self.service.delivered(device_id, rid),
-            lambda: self.service.undelivered(device_id, rid, "the session ended before it was written"),
-        )
+        qos = max((q for f, q in self._qos.items() if matches(f, topic)), default=0)
+
+        def unwritten(pid: int | None = None) -> None:
+            if pid is not None:
+                self._unacked.pop(pid, None)
+            self.service.undelivered(device_id, rid, "the session ended before it was written")
+
+        if qos:
+            try:
+                pid = self._packet_id()
+            except asyncio.QueueFull:
+                unwritten()
+                return
+            self._unacked[pid] = (device_id, rid)
+            item = Push(c.publish(self.s.level, topic, payload, 1, pid), lambda: None, lambda: unwritten(pid))
+        else:
+            item = Push(
+                c.publish(self.s.level, topic, payload), lambda: self.service.delivered(device_id, rid), unwritten
+            )
         try:
             self.s.out.put_nowait(item)
         except asyncio.QueueFull:

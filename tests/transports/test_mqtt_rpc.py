@@ -167,3 +167,66 @@ def test_tb_mqtt_client_rpc_callbacks(world, port, tb_client_python):
         proc.stdin.write("\n")
         proc.stdin.flush()
         proc.wait(timeout=30)
+
+
+def wait_status(world, rpc_id: str, want: str) -> dict:
+    deadline = time.monotonic() + 20
+    while (got := world.admin.get(f"/api/rpc/persistent/{rpc_id}").json())["status"] != want:
+        assert time.monotonic() < deadline, got
+        time.sleep(0.05)
+    return got
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_request_qos_follows_the_subscription(world, port, qos):
+    """QoS 1 subscription: the request comes at QoS 1 and is DELIVERED only on the PUBACK;
+    QoS 0: at QoS 0 and DELIVERED once written."""
+    from tbpanel.transports import mqtt_codec as c
+    from tests.helpers.mqtt import RawClient
+
+    did, token = world.new_device(f"mqtt-rpc-qos{qos}")
+    raw = RawClient(port)
+    try:
+        assert raw.connect(token) == 0
+        raw.sock.sendall(c.encode_subscribe(raw.level, 1, [("v1/devices/me/rpc/request/+", qos)]))
+        first, body = raw.read()
+        assert first >> 4 == c.SUBACK and body[-1] == qos
+        rpc_id = world.admin.post(
+            f"/api/rpc/twoway/{did}", json={"method": "m", "persistent": True, "timeout": 60_000}
+        ).json()["rpcId"]
+        first, body = raw.read()
+        assert first >> 4 == c.PUBLISH and (first >> 1) & 3 == qos
+        topic_len = int.from_bytes(body[:2], "big")
+        topic = body[2 : 2 + topic_len].decode()
+        rid = topic.rsplit("/", 1)[1]
+        if qos:
+            packet_id = int.from_bytes(body[2 + topic_len : 4 + topic_len], "big")
+            time.sleep(0.3)
+            assert world.admin.get(f"/api/rpc/persistent/{rpc_id}").json()["status"] == "SENT"
+            raw.sock.sendall(c.puback(raw.level, packet_id))
+        wait_status(world, rpc_id, "DELIVERED")
+        raw.publish(f"v1/devices/me/rpc/response/{rid}", {"done": qos}, qos=1, packet_id=7)
+        assert raw.puback() == (7, 0)
+        assert wait_status(world, rpc_id, "SUCCESSFUL")["response"] == {"done": qos}
+    finally:
+        raw.close()
+
+
+def test_unacknowledged_qos1_request_is_sent_again_on_the_next_session(world, port):
+    from tbpanel.transports import mqtt_codec as c
+    from tests.helpers.mqtt import RawClient
+
+    did, token = world.new_device("mqtt-rpc-unacked")
+    rpc_id = world.admin.post(
+        f"/api/rpc/oneway/{did}", json={"method": "again", "persistent": True, "timeout": 60_000}
+    ).json()["rpcId"]
+    raw = RawClient(port)
+    assert raw.connect(token) == 0
+    raw.sock.sendall(c.encode_subscribe(raw.level, 1, [("v1/devices/me/rpc/request/+", 1)]))
+    raw.read()  # SUBACK
+    first, _ = raw.read()
+    assert first >> 4 == c.PUBLISH  # received, never acknowledged
+    raw.close()
+    with PahoRpcDevice(port, token) as dev:
+        assert dev.requests.get(timeout=20)[1]["method"] == "again"
+        wait_status(world, rpc_id, "DELIVERED")
