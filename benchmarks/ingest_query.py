@@ -87,8 +87,11 @@ def init_data(data: Path) -> None:
     )
 
 
-def start_server(data: Path, init: bool = True, extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
-    """``tbpanel serve`` on a free port (``extra``: more serve options); (process, base URL)."""
+def start_server(
+    data: Path, init: bool = True, extra: Sequence[str] = (), seen: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``tbpanel serve`` on a free port (``extra``: more serve options); (process, base URL).
+    ``seen`` collects the lines the server printed while starting (e.g. its MQTT port)."""
     if init:
         init_data(data)
     proc = subprocess.Popen(
@@ -110,6 +113,8 @@ def start_server(data: Path, init: bool = True, extra: Sequence[str] = ()) -> tu
         text=True,
     )
     for line in proc.stdout:
+        if seen is not None:
+            seen.append(line)
         if "tbpanel serving at" in line:
             return proc, line.split("tbpanel serving at", 1)[1].strip().rstrip("/")
     raise RuntimeError("server did not start")

@@ -268,6 +268,14 @@ class LineProtocol(System):
 
     write_path = ""
 
+    @staticmethod
+    def binary(name: str) -> str:
+        """The peer's executable, or the install hint (this script installs nothing)."""
+        exe = shutil.which(name)
+        if exe is None:
+            raise SystemExit(INSTALL.format(name))
+        return exe
+
     def target(self, device: str) -> str:
         return self.write_path
 
@@ -288,9 +296,7 @@ class Victoria(LineProtocol):
     write_path = "/write?precision=ms"
 
     def start(self, devices: int, fleet: int) -> None:
-        exe = shutil.which("victoria-metrics")
-        if exe is None:
-            raise SystemExit(INSTALL.format("victoria-metrics"))
+        exe = self.binary("victoria-metrics")
         port = free_port()
         self.host = f"127.0.0.1:{port}"
         self.proc = subprocess.Popen(
@@ -337,9 +343,7 @@ class Influx(LineProtocol):
     write_path = "/write?db=bench&precision=ms"
 
     def start(self, devices: int, fleet: int) -> None:
-        exe = shutil.which("influxd")
-        if exe is None:
-            raise SystemExit(INSTALL.format("influxd"))
+        exe = self.binary("influxd")
         port, rpc = free_port(), free_port()
         self.host = f"127.0.0.1:{port}"
         conf = self.dir / "influxdb.conf"
