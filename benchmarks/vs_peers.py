@@ -16,9 +16,9 @@ the clock starts and ``--connections`` keep-alive connections in parallel:
   batch ~10,000  100 devices x 1 key x --fleet-days of one-minute data, 10,000 points per request
   year           one key, one year of one-minute data (525,600 points, 10,000 per request)
 
-Then, after each system has settled (tbpanel compacts the closed months, VictoriaMetrics is
-flushed and merged, InfluxDB's cold shards are compacted; each data directory's size is polled
-until it stays put): disk bytes per point, RSS (peak during the run from VmHWM, idle after it),
+The year's 1-hour AVG is timed once right after its ingest. Then, after each system has
+settled (tbpanel compacts the closed months, VictoriaMetrics is flushed and merged, InfluxDB's
+cold shards are compacted; each data directory's size is polled until it stays put): disk bytes per point, RSS (peak during the run from VmHWM, idle after it),
 the year's 1-hour AVG over HTTP, the 100-device x --fleet-days hourly AVG over HTTP in one
 request, the latest values of the D devices x 5 keys, and one message carrying 20,000 new keys
 for a new device while another device keeps posting one point every 20 ms (the slowest of those
@@ -178,11 +178,13 @@ class System:
             raise RuntimeError(f"{self.name} GET {path[:120]} -> {status}: {data[:300]!r}")
         return data
 
+    settle_poll_s = 2.0
+
     def settle(self) -> None:
         """Wait until the data directory stops changing (the background work is done)."""
-        last, stable, deadline = -1, 0, time.monotonic() + 180
+        last, stable, deadline = -1, 0, time.monotonic() + 600
         while time.monotonic() < deadline and stable < 3:
-            time.sleep(2)
+            time.sleep(self.settle_poll_s)
             size = dir_bytes(self.dir)
             stable = stable + 1 if size == last else 0
             last = size
@@ -191,6 +193,7 @@ class System:
 class Tbpanel(System):
     name = "tbpanel"
     durability = "fsync before ack (SQLite WAL, synchronous=FULL, group commit)"
+    settle_poll_s = 10.0  # twice the compaction interval: a month being compacted moves the size
 
     def start(self, devices: int, fleet: int) -> None:
         # the 20,000-key message needs a key limit above it (the default, 10,000, refuses it)
@@ -495,6 +498,7 @@ def run_system(cls, tmp: Path, args) -> dict:
         out["year_ingest"] = feed(system, yreq, YEAR_MIN, args.connections)
         points = len(small) * 100 + fleet * days * 1440 + YEAR_MIN
         out["rss_peak_mib"] = rss(system.pid)[1]
+        out["year_fresh_ms"], _ = timed(system.year_query, 1)  # before any background work
         system.settle()
         out["disk_bytes_per_point"] = dir_bytes(system.dir) / points
         out["rss_idle_mib"] = rss(system.pid)[0]
@@ -517,7 +521,8 @@ def table(results: dict[str, dict], args) -> list[str]:
         ("server CPU per point, ~10,000 points/request", lambda r: f"{r['batch10k']['cpu_us_per_point']:.2f} µs"),
         ("disk per point after settling", lambda r: f"{r['disk_bytes_per_point']:.2f} B"),
         ("RSS peak / idle", lambda r: f"{r['rss_peak_mib']:,.0f} / {r['rss_idle_mib']:,.0f} MiB"),
-        ("1 year → 1 h AVG over HTTP", lambda r: f"{r['year_ms']:.1f} ms ({r['year_buckets']} buckets)"),
+        ("1 year → 1 h AVG over HTTP, right after its ingest", lambda r: f"{r['year_fresh_ms']:.1f} ms"),
+        ("1 year → 1 h AVG over HTTP, settled", lambda r: f"{r['year_ms']:.1f} ms ({r['year_buckets']} buckets)"),
         (
             f"100 devices × {args.fleet_days} days → 1 h AVG over HTTP",
             lambda r: f"{r['fleet_ms']:.1f} ms ({r['fleet_buckets']} buckets)",
