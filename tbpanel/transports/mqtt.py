@@ -232,7 +232,7 @@ class _Session:
             cancelled = True
             raise
         finally:
-            self.t.attribute_pushes.remove(self)
+            self.t.attribute_pushes.remove(self, [device_id, *self.gateway_devices.values()])
             self.t.sessions[device_id] -= 1
             if not self.t.sessions[device_id]:
                 del self.t.sessions[device_id]

@@ -20,7 +20,7 @@ session of it is connected, schedules the delivery on the loop.
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -29,8 +29,6 @@ from ..entities.attributes import AttributeChange
 from ..entities.device_attributes import key_list, request_attributes, shared_update, wanted_scopes
 from ..store.payload import PayloadError
 from .mqtt_topics import DEVICE_ATTRIBUTES
-
-log = logging.getLogger("tbpanel.mqtt")
 
 GATEWAY_ATTRIBUTES = "v1/gateway/attributes"
 GATEWAY_ATTRIBUTE_REQUEST = "v1/gateway/attributes/request"
@@ -127,17 +125,19 @@ class AttributePushes:
         """``session`` (a gateway) speaks for ``device_id`` under ``name`` from now on."""
         self._gateways.setdefault(device_id, {})[session] = name
 
-    def remove(self, session: PushTarget) -> None:
-        """The session ended: forget it everywhere (its device and its gateway devices)."""
-        for table in (self._devices, self._gateways):
-            for device_id in [d for d, sessions in table.items() if session in sessions]:
-                sessions = table[device_id]
-                if isinstance(sessions, set):
-                    sessions.discard(session)
-                else:
-                    sessions.pop(session, None)
-                if not sessions:
-                    del table[device_id]
+    def remove(self, session: PushTarget, device_ids: Iterable[str]) -> None:
+        """The session ended: forget it for its device and the gateway devices it spoke for."""
+        for device_id in device_ids:
+            own = self._devices.get(device_id)
+            if own is not None:
+                own.discard(session)
+                if not own:
+                    del self._devices[device_id]
+            gateways = self._gateways.get(device_id)
+            if gateways is not None:
+                gateways.pop(session, None)
+                if not gateways:
+                    del self._gateways[device_id]
 
     def _heard(self, change: AttributeChange) -> None:
         """The committing thread: only a dict lookup unless a session of the device is connected."""

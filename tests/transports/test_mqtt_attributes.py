@@ -161,10 +161,8 @@ def test_bad_attribute_request_is_refused_with_a_reason(world, port):
         raw.close()
 
 
-def _gateway(world) -> tuple[str, str]:
-    r = world.admin.post(
-        "/api/device", json={"name": "mqtt-attr-gw", "type": "gateway", "additionalInfo": {"gateway": True}}
-    )
+def _gateway(world, name: str = "mqtt-attr-gw") -> tuple[str, str]:
+    r = world.admin.post("/api/device", json={"name": name, "type": "gateway", "additionalInfo": {"gateway": True}})
     assert r.status_code == 200, r.text
     gw = r.json()["id"]["id"]
     return gw, world.admin.get(f"/api/device/{gw}/credentials").json()["credentialsId"]
@@ -250,3 +248,24 @@ def test_tb_mqtt_client_request_and_shared_subscription(world, port, tb_client_p
     assert (out["saved"], out["deleted_status"]) == (200, 200)
     assert out["all"] == [{"interval": 45}, {"deleted": ["interval"]}]
     assert out["interval"] == [{"interval": 45}]
+
+
+def test_gateway_request_for_a_device_that_cannot_exist_is_refused_not_a_crash(world, port):
+    """MQTT 5, QoS 1: a gateway request naming a device that cannot be created (a 300-character
+    name) fails inside the deferred work: PUBACK 0x99 with the reason, and the session goes on
+    (this path raised UnboundLocalError in the session's writer before)."""
+    from tbpanel.transports import mqtt_codec as c
+    from tests.helpers.mqtt import RawClient
+
+    _, token = _gateway(world, "mqtt-attr-gw-bad")
+    raw = RawClient(port, c.MQTT_5)
+    try:
+        assert raw.connect(token) == 0
+        raw.publish("v1/gateway/attributes/request", {"id": 1, "device": "x" * 300, "key": "a"}, packet_id=3)
+        assert raw.puback() == (3, c.V5_PAYLOAD_FORMAT_INVALID)
+        raw.publish("v1/gateway/attributes/request", {"id": 2, "device": "gw-attr-ok", "key": "a"}, packet_id=4)
+        first, body = raw.read()
+        assert first >> 4 == c.PUBLISH and b'"id":2' in body
+        assert raw.puback() == (4, 0)
+    finally:
+        raw.close()
