@@ -122,3 +122,15 @@ def require_attribute_access(user: User | None, device: Device, scope: str | Non
     if not allowed:
         raise PermissionDenied(DENIED)
     return device
+
+
+def gateway_may_act_for(gateway: Device, device: Device) -> bool:
+    """Whether a gateway device may read ``device``'s attributes (and hear its shared changes):
+    a device it created (``additionalInfo.lastConnectedGateway``), or one of its tenant that
+    belongs to the same owner as the gateway — any device for a gateway of the tenant itself,
+    only its own customer's devices for a customer's gateway (never another customer's)."""
+    if gateway.tenant_id != device.tenant_id:
+        return False
+    if (device.additional_info or {}).get("lastConnectedGateway") == gateway.id:
+        return True
+    return gateway.customer_id is None or device.customer_id == gateway.customer_id

@@ -537,7 +537,7 @@ class _Session:
     def gateway_attribute_request(self, rid: Any, name: str, scope: str, keys: list) -> Callable[[], Awaitable[Any]]:
         async def answer() -> bytes:
             device_id = await self.gateway_device(name, "default")
-            args = (self.platform.registry, rid, name, device_id, scope, keys)
+            args = (self.platform.registry, self.device.id, rid, name, device_id, scope, keys)
             body = await self.in_executor(mqtt_attributes.gateway_answer, *args)
             return c.publish(self.level, mqtt_attributes.GATEWAY_ATTRIBUTE_RESPONSE, body)
 
@@ -576,7 +576,8 @@ class _Session:
         except EntityError as exc:
             raise PayloadError(f"device {name!r}: {exc}") from None
         self.gateway_devices[name] = device_id
-        self.t.attribute_pushes.add_gateway_device(device_id, name, self)
+        if await self.in_executor(mqtt_attributes.gateway_may_read, self.platform.registry, gw.id, device_id):
+            self.t.attribute_pushes.add_gateway_device(device_id, name, self)
         return device_id
 
     # ------------------------------------------------------------------ writing

@@ -11,6 +11,8 @@
   ``v1/devices/me/attributes`` (or ``v2/a``) as ``{"key": value}`` or ``{"deleted": [keys]}``,
   and to each gateway session that has spoken for the device, subscribed to
   ``v1/gateway/attributes``, as ``{"device": name, "data": {...}}``. Pushes are QoS 0.
+* A gateway reads (and hears) only devices it may act for (``access.gateway_may_act_for``):
+  those it created, and those of its own owner — a customer's gateway never another customer's.
 
 :class:`AttributePushes` is the transport's one listener on ``registry.attributes_changed``
 (not one per session): the committing thread only looks the device up in a dict and, when a
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..entities.access import gateway_may_act_for
 from ..entities.attributes import AttributeChange
 from ..entities.device_attributes import key_list, request_attributes, shared_update, wanted_scopes
 from ..store.payload import PayloadError
@@ -85,8 +88,18 @@ def parse_gateway_request(request: Any) -> tuple[Any, str, str, list[str]]:
     return request_id, name.strip(), "CLIENT_SCOPE" if client else "SHARED_SCOPE", keys
 
 
-def gateway_answer(registry: Any, request_id: Any, name: str, device_id: str, scope: str, keys: list[str]) -> bytes:
-    """The ``v1/gateway/attributes/response`` body (blocking)."""
+def gateway_may_read(registry: Any, gateway_id: str, device_id: str) -> bool:
+    """Whether the gateway may read the device's attributes (``access.gateway_may_act_for``; blocking)."""
+    return gateway_may_act_for(registry.get_device(gateway_id), registry.get_device(device_id))
+
+
+def gateway_answer(
+    registry: Any, gateway_id: str, request_id: Any, name: str, device_id: str, scope: str, keys: list[str]
+) -> bytes:
+    """The ``v1/gateway/attributes/response`` body (blocking); PayloadError for a device the
+    gateway may not act for (another customer's)."""
+    if not gateway_may_read(registry, gateway_id, device_id):
+        raise PayloadError(f"device {name!r} is not a device this gateway may read")
     attrs = registry.get_attributes(device_id, scope, keys)
     body: dict[str, Any] = {"id": request_id, "device": name}
     if len(attrs) == 1:

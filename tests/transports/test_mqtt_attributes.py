@@ -269,3 +269,34 @@ def test_gateway_request_for_a_device_that_cannot_exist_is_refused_not_a_crash(w
         assert raw.puback() == (4, 0)
     finally:
         raw.close()
+
+
+def test_a_customers_gateway_never_reads_another_customers_device(world, port):
+    """A gateway assigned to customer A1 may act for A1's devices and those it created; naming
+    customer A2's device gets PUBACK 0x99 and none of that device's shared changes."""
+    from tbpanel.transports import mqtt_codec as c
+    from tests.helpers.mqtt import RawClient
+
+    gw_id, token = _gateway(world, "mqtt-attr-gw-a1")
+    r = world.admin.post(f"/api/customer/{world.customer_ids['Customer A1']}/device/{gw_id}")
+    assert r.status_code == 200, r.text
+    mine, theirs = world.devices["dev-a1"]["id"]["id"], world.devices["dev-a2"]["id"]["id"]
+    save(world, theirs, "SHARED_SCOPE", {"a2_secret": 1})
+    save(world, mine, "SHARED_SCOPE", {"a1_cfg": 1})
+    raw = RawClient(port, c.MQTT_5)
+    try:
+        assert raw.connect(token) == 0
+        raw.sock.sendall(
+            c.encode_subscribe(raw.level, 2, [("v1/gateway/attributes", 0), ("v1/gateway/attributes/response", 0)])
+        )
+        assert raw.read()[0] >> 4 == c.SUBACK
+        raw.publish("v1/gateway/attributes/request", {"id": 1, "device": "dev-a2", "key": "a2_secret"}, packet_id=3)
+        assert raw.puback() == (3, c.V5_PAYLOAD_FORMAT_INVALID)
+        save(world, theirs, "SHARED_SCOPE", {"a2_secret": 2})  # not pushed to this gateway
+        raw.publish("v1/gateway/attributes/request", {"id": 2, "device": "dev-a1", "key": "a1_cfg"}, packet_id=4)
+        first, body = raw.read()
+        assert first >> 4 == c.PUBLISH and b"a2_secret" not in body
+        assert json.loads(body[body.index(b"{") :]) == {"id": 2, "device": "dev-a1", "value": 1}
+        assert raw.puback() == (4, 0)
+    finally:
+        raw.close()
