@@ -207,6 +207,7 @@ def test_device_attribute_request_scopes(world, rest):
         "client": {"slots": 4},
         "shared": {"interval": 10},
     }
+    assert rest.get_device_attributes(token) == get()  # no keys given: everything
     assert requests.get(f"{world.url}/api/v1/not-a-token/attributes", timeout=30).status_code == 401
 
 
@@ -225,11 +226,14 @@ def _poll(world, token: str, timeout_ms: int, out: dict) -> None:
     out["status"], out["body"] = r.status_code, r.text
 
 
-def test_long_poll_times_out_with_408(world):
+def test_long_poll_times_out_with_408(world, rest):
     _, token = fresh(world, "attr-poll-408")
     out: dict = {}
     _poll(world, token, 300, out)
     assert out["status"] == 408, out
+    with pytest.raises(ApiException) as e:  # tb-rest-client's device API long poll
+        rest.subscribe_to_attributes(token, timeout=300)
+    assert e.value.status == 408
     assert requests.get(f"{world.url}/api/v1/nope/attributes/updates", timeout=30).status_code == 401
 
 
