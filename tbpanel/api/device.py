@@ -84,11 +84,20 @@ class DeviceAttributesHandler(DeviceUploadHandler):
     neither: every client and shared attribute; ``allClientKeys``/``allSharedKeys=true``: every
     key of that scope). Never SERVER_SCOPE."""
 
+    def prepare(self) -> None:
+        if self.request.method != "GET":
+            super().prepare()
+        # GET: the token is checked in get() — a refusal raised in a streaming handler's
+        # prepare() makes tornado drop the keep-alive connection without a word
+
     async def get(self, token: str) -> None:
+        device = self.platform.registry.device_by_token(token)
+        if device is None:
+            raise ApiError(401, "Unknown device access token")
         wanted = wanted_scopes(
             key_list(self.get_query_argument("clientKeys", None), "clientKeys"),
             key_list(self.get_query_argument("sharedKeys", None), "sharedKeys"),
             all_client=self.bool_arg("allClientKeys", False),
             all_shared=self.bool_arg("allSharedKeys", False),
         )
-        self.write_json(await self.in_thread(request_attributes, self.platform.registry, self.device.id, wanted))
+        self.write_json(await self.in_thread(request_attributes, self.platform.registry, device.id, wanted))

@@ -308,3 +308,26 @@ def test_long_poll_released_when_the_client_disconnects(world):
     for t in threads:
         t.join(30)
     _until(world, token, 408)
+
+
+def test_device_get_refusal_keeps_the_connection(world):
+    """A refused device GET (unknown token, bad parameter) answers on a keep-alive connection
+    that then serves the next request (a streaming route's prepare() refusal would drop it)."""
+    import http.client
+
+    _, token = fresh(world, "attr-keepalive")
+    host, port = world.url.split("//", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for path, status in (
+            ("/api/v1/not-a-token/attributes", 401),
+            (f"/api/v1/{token}/attributes?allSharedKeys=maybe", 400),
+            ("/api/v1/not-a-token/attributes/updates?timeout=1", 401),
+            (f"/api/v1/{token}/attributes", 200),
+        ):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == status, (path, r.status)
+    finally:
+        conn.close()

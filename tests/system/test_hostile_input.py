@@ -919,10 +919,8 @@ def test_bad_attribute_requests(w, target):
     start = len(w.server.output)
     failures = []
     for name, method, path, body in attribute_cases(*target):
-        # device routes on a connection of their own: tornado closes a streaming route's
-        # connection after refusing it in prepare(), which a pooled session would then reuse
-        send = requests.request if path.startswith("/api/v1/") else w.admin.session.request
-        r = send(method, w.url + path, data=body, timeout=TIMEOUT)
+        # one keep-alive session for all: a refusal must not drop the connection either
+        r = w.admin.session.request(method, w.url + path, data=body, timeout=TIMEOUT)
         try:
             rejected(r)
         except AssertionError as e:
