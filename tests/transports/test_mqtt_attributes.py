@@ -300,3 +300,44 @@ def test_a_customers_gateway_never_reads_another_customers_device(world, port):
         assert raw.puback() == (4, 0)
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[1]",
+        b'"x"',
+        b"{}",
+        b'{"id": 1, "key": "a"}',
+        b'{"id": 1, "device": "", "key": "a"}',
+        b'{"id": 1, "device": 5, "key": "a"}',
+        b'{"id": true, "device": "d", "key": "a"}',
+        b'{"id": [1], "device": "d", "key": "a"}',
+        b'{"device": "d", "key": "a"}',
+        b'{"id": 1, "device": "d", "client": "yes", "key": "a"}',
+        b'{"id": 1, "device": "d"}',
+        b'{"id": 1, "device": "d", "keys": 5}',
+        b'{"id": 1, "device": "d", "keys": [1, 2]}',
+        b'{"id": 1, "device": "d", "key": ""}',
+        b'{"id": 1, "device": "d", "key": "a", "keys": []}',
+        b'{"id": 1, "device": "d", "key": "a"',
+    ],
+)
+def test_bad_gateway_attribute_requests(world, port, payload):
+    """Each malformed gateway request: v5 PUBACK 0x99 with a reason, nothing created, and the
+    session still answers a good request."""
+    from tbpanel.transports import mqtt_codec as c
+    from tests.helpers.mqtt import RawClient
+
+    _, token = _gateway(world, f"mqtt-attr-gw-hostile-{abs(hash(payload))}")
+    raw = RawClient(port, c.MQTT_5)
+    try:
+        assert raw.connect(token) == 0
+        raw.publish("v1/gateway/attributes/request", payload, packet_id=3)
+        assert raw.puback() == (3, c.V5_PAYLOAD_FORMAT_INVALID)
+        raw.publish("v1/devices/me/attributes/request/1", {}, packet_id=4)
+        assert raw.read()[0] >> 4 == c.PUBLISH and raw.puback() == (4, 0)
+    finally:
+        raw.close()
+    names = world.admin.get("/api/tenant/devices", params={"pageSize": 1000, "page": 0}).json()["data"]
+    assert "d" not in {d["name"] for d in names}
