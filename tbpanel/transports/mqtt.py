@@ -481,15 +481,17 @@ class _Session:
         return push_topic(self.subscriptions, canonical)
 
     def push(self, canonical: str, payload: bytes) -> None:
-        """A QoS 0 push (a shared attribute change) if subscribed; dropped, logged, when the
-        session's queue is full (a device that does not read)."""
+        """A QoS 0 push (a shared attribute change) if subscribed; dropped when the session's
+        queue is full (a device that does not read), logged once per session."""
         topic = self.push_topic(canonical)
         if topic is None:
             return
         try:
             self.out.put_nowait(c.publish(self.level, topic, payload))
         except asyncio.QueueFull:
-            log.warning("MQTT device %s: push on %s dropped: the session does not keep up", self.device.id, topic)
+            if not getattr(self, "_push_dropped", False):
+                self._push_dropped = True
+                log.warning("MQTT device %s: pushes dropped: the session does not keep up", self.device.id)
 
     # ------------------------------------------------------------------ gateway API
     def gateway(self, topic: str, payload: bytes, now: int) -> Callable[[], Awaitable[Any]]:
