@@ -163,18 +163,3 @@ class DeleteTelemetryHandler(TelemetryHandler):
         )
         self.set_status(200)
         self.finish()
-
-
-class AttributeKeysHandler(TelemetryHandler):
-    async def get(self, entity_type: str, entity_id: str, scope: str | None = None) -> None:
-        device = self.device_for(entity_type, entity_id, self.require_user())
-        attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope)
-        self.write_json(sorted({a["key"] for a in attrs}))
-
-
-class AttributeValuesHandler(TelemetryHandler):
-    async def get(self, entity_type: str, entity_id: str, scope: str | None = None) -> None:
-        device = self.device_for(entity_type, entity_id, self.require_user())
-        keys = self.keys_arg(required=False)
-        attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope, keys)
-        self.write_json([{"key": a["key"], "value": a["value"], "lastUpdateTs": a["lastUpdateTs"]} for a in attrs])
