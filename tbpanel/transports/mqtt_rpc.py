@@ -70,6 +70,8 @@ class SessionRpc:
         self._qos: dict[str, int] = {}  # granted filter -> its QoS
         self._unacked: dict[int, tuple[str, int]] = {}  # QoS 1 packet id -> (device id, request id)
         self._last_packet_id = 0
+        #: name -> id of the gateway's devices it may act for (``access.gateway_may_act_for``)
+        self._gateway_devices: dict[str, str] = {}
         self.closed = False
 
     # ---------------------------------------------------------------- announcements
@@ -82,10 +84,12 @@ class SessionRpc:
         own = self.s.device.id
         self._set(own, self, self.s.push_topic(RPC_REQUEST + "0") is not None)
         gateway = self.s.push_topic(GATEWAY_RPC) is not None
-        for name, device_id in self.s.gateway_devices.items():
+        for name, device_id in self._gateway_devices.items():
             self._set(device_id, _GatewayDevice(self, name, device_id), gateway)
 
     def gateway_device_added(self, name: str, device_id: str) -> None:
+        """A device the gateway connected and may act for (the session checked it)."""
+        self._gateway_devices[name] = device_id
         if self.s.push_topic(GATEWAY_RPC) is not None:
             self._set(device_id, _GatewayDevice(self, name, device_id), True)
 
@@ -189,7 +193,7 @@ class SessionRpc:
             rid = int(rid)
         if isinstance(rid, bool) or not isinstance(rid, int):
             raise PayloadError(f"gateway RPC answer needs an integer 'id', got {rid!r}")
-        device_id = self.s.gateway_devices.get(data["device"].strip())
+        device_id = self._gateway_devices.get(data["device"].strip())
 
         async def done() -> None:
             if device_id is None or not await asyncio.wrap_future(self.service.reply(device_id, rid, data.get("data"))):
