@@ -212,3 +212,36 @@ def test_bad_request_for_answers_only_requests():
     assert bad_request_for(b"\x00") is None
     non = bad_request_for(bytes([0x50, 0x02, 0, 9]))  # NON POST without token
     assert non is not None and (non[0] >> 4) & 3 == 1 and non[1] == 0x80
+
+
+def test_observe_shared_attributes_set_over_rest(world, port):
+    """The ThingsBoard device-configuration pattern end to end: the server sets a shared
+    attribute over REST, the CoAP device observing /attributes gets it, and its deletion."""
+    did, token = world.new_device("coap-attr-observe")
+    base = f"/api/plugins/telemetry/DEVICE/{did}"
+    r = world.admin.post(f"{base}/attributes/SHARED_SCOPE", json={"interval": 30})
+    assert r.status_code == 200, r.text
+
+    async def go():
+        ctx = await Context.create_client_context()
+        loop = asyncio.get_running_loop()
+        try:
+            req = ctx.request(Message(code=GET, uri=f"coap://127.0.0.1:{port}/api/v1/{token}/attributes", observe=0))
+            first = await asyncio.wait_for(req.response, 30)
+            assert json.loads(first.payload) == {"interval": 30}
+            updates = req.observation.__aiter__()
+            r = await loop.run_in_executor(
+                None, lambda: world.admin.post(f"{base}/attributes/SHARED_SCOPE", json={"interval": 5})
+            )
+            assert r.status_code == 200, r.text
+            assert json.loads((await asyncio.wait_for(updates.__anext__(), 30)).payload) == {"interval": 5}
+            r = await loop.run_in_executor(None, lambda: world.admin.delete(f"{base}/SHARED_SCOPE?keys=interval"))
+            assert r.status_code == 200, r.text
+            assert json.loads((await asyncio.wait_for(updates.__anext__(), 30)).payload) == {"deleted": ["interval"]}
+            code, body = await request(ctx, port, f"/api/v1/{token}/attributes", code=GET, query="sharedKeys=interval")
+            assert code == Code.CONTENT and json.loads(body) == {}
+            req.observation.cancel()
+        finally:
+            await ctx.shutdown()
+
+    asyncio.run(go())
