@@ -44,8 +44,14 @@ class RpcPanel(pn.viewable.Viewer):
         c.status, c.answer = "sending", ""
         self._send.disabled = True
 
-        def sent(call) -> None:  # on the document: watch the call, show its end
-            c.when_done(call, lambda: self._background.run("rpc-outcome", lambda: c.outcome(call), self._shown))
+        def sent(call) -> None:  # on the document: watch the call, show its end there
+            def ended() -> None:  # the RPC service's thread: hop onto the document's loop
+                if self._background.doc is None:  # no served document (a notebook)
+                    self._shown(c.outcome(call))
+                else:
+                    self._background.on_document(lambda: self._shown(c.outcome(call)))
+
+            c.when_done(call, ended)
 
         def refused(exc: Exception) -> None:
             c.failed(exc)
