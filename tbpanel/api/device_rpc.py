@@ -18,10 +18,13 @@ import orjson
 from ..platform import Platform
 from ..rpc import RpcRequest
 from .base import ApiError, ApiHandler
+from .device_attributes import DEFAULT_TIMEOUT_MS, MAX_POLLS_PER_DEVICE, MAX_TIMEOUT_MS
 
-#: the longest long poll accepted (ms); ThingsBoard's default is 10 s
-MAX_POLL_MS = 3_600_000
-DEFAULT_POLL_MS = 10_000
+#: the same long-poll rules as the attribute updates poll: no ``timeout`` (or 0) is the
+#: default, a longer one is shortened to the maximum (ThingsBoard's ``http.max_request_timeout``)
+DEFAULT_POLL_MS, MAX_POLL_MS = DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS
+#: open RPC polls per device id (the loop's thread only); more than MAX_POLLS_PER_DEVICE is 429
+_open_polls: dict[str, int] = {}
 
 
 def http_session_limits(platform: Platform) -> dict[str, Any]:
@@ -67,7 +70,10 @@ class DeviceRpcHandler(ApiHandler):
 
     async def get(self, token: str) -> None:
         device = self.device(token)
-        timeout_ms = self.int_arg("timeout", DEFAULT_POLL_MS, minimum=0, maximum=MAX_POLL_MS)
+        timeout_ms = min(self.int_arg("timeout", 0, minimum=0) or DEFAULT_POLL_MS, MAX_POLL_MS)
+        if _open_polls.get(device.id, 0) >= MAX_POLLS_PER_DEVICE:
+            raise ApiError(429, f"this device already has {MAX_POLLS_PER_DEVICE} RPC long polls open")
+        _open_polls[device.id] = _open_polls.get(device.id, 0) + 1
         session = self.session = _PollSession(self.platform, device.id)
         withdraw = self.platform.rpc.sessions.announce(device.id, session)
         try:
@@ -77,6 +83,9 @@ class DeviceRpcHandler(ApiHandler):
         finally:
             withdraw()
             session.closed = True
+            _open_polls[device.id] -= 1
+            if not _open_polls[device.id]:
+                del _open_polls[device.id]
         if session.gone:
             if request is not None:
                 self.platform.rpc.undelivered(device.id, request.request_id, "the long poll's client went away")

@@ -167,3 +167,16 @@ def test_waiting_polls_do_not_hold_up_the_server(world):
     for t, out in polls:
         t.join(30)
         assert out["status"] == 408, out
+
+
+def test_too_many_polls_of_one_device_are_429(world):
+    from tbpanel.api.device_attributes import MAX_POLLS_PER_DEVICE
+
+    _, token = world.new_device("http-rpc-429")
+    polls = [poll_in_background(world.url, token, timeout_ms=15_000) for _ in range(MAX_POLLS_PER_DEVICE)]
+    time.sleep(1.5)  # let them all register first: a probe open meanwhile would take a slot itself
+    r = requests.get(f"{world.url}/api/v1/{token}/rpc", params={"timeout": 100}, timeout=30)
+    assert r.status_code == 429 and "long polls" in r.json()["message"], r.text
+    for t, out in polls:
+        t.join(30)
+        assert out["status"] == 408
