@@ -246,8 +246,12 @@ class _Session:
         """CONNACK: accepted for a known token under the session limit; refused otherwise."""
         token = connect.username
         device = self.platform.registry.device_by_token(token) if token else None
-        if device is None:
-            code = c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else c.V311_NOT_AUTHORIZED
+        if device is None:  # no token at all is a bad user name (ThingsBoard: CONNACK 4 / 0x86)
+            v5 = self.level == c.MQTT_5
+            if token:
+                code = c.V5_NOT_AUTHORIZED if v5 else c.V311_NOT_AUTHORIZED
+            else:
+                code = c.V5_BAD_USERNAME_OR_PASSWORD if v5 else c.V311_BAD_USERNAME_OR_PASSWORD
             log.info(
                 "MQTT %s: refused: %s", self.peer, "unknown access token" if token else "no access token (username)"
             )
