@@ -9,6 +9,7 @@ from ..platform import Platform
 from . import auth, device, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
+from .claiming import claiming_patterns
 from .entity_query import entity_query_patterns
 from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
@@ -26,6 +27,8 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         # first: device uploads are the ingest hot path, and tornado tries rules in order
         (rf"/api/v1/{ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
         (rf"/api/v1/{ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
+        # claiming (device: /api/v1/{token}/claim; customer: /api/customer/device/{name}/claim)
+        *claiming_patterns(platform),
         (r"/api/auth/login/?", auth.LoginHandler, p),
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),

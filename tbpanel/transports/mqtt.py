@@ -35,6 +35,7 @@ from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
 from . import mqtt_codec as c
+from .mqtt_claiming import CLAIM_TOPIC, claim
 from .mqtt_topics import (
     ATTRIBUTE_REQUEST,
     ATTRIBUTE_RESPONSE,
@@ -453,6 +454,8 @@ class _Session:
             return lambda: self.answer_attributes(
                 outbound(ATTRIBUTE_RESPONSE + topic[len(ATTRIBUTE_REQUEST) :], short), request
             )
+        if topic == CLAIM_TOPIC:  # claiming: see mqtt_claiming
+            return claim(self.platform, device_id, p.payload)
         if topic.startswith("v1/gateway/"):
             return self.gateway(topic, p.payload, now)
         raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
