@@ -27,9 +27,20 @@ from tbpanel.entities.claiming import (
     register_claim,
 )
 from tbpanel.errors import Conflict, NotFound, PermissionDenied
-from tests.helpers import ADMIN, CUSTOMER_USER
+from tests.helpers import ADMIN, CUSTOMER_USER, open_world
 
 TIMEOUT = 30
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A server of this module's own: claims assign devices to the customers, which the
+    session's shared world must not see (other modules count the customers' devices)."""
+    w = open_world(tmp_path_factory.mktemp("claiming-data"))
+    try:
+        yield w
+    finally:
+        w.server.stop()
 
 
 def fresh_device(world, prefix: str) -> tuple[str, str, str]:
