@@ -151,7 +151,11 @@ class ApiHandler(tornado.web.RequestHandler):
         their chunks themselves, see :class:`~tbpanel.api.encoding.StreamedBody`)."""
         encoding = self.request.headers.get("Content-Encoding")
         if encoding:
-            self.request.body = decode_body(encoding, self.request.body, REST_BODY_LIMIT)
+            self.request.body = decode_body(encoding, self.request.body, self.body_limit())
+
+    def body_limit(self) -> int:
+        """The largest body this route takes once decoded (device routes: the device limit)."""
+        return REST_BODY_LIMIT
 
     def json_body(self) -> Any:
         if not self.request.body:

@@ -20,6 +20,9 @@ from .base import ID, ApiError, ApiHandler, Route
 class DeviceClaimHandler(ApiHandler):
     """The device announces that it may be claimed (its access token in the path)."""
 
+    def body_limit(self) -> int:
+        return self.platform.max_body_bytes
+
     async def post(self, token: str) -> None:
         device = self.platform.registry.device_by_token(token)
         if device is None:

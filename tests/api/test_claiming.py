@@ -7,6 +7,7 @@ in-process registry of two tenants (a customer user of another tenant never reac
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 import time
@@ -28,6 +29,7 @@ from tbpanel.entities.claiming import (
 )
 from tbpanel.errors import Conflict, NotFound, PermissionDenied
 from tests.helpers import ADMIN, CUSTOMER_USER, open_world
+from tests.helpers.clients_venv import run_client_script
 
 TIMEOUT = 30
 
@@ -132,6 +134,19 @@ def test_device_side_refusals(world):
         r = device_claims(world, token, body)
         assert r.status_code == 400, (body, r.text)
         assert r.json()["message"]
+    bomb = gzip.compress(b'{"secretKey": "' + b"s" * (8 << 20) + b'"}')  # the device limit applies inflated
+    r = requests.post(
+        f"{world.url}/api/v1/{token}/claim", data=bomb, headers={"Content-Encoding": "gzip"}, timeout=TIMEOUT
+    )
+    assert r.status_code == 413 and "decompressed" in r.json()["message"], r.text
+    r = requests.post(
+        f"{world.url}/api/v1/{token}/claim",
+        data=gzip.compress(b'{"secretKey": "zipped", "durationMs": 60000}'),
+        headers={"Content-Encoding": "gzip"},
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 200, r.text
+    assert world.admin.delete(f"/api/customer/device/{name}/claim").status_code == 200  # drop it again
     r = device_claims(world, token, {"durationMs": 2**62})
     assert r.status_code == 400 and "9999" in r.json()["message"], r.text
     assert claim_attribute(world, did) == []
@@ -249,6 +264,27 @@ def test_mqtt_claim(world, version):
         client.loop_stop()
         client.disconnect()
     assert owner(world, did) == world.customer_ids["Customer A1"]
+
+
+TB_CLAIM = r"""
+import json, sys
+from tb_device_mqtt import TBDeviceMqttClient
+port, token = int(sys.argv[1]), sys.argv[2]
+client = TBDeviceMqttClient("127.0.0.1", port=port, username=token)
+client.connect()
+out = {"claim": client.claim(secret_key="tb-mqtt-secret", duration=60000).get()}
+client.disconnect()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_tb_mqtt_client_claims(world, tb_client_python, tmp_path):
+    """ThingsBoard's own device SDK (TBDeviceMqttClient.claim, MQTT 5) in its own venv."""
+    did, token, name = fresh_device(world, "claim-tbmqtt")
+    out = run_client_script(tb_client_python, TB_CLAIM, str(world.server.mqtt_port), token, cwd=tmp_path)
+    assert out["claim"] == 0
+    r = customer_claims(world.customer, name, "tb-mqtt-secret")
+    assert r.status_code == 200 and r.json()["response"] == "SUCCESS", r.text
 
 
 # ---------------------------------------------------------------------------- CoAP device side
