@@ -181,6 +181,12 @@ def test_405_lists_the_allowed_methods(world, method, path, allowed):
     assert r.json()["status"] == 405
 
 
+@pytest.mark.parametrize("path", ["/api/ws", "/api/ws/plugins/telemetry"])
+def test_websocket_405_lists_get(world, path):
+    r = requests.post(world.url + path, data=b"{}", timeout=30)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"
+
+
 # ---------------------------------------------------------------------------- the decoder itself
 def test_inflater_never_produces_more_than_the_limit_plus_one():
     inflater = GzipInflater(1000)
