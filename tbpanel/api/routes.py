@@ -9,6 +9,7 @@ from ..platform import Platform
 from . import attributes, auth, device, device_attributes, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
+from .claiming import claiming_patterns
 from .entity_query import entity_query_patterns
 from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
@@ -28,6 +29,8 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         (rf"/api/v1/{ID}/attributes/?", device.DeviceAttributesHandler, dict(p, kind="attributes")),
         # attributes: the device's shared-attribute long poll (issue 16 item 1)
         (rf"/api/v1/{ID}/attributes/updates/?", device_attributes.AttributeUpdatesHandler, p),
+        # claiming (device: /api/v1/{token}/claim; customer: /api/customer/device/{name}/claim)
+        *claiming_patterns(platform),
         (r"/api/auth/login/?", auth.LoginHandler, p),
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),

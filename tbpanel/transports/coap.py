@@ -37,6 +37,10 @@ class DeviceApi(resource.Resource):
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         codes = aiocoap.numbers.codes.Code
         path = tuple(request.opt.uri_path)
+        if path[-1:] == ("claim",):  # claiming: see coap_claiming
+            from .coap_claiming import render_claim
+
+            return await render_claim(self.platform, request, path)
         if len(path) != 4 or path[:2] != ("api", "v1") or path[3] not in ("telemetry", "attributes"):
             return _reply(codes.NOT_FOUND, "unknown path; use /api/v1/{token}/telemetry or /attributes")
         if request.code != codes.POST:

@@ -961,3 +961,92 @@ def test_websocket_bad_attribute_commands(w, target, legacy):
     assert (last["subscriptionId"], last["errorCode"], last["data"]) == (99, 0, {})
     assert_untouched(w, target[0])
     assert_serving(w, start)
+
+
+# ------------------------------------------------------------------------- claiming, gzip bodies
+CLAIM_DEVICE_BAD = [
+    b"{",
+    b"[]",
+    b'"secret"',
+    b"null",
+    b"42",
+    b'{"secretKey": 5}',
+    b'{"secretKey": ["a"]}',
+    b'{"secretKey": "' + b"s" * 1025 + b'"}',
+    b'{"durationMs": "soon"}',
+    b'{"durationMs": true}',
+    b'{"durationMs": 1.5}',
+    b'{"durationMs": 9223372036854775807}',
+    b'{"durationMs": 18446744073709551616}',
+    b'{"secretKey": "\xff\xfe"}',
+    b'"{\\"secretKey\\": 5}"',
+    b"[" * 5000 + b"]" * 5000,
+]
+CLAIM_CUSTOMER_BAD = [b"{", b"[]", b'"k"', b"42", b'{"secretKey": 5}', b'{"secretKey": {"a": 1}}', b"NaN"]
+
+
+def test_claim_bodies_and_names(w, target):
+    """Bad device claims store nothing on the target; bad customer claims and device names are
+    4xx; the target stays unclaimed."""
+    import gzip
+
+    start = len(w.server.output)
+    failures = []
+    for body in CLAIM_DEVICE_BAD:
+        r = device_post(w, target[1], "claim", body)
+        try:
+            rejected(r, 400)
+        except AssertionError as e:
+            failures.append(f"device claim {body[:60]!r}: {e}")
+    for body in CLAIM_CUSTOMER_BAD:
+        r = w.customer.post("/api/customer/device/hostile-target/claim", data=body)
+        try:
+            rejected(r, 400)
+        except AssertionError as e:
+            failures.append(f"customer claim {body[:60]!r}: {e}")
+    for name in ("n" * 300, "a%00b", "%2F..%2F", "%FF%FE", "no-such-device", "%20"):
+        for method in ("POST", "DELETE"):
+            r = w.customer.session.request(method, f"{w.url}/api/customer/device/{name}/claim", timeout=TIMEOUT)
+            try:
+                rejected(r)
+            except AssertionError as e:
+                failures.append(f"{method} claim name {name[:40]!r}: {e}")
+    r = device_post(w, target[1], "claim", gzip.compress(b'{"secretKey": 5}'), headers={"Content-Encoding": "gzip"})
+    rejected(r, 400)
+    rejected(device_post(w, target[1], "claim", b"x" * (2 << 20)), 413)
+    assert not failures, "\n".join(failures)
+    assert w.customer.post("/api/customer/device/hostile-target/claim", json={}).json() == "FAILURE"
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
+
+
+GZIP_BAD = {
+    "not gzip": (b"plain text", "gzip", 400),
+    "gzip header only": (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "gzip", 400),
+    "truncated": (None, "gzip", 400),
+    "bomb": (None, "gzip", 413),
+    "brotli": (b'{"a": 1}', "br", 415),
+    "deflate": (b'{"a": 1}', "deflate", 415),
+    "unknown in a list": (b'{"a": 1}', "gzip, snappy", 415),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GZIP_BAD))
+def test_gzip_bodies(w, target, case):
+    import gzip
+    import zlib
+
+    body, encoding, status = GZIP_BAD[case]
+    if case == "truncated":
+        body = gzip.compress(b'{"a": 1}')[:-5]
+    elif case == "bomb":
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        body = z.compress(b'{"a": "') + b"".join(z.compress(b"0" * (1 << 20)) for _ in range(8)) + z.flush()
+    start = len(w.server.output)
+    headers = {"Content-Encoding": encoding}
+    rejected(device_post(w, target[1], "telemetry", body, headers=headers), status)
+    rest_status = 400 if case == "bomb" else status  # under the REST limit: inflated, then bad JSON
+    r = w.admin.post(f"/api/plugins/telemetry/DEVICE/{target[0]}/timeseries/ANY", data=body, headers=headers)
+    rejected(r, rest_status)
+    assert_untouched(w, target[0])
+    assert_serving(w, start)

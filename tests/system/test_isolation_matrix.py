@@ -209,6 +209,16 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
         did = a.post("/api/device", json={"name": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
         assert a.post(f"/api/customer/{ctx.ids['cust_a1']}/device/{did}").status_code == 200
         return did
+    if kind in ("claimable", "claimed"):  # claiming: a device name; claimable: unassigned, claim pending
+        name = f"fresh-{uuid.uuid4().hex[:8]}"
+        did = a.post("/api/device", json={"name": name}).json()["id"]["id"]
+        if kind == "claimed":
+            assert a.post(f"/api/customer/{ctx.ids['cust_a1']}/device/{did}").status_code == 200
+            return name
+        token = a.get(f"/api/device/{did}/credentials").json()["credentialsId"]
+        r = requests.post(f"{ctx.w.url}/api/v1/{token}/claim", json={"secretKey": "matrix-claim"}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        return name
     if kind == "customer":
         return a.post("/api/customer", json={"title": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
     if kind == "alarm":
@@ -293,6 +303,20 @@ ROUTES: dict[tuple[str, str], Row] = {
     ),
     (rf"/api/plugins/telemetry/([^/]+)/{SCOPE}/?", "DELETE"): Row(
         "/api/plugins/telemetry/{fresh}/SHARED_SCOPE?keys=written", A1_WRITE, fresh="device"
+    ),
+    # claiming: the device side takes only a device token; only customer users claim (each a
+    # fresh claimable device of tenant A); a tenant admin or the owning customer's user re-claims
+    (r"/api/v1/([^/]+)/claim/?", "POST"): Row("/api/v1/not-a-device-token/claim", same(401), {"secretKey": "x"}),
+    (r"/api/customer/device/([^/]+)/claim/?", "POST"): Row(
+        "/api/customer/device/{fresh}/claim",
+        expect(customer=200, other_customer=200, other_admin=403, admin=403),
+        {"secretKey": "matrix-claim"},
+        "claimable",
+    ),
+    (r"/api/customer/device/([^/]+)/claim/?", "DELETE"): Row(
+        "/api/customer/device/{fresh}/claim",
+        expect(customer=200, other_customer=403, other_admin=404, admin=200),
+        fresh="claimed",
     ),
     (r"/api/auth/login/?", "POST"): Row(
         "/api/auth/login", same(401), {"username": "nobody-{who}@x.test", "password": "guess"}
