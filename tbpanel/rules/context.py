@@ -1,0 +1,84 @@
+"""What a node may use while it runs: the tenant's services, the clock, scripts, its state.
+
+The engine builds one :class:`Services` per platform (store, registry, alarms, optional RPC
+and logging hooks) and one :class:`NodeContext` per call, so node code depends on these
+small interfaces, never on the platform or a transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..clock import now_ms
+from .message import TbMsg
+from .script import MSG_ARGS, Script, ScriptEngine
+
+if TYPE_CHECKING:
+    from ..alarms.service import AlarmService
+    from ..entities import EntityRegistry
+    from ..store import TelemetryStore
+    from .nodes.base import Outputs
+
+log = logging.getLogger("tbpanel.rules")
+
+
+@dataclass
+class Services:
+    """The parts of tbpanel nodes act on. Any may be None in a test of nodes that need none;
+    a node that needs a missing one fails with a message saying which."""
+
+    store: TelemetryStore | None = None
+    registry: EntityRegistry | None = None
+    alarms: AlarmService | None = None
+    #: ``rpc(msg) -> None``: sends an RPC_CALL_FROM_SERVER_TO_DEVICE message to its device
+    #: (wired by the transports; None: the RPC call node answers Failure)
+    rpc: Callable[[TbMsg], None] | None = None
+    clock: Callable[[], int] = now_ms
+    script_timeout_ms: int = 500
+    script_max_memory_bytes: int = 64 << 20
+    _scripts: dict[str, ScriptEngine] = field(default_factory=dict)
+
+    def scripts(self, tenant_id: str) -> ScriptEngine:
+        """The tenant's own JavaScript context (made on first use)."""
+        eng = self._scripts.get(tenant_id)
+        if eng is None:
+            eng = self._scripts[tenant_id] = ScriptEngine(
+                timeout_ms=self.script_timeout_ms, max_memory_bytes=self.script_max_memory_bytes
+            )
+        return eng
+
+    def need(self, what: str) -> Any:
+        value = getattr(self, what)
+        if value is None:
+            raise RuntimeError(f"this rule engine has no {what} service")
+        return value
+
+    def close(self) -> None:
+        for eng in self._scripts.values():
+            eng.close()
+        self._scripts.clear()
+
+
+@dataclass
+class NodeContext:
+    """One node's view while it processes a message (or a timer tick)."""
+
+    services: Services
+    tenant_id: str
+    chain_id: str
+    node_id: str
+    node_name: str
+    #: ``call_chain(chain_id, msg) -> outputs`` (flow nodes): runs another chain of the tenant
+    call_chain: Callable[[str, TbMsg], Outputs] | None = None
+
+    def now(self) -> int:
+        return self.services.clock()
+
+    def script(self, body: str, args: tuple[str, ...] = MSG_ARGS) -> Script:
+        return self.services.scripts(self.tenant_id).compile(body, args)
+
+    def log(self, text: str) -> None:
+        log.info("[%s] %s", self.node_name, text)
