@@ -83,12 +83,17 @@ class NodeCounters:
 
 @dataclass
 class Ended:
+    """One path's end: the last node, the relation it emitted (with no connection for it) and
+    the message; for a failure also the message the node was given (what a retry resends)."""
+
     chain_id: str
     node_id: str
     node_name: str
     relation: str
     msg: TbMsg
     external: bool = False
+    node_index: int = -1
+    input: TbMsg | None = None
 
 
 @dataclass
@@ -180,6 +185,15 @@ class RuleEngine:
             self._run(chain, [(chain.first_node_index, msg)], result, depth=0, collect=None)
         return result
 
+    def process_at(self, tenant_id: str, chain_id: str, node_index: int, msg: TbMsg) -> RunResult:
+        """Run ``msg`` from one node of a chain on (a retry of the node that failed)."""
+        chain = self.chain(tenant_id, chain_id)
+        if not 0 <= node_index < len(chain.nodes):
+            raise RuleEngineError(f"rule chain {chain_id} has no node {node_index}")
+        result = RunResult()
+        self._run(chain, [(node_index, msg)], result, depth=0, collect=None)
+        return result
+
     def tick(self, now: int | None = None) -> RunResult:
         """Let timer nodes emit what is due at ``now`` and run it on through their chains."""
         now = self.services.clock() if now is None else now
@@ -201,7 +215,7 @@ class RuleEngine:
                 for relation, out in outputs:
                     self._emit(chain, node, "OUT", out, relation, None)
                     self._count(node, relation, None)
-                    self._follow(chain, i, node, relation, out, work, result, None)
+                    self._follow(chain, i, node, relation, out, work, result, None, None)
                 if work:
                     self._run(chain, list(work), result, depth=0, collect=None)
         return result
@@ -272,7 +286,7 @@ class RuleEngine:
             for relation, out in outputs:
                 self._emit(chain, node, "OUT", out, relation, error if relation == FAILURE else None)
                 self._count(node, relation, error if relation == FAILURE else None)
-                self._follow(chain, index, node, relation, out, work, result, collect)
+                self._follow(chain, index, node, relation, out, work, result, collect, msg)
 
     def _follow(
         self,
@@ -284,10 +298,11 @@ class RuleEngine:
         work: deque[tuple[int, TbMsg]],
         result: RunResult,
         collect: Outputs | None,
+        given: TbMsg | None,
     ) -> None:
         targets = chain.targets(index, relation)
         if not targets:
-            result.ended.append(Ended(chain.id, node.id, node.name, relation, msg, external=node.impl.external))
+            result.ended.append(Ended(chain.id, node.id, node.name, relation, msg, node.impl.external, index, given))
             return
         for t in targets:
             work.append((t, msg))
