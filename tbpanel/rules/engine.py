@@ -16,6 +16,7 @@ queue retries).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from .context import NodeContext, Services
 from .message import TbMsg
 from .nodes.base import FAILURE, Outputs
 from .nodes.flow import RuleChainOutputNode
+
+log = logging.getLogger("tbpanel.rules")
 
 #: chain → chain calls deeper than this are a loop: Failure
 MAX_CHAIN_DEPTH = 16
@@ -145,7 +148,10 @@ class RuleEngine:
                 for other in chains.values():
                     if other.id != chain.id:
                         other.root = False
+            old = chains.get(chain.id)
             chains[chain.id] = chain
+            if old is not None and old is not chain:
+                _close_nodes(old)
             now = self.services.clock()
             for node in chain.nodes:
                 start = getattr(node.impl, "start", None)
@@ -154,7 +160,9 @@ class RuleEngine:
 
     def remove_chain(self, tenant_id: str, chain_id: str) -> None:
         with self._lock:
-            self._chains.get(tenant_id, {}).pop(chain_id, None)
+            old = self._chains.get(tenant_id, {}).pop(chain_id, None)
+        if old is not None:
+            _close_nodes(old)
 
     def chains(self, tenant_id: str) -> list[RuleChain]:
         with self._lock:
@@ -332,4 +340,17 @@ class RuleEngine:
             c.last_ts = self.services.clock()
 
     def close(self) -> None:
+        with self._lock:
+            chains = [c for per in self._chains.values() for c in per.values()]
+            self._chains.clear()
+        for c in chains:
+            _close_nodes(c)
         self.services.close()
+
+
+def _close_nodes(chain: RuleChain) -> None:
+    for node in chain.nodes:
+        try:
+            node.impl.close()
+        except Exception:  # a node's cleanup must not stop the others'
+            log.exception("closing rule node %r failed", node.name)

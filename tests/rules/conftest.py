@@ -3,6 +3,7 @@ tenant with a thermostat, and an engine whose clock the test sets."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,33 @@ def bare_engine(clock):
     e = RuleEngine(Services(clock=clock))
     yield e
     e.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    from tests.rules.brokers import Mosquitto
+
+    b = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory):
+    from tests.rules.brokers import Tansu
+
+    b = Tansu(tmp_path_factory.mktemp("tansu")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory):
+    """One RabbitMQ node for the session (it takes 10-20 s to start)."""
+    from tests.rules.brokers import RABBIT, RabbitMQ
+
+    if not os.path.exists(RABBIT):
+        pytest.fail("the RabbitMQ tests need Debian's rabbitmq-server (.ci/run installs it)")
+    b = RabbitMQ(tmp_path_factory.mktemp("rabbitmq")).start()
+    yield b
+    b.stop()

@@ -116,6 +116,9 @@ class RuleNode(param.Parameterized):
         """Messages a timer node emits at ``now`` (delay, deduplication, count, generator)."""
         return []
 
+    def close(self) -> None:
+        """Release connections (external nodes); called when its chain is replaced or removed."""
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
