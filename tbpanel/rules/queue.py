@@ -64,6 +64,19 @@ MIGRATIONS = [
     );
     CREATE INDEX dead_letter_by_tenant ON dead_letter (tenant_id, id);
     """,
+    # 2: the tenants' rule chains (tbpanel/rules/store.py), as ThingsBoard's export JSON
+    """
+    CREATE TABLE rule_chain (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        root INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX rule_chain_by_tenant ON rule_chain (tenant_id, name);
+    CREATE UNIQUE INDEX rule_chain_one_root ON rule_chain (tenant_id) WHERE root = 1;
+    """,
 ]
 
 

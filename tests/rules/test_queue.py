@@ -50,7 +50,9 @@ def test_put_is_durable_and_versioned(tmp_path, queue):
     assert [w["msg"]["data"] for w in again.waiting("t")] == [{"n": 0}, {"n": 1}, {"n": 2}]
     again.close()
     conn = sqlite3.connect(tmp_path / "rules.sqlite")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    from tbpanel.rules.queue import MIGRATIONS
+
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.execute("PRAGMA user_version = 99")
     conn.close()
