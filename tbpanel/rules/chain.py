@@ -110,7 +110,14 @@ class RuleChain(param.Parameterized):
 
     def targets(self, index: int, relation: str) -> list[int]:
         """Node indexes reached from ``index`` over connections labelled ``relation``."""
-        return [c.to_index for c in self.connections if c.from_index == index and c.type == relation]
+        conns = self.connections
+        cache = self.__dict__.get("_targets")
+        if cache is None or cache[0] is not conns or cache[1] != len(conns):
+            table: dict[tuple[int, str], list[int]] = {}
+            for c in conns:
+                table.setdefault((c.from_index, c.type), []).append(c.to_index)
+            cache = self.__dict__["_targets"] = (conns, len(conns), table)
+        return cache[2].get((index, relation), [])
 
     def node_by_id(self, node_id: str) -> tuple[int, ChainNode] | None:
         for i, node in enumerate(self.nodes):

@@ -269,9 +269,10 @@ class RuleEngine:
         calling flow node) instead of ending."""
         work: deque[tuple[int, TbMsg]] = deque(start)
         steps = 0
+        nodes = chain.nodes
         while work:
             index, msg = work.popleft()
-            node = chain.nodes[index]
+            node = nodes[index]
             steps += 1
             if steps > MAX_STEPS:
                 raise_msg = msg.copy(metadata={**msg.metadata, "error": f"more than {MAX_STEPS} node steps (a loop?)"})

@@ -80,6 +80,8 @@ class ScriptEngine:
             from py_mini_racer import MiniRacer
 
             ctx = MiniRacer()
+            # the heap limit once per context (cheaper than per call)
+            ctx.set_hard_memory_limit(self.max_memory_bytes)
             ctx.eval(_PRELUDE)
             for s in self._scripts.values():
                 self._define(ctx, s)
@@ -125,7 +127,7 @@ class ScriptEngine:
         with self._lock:
             ctx = self._context()
             try:
-                out = ctx.eval(code, timeout_sec=self.timeout_ms / 1000, max_memory=self.max_memory_bytes)
+                out = ctx.eval(code, timeout_sec=self.timeout_ms / 1000)
             except JSTimeoutException:
                 self._reset()
                 raise ScriptError(f"script took longer than {self.timeout_ms} ms and was stopped") from None
@@ -135,7 +137,7 @@ class ScriptEngine:
                     f"script used more than {self.max_memory_bytes >> 20} MiB of memory and was stopped"
                 ) from None
             except Exception as exc:
-                if ctx.was_hard_memory_limit_reached() if hasattr(ctx, "was_hard_memory_limit_reached") else False:
+                if ctx.was_hard_memory_limit_reached():
                     self._reset()
                 raise ScriptError(_message(exc)) from None
         if not isinstance(out, str):

@@ -26,6 +26,8 @@ class Recorder:
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.status = 200
+        #: ``fail(path, body) -> bool``: answer 503 to this request instead of ``status``
+        self.fail = None
         self.delay_s = delay_s
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None

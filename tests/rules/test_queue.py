@@ -14,6 +14,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tbpanel.rules.queue import RuleQueue
 from tests.rules.helpers import chain, msg
@@ -220,3 +222,45 @@ def test_at_least_once_across_kill_9(tmp_path):
         q.close()
     finally:
         rec.stop()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    originators=st.lists(st.sampled_from("abc"), min_size=1, max_size=15),
+    failures=st.lists(st.integers(0, 3), min_size=15, max_size=15),
+)
+def test_order_per_originator_and_nothing_lost_under_random_failures(tmp_path_factory, recorder, originators, failures):
+    """Whatever fails how often, every message is delivered once it succeeds, each originator's
+    messages arrive in the order they were queued, and nothing reaches the dead letters."""
+    from tbpanel.rules import RuleEngine, Services
+    from tests.rules.conftest import Clock
+
+    clock = Clock()
+    q = RuleQueue(tmp_path_factory.mktemp("q"), retry_base_ms=10, retry_max_ms=40, clock=clock)
+    engine = RuleEngine(Services(clock=clock))
+    attempts: dict[bytes, int] = {}
+
+    def fail(path, body):
+        n = orjson.loads(body)["n"]
+        attempts[body] = attempts.get(body, 0) + 1
+        return attempts[body] <= failures[n]
+
+    recorder.requests.clear()
+    recorder.fail = fail
+    try:
+        engine.set_chain(chain("t", [(REST, "forward", {"restEndpointUrlPattern": recorder.url + "/in"})], []))
+        q.put([msg(data={"n": i, "o": o}, originator=o) for i, o in enumerate(originators)])
+        for _ in range(500):
+            if not q.size():
+                break
+            q.process_due(engine)
+            clock.t += 40
+        assert q.size() == 0 and q.dead_letters("t") == []
+        got = [orjson.loads(b) for b in recorder.bodies()]
+        assert sorted(g["n"] for g in got) == list(range(len(originators)))
+        for o in "abc":
+            assert [g["n"] for g in got if g["o"] == o] == [i for i, x in enumerate(originators) if x == o]
+    finally:
+        recorder.fail = None
+        engine.close()
+        q.close()
