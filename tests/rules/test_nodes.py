@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tbpanel.rules import NodeConfigError
-from tbpanel.rules.nodes.actions import compile_expression
+from tbpanel.rules.nodes.actions import compile_expression, rule_user
 from tbpanel.rules.nodes.base import substitute
 from tbpanel.rules.nodes.filters import haversine_m, in_polygon
 from tbpanel.store import ValueType
@@ -593,3 +594,68 @@ def test_generator(bare_engine, clock):
         seen += [e.msg.data["n"] for e in bare_engine.tick().ended]
         clock.t += 5_000
     assert seen == [0, 1, 2]
+
+
+def test_customer_and_tenant_attributes(engine, platform, tenant, device):
+    reg = platform.registry
+    customer = reg.create_customer(tenant.id, "C")
+    reg.assign_device(device.id, customer.id)
+    reg.save_attributes(customer.id, "SERVER_SCOPE", [(1, "limit", int(ValueType.LONG), 40)])
+    reg.save_attributes(tenant.id, "SERVER_SCOPE", [(1, "region", int(ValueType.STR), "eu")])
+    engine.set_chain(
+        chain(
+            tenant.id,
+            [
+                ("metadata.TbGetCustomerAttributeNode", "c", {"dataMapping": {"limit": "customerLimit"}}),
+                (
+                    "metadata.TbGetTenantAttributeNode",
+                    "t",
+                    {"attrMapping": {"region": "tenantRegion"}, "telemetry": False},
+                ),
+            ],
+            [(0, 1, "Success")],
+        )
+    )
+    [e] = engine.process(dmsg(device, tenant)).ended
+    assert (
+        e.relation == "Success" and e.msg.metadata["customerLimit"] == "40" and e.msg.metadata["tenantRegion"] == "eu"
+    )
+
+
+def test_get_telemetry_window(engine, platform, tenant, device, clock):
+    pts = [(device.id, "t", clock.t - m * 60_000, int(ValueType.DOUBLE), float(m)) for m in range(10)]
+    platform.store.write_points(pts)
+    window = {
+        "latestTsKeyNames": ["t"],
+        "startInterval": 5,
+        "startIntervalTimeUnit": "MINUTES",
+        "endInterval": 1,
+        "endIntervalTimeUnit": "MINUTES",
+    }
+    for mode, expect in [("FIRST", "5.0"), ("LAST", "2.0")]:
+        engine.set_chain(chain(tenant.id, [("metadata.TbGetTelemetryNode", "g", {**window, "fetchMode": mode})], []))
+        assert engine.process(dmsg(device, tenant)).ended[0].msg.metadata["t"] == expect
+    engine.set_chain(chain(tenant.id, [("metadata.TbGetTelemetryNode", "g", {**window, "fetchMode": "ALL"})], []))
+    got = orjson.loads(engine.process(dmsg(device, tenant)).ended[0].msg.metadata["t"])
+    assert [p["value"] for p in got] == [5.0, 4.0, 3.0, 2.0]
+
+
+def test_check_alarm_status(engine, platform, tenant, device):
+    engine.set_chain(
+        chain(
+            tenant.id,
+            [
+                ("action.TbCreateAlarmNode", "raise", {"alarmType": "A", "severity": "MINOR"}),
+                ("filter.TbCheckAlarmStatusNode", "active?", {"alarmStatusList": ["ACTIVE_UNACK"]}),
+            ],
+            [(0, 1, "Created"), (0, 1, "Updated")],
+        )
+    )
+    [e] = engine.process(dmsg(device, tenant)).ended
+    assert (e.node_name, e.relation) == ("active?", "True")
+    alarm = platform.alarms.repo.active_for(device.id, "A")
+    platform.alarms.ack(rule_user(tenant.id), alarm.id)
+    [e] = engine.process(dmsg(device, tenant)).ended
+    assert (e.node_name, e.relation) == ("active?", "False")
+    with pytest.raises(NodeConfigError, match="unknown alarm statuses"):
+        chain(tenant.id, [("filter.TbCheckAlarmStatusNode", "bad", {"alarmStatusList": ["NOPE"]})], [])

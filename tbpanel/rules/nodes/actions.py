@@ -86,7 +86,7 @@ class MsgAttributesNode(RuleNode):
         return [(SUCCESS, msg)]
 
 
-def _rule_user(tenant_id: str) -> Any:
+def rule_user(tenant_id: str) -> Any:
     """The principal the rule engine acts as: the tenant's administrator, so the alarm
     service's own checks keep a chain inside its tenant."""
     from ...entities.models import User
@@ -149,7 +149,7 @@ class CreateAlarmNode(_AlarmNode):
         details = self.details(ctx, msg, active.details if active is not None else None)
         severity = parse_severity(substitute(self.severity, msg))
         alarm = service.save(
-            _rule_user(ctx.tenant_id),
+            rule_user(ctx.tenant_id),
             {
                 "originator_id": msg.originator.id,
                 "type": self.alarm_type,
@@ -177,7 +177,7 @@ class ClearAlarmNode(_AlarmNode):
         active = service.repo.active_for(msg.originator.id, self.alarm_type)
         if active is None:
             return [("False", msg)]
-        user = _rule_user(ctx.tenant_id)
+        user = rule_user(ctx.tenant_id)
         details = self.details(ctx, msg, active.details)
         if details != active.details:
             service.save(

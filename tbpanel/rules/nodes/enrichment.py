@@ -112,3 +112,107 @@ class GetOriginatorFieldsNode(RuleNode):
                 continue
             values[str(target)] = v
         return [(SUCCESS, _into(msg, self.fetch_to, values))]
+
+
+class _OwnerDataNode(RuleNode):
+    """Attributes (server scope) or latest telemetry of the originator's customer or tenant,
+    under the names of ``dataMapping`` (source key → target key)."""
+
+    category = "ENRICHMENT"
+    data_to_fetch: param.Selector[str] = param.Selector(
+        default="ATTRIBUTES", objects=["ATTRIBUTES", "LATEST_TELEMETRY"]
+    )
+    data_mapping = param.Dict(default={"alarmThreshold": "threshold"})
+    fetch_to: param.Selector[str] = param.Selector(default="METADATA", objects=["METADATA", "DATA"])
+    aliases = {"data_mapping": ("attrMapping",)}
+
+    @classmethod
+    def from_config(cls, config, *, node_name=""):
+        config = dict(config or {})
+        if "dataToFetch" not in config and "telemetry" in config:  # ThingsBoard < 3.6
+            config["dataToFetch"] = "LATEST_TELEMETRY" if config.pop("telemetry") else "ATTRIBUTES"
+        return super().from_config(config, node_name=node_name)
+
+    def owner(self, ctx: Any, msg: TbMsg) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def process(self, ctx, msg: TbMsg) -> Outputs:
+        owner = self.owner(ctx, msg)
+        keys = [str(k) for k in self.data_mapping]
+        if self.data_to_fetch == "ATTRIBUTES":
+            got = {
+                a["key"]: a["value"] for a in ctx.services.need("registry").get_attributes(owner, "SERVER_SCOPE", keys)
+            }
+        else:
+            got = {k: v[2] for k, v in ctx.services.need("store").latest(owner, keys).items()}
+        values = {str(self.data_mapping[k]): got[k] for k in keys if k in got}
+        return [(SUCCESS, _into(msg, self.fetch_to, values))]
+
+
+@register
+class GetCustomerAttributeNode(_OwnerDataNode):
+    tb_type = "metadata.TbGetCustomerAttributeNode"
+
+    def owner(self, ctx: Any, msg: TbMsg) -> str:
+        customer = msg.customer_id
+        if customer is None and msg.originator.entity_type == "DEVICE":
+            customer = ctx.services.need("registry").get_device(msg.originator.id).customer_id
+        if msg.originator.entity_type == "CUSTOMER":
+            customer = msg.originator.id
+        if not customer:
+            raise LookupError("the originator has no customer")
+        return str(customer)
+
+
+@register
+class GetTenantAttributeNode(_OwnerDataNode):
+    tb_type = "metadata.TbGetTenantAttributeNode"
+
+    def owner(self, ctx: Any, msg: TbMsg) -> str:
+        return ctx.tenant_id
+
+
+_UNIT_MS = {"MILLISECONDS": 1, "SECONDS": 1000, "MINUTES": 60_000, "HOURS": 3_600_000, "DAYS": 86_400_000}
+
+
+@register
+class GetTelemetryNode(RuleNode):
+    """Originator telemetry of a time window before now: the FIRST or LAST value of each key,
+    or ALL (a JSON array of ``{ts, value}``), into the metadata."""
+
+    tb_type = "metadata.TbGetTelemetryNode"
+    category = "ENRICHMENT"
+    latest_ts_key_names = param.List(default=[], item_type=str)
+    fetch_mode: param.Selector[str] = param.Selector(default="FIRST", objects=["FIRST", "LAST", "ALL"])
+    order_by: param.Selector[str] = param.Selector(default="ASC", objects=["ASC", "DESC"])
+    limit = param.Integer(default=1000, bounds=(1, 1000))
+    start_interval = param.Integer(default=2, bounds=(0, None))
+    start_interval_time_unit: param.Selector[str] = param.Selector(default="MINUTES", objects=list(_UNIT_MS))
+    end_interval = param.Integer(default=1, bounds=(0, None))
+    end_interval_time_unit: param.Selector[str] = param.Selector(default="MINUTES", objects=list(_UNIT_MS))
+
+    def check(self) -> None:
+        if not self.latest_ts_key_names:
+            raise ValueError("get telemetry: latestTsKeyNames is empty")
+        if (
+            self.start_interval * _UNIT_MS[self.start_interval_time_unit]
+            <= self.end_interval * _UNIT_MS[self.end_interval_time_unit]
+        ):
+            raise ValueError("get telemetry: the interval's start must be before its end")
+
+    def process(self, ctx, msg: TbMsg) -> Outputs:
+        now = ctx.now()
+        start = now - self.start_interval * _UNIT_MS[self.start_interval_time_unit]
+        end = now - self.end_interval * _UNIT_MS[self.end_interval_time_unit]
+        store = ctx.services.need("store")
+        values: dict[str, Any] = {}
+        if self.fetch_mode == "ALL":
+            got = store.query_raw(msg.originator.id, self.latest_ts_key_names, start, end, self.limit, self.order_by)
+            for k, pts in got.items():
+                values[k] = [{"ts": ts, "value": v} for ts, _t, v in pts]
+        else:
+            order = "ASC" if self.fetch_mode == "FIRST" else "DESC"
+            got = store.query_raw(msg.originator.id, self.latest_ts_key_names, start, end, 1, order)
+            for k, pts in got.items():
+                values[k] = pts[0][2]
+        return [(SUCCESS, _into(msg, "METADATA", values))]

@@ -225,3 +225,32 @@ class GpsGeofencingFilterNode(RuleNode):
             clat, clon, radius = perimeter
             inside = haversine_m(lat, lon, clat, clon) <= radius
         return [(TRUE if inside else FALSE, msg)]
+
+
+@register
+class CheckAlarmStatusNode(RuleNode):
+    """For an alarm message (data = the alarm): True when the alarm's current status is one of
+    ``alarmStatusList``."""
+
+    tb_type = "filter.TbCheckAlarmStatusNode"
+    category = "FILTER"
+    relations = _TF
+    alarm_status_list = param.List(default=["ACTIVE_UNACK", "ACTIVE_ACK"], item_type=str)
+
+    def check(self) -> None:
+        from ...alarms.model import STATUSES
+
+        bad = [s for s in self.alarm_status_list if s not in STATUSES]
+        if bad:
+            raise ValueError(f"unknown alarm statuses {bad}; known: {', '.join(STATUSES)}")
+
+    def process(self, ctx, msg: TbMsg) -> Outputs:
+        data = msg.data if isinstance(msg.data, Mapping) else {}
+        ref = data.get("id")
+        alarm_id = ref.get("id") if isinstance(ref, Mapping) else ref
+        if not isinstance(alarm_id, str) or not alarm_id:
+            raise ValueError("the message is not an alarm (no id in its data)")
+        alarm = ctx.services.need("alarms").repo.get(alarm_id)
+        if alarm is None or alarm.tenant_id != ctx.tenant_id:
+            raise LookupError(f"alarm {alarm_id} not found")
+        return [(TRUE if alarm.status in self.alarm_status_list else FALSE, msg)]
