@@ -73,6 +73,7 @@ class ScriptEngine:
         self._ids = itertools.count(1)
         self._scripts: dict[str, Script] = {}
         self._ctx: Any = None
+        self._retired: Any = None
         self.restarts = 0
 
     def _context(self) -> Any:
@@ -146,16 +147,21 @@ class ScriptEngine:
 
     def _reset(self) -> None:
         """Drop a context a runaway script may have left broken; the next call rebuilds it."""
-        # dropped, not closed: closing a context V8 just terminated makes mini-racer's callback
-        # thread report a closed event loop; the garbage collector frees it quietly
-        self._ctx = None
+        # closed later, not now: V8 still reports the terminated call to the context's event
+        # loop a moment after, and a context closed (or collected) before that makes
+        # mini-racer print "Event loop is closed"; one retired context is kept until the next
+        # reset or close()
+        if self._retired is not None:
+            self._retired.close()
+        self._retired, self._ctx = self._ctx, None
         self.restarts += 1
 
     def close(self) -> None:
         with self._lock:
-            if self._ctx is not None:
-                self._ctx.close()
-                self._ctx = None
+            for ctx in (self._ctx, self._retired):
+                if ctx is not None:
+                    ctx.close()
+            self._ctx = self._retired = None
 
 
 def _message(exc: Exception) -> str:

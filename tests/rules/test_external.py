@@ -227,3 +227,27 @@ def test_rabbitmq_broker_down_then_up_loses_nothing(tmp_path, bare_engine, clock
         assert sorted(orjson.loads(m.body)["n"] for m in rabbit_read(rabbitmq.port, "durable-out", 6)) == list(range(6))
     finally:
         q.close()
+
+
+# -- REST API call ---------------------------------------------------------------------------
+def test_rest_call_success_and_error_answers(bare_engine):
+    from tests.rules.recorder import Recorder
+
+    rec = Recorder().start()
+    try:
+        cfg = {
+            "restEndpointUrlPattern": rec.url + "/api/${deviceName}?n=$[n]",
+            "requestMethod": "PUT",
+            "headers": {"Content-Type": "application/json", "X-Device": "${deviceType}"},
+        }
+        bare_engine.set_chain(chain("t", [("rest.TbRestApiCallNode", "call", cfg)], []))
+        [e] = bare_engine.process(msg(data={"n": 5})).ended
+        assert e.relation == "Success" and e.msg.metadata["statusCode"] == "200" and e.msg.data == {"ok": True, "n": 1}
+        method, path, body, headers = rec.requests[0]
+        assert (method, path, orjson.loads(body), headers["X-Device"]) == ("PUT", "/api/dev", {"n": 5}, "thermostat")
+        rec.status = 404
+        [e] = bare_engine.process(msg(data={"n": 6})).ended
+        assert e.relation == "Failure" and e.external and "HTTP 404" in e.msg.metadata["error"]
+        assert e.msg.metadata["statusCode"] == "404"
+    finally:
+        rec.stop()

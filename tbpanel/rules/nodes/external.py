@@ -260,8 +260,9 @@ class RabbitMqNode(RuleNode):
         import aio_pika
 
         if self._channel is None or self._channel.is_closed:
-            if self._conn is not None:
-                await self._conn.close()
+            old, self._conn, self._channel = self._conn, None, None
+            if old is not None:
+                await old.close()
             self._conn = await aio_pika.connect(
                 host=self.host,
                 port=self.port,
