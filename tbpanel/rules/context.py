@@ -40,6 +40,7 @@ class Services:
     script_timeout_ms: int = 500
     script_max_memory_bytes: int = 64 << 20
     _scripts: dict[str, ScriptEngine] = field(default_factory=dict)
+    _owners: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def scripts(self, tenant_id: str) -> ScriptEngine:
         """The tenant's own JavaScript context (made on first use)."""
@@ -49,6 +50,30 @@ class Services:
                 timeout_ms=self.script_timeout_ms, max_memory_bytes=self.script_max_memory_bytes
             )
         return eng
+
+    def owner_tenant(self, entity_type: str, entity_id: str) -> str | None:
+        """The tenant an entity belongs to (None: unknown entity). Devices and customers never
+        change tenant, so positive answers are cached."""
+        key = (entity_type, entity_id)
+        hit = self._owners.get(key)
+        if hit is not None:
+            return hit
+        if entity_type == "TENANT":
+            return entity_id
+        registry = self.need("registry")
+        try:
+            if entity_type == "DEVICE":
+                owner = registry.get_device(entity_id).tenant_id
+            elif entity_type == "CUSTOMER":
+                owner = registry.get_customer(entity_id).tenant_id
+            else:
+                return None
+        except Exception:  # not found, malformed id
+            return None
+        if len(self._owners) > 100_000:
+            self._owners.clear()
+        self._owners[key] = owner
+        return str(owner)
 
     def need(self, what: str) -> Any:
         value = getattr(self, what)
@@ -76,6 +101,16 @@ class NodeContext:
 
     def now(self) -> int:
         return self.services.clock()
+
+    def own(self, entity_type: str, entity_id: str) -> str:
+        """``entity_id`` if it belongs to this chain's tenant, else PermissionError: no chain
+        reads or writes another tenant's data, whatever its configuration or messages say."""
+        if self.services.owner_tenant(entity_type, entity_id) != self.tenant_id:
+            raise PermissionError(f"{entity_type} {entity_id} does not belong to this tenant")
+        return entity_id
+
+    def own_originator(self, msg: TbMsg) -> str:
+        return self.own(msg.originator.entity_type, msg.originator.id)
 
     def script(self, body: str, args: tuple[str, ...] = MSG_ARGS) -> Script:
         return self.services.scripts(self.tenant_id).compile(body, args)

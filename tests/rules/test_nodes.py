@@ -659,3 +659,66 @@ def test_check_alarm_status(engine, platform, tenant, device):
     assert (e.node_name, e.relation) == ("active?", "False")
     with pytest.raises(NodeConfigError, match="unknown alarm statuses"):
         chain(tenant.id, [("filter.TbCheckAlarmStatusNode", "bad", {"alarmStatusList": ["NOPE"]})], [])
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        ("telemetry.TbMsgTimeseriesNode", {}),
+        ("telemetry.TbMsgAttributesNode", {"scope": "SERVER_SCOPE"}),
+        ("metadata.TbGetAttributesNode", {"serverAttributeNames": ["secret"]}),
+        ("metadata.TbGetAttributesNode", {"latestTsKeyNames": ["t"]}),
+        ("metadata.TbGetTelemetryNode", {"latestTsKeyNames": ["t"]}),
+        ("metadata.TbGetOriginatorFieldsNode", {}),
+        ("transform.TbChangeOriginatorNode", {"originatorSource": "CUSTOMER"}),
+        ("math.TbMathNode", {"operation": "ABS", "arguments": [{"type": "TIME_SERIES", "key": "t"}]}),
+        ("metadata.TbGetCustomerAttributeNode", {"dataMapping": {"secret": "s"}}),
+    ],
+)
+def test_no_node_reaches_another_tenants_device(engine, platform, tenant, device, node):
+    """Whatever a message or a node's configuration names (a generator's originatorId, a
+    forged message), a chain only reads and writes its own tenant's entities."""
+    reg = platform.registry
+    customer = reg.create_customer(tenant.id, "C")
+    reg.assign_device(device.id, customer.id)
+    reg.save_attributes(device.id, "SERVER_SCOPE", [(1, "secret", int(ValueType.STR), "s3cret")])
+    reg.save_attributes(customer.id, "SERVER_SCOPE", [(1, "secret", int(ValueType.STR), "s3cret")])
+    platform.store.write_points([(device.id, "t", 1, int(ValueType.DOUBLE), 1.0)])
+    intruder = reg.create_tenant("Intruder")
+    tb_type, cfg = node
+    engine.set_chain(chain(intruder.id, [(tb_type, "n", cfg)], []))
+    m = msg(
+        tenant_id=intruder.id,
+        originator=device.id,
+        data={"t": 99.0, "x": 1},
+        type="POST_TELEMETRY_REQUEST" if "Attributes" not in tb_type else "POST_ATTRIBUTES_REQUEST",
+    )
+    if tb_type.endswith("TbGetCustomerAttributeNode"):
+        m = m.copy(customer_id=customer.id)
+    [e] = engine.process(m).ended
+    assert e.relation == "Failure" and "does not belong to this tenant" in e.msg.metadata["error"]
+    assert "s3cret" not in str(e.msg.to_json())
+    assert platform.store.latest(device.id)["t"][2] == 1.0
+    assert {a["key"] for a in reg.get_attributes(device.id)} == {"secret"}
+
+
+def test_a_generator_naming_another_tenants_device_stores_nothing(engine, platform, tenant, device, clock):
+    intruder = platform.registry.create_tenant("Intruder")
+    script = "return {msg: {t: 666}, metadata: {}, msgType: 'POST_TELEMETRY_REQUEST'};"
+    engine.set_chain(
+        chain(
+            intruder.id,
+            [
+                (
+                    "debug.TbMsgGeneratorNode",
+                    "gen",
+                    {"msgCount": 1, "periodInSeconds": 1, "jsScript": script, "originatorId": device.id},
+                ),
+                ("telemetry.TbMsgTimeseriesNode", "save", {}),
+            ],
+            [(0, 1, "Success")],
+        )
+    )
+    r = engine.tick()
+    assert not r.ok and "does not belong" in r.unhandled_failures[0].msg.metadata["error"]
+    assert platform.store.latest(device.id) == {}

@@ -46,7 +46,7 @@ class MsgTimeseriesNode(RuleNode):
         parsed = tb_payload.parse_telemetry(msg.data, ts)
         if self.use_server_ts:
             parsed = [(ts, k, t, v) for _ts, k, t, v in parsed]
-        points = payload_points(msg.originator.id, parsed)
+        points = payload_points(ctx.own_originator(msg), parsed)
         if points:
             ctx.services.need("store").write_points(points)
         return [(SUCCESS, msg)]
@@ -75,6 +75,7 @@ class MsgAttributesNode(RuleNode):
     def process(self, ctx, msg: TbMsg) -> Outputs:
         scope = msg.metadata.get("scope") or self.scope
         registry = ctx.services.need("registry")
+        ctx.own_originator(msg)
         points = tb_payload.parse_attributes(msg.data, _msg_ts(msg))
         if self.update_attributes_only_on_value_change and points:
             have = {
@@ -219,6 +220,7 @@ class SendRpcRequestNode(RuleNode):
         send = ctx.services.rpc
         if send is None:
             raise RuntimeError("RPC to devices is not available in this rule engine")
+        ctx.own_originator(msg)
         send(msg)
         return [(SUCCESS, msg)]
 
@@ -506,6 +508,8 @@ class MathNode(RuleNode):
 
     def _value(self, ctx, msg: TbMsg, arg: Mapping[str, Any]) -> float:
         kind, key = arg["type"], str(arg.get("key", ""))
+        if kind in ("ATTRIBUTE", "TIME_SERIES"):
+            ctx.own_originator(msg)
         raw: Any = None
         if kind == "CONSTANT":
             raw = key
@@ -551,6 +555,8 @@ class MathNode(RuleNode):
         if kind == "MESSAGE_METADATA" or res.get("addToMetadata"):
             out = out.copy(metadata={**out.metadata, key: meta_text(value)})
         pts = tb_payload.parse_values({key: value}, _msg_ts(msg))
+        if kind in ("ATTRIBUTE", "TIME_SERIES"):
+            ctx.own_originator(msg)
         if kind == "ATTRIBUTE":
             ctx.services.need("registry").save_attributes(
                 msg.originator.id, res.get("attributeScope") or "SERVER_SCOPE", pts

@@ -47,9 +47,10 @@ class GetAttributesNode(RuleNode):
             "SHARED_SCOPE": self.shared_attribute_names,
             "SERVER_SCOPE": self.server_attribute_names,
         }
+        eid = ctx.own_originator(msg)
         if any(wanted.values()):
             registry = ctx.services.need("registry")
-            have = registry.get_attributes_many([msg.originator.id]).get(msg.originator.id, {})
+            have = registry.get_attributes_many([eid]).get(eid, {})
             for scope, keys in wanted.items():
                 got = have.get(scope, {})
                 for k in keys:
@@ -58,7 +59,7 @@ class GetAttributesNode(RuleNode):
                     else:
                         missing.append(SCOPE_PREFIX[scope] + k)
         if self.latest_ts_key_names:
-            latest = ctx.services.need("store").latest(msg.originator.id, self.latest_ts_key_names)
+            latest = ctx.services.need("store").latest(eid, self.latest_ts_key_names)
             for k in self.latest_ts_key_names:
                 if k in latest:
                     ts, _t, v = latest[k]
@@ -93,7 +94,7 @@ class GetOriginatorFieldsNode(RuleNode):
     def process(self, ctx, msg: TbMsg) -> Outputs:
         if msg.originator.entity_type != "DEVICE":
             raise ValueError(f"originator fields of a {msg.originator.entity_type} are not supported")
-        device = ctx.services.need("registry").get_device(msg.originator.id)
+        device = ctx.services.need("registry").get_device(ctx.own_originator(msg))
         j = device.to_json()
         fields = {
             "id": device.id,
@@ -137,7 +138,7 @@ class _OwnerDataNode(RuleNode):
         raise NotImplementedError
 
     def process(self, ctx, msg: TbMsg) -> Outputs:
-        owner = self.owner(ctx, msg)
+        owner = ctx.own("TENANT" if isinstance(self, GetTenantAttributeNode) else "CUSTOMER", self.owner(ctx, msg))
         keys = [str(k) for k in self.data_mapping]
         if self.data_to_fetch == "ATTRIBUTES":
             got = {
@@ -156,7 +157,7 @@ class GetCustomerAttributeNode(_OwnerDataNode):
     def owner(self, ctx: Any, msg: TbMsg) -> str:
         customer = msg.customer_id
         if customer is None and msg.originator.entity_type == "DEVICE":
-            customer = ctx.services.need("registry").get_device(msg.originator.id).customer_id
+            customer = ctx.services.need("registry").get_device(ctx.own_originator(msg)).customer_id
         if msg.originator.entity_type == "CUSTOMER":
             customer = msg.originator.id
         if not customer:
@@ -205,14 +206,15 @@ class GetTelemetryNode(RuleNode):
         start = now - self.start_interval * _UNIT_MS[self.start_interval_time_unit]
         end = now - self.end_interval * _UNIT_MS[self.end_interval_time_unit]
         store = ctx.services.need("store")
+        eid = ctx.own_originator(msg)
         values: dict[str, Any] = {}
         if self.fetch_mode == "ALL":
-            got = store.query_raw(msg.originator.id, self.latest_ts_key_names, start, end, self.limit, self.order_by)
+            got = store.query_raw(eid, self.latest_ts_key_names, start, end, self.limit, self.order_by)
             for k, pts in got.items():
                 values[k] = [{"ts": ts, "value": v} for ts, _t, v in pts]
         else:
             order = "ASC" if self.fetch_mode == "FIRST" else "DESC"
-            got = store.query_raw(msg.originator.id, self.latest_ts_key_names, start, end, 1, order)
+            got = store.query_raw(eid, self.latest_ts_key_names, start, end, 1, order)
             for k, pts in got.items():
                 values[k] = pts[0][2]
         return [(SUCCESS, _into(msg, "METADATA", values))]

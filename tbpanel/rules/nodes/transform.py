@@ -75,7 +75,7 @@ class ChangeOriginatorNode(RuleNode):
         if self.originator_source == "CUSTOMER":
             customer = msg.customer_id
             if customer is None and msg.originator.entity_type == "DEVICE":
-                customer = registry.get_device(msg.originator.id).customer_id
+                customer = registry.get_device(ctx.own_originator(msg)).customer_id
             if not customer:
                 raise ValueError("the originator has no customer")
             return [(SUCCESS, msg.copy(originator=EntityRef("CUSTOMER", customer)))]
