@@ -1,5 +1,5 @@
 """At-least-once to external systems across kill -9: a real process forwarding the durable
-queue (REST to a tornado server, MQTT to mosquitto, Kafka to tansu) is killed with SIGKILL
+queue (REST to a tornado server, MQTT to mosquitto, Kafka to tansu, RabbitMQ) is killed with SIGKILL
 in the middle; started again, it finishes. Every message arrived at least once (duplicates
 counted and bounded), none is missing."""
 
@@ -74,8 +74,34 @@ class KafkaTarget:
         self.broker.stop()
 
 
+class RabbitTarget:
+    node = "rabbitmq.TbRabbitMqNode"
+
+    def __init__(self, tmp):
+        from tests.rules.brokers import RabbitMQ
+        from tests.rules.test_external import rabbit_declare
+
+        d = tmp / "rabbit"
+        d.mkdir()
+        self.broker = RabbitMQ(d).start()
+        rabbit_declare(self.broker.port, "out")
+        self.config = {"routingKeyPattern": "out", "host": "127.0.0.1", "port": self.broker.port}
+        self._seen: list[int] = []
+
+    def received(self):
+        from tests.rules.test_external import rabbit_read
+
+        self._seen += [orjson.loads(m.body)["n"] for m in rabbit_read(self.broker.port, "out", N + 10, timeout=1)]
+        return self._seen
+
+    def close(self):
+        self.broker.stop()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("target_cls", [RestTarget, MqttTarget, KafkaTarget], ids=["rest", "mqtt", "kafka"])
+@pytest.mark.parametrize(
+    "target_cls", [RestTarget, MqttTarget, KafkaTarget, RabbitTarget], ids=["rest", "mqtt", "kafka", "rabbitmq"]
+)
 def test_at_least_once_across_kill_9(tmp_path, target_cls):
     target = target_cls(tmp_path)
     try:
