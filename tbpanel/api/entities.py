@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..entities import Device, User
 from .base import MAX_PAGE, ApiError, ApiHandler, page_data
 
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -47,9 +48,15 @@ class DeviceSaveHandler(ApiHandler):
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ApiError(400, "device 'name' is required and must be a non-empty string")
-        dtype = body.get("type") or "default"
-        if not isinstance(dtype, str):
+        dtype = body.get("type") or None
+        if dtype is not None and not isinstance(dtype, str):
             raise ApiError(400, "device 'type' must be a string")
+        raw_profile = body.get("deviceProfileId")
+        profile_id = None
+        if raw_profile is not None:
+            profile_id = self.platform.registry.check_device_profile(
+                user, entity_uuid(raw_profile, "deviceProfileId")
+            ).id
         label = body.get("label") or ""
         if not isinstance(label, str):
             raise ApiError(400, "device 'label' must be a string")
@@ -66,6 +73,7 @@ class DeviceSaveHandler(ApiHandler):
                 additional_info=info,
                 device_id=device_id,
                 access_token=self.get_query_argument("accessToken", None) or None,
+                device_profile_id=profile_id,
             )
         )
         self.write_json(device.to_json())
@@ -89,6 +97,18 @@ class DeviceHandler(ApiHandler):
         self.finish()
 
 
+def credentials_json(device: Device, token: str) -> dict[str, Any]:
+    """ThingsBoard's DeviceCredentials of an access-token device."""
+    return {
+        "id": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "credentials:" + device.id))},
+        "createdTime": device.created_time,
+        "deviceId": {"entityType": "DEVICE", "id": device.id},
+        "credentialsType": "ACCESS_TOKEN",
+        "credentialsId": token,
+        "credentialsValue": None,
+    }
+
+
 class DeviceCredentialsHandler(ApiHandler):
     """``GET /api/device/{id}/credentials`` → the access token (tenant admins only)."""
 
@@ -96,17 +116,46 @@ class DeviceCredentialsHandler(ApiHandler):
         user = self.require_user()
         self.require_role(user, TENANT_ADMIN)
         device = self.platform.registry.check_device(user, entity_uuid(device_id, "device id"))
-        token = self.platform.registry.get_credentials(device.id)
-        self.write_json(
-            {
-                "id": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "credentials:" + device.id))},
-                "createdTime": device.created_time,
-                "deviceId": {"entityType": "DEVICE", "id": device.id},
-                "credentialsType": "ACCESS_TOKEN",
-                "credentialsId": token,
-                "credentialsValue": None,
-            }
-        )
+        self.write_json(credentials_json(device, self.platform.registry.get_credentials(device.id)))
+
+
+class UpdateCredentialsHandler(ApiHandler):
+    """``POST /api/device/credentials`` ``{"deviceId": {"id"}, "credentialsType": "ACCESS_TOKEN",
+    "credentialsId": token}``: replace the device's token (tenant admins); the old token stops
+    working at once (the token cache forgets it)."""
+
+    async def post(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        body = self.json_object("device credentials")
+        if body.get("deviceId") is None:
+            raise ApiError(400, "device credentials need a 'deviceId'")
+        device = self.platform.registry.check_device(user, entity_uuid(body["deviceId"], "deviceId"), manage=True)
+        ctype = body.get("credentialsType") or "ACCESS_TOKEN"
+        if ctype != "ACCESS_TOKEN":
+            raise ApiError(
+                400, f"credentialsType {str(ctype)[:40]!r} is not supported: tbpanel devices use ACCESS_TOKEN"
+            )
+        token = body.get("credentialsId")
+        if not isinstance(token, str) or not token:
+            raise ApiError(400, "'credentialsId' (the new access token) must be a non-empty string")
+        await self.in_thread(self.platform.registry.set_credentials, device.id, token)
+        self.write_json(credentials_json(device, token))
+
+
+class TenantDeviceByNameHandler(ApiHandler):
+    """``GET /api/tenant/device?deviceName=N`` (tb-rest-client 4.4's ``get_tenant_device``)."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        name = self.get_query_argument("deviceName", None)
+        if not name:
+            raise ApiError(400, "parameter 'deviceName' is required")
+        device = self.platform.registry.find_device(user.tenant_id, name)
+        if device is None:
+            raise ApiError(404, f"Device with name {name!r} is not found")
+        self.write_json(device.to_json())
 
 
 class TenantDevicesHandler(PagedHandler):
@@ -238,3 +287,144 @@ class DeviceTypesHandler(ApiHandler):
                 for t in types
             ]
         )
+
+
+# ---------------------------------------------------------------------------- device infos
+def device_info_json(device: Device, customers: dict[str, str], profile_names: dict[str, str]) -> dict[str, Any]:
+    """ThingsBoard's DeviceInfo: the device plus its customer's title and its profile's name."""
+    data = device.to_json()
+    data["customerTitle"] = customers.get(device.customer_id or "")
+    data["customerIsPublic"] = False
+    data["deviceProfileName"] = profile_names.get(device.device_profile_id or "", device.type)
+    return data
+
+
+class DeviceInfoMixin(PagedHandler):
+    def infos(self, devices: list[Device]) -> list[dict[str, Any]]:
+        registry = self.platform.registry
+        customers = {}
+        for cid in {d.customer_id for d in devices if d.customer_id}:
+            customers[cid] = registry.get_customer(cid).title
+        return [device_info_json(d, customers, {}) for d in devices]
+
+    def info_page(self, tenant_id: str | None, customer_id: str | None) -> None:
+        if self.get_query_argument("active", None) not in (None, ""):
+            raise ApiError(400, "parameter 'active' is not supported: tbpanel does not track device activity")
+        self.bool_arg("includeCustomers", True)
+        dtype = self.get_query_argument("type", None) or None
+        raw_profile = self.get_query_argument("deviceProfileId", None)
+        if raw_profile:
+            profile = self.platform.registry.check_device_profile(
+                self.require_user(), entity_uuid(raw_profile, "deviceProfileId")
+            )
+            dtype = profile.name
+        page, size, text, sort_prop, sort_order = self.page_args()
+        items, total = self.platform.registry.list_devices(
+            tenant_id,
+            customer_id=customer_id,
+            page=page,
+            page_size=size,
+            text_search=text,
+            type=dtype,
+            sort_property=sort_prop,
+            sort_order=sort_order,
+        )
+        self.write_json(page_data(self.infos(items), total, page, size))
+
+
+class DeviceInfoHandler(DeviceInfoMixin):
+    """``GET /api/device/info/{id}``: one DeviceInfo (who may read the device)."""
+
+    def get(self, device_id: str) -> None:
+        user = self.require_user()
+        device = self.platform.registry.check_device(user, entity_uuid(device_id, "device id"))
+        self.write_json(self.infos([device])[0])
+
+
+class TenantDeviceInfosHandler(DeviceInfoMixin):
+    """``GET /api/tenant/deviceInfos`` (tenant admins) and ``/api/deviceInfos/all`` (tb-rest-client
+    4.4's ``get_tenant_device_infos``; a customer user gets its customer's devices)."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        if self.request.path.rstrip("/").endswith("/all") and user.authority == CUSTOMER_USER:
+            self.info_page(user.tenant_id, user.customer_id)
+            return
+        self.require_role(user, TENANT_ADMIN)
+        self.info_page(user.tenant_id, None)
+
+
+class CustomerDeviceInfosHandler(DeviceInfoMixin):
+    """``GET /api/customer/{customerId}/deviceInfos`` (its users, or the tenant's admins)."""
+
+    def get(self, customer_id: str) -> None:
+        user = self.require_user()
+        customer = self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id"))
+        self.info_page(user.tenant_id, customer.id)
+
+
+class DevicesByIdsHandler(ApiHandler):
+    """``GET /api/devices?deviceIds=a,b``: those of the devices the user may read (others are
+    left out, as in ThingsBoard)."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        raw = self.get_query_argument("deviceIds", None)
+        if not raw:
+            raise ApiError(400, "parameter 'deviceIds' is required")
+        ids = list(dict.fromkeys(entity_uuid(i.strip(), "device id") for i in raw.split(",") if i.strip()))
+        if len(ids) > 1000:
+            raise ApiError(400, "deviceIds: at most 1000 ids")
+        registry = self.platform.registry
+        customer = user.customer_id if user.authority == CUSTOMER_USER else None
+        if user.authority not in (TENANT_ADMIN, CUSTOMER_USER):
+            raise ApiError(403, "You don't have permission to perform this operation!")
+        rows = registry.find_devices(user.tenant_id, customer_id=customer, ids=ids)
+        found = {r.id for r in rows}
+        self.write_json([registry.get_device(i).to_json() for i in ids if i in found])
+
+
+class UserDevicesHandler(PagedHandler):
+    """``GET /api/user/devices``: the devices the user may see (tenant admin: the tenant's;
+    customer user: its customer's), paged."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN, CUSTOMER_USER)
+        page, size, text, sort_prop, sort_order = self.page_args()
+        items, total = self.platform.registry.list_devices(
+            user.tenant_id,
+            customer_id=user.customer_id if user.authority == CUSTOMER_USER else None,
+            page=page,
+            page_size=size,
+            text_search=text,
+            type=self.get_query_argument("type", None) or None,
+            sort_property=sort_prop,
+            sort_order=sort_order,
+        )
+        self.write_json(page_data([d.to_json() for d in items], total, page, size))
+
+
+class OwnerHandler(ApiHandler):
+    """``POST /api/owner/{CUSTOMER|TENANT}/{ownerId}/DEVICE/{deviceId}``: how tb-rest-client 4.4
+    assigns a device to a customer (``assign_device_to_customer``) or back to its tenant
+    (``unassign_device_from_customer``). Only devices have owners here."""
+
+    async def post(self, owner_type: str, owner_id: str, entity_type: str, entity_id: str) -> None:
+        user: User = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        if entity_type != "DEVICE":
+            raise ApiError(400, f"changing the owner of {entity_type[:40]!r} is not supported: only DEVICE")
+        device = self.platform.registry.check_device(user, entity_uuid(entity_id, "device id"), manage=True)
+        oid = entity_uuid(owner_id, "owner id")
+        if owner_type == "CUSTOMER":
+            customer = self.platform.registry.check_customer(user, oid, write=True)
+            await self.in_thread(self.platform.registry.assign_device, device.id, customer.id)
+        elif owner_type == "TENANT":
+            if oid != user.tenant_id:
+                raise ApiError(403, "You don't have permission to perform this operation!")
+            await self.in_thread(self.platform.registry.unassign_device, device.id)
+        else:
+            raise ApiError(400, f"owner type must be CUSTOMER or TENANT, got {owner_type[:40]!r}")
+        self.set_status(200)
+        self.finish()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..clock import now_ms
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -75,6 +75,10 @@ def _device_filter(tid: str, cid: str | None, type: str | None) -> tuple[str, li
 
 class Devices(Tables):
     """The registry's device and credential methods (mixin of :class:`EntityRegistry`)."""
+
+    if TYPE_CHECKING:  # from the Profiles mixin (profiles.py)
+
+        def _profile_for_type(self, tid: str, name: str | None, profile_id: Any = None) -> tuple[str, str]: ...
 
     def save_device(
         self,

@@ -113,6 +113,11 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Profiles, Attributes):
         NotFound / PermissionDenied like :meth:`check_device`."""
         return access.require_customer(user, self.get_customer(customer_id), write)
 
+    def check_user(self, user: User, user_id: Any, write: bool = False) -> User:
+        """The user ``user_id`` if ``user`` may read it (``write``: change it); NotFound /
+        PermissionDenied like :meth:`check_device`."""
+        return access.require_user(user, self.get_user(user_id), write)
+
     def check_device_profile(self, user: User, profile_id: Any) -> DeviceProfile:
         """The profile if it is of ``user``'s tenant (any user of the tenant may read its
         profiles' infos, as in ThingsBoard); NotFound / PermissionDenied otherwise."""

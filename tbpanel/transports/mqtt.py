@@ -35,6 +35,7 @@ from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
 from . import mqtt_codec as c
+from . import mqtt_provision
 from .mqtt_topics import (
     ATTRIBUTE_REQUEST,
     ATTRIBUTE_RESPONSE,
@@ -215,6 +216,9 @@ class _Session:
             log.info("MQTT %s: malformed CONNECT: %s", self.peer, exc)
             return
         self.level = connect.level
+        if mqtt_provision.is_provision(connect):  # provisioning: a session without a device
+            await mqtt_provision.serve(self, connect)
+            return
         if not await self.authenticate(connect):
             return
         device_id = self.device.id
