@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..entities import Device, User
+from ..entities import Device, EntityError, User
 from .base import MAX_PAGE, ApiError, ApiHandler, page_data
 
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -39,44 +39,49 @@ class PagedHandler(ApiHandler):
 
 
 class DeviceSaveHandler(ApiHandler):
-    """``POST /api/device[?accessToken=T]``: create, or update when the body carries an id."""
+    """``POST /api/device[?accessToken=T]``: create, or update when the body carries an id.
+    ``deviceProfileId`` picks the profile; otherwise ``type`` names it (created if new)."""
 
     async def post(self) -> None:
         user = self.require_user()
         self.require_role(user, TENANT_ADMIN)
         body = self.json_object("device")
+        device = await self.save(self, user, body, self.get_query_argument("accessToken", None) or None)
+        self.write_json(device.to_json())
+
+    @staticmethod
+    async def save(handler: ApiHandler, user: User, body: dict[str, Any], token: str | None) -> Device:
+        """Check a ThingsBoard device JSON and save it (shared with ``/api/device-with-credentials``)."""
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ApiError(400, "device 'name' is required and must be a non-empty string")
         dtype = body.get("type") or None
         if dtype is not None and not isinstance(dtype, str):
             raise ApiError(400, "device 'type' must be a string")
-        raw_profile = body.get("deviceProfileId")
-        profile_id = None
-        if raw_profile is not None:
-            profile_id = self.platform.registry.check_device_profile(
-                user, entity_uuid(raw_profile, "deviceProfileId")
-            ).id
         label = body.get("label") or ""
         if not isinstance(label, str):
             raise ApiError(400, "device 'label' must be a string")
         info = body.get("additionalInfo")
+        registry = handler.platform.registry
         device_id = entity_uuid(body["id"], "device id") if body.get("id") else None
         if device_id is not None:
-            self.platform.registry.check_device(user, device_id, manage=True)
-        device = await self.in_thread(
-            lambda: self.platform.registry.save_device(
+            registry.check_device(user, device_id, manage=True)
+        raw_profile = body.get("deviceProfileId")
+        profile_id = None
+        if raw_profile is not None:
+            profile_id = registry.check_device_profile(user, entity_uuid(raw_profile, "deviceProfileId")).id
+        return await handler.in_thread(
+            lambda: registry.save_device(
                 user.tenant_id,
                 name.strip(),
                 type=dtype,
                 label=label,
                 additional_info=info,
                 device_id=device_id,
-                access_token=self.get_query_argument("accessToken", None) or None,
+                access_token=token,
                 device_profile_id=profile_id,
             )
         )
-        self.write_json(device.to_json())
 
 
 class DeviceHandler(ApiHandler):
@@ -290,12 +295,19 @@ class DeviceTypesHandler(ApiHandler):
 
 
 # ---------------------------------------------------------------------------- device infos
-def device_info_json(device: Device, customers: dict[str, str], profile_names: dict[str, str]) -> dict[str, Any]:
-    """ThingsBoard's DeviceInfo: the device plus its customer's title and its profile's name."""
+def device_info_json(device: Device, customers: dict[str, str], tenant_title: str) -> dict[str, Any]:
+    """ThingsBoard's DeviceInfo: the device plus its customer's title and its profile's name
+    (CE's fields), and its owner (PE's and tb-rest-client 4.4's: ``ownerId``/``ownerName``)."""
     data = device.to_json()
-    data["customerTitle"] = customers.get(device.customer_id or "")
+    title = customers.get(device.customer_id or "")
+    data["customerTitle"] = title
     data["customerIsPublic"] = False
-    data["deviceProfileName"] = profile_names.get(device.device_profile_id or "", device.type)
+    data["deviceProfileName"] = device.type
+    if device.customer_id:
+        data["ownerId"], data["ownerName"] = {"entityType": "CUSTOMER", "id": device.customer_id}, title
+    else:
+        data["ownerId"], data["ownerName"] = {"entityType": "TENANT", "id": device.tenant_id}, tenant_title
+    data["groups"] = []
     return data
 
 
@@ -305,7 +317,8 @@ class DeviceInfoMixin(PagedHandler):
         customers = {}
         for cid in {d.customer_id for d in devices if d.customer_id}:
             customers[cid] = registry.get_customer(cid).title
-        return [device_info_json(d, customers, {}) for d in devices]
+        titles = {t: registry.get_tenant(t).title for t in {d.tenant_id for d in devices}}
+        return [device_info_json(d, customers, titles.get(d.tenant_id, "")) for d in devices]
 
     def info_page(self, tenant_id: str | None, customer_id: str | None) -> None:
         if self.get_query_argument("active", None) not in (None, ""):
@@ -428,3 +441,105 @@ class OwnerHandler(ApiHandler):
             raise ApiError(400, f"owner type must be CUSTOMER or TENANT, got {owner_type[:40]!r}")
         self.set_status(200)
         self.finish()
+
+
+class DeviceWithCredentialsHandler(ApiHandler):
+    """``POST /api/device-with-credentials`` ``{"device": {...}, "credentials": {"credentialsType":
+    "ACCESS_TOKEN", "credentialsId": token}}``: create or update a device and set its token in
+    one transaction (tenant admins)."""
+
+    async def post(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        body = self.json_object("device with credentials")
+        device, creds = body.get("device"), body.get("credentials")
+        if not isinstance(device, dict) or not isinstance(creds, dict):
+            raise ApiError(400, "body must have 'device' and 'credentials' objects")
+        if (creds.get("credentialsType") or "ACCESS_TOKEN") != "ACCESS_TOKEN":
+            raise ApiError(400, "only ACCESS_TOKEN credentials are supported")
+        token = creds.get("credentialsId")
+        if token is not None and not isinstance(token, str):
+            raise ApiError(400, "'credentialsId' must be a string")
+        saved = await DeviceSaveHandler.save(self, user, device, token or None)
+        self.write_json(saved.to_json())
+
+
+# ---------------------------------------------------------------------------- customer extras
+class CustomerTitleHandler(ApiHandler):
+    """``GET /api/customer/{id}/title`` (the title as a JSON string) and ``/shortInfo``."""
+
+    def initialize(self, platform: Any, short: bool = False) -> None:
+        super().initialize(platform)
+        self.short = short
+
+    def get(self, customer_id: str) -> None:
+        user = self.require_user()
+        customer = self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id"))
+        self.write_json({"title": customer.title, "isPublic": False} if self.short else customer.title)
+
+
+class CustomerInfoHandler(ApiHandler):
+    """``GET /api/customer/info/{id}``: the customer with ThingsBoard's CustomerInfo fields."""
+
+    def get(self, customer_id: str) -> None:
+        user = self.require_user()
+        customer = self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id"))
+        tenant = self.platform.registry.get_tenant(customer.tenant_id)
+        self.write_json(dict(customer.to_json(), ownerName=tenant.title, ownerId=tenant.entity_id, groups=[]))
+
+
+class TenantCustomerByTitleHandler(ApiHandler):
+    """``GET /api/tenant/customers?customerTitle=T`` (tenant admins)."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        title = self.get_query_argument("customerTitle", None)
+        if not title:
+            raise ApiError(400, "parameter 'customerTitle' is required")
+        customer = self.platform.registry.find_customer(user.tenant_id, title)
+        if customer is None:
+            raise ApiError(404, f"Customer with title {title!r} is not found")
+        self.write_json(customer.to_json())
+
+
+class CustomersByIdsHandler(ApiHandler):
+    """``GET /api/customers/list?customerIds=a,b``: those the user may read."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        raw = self.get_query_argument("customerIds", None)
+        if not raw:
+            raise ApiError(400, "parameter 'customerIds' is required")
+        ids = list(dict.fromkeys(entity_uuid(i.strip(), "customer id") for i in raw.split(",") if i.strip()))[:1000]
+        registry, out = self.platform.registry, []
+        for cid in ids:
+            try:
+                customer = registry.get_customer(cid)
+            except EntityError:
+                continue
+            if registry.can_read_customer(user, customer):
+                out.append(customer.to_json())
+        self.write_json(out)
+
+
+class UserCustomersHandler(PagedHandler):
+    """``GET /api/customerInfos/all`` and ``/api/user/customers``: the customers the user may see
+    (tenant admin: all of the tenant's; customer user: its own), paged."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN, CUSTOMER_USER)
+        page, size, text, _, _ = self.page_args()
+        self.bool_arg("includeCustomers", True)
+        if user.authority == CUSTOMER_USER:
+            own = self.platform.registry.get_customer(user.customer_id)
+            items = [own] if not text or text.lower() in own.title.lower() else []
+            self.write_json(
+                page_data([c.to_json() for c in items[page * size : (page + 1) * size]], len(items), page, size)
+            )
+            return
+        customers, total = self.platform.registry.list_customers(
+            user.tenant_id, page=page, page_size=size, text_search=text
+        )
+        self.write_json(page_data([c.to_json() for c in customers], total, page, size))

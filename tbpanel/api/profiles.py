@@ -157,6 +157,37 @@ class SetDefaultProfileHandler(ApiHandler):
         self.write_json(profile.to_json())
 
 
+class ProfileDeviceKeysHandler(ApiHandler):
+    """``GET /api/deviceProfile/devices/keys/{timeseries|attributes}[?deviceProfileId=]``: the
+    sorted keys that the devices of a profile (or of all the tenant's profiles) have (tenant
+    admins)."""
+
+    def initialize(self, platform: Platform, kind: str = "timeseries") -> None:
+        super().initialize(platform)
+        self.kind = kind
+
+    async def get(self) -> None:
+        user = _tenant_user(self, TENANT_ADMIN)
+        raw = self.get_query_argument("deviceProfileId", None)
+        dtype = None
+        if raw:
+            dtype = self.platform.registry.check_device_profile(user, entity_uuid(raw, "deviceProfileId")).name
+        self.write_json(await self.in_thread(self._keys, user.tenant_id, dtype))
+
+    def _keys(self, tenant_id: str, dtype: str | None) -> list[str]:
+        devices = self.platform.registry.all_devices(tenant_id, type=dtype)
+        keys: set[str] = set()
+        if self.kind == "timeseries":
+            for d in devices:
+                keys.update(self.platform.store.keys(d.id))
+        else:
+            many = self.platform.registry.get_attributes_many([d.id for d in devices])
+            for scopes in many.values():
+                for attrs in scopes.values():
+                    keys.update(attrs)
+        return sorted(keys)
+
+
 def profile_patterns(platform: Platform) -> list[Route]:
     """The device-profile routes (mounted by :func:`tbpanel.api.routes.api_patterns`)."""
     p: dict[str, Any] = {"platform": platform}
@@ -168,6 +199,8 @@ def profile_patterns(platform: Platform) -> list[Route]:
         (rf"/api/deviceProfileInfo/{ID}/?", ProfileInfoHandler, p),
         (r"/api/deviceProfile/?", ProfileSaveHandler, p),
         (r"/api/deviceProfile/names/?", ProfileNamesHandler, p),
+        (r"/api/deviceProfile/devices/keys/timeseries/?", ProfileDeviceKeysHandler, dict(p, kind="timeseries")),
+        (r"/api/deviceProfile/devices/keys/attributes/?", ProfileDeviceKeysHandler, dict(p, kind="attributes")),
         (rf"/api/deviceProfile/{ID}/default/?", SetDefaultProfileHandler, p),
         (rf"/api/deviceProfile/{ID}/?", ProfileHandler, p),
     ]

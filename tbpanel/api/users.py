@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..entities import CUSTOMER_USER, NULL_UUID, TENANT_ADMIN, User
+from ..entities import CUSTOMER_USER, NULL_UUID, TENANT_ADMIN, Customer, EntityError, Tenant, User
+from ..entities.passwords import MAX_PASSWORD_LENGTH
 from ..platform import Platform
 from .base import ID, ApiError, ApiHandler, Route, page_data
 from .entities import PagedHandler, entity_uuid
@@ -175,12 +176,121 @@ class ChangePasswordHandler(ApiHandler):
         self.write_json(self.platform.tokens.issue(user))
 
 
+class AllCustomerUsersHandler(UserPagedHandler):
+    """``GET /api/customer/users``: the users of all the tenant's customers (tenant admins)."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        self.user_page(user.tenant_id, authority=CUSTOMER_USER)
+
+
+class UserInfosHandler(UserPagedHandler):
+    """``GET /api/userInfos/all`` and ``/api/users/info``: the tenant's users (tenant admins);
+    ``/api/customer/{id}/userInfos``: one customer's."""
+
+    def get(self, customer_id: str | None = None) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        self.bool_arg("includeCustomers", True)
+        cid = None
+        if customer_id is not None:
+            cid = self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id"), write=True).id
+        self.user_page(user.tenant_id, customer_id=cid)
+
+
+class UsersByIdsHandler(ApiHandler):
+    """``GET /api/users/list?userIds=a,b``: those the user may read."""
+
+    def get(self) -> None:
+        user = self.require_user()
+        raw = self.get_query_argument("userIds", None)
+        if not raw:
+            raise ApiError(400, "parameter 'userIds' is required")
+        ids = list(dict.fromkeys(entity_uuid(i.strip(), "user id") for i in raw.split(",") if i.strip()))[:1000]
+        out = []
+        for uid in ids:
+            try:
+                out.append(self.platform.registry.check_user(user, uid).to_json())
+            except EntityError:
+                continue
+        self.write_json(out)
+
+
+class UserInfoHandler(ApiHandler):
+    """``GET /api/user/info/{id}``: the user with ThingsBoard's UserInfo fields."""
+
+    def get(self, user_id: str) -> None:
+        user = self.require_user()
+        other = self.platform.registry.check_user(user, entity_uuid(user_id, "user id"))
+        registry = self.platform.registry
+        if other.customer_id:
+            owner: Customer | Tenant = registry.get_customer(other.customer_id)
+        else:
+            owner = registry.get_tenant(other.tenant_id)
+        owner_name, owner_id = owner.title, owner.entity_id
+        self.write_json(dict(other.to_json(), ownerName=owner_name, ownerId=owner_id, groups=[]))
+
+
+class UserCredentialsEnabledHandler(ApiHandler):
+    """``POST /api/user/{id}/userCredentialsEnabled?userCredentialsEnabled=true|false``: enable or
+    disable a user's login (tenant admins; not themselves). A disabled user's tokens stop working."""
+
+    async def post(self, user_id: str) -> None:
+        user = self.require_user()
+        self.require_role(user, TENANT_ADMIN)
+        target = self.platform.registry.check_user(user, entity_uuid(user_id, "user id"), write=True)
+        enabled = self.bool_arg("userCredentialsEnabled", True)
+        if target.id == user.id and not enabled:
+            raise ApiError(400, "a user cannot disable itself")
+        await self.in_thread(self.platform.registry.set_user_enabled, target.id, enabled)
+        self.set_status(200)
+        self.finish()
+
+
+class TokenAccessEnabledHandler(ApiHandler):
+    """``GET /api/user/tokenAccessEnabled``: false (administrators never sign in as other users)."""
+
+    def get(self) -> None:
+        self.require_user()
+        self.write_json(False)
+
+
+class PasswordPolicyHandler(ApiHandler):
+    """``GET /api/noauth/userPasswordPolicy``: what ``POST /api/user`` and changePassword accept."""
+
+    def get(self) -> None:
+        self.write_json(
+            {
+                "minimumLength": 1,
+                "maximumLength": MAX_PASSWORD_LENGTH,
+                "minimumUppercaseLetters": None,
+                "minimumLowercaseLetters": None,
+                "minimumDigits": None,
+                "minimumSpecialCharacters": None,
+                "passwordExpirationPeriodDays": None,
+                "passwordReuseFrequencyDays": None,
+                "allowWhitespaces": True,
+                "forceUserToResetPasswordIfNotValid": False,
+            }
+        )
+
+
 def user_patterns(platform: Platform) -> list[Route]:
     """The user routes (mounted by :func:`tbpanel.api.routes.api_patterns`)."""
     p: dict[str, Any] = {"platform": platform}
     return [
         (r"/api/auth/changePassword/?", ChangePasswordHandler, p),
+        (r"/api/noauth/userPasswordPolicy/?", PasswordPolicyHandler, p),
         (r"/api/users/?", UsersHandler, p),
+        (r"/api/users/list/?", UsersByIdsHandler, p),
+        (r"/api/users/info/?", UserInfosHandler, p),
+        (r"/api/userInfos/all/?", UserInfosHandler, p),
+        (r"/api/customer/users/?", AllCustomerUsersHandler, p),
+        (rf"/api/customer/{ID}/userInfos/?", UserInfosHandler, p),
+        (r"/api/user/tokenAccessEnabled/?", TokenAccessEnabledHandler, p),
+        (rf"/api/user/info/{ID}/?", UserInfoHandler, p),
+        (rf"/api/user/{ID}/userCredentialsEnabled/?", UserCredentialsEnabledHandler, p),
         (r"/api/user/users/?", UsersHandler, p),
         (r"/api/user/?", UserSaveHandler, p),
         (rf"/api/customer/{ID}/users/?", CustomerUsersHandler, p),
