@@ -162,3 +162,59 @@ def test_old_database_upgrades_in_place(tmp_path):
         assert reg.save_device(ta, "new", type="meter").device_profile_id == reg.find_device_profile(ta, "meter").id
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_provisioning_strategies(reg):
+    """The provisioning rules on the registry alone (the routes only carry JSON to them)."""
+    from tbpanel.entities.provisioning import FAILURE, NOT_FOUND, provision_device
+
+    t = reg.create_tenant("T")
+    allow = reg.save_device_profile(
+        t.id,
+        {
+            "name": "allow",
+            "provisionType": "ALLOW_CREATE_NEW_DEVICES",
+            "provisionDeviceKey": "ka",
+            "provisionDeviceSecret": "sa",
+        },
+    )
+    check = reg.save_device_profile(
+        t.id,
+        {
+            "name": "check",
+            "provisionType": "CHECK_PRE_PROVISIONED_DEVICES",
+            "provisionDeviceKey": "kc",
+            "provisionDeviceSecret": "sc",
+        },
+    )
+    ok = provision_device(reg, {"deviceName": "n1", "provisionDeviceKey": "ka", "provisionDeviceSecret": "sa"})
+    device = reg.find_device(t.id, "n1")
+    assert ok == {
+        "status": "SUCCESS",
+        "credentialsType": "ACCESS_TOKEN",
+        "credentialsValue": reg.get_credentials(device.id),
+    }
+    assert device.device_profile_id == allow.id and device.type == "allow"
+    assert reg.get_attributes(device.id, "SERVER_SCOPE", ["provisionState"])[0]["value"] == "provisioned"
+    assert (
+        provision_device(reg, {"deviceName": "n1", "provisionDeviceKey": "ka", "provisionDeviceSecret": "sa"})
+        == FAILURE
+    )
+    assert (
+        provision_device(reg, {"deviceName": "n2", "provisionDeviceKey": "ka", "provisionDeviceSecret": "sb"})
+        == NOT_FOUND
+    )
+    assert provision_device(reg, "not a dict") == NOT_FOUND
+    assert reg.find_device(t.id, "n2") is None
+    # pre-provisioned: only an existing device of that profile, once
+    body = {"deviceName": "pre", "provisionDeviceKey": "kc", "provisionDeviceSecret": "sc"}
+    assert provision_device(reg, body) == FAILURE
+    pre = reg.save_device(t.id, "pre", device_profile_id=check.id)
+    assert provision_device(reg, body)["credentialsValue"] == reg.get_credentials(pre.id)
+    assert provision_device(reg, body) == FAILURE
+    # disabling provisioning makes the keys unknown
+    reg.save_device_profile(t.id, dict(allow.to_json(), provisionType="DISABLED", profileData=None))
+    assert (
+        provision_device(reg, {"deviceName": "n3", "provisionDeviceKey": "ka", "provisionDeviceSecret": "sa"})
+        == NOT_FOUND
+    )
