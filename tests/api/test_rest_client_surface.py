@@ -676,12 +676,12 @@ def _rpc_persistent(s: Surface) -> None:
 
 @recipe("subscribe_to_commands", "reply_to_command", "post_rpc_request", xfail=RPC_BRANCH)
 def _rpc_device_side(s: Surface) -> None:
+    """The HTTP device's side: a persistent two-way RPC waits for it, it polls, answers, and
+    asks the server something itself."""
     did, token = s.device()
     entity = DeviceId(did, "DEVICE")
-    answer = s.admin.handle_one_way_device_rpc_request_v1(
-        entity, {"method": "queued", "params": {}, "persistent": True}
-    )
-    assert answer["rpcId"]
+    body = {"method": "queued", "params": {}, "persistent": True, "timeout": 60_000}
+    assert s.admin.handle_two_way_device_rpc_request_v1(entity, body)["rpcId"]
     command = s.admin.subscribe_to_commands(token, timeout=10_000)
     assert command["method"] == "queued"
     s.admin.reply_to_command(token, command["id"], {"ok": True})
