@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,16 +87,34 @@ def init_data(data: Path) -> None:
     )
 
 
-def start_server(data: Path, init: bool = True) -> tuple[subprocess.Popen, str]:
+def start_server(
+    data: Path, init: bool = True, extra: Sequence[str] = (), seen: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``tbpanel serve`` on a free port (``extra``: more serve options); (process, base URL).
+    ``seen`` collects the lines the server printed while starting (e.g. its MQTT port)."""
     if init:
         init_data(data)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tbpanel.cli", "serve", "--data", str(data), "--port", "0", "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "tbpanel.cli",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            "0",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     for line in proc.stdout:
+        if seen is not None:
+            seen.append(line)
         if "tbpanel serving at" in line:
             return proc, line.split("tbpanel serving at", 1)[1].strip().rstrip("/")
     raise RuntimeError("server did not start")
@@ -108,7 +127,11 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body=None,
     return resp.status, data
 
 
-def login_and_devices(url: str, n: int) -> tuple[str, list[tuple[str, str]]]:
+def login_and_devices(
+    url: str, n: int, names: Sequence[tuple[str, str]] | None = None
+) -> tuple[str, list[tuple[str, str]]]:
+    """Sign in as the benchmark admin and create ``n`` devices (or the given (name, type)
+    pairs); the JWT and each device's (id, access token)."""
     host = url.split("//")[1]
     conn = http.client.HTTPConnection(host)
     _, data = request(
@@ -121,10 +144,8 @@ def login_and_devices(url: str, n: int) -> tuple[str, list[tuple[str, str]]]:
     jwt = json.loads(data)["token"]
     auth = {"X-Authorization": f"Bearer {jwt}", "Content-Type": "application/json"}
     devices = []
-    for i in range(n):
-        _, data = request(
-            conn, "POST", "/api/device", json.dumps({"name": f"bench-{i}-{time.time_ns()}", "type": "bench"}), auth
-        )
+    for name, dtype in names or [(f"bench-{i}-{time.time_ns()}", "bench") for i in range(n)]:
+        _, data = request(conn, "POST", "/api/device", json.dumps({"name": name, "type": dtype}), auth)
         did = json.loads(data)["id"]["id"]
         _, data = request(conn, "GET", f"/api/device/{did}/credentials", None, auth)
         devices.append((did, json.loads(data)["credentialsId"]))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import re
 import socket
 import subprocess
@@ -26,63 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ingest_query import login_and_devices, machine  # noqa: E402
+from ingest_query import cpu_seconds, login_and_devices, machine  # noqa: E402
+from ingest_query import start_server as start_tbpanel  # noqa: E402
 from report import write_report  # noqa: E402
 
 from tbpanel.transports import mqtt_codec as c  # noqa: E402
 
 
 def start_server(data: Path) -> tuple[subprocess.Popen, str, int]:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tbpanel.cli",
-            "init",
-            "--data",
-            str(data),
-            "--admin-email",
-            "bench@tbpanel.test",
-            "--admin-password",
-            "bench-pass",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tbpanel.cli",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            "0",
-            "--mqtt-port",
-            "0",
-            "--coap-port",
-            "-1",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    mqtt_port = 0
-    for line in proc.stdout:
-        m = re.search(r"mqtt listening on \S+:(\d+)", line)
-        if m:
-            mqtt_port = int(m.group(1))
-        if "tbpanel serving at" in line:
-            return proc, line.split("tbpanel serving at", 1)[1].strip().rstrip("/"), mqtt_port
-    raise RuntimeError("server did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The benchmark server with MQTT on a free port: (process, base URL, MQTT port)."""
+    seen: list[str] = []
+    proc, url = start_tbpanel(data, extra=["--mqtt-port", "0", "--coap-port", "-1"], seen=seen)
+    ports = [int(m.group(1)) for line in seen if (m := re.search(r"mqtt listening on \S+:(\d+)", line))]
+    return proc, url, ports[0] if ports else 0
 
 
 def _client(args) -> tuple[int, int]:

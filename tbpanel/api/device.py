@@ -1,4 +1,5 @@
-"""Device transport over HTTP: ``POST /api/v1/{token}/telemetry`` and ``/attributes``.
+"""Device transport over HTTP: ``POST /api/v1/{token}/telemetry`` and ``/attributes``, and the
+device's attribute request ``GET /api/v1/{token}/attributes?clientKeys=..&sharedKeys=..``.
 
 A 200 here means the points are durably stored (ThingsBoard's only means "queued"). The
 token is checked before the body is read, the body size is capped while it streams in, and a
@@ -10,6 +11,7 @@ from __future__ import annotations
 import tornado.web
 
 from ..clock import now_ms
+from ..entities.device_attributes import key_list, request_attributes, wanted_scopes
 from ..platform import Platform
 from ..store.limits import OFF_LOOP_BYTES, LimitExceeded, telemetry_points
 from ..store.payload import parse_attributes
@@ -74,3 +76,28 @@ class DeviceUploadHandler(ApiHandler):
         self.set_status(200)
         self.clear_header("Content-Type")
         self.finish()
+
+
+class DeviceAttributesHandler(DeviceUploadHandler):
+    """``/api/v1/{token}/attributes``: POST stores client attributes (as above); GET answers
+    ``{"client": {..}, "shared": {..}}`` for ``clientKeys``/``sharedKeys`` (comma-separated;
+    neither: every client and shared attribute; ``allClientKeys``/``allSharedKeys=true``: every
+    key of that scope). Never SERVER_SCOPE."""
+
+    def prepare(self) -> None:
+        if self.request.method != "GET":
+            super().prepare()
+        # GET: the token is checked in get() — a refusal raised in a streaming handler's
+        # prepare() makes tornado drop the keep-alive connection without a word
+
+    async def get(self, token: str) -> None:
+        device = self.platform.registry.device_by_token(token)
+        if device is None:
+            raise ApiError(401, "Unknown device access token")
+        wanted = wanted_scopes(
+            key_list(self.get_query_argument("clientKeys", None), "clientKeys"),
+            key_list(self.get_query_argument("sharedKeys", None), "sharedKeys"),
+            all_client=self.bool_arg("allClientKeys", False),
+            all_shared=self.bool_arg("allSharedKeys", False),
+        )
+        self.write_json(await self.in_thread(request_attributes, self.platform.registry, device.id, wanted))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..live import LiveHub
 from ..platform import Platform
-from . import auth, device, entities, telemetry
+from . import attributes, auth, device, device_attributes, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
 from .entity_query import entity_query_patterns
@@ -28,7 +28,9 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
     return [
         # first: device uploads are the ingest hot path, and tornado tries rules in order
         (rf"/api/v1/{ID}/telemetry/?", device.DeviceUploadHandler, dict(p, kind="telemetry")),
-        (rf"/api/v1/{ID}/attributes/?", device.DeviceUploadHandler, dict(p, kind="attributes")),
+        (rf"/api/v1/{ID}/attributes/?", device.DeviceAttributesHandler, dict(p, kind="attributes")),
+        # attributes: the device's shared-attribute long poll (issue 16 item 1)
+        (rf"/api/v1/{ID}/attributes/updates/?", device_attributes.AttributeUpdatesHandler, p),
         (r"/api/auth/login/?", auth.LoginHandler, p),
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),
@@ -72,10 +74,14 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         (rf"{_TEL}/timeseries/delete/?", telemetry.DeleteTelemetryHandler, p),
         (rf"{_TEL}/timeseries/([A-Za-z_]+)/?", telemetry.SaveTelemetryHandler, p),
         (rf"{_TEL}/timeseries/([A-Za-z_]+)/(\d+)/?", telemetry.SaveTelemetryHandler, p),
-        (rf"{_TEL}/keys/attributes/?", telemetry.AttributeKeysHandler, p),
-        (rf"{_TEL}/keys/attributes/([A-Za-z_]+)/?", telemetry.AttributeKeysHandler, p),
-        (rf"{_TEL}/values/attributes/?", telemetry.AttributeValuesHandler, p),
-        (rf"{_TEL}/values/attributes/([A-Za-z_]+)/?", telemetry.AttributeValuesHandler, p),
+        # attributes (issue 16 item 1): keys, values, save (three path forms) and delete
+        (rf"{_TEL}/keys/attributes/?", attributes.AttributeKeysHandler, p),
+        (rf"{_TEL}/keys/attributes/([A-Za-z_]+)/?", attributes.AttributeKeysHandler, p),
+        (rf"{_TEL}/values/attributes/?", attributes.AttributeValuesHandler, p),
+        (rf"{_TEL}/values/attributes/([A-Za-z_]+)/?", attributes.AttributeValuesHandler, p),
+        (rf"{_TEL}/attributes/{attributes.SCOPE}/?", attributes.SaveAttributesHandler, p),
+        (rf"{_TEL}/{attributes.SCOPE}/?", attributes.ScopeAttributesHandler, p),
+        (rf"/api/plugins/telemetry/{ID}/{attributes.SCOPE}/?", attributes.ScopeAttributesHandler, p),
         *model_patterns(platform),
         *alarm_patterns(platform),
         *entity_query_patterns(platform),

@@ -19,6 +19,7 @@ from ..store.validate import payload_points
 from ..store.values import to_strict, to_wire_string
 from .base import ApiError, ApiHandler
 from .entities import entity_uuid
+from .series_json import series_answer
 
 
 class TelemetryHandler(ApiHandler):
@@ -76,10 +77,10 @@ class ValuesHandler(TelemetryHandler):
         device = self.device_for(entity_type, entity_id, self.require_user())
         has_range = any(self.get_query_argument(p, None) not in (None, "") for p in ("startTs", "endTs"))
         if self.history or has_range:
-            result = await self._history(device.id)
+            self.set_status(200)
+            self.finish(await self._history(device.id))
         else:
-            result = await self._latest(device.id)
-        self.write_json(result)
+            self.write_json(await self._latest(device.id))
 
     async def _latest(self, device_id: str) -> dict[str, list[dict[str, Any]]]:
         keys = self.keys_arg(required=False)
@@ -89,7 +90,8 @@ class ValuesHandler(TelemetryHandler):
             out.setdefault(key, [{"ts": now_ms(), "value": None}])  # as ThingsBoard answers
         return out
 
-    async def _history(self, device_id: str) -> dict[str, list[dict[str, Any]]]:
+    async def _history(self, device_id: str) -> bytes:
+        """The answer's JSON, written from the store's columns (:mod:`.series_json`)."""
         keys = self.keys_arg(required=True)
         start, end = self.range_args("history queries need both 'startTs' and 'endTs' (epoch ms)")
         agg = (self.get_query_argument("agg", "NONE") or "NONE").upper()
@@ -100,22 +102,31 @@ class ValuesHandler(TelemetryHandler):
         if order not in ("ASC", "DESC"):
             raise ApiError(400, f"orderBy must be ASC or DESC; got {order!r}")
         store = self.platform.store
+        strict = self.bool_arg("useStrictDataTypes", False)
         if agg == "NONE":
-            series = await self.in_thread(store.query_raw, device_id, keys, start, end, limit, order)
-        else:
-            interval_type = (self.get_query_argument("intervalType", "MILLISECONDS") or "MILLISECONDS").upper()
-            if interval_type not in INTERVAL_TYPES:
-                raise ApiError(400, f"intervalType must be one of {', '.join(INTERVAL_TYPES)}; got {interval_type!r}")
-            interval = self.int_arg("interval", 0)
-            if interval_type == "MILLISECONDS" and (interval is None or interval <= 0):
-                raise ApiError(
-                    400, f"interval must be a positive number of milliseconds when agg={agg}; got {interval}"
+            desc = order == "DESC"
+            return await self.in_thread(  # read and JSON in one trip off the loop
+                lambda: series_answer(
+                    store.query_columns([device_id], keys, start, end, limit=limit, newest=desc),
+                    strict=strict,
+                    descending=desc,
                 )
-            tz = self.get_query_argument("timeZone", None) or "UTC"
-            series = await self.in_thread(
-                lambda: store.query_agg(device_id, keys, start, end, agg, interval, interval_type=interval_type, tz=tz)
             )
-        return self.render_series(series)
+        interval_type = (self.get_query_argument("intervalType", "MILLISECONDS") or "MILLISECONDS").upper()
+        if interval_type not in INTERVAL_TYPES:
+            raise ApiError(400, f"intervalType must be one of {', '.join(INTERVAL_TYPES)}; got {interval_type!r}")
+        interval = self.int_arg("interval", 0)
+        if interval_type == "MILLISECONDS" and (interval is None or interval <= 0):
+            raise ApiError(400, f"interval must be a positive number of milliseconds when agg={agg}; got {interval}")
+        tz = self.get_query_argument("timeZone", None) or "UTC"
+        return await self.in_thread(
+            lambda: series_answer(
+                store.query_columns(
+                    [device_id], keys, start, end, agg=agg, interval=interval, interval_type=interval_type, tz=tz
+                ),
+                strict=strict,
+            )
+        )
 
 
 class SaveTelemetryHandler(TelemetryHandler):
@@ -152,18 +163,3 @@ class DeleteTelemetryHandler(TelemetryHandler):
         )
         self.set_status(200)
         self.finish()
-
-
-class AttributeKeysHandler(TelemetryHandler):
-    async def get(self, entity_type: str, entity_id: str, scope: str | None = None) -> None:
-        device = self.device_for(entity_type, entity_id, self.require_user())
-        attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope)
-        self.write_json(sorted({a["key"] for a in attrs}))
-
-
-class AttributeValuesHandler(TelemetryHandler):
-    async def get(self, entity_type: str, entity_id: str, scope: str | None = None) -> None:
-        device = self.device_for(entity_type, entity_id, self.require_user())
-        keys = self.keys_arg(required=False)
-        attrs = await self.in_thread(self.platform.registry.get_attributes, device.id, scope, keys)
-        self.write_json([{"key": a["key"], "value": a["value"], "lastUpdateTs": a["lastUpdateTs"]} for a in attrs])

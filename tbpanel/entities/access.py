@@ -82,6 +82,60 @@ def require_customer(user: User | None, customer: Customer, write: bool = False)
     return customer
 
 
+# --------------------------------------------------------------------------- attribute scopes
+#: scopes a user may write over REST (CLIENT_SCOPE is what the device reports: ThingsBoard's
+#: REST save answers 400 "Invalid attribute scope" to it)
+USER_WRITABLE_SCOPES = ("SERVER_SCOPE", "SHARED_SCOPE")
+#: scopes a device reads (its own client attributes and the shared ones; never SERVER_SCOPE)
+DEVICE_READABLE_SCOPES = ("CLIENT_SCOPE", "SHARED_SCOPE")
+#: the one scope a device writes
+DEVICE_WRITABLE_SCOPE = "CLIENT_SCOPE"
+
+
+def can_read_attributes(user: User | None, device: Device, scope: str | None = None) -> bool:
+    """Any scope of a device the user may read (ThingsBoard's READ_ATTRIBUTES: tenant admins
+    on their tenant's devices, customer users on their customer's devices)."""
+    return can_read(user, device)
+
+
+def can_write_attributes(user: User | None, device: Device, scope: str) -> bool:
+    """SERVER_SCOPE or SHARED_SCOPE of a device the user may write: tenant admins on their
+    tenant's devices and, as ThingsBoard's WRITE_ATTRIBUTES for customer users, customer users
+    on their own customer's devices (dashboards' settings widgets write shared attributes)."""
+    return scope in USER_WRITABLE_SCOPES and can_write(user, device)
+
+
+def can_delete_attributes(user: User | None, device: Device, scope: str) -> bool:
+    """Delete keys of any scope (ThingsBoard allows CLIENT_SCOPE too) of a writable device."""
+    return can_write(user, device)
+
+
+def require_attribute_access(user: User | None, device: Device, scope: str | None, action: str) -> Device:
+    """``device`` if ``user`` may ``action`` ("read", "write", "delete") ``scope`` of it, else
+    PermissionDenied (the scope itself is validated by the caller)."""
+    if action == "read":
+        allowed = can_read_attributes(user, device, scope)
+    elif action == "write":
+        allowed = scope is not None and can_write_attributes(user, device, scope)
+    else:
+        allowed = scope is not None and can_delete_attributes(user, device, scope)
+    if not allowed:
+        raise PermissionDenied(DENIED)
+    return device
+
+
+def gateway_may_act_for(gateway: Device, device: Device) -> bool:
+    """Whether a gateway device may read ``device``'s attributes (and hear its shared changes):
+    a device it created (``additionalInfo.lastConnectedGateway``), or one of its tenant that
+    belongs to the same owner as the gateway — any device for a gateway of the tenant itself,
+    only its own customer's devices for a customer's gateway (never another customer's)."""
+    if gateway.tenant_id != device.tenant_id:
+        return False
+    if (device.additional_info or {}).get("lastConnectedGateway") == gateway.id:
+        return True
+    return gateway.customer_id is None or device.customer_id == gateway.customer_id
+
+
 def can_read_user(user: User | None, other: User) -> bool:
     """TENANT_ADMIN: users of its tenant; CUSTOMER_USER: itself only (ThingsBoard's rule)."""
     if user is None or not user.enabled:

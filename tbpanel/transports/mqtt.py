@@ -34,8 +34,8 @@ from ..store.faults import storage_fault
 from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
+from . import mqtt_attributes, mqtt_provision
 from . import mqtt_codec as c
-from . import mqtt_provision
 from .mqtt_topics import (
     ATTRIBUTE_REQUEST,
     ATTRIBUTE_RESPONSE,
@@ -108,10 +108,12 @@ class MqttTransport:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self.attribute_pushes = mqtt_attributes.AttributePushes(platform.registry)
 
     async def start(self, host: str = "127.0.0.1", port: int = 1883) -> int:
         """Listen; returns the bound port (useful with ``port=0``)."""
         self._server = await asyncio.start_server(self._accept, host, port)
+        self.attribute_pushes.start(asyncio.get_running_loop())
         self.port: int = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -120,6 +122,7 @@ class MqttTransport:
         if self._server is not None:
             self._closing = True
             self._server.close()
+            self.attribute_pushes.close()
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
@@ -223,6 +226,7 @@ class _Session:
             return
         device_id = self.device.id
         self.t.sessions[device_id] = self.t.sessions.get(device_id, 0) + 1
+        self.t.attribute_pushes.add(device_id, self)
         writer_task = asyncio.create_task(self.write_loop())
         cancelled = False
         try:
@@ -231,6 +235,7 @@ class _Session:
             cancelled = True
             raise
         finally:
+            self.t.attribute_pushes.remove(self, [device_id, *self.gateway_devices.values()])
             self.t.sessions[device_id] -= 1
             if not self.t.sessions[device_id]:
                 del self.t.sessions[device_id]
@@ -449,9 +454,9 @@ class _Session:
             )
             return lambda: self._just(response)
         if topic.startswith(ATTRIBUTE_REQUEST) and topic[len(ATTRIBUTE_REQUEST) :].isdigit():
-            request = loads(p.payload) if p.payload.strip() else {}
+            wanted = mqtt_attributes.parse_request(loads(p.payload) if p.payload.strip() else None)
             return lambda: self.answer_attributes(
-                outbound(ATTRIBUTE_RESPONSE + topic[len(ATTRIBUTE_REQUEST) :], short), request
+                outbound(ATTRIBUTE_RESPONSE + topic[len(ATTRIBUTE_REQUEST) :], short), wanted
             )
         if topic.startswith("v1/gateway/"):
             return self.gateway(topic, p.payload, now)
@@ -468,29 +473,36 @@ class _Session:
     async def in_executor(self, fn: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.platform.executor, fn, *args)
 
-    async def answer_attributes(self, response_topic: str, request: Any) -> bytes:
-        """``attributes/request/{n}``: ``{"client": {..}, "shared": {..}}`` (ThingsBoard's shape)."""
-        if not isinstance(request, dict):
-            request = {}
-        answer: dict[str, dict] = {}
-        for field, scope in (("clientKeys", "CLIENT_SCOPE"), ("sharedKeys", "SHARED_SCOPE")):
-            keys = [k for k in str(request.get(field) or "").split(",") if k]
-            attrs = await self.in_executor(self.platform.registry.get_attributes, self.device.id, scope)
-            values = {a["key"]: a["value"] for a in attrs if not keys or a["key"] in keys}
-            if values:
-                answer["client" if scope == "CLIENT_SCOPE" else "shared"] = values
-        return c.publish(self.level, response_topic, orjson.dumps(answer))
+    async def answer_attributes(self, response_topic: str, wanted: dict) -> bytes:
+        """``attributes/request/{n}``: ``{"client": {..}, "shared": {..}}`` (see mqtt_attributes)."""
+        body = await self.in_executor(mqtt_attributes.answer_request, self.platform.registry, self.device.id, wanted)
+        return c.publish(self.level, response_topic, body)
 
     def push_topic(self, canonical: str) -> str | None:
         """The topic this session receives ``canonical`` pushes on (shared attributes, RPC
         requests), in the form it subscribed with; None when it has not subscribed."""
         return push_topic(self.subscriptions, canonical)
 
+    def push(self, canonical: str, payload: bytes) -> None:
+        """A QoS 0 push (a shared attribute change) if subscribed; dropped when the session's
+        queue is full (a device that does not read), logged once per session."""
+        topic = self.push_topic(canonical)
+        if topic is None:
+            return
+        try:
+            self.out.put_nowait(c.publish(self.level, topic, payload))
+        except asyncio.QueueFull:
+            if not getattr(self, "_push_dropped", False):
+                self._push_dropped = True
+                log.warning("MQTT device %s: pushes dropped: the session does not keep up", self.device.id)
+
     # ------------------------------------------------------------------ gateway API
     def gateway(self, topic: str, payload: bytes, now: int) -> Callable[[], Awaitable[Any]]:
         if not (self.device.additional_info or {}).get("gateway"):
             raise Rejected(c.V5_NOT_AUTHORIZED, "gateway topics need a gateway device (additionalInfo.gateway = true)")
         data = loads(payload)
+        if topic == mqtt_attributes.GATEWAY_ATTRIBUTE_REQUEST:
+            return self.gateway_attribute_request(*mqtt_attributes.parse_gateway_request(data))
         if topic in (GATEWAY_CONNECT, GATEWAY_DISCONNECT):
             if not isinstance(data, dict) or not isinstance(data.get("device"), str) or not data["device"].strip():
                 raise PayloadError('expected {"device": "name"[, "type": "..."]}')
@@ -527,6 +539,15 @@ class _Session:
 
         return store
 
+    def gateway_attribute_request(self, rid: Any, name: str, scope: str, keys: list) -> Callable[[], Awaitable[Any]]:
+        async def answer() -> bytes:
+            device_id = await self.gateway_device(name, "default")
+            args = (self.platform.registry, self.device.id, rid, name, device_id, scope, keys)
+            body = await self.in_executor(mqtt_attributes.gateway_answer, *args)
+            return c.publish(self.level, mqtt_attributes.GATEWAY_ATTRIBUTE_RESPONSE, body)
+
+        return answer
+
     async def gateway_device(self, name: str, dtype: str) -> str:
         """The id of the gateway's device ``name``, created (owned by the gateway) on first sight."""
         if not name:
@@ -560,6 +581,8 @@ class _Session:
         except EntityError as exc:
             raise PayloadError(f"device {name!r}: {exc}") from None
         self.gateway_devices[name] = device_id
+        if await self.in_executor(mqtt_attributes.gateway_may_read, self.platform.registry, gw.id, device_id):
+            self.t.attribute_pushes.add_gateway_device(device_id, name, self)
         return device_id
 
     # ------------------------------------------------------------------ writing
@@ -571,6 +594,7 @@ class _Session:
                 return
             if isinstance(item, tuple):
                 work, p = item
+                result = None  # unset on the PayloadError path below (an UnboundLocalError before)
                 try:
                     result = await (work() if callable(work) else work)
                     code, text = 0, None

@@ -2,9 +2,10 @@
 
 Pages read SQLite (models, anomalies, alarms, tasks) and the telemetry store; doing that in a
 Bokeh callback would stall every session of the server. :class:`Background` runs the read on
-the platform's I/O pool and hands the result back with ``add_next_tick_callback`` on the
-session's own document (thread-safe in Bokeh), coalescing bursts: a change heard while a read
-runs causes exactly one more read after it.
+the platform's I/O pool and hands the result back to the server loop, which applies it in a
+next-tick callback of the session's own document (:meth:`Background.on_document`: the only
+way this module touches a document from another thread), coalescing bursts: a change heard
+while a read runs causes exactly one more read after it.
 
 It is also how a page follows domain changes (:meth:`Background.follow`: a ``Signal`` of the
 anomaly or alarm service, plus a slow poll). The one other way is ``ui/live_sink.py``'s
@@ -20,6 +21,7 @@ from typing import Any
 
 import panel as pn
 from panel.io.state import set_curdoc
+from tornado.ioloop import IOLoop
 
 from ..events import Signal
 
@@ -32,6 +34,8 @@ class Background:
     def __init__(self, executor):
         self.executor = executor
         self.doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
+        # pages are built on the server's loop: the one thread that may touch the document
+        self.loop = IOLoop.current() if self.doc is not None else None
         self._running: set[str] = set()
         self._again: dict[str, tuple[Callable[[], Any], Callable[[Any], None], Callable[[Exception], None] | None]] = {}
         self._following = False
@@ -41,6 +45,31 @@ class Background:
 
     def close(self) -> None:
         self.closed = True
+
+    def on_document(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` as a next-tick callback of the document; any thread may ask.
+
+        Bokeh calls ``add_next_tick_callback`` thread-safe, but from another thread it runs the
+        document's change handlers on that thread, and while the loop holds the document (Panel
+        does around every event) the request waits in the hold's event list, which ``unhold``
+        copies and then empties: one added in between is lost. A lost callback left a key
+        "running" for good and the page stopped following changes (CI: a live alarm never reached
+        an open ``/alarms``). So the request hops onto the loop first (tornado's ``add_callback``
+        is thread-safe and never drops one) and touches the document only there."""
+        loop, doc = self.loop, self.doc
+        if loop is None or doc is None:
+            return
+
+        def add() -> None:  # on the loop thread
+            if self.closed:
+                return
+            try:
+                doc.add_next_tick_callback(callback)
+            except Exception as exc:  # the document was destroyed: the session has ended
+                log.debug("session gone, background callback dropped: %s", exc)
+                self.closed = True
+
+        loop.add_callback(add)
 
     def run(
         self,
@@ -90,10 +119,7 @@ class Background:
                         if again is not None:
                             self.run(key, *again)
 
-            try:
-                doc.add_next_tick_callback(done)
-            except Exception:  # the session closed meanwhile
-                self.closed = True
+            self.on_document(done)
 
         self.executor.submit(work)
 
@@ -131,10 +157,7 @@ class Background:
         def schedule() -> None:  # any thread, after the commit
             if self.closed or not pending.acquire(blocking=False):
                 return  # closed, or a refresh is pending already: it will read this change too
-            try:
-                doc.add_next_tick_callback(run)
-            except Exception:  # the session closed meanwhile
-                self.closed = True
+            self.on_document(run)
 
         def heard(*args: Any) -> None:  # the emitter's thread
             if self.closed or not wanted(*args):

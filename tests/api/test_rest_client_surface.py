@@ -11,9 +11,10 @@ and does not match :data:`OTHER_AREAS` (assets, edges, dashboards, entity views,
 roles, OTA, integrations, notifications, relations, version control, ... -- areas tbpanel
 does not cover at all, whose names happen to contain "device", "user", "customer" or "alarm").
 
-Recipes for routes that other branches are building right now are marked
-``xfail(strict=True)`` with the branch as reason (attributes → ``r-attributes``, RPC →
-``r-rpc``): once merged they pass, the strict mark fails, and the lead removes the mark.
+Recipes for routes that another branch is building right now are marked
+``xfail(strict=True)`` with the branch as reason (RPC → ``r-rpc``; the attribute recipes lost
+theirs when r-attributes was merged): once merged they pass, the strict mark fails, and the
+mark is removed.
 ``test_not_provided_routes_are_absent`` keeps the table honest: a method listed as not
 provided whose route the server does mount fails it (move it to a recipe).
 """
@@ -71,7 +72,6 @@ OTHER_AREAS = (
     r"|queue|secret|api_key|audit|version|relation|connectivity|translation|custom_menu|solution"
     r"|self_registration|sign_up|trendz|image|resource|tenant_profile|ai_model|chat"
 )
-ATTRIBUTES_BRANCH = "route on r-attributes"
 RPC_BRANCH = "route on r-rpc"
 
 
@@ -507,7 +507,7 @@ def _attribute_keys(s: Surface, entity: DeviceId, scope: str) -> list[str]:
     return s.admin.get_attribute_keys_by_scope(entity, scope)
 
 
-@recipe("save_entity_attributes_v1", "save_entity_attributes_v2", "save_device_attributes", xfail=ATTRIBUTES_BRANCH)
+@recipe("save_entity_attributes_v1", "save_entity_attributes_v2", "save_device_attributes")
 def _attributes_save(s: Surface) -> None:
     did, _ = s.device()
     entity = DeviceId(did, "DEVICE")
@@ -518,7 +518,7 @@ def _attributes_save(s: Surface) -> None:
     assert _attribute_keys(s, entity, "SHARED_SCOPE") == ["a2"]
 
 
-@recipe("delete_entity_attributes", "delete_device_attributes", xfail=ATTRIBUTES_BRANCH)
+@recipe("delete_entity_attributes", "delete_device_attributes")
 def _attributes_delete(s: Surface) -> None:
     did, _ = s.device()
     entity = DeviceId(did, "DEVICE")
@@ -528,7 +528,7 @@ def _attributes_delete(s: Surface) -> None:
     assert _attribute_keys(s, entity, "SERVER_SCOPE") == []
 
 
-@recipe("get_device_attributes", "subscribe_to_attributes", xfail=ATTRIBUTES_BRANCH)
+@recipe("get_device_attributes", "subscribe_to_attributes")
 def _attributes_device_side(s: Surface) -> None:
     did, token = s.device()
     entity = DeviceId(did, "DEVICE")

@@ -291,7 +291,7 @@ def test_bad_and_unauthorised_commands_get_error_codes_and_the_socket_stays_usab
             ({"historyCmds": [sub(9, own, startTs=0)]}, err(9, 2, "endTs")),
             ({"historyCmds": [sub(10, own, startTs=5, endTs=5)]}, err(10, 2, "less than")),
             ({"historyCmds": [sub(11, own, startTs=0, endTs=10**12, agg="AVG", interval=1)]}, err(11, 2, "bucket")),
-            ({"attrSubCmds": [sub(12, own)]}, err(12, 2, "not supported")),
+            ({"attrSubCmds": [sub(12, own, scope="NOPE")]}, err(12, 2, "scope")),
             ({"tsSubCmds": "nope"}, err(0, 2, "list")),
         ]
         for payload, check in cases:

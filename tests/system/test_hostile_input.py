@@ -871,6 +871,98 @@ def test_websocket_huge_messages(w, target):
     assert_serving(w, start)
 
 
+# ------------------------------------------------------------------------- attributes (issue 16 item 1)
+ATTRIBUTE_SAVE_PATHS = (
+    "/api/plugins/telemetry/DEVICE/{did}/attributes/SHARED_SCOPE",
+    "/api/plugins/telemetry/DEVICE/{did}/SERVER_SCOPE",
+    "/api/plugins/telemetry/{did}/SHARED_SCOPE",
+)
+
+
+def attribute_cases(did: str, token: str) -> list[tuple[str, str, str, bytes | None]]:
+    """(name, method, path, body) of bad attribute requests: every save form with every bad
+    attributes body, bad scopes, deletes without keys, and the device side's parameters."""
+    tel = f"/api/plugins/telemetry/DEVICE/{did}"
+    cases = [
+        (f"{path.split('/')[-1]} {name}", "POST", path.format(did=did), body)
+        for path in ATTRIBUTE_SAVE_PATHS
+        for name, body in {**ATTRIBUTES_BAD, **EMPTY}.items()
+        if name != "empty values"  # a flat object with keys ts and values: valid attributes
+    ]
+    many = ",".join(f"k{i}" for i in range(1001))
+    return cases + [
+        ("save client scope", "POST", f"{tel}/attributes/CLIENT_SCOPE", b'{"a": 1}'),
+        ("save client scope, old form", "POST", f"{tel}/CLIENT_SCOPE", b'{"a": 1}'),
+        ("save unknown scope", "POST", f"{tel}/attributes/EVERY_SCOPE", b'{"a": 1}'),
+        ("save lower-case scope", "POST", f"{tel}/attributes/shared_scope", b'{"a": 1}'),
+        ("save asset", "POST", f"/api/plugins/telemetry/ASSET/{did}/SHARED_SCOPE", b'{"a": 1}'),
+        ("save malformed id", "POST", "/api/plugins/telemetry/zz/SHARED_SCOPE", b'{"a": 1}'),
+        ("save unknown id", "POST", f"/api/plugins/telemetry/{uuid.uuid4()}/SHARED_SCOPE", b'{"a": 1}'),
+        ("delete no keys", "DELETE", f"{tel}/SHARED_SCOPE", None),
+        ("delete empty keys", "DELETE", f"{tel}/SHARED_SCOPE?keys=,,", None),
+        ("delete unknown scope", "DELETE", f"{tel}/NO_SCOPE?keys=a", None),
+        ("delete malformed id", "DELETE", "/api/plugins/telemetry/zz/SERVER_SCOPE?keys=a", None),
+        ("values unknown scope", "GET", f"{tel}/values/attributes/NO_SCOPE", None),
+        ("keys unknown scope", "GET", f"{tel}/keys/attributes/NO_SCOPE", None),
+        ("device request too many keys", "GET", f"/api/v1/{token}/attributes?clientKeys={many}", None),
+        ("device request bad flag", "GET", f"/api/v1/{token}/attributes?allSharedKeys=maybe", None),
+        ("device request unknown token", "GET", "/api/v1/not-a-token/attributes?sharedKeys=a", None),
+        ("poll negative timeout", "GET", f"/api/v1/{token}/attributes/updates?timeout=-1", None),
+        ("poll word timeout", "GET", f"/api/v1/{token}/attributes/updates?timeout=soon", None),
+        ("poll timeout beyond 64 bits", "GET", f"/api/v1/{token}/attributes/updates?timeout={2**64}", None),
+        ("poll unknown token", "GET", "/api/v1/not-a-token/attributes/updates?timeout=1", None),
+    ]
+
+
+def test_bad_attribute_requests(w, target):
+    """Every bad attribute request is a 4xx with a message and stores nothing on the target."""
+    start = len(w.server.output)
+    failures = []
+    for name, method, path, body in attribute_cases(*target):
+        # one keep-alive session for all: a refusal must not drop the connection either
+        r = w.admin.session.request(method, w.url + path, data=body, timeout=TIMEOUT)
+        try:
+            rejected(r)
+        except AssertionError as e:
+            failures.append(f"{name}: {e}")
+    assert not failures, "\n".join(failures)
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["attrSubCmds", "ATTRIBUTES"])
+def test_websocket_bad_attribute_commands(w, target, legacy):
+    start = len(w.server.output)
+    base = {"cmdId": 7, "entityType": "DEVICE", "entityId": target[0]}
+    cases = [
+        dict(base, scope="EVERY_SCOPE"),
+        dict(base, scope=5),
+        dict(base, scope=["SHARED_SCOPE"]),
+        dict(base, keys=5),
+        dict(base, keys={"a": 1}),
+        dict(base, entityId="zz"),
+        dict(base, entityId=str(uuid.uuid4())),
+        dict(base, entityType="ASSET"),
+        dict(base, cmdId=-1),
+        dict(base, cmdId="x"),
+        5,
+    ]
+
+    def wrap(cmd) -> str:
+        if legacy:
+            return json.dumps({"attrSubCmds": [cmd]})
+        return json.dumps({"cmds": [dict(cmd, type="ATTRIBUTES") if isinstance(cmd, dict) else cmd]})
+
+    good = wrap(dict(base, cmdId=99))
+    answers = asyncio.run(ws_exchange(w.url, [wrap(c) for c in cases] + [good], legacy=legacy, token=jwt(w.admin)))
+    for case, answer in zip(cases, answers[:-1]):
+        assert_ws_bad_request(answer, repr(case))
+    last = json.loads(answers[-1])
+    assert (last["subscriptionId"], last["errorCode"], last["data"]) == (99, 0, {})
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
+
+
 # ------------------------------------------------------------------------- device profiles, users, provisioning
 PROFILE_USER_BODIES = {
     "/api/deviceProfile": [

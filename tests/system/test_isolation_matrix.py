@@ -280,6 +280,7 @@ A1_WRITE = A1_READ  # customer users write telemetry to their devices (ThingsBoa
 ANY_USER = expect(customer=200, other_customer=200, other_admin=200, admin=200)
 OWN_TENANT_ADMIN = expect(customer=403, other_customer=403, other_admin=200, admin=200)  # each admin: its own
 TEL = "/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
+SCOPE = "([A-Za-z_]*_SCOPE)"  # tbpanel.api.attributes.SCOPE
 M = "/api/tbpanel/models/([^/]+)"
 
 
@@ -308,6 +309,26 @@ class Row:
 ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/v1/([^/]+)/telemetry/?", "POST"): Row("/api/v1/not-a-device-token/telemetry", same(401), {"t": 1}),
     (r"/api/v1/([^/]+)/attributes/?", "POST"): Row("/api/v1/not-a-device-token/attributes", same(401), {"t": 1}),
+    # attributes (issue 16 item 1): the device's request and long poll, the REST save/delete forms
+    (r"/api/v1/([^/]+)/attributes/?", "GET"): Row("/api/v1/not-a-device-token/attributes", same(401)),
+    (r"/api/v1/([^/]+)/attributes/updates/?", "GET"): Row(
+        "/api/v1/not-a-device-token/attributes/updates?timeout=1", same(401)
+    ),
+    (rf"{TEL}/attributes/{SCOPE}/?", "POST"): Row(
+        "/api/plugins/telemetry/DEVICE/{fresh}/attributes/SHARED_SCOPE", A1_WRITE, {"written": 1}, "device"
+    ),
+    (rf"{TEL}/{SCOPE}/?", "POST"): Row(
+        "/api/plugins/telemetry/DEVICE/{fresh}/SERVER_SCOPE", A1_WRITE, {"written": 1}, "device"
+    ),
+    (rf"{TEL}/{SCOPE}/?", "DELETE"): Row(
+        "/api/plugins/telemetry/DEVICE/{fresh}/SERVER_SCOPE?keys=written", A1_WRITE, fresh="device"
+    ),
+    (rf"/api/plugins/telemetry/([^/]+)/{SCOPE}/?", "POST"): Row(
+        "/api/plugins/telemetry/{fresh}/SHARED_SCOPE", A1_WRITE, {"written": 1}, "device"
+    ),
+    (rf"/api/plugins/telemetry/([^/]+)/{SCOPE}/?", "DELETE"): Row(
+        "/api/plugins/telemetry/{fresh}/SHARED_SCOPE?keys=written", A1_WRITE, fresh="device"
+    ),
     (r"/api/auth/login/?", "POST"): Row(
         "/api/auth/login", same(401), {"username": "nobody-{who}@x.test", "password": "guess"}
     ),
@@ -595,6 +616,23 @@ def test_device_api_takes_only_its_access_token(ctx):
     assert "via_token" not in keys_b
 
 
+def test_device_attribute_reads_take_only_their_own_device(ctx):
+    """A device token reads its own client and shared attributes only: never another device's,
+    never SERVER_SCOPE; its long poll hears only its own device's shared changes."""
+    w = ctx.w
+    for name, did in (("dev-a2", ctx.ids["dev_a2"]), ("dev-a1", ctx.ids["dev_a1"])):
+        r = w.admin.post(f"/api/plugins/telemetry/DEVICE/{did}/SERVER_SCOPE", json={f"srv_{name}_secret": 1})
+        assert r.status_code == 200, r.text
+    r = w.admin.post(f"/api/plugins/telemetry/DEVICE/{ctx.ids['dev_a2']}/SHARED_SCOPE", json={"shared_a2_secret": 1})
+    assert r.status_code == 200, r.text
+    for params in ({}, {"clientKeys": "attr_key_a2_secret", "sharedKeys": "shared_a2_secret,srv_dev-a1_secret"}):
+        r = requests.get(f"{w.url}/api/v1/{ctx.tokens['dev-a1']}/attributes", params=params, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        assert not leaks(ctx, "customer", r.text) and "secret" not in r.text.replace("attr_key_a1_secret", ""), r.text
+    r = requests.get(f"{w.url}/api/v1/{ctx.tokens['dev-a1']}/attributes/updates?timeout=200", timeout=TIMEOUT)
+    assert r.status_code == 408  # dev-a2's shared change above was not for it (and came before)
+
+
 def test_shared_world_unchanged(ctx):
     """Refused requests changed nothing: the shared devices, customers, alarm and models are
     where they were, with their owners."""
@@ -615,7 +653,6 @@ def ws_commands(ctx: Ctx) -> dict[str, tuple[dict, dict]]:
     """name → (command for /api/ws, expected errorCode per authenticated identity)."""
     dev = {"entityType": "DEVICE", "entityId": ctx.ids["dev_a1"]}
     a1 = {"customer": 0, "other_customer": 3, "other_admin": 3, "admin": 0}
-    unsupported = {who: 2 for who in a1}
     everyone = {who: 0 for who in a1}
     single = {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": ctx.ids["dev_a1"]}}
     return {
@@ -625,7 +662,11 @@ def ws_commands(ctx: Ctx) -> dict[str, tuple[dict, dict]]:
             dict(dev, type="TIMESERIES_HISTORY", keys="key_a1_secret", startTs=0, endTs=4_000_000_000_000),
             a1,
         ),
-        "ATTRIBUTES": (dict(dev, type="ATTRIBUTES"), unsupported),
+        "ATTRIBUTES": (dict(dev, type="ATTRIBUTES"), a1),
+        "ATTRIBUTES server scope": (
+            dict(dev, type="ATTRIBUTES", scope="SERVER_SCOPE", keys="attr_key_a1_secret,attr_key_a2_secret"),
+            a1,
+        ),
         "ENTITY_DATA all": (
             {"type": "ENTITY_DATA", "query": {**ENTITY_QUERY, "pageLink": {"pageSize": 100}}},
             everyone,

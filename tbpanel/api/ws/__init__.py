@@ -45,8 +45,13 @@ Supported subset
   "COUNT_DATA", "count"}`` and ``ALARM_COUNT`` (an AlarmCountQuery) → ``"ALARM_COUNT_DATA"``,
   then the new count whenever it changes. ``ENTITY_DATA_UNSUBSCRIBE``,
   ``ENTITY_COUNT_UNSUBSCRIBE``, ``ALARM_COUNT_UNSUBSCRIBE`` end them (see ``entity_data.py``).
+* ``attrSubCmds`` / ``type: "ATTRIBUTES"`` (both endpoints): ``cmdId, entityType ("DEVICE"),
+  entityId, scope (CLIENT_SCOPE | SHARED_SCOPE | SERVER_SCOPE; absent: every scope), keys
+  ("a,b"; empty = every key), unsubscribe``. First the current value of each existing key
+  (``[[lastUpdateTs, "value"]]``), then every committed save, a deleted key as ``[[0, ""]]``
+  (see ``attributes.py``). Customer users subscribe to their own customer's devices only.
 * Not supported (answered with errorCode 2 and a message, the socket stays open):
-  ``attrSubCmds`` / ATTRIBUTES, notifications, RPC.
+  notifications, RPC.
 
 Answers have ThingsBoard's shape ``{"subscriptionId", "errorCode", "errorMsg", "data":
 {"key": [[ts, "value as string"], ...]}, "latestValues": {"key": ts}}``; pushes carry only
@@ -64,7 +69,7 @@ Modules
 -------
 ``protocol.py`` the codes, message shapes and command-reading functions both endpoints share;
 ``sockets.py`` the two endpoints (authentication, the message loop, dispatch);
-``telemetry.py`` TIMESERIES / TIMESERIES_HISTORY; ``alarms.py`` ALARM_DATA and its pageLink;
+``telemetry.py`` TIMESERIES / TIMESERIES_HISTORY; ``attributes.py`` ATTRIBUTES; ``alarms.py`` ALARM_DATA and its pageLink;
 ``entity_data.py`` ENTITY_DATA, ENTITY_COUNT and ALARM_COUNT (the query is :mod:`tbpanel.queries`).
 """
 

@@ -1,5 +1,6 @@
 """The two WebSocket endpoints: authentication, the message loop and the dispatch of each
-command to :class:`~.telemetry.TelemetryCommands` or :class:`~.alarms.AlarmCommands`.
+command to :class:`~.telemetry.TelemetryCommands`, :class:`~.attributes.AttributeCommands`,
+:class:`~.alarms.AlarmCommands` or :class:`~.entity_data.EntityDataCommands`.
 
 A socket answers nothing before it knows who it acts for (``?token=`` on the legacy URL, else
 an ``authCmd`` within ``AUTH_TIMEOUT_S``); the command handlers are made then, for that user,
@@ -21,6 +22,7 @@ from ...live import LiveHub
 from ...platform import Platform
 from ...store import QueryError
 from .alarms import AlarmCommands
+from .attributes import AttributeCommands
 from .entity_data import EntityDataCommands
 from .protocol import (
     AUTH_TIMEOUT_S,
@@ -54,6 +56,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         self.user: User | None = None
         self.telemetry: TelemetryCommands | None = None
+        self.attributes: AttributeCommands | None = None
         self.alarms: AlarmCommands | None = None
         self.entity_data: EntityDataCommands | None = None
         self._closed = False
@@ -76,7 +79,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         if self._auth_timer is not None:
             IOLoop.current().remove_timeout(self._auth_timer)
             self._auth_timer = None
-        for commands in (self.telemetry, self.alarms, self.entity_data):
+        for commands in (self.telemetry, self.attributes, self.alarms, self.entity_data):
             if commands is not None:
                 commands.close()
 
@@ -100,6 +103,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
             raise CmdError(UNAUTHORIZED, "Authentication failed: the user is disabled")
         self.user = user
         self.telemetry = TelemetryCommands(self, self.platform, self.live, user)
+        self.attributes = AttributeCommands(self, self.platform, user)
         if not self.legacy:
             self.alarms = AlarmCommands(self, self.platform, user)
             self.entity_data = EntityDataCommands(self, self.platform, self.live, user)
@@ -143,7 +147,7 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
                 error_update(
                     cmd_id if isinstance(cmd_id, int) else 0,
                     BAD_REQUEST,
-                    "'type' is required (TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA, ENTITY_DATA, ENTITY_COUNT or ALARM_COUNT)",
+                    "'type' is required (TIMESERIES, TIMESERIES_HISTORY, ATTRIBUTES, ALARM_DATA, ENTITY_DATA, ENTITY_COUNT or ALARM_COUNT)",
                 )
             )
             return
@@ -160,11 +164,13 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
             cmd_id = cmd_id_of(cmd)
             if self.telemetry is not None and kind in TelemetryCommands.KINDS:
                 await self.telemetry.run(kind, cmd_id, cmd)
+            elif self.attributes is not None and kind in AttributeCommands.KINDS:
+                await self.attributes.run(kind, cmd_id, cmd)
             else:
                 raise CmdError(
                     BAD_REQUEST,
                     f"{kind} commands are not supported by tbpanel "
-                    "(supported: TIMESERIES, TIMESERIES_HISTORY, ALARM_DATA, ENTITY_DATA, ENTITY_COUNT, ALARM_COUNT)",
+                    "(supported: TIMESERIES, TIMESERIES_HISTORY, ATTRIBUTES, ALARM_DATA, ENTITY_DATA, ENTITY_COUNT, ALARM_COUNT)",
                 )
         except CmdError as e:
             self.send(error_update(cmd_id, e.code, e.message))
