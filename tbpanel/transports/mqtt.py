@@ -34,7 +34,7 @@ from ..store.faults import storage_fault
 from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
-from . import mqtt_attributes
+from . import mqtt_attributes, mqtt_provision
 from . import mqtt_codec as c
 from .mqtt_claiming import CLAIM_TOPIC, claim
 from .mqtt_topics import (
@@ -220,6 +220,9 @@ class _Session:
             log.info("MQTT %s: malformed CONNECT: %s", self.peer, exc)
             return
         self.level = connect.level
+        if mqtt_provision.is_provision(connect):  # provisioning: a session without a device
+            await mqtt_provision.serve(self, connect)
+            return
         if not await self.authenticate(connect):
             return
         device_id = self.device.id
