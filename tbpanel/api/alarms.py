@@ -159,12 +159,21 @@ class AllAlarmsHandler(AlarmQueryHandler):
         await self.answer(user, self.alarm_query(user, devices))
 
 
-class AlarmTypesHandler(ApiHandler):
-    """``GET /api/alarm/types``: the alarm types of the tenant (a customer user's: of its devices)."""
+class AlarmTypesHandler(PagedHandler):
+    """``GET /api/alarm/types``: the alarm types of the tenant (a customer user's: of its devices).
+    With ``pageSize`` (ThingsBoard 3.5+, tb-rest-client 4.4): a PageData of EntitySubtype."""
 
     async def get(self) -> None:
         user = self.require_user()
-        self.write_json(await self.in_thread(self.platform.alarms.types, user))
+        types = await self.in_thread(self.platform.alarms.types, user)
+        if self.get_query_argument("pageSize", None) is None:
+            self.write_json(types)
+            return
+        page, size, text, _, _ = self.page_args()
+        types = [t for t in types if not text or text.lower() in t.lower()]
+        tenant = {"entityType": "TENANT", "id": user.tenant_id}
+        items = [{"tenantId": tenant, "entityType": "ALARM", "type": t} for t in types[page * size : (page + 1) * size]]
+        self.write_json(page_data(items, len(types), page, size))
 
 
 class HighestSeverityHandler(ApiHandler):

@@ -19,6 +19,7 @@ from ..store import QueryError
 from ..store.faults import storage_fault
 from ..store.payload import PayloadError
 from ..store.values import LONG_MAX, LONG_MIN
+from .encoding import BodyEncodingError, decode_body
 
 log = logging.getLogger("tbpanel.api")
 
@@ -31,6 +32,9 @@ INVALID_ARGUMENTS = 30
 BAD_REQUEST_PARAMS = 31
 ITEM_NOT_FOUND = 32
 TOO_MANY_REQUESTS = 33
+
+#: Largest REST body once decoded from gzip: tornado's own limit on any REST body (100 MiB).
+REST_BODY_LIMIT = 100 * 1024 * 1024
 
 #: ThingsBoard's ``page`` is a Java int; larger pages would overflow the SQL offset.
 MAX_PAGE = 2**31 - 1
@@ -80,6 +84,8 @@ def as_api_error(e: BaseException) -> ApiError | None:
     """Domain exceptions → HTTP answers, in one place (entity errors carry their own codes)."""
     if isinstance(e, ApiError):
         return e
+    if isinstance(e, BodyEncodingError):  # gzip bodies: 400 corrupt, 413 too large, 415 other codings
+        return ApiError(e.status, e.message)
     if isinstance(e, (PayloadError, QueryError)):
         return ApiError(400, str(e), BAD_REQUEST_PARAMS)
     if isinstance(e, EntityError):
@@ -121,7 +127,15 @@ class ApiHandler(tornado.web.RequestHandler):
                 message = "Internal server error"
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
+        if status == 405:  # RFC 9110: a 405 lists the methods the route does support
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.finish(orjson.dumps({"status": status, "message": message, "errorCode": code, "timestamp": now_ms()}))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this handler implements (those it overrides), for ``Allow``."""
+        base = tornado.web.RequestHandler
+        return [m for m in cls.SUPPORTED_METHODS if getattr(cls, m.lower()) is not getattr(base, m.lower())]
 
     def _handle_request_exception(self, e: BaseException) -> None:
         api_error = as_api_error(e)
@@ -131,6 +145,18 @@ class ApiHandler(tornado.web.RequestHandler):
             self.send_error(api_error.status, exc_info=(ApiError, api_error, e.__traceback__))
 
     # -- input --------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Undo ``Content-Encoding: gzip`` (415 for other codings): handlers read the body as
+        sent. A subclass that overrides ``prepare`` calls this first (streamed handlers decode
+        their chunks themselves, see :class:`~tbpanel.api.encoding.StreamedBody`)."""
+        encoding = self.request.headers.get("Content-Encoding")
+        if encoding:
+            self.request.body = decode_body(encoding, self.request.body, self.body_limit())
+
+    def body_limit(self) -> int:
+        """The largest body this route takes once decoded (device routes: the device limit)."""
+        return REST_BODY_LIMIT
+
     def json_body(self) -> Any:
         if not self.request.body:
             raise ApiError(400, "Invalid JSON body: the request body is empty")

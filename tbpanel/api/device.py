@@ -16,6 +16,7 @@ from ..platform import Platform
 from ..store.limits import OFF_LOOP_BYTES, LimitExceeded, telemetry_points
 from ..store.payload import parse_attributes
 from .base import ApiError, ApiHandler
+from .encoding import StreamedBody
 
 
 @tornado.web.stream_request_body
@@ -25,9 +26,7 @@ class DeviceUploadHandler(ApiHandler):
     def initialize(self, platform: Platform, kind: str) -> None:  # type: ignore[override]
         super().initialize(platform)
         self.kind = kind
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._too_large = False
+        self._body: StreamedBody | None = None
 
     def prepare(self) -> None:
         token = self.path_args[0] if self.path_args else ""
@@ -39,21 +38,15 @@ class DeviceUploadHandler(ApiHandler):
         limit = self.platform.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             raise ApiError(413, f"Payload of {length} bytes exceeds the limit of {limit} bytes")
+        # gzip is inflated as it streams in, capped at the same limit (415 for other codings)
+        self._body = StreamedBody(self.request.headers.get("Content-Encoding"), limit)
 
     def data_received(self, chunk: bytes) -> None:
-        if self._too_large:
-            return
-        self._size += len(chunk)
-        if self._size > self.platform.max_body_bytes:
-            self._too_large = True
-            self._chunks.clear()
-            return
-        self._chunks.append(chunk)
+        if self._body is not None:
+            self._body.feed(chunk)
 
     async def post(self, token: str) -> None:
-        if self._too_large:
-            raise ApiError(413, f"Payload exceeds the limit of {self.platform.max_body_bytes} bytes")
-        body = b"".join(self._chunks)
+        body = self._body.result() if self._body is not None else b""  # 413 / 400 if refused
         if not body.strip():
             raise ApiError(400, "Invalid JSON body: the request body is empty")
         ts = now_ms()

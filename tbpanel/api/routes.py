@@ -9,11 +9,15 @@ from ..platform import Platform
 from . import attributes, auth, device, device_attributes, device_rpc, entities, telemetry
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
+from .claiming import claiming_patterns
 from .entity_query import entity_query_patterns
 from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
 from .models import model_patterns
+from .profiles import profile_patterns
+from .provision import provision_patterns
 from .rpc import rpc_patterns
+from .users import user_patterns
 from .ws import websocket_patterns
 
 _TEL = rf"/api/plugins/telemetry/([A-Za-z_]+)/{ID}"
@@ -29,6 +33,8 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         (rf"/api/v1/{ID}/attributes/?", device.DeviceAttributesHandler, dict(p, kind="attributes")),
         # attributes: the device's shared-attribute long poll (issue 16 item 1)
         (rf"/api/v1/{ID}/attributes/updates/?", device_attributes.AttributeUpdatesHandler, p),
+        # claiming (device: /api/v1/{token}/claim; customer: /api/customer/device/{name}/claim)
+        *claiming_patterns(platform),
         # rpc: the device side (long poll, answers, device -> server requests)
         (rf"/api/v1/{ID}/rpc/?", device_rpc.DeviceRpcHandler, p),
         (rf"/api/v1/{ID}/rpc/{ID}/?", device_rpc.DeviceRpcReplyHandler, p),
@@ -36,6 +42,28 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         (r"/api/auth/token/?", auth.RefreshTokenHandler, p),
         (r"/api/auth/user/?", auth.CurrentUserHandler, p),
         (r"/api/auth/logout/?", auth.LogoutHandler, p),
+        # device profiles, device infos, users, provisioning (issue 16 items 3, 5, 6); before
+        # /api/device/{id} and /api/customer/{id}, whose {id} would take their literal segments
+        *provision_patterns(platform),
+        (r"/api/device/credentials/?", entities.UpdateCredentialsHandler, p),
+        (r"/api/device-with-credentials/?", entities.DeviceWithCredentialsHandler, p),
+        (rf"/api/device/info/{ID}/?", entities.DeviceInfoHandler, p),
+        (r"/api/tenant/device/?", entities.TenantDeviceByNameHandler, p),
+        (r"/api/tenant/deviceInfos/?", entities.TenantDeviceInfosHandler, p),
+        (r"/api/deviceInfos/all/?", entities.TenantDeviceInfosHandler, p),
+        (rf"/api/customer/{ID}/deviceInfos/?", entities.CustomerDeviceInfosHandler, p),
+        (r"/api/devices/?", entities.DevicesByIdsHandler, p),
+        (r"/api/user/devices/?", entities.UserDevicesHandler, p),
+        (rf"/api/owner/([A-Z_]+)/{ID}/([A-Z_]+)/{ID}/?", entities.OwnerHandler, p),
+        (rf"/api/customer/{ID}/title/?", entities.CustomerTitleHandler, p),
+        (rf"/api/customer/{ID}/shortInfo/?", entities.CustomerTitleHandler, dict(p, short=True)),
+        (rf"/api/customer/info/{ID}/?", entities.CustomerInfoHandler, p),
+        (r"/api/tenant/customers/?", entities.TenantCustomerByTitleHandler, p),
+        (r"/api/customers/list/?", entities.CustomersByIdsHandler, p),
+        (r"/api/customerInfos/all/?", entities.UserCustomersHandler, p),
+        (r"/api/user/customers/?", entities.UserCustomersHandler, p),
+        *profile_patterns(platform),
+        *user_patterns(platform),
         (r"/api/device/?", entities.DeviceSaveHandler, p),
         (r"/api/device/types/?", entities.DeviceTypesHandler, p),
         (rf"/api/device/{ID}/credentials/?", entities.DeviceCredentialsHandler, p),

@@ -27,6 +27,7 @@ from .models import (
     entity_id_json,
 )
 from .passwords import hash_password, verify_password
+from .profiles import PROVISION_TYPES, DeviceProfile
 from .registry import ATTRIBUTE_SCOPES, DB_FILE, EntityRegistry, generate_access_token, init
 from .throttle import LoginThrottle
 from .tokens import REFRESH_SCOPE, SECRET_FILE, TokenIssuer, load_or_create_secret
@@ -53,6 +54,8 @@ __all__ = [
     "LoginThrottle",
     "Customer",
     "Device",
+    "DeviceProfile",
+    "PROVISION_TYPES",
     "Entity",
     "Tenant",
     "User",

@@ -134,3 +134,30 @@ def gateway_may_act_for(gateway: Device, device: Device) -> bool:
     if (device.additional_info or {}).get("lastConnectedGateway") == gateway.id:
         return True
     return gateway.customer_id is None or device.customer_id == gateway.customer_id
+
+
+def can_read_user(user: User | None, other: User) -> bool:
+    """TENANT_ADMIN: users of its tenant; CUSTOMER_USER: itself only (ThingsBoard's rule)."""
+    if user is None or not user.enabled:
+        return False
+    if user.authority == TENANT_ADMIN:
+        return user.tenant_id is not None and user.tenant_id == other.tenant_id
+    return user.id == other.id
+
+
+def can_manage_user(user: User | None, other: User) -> bool:
+    """Create, change or delete a user: a TENANT_ADMIN of its tenant (never SYS_ADMIN accounts)."""
+    return (
+        user is not None
+        and user.enabled
+        and user.authority == TENANT_ADMIN
+        and other.tenant_id is not None
+        and user.tenant_id == other.tenant_id
+    )
+
+
+def require_user(user: User | None, other: User, write: bool = False) -> User:
+    """``other`` if ``user`` may read it (``write``: change it), else PermissionDenied."""
+    if not (can_manage_user if write else can_read_user)(user, other):
+        raise PermissionDenied(DENIED)
+    return other

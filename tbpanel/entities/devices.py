@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..clock import now_ms
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -18,7 +18,7 @@ from . import fields
 from .models import Device
 from .tables import Tables
 
-_DEVICE_COLS = "id, created_time, tenant_id, customer_id, name, type, label, additional_info"
+_DEVICE_COLS = "id, created_time, tenant_id, customer_id, name, type, label, additional_info, device_profile_id"
 _DEVICE_SORT = {
     "createdTime": "created_time",
     "name": "name COLLATE NOCASE",
@@ -44,6 +44,7 @@ class DeviceRow(NamedTuple):
     type: str
     label: str | None
     additional_info: str | None  # the stored JSON text
+    device_profile_id: str | None = None
 
 
 def device_from_row(row: tuple[Any, ...]) -> Device:
@@ -56,6 +57,7 @@ def device_from_row(row: tuple[Any, ...]) -> Device:
         type=row[5],
         label=row[6],
         additional_info=fields.load_info(row[7]),
+        device_profile_id=row[8] if len(row) > 8 else None,
     )
 
 
@@ -74,16 +76,21 @@ def _device_filter(tid: str, cid: str | None, type: str | None) -> tuple[str, li
 class Devices(Tables):
     """The registry's device and credential methods (mixin of :class:`EntityRegistry`)."""
 
+    if TYPE_CHECKING:  # from the Profiles mixin (profiles.py)
+
+        def _profile_for_type(self, tid: str, name: str | None, profile_id: Any = None) -> tuple[str, str]: ...
+
     def save_device(
         self,
         tenant_id: Any,
         name: str,
-        type: str | None = "default",
+        type: str | None = None,
         label: str | None = "",
         additional_info: dict[str, Any] | None = None,
         device_id: Any = None,
         access_token: str | None = None,
         customer_id: Any = ...,
+        device_profile_id: Any = None,
     ) -> Device:
         """Create (``device_id`` None) or update a device of ``tenant_id``.
 
@@ -93,9 +100,13 @@ class Devices(Tables):
         unassigns. Errors: NotFound (tenant, device or customer), PermissionDenied (device of
         another tenant), Conflict (name taken in the tenant, token taken by another device),
         InvalidInput (bad values, customer of another tenant).
+
+        The device's profile is ``device_profile_id`` when given, else the profile named
+        ``type`` (created when the tenant has none of that name), else the tenant's default;
+        its ``type`` is always that profile's name.
         """
         name = fields.text(name, "device name")
-        type = fields.text(type, "device type") if type not in (None, "") else "default"
+        wanted_type = fields.text(type, "device type").strip() if type not in (None, "") else None
         label = fields.optional_text(label, "device label")
         info = fields.info_json(additional_info)
         token = None if access_token is None else fields.access_token(access_token)
@@ -106,6 +117,7 @@ class Devices(Tables):
             cid = None if keep_customer else fields.optional_customer(customer_id)
             if cid is not None:
                 self._check_customer_of_tenant(cid, tid)
+            pid, type = self._profile_for_type(tid, wanted_type, device_profile_id)
             if did is None:
                 did = str(uuid.uuid4())
                 created = now_ms()
@@ -117,8 +129,8 @@ class Devices(Tables):
                 else:
                     self._check_token_free(token, None)
                 self._conn.execute(
-                    f"INSERT INTO device ({_DEVICE_COLS}, access_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (did, created, tid, cid, name, type, label, info, token),
+                    f"INSERT INTO device ({_DEVICE_COLS}, access_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (did, created, tid, cid, name, type, label, info, pid, token),
                 )
             else:
                 old = self._one("SELECT tenant_id, customer_id, created_time FROM device WHERE id = ?", (did,))
@@ -136,10 +148,10 @@ class Devices(Tables):
                     self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?", (token, did))
                 self._conn.execute(
                     "UPDATE device SET customer_id = ?, name = ?, type = ?, label = ?, "
-                    "additional_info = ? WHERE id = ?",
-                    (cid, name, type, label, info, did),
+                    "additional_info = ?, device_profile_id = ? WHERE id = ?",
+                    (cid, name, type, label, info, pid, did),
                 )
-        return device_from_row((did, created, tid, cid, name, type, label, info))
+        return device_from_row((did, created, tid, cid, name, type, label, info, pid))
 
     def _check_device_name(self, tid: str, name: str, own_id: str | None) -> None:
         row = self._one("SELECT id FROM device WHERE tenant_id = ? AND name = ?", (tid, name))

@@ -144,6 +144,7 @@ class Device(Entity):
     customer_id = param.String(default=None, allow_None=True, doc="Assigned customer's UUID, or None.")
     type = param.String(default="default", doc="Device type (ThingsBoard device profile name).")
     label = param.String(default="", allow_None=True)
+    device_profile_id = param.String(default=None, allow_None=True, doc="The device profile's UUID.")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -154,5 +155,6 @@ class Device(Entity):
             "name": self.name,
             "type": self.type,
             "label": self.label,
+            "deviceProfileId": entity_id_json("DEVICE_PROFILE", self.device_profile_id),
             "additionalInfo": self.additional_info,
         }

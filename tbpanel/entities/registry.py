@@ -1,4 +1,4 @@
-"""The entity registry: tenants, customers, users, devices and attributes in SQLite.
+"""The entity registry: tenants, customers, users, devices, device profiles and attributes in SQLite.
 
 One file, ``DATA/entities.sqlite`` (WAL, ``synchronous=FULL``, foreign keys on), created with
 mode 0600 because it holds password hashes and device access tokens. It is opened through
@@ -7,7 +7,7 @@ mode 0600 because it holds password hashes and device access tokens. It is opene
 This module holds the registry's lifecycle (open, close, the permission checks that need a
 lookup, first-run ``init``). The methods come from one mixin per concept, each with its
 table's SQL: ``tenants.py``, ``customers.py``, ``users.py``, ``devices.py`` (with
-credentials) and ``attributes.py``; the field rules are in ``fields.py``, the permission
+credentials), ``profiles.py`` and ``attributes.py``; the field rules are in ``fields.py``, the permission
 rules in ``access.py``, and the schema, shared connection, lock and token cache in
 ``tables.py``.
 
@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, PermissionDenied
 from ..events import Signal
 from ..sqlite import Database
 from . import access, fields
@@ -38,6 +38,7 @@ from .customers import Customers
 from .devices import Devices, generate_access_token
 from .fields import MAX_NAME_LENGTH
 from .models import TENANT_ADMIN, Customer, Device, Tenant, User
+from .profiles import DeviceProfile, Profiles
 from .tables import MIGRATIONS, TokenCache
 from .tenants import Tenants
 from .users import Users
@@ -57,7 +58,7 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-class EntityRegistry(Tenants, Customers, Users, Devices, Attributes):
+class EntityRegistry(Tenants, Customers, Users, Devices, Profiles, Attributes):
     """Tenants, customers, users, devices and attributes of one data directory.
 
     ``EntityRegistry(data_dir)`` opens (creating if needed) ``data_dir/entities.sqlite``;
@@ -111,6 +112,19 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Attributes):
         """The customer if ``user`` may read it (``write``: change it, assign devices to it);
         NotFound / PermissionDenied like :meth:`check_device`."""
         return access.require_customer(user, self.get_customer(customer_id), write)
+
+    def check_user(self, user: User, user_id: Any, write: bool = False) -> User:
+        """The user ``user_id`` if ``user`` may read it (``write``: change it); NotFound /
+        PermissionDenied like :meth:`check_device`."""
+        return access.require_user(user, self.get_user(user_id), write)
+
+    def check_device_profile(self, user: User, profile_id: Any) -> DeviceProfile:
+        """The profile if it is of ``user``'s tenant (any user of the tenant may read its
+        profiles' infos, as in ThingsBoard); NotFound / PermissionDenied otherwise."""
+        profile = self.get_device_profile(profile_id)
+        if user.tenant_id is None or profile.tenant_id != user.tenant_id:
+            raise PermissionDenied(f"Device profile {profile.id} belongs to another tenant")
+        return profile
 
 
 # --------------------------------------------------------------------------------------------

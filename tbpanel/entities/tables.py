@@ -9,6 +9,7 @@ cache every device write must invalidate, and the two referential checks several
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,56 @@ from ..errors import InvalidInput, NotFound
 from ..sqlite import Database
 from . import fields
 from .models import Device
+
+#: The default profile every tenant has (see profiles.py)
+DEFAULT_PROFILE_NAME = "default"
+#: ThingsBoard's profileData of a new profile
+DEFAULT_PROFILE_DATA: dict[str, Any] = {
+    "configuration": {"type": "DEFAULT"},
+    "transportConfiguration": {"type": "DEFAULT"},
+    "provisionConfiguration": {"type": "DISABLED", "provisionDeviceSecret": None},
+    "alarms": None,
+}
+DEFAULT_PROFILE_DATA_JSON = json.dumps(DEFAULT_PROFILE_DATA, separators=(",", ":"))
+
+#: Migration 2 of the entity database: the profile table, a default profile per tenant, one
+#: profile per device type in use, and every device pointing at its profile.
+_UUID_SQL = (
+    "lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2)"
+    " || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2)"
+    " || '-' || lower(hex(randomblob(6)))"
+)
+_NOW_SQL = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+_PROFILES_MIGRATION = f"""
+CREATE TABLE device_profile (
+    id                      TEXT PRIMARY KEY,
+    created_time            INTEGER NOT NULL,
+    tenant_id               TEXT NOT NULL REFERENCES tenant(id) ON DELETE CASCADE,
+    name                    TEXT NOT NULL,
+    description             TEXT,
+    type                    TEXT NOT NULL DEFAULT 'DEFAULT',
+    transport_type          TEXT NOT NULL DEFAULT 'DEFAULT',
+    provision_type          TEXT NOT NULL DEFAULT 'DISABLED',
+    is_default              INTEGER NOT NULL DEFAULT 0,
+    profile_data            TEXT NOT NULL,
+    provision_device_key    TEXT UNIQUE,
+    provision_device_secret TEXT,
+    UNIQUE (tenant_id, name)
+);
+CREATE UNIQUE INDEX device_profile_one_default ON device_profile(tenant_id) WHERE is_default = 1;
+INSERT INTO device_profile (id, created_time, tenant_id, name, description, is_default, profile_data)
+    SELECT {_UUID_SQL}, {_NOW_SQL}, id, '{DEFAULT_PROFILE_NAME}', 'Default device profile', 1,
+           '{DEFAULT_PROFILE_DATA_JSON}'
+    FROM tenant;
+INSERT INTO device_profile (id, created_time, tenant_id, name, description, is_default, profile_data)
+    SELECT {_UUID_SQL}, {_NOW_SQL}, tenant_id, type, '', 0, '{DEFAULT_PROFILE_DATA_JSON}'
+    FROM (SELECT DISTINCT tenant_id, type FROM device WHERE type <> '{DEFAULT_PROFILE_NAME}');
+ALTER TABLE device ADD COLUMN device_profile_id TEXT REFERENCES device_profile(id);
+UPDATE device SET device_profile_id =
+    (SELECT p.id FROM device_profile p WHERE p.tenant_id = device.tenant_id AND p.name = device.type);
+CREATE INDEX device_by_profile ON device(device_profile_id);
+"""
+
 
 #: The schema, one script per ``PRAGMA user_version``. Version 1 is written with
 #: ``IF NOT EXISTS`` because files made before versioning (version 0) already have tables.
@@ -81,6 +132,7 @@ CREATE TABLE IF NOT EXISTS attribute (
     PRIMARY KEY (entity_id, scope, key)
 ) WITHOUT ROWID;
 """,
+    _PROFILES_MIGRATION,
 )
 
 #: Entries kept in the access-token cache before it is flushed (bounds memory).

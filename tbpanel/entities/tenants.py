@@ -10,6 +10,7 @@ from ..clock import now_ms
 from ..errors import Conflict, NotFound
 from . import fields
 from .models import Tenant
+from .profiles import insert_default_profile
 from .tables import Tables
 
 _TENANT_COLS = "id, created_time, title, additional_info"
@@ -31,6 +32,7 @@ class Tenants(Tables):
             if self._one("SELECT 1 FROM tenant WHERE title = ?", (title,)):
                 raise Conflict(f"A tenant titled {title!r} already exists")
             self._conn.execute("INSERT INTO tenant VALUES (?, ?, ?, ?)", row)
+            insert_default_profile(self._conn, row[0])
         return tenant_from_row(row)
 
     def get_tenant(self, tenant_id: Any) -> Tenant:

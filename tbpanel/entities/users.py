@@ -152,6 +152,39 @@ class Users(Tables):
             if cur.rowcount == 0:
                 raise NotFound(f"User {uid} not found")
 
+    def update_user(
+        self,
+        user_id: Any,
+        *,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        additional_info: Any = ...,
+    ) -> User:
+        """Change a user's email (unique, Conflict), names or additionalInfo (``...``: keep);
+        authority, tenant and customer never change."""
+        uid = fields.canonical_id(user_id, "user")
+        new_email = None if email is None else fields.email(email)
+        first = None if first_name is None else fields.optional_text(first_name, "first name") or ""
+        last = None if last_name is None else fields.optional_text(last_name, "last name") or ""
+        info = None if additional_info is ... else fields.info_json(additional_info)
+        with self.transaction():
+            self.get_user(uid)  # NotFound
+            if new_email is not None:
+                row = self._one("SELECT id FROM users WHERE email_key = ?", (new_email[1],))
+                if row is not None and row[0] != uid:
+                    raise Conflict(f"A user with email {new_email[0]!r} already exists")
+                self._conn.execute(
+                    "UPDATE users SET email = ?, email_key = ? WHERE id = ?", (new_email[0], new_email[1], uid)
+                )
+            if first is not None:
+                self._conn.execute("UPDATE users SET first_name = ? WHERE id = ?", (first, uid))
+            if last is not None:
+                self._conn.execute("UPDATE users SET last_name = ? WHERE id = ?", (last, uid))
+            if additional_info is not ...:
+                self._conn.execute("UPDATE users SET additional_info = ? WHERE id = ?", (info, uid))
+            return self.get_user(uid)
+
     def set_user_enabled(self, user_id: Any, enabled: bool) -> User:
         uid = fields.canonical_id(user_id, "user")
         with self.transaction():

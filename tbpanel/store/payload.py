@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import threading
 from typing import Any
 
 import orjson
@@ -42,25 +44,45 @@ _HUGE_INT_DIGITS = b"0" * 19
 _CONTROL_CHARS = re.compile("[\x00-\x1f]")
 
 
+#: Deepest nesting of arrays and objects accepted (levels): orjson's own limit, which the
+#: exact-integer re-read below is given room to honour too (the stdlib parser alone stops near
+#: Python's recursion limit, ~990 levels, and would refuse what orjson accepted).
+MAX_JSON_DEPTH = 1024
+_TOO_DEEP = f"Invalid JSON body: nested deeper than {MAX_JSON_DEPTH} levels"
+_EXACT_REREAD = threading.Lock()
+
+
 def _no_constants(name: str) -> Any:
     raise PayloadError(f"Invalid JSON body: {name} is not valid JSON")
 
 
+def _loads_exact(body: bytes) -> Any:
+    """The stdlib parser (big integers stay exact) with the recursion headroom for a body
+    orjson already found at most MAX_JSON_DEPTH deep; serialised, as the limit is global."""
+    with _EXACT_REREAD:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + MAX_JSON_DEPTH + 64)
+        try:
+            return json.loads(body, parse_constant=_no_constants)
+        except RecursionError:  # pragma: no cover - orjson refused deeper bodies already
+            raise PayloadError(_TOO_DEEP) from None
+        finally:
+            sys.setrecursionlimit(limit)
+
+
 def loads(body: bytes | str) -> Any:
-    """Decode JSON, rejecting NaN/Infinity literals and invalid UTF-8 with a clear message."""
+    """Decode JSON, rejecting NaN/Infinity literals, invalid UTF-8 and nesting deeper than
+    :data:`MAX_JSON_DEPTH` with a clear message."""
     if isinstance(body, str):
         body = body.encode()
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise PayloadError(_TOO_DEEP) from None
         raise PayloadError(f"Invalid JSON body: {exc}") from None
-    except RecursionError:
-        raise PayloadError("Invalid JSON body: nested too deeply") from None
     if _HUGE_INT_DIGITS in body.translate(_DIGITS_TO_ZERO):
-        try:
-            data = json.loads(body, parse_constant=_no_constants)
-        except RecursionError:
-            raise PayloadError("Invalid JSON body: nested too deeply") from None
+        data = _loads_exact(body)
     return data
 
 

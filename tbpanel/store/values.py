@@ -16,6 +16,8 @@ import orjson
 
 LONG_MIN = -(2**63)
 LONG_MAX = 2**63 - 1
+#: Deepest JSON value (nested arrays/objects) stored as text: what orjson serialises.
+MAX_JSON_VALUE_DEPTH = 254
 
 
 class ValueType(IntEnum):
@@ -88,6 +90,8 @@ def classify(value: Any) -> tuple[int, Any] | None:
         try:
             return ValueType.JSON, orjson.dumps(value).decode()
         except TypeError as exc:  # an integer beyond 64 bits (or a non-JSON object) inside
+            if str(exc) == "Recursion limit reached":
+                raise ValueError(f"JSON value nested deeper than {MAX_JSON_VALUE_DEPTH} levels") from None
             raise ValueError(f"JSON value cannot be stored: {exc}") from None
     # numpy scalars and the like
     if hasattr(value, "item"):

@@ -196,6 +196,10 @@ class DeviceApi(resource.Resource, interfaces.ObservableResource):
             first: aiocoap.Message = await obs.initial()
             return first
         path = tuple(request.opt.uri_path)
+        if path[-1:] == ("claim",):  # claiming: see coap_claiming
+            from .coap_claiming import render_claim
+
+            return await render_claim(self.platform, request, path)
         if len(path) == 5 and path[:2] == ("api", "v1") and path[3] == "rpc":
             return await self._rpc_answer(request, path)
         if len(path) != 4 or path[:2] != ("api", "v1") or path[3] not in ("telemetry", "attributes", "rpc"):

@@ -32,8 +32,9 @@ from ..store.faults import storage_fault
 from ..store.limits import mqtt_reason
 from ..store.payload import PayloadError, loads, parse_attributes, parse_telemetry
 from ..store.validate import ValidPoints, payload_points
-from . import mqtt_attributes
+from . import mqtt_attributes, mqtt_provision
 from . import mqtt_codec as c
+from .mqtt_claiming import CLAIM_TOPIC, claim
 from .mqtt_rpc import GATEWAY_RPC, Push, SessionRpc
 from .mqtt_topics import (
     ATTRIBUTE_REQUEST,
@@ -219,6 +220,9 @@ class _Session:
             log.info("MQTT %s: malformed CONNECT: %s", self.peer, exc)
             return
         self.level = connect.level
+        if mqtt_provision.is_provision(connect):  # provisioning: a session without a device
+            await mqtt_provision.serve(self, connect)
+            return
         if not await self.authenticate(connect):
             return
         device_id = self.device.id
@@ -253,8 +257,12 @@ class _Session:
         """CONNACK: accepted for a known token under the session limit; refused otherwise."""
         token = connect.username
         device = self.platform.registry.device_by_token(token) if token else None
-        if device is None:
-            code = c.V5_NOT_AUTHORIZED if self.level == c.MQTT_5 else c.V311_NOT_AUTHORIZED
+        if device is None:  # no token at all is a bad user name (ThingsBoard: CONNACK 4 / 0x86)
+            v5 = self.level == c.MQTT_5
+            if token:
+                code = c.V5_NOT_AUTHORIZED if v5 else c.V311_NOT_AUTHORIZED
+            else:
+                code = c.V5_BAD_USERNAME_OR_PASSWORD if v5 else c.V311_BAD_USERNAME_OR_PASSWORD
             log.info(
                 "MQTT %s: refused: %s", self.peer, "unknown access token" if token else "no access token (username)"
             )
@@ -452,6 +460,8 @@ class _Session:
             return lambda: self.answer_attributes(
                 outbound(ATTRIBUTE_RESPONSE + topic[len(ATTRIBUTE_REQUEST) :], short), wanted
             )
+        if topic == CLAIM_TOPIC:  # claiming: see mqtt_claiming
+            return claim(self.platform, device_id, p.payload)
         if topic.startswith("v1/gateway/"):
             return self.gateway(topic, p.payload, now)
         raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")

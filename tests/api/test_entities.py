@@ -5,6 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
+
+
+def only_a1(names) -> bool:
+    """Customer A1's view: its device dev-a1 (other tests of the session may assign it more),
+    none of customer A2's, the tenant's or tenant B's shared devices."""
+    names = set(names)
+    return "dev-a1" in names and not names & {"dev-a2", "dev-tenant", "dev-b"}
 
 
 def did(world, name):
@@ -86,8 +94,8 @@ def test_customer_user_sees_only_its_customers_devices(world):
     assert world.customer.delete(f"/api/device/{a1}").status_code == 403
     assert world.customer.get(f"/api/device/{a1}/credentials").status_code == 403
     own = world.customer_ids["Customer A1"]
-    page = world.customer.get(f"/api/customer/{own}/devices?pageSize=10&page=0").json()
-    assert [d["name"] for d in page["data"]] == ["dev-a1"]
+    page = world.customer.get(f"/api/customer/{own}/devices?pageSize=1000&page=0").json()
+    assert only_a1(d["name"] for d in page["data"])
     other = world.customer_ids["Customer A2"]
     assert world.customer.get(f"/api/customer/{other}/devices?pageSize=10&page=0").status_code == 403
 
@@ -127,3 +135,104 @@ def test_customers_create_list_assign_unassign(world):
 def test_anonymous_is_401(world, path):
     r = world.anon.get(path.format(a1=did(world, "dev-a1")))
     assert r.status_code == 401 and r.json()["errorCode"] == 10
+
+
+# ------------------------------------------------------------------ routes tb-rest-client 4.4 calls
+def test_device_by_name_info_and_infos(world):
+    a1 = did(world, "dev-a1")
+    one = world.admin.get("/api/tenant/device", params={"deviceName": "dev-a1"})
+    assert one.status_code == 200 and one.json()["id"]["id"] == a1
+    assert world.admin.get("/api/tenant/device", params={"deviceName": "no-such"}).status_code == 404
+    assert world.admin.get("/api/tenant/device").status_code == 400
+    assert world.other_admin.get("/api/tenant/device", params={"deviceName": "dev-a1"}).status_code == 404
+    assert world.customer.get("/api/tenant/device", params={"deviceName": "dev-a1"}).status_code == 403
+    info = world.customer.get(f"/api/device/info/{a1}").json()
+    assert info["customerTitle"] == "Customer A1" and info["deviceProfileName"] == "sensor"
+    assert info["deviceProfileId"]["entityType"] == "DEVICE_PROFILE"
+    assert world.other_customer.get(f"/api/device/info/{a1}").status_code == 403
+    tenant = world.admin.get("/api/tenant/deviceInfos", params={"pageSize": 100, "page": 0}).json()
+    titles = {d["name"]: d["customerTitle"] for d in tenant["data"]}
+    assert titles["dev-a1"] == "Customer A1" and titles["dev-tenant"] is None and "dev-b" not in titles
+    assert world.customer.get("/api/tenant/deviceInfos?pageSize=10&page=0").status_code == 403
+    # /api/deviceInfos/all: the tenant for its admin, the customer's devices for a customer user
+    assert (
+        world.admin.get("/api/deviceInfos/all?pageSize=100&page=0").json()["totalElements"] == tenant["totalElements"]
+    )
+    own = world.customer.get("/api/deviceInfos/all?pageSize=100&page=0").json()
+    assert only_a1(d["name"] for d in own["data"])
+    cid = world.customer_ids["Customer A1"]
+    cust = world.customer.get(f"/api/customer/{cid}/deviceInfos?pageSize=100&page=0").json()
+    assert only_a1(d["name"] for d in cust["data"])
+    assert world.other_customer.get(f"/api/customer/{cid}/deviceInfos?pageSize=10&page=0").status_code == 403
+    profile = info["deviceProfileId"]["id"]
+    by_profile = world.admin.get(
+        "/api/tenant/deviceInfos", params={"pageSize": 100, "page": 0, "deviceProfileId": profile}
+    )
+    assert {d["type"] for d in by_profile.json()["data"]} == {"sensor"}
+    assert world.admin.get("/api/tenant/deviceInfos?pageSize=10&page=0&active=true").status_code == 400
+
+
+def test_devices_by_ids_and_user_devices(world):
+    a1, a2, b = did(world, "dev-a1"), did(world, "dev-a2"), did(world, "dev-b")
+    ids = ",".join([a1, a2, b, str(uuid.uuid4())])
+    assert {d["name"] for d in world.admin.get("/api/devices", params={"deviceIds": ids}).json()} == {
+        "dev-a1",
+        "dev-a2",
+    }
+    assert [d["name"] for d in world.customer.get("/api/devices", params={"deviceIds": ids}).json()] == [
+        "dev-a1"
+    ]  # only ids asked for
+    assert [d["name"] for d in world.other_admin.get("/api/devices", params={"deviceIds": ids}).json()] == ["dev-b"]
+    assert world.admin.get("/api/devices", params={"deviceIds": "nope"}).status_code == 400
+    assert world.admin.get("/api/devices").status_code == 400
+    mine = world.customer.get("/api/user/devices?pageSize=100&page=0").json()
+    assert only_a1(d["name"] for d in mine["data"])
+
+
+def test_credentials_update_old_token_stops_working(world):
+    dev_id, old = world.new_device("cred-swap")
+    assert requests.post(f"{world.url}/api/v1/{old}/telemetry", json={"t": 1}, timeout=30).status_code == 200
+    new = f"swapped-{uuid.uuid4().hex[:8]}"
+    body = {"deviceId": {"entityType": "DEVICE", "id": dev_id}, "credentialsType": "ACCESS_TOKEN", "credentialsId": new}
+    assert world.customer.post("/api/device/credentials", json=body).status_code == 403
+    assert world.other_admin.post("/api/device/credentials", json=body).status_code == 403
+    r = world.admin.post("/api/device/credentials", json=body)
+    assert r.status_code == 200 and r.json()["credentialsId"] == new
+    assert requests.post(f"{world.url}/api/v1/{old}/telemetry", json={"t": 1}, timeout=30).status_code == 401
+    assert requests.post(f"{world.url}/api/v1/{new}/telemetry", json={"t": 2}, timeout=30).status_code == 200
+    taken = dict(body, credentialsId=world.token("dev-a1"))
+    assert world.admin.post("/api/device/credentials", json=taken).status_code == 400
+    assert (
+        world.admin.post("/api/device/credentials", json=dict(body, credentialsType="X509_CERTIFICATE")).status_code
+        == 400
+    )
+    assert world.admin.post("/api/device/credentials", json=dict(body, credentialsId="has space")).status_code == 400
+    assert world.admin.post("/api/device/credentials", json={"credentialsId": "x"}).status_code == 400
+
+
+def test_owner_routes_assign_and_unassign(world):
+    dev_id, _ = world.new_device("owner-route")
+    cid = world.customer_ids["Customer A1"]
+    tenant_id = world.admin.get("/api/auth/user").json()["tenantId"]["id"]
+    assert world.admin.post(f"/api/owner/CUSTOMER/{cid}/DEVICE/{dev_id}").status_code == 200
+    assert world.admin.get(f"/api/device/{dev_id}").json()["customerId"]["id"] == cid
+    assert world.customer.get(f"/api/device/{dev_id}").status_code == 200
+    assert world.admin.post(f"/api/owner/TENANT/{tenant_id}/DEVICE/{dev_id}").status_code == 200
+    assert world.customer.get(f"/api/device/{dev_id}").status_code == 403
+    other_tenant = world.other_admin.get("/api/auth/user").json()["tenantId"]["id"]
+    assert world.admin.post(f"/api/owner/TENANT/{other_tenant}/DEVICE/{dev_id}").status_code == 403
+    assert world.admin.post(f"/api/owner/CUSTOMER/{cid}/ASSET/{dev_id}").status_code == 400
+    assert world.admin.post(f"/api/owner/GROUP/{cid}/DEVICE/{dev_id}").status_code == 400
+    assert world.other_admin.post(f"/api/owner/CUSTOMER/{cid}/DEVICE/{dev_id}").status_code == 403
+    assert world.customer.post(f"/api/owner/CUSTOMER/{cid}/DEVICE/{dev_id}").status_code == 403
+
+
+def test_device_type_names_a_profile(world):
+    r = world.admin.post("/api/device", json={"name": "typed-new", "type": "brand-new-type"})
+    assert r.status_code == 200
+    profile = world.admin.get(f"/api/deviceProfileInfo/{r.json()['deviceProfileId']['id']}").json()
+    assert profile["name"] == "brand-new-type"
+    bad = world.admin.post("/api/device", json={"name": "typed-bad", "deviceProfileId": {"id": "zz"}})
+    assert bad.status_code == 400
+    missing = world.admin.post("/api/device", json={"name": "typed-bad", "deviceProfileId": str(uuid.uuid4())})
+    assert missing.status_code == 404

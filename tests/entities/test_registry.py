@@ -406,6 +406,7 @@ def test_create_device(reg, tenant):
         "name": "Thermo 1",
         "type": "thermometer",
         "label": "Hall",
+        "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": reg.find_device_profile(tenant.id, "thermometer").id},
         "additionalInfo": {"description": "first", "gateway": False},
     }
     assert reg.get_device(d.id).to_json() == d.to_json()

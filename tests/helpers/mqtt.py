@@ -17,8 +17,10 @@ class RawClient:
         self.level = level
         self.buf = b""
 
-    def connect(self, username: str | None, client_id: str = "raw", will: c.Will | None = None) -> int:
-        self.sock.sendall(c.encode_connect(c.Connect(self.level, client_id, 30, True, username, will=will)))
+    def connect(
+        self, username: str | None, client_id: str = "raw", will: c.Will | None = None, password: bytes | None = None
+    ) -> int:
+        self.sock.sendall(c.encode_connect(c.Connect(self.level, client_id, 30, True, username, password, will=will)))
         first, body = self.read()
         assert first >> 4 == c.CONNACK
         self.connack_body = body

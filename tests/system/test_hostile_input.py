@@ -963,6 +963,364 @@ def test_websocket_bad_attribute_commands(w, target, legacy):
     assert_serving(w, start)
 
 
+# ------------------------------------------------------------------------- claiming, gzip bodies
+CLAIM_DEVICE_BAD = [
+    b"{",
+    b"[]",
+    b'"secret"',
+    b"null",
+    b"42",
+    b'{"secretKey": 5}',
+    b'{"secretKey": ["a"]}',
+    b'{"secretKey": "' + b"s" * 1025 + b'"}',
+    b'{"durationMs": "soon"}',
+    b'{"durationMs": true}',
+    b'{"durationMs": 1.5}',
+    b'{"durationMs": 9223372036854775807}',
+    b'{"durationMs": 18446744073709551616}',
+    b'{"secretKey": "\xff\xfe"}',
+    b'"{\\"secretKey\\": 5}"',
+    b"[" * 5000 + b"]" * 5000,
+]
+CLAIM_CUSTOMER_BAD = [b"{", b"[]", b'"k"', b"42", b'{"secretKey": 5}', b'{"secretKey": {"a": 1}}', b"NaN"]
+
+
+def test_claim_bodies_and_names(w, target):
+    """Bad device claims store nothing on the target; bad customer claims and device names are
+    4xx; the target stays unclaimed."""
+    import gzip
+
+    start = len(w.server.output)
+    failures = []
+    for body in CLAIM_DEVICE_BAD:
+        r = device_post(w, target[1], "claim", body)
+        try:
+            rejected(r, 400)
+        except AssertionError as e:
+            failures.append(f"device claim {body[:60]!r}: {e}")
+    for body in CLAIM_CUSTOMER_BAD:
+        r = w.customer.post("/api/customer/device/hostile-target/claim", data=body)
+        try:
+            rejected(r, 400)
+        except AssertionError as e:
+            failures.append(f"customer claim {body[:60]!r}: {e}")
+    for name in ("n" * 300, "a%00b", "%2F..%2F", "%FF%FE", "no-such-device", "%20"):
+        for method in ("POST", "DELETE"):
+            r = w.customer.session.request(method, f"{w.url}/api/customer/device/{name}/claim", timeout=TIMEOUT)
+            try:
+                rejected(r)
+            except AssertionError as e:
+                failures.append(f"{method} claim name {name[:40]!r}: {e}")
+    r = device_post(w, target[1], "claim", gzip.compress(b'{"secretKey": 5}'), headers={"Content-Encoding": "gzip"})
+    rejected(r, 400)
+    rejected(device_post(w, target[1], "claim", b"x" * (2 << 20)), 413)
+    assert not failures, "\n".join(failures)
+    assert w.customer.post("/api/customer/device/hostile-target/claim", json={}).json() == "FAILURE"
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
+
+
+GZIP_BAD = {
+    "not gzip": (b"plain text", "gzip", 400),
+    "gzip header only": (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", "gzip", 400),
+    "truncated": (None, "gzip", 400),
+    "bomb": (None, "gzip", 413),
+    "brotli": (b'{"a": 1}', "br", 415),
+    "deflate": (b'{"a": 1}', "deflate", 415),
+    "unknown in a list": (b'{"a": 1}', "gzip, snappy", 415),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GZIP_BAD))
+def test_gzip_bodies(w, target, case):
+    import gzip
+    import zlib
+
+    body, encoding, status = GZIP_BAD[case]
+    if case == "truncated":
+        body = gzip.compress(b'{"a": 1}')[:-5]
+    elif case == "bomb":
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        body = z.compress(b'{"a": "') + b"".join(z.compress(b"0" * (1 << 20)) for _ in range(8)) + z.flush()
+    start = len(w.server.output)
+    headers = {"Content-Encoding": encoding}
+    rejected(device_post(w, target[1], "telemetry", body, headers=headers), status)
+    rest_status = 400 if case == "bomb" else status  # under the REST limit: inflated, then bad JSON
+    r = w.admin.post(f"/api/plugins/telemetry/DEVICE/{target[0]}/timeseries/ANY", data=body, headers=headers)
+    rejected(r, rest_status)
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
+
+
+# ------------------------------------------------------------------------- device profiles, users, provisioning
+PROFILE_USER_BODIES = {
+    "/api/deviceProfile": [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"name": ""}',
+        b'{"name": 5}',
+        b'{"name": "' + b"p" * 300 + b'"}',
+        b'{"name": "a\\u0000b"}',
+        b'{"name": "p", "type": "SNMP"}',
+        b'{"name": "p", "transportType": 7}',
+        b'{"name": "p", "provisionType": "X509_CERTIFICATE_CHAIN"}',
+        b'{"name": "p", "provisionType": "ALLOW_CREATE_NEW_DEVICES"}',
+        b'{"name": "p", "provisionType": "ALLOW_CREATE_NEW_DEVICES", "provisionDeviceKey": 5, "provisionDeviceSecret": "s"}',
+        b'{"name": "p", "provisionType": "CHECK_PRE_PROVISIONED_DEVICES", "provisionDeviceKey": "k",'
+        b' "provisionDeviceSecret": "' + b"s" * 300 + b'"}',
+        b'{"name": "p", "profileData": 5}',
+        b'{"name": "p", "profileData": {"provisionConfiguration": 5}}',
+        b'{"name": "p", "profileData": {"alarms": 1e400}}',
+        b'{"name": "p", "profileData": {"x": "' + b"d" * 1_100_000 + b'"}}',
+        b'{"name": "p", "description": 5}',
+        b'{"name": "p", "id": "zz"}',
+        b'{"name": "p", "id": "%u"}',
+        b'{"name": "default"}',
+    ],
+    "/api/user": [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"email": "x@y.z", "authority": "TENANT_ADMIN"}',
+        b'{"email": "x@y.z", "authority": "SYS_ADMIN", "password": "p"}',
+        b'{"email": "x@y.z", "authority": "CUSTOMER_USER", "password": "p"}',
+        b'{"email": "x@y.z", "authority": "CUSTOMER_USER", "password": "p", "customerId": {"id": "zz"}}',
+        b'{"email": "x@y.z", "authority": "CUSTOMER_USER", "password": "p", "customerId": {"id": "%u"}}',
+        b'{"email": "not-an-email", "authority": "TENANT_ADMIN", "password": "p"}',
+        b'{"email": 5, "authority": "TENANT_ADMIN", "password": "p"}',
+        b'{"email": "x@y.z", "authority": "TENANT_ADMIN", "password": 5}',
+        b'{"email": "x@y.z", "authority": "TENANT_ADMIN", "password": "' + b"p" * 2000 + b'"}',
+        b'{"email": "x@y.z", "authority": "TENANT_ADMIN", "password": "p", "firstName": ["a"]}',
+        b'{"email": "x@y.z", "authority": "TENANT_ADMIN", "password": "p", "additionalInfo": 5}',
+        b'{"email": "admin@tenant-a.test", "authority": "TENANT_ADMIN", "password": "p"}',
+        b'{"id": "zz", "email": "x@y.z"}',
+        b'{"id": "%u", "email": "x@y.z"}',
+    ],
+    "/api/auth/changePassword": [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"currentPassword": 5, "newPassword": "x"}',
+        b'{"currentPassword": "wrong", "newPassword": "x"}',
+        b'{"currentPassword": "wrong", "newPassword": ""}',
+    ],
+    "/api/device/credentials": [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"deviceId": {"id": "zz"}, "credentialsId": "t"}',
+        b'{"deviceId": {"id": "%u"}, "credentialsId": "t"}',
+        b'{"deviceId": {"id": "%s"}}',
+        b'{"deviceId": {"id": "%s"}, "credentialsId": 5}',
+        b'{"deviceId": {"id": "%s"}, "credentialsId": "with space"}',
+        b'{"deviceId": {"id": "%s"}, "credentialsId": "' + b"t" * 200 + b'"}',
+        b'{"deviceId": {"id": "%s"}, "credentialsId": "t", "credentialsType": "MQTT_BASIC"}',
+    ],
+    "/api/device-with-credentials": [
+        b"",
+        b"{}",
+        b'{"device": 5, "credentials": {}}',
+        b'{"device": {"name": ""}, "credentials": {}}',
+        b'{"device": {"name": "x"}, "credentials": {"credentialsType": "X509_CERTIFICATE"}}',
+        b'{"device": {"name": "x"}, "credentials": {"credentialsId": "a/b"}}',
+        b'{"device": {"name": "x", "deviceProfileId": {"id": "zz"}}, "credentials": {}}',
+    ],
+    "/api/v1/provision": [b"", b"{", b"[]", b'"x"', b"null", b"[" * 5000 + b"]" * 5000],
+    "/api/device": [
+        b'{"name": "x", "deviceProfileId": {"id": "zz"}}',
+        b'{"name": "x", "deviceProfileId": "%u"}',
+        b'{"name": "x", "deviceProfileId": 5}',
+    ],
+}
+
+
+def profile_user_query_cases(w, did: str, cid: str) -> list[tuple[str, str, str]]:
+    u = uuid.uuid4()
+    return [
+        ("profiles page huge", "GET", f"/api/deviceProfiles?pageSize=10&page={2**63}"),
+        ("profiles pageSize zero", "GET", "/api/deviceProfiles?pageSize=0&page=0"),
+        ("profiles bad sort", "GET", "/api/deviceProfiles?pageSize=10&page=0&sortProperty=provision_device_secret"),
+        ("profiles bad order", "GET", "/api/deviceProfiles?pageSize=10&page=0&sortOrder=UP"),
+        ("profile infos bad transport", "GET", "/api/deviceProfileInfos?pageSize=10&page=0&transportType=PIGEON"),
+        ("profile infos bad ids", "GET", "/api/deviceProfileInfos?deviceProfileIds=zz"),
+        ("profile infos list no ids", "GET", "/api/deviceProfileInfos/list"),
+        ("profile infos list bad ids", "GET", "/api/deviceProfileInfos/list?deviceProfileIds=a,b"),
+        (
+            "profile infos list too many",
+            "GET",
+            "/api/deviceProfileInfos/list?deviceProfileIds=" + ",".join([str(u)] * 1001),
+        ),
+        ("profile info malformed", "GET", "/api/deviceProfileInfo/zz"),
+        ("profile info unknown", "GET", f"/api/deviceProfileInfo/{u}"),
+        ("profile malformed", "GET", "/api/deviceProfile/%00"),
+        ("profile unknown", "DELETE", f"/api/deviceProfile/{u}"),
+        ("profile default unknown", "POST", f"/api/deviceProfile/{u}/default"),
+        ("profile names bad flag", "GET", "/api/deviceProfile/names?activeOnly=maybe"),
+        ("profile keys bad id", "GET", "/api/deviceProfile/devices/keys/timeseries?deviceProfileId=zz"),
+        ("profile keys unknown id", "GET", f"/api/deviceProfile/devices/keys/attributes?deviceProfileId={u}"),
+        ("device info malformed", "GET", "/api/device/info/zz"),
+        ("tenant device no name", "GET", "/api/tenant/device"),
+        ("tenant device unknown", "GET", "/api/tenant/device?deviceName=%00"),
+        ("device infos active", "GET", "/api/tenant/deviceInfos?pageSize=10&page=0&active=true"),
+        ("device infos bad profile", "GET", "/api/tenant/deviceInfos?pageSize=10&page=0&deviceProfileId=zz"),
+        ("device infos page huge", "GET", f"/api/deviceInfos/all?pageSize=10&page={2**63}"),
+        ("device infos bad customers flag", "GET", "/api/deviceInfos/all?pageSize=10&page=0&includeCustomers=2"),
+        ("customer device infos malformed", "GET", "/api/customer/zz/deviceInfos?pageSize=10&page=0"),
+        ("devices no ids", "GET", "/api/devices"),
+        ("devices bad ids", "GET", "/api/devices?deviceIds=zz,yy"),
+        ("devices too many ids", "GET", "/api/devices?deviceIds=" + ",".join(str(uuid.uuid4()) for _ in range(1001))),
+        ("user devices bad sort", "GET", "/api/user/devices?pageSize=10&page=0&sortProperty=access_token"),
+        ("owner bad owner type", "POST", f"/api/owner/GROUP/{cid}/DEVICE/{did}"),
+        ("owner bad entity type", "POST", f"/api/owner/CUSTOMER/{cid}/ASSET/{did}"),
+        ("owner malformed ids", "POST", "/api/owner/CUSTOMER/zz/DEVICE/yy"),
+        ("customer title malformed", "GET", "/api/customer/zz/title"),
+        ("customer info unknown", "GET", f"/api/customer/info/{u}"),
+        ("tenant customer no title", "GET", "/api/tenant/customers"),
+        ("customers list bad ids", "GET", "/api/customers/list?customerIds=zz"),
+        ("users bad sort", "GET", "/api/users?pageSize=10&page=0&sortProperty=password_hash"),
+        ("users page huge", "GET", f"/api/users?pageSize=10&page={2**63}"),
+        ("users list no ids", "GET", "/api/users/list"),
+        ("users list bad ids", "GET", "/api/users/list?userIds=zz"),
+        ("user malformed", "GET", "/api/user/zz"),
+        ("user unknown", "DELETE", f"/api/user/{u}"),
+        ("user info malformed", "GET", "/api/user/info/%00"),
+        ("user credentials flag", "POST", f"/api/user/{u}/userCredentialsEnabled?userCredentialsEnabled=maybe"),
+        ("user save mail flag", "POST", "/api/user?sendActivationMail=maybe"),
+        ("customer users malformed", "GET", "/api/customer/zz/users?pageSize=10&page=0"),
+        ("customer user infos unknown", "GET", f"/api/customer/{u}/userInfos?pageSize=10&page=0"),
+        ("tenant users malformed", "GET", "/api/tenant/zz/users?pageSize=10&page=0"),
+        ("tenant users other tenant", "GET", f"/api/tenant/{u}/users?pageSize=10&page=0"),
+    ]
+
+
+def _counts(w) -> tuple[int, int, int]:
+    a = w.admin
+    return (
+        a.get("/api/deviceProfiles?pageSize=1&page=0").json()["totalElements"],
+        a.get("/api/users?pageSize=1&page=0").json()["totalElements"],
+        a.get("/api/tenant/devices?pageSize=1&page=0").json()["totalElements"],
+    )
+
+
+def test_bad_profile_user_and_provision_requests(w, target):
+    """Every new body and parameter of the profile, user, device-info and provisioning routes:
+    a 4xx with a message, and no profile, user or device was created; the target device's
+    token is unchanged."""
+    start = len(w.server.output)
+    did, token = target
+    _, cid = next(iter(w.customer_ids.items()))
+    before = _counts(w)
+    failures, n = [], 0
+    for path, bodies in PROFILE_USER_BODIES.items():
+        for body in bodies:
+            body = body.replace(b"%s", did.encode()).replace(b"%u", str(uuid.uuid4()).encode())
+            r = w.admin.post(path, data=body)
+            n += 1
+            try:
+                rejected(r)
+            except AssertionError as e:
+                failures.append(f"POST {path} {body[:80]!r}: {e}")
+    for name, method, path in profile_user_query_cases(w, did, cid):
+        r = w.admin.session.request(method, w.url + path, timeout=TIMEOUT, data=b"{}" if method == "POST" else None)
+        n += 1
+        try:
+            rejected(r)
+        except AssertionError as e:
+            failures.append(f"{name}: {e}")
+    assert not failures, "\n".join(failures)
+    assert n >= 100
+    assert _counts(w) == before
+    assert w.admin.get(f"/api/device/{did}/credentials").json()["credentialsId"] == token
+    assert_untouched(w, did)
+    assert_serving(w, start)
+
+
+def test_provision_refusals_create_nothing(w, target):
+    """Provisioning with a real key but bad names, tokens or secrets: a NOT_FOUND / FAILURE
+    answer (ThingsBoard's, HTTP 200), no device, no traceback -- over HTTP and over MQTT."""
+    from tbpanel.transports import mqtt_codec as c
+    from tests.helpers.mqtt import RawClient
+
+    start = len(w.server.output)
+    key, secret = f"hostile-key-{uuid.uuid4().hex}", "hostile-secret"
+    r = w.admin.post(
+        "/api/deviceProfile",
+        json={
+            "name": "hostile-prov",
+            "provisionType": "ALLOW_CREATE_NEW_DEVICES",
+            "provisionDeviceKey": key,
+            "provisionDeviceSecret": secret,
+        },
+    )
+    assert r.status_code == 200, r.text
+    before = _counts(w)
+    ok = {"provisionDeviceKey": key, "provisionDeviceSecret": secret}
+    bodies = [
+        {},
+        {"provisionDeviceKey": key},
+        {"provisionDeviceKey": key, "provisionDeviceSecret": secret + "x"},
+        {"provisionDeviceKey": "k" * 5000, "provisionDeviceSecret": secret},
+        {"provisionDeviceKey": [key], "provisionDeviceSecret": {"a": secret}},
+        dict(ok, deviceName=""),
+        dict(ok, deviceName="   "),
+        dict(ok, deviceName=5),
+        dict(ok, deviceName="n" * 300),
+        dict(ok, deviceName="a\x00b"),
+        dict(ok, deviceName="dev-a1"),  # exists already
+        dict(ok, deviceName="hostile-p1", credentialsType="ACCESS_TOKEN", token="has space"),
+        dict(ok, deviceName="hostile-p2", credentialsType="ACCESS_TOKEN", token=target[1]),  # taken
+        dict(ok, deviceName="hostile-p3", credentialsType="ACCESS_TOKEN", token=5),
+        dict(ok, deviceName="hostile-p4", credentialsType="X509_CERTIFICATE", hash="x"),
+    ]
+    for body in bodies:
+        r = requests.post(w.url + "/api/v1/provision", data=json.dumps(body), timeout=TIMEOUT)
+        assert r.status_code == 200, (body, r.text)
+        assert r.json()["status"] in ("NOT_FOUND", "FAILURE") and r.json()["errorMsg"], (body, r.text)
+    raw = RawClient(w.server.mqtt_port, c.MQTT_5)
+    assert raw.connect("provision") == 0
+    for i, payload in enumerate(
+        [b"", b"\xff\xfe", b"[" * 5000 + b"]" * 5000, *(json.dumps(b).encode() for b in bodies)]
+    ):
+        raw.publish("/provision/request", payload, qos=1, packet_id=i + 1)
+        assert raw.puback() == (i + 1, 0)
+        first, answer = raw.read()
+        assert first >> 4 == c.PUBLISH and (b"NOT_FOUND" in answer or b"FAILURE" in answer), answer[:200]
+    raw.sock.close()
+    assert _counts(w) == before
+    assert_untouched(w, target[0])
+    assert_serving(w, start)
+
+
+provision_bodies = st.dictionaries(
+    st.sampled_from(["deviceName", "provisionDeviceKey", "provisionDeviceSecret", "credentialsType", "token", "x"]),
+    json_values,
+    max_size=5,
+)
+
+
+def test_provision_and_profile_generated_bodies(w):
+    """Generated provisioning and profile bodies: never a 5xx; provisioning answers 200 with a
+    status or 400; nothing is created by a refused profile body."""
+    start = len(w.server.output)
+    before = _counts(w)
+
+    @examples(150)
+    @given(body=provision_bodies, profile=st.dictionaries(keys, json_values, max_size=4), how=mutations)
+    def check(body, profile, how):
+        r = requests.post(w.url + "/api/v1/provision", data=mutate(encode(body), how), timeout=TIMEOUT)
+        assert r.status_code in (200, 400), r.text[:300]
+        if r.status_code == 200:
+            assert r.json()["status"] in ("NOT_FOUND", "FAILURE")
+        profile.pop("name", None)  # without a name a profile body is always refused
+        r = w.admin.post("/api/deviceProfile", data=mutate(encode(profile), how))
+        rejected(r)
+
+    check()
+    assert _counts(w) == before
+    assert_serving(w, start)
+
+
 # ------------------------------------------------------------------------- rpc
 RPC_BAD_BODIES = [
     b"",

@@ -108,6 +108,29 @@ def ctx(tmp_path_factory) -> Ctx:
         w.server.stop()
 
 
+def profiles_and_users(w) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Ids of each tenant's device profile and users, and a provisioning profile per tenant
+    whose key and secret only that tenant's administrator may ever see."""
+    ids = {
+        "prof_a": w.devices["dev-a1"]["deviceProfileId"]["id"],
+        "prof_b": w.devices["dev-b"]["deviceProfileId"]["id"],
+        "tenant_a": w.admin.get("/api/auth/user").json()["tenantId"]["id"],
+        "user_a1": w.customer.get("/api/auth/user").json()["id"]["id"],
+        "user_a2": w.other_customer.get("/api/auth/user").json()["id"]["id"],
+        "user_b": w.other_admin.get("/api/auth/user").json()["id"]["id"],
+    }
+    markers: dict[str, set[str]] = {"A1": {ids["user_a1"]}, "A2": {ids["user_a2"]}, "AT": set()}
+    markers["B"] = {ids["prof_b"], ids["user_b"]}
+    for owner, api in (("AT", w.admin), ("B", w.other_admin)):
+        key, secret = f"prov_key_{owner}_secret", f"prov_secret_{owner}_secret"
+        body = {"name": f"prov-{owner}", "provisionType": "ALLOW_CREATE_NEW_DEVICES", "provisionDeviceKey": key}
+        body["profileData"] = {"provisionConfiguration": {"provisionDeviceSecret": secret}}
+        r = api.post("/api/deviceProfile", json=body)
+        assert r.status_code == 200, r.text
+        markers[owner] |= {key, secret}
+    return ids, markers
+
+
 def build_ctx(w) -> Ctx:
     admin_jwt = jwt(w.admin)
     jwts = {
@@ -193,6 +216,10 @@ def build_ctx(w) -> Ctx:
             alarms["dev-b"],
         },
     }
+    profile_ids, profile_markers = profiles_and_users(w)  # device profiles, users (issue 16)
+    ids |= profile_ids
+    for owner, ms in profile_markers.items():
+        markers[owner] |= ms
     c = Ctx(w, jwts, ids, tokens, markers)
     c.secrets |= {p for _, p in PASSWORDS.values()} | set(tokens.values())
     c.secrets |= {t for t in jwts.values() if t and t != "not-a-jwt"}
@@ -209,6 +236,16 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
         did = a.post("/api/device", json={"name": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
         assert a.post(f"/api/customer/{ctx.ids['cust_a1']}/device/{did}").status_code == 200
         return did
+    if kind in ("claimable", "claimed"):  # claiming: a device name; claimable: unassigned, claim pending
+        name = f"fresh-{uuid.uuid4().hex[:8]}"
+        did = a.post("/api/device", json={"name": name}).json()["id"]["id"]
+        if kind == "claimed":
+            assert a.post(f"/api/customer/{ctx.ids['cust_a1']}/device/{did}").status_code == 200
+            return name
+        token = a.get(f"/api/device/{did}/credentials").json()["credentialsId"]
+        r = requests.post(f"{ctx.w.url}/api/v1/{token}/claim", json={"secretKey": "matrix-claim"}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        return name
     if kind == "customer":
         return a.post("/api/customer", json={"title": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
     if kind == "alarm":
@@ -221,6 +258,14 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
         ).json()["id"]["id"]
     if kind == "model":
         return a.post("/api/tbpanel/models", json={"config": {"name": f"fresh-{uuid.uuid4().hex[:8]}"}}).json()["id"]
+    if kind == "profile":
+        return a.post("/api/deviceProfile", json={"name": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
+    if kind == "user":  # a customer A1 user; its password must never be logged either
+        password = f"fresh-pass-{uuid.uuid4().hex}"
+        ctx.secrets.add(password)
+        body = {"email": f"fresh-{uuid.uuid4().hex[:8]}@tenant-a.test", "authority": "CUSTOMER_USER"}
+        body |= {"customerId": {"id": ctx.ids["cust_a1"]}, "password": password}
+        return a.post("/api/user", json=body).json()["id"]["id"]
     if kind == "rpc":  # a persistent request to device A1 (stays QUEUED: A1 is never connected)
         body = {"method": "fresh", "persistent": True, "timeout": 600_000}
         return a.post(f"/api/rpc/oneway/{ctx.ids['dev_a1']}", json=body).json()["rpcId"]
@@ -296,6 +341,20 @@ ROUTES: dict[tuple[str, str], Row] = {
     ),
     (rf"/api/plugins/telemetry/([^/]+)/{SCOPE}/?", "DELETE"): Row(
         "/api/plugins/telemetry/{fresh}/SHARED_SCOPE?keys=written", A1_WRITE, fresh="device"
+    ),
+    # claiming: the device side takes only a device token; only customer users claim (each a
+    # fresh claimable device of tenant A); a tenant admin or the owning customer's user re-claims
+    (r"/api/v1/([^/]+)/claim/?", "POST"): Row("/api/v1/not-a-device-token/claim", same(401), {"secretKey": "x"}),
+    (r"/api/customer/device/([^/]+)/claim/?", "POST"): Row(
+        "/api/customer/device/{fresh}/claim",
+        expect(customer=200, other_customer=200, other_admin=403, admin=403),
+        {"secretKey": "matrix-claim"},
+        "claimable",
+    ),
+    (r"/api/customer/device/([^/]+)/claim/?", "DELETE"): Row(
+        "/api/customer/device/{fresh}/claim",
+        expect(customer=200, other_customer=403, other_admin=404, admin=200),
+        fresh="claimed",
     ),
     (r"/api/auth/login/?", "POST"): Row(
         "/api/auth/login", same(401), {"username": "nobody-{who}@x.test", "password": "guess"}
@@ -402,6 +461,107 @@ ROUTES: dict[tuple[str, str], Row] = {
     (r"/api/tbpanel/telemetry/query/?", "POST"): Row(
         "/api/tbpanel/telemetry/query", A1_READ, {"deviceIds": ["{dev_a1}"], "startTs": 0, "endTs": 4000000000000}
     ),
+    # device profiles, device infos, users, provisioning (issue 16 items 3, 5, 6)
+    (r"/api/v1/provision/?", "POST"): Row(
+        "/api/v1/provision",
+        same(200),
+        {"deviceName": "prov-{who}", "provisionDeviceKey": "nope", "provisionDeviceSecret": "x"},
+    ),
+    (r"/api/device/credentials/?", "POST"): Row(
+        "/api/device/credentials",
+        ADMIN_ONLY,
+        {"deviceId": {"id": "{fresh}"}, "credentialsId": "cred-{who}-{fresh}"},
+        "device",
+    ),
+    (r"/api/device-with-credentials/?", "POST"): Row(
+        "/api/device-with-credentials",
+        ADMIN_ONLY,
+        {"device": {"name": "renamed-wc-{who}", "id": "{fresh}"}, "credentials": {"credentialsId": "wc-{who}-{fresh}"}},
+        "device",
+    ),
+    (r"/api/device/info/([^/]+)/?", "GET"): Row("/api/device/info/{dev_a1}", A1_READ),
+    (r"/api/tenant/device/?", "GET"): Row(
+        "/api/tenant/device?deviceName=dev-a1", expect(customer=403, other_customer=403, other_admin=404, admin=200)
+    ),
+    (r"/api/tenant/deviceInfos/?", "GET"): Row("/api/tenant/deviceInfos?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/deviceInfos/all/?", "GET"): Row("/api/deviceInfos/all?pageSize=100&page=0", ANY_USER),
+    (r"/api/customer/([^/]+)/deviceInfos/?", "GET"): Row(
+        "/api/customer/{cust_a1}/deviceInfos?pageSize=100&page=0", A1_READ
+    ),
+    (r"/api/devices/?", "GET"): Row("/api/devices?deviceIds={dev_a1},{dev_a2},{dev_at},{dev_b}", ANY_USER),
+    (r"/api/user/devices/?", "GET"): Row("/api/user/devices?pageSize=100&page=0", ANY_USER),
+    (r"/api/owner/([A-Z_]+)/([^/]+)/([A-Z_]+)/([^/]+)/?", "POST"): Row(
+        "/api/owner/CUSTOMER/{cust_a2}/DEVICE/{fresh}", ADMIN_ONLY, fresh="device"
+    ),
+    (r"/api/customer/([^/]+)/title/?", "GET"): Row("/api/customer/{cust_a1}/title", A1_READ),
+    (r"/api/customer/([^/]+)/shortInfo/?", "GET"): Row("/api/customer/{cust_a1}/shortInfo", A1_READ),
+    (r"/api/customer/info/([^/]+)/?", "GET"): Row("/api/customer/info/{cust_a1}", A1_READ),
+    (r"/api/tenant/customers/?", "GET"): Row(
+        "/api/tenant/customers?customerTitle=Customer%20A1",
+        expect(customer=403, other_customer=403, other_admin=404, admin=200),
+    ),
+    (r"/api/customers/list/?", "GET"): Row("/api/customers/list?customerIds={cust_a1},{cust_a2}", ANY_USER),
+    (r"/api/customerInfos/all/?", "GET"): Row("/api/customerInfos/all?pageSize=100&page=0", ANY_USER),
+    (r"/api/user/customers/?", "GET"): Row("/api/user/customers?pageSize=100&page=0", ANY_USER),
+    (r"/api/deviceProfiles/?", "GET"): Row("/api/deviceProfiles?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/deviceProfileInfos/list/?", "GET"): Row(
+        "/api/deviceProfileInfos/list?deviceProfileIds={prof_a},{prof_b}", OWN_TENANT_ADMIN
+    ),
+    (r"/api/deviceProfileInfos/?", "GET"): Row("/api/deviceProfileInfos?pageSize=100&page=0", ANY_USER),
+    (r"/api/deviceProfileInfo/default/?", "GET"): Row("/api/deviceProfileInfo/default", ANY_USER),
+    (r"/api/deviceProfileInfo/([^/]+)/?", "GET"): Row(
+        "/api/deviceProfileInfo/{prof_a}", expect(customer=200, other_customer=200, other_admin=403, admin=200)
+    ),
+    (r"/api/deviceProfile/?", "POST"): Row(
+        "/api/deviceProfile", ADMIN_ONLY, {"name": "renamed-{who}", "id": "{fresh}"}, "profile"
+    ),
+    (r"/api/deviceProfile/names/?", "GET"): Row("/api/deviceProfile/names", ANY_USER),
+    (r"/api/deviceProfile/devices/keys/timeseries/?", "GET"): Row(
+        "/api/deviceProfile/devices/keys/timeseries?deviceProfileId={prof_a}", ADMIN_ONLY
+    ),
+    (r"/api/deviceProfile/devices/keys/attributes/?", "GET"): Row(
+        "/api/deviceProfile/devices/keys/attributes?deviceProfileId={prof_a}", ADMIN_ONLY
+    ),
+    (r"/api/deviceProfile/([^/]+)/default/?", "POST"): Row(
+        "/api/deviceProfile/{fresh}/default", ADMIN_ONLY, fresh="profile"
+    ),
+    (r"/api/deviceProfile/([^/]+)/?", "GET"): Row("/api/deviceProfile/{prof_a}", ADMIN_ONLY),
+    (r"/api/deviceProfile/([^/]+)/?", "DELETE"): Row("/api/deviceProfile/{fresh}", ADMIN_ONLY, fresh="profile"),
+    (r"/api/auth/changePassword/?", "POST"): Row(
+        "/api/auth/changePassword",
+        expect(customer=400, other_customer=400, other_admin=400, admin=400),
+        {"currentPassword": "not-the-password-{who}", "newPassword": "never-set"},
+    ),
+    (r"/api/noauth/userPasswordPolicy/?", "GET"): Row("/api/noauth/userPasswordPolicy", same(200)),
+    (r"/api/users/?", "GET"): Row("/api/users?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/users/list/?", "GET"): Row("/api/users/list?userIds={user_a1},{user_a2},{user_b}", ANY_USER),
+    (r"/api/users/info/?", "GET"): Row("/api/users/info?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/userInfos/all/?", "GET"): Row("/api/userInfos/all?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/customer/users/?", "GET"): Row("/api/customer/users?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/customer/([^/]+)/userInfos/?", "GET"): Row(
+        "/api/customer/{cust_a1}/userInfos?pageSize=100&page=0", ADMIN_ONLY
+    ),
+    (r"/api/customer/([^/]+)/users/?", "GET"): Row("/api/customer/{cust_a1}/users?pageSize=100&page=0", ADMIN_ONLY),
+    (r"/api/tenant/([^/]+)/users/?", "GET"): Row("/api/tenant/{tenant_a}/users?pageSize=100&page=0", ADMIN_ONLY),
+    (r"/api/user/tokenAccessEnabled/?", "GET"): Row("/api/user/tokenAccessEnabled", ANY_USER),
+    (r"/api/user/info/([^/]+)/?", "GET"): Row("/api/user/info/{user_a1}", A1_READ),
+    (r"/api/user/([^/]+)/userCredentialsEnabled/?", "POST"): Row(
+        "/api/user/{fresh}/userCredentialsEnabled?userCredentialsEnabled=false", ADMIN_ONLY, fresh="user"
+    ),
+    (r"/api/user/users/?", "GET"): Row("/api/user/users?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/user/?", "POST"): Row(
+        "/api/user",
+        ADMIN_ONLY,
+        {
+            "email": "matrix-{who}-{fresh}@tenant-a.test",
+            "authority": "CUSTOMER_USER",
+            "customerId": {"id": "{cust_a1}"},
+            "password": "matrix-pass-{fresh}",
+        },
+        "device",  # only for a unique suffix
+    ),
+    (r"/api/user/([^/]+)/?", "GET"): Row("/api/user/{user_a1}", A1_READ),
+    (r"/api/user/([^/]+)/?", "DELETE"): Row("/api/user/{fresh}", ADMIN_ONLY, fresh="user"),
     # rpc: A1 is not connected, so an allowed non-persistent request is 409
     (r"/api/v1/([^/]+)/rpc/?", "GET"): Row("/api/v1/not-a-device-token/rpc?timeout=1", same(401)),
     (r"/api/v1/([^/]+)/rpc/?", "POST"): Row("/api/v1/not-a-device-token/rpc", same(401), {"method": "getCurrentTime"}),
@@ -857,7 +1017,7 @@ def test_passwords_are_stored_only_as_slow_hashes(ctx):
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name='users'").fetchone():
                 hashes += [r[0] for r in conn.execute("SELECT password_hash FROM users")]
-    assert len(hashes) == len(PASSWORDS)
+    assert len(hashes) >= len(PASSWORDS)  # more: the users the matrix's POST /api/user rows made
     assert all(h.startswith("scrypt$16384$8$1$") for h in hashes), hashes
 
 

@@ -64,7 +64,7 @@ def test_errors(world, coap):
     code, text = coap(f"/api/v1/{token}/attributes", b"[1]")
     assert code == Code.BAD_REQUEST and "object" in text
     assert coap(f"/api/v1/{token}/telemetry", b"")[0] == Code.BAD_REQUEST
-    assert coap(f"/api/v1/{token}/claim", {"a": 1})[0] == Code.NOT_FOUND
+    assert coap(f"/api/v1/{token}/nothing", {"a": 1})[0] == Code.NOT_FOUND
     assert coap("/nothing/here", {"a": 1})[0] == Code.NOT_FOUND
     assert coap(f"/api/v1/{token}/telemetry", code=GET)[0] == Code.METHOD_NOT_ALLOWED
     assert history(world, did, "a") == []

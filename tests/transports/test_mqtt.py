@@ -124,10 +124,19 @@ def test_paho_qos0_1_and_2(world, port, version):
 
 
 @pytest.mark.parametrize("level, refused", [(c.MQTT_311, 5), (c.MQTT_5, 0x87)])
-def test_bad_or_missing_token_is_refused(port, level, refused):
-    for username in ("not-a-token", None):
+def test_bad_token_is_refused_not_authorized(port, level, refused):
+    raw = RawClient(port, level)
+    assert raw.connect("not-a-token") == refused
+    assert raw.closed()
+
+
+@pytest.mark.parametrize("level, refused", [(c.MQTT_311, 4), (c.MQTT_5, 0x86)])
+def test_empty_or_missing_username_is_bad_user_name_or_password(port, level, refused):
+    """No access token at all: ThingsBoard answers "bad user name or password" (3.1.1 code 4,
+    v5 0x86), with or without a password; an unknown token stays "not authorized"."""
+    for username, password in ((None, None), ("", None), ("", b"secret")):
         raw = RawClient(port, level)
-        assert raw.connect(username) == refused
+        assert raw.connect(username, password=password) == refused, (username, password)
         assert raw.closed()
 
 
@@ -592,13 +601,14 @@ def _paho(port: int, version: str, token: str | None):
 
 @pytest.mark.parametrize("version", ["311", "5"])
 def test_paho_bad_token_and_no_username(port, version):
-    """paho reports both refusals as "Not authorized" (it maps 3.1.1's CONNACK 5 to 0x87;
-    the wire values are checked with the raw client above)."""
-    for token in ("wrong-token", None):
+    """paho reports a wrong token as "Not authorized" (it maps 3.1.1's CONNACK 5 to 0x87) and no
+    username as "Bad user name or password" (CONNACK 4 to 0x86); the wire values are checked
+    with the raw client above."""
+    for token, expected in (("wrong-token", 0x87), (None, 0x86), ("", 0x86)):
         client, code = _paho(port, version, token)
         client.loop_stop()
         client.disconnect()
-        assert code == 0x87
+        assert code == expected, token
 
 
 def test_paho_v5_malformed_payload_and_gateway(world, port):

@@ -52,6 +52,11 @@ class TelemetryWebSocket(tornado.websocket.WebSocketHandler):
         self.platform = platform
         self.live = live
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:  # a WebSocket is opened with GET only (RFC 9110: a 405 says so)
+            self.set_header("Allow", "GET")
+        super().write_error(status_code, **kwargs)
+
     # ------------------------------------------------------------------------ lifecycle
     def open(self) -> None:
         self.user: User | None = None
