@@ -12,9 +12,9 @@ roles, OTA, integrations, notifications, relations, version control, ... -- area
 does not cover at all, whose names happen to contain "device", "user", "customer" or "alarm").
 
 Recipes for routes that another branch is building right now are marked
-``xfail(strict=True)`` with the branch as reason (RPC → ``r-rpc``; the attribute recipes lost
-theirs when r-attributes was merged): once merged they pass, the strict mark fails, and the
-mark is removed.
+``xfail(strict=True)`` with the branch as reason (the attribute and RPC recipes lost theirs
+when r-attributes and r-rpc were merged): once merged they pass, the strict mark fails, and
+the mark is removed.
 ``test_not_provided_routes_are_absent`` keeps the table honest: a method listed as not
 provided whose route the server does mount fails it (move it to a recipe).
 """
@@ -72,7 +72,6 @@ OTHER_AREAS = (
     r"|queue|secret|api_key|audit|version|relation|connectivity|translation|custom_menu|solution"
     r"|self_registration|sign_up|trendz|image|resource|tenant_profile|ai_model|chat"
 )
-RPC_BRANCH = "route on r-rpc"
 
 
 def in_scope() -> dict[str, str]:
@@ -658,7 +657,6 @@ class RpcDevice:
     "handle_two_way_device_rpc_request_v1",
     "handle_one_way_device_rpc_request",
     "handle_one_way_device_rpc_request_v1",
-    xfail=RPC_BRANCH,
 )
 def _rpc_rest(s: Surface) -> None:
     did, token = s.device()
@@ -674,7 +672,7 @@ def _rpc_rest(s: Surface) -> None:
         device.close()
 
 
-@recipe("get_persisted_rpc", "rpc_v2_get_persisted_rpc", "get_persisted_rpc_by_device", "delete_rpc", xfail=RPC_BRANCH)
+@recipe("get_persisted_rpc", "rpc_v2_get_persisted_rpc", "get_persisted_rpc_by_device", "delete_rpc")
 def _rpc_persistent(s: Surface) -> None:
     did, _ = s.device()
     entity = DeviceId(did, "DEVICE")
@@ -689,7 +687,7 @@ def _rpc_persistent(s: Surface) -> None:
         s.admin.get_persisted_rpc(rpc_id)
 
 
-@recipe("subscribe_to_commands", "reply_to_command", "post_rpc_request", xfail=RPC_BRANCH)
+@recipe("subscribe_to_commands", "reply_to_command", "post_rpc_request")
 def _rpc_device_side(s: Surface) -> None:
     """The HTTP device's side: a persistent two-way RPC waits for it, it polls, answers, and
     asks the server something itself."""
