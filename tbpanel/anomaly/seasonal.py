@@ -1,7 +1,8 @@
 """Seasonal baseline: how unlike a segment is to the same phase of the recent cycles.
 
-The period ``P`` is found from the training data (the lag of the largest autocorrelation of
-each item's series on a regular grid, between two segments and half the training span). A
+The period ``P`` is found from the training data: the lag of the largest autocorrelation of
+the items' series on a regular grid, past the autocorrelation's first dip below zero and two
+segments, within half the training span. A
 segment ``[s, e)`` is compared with the segments ``[s - kP, e - kP)``, ``k = 1 ..``
 :data:`CYCLES`, on the model's own normalised feature vector, and its distance is the nearest
 of them: a daily cycle that breaks (a missing peak, a flat day) is far from every recent day at
@@ -56,6 +57,12 @@ def find_period(items: list[ItemData], fields: list[str], step_ms: float, segmen
     if total is None:
         return 0
     hi = total.size // 2
+    # a cycle's autocorrelation dips below zero before it returns: search past the first dip
+    # (a smooth or trending series, whose autocorrelation only decays, has no period)
+    neg = np.flatnonzero(total[:hi] <= 0)
+    if neg.size == 0:
+        return 0
+    lo = max(lo, int(neg[0]))
     if hi <= lo:
         return 0
     lag = lo + int(np.argmax(total[lo:hi]))
