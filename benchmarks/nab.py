@@ -71,7 +71,9 @@ def replay(item_data: ItemData, config: ModelConfig, probation_rows: int, stats:
         T_next = min(T + period, t_last)
         lowest.append((T, min(model.thresholds().values())))
         # one refresh run: score new complete segments (end in (T, T_next]) with the current model
-        segs = model.score({ITEM: _visible(item_data, T - seg + 1, T_next)}, T - seg + 1, T_next)
+        # the store read of a refresh run: from one segment (plus the seasonal member's earlier
+        # cycles) before the run's first new segment
+        segs = model.score({ITEM: _visible(item_data, T - seg + 1 - model.context_ms, T_next)}, T - seg + 1, T_next)
         parts.append(segs.take(segs.end_ts > T))
         if r.adaptive and T_next < t_last:
             try:

@@ -133,11 +133,12 @@ class ModelConfig(param.Parameterized):
     detector: param.Selector[str] = param.Selector(
         default="clustering",
         objects=["clustering", "ensemble"],
-        doc="ensemble: calibrated nearest-neighbour discord scores of "
-        "the segment's shape and of its level statistics, thresholded by a "
-        "peaks-over-threshold fit (tail_risk); clustering: Trendz semantics, "
-        "distance to the nearest cluster, threshold = threshold_percent of the "
-        "training segments (default).",
+        doc="clustering (default): Trendz semantics, distance to the nearest cluster, "
+        "threshold = threshold_percent of the training segments; ensemble: calibrated scores "
+        "of four members (the cluster distance, nearest-neighbour discords of the segment's "
+        "shape and of its level statistics, and the distance to the same phase of the recent "
+        "cycles), each thresholded by a peaks-over-threshold fit of its training scores "
+        "(tail_risk).",
     )
     tail_risk = param.Number(
         default=1e-2,

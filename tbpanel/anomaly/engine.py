@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from .scoring import (
     scores_from_distances,
     threshold_distance,
 )
+from .seasonal import CYCLES, find_period, seasonal_distances
 from .segments import ItemData, SegmentTable, clean_item, median_step, segment_item
 
 __all__ = [
@@ -136,6 +138,13 @@ class TrainedModel:
         return int(self.resolved.segment_ms)
 
     @property
+    def context_ms(self) -> int:
+        """History needed before the first segment to score (the seasonal member's earlier
+        cycles): a refresh loads its data from this far before its first segment."""
+        p = self.ensemble.period_ms if self.ensemble is not None else 0
+        return int(CYCLES * p)
+
+    @property
     def step(self) -> int:
         """Distance between consecutive segment starts (ms)."""
         return self.resolved.step_ms()
@@ -157,8 +166,8 @@ class TrainedModel:
     ) -> tuple[ItemData, SegmentTable, npt.NDArray[np.float64]]:
         r = self.resolved
         it = clean_item(item, self.fields)
-        if start_ms is not None or end_ms is not None:
-            it = _slice(it, start_ms, end_ms)
+        if start_ms is not None or end_ms is not None:  # keep the seasonal member's earlier cycles
+            it = _slice(it, None if start_ms is None else start_ms - self.context_ms, end_ms)
         if end_ms is None:
             lasts = [int(ts[-1]) for ts, _ in it.values() if len(ts)]
             end_ms = (max(lasts) + 1) if lasts else None
@@ -180,10 +189,22 @@ class TrainedModel:
         """Ensemble: ``(n, len(MEMBERS))`` distance / threshold of each member, per segment."""
         if self.ensemble is None:
             return np.zeros((len(table), 0))
+        r = self.resolved
         feats = {
             "shape": x,
             "cluster": self.clusters.distances(x)[0],
             "level": self.ensemble.level_matrix(level_stats(item, table, self.fields)),
+            "season": seasonal_distances(
+                item,
+                self.fields,
+                table,
+                x,
+                self.ensemble.period_ms,
+                r.min_points,
+                lambda t: self.normalizer.transform(extract(item, t, r, self.fields)),
+            )
+            if self.ensemble.period_ms
+            else np.full(len(table), np.nan),
         }
         return self.ensemble.member_ratios(feats, item_name, table.start)
 
@@ -279,6 +300,12 @@ class TrainedModel:
         )
 
 
+def _normalised_features(
+    norm: Normalizer, item: ItemData, r: ModelConfig, fields: list[str], table: SegmentTable
+) -> np.ndarray:
+    return norm.transform(extract(item, table, r, fields))
+
+
 def _build(
     config: ModelConfig,
     resolved: ModelConfig | None,
@@ -302,7 +329,7 @@ def _build(
         cleaned[name] = _slice(clean_item(data[name], fields), train_start, train_end, config.max_points)
     step = median_step(list(cleaned.values()))
     r = resolved if resolved is not None else config.resolved(step)
-    tables, mats, stats, codes = [], [], [], []
+    tables, mats, stats, codes, season_raw = [], [], [], [], []
     for n, name in enumerate(items):
         track(0.1 + 0.4 * n / len(items), f"segmenting {name}")
         it = cleaned[name]
@@ -330,6 +357,7 @@ def _build(
             "no training segment passed the segment filters (check the segment length, "
             "max gap, min points and the training range)"
         )
+    keep = None
     if config.max_segments and raw.shape[0] > config.max_segments:
         keep = np.unique(np.linspace(0, raw.shape[0] - 1, config.max_segments).round().astype(int))
         raw, durations, seg_start = raw[keep], durations[keep], seg_start[keep]
@@ -338,6 +366,26 @@ def _build(
     track(0.5, f"normalising {raw.shape[0]} segments")
     norm = Normalizer.fit(raw, column_groups(r, fields), r.clip)
     x = norm.transform(raw)
+    period = 0
+    season_d = None
+    if r.detector == "ensemble":
+        period = find_period(list(cleaned.values()), fields, step, int(r.segment_ms))
+        for name, t, m in zip(items, tables, mats):
+            it = cleaned[name]
+            season_raw.append(
+                seasonal_distances(
+                    it,
+                    fields,
+                    t,
+                    norm.transform(m),
+                    period,
+                    r.min_points,
+                    partial(_normalised_features, norm, it, r, fields),
+                )
+            )
+        season_d = np.concatenate(season_raw) if season_raw else np.empty(0)
+        if keep is not None:
+            season_d = season_d[keep]
     track(0.55, f"clustering ({config.algorithm})")
     blocks = len(fields) if r.comparison == "behavior" else 1
     clusters, _ = fit_clusters(x, r, blocks=blocks)
@@ -347,7 +395,16 @@ def _build(
     if r.detector == "ensemble":
         track(0.9, "fitting the discord ensemble")
         ensemble, ratios = fit_ensemble(
-            x, d, np.vstack(stats), np.concatenate(codes), seg_start, items, int(r.segment_ms), float(r.tail_risk)
+            x,
+            d,
+            np.vstack(stats),
+            np.concatenate(codes),
+            seg_start,
+            items,
+            int(r.segment_ms),
+            float(r.tail_risk),
+            season_d,
+            period,
         )
         d, d_thr = ratios.max(axis=1), 1.0
         ensemble.info["fired_in_training"] = {

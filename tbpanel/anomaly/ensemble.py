@@ -7,6 +7,9 @@ Members (each a :class:`~tbpanel.anomaly.discord.DiscordModel` over its own feat
 * ``level``: robust-standardised statistics of the raw values per field: mean, standard
   deviation, min, max and the mean absolute step (roughness): catches level shifts, drifts out
   of the seen range, variance changes and frozen sensors (roughness 0).
+* ``season``: the distance from the segment's curve to the same phase of the recent cycles
+  (:mod:`.seasonal`, period found from the training data): catches a broken daily or weekly
+  rhythm (a missing peak, a flat day) whose shape alone is common elsewhere in the cycle.
 
 Each member's raw distance is calibrated on the training segments' own (overlap-excluded)
 distances: its threshold is the peaks-over-threshold estimate (:mod:`.tail`) of the distance a
@@ -29,9 +32,11 @@ from .tail import pot_threshold
 
 __all__ = ["EnsembleModel", "fit_ensemble", "level_stats", "MEMBERS", "MAX_REFS"]
 
-MEMBERS = ("cluster", "shape", "level")
+MEMBERS = ("cluster", "shape", "level", "season")
 #: reference segments per member (bounds scoring cost)
 MAX_REFS = 3000
+#: fewest training segments with an earlier cycle needed to calibrate the seasonal member
+MIN_SEASON_SEGMENTS = 8
 _LEVEL_STATS = ("mean", "std", "min", "max", "roughness")
 
 
@@ -81,6 +86,7 @@ class EnsembleModel:
     level_scale: np.ndarray
     risk: float
     info: dict[str, Any]
+    period_ms: int = 0  # the seasonal member's period (0: no seasonality found, member silent)
 
     def level_matrix(self, raw_stats: np.ndarray) -> np.ndarray:
         return np.asarray((raw_stats - self.level_center) / self.level_scale, dtype=np.float64)
@@ -89,7 +95,13 @@ class EnsembleModel:
         """``(n, len(MEMBERS))`` distance / threshold of each member."""
         cols = []
         for name in MEMBERS:
-            d = feats[name] if name == "cluster" else self.members[name].distances(feats[name], item, start)
+            if self.thresholds.get(name, 0.0) <= 0:  # silent (uncalibrated, or saved before it existed)
+                cols.append(np.zeros(len(start)))
+                continue
+            if name in ("cluster", "season"):
+                d = np.nan_to_num(feats[name], nan=0.0)
+            else:
+                d = self.members[name].distances(feats[name], item, start)
             cols.append(d / self.thresholds[name])
         return np.column_stack(cols) if cols else np.zeros((len(start), 0))
 
@@ -101,6 +113,7 @@ class EnsembleModel:
             "level_scale": self.level_scale.tolist(),
             "risk": self.risk,
             "info": self.info,
+            "period_ms": int(self.period_ms),
         }
 
     @classmethod
@@ -112,6 +125,7 @@ class EnsembleModel:
             np.asarray(d["level_scale"], dtype=np.float64),
             float(d["risk"]),
             dict(d.get("info", {})),
+            int(d.get("period_ms", 0)),
         )
 
 
@@ -124,9 +138,12 @@ def fit_ensemble(
     items: list[str],
     segment_ms: int,
     risk: float,
+    season_d: np.ndarray | None = None,
+    period_ms: int = 0,
 ) -> tuple[EnsembleModel, np.ndarray]:
     """Fit every member on the training segments; returns the model and the training segments'
-    member ratios ``(n, len(MEMBERS))``."""
+    member ratios ``(n, len(MEMBERS))``. ``season_d``: the training segments' seasonal
+    distances (NaN where no earlier cycle had data), calibrated on their finite values."""
     center, scale = _robust_scale(raw_stats)
     feats = {"shape": shape_x, "level": (raw_stats - center) / scale}
     members, thr, ratios, info = {}, {}, [], {}
@@ -138,6 +155,20 @@ def fit_ensemble(
             ratios.append(d / t)
             info[name] = {"threshold": t, "median": float(np.median(d)), "max": float(d.max())}
             continue
+        if name == "season":
+            sd = np.full(cluster_d.shape, np.nan) if season_d is None or not period_ms else season_d
+            fin = sd[np.isfinite(sd)]
+            # too few earlier cycles in training to calibrate: threshold 0, the member stays silent
+            t = pot_threshold(fin, risk) if fin.size >= MIN_SEASON_SEGMENTS else 0.0
+            thr[name] = t
+            ratios.append(np.nan_to_num(sd, nan=0.0) / t if t > 0 else np.zeros(sd.shape))
+            info[name] = {
+                "threshold": t,
+                "period_ms": int(period_ms),
+                "calibrated_on": int(fin.size),
+                "median": float(np.median(fin)) if fin.size else 0.0,
+            }
+            continue
         m, d = fit_discord(feats[name], item_code, start, items, segment_ms, MAX_REFS)
         t = pot_threshold(d, risk)
         members[name], thr[name] = m, t
@@ -148,5 +179,5 @@ def fit_ensemble(
             "max": float(d.max()) if d.size else 0.0,
             "refs": int(m.refs.shape[0]),
         }
-    model = EnsembleModel(members, thr, center, scale, float(risk), info)
+    model = EnsembleModel(members, thr, center, scale, float(risk), info, int(period_ms))
     return model, np.column_stack(ratios)

@@ -127,7 +127,7 @@ class ModelRuns:
         active = self.repo.anomalies(model_id, active=True)
         start = min([last_end - seg] + [a["start_ts"] for a in active])
         items = devices(self.registry, model, model.refresh.items or None)
-        data = load(self.store, cfg, items, start, until)
+        data = load(self.store, cfg, items, start - trained.context_ms, until)  # + earlier cycles
         refits = model.refits
         ctx.progress(0.3, "scoring")
         segs = trained.score(data, start, until, cancel=ctx.cancelled)
@@ -201,7 +201,7 @@ class ModelRuns:
     ) -> dict[str, Any]:
         model_id, cfg = model.id, model.config
         chosen = devices(self.registry, model, items)
-        data = load(self.store, cfg, chosen, start - trained.segment_ms, end)
+        data = load(self.store, cfg, chosen, start - trained.segment_ms - trained.context_ms, end)
         total = max(len(chosen), 1)
         parts = []
         for i, item in enumerate(chosen):

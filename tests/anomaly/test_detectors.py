@@ -125,7 +125,9 @@ def test_ensemble_model_round_trips_and_reports_members() -> None:
     c = config("ensemble")
     data = {"dev": {"v": (ts, v)}}
     m = fit(c, data)
-    assert m.ensemble is not None and set(m.ensemble.thresholds) == {"cluster", "shape", "level"}
+    assert m.ensemble is not None and set(m.ensemble.thresholds) == {"cluster", "shape", "level", "season"}
+    # the daily cycle of the synthetic series is found from the training data
+    assert abs(m.ensemble.period_ms - 86_400_000) <= 2 * m.step_ms
     again = TrainedModel.from_dict(m.to_dict())
     np.testing.assert_allclose(again.score(data, TRAIN_END).score, m.score(data, TRAIN_END).score)
 
@@ -144,7 +146,27 @@ def test_cooldown_merges_an_episode_into_one_anomaly() -> None:
     st = np.arange(10, dtype=np.int64) * HOUR
     sc = np.array([0, 150, 0, 0, 120, 0, 0, 0, 0, 0], dtype=float)
     segs = ScoredSegments(np.full(10, "d", dtype=object), st, st + HOUR, sc, sc / 100, np.zeros(10, np.int64))
-    assert len(assemble(segs, ModelConfig(window="fixed", segment_ms=HOUR))) == 2  # clustering: Trendz runs
+    assert len(assemble(segs, ModelConfig(detector="clustering", window="fixed", segment_ms=HOUR))) == 2  # Trendz runs
     one = assemble(segs, ModelConfig(window="fixed", segment_ms=HOUR, cooldown_segments=3))
     assert len(one) == 1 and one[0].start_ts == HOUR and one[0].end_ts == 5 * HOUR
     assert not one[0].active and one[0].ended_at == 8 * HOUR  # closed once 3 h passed quietly
+
+
+def test_seasonal_member_sees_a_missing_daily_peak() -> None:
+    """One day's peak hours replaced by the trough's values: each segment's shape occurs every
+    night, so only the comparison with the same hours of the earlier days calls it abnormal."""
+    from tbpanel.anomaly.ensemble import MEMBERS
+
+    ts, v = base()
+    peak = 10 * DAY + 6 * HOUR  # sin(2 pi t / DAY) peaks at 06:00
+    m_peak = (ts >= peak - 3 * HOUR) & (ts < peak + 3 * HOUR)
+    w = v.copy()
+    w[m_peak] = v[m_peak] - 2 * 3 * np.sin(2 * np.pi * ts[m_peak] / DAY)  # mirrored onto the trough
+    c = config("ensemble")
+    m = fit(c, {"dev": {"v": (ts, v)}})
+    it, table, x = m._segments({"v": (ts, w)}, TRAIN_END, None)
+    season = m.member_ratios("dev", it, table, x)[:, MEMBERS.index("season")]
+    inside = (table.start >= peak - 3 * HOUR) & (table.end <= peak + 3 * HOUR)
+    assert season[inside].max() >= 1.0
+    normal = table.end <= peak - 3 * HOUR
+    assert season[normal].max() < 1.0

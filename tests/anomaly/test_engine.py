@@ -27,7 +27,8 @@ def data_of(ts, v, item="dev"):
 
 
 def cfg(**kw):
-    base = dict(fields=["v"], train_end=TRAIN_END, adaptive=False)
+    # the Trendz clustering contract (threshold percent, runs without cool-down) is what these check
+    base = dict(fields=["v"], train_end=TRAIN_END, adaptive=False, detector="clustering")
     return ModelConfig(**(base | kw))
 
 

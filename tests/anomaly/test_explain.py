@@ -46,7 +46,8 @@ def item(spiked: str | None, at: int = 5 * DAY + 7 * HOUR):
 )
 @pytest.mark.parametrize("spiked", ["b", "c"])
 def test_the_spiked_field_drove_the_anomaly(knobs, spiked):
-    config = ModelConfig(fields=FIELDS, train_end=TRAIN_END, adaptive=False, **knobs)
+    # the clustering knobs are explained on the clustering detector; {"detector": "ensemble"} on its own
+    config = ModelConfig(fields=FIELDS, train_end=TRAIN_END, adaptive=False, **({"detector": "clustering"} | knobs))
     data = {"dev": item(spiked)}
     model = fit(config, data)
     top = max(assemble(model.score(data, TRAIN_END), config), key=lambda a: a.score)

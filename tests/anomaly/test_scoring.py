@@ -61,13 +61,13 @@ def test_threshold_ties_never_flag_more_than_the_percent():
 def test_anomalous_iff_score_at_least_100():
     s = segs([99.999, 100.0, 100.001, 50.0])
     assert s.anomalous.tolist() == [False, True, True, False]
-    an = assemble(s, ModelConfig(window="fixed"))
+    an = assemble(s, ModelConfig(detector="clustering", window="fixed"))
     assert len(an) == 1 and an[0].n_segments == 2 and an[0].start_ts == H
 
 
 def test_fixed_window_run_fields_and_score_index():
     s = segs([10, 150, 200, 120, 10, 300])
-    an = assemble(s, ModelConfig(window="fixed"))
+    an = assemble(s, ModelConfig(detector="clustering", window="fixed"))
     assert len(an) == 2
     a, b = an
     assert (a.start_ts, a.end_ts, a.n_segments) == (H, 4 * H, 3)
@@ -89,7 +89,7 @@ def test_fixed_window_run_fields_and_score_index():
 def test_sliding_overlaps_merge_and_overlap_counts_once():
     # 4 h segments every hour: three overlapping anomalous segments -> one anomaly
     s = segs([50, 150, 200, 120, 50], seg_h=4, step_h=1)
-    an = assemble(s, ModelConfig(window="sliding", sliding_step_percent=25))
+    an = assemble(s, ModelConfig(detector="clustering", window="sliding", sliding_step_percent=25))
     assert len(an) == 1
     a = an[0]
     assert (a.start_ts, a.end_ts) == (1 * H, 3 * H + 4 * H)  # 6 hours covered
@@ -100,14 +100,14 @@ def test_sliding_overlaps_merge_and_overlap_counts_once():
 
 def test_a_time_gap_breaks_a_run():
     s = ScoredSegments.concat([segs([150, 150]), segs([150], t0=5 * H)])
-    an = assemble(s, ModelConfig(window="fixed"))
+    an = assemble(s, ModelConfig(detector="clustering", window="fixed"))
     assert [(a.start_ts, a.end_ts) for a in an] == [(0, 2 * H), (5 * H, 6 * H)]
 
 
 def test_min_anomaly_duration_drops_short_runs():
     s = segs([150, 10, 150, 150, 150, 10])
-    assert len(assemble(s, ModelConfig(window="fixed"))) == 2
-    an = assemble(s, ModelConfig(window="fixed", min_anomaly_duration_ms=2 * H))
+    assert len(assemble(s, ModelConfig(detector="clustering", window="fixed"))) == 2
+    an = assemble(s, ModelConfig(detector="clustering", window="fixed", min_anomaly_duration_ms=2 * H))
     assert len(an) == 1 and an[0].start_ts == 2 * H and an[0].n_segments == 3
     assert an[0].confirmed_at == 4 * H  # when it reached 2 h
     assert an[0].detected_at == 3 * H
@@ -115,23 +115,23 @@ def test_min_anomaly_duration_drops_short_runs():
 
 def test_cluster_joining_on_and_off():
     s = segs([150, 160, 170, 180, 10], clusters=[0, 0, 1, 1, 0])
-    joined = assemble(s, ModelConfig(window="fixed", cluster_joining=True))
+    joined = assemble(s, ModelConfig(detector="clustering", window="fixed", cluster_joining=True))
     assert len(joined) == 1 and joined[0].n_segments == 4 and joined[0].cluster == 1  # top segment's
-    split = assemble(s, ModelConfig(window="fixed", cluster_joining=False))
+    split = assemble(s, ModelConfig(detector="clustering", window="fixed", cluster_joining=False))
     assert [(a.n_segments, a.cluster) for a in split] == [(2, 0), (2, 1)]
     assert split[0].ended_at == 3 * H
 
 
 def test_items_are_assembled_separately_and_active_is_per_item():
     s = ScoredSegments.concat([segs([150, 10], item="b"), segs([10, 150, 150], item="a")])
-    an = assemble(s, ModelConfig(window="fixed"))
+    an = assemble(s, ModelConfig(detector="clustering", window="fixed"))
     assert [(a.item, a.active) for a in an] == [("a", True), ("b", False)]
 
 
 def test_long_mild_deviation_outranks_short_spike_by_score_index():
     spike = segs([10, 900, 10])
     drift = segs([10] + [130] * 12 + [10], t0=10 * H)
-    an = assemble(ScoredSegments.concat([spike, drift]), ModelConfig(window="fixed"))
+    an = assemble(ScoredSegments.concat([spike, drift]), ModelConfig(detector="clustering", window="fixed"))
     sp, dr = an
     assert sp.score > dr.score and dr.score_index > sp.score_index
 

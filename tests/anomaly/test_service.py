@@ -60,7 +60,7 @@ def make_model(platform, tenant, **overrides):
         train_end=T0 + 7 * DAY,
         window="fixed",
         segment_ms=HOUR,
-        **overrides,
+        **({"detector": "clustering"} | overrides),  # create / extend / end without a cool-down
     )
     model = platform.anomaly.create_model(tenant.id, cfg)
     return model.build(progress=False)
