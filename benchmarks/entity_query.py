@@ -11,7 +11,8 @@ throwaway data directory:
 The devices and their points are written in-process before the server starts (one
 transaction each), so the timings are only the reads. Both answers are checked to agree.
 
-Usage: .venv/bin/python benchmarks/entity_query.py [--devices 1000 10000] [--repeat 3] [--per-device-sample 1000]
+Usage: .venv/bin/python benchmarks/entity_query.py [--devices 1000 10000] [--repeat 3] [--per-device-sample 1000] [--no-rpc]
+Then (unless --no-rpc) the two-way RPC round trip over MQTT, 100 devices: benchmarks/rpc_roundtrip.py.
 Goal (issue 16): 1,000 devices × 5 keys in milliseconds, not seconds.
 """
 
@@ -135,6 +136,7 @@ def main() -> int:
         help="per-device REST calls measured at most (more devices: extrapolated from this sample)",
     )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--no-rpc", action="store_true", help="skip the RPC round trip (benchmarks/rpc_roundtrip.py)")
     args = ap.parse_args()
     lines = [
         f"# tbpanel entity data query vs per-device latest reads · {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -186,7 +188,12 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=30)
     write_report(args.out, "entity_query", lines)
-    return 0
+    if args.no_rpc:
+        return 0
+    # issue 16's benchmark also asks for the RPC round trip over MQTT with 100 connected devices
+    import rpc_roundtrip
+
+    return rpc_roundtrip.main(["--out", args.out])
 
 
 if __name__ == "__main__":
