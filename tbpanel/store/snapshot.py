@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .blocks import BlockCache
 from .cold import ColdTier, Partition
-from .columns import Columns, hot_rows_to_columns
-from .hot import SQL_PARTITIONS_IN_RANGE, ReaderPool, hot_rows_in_range, tombstones_in_range
+from .columns import Columns
+from .hot import SQL_PARTITIONS_IN_RANGE, ReaderPool, hot_in_range, tombstones_in_range
 from .values import ValueType
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,11 @@ def _concat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
 class Snapshots:
     """Consistent reads over the hot tier's readers and the cold tier, with reader epochs."""
 
-    def __init__(self, readers: ReaderPool, cold: ColdTier) -> None:
+    def __init__(self, readers: ReaderPool, cold: ColdTier, hot_cache_bytes: int = 64 << 20) -> None:
         self._readers = readers
         self.cold = cold
+        #: merged hot-tier blocks (:class:`~tbpanel.store.blocks.BlockCache`)
+        self.hot_cache = BlockCache(hot_cache_bytes)
         self._tl = threading.local()
         # generations retired by compaction are removed once no reader may still use them
         self._epoch_lock = threading.Lock()
@@ -250,7 +253,7 @@ class Snapshots:
         try:
             parts = conn.execute(SQL_PARTITIONS_IN_RANGE, (start, end)).fetchall()
             tombs = tombstones_in_range(conn, sids, start, end) if parts else {}
-            hot = hot_rows_in_range(conn, sids, start, end, limit, desc)
+            hot = hot_in_range(conn, sids, start, end, limit, desc, self.hot_cache)
         finally:
             conn.execute("COMMIT")
         used = getattr(self._tl, "used", None)
@@ -267,7 +270,7 @@ class Snapshots:
         sid: int,
         parts: list[tuple[str, int]],
         tombs: Sequence[tuple[str, int, int]],
-        hot_rows: list[tuple[int, int, Any]],
+        hot: Columns,
         start: int,
         end: int,
         limit: int | None,
@@ -321,7 +324,6 @@ class Snapshots:
                     break
         if desc:
             segs.reverse()
-        hot = hot_rows_to_columns(hot_rows, with_series=False)
         final = None
         if limit is not None:
             final = slice(-limit, None) if desc else slice(0, limit)

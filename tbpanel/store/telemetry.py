@@ -258,9 +258,10 @@ class TelemetryStore:
 
     def _after_commit(self, points: list[Point], state: GroupState) -> None:
         """Writer thread, after the COMMIT of a write group: mirrors first, then listeners."""
-        new, lat, names, version = state
+        new, lat, names, version, min_ts = state
         self._latest.written(version, [(*names[sid], ts, t, v) for sid, ts, t, v, _n in lat.values()])
         self._series.written(new, lat.values())
+        self._compactor.written(min_ts, len(points))
         self.committed.emit(points)
 
     # -------------------------------------------------------------------------------- lookups
