@@ -31,6 +31,10 @@ from .values import ValueType
 #: Points of one series (and month) in one commit group from which they go into a block
 #: rather than into one row each.
 BLOCK_MIN_POINTS = 64
+#: Single-point rows of a series written (by this store instance) after which its rows in
+#: open months are packed into blocks (:func:`tbpanel.store.hot.pack_rows`): data that
+#: arrives a point at a time becomes as cheap to read as a backfill.
+PACK_ROWS = 1024
 
 _LONG = int(ValueType.LONG)
 

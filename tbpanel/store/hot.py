@@ -287,6 +287,7 @@ SQL_DELETE_BLOCKS_OF_MONTH = "DELETE FROM hot_blocks WHERE month = ?"
 SQL_DELETE_BLOCKS_OF_SERIES = "DELETE FROM hot_blocks WHERE series = ?"
 SQL_HOT_TS_BETWEEN = "SELECT ts FROM hot WHERE series = ? AND ts >= ? AND ts <= ?"
 SQL_DELETE_HOT_POINT = "DELETE FROM hot WHERE series = ? AND ts = ?"
+SQL_HOT_OF_SERIES_SINCE = "SELECT ts, t, v FROM hot WHERE series = ? AND ts >= ? ORDER BY ts"
 
 
 def hot_in_range(
@@ -380,6 +381,24 @@ def write_blocks(conn: sqlite3.Connection, groups: Iterable[tuple[int, int, Colu
             dup = ts_old[np.isin(ts_old, cols["ts"])]
             conn.executemany(SQL_DELETE_HOT_POINT, [(sid, int(t)) for t in dup])
         conn.execute(SQL_INSERT_BLOCK, (sid, month, *enc))
+
+
+def pack_rows(conn: sqlite3.Connection, sid: int, since: int) -> int:
+    """Turn the hot rows of ``sid`` with ``ts >= since`` into blocks, inside the writer's
+    transaction; returns how many. The new blocks are the newest, so they win over older
+    blocks as the rows did; the months' write counters are bumped (a compaction that read
+    them retries rather than trusting its read)."""
+    rows = conn.execute(SQL_HOT_OF_SERIES_SINCE, (sid, since)).fetchall()
+    n = len(rows)
+    if n < 2:
+        return 0
+    cols = list(zip(*rows))
+    ts = np.fromiter(cols[0], np.int64, n)
+    v = np.empty(n, dtype=object)
+    v[:] = cols[2]
+    write_blocks(conn, blocks.group_blocks(np.full(n, sid, np.int64), ts, np.fromiter(cols[1], np.int8, n), v))
+    conn.execute(SQL_BUMP_MONTHS, (month_of(int(ts[0])), month_of(int(ts[-1]))))
+    return n
 
 
 def delete_hot_range(conn: sqlite3.Connection, sid: int, start: int, end: int) -> None:

@@ -35,6 +35,7 @@ JAN = 1_704_067_200_000  # 2024-01-01
 HALF_DAY = 43_200_000
 FEB = 1_706_745_600_000
 FAR = 4_102_444_800_000
+GRACE = 10**13  # every month written is still open: single-point rows get packed into blocks
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -48,13 +49,13 @@ def count(path: str, table: str) -> int:
 
 
 @contextmanager
-def block_threshold(n: int) -> Iterator[None]:
-    old = blocks.BLOCK_MIN_POINTS
-    blocks.BLOCK_MIN_POINTS = n
+def block_threshold(n: int, pack: int = 10**9) -> Iterator[None]:
+    old = blocks.BLOCK_MIN_POINTS, blocks.PACK_ROWS
+    blocks.BLOCK_MIN_POINTS, blocks.PACK_ROWS = n, pack
     try:
         yield
     finally:
-        blocks.BLOCK_MIN_POINTS = old
+        blocks.BLOCK_MIN_POINTS, blocks.PACK_ROWS = old
 
 
 def everything(s: TelemetryStore, entity: str) -> dict:
@@ -100,9 +101,9 @@ compact_op = st.tuples(st.just("compact"), st.sampled_from([FEB, JAN + 121 * HAL
 ops = st.lists(st.one_of(write_op, write_op, write_op, delete_op, compact_op), min_size=1, max_size=12)
 
 
-def apply(s: TelemetryStore, threshold: int, op: tuple) -> object:
+def apply(s: TelemetryStore, threshold: int, op: tuple, pack: int = 10**9) -> object:
     kind, arg = op
-    with block_threshold(threshold):
+    with block_threshold(threshold, pack):
         if kind == "write":
             return s.write_points([(e, k, JAN + i * HALF_DAY, t, v) for e, k, i, (t, v) in arg])
         if kind == "delete":
@@ -116,11 +117,12 @@ def apply(s: TelemetryStore, threshold: int, op: tuple) -> object:
 def test_blocks_answer_exactly_as_rows_do(tmp_path_factory, sequence):
     base = tmp_path_factory.mktemp("blocks")
     with (
-        open_store(base / "blocks", compaction_interval_s=0, synchronous="OFF") as with_blocks,
-        open_store(base / "rows", compaction_interval_s=0, synchronous="OFF") as rows_only,
+        open_store(base / "blocks", compaction_interval_s=0, synchronous="OFF", grace_ms=GRACE) as with_blocks,
+        open_store(base / "rows", compaction_interval_s=0, synchronous="OFF", grace_ms=GRACE) as rows_only,
     ):
         for op in sequence:
-            assert apply(with_blocks, 3, op) == apply(rows_only, 10**9, op), op
+            # blocks from 3 points of a series in one write, rows packed into blocks after 4
+            assert apply(with_blocks, 3, op, pack=4) == apply(rows_only, 10**9, op), op
             for e in ("a", "b"):
                 assert everything(with_blocks, e) == everything(rows_only, e), op
         assert count(rows_only.path, "hot_blocks") == 0
@@ -239,6 +241,18 @@ def test_a_backfill_into_closed_months_is_compacted_without_waiting_for_the_time
         assert count(s.path, "cold_partitions") == 1  # January 2024 (60,000 half-minutes: 20.8 days)
         assert count(s.path, "hot_blocks") == 0
         assert s.query_agg("d", "v", JAN, FAR, "COUNT", 10**10)["v"][0][2] == n
+
+
+def test_rows_written_a_point_at_a_time_are_packed_into_blocks(tmp_path):
+    now = int(time.time() * 1000)
+    with open_store(tmp_path / "s", compaction_interval_s=0) as s:
+        for i in range(blocks.PACK_ROWS + 10):
+            s.write_points([("d", "v", now - i * 1000, int(V.LONG), i), ("d", "w", now - i, int(V.BOOL), i % 2 == 0)])
+        s.write_points([("d", "v", now + 1, int(V.LONG), -1)])  # (queued behind the packing)
+        assert count(s.path, "hot_blocks") >= 2 and count(s.path, "hot") < 2 * 20
+        got = s.query_raw("d", None, 0, FAR, limit=10**6, order="DESC")
+        assert [v for _, _, v in got["v"]] == [-1, *range(blocks.PACK_ROWS + 10)]
+        assert [v for _, _, v in got["w"]] == [i % 2 == 0 for i in range(blocks.PACK_ROWS + 10)]
 
 
 def test_blocks_module_merges_later_blocks_over_earlier(tmp_path):
