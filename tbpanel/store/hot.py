@@ -288,6 +288,7 @@ SQL_DELETE_BLOCKS_OF_SERIES = "DELETE FROM hot_blocks WHERE series = ?"
 SQL_HOT_TS_BETWEEN = "SELECT ts FROM hot WHERE series = ? AND ts >= ? AND ts <= ?"
 SQL_DELETE_HOT_POINT = "DELETE FROM hot WHERE series = ? AND ts = ?"
 SQL_HOT_OF_SERIES_SINCE = "SELECT ts, t, v FROM hot WHERE series = ? AND ts >= ? ORDER BY ts"
+SQL_DELETE_HOT_OF_SERIES_SINCE = "DELETE FROM hot WHERE series = ? AND ts >= ?"
 
 
 def hot_in_range(
@@ -370,11 +371,17 @@ def month_hot(conn: sqlite3.Connection, lo: int, hi: int, m: int, check: Callabl
     return blocks.overlay(blocks.merge_blocks(parts, with_series=True), cols, with_series=True)
 
 
-def write_blocks(conn: sqlite3.Connection, groups: Iterable[tuple[int, int, Columns]]) -> None:
+def write_blocks(
+    conn: sqlite3.Connection, groups: Iterable[tuple[int, int, Columns]], rows_checked: bool = False
+) -> None:
     """Insert blocks ``(sid, month, columns)`` inside the writer's transaction; a hot row of
-    the same ``(series, ts)`` is deleted first (the block is the newer write)."""
+    the same ``(series, ts)`` is deleted first (the block is the newer write) unless
+    ``rows_checked`` (the caller deleted them)."""
     for sid, month, cols in groups:
         enc = blocks.encode(cols)
+        if rows_checked:
+            conn.execute(SQL_INSERT_BLOCK, (sid, month, *enc))
+            continue
         older = conn.execute(SQL_HOT_TS_BETWEEN, (sid, enc[0], enc[1])).fetchall()
         if older:
             ts_old = np.fromiter((r[0] for r in older), np.int64, len(older))
@@ -396,7 +403,9 @@ def pack_rows(conn: sqlite3.Connection, sid: int, since: int) -> int:
     ts = np.fromiter(cols[0], np.int64, n)
     v = np.empty(n, dtype=object)
     v[:] = cols[2]
-    write_blocks(conn, blocks.group_blocks(np.full(n, sid, np.int64), ts, np.fromiter(cols[1], np.int8, n), v))
+    conn.execute(SQL_DELETE_HOT_OF_SERIES_SINCE, (sid, since))  # exactly the rows read
+    groups = blocks.group_blocks(np.full(n, sid, np.int64), ts, np.fromiter(cols[1], np.int8, n), v)
+    write_blocks(conn, groups, rows_checked=True)
     conn.execute(SQL_BUMP_MONTHS, (month_of(int(ts[0])), month_of(int(ts[-1]))))
     return n
 
