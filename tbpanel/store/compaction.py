@@ -36,15 +36,15 @@ import numpy as np
 from .. import sqlite as db
 from ..clock import now_ms
 from .cold import ColdTier
-from .columns import Columns, concat_columns, hot_rows_to_columns, merge_columns
+from .columns import Columns, merge_columns
 from .faults import storage_fault
 from .hot import (
     SQL_ADD_POINTS,
+    SQL_DELETE_BLOCKS_OF_MONTH,
     SQL_DELETE_HOT_RANGE,
     SQL_DELETE_PARTITION,
     SQL_DELETE_TOMBSTONE,
     SQL_HOT_MONTHS,
-    SQL_HOT_OF_RANGE,
     SQL_MANIFEST,
     SQL_MONTH_COMPACTED,
     SQL_SET_PARTITION,
@@ -53,14 +53,23 @@ from .hot import (
     ReaderPool,
     ReadTransaction,
     current_generation,
+    month_hot,
     month_wc,
 )
 from .series import SeriesIndex
 from .snapshot import Snapshots
-from .times import month_from_name, month_name, month_start
+from .times import month_from_name, month_name, month_of, month_start
 from .writer import Writer
 
 log = logging.getLogger(__name__)
+
+#: Points written into closed months since the last round after which the background
+#: compactor runs at once (after :data:`BACKFILL_SETTLE_S`) instead of waiting for its timer:
+#: a bulk backfill is worth compacting while the data is fresh in everyone's mind.
+BACKFILL_POINTS = 50_000
+#: Quiet time after a backfill's nudge before compacting (the next batches of the same
+#: backfill would otherwise make the month being compacted conflict and retry).
+BACKFILL_SETTLE_S = 1.0
 
 #: What :meth:`Compactor.compact` returns.
 CompactionStats = dict[str, Any]
@@ -115,6 +124,8 @@ class Compactor:
         self._mutex = threading.Lock()
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a backfill asks for a round now (see written())
+        self._backfilled = 0  # points written into closed months since the last nudge
         self._thread: threading.Thread | None = None
         self._switch_lock = threading.Lock()
         self._switching = False  # the writer is inside a switch of ours (stop() interrupts it)
@@ -132,6 +143,7 @@ class Compactor:
         its hot rows stay until a later round compacts them. Waits for the compaction running
         (background thread or not) to end."""
         self._stop.set()
+        self._wake.set()
         with self._switch_lock:
             if self._switching:  # the writer is running our switch: abort its statement
                 self._writer.conn.interrupt()
@@ -150,8 +162,30 @@ class Compactor:
         except OSError:  # pragma: no cover
             pass
 
+    def written(self, min_ts: int, n: int) -> None:
+        """The writer committed ``n`` points, the oldest at ``min_ts``: when a backfill has put
+        :data:`BACKFILL_POINTS` into closed months, wake the background compactor (writer
+        thread; a no-op unless :meth:`start` was called)."""
+        if self._thread is None:
+            return
+        closed_before = month_start(month_of(now_ms() - self.grace_ms))
+        if min_ts >= closed_before:
+            return
+        self._backfilled += n
+        if self._backfilled >= BACKFILL_POINTS:
+            self._backfilled = 0
+            self._wake.set()
+
     def _loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
+        while True:
+            nudged = self._wake.wait(interval_s)
+            if self._stop.is_set():
+                return
+            if nudged:  # a backfill: let its next batches land, then compact
+                self._wake.clear()
+                log.info("a backfill wrote into closed months: compacting now")
+                if self._stop.wait(BACKFILL_SETTLE_S):
+                    return
             try:
                 self.compact()
             except Exception as exc:
@@ -292,15 +326,9 @@ class Compactor:
             wc = month_wc(conn, m)
             old_gen = current_generation(conn, name)
             tombs = conn.execute(SQL_TOMBSTONES_OF_PART, (name,)).fetchall()
-            cur = conn.execute(SQL_HOT_OF_RANGE, (lo, hi))
-            chunks = []
-            while True:
-                self._check_stop()  # a big month takes seconds to read: closing does not wait
-                rows = cur.fetchmany(200_000)
-                if not rows:
-                    break
-                chunks.append(hot_rows_to_columns(rows, with_series=True))
-        return _Month(m, name, wc, old_gen, tombs, concat_columns(chunks))
+            # a big month takes seconds to read: closing does not wait (checked between chunks)
+            hot = month_hot(conn, lo, hi, m, self._check_stop)
+        return _Month(m, name, wc, old_gen, tombs, hot)
 
     def _mark_compacted(self, month: _Month) -> None:
         """Nothing to move: the month has no hot rows any more, unless it was written since."""
@@ -368,6 +396,7 @@ class Compactor:
                 else:
                     conn.execute(SQL_DELETE_PARTITION, (name,))
                 conn.executemany(SQL_DELETE_HOT_RANGE, [(s, lo, hi) for s in hot_series])
+                conn.execute(SQL_DELETE_BLOCKS_OF_MONTH, (m,))
                 conn.executemany(SQL_DELETE_TOMBSTONE, tomb_ids)
                 conn.execute(SQL_MONTH_COMPACTED, (m,))
                 conn.executemany(SQL_ADD_POINTS, deltas)

@@ -22,8 +22,8 @@ from .hot import (
     SQL_BUMP_ALL_MONTHS,
     SQL_BUMP_MONTHS,
     SQL_CLEAR_LATEST,
+    SQL_DELETE_BLOCKS_OF_SERIES,
     SQL_DELETE_HOT_OF_SERIES,
-    SQL_DELETE_HOT_RANGE,
     SQL_DELETE_LATEST_OF_SERIES,
     SQL_DELETE_SERIES_OF_ENTITY,
     SQL_DELETE_TOMBSTONES_OF_SERIES,
@@ -35,6 +35,7 @@ from .hot import (
     SQL_SET_LATEST,
     SQL_SET_POINTS,
     bump_latest_version,
+    delete_hot_range,
 )
 from .latest import Latest, LatestValues
 from .payload import TS_MAX, TS_MIN
@@ -80,7 +81,7 @@ class Deleter:
             changes = {}
             latest: dict[str, Latest | None] = {}  # key -> its new latest value
             for sid, (count, remains, cand) in plan.items():
-                conn.execute(SQL_DELETE_HOT_RANGE, (sid, start, end))
+                delete_hot_range(conn, sid, start, end)
                 for name, gen, ps, pe in parts:
                     a, b = max(start, ps), min(end, pe)
                     if self._cold_has(name, gen, sid, a, b):
@@ -148,6 +149,7 @@ class Deleter:
             now = now_ms()
             for sid in sids:
                 conn.execute(SQL_DELETE_HOT_OF_SERIES, (sid,))
+                conn.execute(SQL_DELETE_BLOCKS_OF_SERIES, (sid,))
                 conn.execute(SQL_DELETE_LATEST_OF_SERIES, (sid,))
                 conn.execute(SQL_DELETE_TOMBSTONES_OF_SERIES, (sid,))
                 for name, gen, ps, pe in parts:

@@ -10,6 +10,10 @@ the store's metadata:
     points not yet moved to the cold tier. ``v`` has no declared type, so SQLite keeps
     Python ints (exact 64-bit), floats and strings as given; ``t`` is the
     :class:`~tbpanel.store.values.ValueType` code.
+``hot_blocks(id, series, month, min_ts, max_ts, n, ts, t, num, lng, txt)``
+    hot points written in bulk: what one commit group wrote of one series in one month, as
+    columnar blobs (:mod:`tbpanel.store.blocks`; a hot row wins over a block on equal
+    ``(series, ts)``, a later block over an earlier one).
 ``latest(series, ts, t, v, points)``
     the latest value of each series (``ts`` NULL once deleted) and an approximate count of
     stored points (used by :meth:`TelemetryStore.stats`).
@@ -40,13 +44,14 @@ import os
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import sqlite as db
-from .columns import py_value
+from . import blocks
+from .columns import Columns, concat_columns, hot_rows_to_columns, py_value
 from .latest import Latest, LatestValues
 from .times import month_of, months_of
 from .validate import Point
@@ -105,6 +110,25 @@ CREATE TABLE IF NOT EXISTS latest_version(
 INSERT OR IGNORE INTO latest_version(id, n) VALUES (1, 0);
 CREATE INDEX IF NOT EXISTS tombstones_series ON tombstones(series);
 CREATE INDEX IF NOT EXISTS tombstones_part ON tombstones(part);
+""",
+    # 2: columnar blocks of the hot tier (store/blocks.py): bulk writes of a series, one row
+    # per series, month and commit group instead of one row per point
+    """
+CREATE TABLE hot_blocks(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    series INTEGER NOT NULL,
+    month INTEGER NOT NULL,
+    min_ts INTEGER NOT NULL,
+    max_ts INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    ts BLOB NOT NULL,
+    t BLOB NOT NULL,
+    num BLOB NOT NULL,
+    lng BLOB,
+    txt BLOB
+);
+CREATE INDEX hot_blocks_series ON hot_blocks(series, min_ts);
+CREATE INDEX hot_blocks_month ON hot_blocks(month);
 """,
 )
 
@@ -243,27 +267,176 @@ SQL_DELETE_HOT_RANGE = "DELETE FROM hot WHERE series = ? AND ts >= ? AND ts < ?"
 SQL_DELETE_HOT_OF_SERIES = "DELETE FROM hot WHERE series = ?"
 
 
-def hot_rows_in_range(
-    conn: sqlite3.Connection, sids: Sequence[int], start: int, end: int, limit: int | None = None, desc: bool = False
-) -> dict[int, list[tuple[int, int, Any]]]:
-    """Hot rows ``(ts, t, v)`` of each series in ``[start, end)``, ascending; with ``limit``
-    only the first (or, ``desc``, the last) ``limit`` of them."""
+SQL_INSERT_BLOCK = "INSERT INTO hot_blocks(series, month, min_ts, max_ts, n, ts, t, num, lng, txt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SQL_BLOCKS_IN_RANGE = (
+    "SELECT id, ts, t, num, lng, txt FROM hot_blocks WHERE series = ? AND min_ts < ? AND max_ts >= ? ORDER BY id"
+)
+SQL_BLOCK_KEYS_IN_RANGE = "SELECT id, n FROM hot_blocks WHERE series = ? AND min_ts < ? AND max_ts >= ? ORDER BY id"
+SQL_BLOCKS_BY_ID = "SELECT id, ts, t, num, lng, txt FROM hot_blocks WHERE id IN ({}) ORDER BY id"
+SQL_BLOCK_SPANS_IN_RANGE = (
+    "SELECT id, min_ts, max_ts FROM hot_blocks WHERE series = ? AND min_ts < ? AND max_ts >= ? ORDER BY id"
+)
+SQL_BLOCK = "SELECT id, ts, t, num, lng, txt FROM hot_blocks WHERE id = ?"
+SQL_BLOCKS_OF_MONTH = "SELECT series, id, ts, t, num, lng, txt FROM hot_blocks WHERE month = ? ORDER BY series, id"
+SQL_BLOCKS_FIRST_TS = "SELECT MIN(min_ts) FROM hot_blocks WHERE series = ?"
+SQL_UPDATE_BLOCK = (
+    "UPDATE hot_blocks SET min_ts = ?, max_ts = ?, n = ?, ts = ?, t = ?, num = ?, lng = ?, txt = ? WHERE id = ?"
+)
+SQL_DELETE_BLOCK = "DELETE FROM hot_blocks WHERE id = ?"
+SQL_DELETE_BLOCKS_OF_MONTH = "DELETE FROM hot_blocks WHERE month = ?"
+SQL_DELETE_BLOCKS_OF_SERIES = "DELETE FROM hot_blocks WHERE series = ?"
+SQL_HOT_TS_BETWEEN = "SELECT ts FROM hot WHERE series = ? AND ts >= ? AND ts <= ?"
+SQL_DELETE_HOT_POINT = "DELETE FROM hot WHERE series = ? AND ts = ?"
+SQL_HOT_OF_SERIES_SINCE = "SELECT ts, t, v FROM hot WHERE series = ? AND ts >= ? ORDER BY ts"
+SQL_DELETE_HOT_OF_SERIES_SINCE = "DELETE FROM hot WHERE series = ? AND ts >= ?"
+
+
+def hot_in_range(
+    conn: sqlite3.Connection,
+    sids: Sequence[int],
+    start: int,
+    end: int,
+    limit: int | None = None,
+    desc: bool = False,
+    cache: blocks.BlockCache | None = None,
+) -> dict[int, Columns]:
+    """Hot points of each series in ``[start, end)`` as columns sorted by ts: its blocks
+    (a few blobs, :mod:`.blocks`, merged once and then taken from ``cache``) with its
+    single-point rows on top; with ``limit`` only the first (or, ``desc``, the last)
+    ``limit`` of them."""
+    out: dict[int, Columns] = {}
     if limit is None:
         q = SQL_HOT_RANGE
-        return {sid: conn.execute(q, (sid, start, end)).fetchall() for sid in sids}
-    q = SQL_HOT_RANGE_LAST if desc else SQL_HOT_RANGE_FIRST
-    hot = {}
+    else:
+        q = SQL_HOT_RANGE_LAST if desc else SQL_HOT_RANGE_FIRST
     for sid in sids:
-        rows = conn.execute(q, (sid, start, end, limit)).fetchall()
-        if desc:
-            rows.reverse()
-        hot[sid] = rows
-    return hot
+        if limit is None:
+            rows = conn.execute(q, (sid, start, end)).fetchall()
+        else:
+            rows = conn.execute(q, (sid, start, end, limit)).fetchall()
+            if desc:
+                rows.reverse()
+        cols = hot_rows_to_columns(rows, with_series=False)
+        merged = _blocks_of(conn, sid, start, end, cache)
+        if merged is not None:
+            cols = blocks.limited(blocks.overlay(blocks.in_range(merged, start, end), cols), limit, desc)
+        out[sid] = cols
+    return out
+
+
+def _blocks_of(
+    conn: sqlite3.Connection, sid: int, start: int, end: int, cache: blocks.BlockCache | None
+) -> Columns | None:
+    """The merged blocks of ``sid`` that overlap ``[start, end)`` (None: there are none)."""
+    if cache is None or cache.max_bytes <= 0:
+        brows = conn.execute(SQL_BLOCKS_IN_RANGE, (sid, end, start)).fetchall()
+        return blocks.merge_blocks([blocks.decode(r) for r in brows]) if brows else None
+    found = conn.execute(SQL_BLOCK_KEYS_IN_RANGE, (sid, end, start)).fetchall()
+    if not found:
+        return None
+    key = (sid, *found)
+    merged = cache.get(key)
+    if merged is None:
+        parts: list[Columns] = []
+        for i in range(0, len(found), SQL_IN_CHUNK):
+            ids = [r[0] for r in found[i : i + SQL_IN_CHUNK]]
+            q = SQL_BLOCKS_BY_ID.format(",".join("?" * len(ids)))
+            parts.extend(blocks.decode(r) for r in conn.execute(q, ids))
+        merged = blocks.merge_blocks(parts)
+        cache.put(key, merged)
+    return merged
+
+
+def month_hot(conn: sqlite3.Connection, lo: int, hi: int, m: int, check: Callable[[], None]) -> Columns:
+    """Every hot point of month ``m`` (``[lo, hi)``) with its series, sorted by (series, ts),
+    inside the caller's read transaction; ``check()`` runs between chunks (it may raise to
+    abandon a long read)."""
+    cur = conn.execute(SQL_HOT_OF_RANGE, (lo, hi))
+    chunks = []
+    while True:
+        check()
+        rows = cur.fetchmany(200_000)
+        if not rows:
+            break
+        chunks.append(hot_rows_to_columns(rows, with_series=True))
+    cols = concat_columns(chunks)
+    parts = []
+    for sid, *row in conn.execute(SQL_BLOCKS_OF_MONTH, (m,)):
+        check()
+        c = blocks.decode(row)
+        c["series"] = np.full(len(c["ts"]), sid, np.int64)
+        parts.append(c)
+    if not parts:
+        return cols
+    return blocks.overlay(blocks.merge_blocks(parts, with_series=True), cols, with_series=True)
+
+
+def write_blocks(
+    conn: sqlite3.Connection, groups: Iterable[tuple[int, int, Columns]], rows_checked: bool = False
+) -> None:
+    """Insert blocks ``(sid, month, columns)`` inside the writer's transaction; a hot row of
+    the same ``(series, ts)`` is deleted first (the block is the newer write) unless
+    ``rows_checked`` (the caller deleted them)."""
+    for sid, month, cols in groups:
+        enc = blocks.encode(cols)
+        if rows_checked:
+            conn.execute(SQL_INSERT_BLOCK, (sid, month, *enc))
+            continue
+        older = conn.execute(SQL_HOT_TS_BETWEEN, (sid, enc[0], enc[1])).fetchall()
+        if older:
+            ts_old = np.fromiter((r[0] for r in older), np.int64, len(older))
+            dup = ts_old[np.isin(ts_old, cols["ts"])]
+            conn.executemany(SQL_DELETE_HOT_POINT, [(sid, int(t)) for t in dup])
+        conn.execute(SQL_INSERT_BLOCK, (sid, month, *enc))
+
+
+def pack_rows(conn: sqlite3.Connection, sid: int, since: int) -> int:
+    """Turn the hot rows of ``sid`` with ``ts >= since`` into blocks, inside the writer's
+    transaction; returns how many. The new blocks are the newest, so they win over older
+    blocks as the rows did; the months' write counters are bumped (a compaction that read
+    them retries rather than trusting its read)."""
+    rows = conn.execute(SQL_HOT_OF_SERIES_SINCE, (sid, since)).fetchall()
+    n = len(rows)
+    if n < 2:
+        return 0
+    cols = list(zip(*rows))
+    ts = np.fromiter(cols[0], np.int64, n)
+    v = np.empty(n, dtype=object)
+    v[:] = cols[2]
+    conn.execute(SQL_DELETE_HOT_OF_SERIES_SINCE, (sid, since))  # exactly the rows read
+    groups = blocks.group_blocks(np.full(n, sid, np.int64), ts, np.fromiter(cols[1], np.int8, n), v)
+    write_blocks(conn, groups, rows_checked=True)
+    conn.execute(SQL_BUMP_MONTHS, (month_of(int(ts[0])), month_of(int(ts[-1]))))
+    return n
+
+
+def delete_hot_range(conn: sqlite3.Connection, sid: int, start: int, end: int) -> None:
+    """Delete the hot points of ``sid`` in ``[start, end)``: rows, whole blocks inside the
+    range, and the points of blocks that straddle it (those blocks are rewritten, same id)."""
+    conn.execute(SQL_DELETE_HOT_RANGE, (sid, start, end))
+    for bid, lo, hi in conn.execute(SQL_BLOCK_SPANS_IN_RANGE, (sid, end, start)).fetchall():
+        if lo >= start and hi < end:
+            conn.execute(SQL_DELETE_BLOCK, (bid,))
+            continue
+        cols = blocks.decode(conn.execute(SQL_BLOCK, (bid,)).fetchone())
+        keep = (cols["ts"] < start) | (cols["ts"] >= end)
+        if keep.all():
+            continue
+        if not keep.any():
+            conn.execute(SQL_DELETE_BLOCK, (bid,))
+        else:
+            conn.execute(SQL_UPDATE_BLOCK, (*blocks.encode(blocks.take(cols, keep)), bid))
 
 
 def first_hot_ts(conn: sqlite3.Connection, sids: Sequence[int]) -> list[int]:
-    """The earliest hot timestamp of each series that has hot rows."""
-    return [r[0] for sid in sids for r in conn.execute(SQL_HOT_FIRST_TS, (sid,)) if r[0] is not None]
+    """The earliest hot timestamp of each series that has hot rows or blocks."""
+    return [
+        r[0]
+        for sid in sids
+        for q in (SQL_HOT_FIRST_TS, SQL_BLOCKS_FIRST_TS)
+        for r in conn.execute(q, (sid,))
+        if r[0] is not None
+    ]
 
 
 # --- latest values -------------------------------------------------------------------------
@@ -429,8 +602,8 @@ def create_series(
 
 #: What a committed write group did: the series it created ``{(entity, key): id}``, per series
 #: ``[id, newest ts, t, v, points]``, the ``(entity, key)`` of each series written, and the
-#: latest version it bumped to.
-GroupState = tuple[dict[tuple[str, str], int], dict[int, list[Any]], dict[int, tuple[str, str]], int]
+#: latest version it bumped to, and its oldest timestamp.
+GroupState = tuple[dict[tuple[str, str], int], dict[int, list[Any]], dict[int, tuple[str, str]], int, int]
 
 
 def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], points: list[Point]) -> GroupState:
@@ -465,7 +638,26 @@ def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], point
             mn = ts
         elif ts > mx:
             mx = ts
-    conn.executemany(SQL_UPSERT_HOT, rows)
+    big = [sid for sid, cur in lat.items() if cur[4] >= blocks.BLOCK_MIN_POINTS]
+    if big:  # many points of a series: one columnar block per series and month, not a row each
+        bigset = set(big)
+        sel = [r for r in rows if r[0] in bigset]
+        rows = [r for r in rows if r[0] not in bigset]
+        cols = list(zip(*sel))
+        n = len(sel)
+        v = np.empty(n, dtype=object)
+        v[:] = cols[3]
+        write_blocks(
+            conn,
+            blocks.group_blocks(
+                np.fromiter(cols[0], np.int64, n),
+                np.fromiter(cols[1], np.int64, n),
+                np.fromiter(cols[2], np.int8, n),
+                v,
+            ),
+        )
+    if rows:
+        conn.executemany(SQL_UPSERT_HOT, rows)
     conn.executemany(SQL_UPSERT_LATEST, lat.values())
     m0, m1 = month_of(mn), month_of(mx)
     if m0 == m1:
@@ -475,4 +667,4 @@ def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], point
         months = [(int(m),) for m in np.unique(months_of(ts_arr))]
     conn.executemany(SQL_TOUCH_MONTH, months)
     version = bump_latest_version(conn)
-    return new, lat, names, version
+    return new, lat, names, version, mn

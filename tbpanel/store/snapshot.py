@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .blocks import BlockCache
 from .cold import ColdTier, Partition
-from .columns import Columns, hot_rows_to_columns
-from .hot import SQL_PARTITIONS_IN_RANGE, ReaderPool, hot_rows_in_range, tombstones_in_range
+from .columns import Columns
+from .hot import SQL_PARTITIONS_IN_RANGE, ReaderPool, hot_in_range, tombstones_in_range
 from .values import ValueType
 
 log = logging.getLogger(__name__)
@@ -73,22 +74,29 @@ class SeriesData:
         self._segs = segs
         self._hot = hot
         self._memo: dict[str, np.ndarray] = {}
-        cts = _concat([s.ts for s in segs], np.int64)
         hts = hot["ts"]
-        self._cold_keep: np.ndarray | None = None
+        nc = sum(len(s.ts) for s in segs)
+        # cold segments and hot points in one concatenation (each column is copied once)
+        ts = _concat([s.ts for s in segs] + ([hts] if len(hts) else []), np.int64)
+        self._keep: np.ndarray | None = None  # rows of that concatenation kept (hot wins)
         self._order: np.ndarray | None = None
-        if len(hts) == 0:
-            ts = cts
-        elif len(cts) == 0:
-            ts = hts
-        else:
-            pos = np.searchsorted(hts, cts)
-            dup = hts[np.minimum(pos, len(hts) - 1)] == cts
-            if dup.any():
-                self._cold_keep = ~dup
-                cts = cts[self._cold_keep]
-            ts = np.concatenate((cts, hts))
-            if len(cts) and cts[-1] >= hts[0]:
+        if nc and len(hts):
+            cts = ts[:nc]
+            # only cold points inside the hot span can be rewritten by hot ones: search those
+            # (a year of cold against a fresh month is two binary searches, not 500k)
+            a = int(np.searchsorted(cts, hts[0]))
+            b = int(np.searchsorted(cts, hts[-1], side="right"))
+            if a < b:
+                window = cts[a:b]
+                pos = np.searchsorted(hts, window)
+                dup = hts[np.minimum(pos, len(hts) - 1)] == window
+                if dup.any():
+                    keep = np.ones(len(ts), bool)
+                    keep[a:b] = ~dup
+                    self._keep = keep
+                    ts = ts[keep]
+                    nc -= int(dup.sum())
+            if nc and ts[nc - 1] >= hts[0]:
                 self._order = np.argsort(ts, kind="stable")
                 ts = ts[self._order]
         self._final = final
@@ -110,16 +118,14 @@ class SeriesData:
         if hot is None:  # hot txt absent: no text in the hot rows
             hot = np.full(nh, None, dtype=object) if name == "txt" else _EMPTY[name]
         parts = [s.column(name) for s in self._segs]
-        if not parts and self._order is None and self._final is None:
-            c = hot
-        elif nh == 0 and len(parts) == 1 and self._final is None:
+        if nh:
+            parts.append(hot)
+        if len(parts) == 1 and self._order is None and self._final is None and self._keep is None:
             c = parts[0]
         else:
             c = _concat(parts, hot.dtype)
-            if self._cold_keep is not None:
-                c = c[self._cold_keep]
-            if nh:
-                c = np.concatenate((c, hot))
+            if self._keep is not None:
+                c = c[self._keep]
             if self._order is not None:
                 c = c[self._order]
             if self._final is not None:
@@ -169,9 +175,11 @@ def _concat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
 class Snapshots:
     """Consistent reads over the hot tier's readers and the cold tier, with reader epochs."""
 
-    def __init__(self, readers: ReaderPool, cold: ColdTier) -> None:
+    def __init__(self, readers: ReaderPool, cold: ColdTier, hot_cache_bytes: int = 64 << 20) -> None:
         self._readers = readers
         self.cold = cold
+        #: merged hot-tier blocks (:class:`~tbpanel.store.blocks.BlockCache`)
+        self.hot_cache = BlockCache(hot_cache_bytes)
         self._tl = threading.local()
         # generations retired by compaction are removed once no reader may still use them
         self._epoch_lock = threading.Lock()
@@ -250,7 +258,7 @@ class Snapshots:
         try:
             parts = conn.execute(SQL_PARTITIONS_IN_RANGE, (start, end)).fetchall()
             tombs = tombstones_in_range(conn, sids, start, end) if parts else {}
-            hot = hot_rows_in_range(conn, sids, start, end, limit, desc)
+            hot = hot_in_range(conn, sids, start, end, limit, desc, self.hot_cache)
         finally:
             conn.execute("COMMIT")
         used = getattr(self._tl, "used", None)
@@ -267,7 +275,7 @@ class Snapshots:
         sid: int,
         parts: list[tuple[str, int]],
         tombs: Sequence[tuple[str, int, int]],
-        hot_rows: list[tuple[int, int, Any]],
+        hot: Columns,
         start: int,
         end: int,
         limit: int | None,
@@ -321,7 +329,6 @@ class Snapshots:
                     break
         if desc:
             segs.reverse()
-        hot = hot_rows_to_columns(hot_rows, with_series=False)
         final = None
         if limit is not None:
             final = slice(-limit, None) if desc else slice(0, limit)

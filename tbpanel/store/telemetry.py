@@ -53,6 +53,7 @@ they come from SQL (or a reloaded copy), so they are always fresh.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import html
 import os
@@ -65,7 +66,7 @@ import numpy as np
 
 from ..clock import now_ms
 from ..events import Signal
-from . import summary
+from . import blocks, summary
 from .acks import loop_acks
 from .aggregate import AggResult, aggregate, normalize_agg
 from .buckets import QueryError, bucket_edges, check_range
@@ -82,6 +83,7 @@ from .hot import (
     latest_of,
     latest_version,
     open_database,
+    pack_rows,
     read_all_latest,
     write_group,
 )
@@ -89,7 +91,7 @@ from .latest import Latest, LatestValues
 from .limits import KeyQuota
 from .series import SeriesIndex
 from .snapshot import SeriesData, Snapshots
-from .times import parse_interval, to_ms
+from .times import month_of, month_start, parse_interval, to_ms
 from .validate import Point, ValidPoints, validate_points
 from .values import ValueType, classify
 from .writer import Writer
@@ -153,6 +155,7 @@ class TelemetryStore:
         self._latest = LatestValues()  # latest_many() answers from it
         self._series.load(wconn, self._latest)
         self._snapshots = Snapshots(self._readers, self.cold)
+        self._row_counts: dict[int, int] = {}  # sid -> single-point rows written (writer thread)
 
         ids = self._series.ids
         #: the per-entity key limit (None: none); a batch over it fails with ``TooManyKeys``
@@ -258,10 +261,31 @@ class TelemetryStore:
 
     def _after_commit(self, points: list[Point], state: GroupState) -> None:
         """Writer thread, after the COMMIT of a write group: mirrors first, then listeners."""
-        new, lat, names, version = state
+        new, lat, names, version, min_ts = state
         self._latest.written(version, [(*names[sid], ts, t, v) for sid, ts, t, v, _n in lat.values()])
         self._series.written(new, lat.values())
+        self._compactor.written(min_ts, len(points))
+        self._count_rows(lat.values())
         self.committed.emit(points)
+
+    def _count_rows(self, written: Iterable[list[Any]]) -> None:
+        """Writer thread: count the single-point rows written per series; at
+        :data:`~tbpanel.store.blocks.PACK_ROWS` queue a transaction that packs the series'
+        rows of open months into blocks (:func:`~tbpanel.store.hot.pack_rows`)."""
+        counts, limit = self._row_counts, blocks.PACK_ROWS
+        for sid, _ts, _t, _v, n in written:
+            if n >= blocks.BLOCK_MIN_POINTS:
+                continue
+            c = counts.get(sid, 0) + n
+            if c < limit:
+                counts[sid] = c
+                continue
+            counts.pop(sid, None)
+            since = month_start(month_of(now_ms() - self.grace_ms))
+            try:
+                self._writer.call(functools.partial(pack_rows, sid=sid, since=since))
+            except RuntimeError:  # closing: the rows stay rows
+                return
 
     # -------------------------------------------------------------------------------- lookups
     def keys(self, entity: str) -> list[str]:

@@ -43,6 +43,8 @@ def _check_everything_there(data: Path) -> None:
             assert np.array_equal(got[1], e + expect), f"ent-{e}: values differ"
         hot = store._readers.get().execute("SELECT count(*) FROM hot").fetchone()[0]
         assert hot == 0, f"{hot} points still in the hot tier: the compaction was not completed"
+        blocks = store._readers.get().execute("SELECT count(*) FROM hot_blocks").fetchone()[0]
+        assert blocks == 0, f"{blocks} blocks still in the hot tier: the compaction was not completed"
 
 
 def _wait_for(server: ServerProcess, pattern: str, timeout: float = 300) -> None:
