@@ -45,19 +45,6 @@ class AttributeHandler(ApiHandler):
         device = self.platform.registry.get_device(entity_uuid(entity_id, "entity id"))
         return require_attribute_access(user, device, scope, action)
 
-    def keys_arg(self, required: bool) -> list[str] | None:
-        """``keys=a,b`` and/or repeated ``key=`` (keys containing commas); None = every key."""
-        keys: list[str] = []
-        raw = self.get_query_argument("keys", None)
-        if raw:
-            keys.extend(k.strip() for k in raw.split(",") if k.strip())
-        keys.extend(k for k in self.get_query_arguments("key") if k)
-        if not keys:
-            if required:
-                raise ApiError(400, "parameter 'keys' is required (comma-separated keys, or repeated 'key=')")
-            return None
-        return list(dict.fromkeys(keys))
-
 
 def wire(attrs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Registry rows → ThingsBoard's AttributeData ``[{"lastUpdateTs", "key", "value"}]``."""

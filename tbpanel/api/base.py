@@ -203,7 +203,27 @@ class ApiHandler(tornado.web.RequestHandler):
             return False
         raise ApiError(400, f"parameter '{name}' must be true or false, got {raw!r}")
 
+    def keys_arg(self, required: bool) -> list[str] | None:
+        """``keys=a,b`` and/or repeated ``key=`` (keys containing commas); None = every key."""
+        keys: list[str] = []
+        raw = self.get_query_argument("keys", None)
+        if raw:
+            keys.extend(k.strip() for k in raw.split(",") if k.strip())
+        keys.extend(k for k in self.get_query_arguments("key") if k)
+        if not keys:
+            if required:
+                raise ApiError(400, "parameter 'keys' is required (comma-separated keys, or repeated 'key=')")
+            return None
+        return list(dict.fromkeys(keys))
+
     # -- who is asking ------------------------------------------------------------------
+    def device_of_token(self, token: str) -> Any:
+        """The device whose access token the device API path carries; 401 for an unknown one."""
+        device = self.platform.registry.device_by_token(token)
+        if device is None:
+            raise ApiError(401, "Unknown device access token")
+        return device
+
     def bearer_token(self) -> str | None:
         for header in ("X-Authorization", "Authorization"):
             value = self.request.headers.get(header)

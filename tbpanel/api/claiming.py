@@ -24,9 +24,7 @@ class DeviceClaimHandler(ApiHandler):
         return self.platform.max_body_bytes
 
     async def post(self, token: str) -> None:
-        device = self.platform.registry.device_by_token(token)
-        if device is None:
-            raise ApiError(401, "Unknown device access token")
+        device = self.device_of_token(token)
         limit = self.platform.max_body_bytes
         if len(self.request.body) > limit:
             raise ApiError(413, f"Payload of {len(self.request.body)} bytes exceeds the limit of {limit} bytes")

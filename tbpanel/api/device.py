@@ -30,9 +30,7 @@ class DeviceUploadHandler(ApiHandler):
 
     def prepare(self) -> None:
         token = self.path_args[0] if self.path_args else ""
-        device = self.platform.registry.device_by_token(token)
-        if device is None:
-            raise ApiError(401, "Unknown device access token")
+        device = self.device_of_token(token)
         self.device = device
         length = self.request.headers.get("Content-Length")
         limit = self.platform.max_body_bytes
@@ -84,9 +82,7 @@ class DeviceAttributesHandler(DeviceUploadHandler):
         # prepare() makes tornado drop the keep-alive connection without a word
 
     async def get(self, token: str) -> None:
-        device = self.platform.registry.device_by_token(token)
-        if device is None:
-            raise ApiError(401, "Unknown device access token")
+        device = self.device_of_token(token)
         wanted = wanted_scopes(
             key_list(self.get_query_argument("clientKeys", None), "clientKeys"),
             key_list(self.get_query_argument("sharedKeys", None), "sharedKeys"),

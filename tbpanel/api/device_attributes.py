@@ -34,9 +34,7 @@ class AttributeUpdatesHandler(ApiHandler):
 
     def prepare(self) -> None:
         token = self.path_args[0] if self.path_args else ""
-        device = self.platform.registry.device_by_token(token)
-        if device is None:
-            raise ApiError(401, "Unknown device access token")
+        device = self.device_of_token(token)
         self.device = device
 
     async def get(self, token: str) -> None:

@@ -62,14 +62,8 @@ class DeviceRpcHandler(ApiHandler):
 
     session: _PollSession | None = None
 
-    def device(self, token: str) -> Any:
-        device = self.platform.registry.device_by_token(token)
-        if device is None:
-            raise ApiError(401, "Unknown device access token")
-        return device
-
     async def get(self, token: str) -> None:
-        device = self.device(token)
+        device = self.device_of_token(token)
         timeout_ms = min(self.int_arg("timeout", 0, minimum=0) or DEFAULT_POLL_MS, MAX_POLL_MS)
         if _open_polls.get(device.id, 0) >= MAX_POLLS_PER_DEVICE:
             raise ApiError(429, f"this device already has {MAX_POLLS_PER_DEVICE} RPC long polls open")
@@ -100,7 +94,7 @@ class DeviceRpcHandler(ApiHandler):
             self.session.end()
 
     async def post(self, token: str) -> None:
-        device = self.device(token)
+        device = self.device_of_token(token)
         body = self.json_body()
         answer = self.platform.rpc.device_request(device.id, body, http_session_limits(self.platform))
         self.write_json(answer)
@@ -110,9 +104,7 @@ class DeviceRpcReplyHandler(ApiHandler):
     """``POST /api/v1/{token}/rpc/{id}``: the device's answer to request ``id``."""
 
     async def post(self, token: str, request_id: str) -> None:
-        device = self.platform.registry.device_by_token(token)
-        if device is None:
-            raise ApiError(401, "Unknown device access token")
+        device = self.device_of_token(token)
         if not request_id.isdigit() or len(request_id) > 18:
             raise ApiError(400, f"RPC request id must be a positive integer, got {request_id[:40]!r}")
         if len(self.request.body) > self.platform.max_body_bytes:

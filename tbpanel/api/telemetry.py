@@ -30,18 +30,6 @@ class TelemetryHandler(ApiHandler):
             raise ApiError(400, f"tbpanel keeps telemetry for DEVICE entities; got entity type {entity_type!r}")
         return self.platform.registry.check_device(user, entity_uuid(entity_id, "entity id"))
 
-    def keys_arg(self, required: bool) -> list[str] | None:
-        keys: list[str] = []
-        raw = self.get_query_argument("keys", None)
-        if raw:
-            keys.extend(k.strip() for k in raw.split(",") if k.strip())
-        keys.extend(k for k in self.get_query_arguments("key") if k)
-        if not keys:
-            if required:
-                raise ApiError(400, "parameter 'keys' is required (comma-separated keys, or repeated 'key=')")
-            return None
-        return list(dict.fromkeys(keys))
-
     def range_args(self, missing: str) -> tuple[int, int]:
         """``startTs <= ts < endTs`` from the query; 400 ``missing`` unless both are given."""
         start = self.int_arg("startTs", None, minimum=0, maximum=TS_MAX + 1)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .columns import Columns, columns_from_values
+from .columns import Columns, columns_from_values, empty_columns
 from .times import months_of
 from .values import ValueType
 
@@ -40,19 +40,6 @@ _LONG = int(ValueType.LONG)
 
 #: A block as fetched: ``(id, ts, t, num, lng, txt)`` blobs (``lng``/``txt`` may be None).
 BlockRow = tuple[int, bytes, bytes, bytes, bytes | None, bytes | None]
-
-
-def empty_columns(with_series: bool) -> Columns:
-    out: Columns = {
-        "ts": np.empty(0, np.int64),
-        "t": np.empty(0, np.int8),
-        "num": np.empty(0, np.float64),
-        "lng": np.empty(0, np.int64),
-        "txt": None,
-    }
-    if with_series:
-        out["series"] = np.empty(0, np.int64)
-    return out
 
 
 # --- writing --------------------------------------------------------------------------------

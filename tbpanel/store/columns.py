@@ -51,21 +51,25 @@ def columns_from_values(t: np.ndarray, v: np.ndarray) -> Columns:
     return {"num": num, "lng": lng, "txt": txt}
 
 
+def empty_columns(with_series: bool) -> Columns:
+    """No points, in the column layout (with a ``series`` column when asked)."""
+    out: Columns = {
+        "ts": np.empty(0, np.int64),
+        "t": np.empty(0, np.int8),
+        "num": np.empty(0, np.float64),
+        "lng": np.empty(0, np.int64),
+        "txt": None,
+    }
+    if with_series:
+        out["series"] = np.empty(0, np.int64)
+    return out
+
+
 def hot_rows_to_columns(rows: list[tuple[Any, ...]], with_series: bool) -> Columns:
     """Rows ``(series?, ts, t, v)`` from SQLite to column arrays (``series``, ``ts``, ``t`` ...)."""
     n = len(rows)
-    out: Columns
     if n == 0:
-        out = {
-            "ts": np.empty(0, np.int64),
-            "t": np.empty(0, np.int8),
-            "num": np.empty(0, np.float64),
-            "lng": np.empty(0, np.int64),
-            "txt": None,
-        }
-        if with_series:
-            out["series"] = np.empty(0, np.int64)
-        return out
+        return empty_columns(with_series)
     cols = list(zip(*rows))
     off = 1 if with_series else 0
     ts = np.fromiter(cols[off], dtype=np.int64, count=n)

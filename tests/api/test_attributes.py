@@ -15,18 +15,10 @@ from tb_rest_client.models.device_id import DeviceId
 from tb_rest_client.rest import ApiException
 from tb_rest_client.rest_client import RestClient
 
-from tests.helpers import ADMIN, CUSTOMER_USER
+from tests.helpers import CUSTOMER_USER
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 TEL = "/api/plugins/telemetry"
-
-
-@pytest.fixture
-def rest(world):
-    client = RestClient(base_url=world.url)
-    client.login(*ADMIN)
-    yield client
-    client.stop()
 
 
 @pytest.fixture

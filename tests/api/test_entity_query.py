@@ -22,9 +22,6 @@ from tb_rest_client.models.filter_predicate_value_string import FilterPredicateV
 from tb_rest_client.models.key_filter import KeyFilter
 from tb_rest_client.models.numeric_filter_predicate import NumericFilterPredicate
 from tb_rest_client.models.string_filter_predicate import StringFilterPredicate
-from tb_rest_client.rest_client import RestClient
-
-from tests.helpers import ADMIN
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -281,14 +278,6 @@ def test_alarms_query_find_and_count(world, fleet):
 
 
 # ------------------------------------------------------------------------------ tb-rest-client
-@pytest.fixture
-def rest(world):
-    client = RestClient(base_url=world.url)
-    client.login(*ADMIN)
-    yield client
-    client.stop()
-
-
 def test_tb_rest_client_entity_queries(rest, fleet):
     dtype, devices = fleet
     flt = DeviceTypeFilter(type="deviceType", device_types=[dtype])

@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 from tb_rest_client.models.device_id import DeviceId
 from tb_rest_client.rest import ApiException
-from tb_rest_client.rest_client import RestClient
 
-from tests.helpers import ADMIN
 from tests.helpers.clients_venv import run_client_script
 
 T0 = 1_710_000_000_000
@@ -24,14 +22,6 @@ def _as_dict(points) -> list[tuple[int, object]]:
         else:
             out.append((p.ts, p.value))
     return out
-
-
-@pytest.fixture
-def rest(world):
-    client = RestClient(base_url=world.url)
-    client.login(*ADMIN)
-    yield client
-    client.stop()
 
 
 def device_id(world, name):

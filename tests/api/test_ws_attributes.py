@@ -16,6 +16,7 @@ import requests
 from tornado.websocket import websocket_connect
 
 from tests.helpers import jwt
+from tests.helpers.ws import recv
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 TEL = "/api/plugins/telemetry"
@@ -28,12 +29,6 @@ async def connect(world, api, legacy: bool):
     conn = await websocket_connect(f"{base}/api/ws")
     await conn.write_message(json.dumps({"authCmd": {"cmdId": 0, "token": jwt(api)}}))
     return conn
-
-
-async def recv(conn, timeout: float = 20) -> dict:
-    msg = await asyncio.wait_for(conn.read_message(), timeout)
-    assert msg is not None, "socket closed"
-    return json.loads(msg)
 
 
 async def command(conn, legacy: bool, cmd: dict) -> None:

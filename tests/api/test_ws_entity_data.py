@@ -14,6 +14,7 @@ import requests
 from tornado.websocket import websocket_connect
 
 from tests.helpers import Api, jwt
+from tests.helpers.ws import recv
 
 pytestmark = pytest.mark.usefixtures("no_server_errors")
 
@@ -22,12 +23,6 @@ async def open_ws(world, api: Api):
     conn = await websocket_connect(world.url.replace("http://", "ws://") + "/api/ws")
     await conn.write_message(json.dumps({"authCmd": {"cmdId": 0, "token": jwt(api)}}))
     return conn
-
-
-async def recv(conn, timeout: float = 20) -> dict:
-    msg = await asyncio.wait_for(conn.read_message(), timeout)
-    assert msg is not None, "socket closed"
-    return json.loads(msg)
 
 
 async def send(conn, *cmds) -> None:
