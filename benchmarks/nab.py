@@ -22,6 +22,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,16 +221,21 @@ def replay_pipeline(
             platform.close()
 
 
-def run_file(path: str, rel: str, config_json: str, engine_only: bool = False) -> dict:
+def read_file(path: str) -> tuple[Any, np.ndarray, ItemData, int]:
+    """A NAB file: (its rows, their epoch-ms times, the series as item data sorted by time,
+    the number of probation rows)."""
     import pandas as pd
 
-    t0 = time.perf_counter()
     df = pd.read_csv(path)
     ts = to_ms(df["timestamp"].to_numpy())
     v = df["value"].to_numpy(dtype=np.float64)
     o = np.argsort(ts, kind="stable")
-    item = {"value": (ts[o], v[o])}
-    p = probation_rows(len(df))
+    return df, ts, {"value": (ts[o], v[o])}, probation_rows(len(df))
+
+
+def run_file(path: str, rel: str, config_json: str, engine_only: bool = False) -> dict:
+    t0 = time.perf_counter()
+    df, ts, item, p = read_file(path)
     stats: dict = {}
     created = (replay if engine_only else replay_pipeline)(item, ModelConfig.from_json(config_json), p, stats)
     det = np.zeros(len(df), dtype=np.int64)

@@ -36,21 +36,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tbpanel.anomaly import ModelConfig, fit, refit  # noqa: E402
-from tbpanel.anomaly.nab_scoring import PROFILES, probation_rows, score_corpus_detail, to_ms  # noqa: E402
+from tbpanel.anomaly.nab_scoring import PROFILES, score_corpus_detail  # noqa: E402
 
 ITEM = "item"
 
 
 def dump_file(path: str, config_json: str) -> dict:
-    import pandas as pd
-    from nab import _visible  # type: ignore[import-not-found]
+    from nab import _visible, read_file  # type: ignore[import-not-found]
 
-    df = pd.read_csv(path)
-    ts = to_ms(df["timestamp"].to_numpy())
-    v = df["value"].to_numpy(dtype=np.float64)
-    o = np.argsort(ts, kind="stable")
-    item = {"value": (ts[o], v[o])}
-    p = probation_rows(len(df))
+    df, ts, item, p = read_file(path)
     ts_all = item["value"][0]
     t_train_end = int(ts_all[min(p, ts_all.size - 1)])
     t_last = int(ts_all[-1]) + 1
