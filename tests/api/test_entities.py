@@ -150,7 +150,8 @@ def test_device_by_name_info_and_infos(world):
     assert info["customerTitle"] == "Customer A1" and info["deviceProfileName"] == "sensor"
     assert info["deviceProfileId"]["entityType"] == "DEVICE_PROFILE"
     assert world.other_customer.get(f"/api/device/info/{a1}").status_code == 403
-    tenant = world.admin.get("/api/tenant/deviceInfos", params={"pageSize": 100, "page": 0}).json()
+    # the whole tenant in one page: the session-wide world holds other tests' devices too
+    tenant = world.admin.get("/api/tenant/deviceInfos", params={"pageSize": 10_000, "page": 0}).json()
     titles = {d["name"]: d["customerTitle"] for d in tenant["data"]}
     assert titles["dev-a1"] == "Customer A1" and titles["dev-tenant"] is None and "dev-b" not in titles
     assert world.customer.get("/api/tenant/deviceInfos?pageSize=10&page=0").status_code == 403
