@@ -157,7 +157,7 @@ def test_waiting_polls_do_not_hold_up_the_server(world):
     """40 long polls waiting at once: uploads and REST reads are still answered meanwhile, and
     each poll ends with its own 408."""
     devices = [world.new_device(f"http-rpc-many-{i}") for i in range(40)]
-    polls = [poll_in_background(world.url, token, timeout_ms=15_000) for _, token in devices]
+    polls = [poll_in_background(world.url, token, timeout_ms=8_000) for _, token in devices]
     time.sleep(0.5)
     for i in range(10):
         r = requests.post(f"{world.url}/api/v1/{devices[0][1]}/telemetry", json={"n": i}, timeout=10)
@@ -173,7 +173,7 @@ def test_too_many_polls_of_one_device_are_429(world):
     from tbpanel.api.device_attributes import MAX_POLLS_PER_DEVICE
 
     _, token = world.new_device("http-rpc-429")
-    polls = [poll_in_background(world.url, token, timeout_ms=15_000) for _ in range(MAX_POLLS_PER_DEVICE)]
+    polls = [poll_in_background(world.url, token, timeout_ms=6_000) for _ in range(MAX_POLLS_PER_DEVICE)]
     time.sleep(1.5)  # let them all register first: a probe open meanwhile would take a slot itself
     r = requests.get(f"{world.url}/api/v1/{token}/rpc", params={"timeout": 100}, timeout=30)
     assert r.status_code == 429 and "long polls" in r.json()["message"], r.text

@@ -773,8 +773,9 @@ async def ws_session(url: str, path: str, first: str | None, messages: list[str]
 def test_websocket_matrix(ctx):
     """Every WebSocket command on both endpoints × identity: unauthenticated sockets are
     closed with a reason (1008 no auth, 1007/1011 bad token); each authenticated answer has the
-    expected errorCode and no marker of an owner the identity does not belong to."""
-    failures, cells = [], 0
+    expected errorCode and no marker of an owner the identity does not belong to. Each cell is
+    its own socket; they run side by side (each waits for 1.5 s of quiet), a few at a time."""
+    cells = []  # (where, who, path, first message or None, message, codes)
     for legacy in (True, False):
         for who in IDENTITIES:
             token = ctx.jwts[who]
@@ -793,27 +794,40 @@ def test_websocket_matrix(ctx):
                     message = {"cmds": [cmd]}
                     path = "/api/ws"
                     first = json.dumps({"authCmd": {"cmdId": 0, "token": token}}) if token else None
-                result = asyncio.run(ws_session(ctx.w.url, path, first, [json.dumps(message)]))
-                cells += 1
                 where = f"{'legacy' if legacy else 'api/ws'} {name} as {who}"
-                text = "".join(result["messages"])
-                if who in UNAUTHENTICATED:
-                    want = 1008 if token is None else (1011 if legacy else 1007)
-                    if result["close"] is None or result["close"][0] != want or not result["close"][1] or text:
-                        failures.append(f"{where}: {result} (want close {want} with a reason, no data)")
-                    continue
-                if codes is None:  # an unsubscribe is not answered
-                    if text:
-                        failures.append(f"{where}: unexpected answer {text[:200]}")
-                    continue
-                got = [json.loads(m).get("errorCode") for m in result["messages"]]
-                if not got or got[0] != codes[who] or result["close"]:
-                    failures.append(f"{where}: codes {got}, close {result['close']} (want {codes[who]})")
-                found = leaks(ctx, who, text, json.dumps(message))
-                if found:
-                    failures.append(f"{where}: carries {found}")
-    assert not failures, f"{len(failures)} of {cells} cells:\n" + "\n".join(failures)
-    assert cells >= 60
+                cells.append((where, who, path, first, message, codes))
+
+    async def run_all() -> list[dict]:
+        gate = asyncio.Semaphore(16)
+
+        async def one(path: str, first: str | None, message: dict) -> dict:
+            async with gate:
+                return await ws_session(ctx.w.url, path, first, [json.dumps(message)])
+
+        return await asyncio.gather(*(one(path, first, message) for _, _, path, first, message, _ in cells))
+
+    failures = []
+    for (where, who, _path, _first, message, codes), result in zip(cells, asyncio.run(run_all())):
+        text = "".join(result["messages"])
+        if who in UNAUTHENTICATED:
+            token = ctx.jwts[who]
+            legacy = where.startswith("legacy")
+            want = 1008 if token is None else (1011 if legacy else 1007)
+            if result["close"] is None or result["close"][0] != want or not result["close"][1] or text:
+                failures.append(f"{where}: {result} (want close {want} with a reason, no data)")
+            continue
+        if codes is None:  # an unsubscribe is not answered
+            if text:
+                failures.append(f"{where}: unexpected answer {text[:200]}")
+            continue
+        got = [json.loads(m).get("errorCode") for m in result["messages"]]
+        if not got or got[0] != codes[who] or result["close"]:
+            failures.append(f"{where}: codes {got}, close {result['close']} (want {codes[who]})")
+        found = leaks(ctx, who, text, json.dumps(message))
+        if found:
+            failures.append(f"{where}: carries {found}")
+    assert not failures, f"{len(failures)} of {len(cells)} cells:\n" + "\n".join(failures)
+    assert len(cells) >= 60
 
 
 def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
