@@ -157,10 +157,15 @@ class TenantDeviceByNameHandler(ApiHandler):
         name = self.get_query_argument("deviceName", None)
         if not name:
             raise ApiError(400, "parameter 'deviceName' is required")
-        device = self.platform.registry.find_device(user.tenant_id, name)
-        if device is None:
-            raise ApiError(404, f"Device with name {name!r} is not found")
-        self.write_json(device.to_json())
+        self.write_json(tenant_device_named(self.platform, user, name))
+
+
+def tenant_device_named(platform: Any, user: User, name: str) -> dict[str, Any]:
+    """The JSON of the user's tenant's device called ``name`` (ThingsBoard's 404 otherwise)."""
+    device = platform.registry.find_device(user.tenant_id, name)
+    if device is None:
+        raise ApiError(404, f"Device with name {name!r} is not found")
+    return device.to_json()
 
 
 class TenantDevicesHandler(PagedHandler):
@@ -171,10 +176,7 @@ class TenantDevicesHandler(PagedHandler):
         self.require_role(user, TENANT_ADMIN)
         name = self.get_query_argument("deviceName", None)
         if name is not None:
-            device = self.platform.registry.find_device(user.tenant_id, name)
-            if device is None:
-                raise ApiError(404, f"Device with name {name!r} is not found")
-            self.write_json(device.to_json())
+            self.write_json(tenant_device_named(self.platform, user, name))
             return
         page, size, text, sort_prop, sort_order = self.page_args()
         items, total = self.platform.registry.list_devices(
