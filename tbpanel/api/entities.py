@@ -23,6 +23,22 @@ def entity_uuid(raw: Any, what: str) -> str:
 
 
 class PagedHandler(ApiHandler):
+    def write_device_page(self, tenant_id: Any, customer_id: Any = None) -> None:
+        """One page of the tenant's (or one customer's) devices, by the request's paging,
+        ``textSearch``, ``type`` and sort arguments, as PageData of device JSON."""
+        page, size, text, sort_prop, sort_order = self.page_args()
+        items, total = self.platform.registry.list_devices(
+            tenant_id,
+            customer_id=customer_id,
+            page=page,
+            page_size=size,
+            text_search=text,
+            type=self.get_query_argument("type", None) or None,
+            sort_property=sort_prop,
+            sort_order=sort_order,
+        )
+        self.write_json(page_data([d.to_json() for d in items], total, page, size))
+
     def page_args(self) -> tuple[int, int, str | None, str, str]:
         page_size = self.int_arg("pageSize", 100, minimum=1, maximum=10_000)
         page = self.int_arg("page", 0, minimum=0, maximum=MAX_PAGE)
@@ -178,17 +194,7 @@ class TenantDevicesHandler(PagedHandler):
         if name is not None:
             self.write_json(tenant_device_named(self.platform, user, name))
             return
-        page, size, text, sort_prop, sort_order = self.page_args()
-        items, total = self.platform.registry.list_devices(
-            user.tenant_id,
-            page=page,
-            page_size=size,
-            text_search=text,
-            type=self.get_query_argument("type", None) or None,
-            sort_property=sort_prop,
-            sort_order=sort_order,
-        )
-        self.write_json(page_data([d.to_json() for d in items], total, page, size))
+        self.write_device_page(user.tenant_id)
 
 
 class CustomerDevicesHandler(PagedHandler):
@@ -197,18 +203,7 @@ class CustomerDevicesHandler(PagedHandler):
     def get(self, customer_id: str) -> None:
         user = self.require_user()
         customer = self.platform.registry.check_customer(user, entity_uuid(customer_id, "customer id"))
-        page, size, text, sort_prop, sort_order = self.page_args()
-        items, total = self.platform.registry.list_devices(
-            user.tenant_id,
-            customer_id=customer.id,
-            page=page,
-            page_size=size,
-            text_search=text,
-            type=self.get_query_argument("type", None) or None,
-            sort_property=sort_prop,
-            sort_order=sort_order,
-        )
-        self.write_json(page_data([d.to_json() for d in items], total, page, size))
+        self.write_device_page(user.tenant_id, customer.id)
 
 
 class CustomerSaveHandler(ApiHandler):
@@ -406,18 +401,7 @@ class UserDevicesHandler(PagedHandler):
     def get(self) -> None:
         user = self.require_user()
         self.require_role(user, TENANT_ADMIN, CUSTOMER_USER)
-        page, size, text, sort_prop, sort_order = self.page_args()
-        items, total = self.platform.registry.list_devices(
-            user.tenant_id,
-            customer_id=user.customer_id if user.authority == CUSTOMER_USER else None,
-            page=page,
-            page_size=size,
-            text_search=text,
-            type=self.get_query_argument("type", None) or None,
-            sort_property=sort_prop,
-            sort_order=sort_order,
-        )
-        self.write_json(page_data([d.to_json() for d in items], total, page, size))
+        self.write_device_page(user.tenant_id, user.customer_id if user.authority == CUSTOMER_USER else None)
 
 
 class OwnerHandler(ApiHandler):
