@@ -22,6 +22,7 @@ from .anomaly.service import AnomalyService
 from .entities import EntityRegistry, LoginThrottle, NotFound, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
 from .rpc import RpcService
+from .rules.service import RuleService
 from .store import TelemetryStore, open_store
 from .store.limits import DEFAULT_MAX_KEYS_PER_DEVICE, DEFAULT_MAX_POINTS_PER_MESSAGE, check_points
 
@@ -79,6 +80,10 @@ class Platform(param.Parameterized):
         self.alarms: AlarmService = AlarmService(AlarmRepository(self.analytics), self.registry, self.anomaly)
         #: Server-side RPC: persistent requests in rpc.sqlite, delivery to the device sessions
         self.rpc: RpcService = RpcService(self.data_dir, self.registry)
+        #: Rule chains per tenant, their durable queue (rules.sqlite) and its worker
+        self.rules: RuleService = RuleService(
+            self.data_dir, store=self.store, registry=self.registry, alarms=self.alarms
+        )
 
     def authenticate(self, username: str, password: str, address: str):
         """The user for these credentials, or None; raises TooManyAttempts while throttled.
@@ -124,6 +129,7 @@ class Platform(param.Parameterized):
         check_points(points, self.max_points_per_message)
 
     def close(self) -> None:
+        self.rules.close()
         self.rpc.close()
         self.tasks.shutdown()
         self.analytics.close()
