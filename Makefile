@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DATA   ?= .demo-data
 PORT   ?= 5006
+# test worker processes (pytest-xdist); each test module runs whole on one worker
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint format venv bench clean
 
@@ -26,7 +28,7 @@ demo: $(STAMP)
 
 # lint, format check and types first (seconds), then the suite
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check tbpanel tests benchmarks
