@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InvalidInput
@@ -115,19 +116,25 @@ def _timewindow(value: Any, where: str) -> None:
             raise InvalidInput(f"{where}.timezone {zone[:60]!r} is not a time zone name") from None
 
 
+def _entries(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, entry)`` of each entry of an object keyed by id (widgets, aliases), whose
+    ``id``, when it has one, must be its key."""
+    for key, entry in _object(value, where).items():
+        at = f"{where}.{key}"
+        entry = _object(entry, at, required=True)
+        if entry.get("id") is not None and entry.get("id") != key:
+            raise InvalidInput(f"{at}.id must be {key!r} (its key), got {entry.get('id')!r}"[:200])
+        yield at, entry
+
+
 def _aliases(value: Any) -> dict[str, Any]:
-    aliases = _object(value, "configuration.entityAliases")
-    for alias_id, alias in aliases.items():
-        where = f"configuration.entityAliases.{alias_id}"
-        alias = _object(alias, where, required=True)
-        if alias.get("id") is not None and alias.get("id") != alias_id:
-            raise InvalidInput(f"{where}.id must be {alias_id!r} (its key), got {alias.get('id')!r}"[:200])
+    for where, alias in _entries(value, "configuration.entityAliases"):
         _string(alias.get("alias"), f"{where}.alias", required=True, max_len=255)
         try:
             alias_filter(alias.get("filter"))
         except InvalidInput as exc:
             raise InvalidInput(f"{where}.{exc}") from None
-    return aliases
+    return _object(value, "configuration.entityAliases")
 
 
 def _datasources(value: Any, where: str, aliases: dict[str, Any]) -> None:
@@ -148,12 +155,7 @@ def _datasources(value: Any, where: str, aliases: dict[str, Any]) -> None:
 
 
 def _widgets(value: Any, aliases: dict[str, Any]) -> dict[str, Any]:
-    widgets = _object(value, "configuration.widgets")
-    for widget_id, widget in widgets.items():
-        where = f"configuration.widgets.{widget_id}"
-        widget = _object(widget, where, required=True)
-        if widget.get("id") is not None and widget.get("id") != widget_id:
-            raise InvalidInput(f"{where}.id must be {widget_id!r} (its key), got {widget.get('id')!r}"[:200])
+    for where, widget in _entries(value, "configuration.widgets"):
         _string(widget.get("typeFullFqn"), f"{where}.typeFullFqn", max_len=255)
         _choice(widget.get("type"), f"{where}.type", WIDGET_TYPES)
         config = _object(widget.get("config"), f"{where}.config")
@@ -165,7 +167,7 @@ def _widgets(value: Any, aliases: dict[str, Any]) -> dict[str, Any]:
         if use is not None and not isinstance(use, bool):
             raise InvalidInput(f"{where}.config.useDashboardTimewindow must be true or false")
         _object(config.get("settings"), f"{where}.config.settings")
-    return widgets
+    return _object(value, "configuration.widgets")
 
 
 def _states(value: Any, widgets: dict[str, Any]) -> None:

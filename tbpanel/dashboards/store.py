@@ -205,13 +205,14 @@ class DashboardStore:
         text_search: str | None = None,
         sort_property: str = "title",
         sort_order: str = "ASC",
+        mobile: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of the tenant's DashboardInfos and the total (tenant administrators);
-        ``text_search``: a case-insensitive substring of the title."""
+        ``text_search``: a case-insensitive substring of the title; ``mobile``: leave out
+        the dashboards hidden on mobile devices (``mobileHide``)."""
         tenant_id = _tenant_admin(user)
-        return self._page(
-            user, "", "tenant_id = ?", [tenant_id], page, page_size, text_search, sort_property, sort_order
-        )
+        where = "tenant_id = ?" + (" AND mobile_hide = 0" if mobile else "")
+        return self._page(user, "", where, [tenant_id], page, page_size, text_search, sort_property, sort_order)
 
     def list_customer(
         self,
@@ -222,15 +223,17 @@ class DashboardStore:
         text_search: str | None = None,
         sort_property: str = "title",
         sort_order: str = "ASC",
+        mobile: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of the DashboardInfos assigned to ``customer_id``: a tenant administrator
-        for any customer of its tenant, a customer user for its own customer only."""
+        for any customer of its tenant, a customer user for its own customer only (``mobile``
+        as :meth:`list_tenant`)."""
         _reader(user)
         customer = self.registry.check_customer(user, fields.canonical_id(customer_id, "customer"))
         return self._page(
             user,
             "JOIN dashboard_customer dc ON dc.dashboard_id = dashboard.id",
-            "dashboard.tenant_id = ? AND dc.customer_id = ?",
+            "dashboard.tenant_id = ? AND dc.customer_id = ?" + (" AND mobile_hide = 0" if mobile else ""),
             [customer.tenant_id, customer.id],
             page,
             page_size,
