@@ -4,7 +4,14 @@ the param model, widgets and pages build on this (``model.py``, ``widgets/``, ``
 
 from __future__ import annotations
 
-from .aliases import ALIAS_FILTER_TYPES, CUSTOMER_DEVICES, alias_filter, resolve_alias, resolve_aliases
+from .aliases import (
+    ALIAS_FILTER_TYPES,
+    CUSTOMER_DEVICES,
+    alias_filter,
+    resolve_alias,
+    resolve_aliases,
+    visible_configuration,
+)
 from .configuration import MAX_CONFIGURATION_BYTES, empty_configuration, validate_configuration
 from .store import DashboardStore
 
@@ -18,4 +25,5 @@ __all__ = [
     "resolve_alias",
     "resolve_aliases",
     "validate_configuration",
+    "visible_configuration",
 ]

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..entities import CUSTOMER_USER, TENANT_ADMIN, Device, EntityRegistry, User
+from ..entities import CUSTOMER_USER, NULL_UUID, TENANT_ADMIN, Device, EntityRegistry, User
 from ..entities.devices import device_from_row
 from ..entities.fields import canonical_id
 from ..errors import InvalidInput
@@ -128,3 +128,58 @@ def resolve_aliases(registry: EntityRegistry, user: User, configuration: Mapping
         except InvalidInput as exc:
             raise InvalidInput(f"configuration.entityAliases.{alias_id}.{exc}") from None
     return out
+
+
+def _canonical(raw: Any) -> str | None:
+    try:
+        return canonical_id(raw, "entity")
+    except InvalidInput:
+        return None
+
+
+def visible_configuration(registry: EntityRegistry, user: User, configuration: dict[str, Any]) -> dict[str, Any]:
+    """``configuration`` as ``user`` may read it. A dashboard is shared by every customer it is
+    assigned to, so for a customer user the ids its aliases name are cut down to what that
+    user may see: its customer's devices, its customer, itself, its tenant. An ``entityList``
+    loses the other ids, a ``singleEntity`` or ``customerDevices`` naming something else names
+    ThingsBoard's NULL id instead (it resolves to nothing either way), so a customer never
+    reads another customer's device ids in a dashboard. Others get ``configuration`` as is."""
+    scope = _scope(user)
+    aliases = configuration.get("entityAliases")
+    if user.authority != CUSTOMER_USER or not isinstance(aliases, dict) or not aliases:
+        return configuration
+    if scope is None:
+        return dict(configuration, entityAliases={})
+    tenant_id, customer_id = scope
+    named: list[str] = []
+    for alias in aliases.values():
+        flt = alias.get("filter") if isinstance(alias, dict) else None
+        if isinstance(flt, dict) and flt.get("type") == "singleEntity" and isinstance(flt.get("singleEntity"), dict):
+            named.append(flt["singleEntity"].get("id"))
+        elif isinstance(flt, dict) and flt.get("type") == "entityList" and isinstance(flt.get("entityList"), list):
+            named += flt["entityList"]
+    wanted = [i for i in map(_canonical, named) if i is not None]
+    allowed = {r.id for r in registry.find_devices(tenant_id, customer_id=customer_id, ids=wanted)} if wanted else set()
+    allowed |= {i for i in (tenant_id, customer_id, user.id) if i}
+
+    def shown(raw: Any) -> bool:
+        return _canonical(raw) in allowed
+
+    out: dict[str, Any] = {}
+    for alias_id, alias in aliases.items():
+        flt = alias.get("filter") if isinstance(alias, dict) else None
+        if not isinstance(flt, dict):
+            out[alias_id] = alias
+            continue
+        ftype = flt.get("type")
+        if ftype == "singleEntity" and isinstance(flt.get("singleEntity"), dict):
+            ref = flt["singleEntity"]
+            flt = dict(flt, singleEntity=ref if shown(ref.get("id")) else dict(ref, id=NULL_UUID))
+        elif ftype == "entityList" and isinstance(flt.get("entityList"), list):
+            flt = dict(flt, entityList=[i for i in flt["entityList"] if shown(i)])
+        elif ftype == CUSTOMER_DEVICES:
+            ref = flt.get("customerId")
+            if _canonical(ref) != customer_id:
+                flt = dict(flt, customerId=NULL_UUID)
+        out[alias_id] = dict(alias, filter=flt)
+    return dict(configuration, entityAliases=out)

@@ -9,7 +9,8 @@ Dashboard writes are rare and small, so they cost the device tables nothing.
 
 Who may do what is ThingsBoard's ``DashboardController``: a tenant administrator creates,
 changes, assigns and deletes its tenant's dashboards; a customer user reads the dashboards
-assigned to its customer (and sees only its own customer among ``assignedCustomers``); nobody
+assigned to its customer (and sees only its own customer among ``assignedCustomers``, and
+only ids of what it may see in the entity aliases: :func:`.aliases.visible_configuration`); nobody
 reads another tenant's dashboard (PermissionDenied, 403; NotFound, 404, for an unknown id).
 Every method takes the asking user and makes these checks itself, so the REST routes, the
 pages and notebooks cannot forget one.
@@ -30,6 +31,7 @@ from ..clock import now_ms
 from ..entities import CUSTOMER_USER, TENANT_ADMIN, EntityRegistry, User, entity_id_json, fields
 from ..entities.access import DENIED
 from ..errors import InvalidInput, NotFound, PermissionDenied, VersionConflict
+from .aliases import visible_configuration
 from .configuration import configuration_json, empty_configuration, validate_configuration
 
 _COLS = "id, created_time, tenant_id, title, image, mobile_hide, mobile_order, version"
@@ -157,7 +159,7 @@ class DashboardStore:
         (info,) = self._infos([row], user)
         text = self._db.one("SELECT configuration FROM dashboard WHERE id = ?", (row[0],))
         assert text is not None  # the row was just read under the same lock or transaction
-        info["configuration"] = json.loads(text[0])
+        info["configuration"] = visible_configuration(self.registry, user, json.loads(text[0]))
         info["version"] = info.pop("version")  # ThingsBoard's order: ..., configuration, version
         return info
 
@@ -349,7 +351,8 @@ class DashboardStore:
     # ------------------------------------------------------------------ export / import
     def export_json(self, user: User, dashboard_id: Any) -> dict[str, Any]:
         """The dashboard as ThingsBoard's UI exports it: the Dashboard JSON without what names
-        this copy (id, times, tenant, assignments, version). Any reader of the dashboard may."""
+        this copy (id, times, tenant, assignments, version). Any reader of the dashboard may
+        (a customer user gets the configuration it reads: see :meth:`get`)."""
         dashboard = self.get(user, dashboard_id)
         return {k: v for k, v in dashboard.items() if k not in INSTANCE_FIELDS}
 

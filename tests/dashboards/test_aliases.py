@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tbpanel.dashboards import resolve_alias, resolve_aliases
+from tbpanel.dashboards import resolve_alias, resolve_aliases, visible_configuration
 from tbpanel.entities import CUSTOMER_USER, SYS_ADMIN, TENANT_ADMIN, EntityRegistry, InvalidInput
 
 from .conftest import Fleet, user
@@ -129,6 +129,60 @@ def test_resolve_aliases_of_a_configuration(fleet: Fleet):
         resolve_aliases(f.reg, f.admin, {"entityAliases": {"bad": {"filter": {"type": "nope"}}}})
 
 
+def test_customer_users_read_only_ids_they_may_see(fleet: Fleet):
+    """A dashboard shared by customers: each customer user reads its aliases with only its own
+    devices, customer and self named; what they resolve to does not change."""
+    f = fleet
+    d = f.devices
+    config = {
+        "description": "kept",
+        "entityAliases": {
+            "list": {
+                "alias": "L",
+                "filter": {
+                    "type": "entityList",
+                    "entityType": "DEVICE",
+                    "entityList": [d["pump-1"], d["pump-2"].upper(), d["u-pump"], d["Meter-2"]],
+                },
+            },
+            "other": {"alias": "O", "filter": single(d["pump-2"])},
+            "mine": {"alias": "M", "filter": single(d["meter-1"])},
+            "c2": {
+                "alias": "C",
+                "filter": {"type": "customerDevices", "customerId": {"entityType": "CUSTOMER", "id": f.c2}},
+            },
+            "cust": {
+                "alias": "K",
+                "filter": {"type": "singleEntity", "singleEntity": {"entityType": "CUSTOMER", "id": f.c2}},
+            },
+            "type": {"alias": "T", "filter": {"type": "deviceType", "deviceTypes": ["pump"]}},
+        },
+    }
+    assert visible_configuration(f.reg, f.admin, config) is config
+    seen = visible_configuration(f.reg, f.user1, config)
+    aliases = seen["entityAliases"]
+    assert seen["description"] == "kept" and aliases["type"] == config["entityAliases"]["type"]
+    assert aliases["list"]["filter"]["entityList"] == [d["pump-1"]]
+    assert aliases["other"]["filter"]["singleEntity"]["id"] == "13814000-1dd2-11b2-8080-808080808080"
+    assert aliases["mine"] == config["entityAliases"]["mine"]
+    assert aliases["c2"]["filter"]["customerId"] == "13814000-1dd2-11b2-8080-808080808080"
+    assert aliases["cust"]["filter"]["singleEntity"]["id"] == "13814000-1dd2-11b2-8080-808080808080"
+    text = str(seen)
+    assert not any(d[n] in text or d[n].upper() in text for n in ("pump-2", "u-pump", "Meter-2")) and f.c2 not in text
+    for who in (f.user1, f.user2):
+        before = {k: names(v) for k, v in resolve_aliases(f.reg, who, config).items()}
+        assert {
+            k: names(v) for k, v in resolve_aliases(f.reg, who, visible_configuration(f.reg, who, config)).items()
+        } == before
+    assert names(resolve_aliases(f.reg, f.user2, visible_configuration(f.reg, f.user2, config))["c2"]) == ["pump-2"]
+    # the store applies it on every read by a customer user
+    did = f.store.save(f.admin, {"title": "shared", "configuration": config})["id"]["id"]
+    f.store.set_customers(f.admin, did, [f.c1, f.c2])
+    assert f.store.get(f.user1, did)["configuration"] == seen
+    assert f.store.export_json(f.user1, did)["configuration"] == seen
+    assert f.store.get(f.admin, did)["configuration"] == config
+
+
 # --------------------------------------------------------------------------- random fleets
 FILTERS = st.sampled_from(["single", "list", "type", "name", "customer", "all"])
 
@@ -194,3 +248,8 @@ def test_a_user_only_ever_gets_devices_it_may_read(random_reg, owners, kind, pic
 
     assert all(readable(d) for d in got)
     assert {d.id for d in got} == {d.id for d in devices if readable(d) and matches(d)}
+    # what the asker reads of the alias names nothing it may not see, and resolves the same
+    seen = visible_configuration(reg, who, {"entityAliases": {"x": {"alias": "x", "filter": flt}}})
+    assert [d.id for d in resolve_aliases(reg, who, seen)["x"]] == [d.id for d in got]
+    if ci:
+        assert not any(d.id in str(seen) for d in devices if not readable(d))

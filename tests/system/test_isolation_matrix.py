@@ -132,11 +132,13 @@ def profiles_and_users(w) -> tuple[dict[str, str], dict[str, set[str]]]:
 
 
 def dashboards(w, dev: dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """A dashboard of customer A1 (its alias names dev-a1), one shared by A1 and A2 (each may see
+    """A dashboard of customer A1 (its alias names devices of A1, A2 and the tenant: A1's user
+    must read only its own device's id in it), one shared by A1 and A2 (each may see
     only itself among ``assignedCustomers``), one of tenant A alone and one of tenant B."""
     cust = w.customer_ids
-    alias = {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": dev["dev-a1"]}}
-    config = {"entityAliases": {"a": {"id": "a", "alias": "A1's device", "filter": alias}}}
+    listed = [dev["dev-a1"], dev["dev-a2"], dev["dev-tenant"]]  # customer A1 may read only the first of them
+    alias = {"type": "entityList", "entityType": "DEVICE", "entityList": listed}
+    config = {"entityAliases": {"a": {"id": "a", "alias": "tenant A's devices", "filter": alias}}}
     ids, markers = {}, {}
     for key, owner, api, title, customers in (
         ("dash_a1", "A1", w.admin, "dash_A1_secret", [cust["Customer A1"]]),
