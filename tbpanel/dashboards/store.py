@@ -258,7 +258,8 @@ class DashboardStore:
                     where += " AND id IN (SELECT dashboard_id FROM dashboard_customer WHERE customer_id = ?)"
                     params.append(customer_id)
                 rows += self._db.all(f"SELECT {_COLS} FROM dashboard WHERE {where}", params)
-            rows.sort(key=lambda r: ids.index(r[0]))
+            position = {did: i for i, did in enumerate(ids)}
+            rows.sort(key=lambda r: position[r[0]])
             return self._infos(rows, user)
 
     # ------------------------------------------------------------------ writing
