@@ -10,6 +10,7 @@ from . import attributes, auth, device, device_attributes, device_rpc, entities,
 from .alarms import alarm_patterns
 from .base import ID, ApiError, ApiHandler, Route
 from .claiming import claiming_patterns
+from .dashboards import dashboard_patterns
 from .entity_query import entity_query_patterns
 from .fleet_query import FleetQueryHandler
 from .live_stats import LiveStatsHandler
@@ -45,6 +46,8 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         # device profiles, device infos, users, provisioning (issue 16 items 3, 5, 6); before
         # /api/device/{id} and /api/customer/{id}, whose {id} would take their literal segments
         *provision_patterns(platform),
+        # dashboards (issue 18 items 1, 2): before /api/customer/{id} and /api/owner/.../DEVICE/...
+        *dashboard_patterns(platform),
         (r"/api/device/credentials/?", entities.UpdateCredentialsHandler, p),
         (r"/api/device-with-credentials/?", entities.DeviceWithCredentialsHandler, p),
         (rf"/api/device/info/{ID}/?", entities.DeviceInfoHandler, p),

@@ -1,6 +1,6 @@
 """tb-rest-client 4.4 is the arbiter (issue 16 item 5): every public ``RestClient`` method in
-the categories devices, device profiles, customers, users, telemetry, attributes, alarms, RPC
-and entity queries either has a recipe here, which calls it against a live tbpanel server and
+the categories devices, device profiles, customers, users, telemetry, attributes, alarms, RPC,
+entity queries and dashboards either has a recipe here, which calls it against a live tbpanel server and
 checks the answer, or a row in :data:`NOT_PROVIDED` with the reason. A method in those
 categories in neither fails ``test_every_method_is_classified``.
 
@@ -51,6 +51,7 @@ from tests.helpers import ADMIN, CUSTOMER_USER
 
 #: (category, name pattern), tried in order
 CATEGORIES: list[tuple[str, str]] = [
+    ("dashboards", r"dashboard"),  # first: get_customer_dashboards, get_user_dashboards are dashboards
     ("device profiles", r"device_profile|profile_info|profile_names"),
     (
         "entity queries",
@@ -67,7 +68,7 @@ CATEGORIES: list[tuple[str, str]] = [
 ]
 #: areas tbpanel does not cover; a name matching this is out of scope whatever else it says
 OTHER_AREAS = (
-    r"asset|edge|dashboard|entity_view|group|role|ota|firmware|software|scheduler|integration|converter"
+    r"asset|edge|entity_view|group|role|ota|firmware|software|scheduler|integration|converter"
     r"|notification|mobile|two_fa|2fa|white_label|report|oauth|widget|rule_chain|blob|lwm2m|agent|calculated"
     r"|queue|secret|api_key|audit|version|relation|connectivity|translation|custom_menu|solution"
     r"|self_registration|sign_up|trendz|image|resource|tenant_profile|ai_model|chat"
@@ -113,6 +114,18 @@ NOT_PROVIDED: dict[str, str] = {
     "assign_device_to_tenant": "moving a device to another tenant is not supported",
     "process_devices_bulk_import": "CSV bulk import is not built; POST /api/device per device",
     "get_device_publish_telemetry_commands": "device-connectivity help texts of ThingsBoard's UI",
+    # dashboards
+    "get_all_dashboards": f"/api/dashboards/all (every dashboard the user may read, groups included) is a {_PE}",
+    "get_user_dashboards": f"/api/user/dashboards is a {_PE}; get_tenant_dashboards / get_customer_dashboards work",
+    "get_tenant_dashboards_v1": "SYS_ADMIN reading a tenant's dashboards: tbpanel's SYS_ADMIN sees no tenant data",
+    "generate_dashboard": "ThingsBoard's AI-generated device dashboards are not built",
+    "get_home_dashboard": "home dashboards are not built (tbpanel's home page is its own)",
+    "get_home_dashboard_info": "home dashboards are not built",
+    "get_tenant_home_dashboard_info": "home dashboards are not built",
+    "set_tenant_home_dashboard_info": "home dashboards are not built",
+    "get_customer_home_dashboard_info": "home dashboards are not built",
+    "set_customer_home_dashboard_info": "home dashboards are not built",
+    "get_user_dashboards_info": _UI,
     # entity queries
     "find_available_entity_keys_by_query": "/api/entitiesQuery/find/keys is not built",
     "find_available_entity_keys_by_query_v2": "/api/v2/entitiesQuery/find/keys is not built",
@@ -699,6 +712,47 @@ def _rpc_device_side(s: Surface) -> None:
     assert command["method"] == "queued"
     s.admin.reply_to_command(token, command["id"], {"ok": True})
     assert "time" in json.dumps(s.admin.post_rpc_request(token, {"method": "getCurrentTime", "params": {}})).lower()
+
+
+# --------------------------------------------------------------------------- dashboards
+@recipe(
+    "save_dashboard",
+    "get_dashboard_by_id",
+    "get_dashboard_info_by_id",
+    "get_tenant_dashboards",
+    "get_customer_dashboards",
+    "get_dashboards_by_ids",
+    "assign_dashboard_to_customer",
+    "unassign_dashboard_from_customer",
+    "delete_dashboard",
+)
+def _dashboards(s: Surface) -> None:
+    from tb_rest_client.models.dashboard import Dashboard
+
+    title = f"surf-dash-{uuid.uuid4().hex[:6]}"
+    alias = {"type": "singleEntity", "singleEntity": {"entityType": "DEVICE", "id": s.dev("dev-a1").id}}
+    config = {"widgets": {}, "entityAliases": {"a": {"id": "a", "alias": "A1", "filter": alias}}}
+    saved = s.admin.save_dashboard(Dashboard(title=title, configuration=config))
+    assert saved.title == title and saved.id.id and saved.version == 1
+    got = s.admin.get_dashboard_by_id(saved.id)
+    assert got.title == title and got.configuration["entityAliases"]["a"]["alias"] == "A1"
+    assert s.admin.get_dashboard_info_by_id(saved.id).title == title
+    assert title in [d.title for d in s.admin.get_tenant_dashboards(page_size=100, page=0, text_search=title).data]
+    with pytest.raises(ApiException) as err:
+        s.customer.get_dashboard_by_id(saved.id)
+    assert err.value.status == 403
+    assigned = s.admin.assign_dashboard_to_customer(s.a1, saved.id)
+    assert [c.customer_id.id for c in assigned.assigned_customers] == [s.a1.id]
+    assert s.customer.get_dashboard_by_id(saved.id).title == title
+    page = s.customer.get_customer_dashboards(s.a1, page_size=100, page=0, text_search=title)
+    assert [d.title for d in page.data] == [title]
+    assert [d.title for d in s.customer.get_dashboards_by_ids([saved.id.id])] == [title]
+    assert s.admin.unassign_dashboard_from_customer(s.a1, saved.id).assigned_customers == []
+    assert s.customer.get_dashboards_by_ids([saved.id.id]) == []
+    s.admin.delete_dashboard(saved.id)
+    with pytest.raises(ApiException) as err:
+        s.admin.get_dashboard_by_id(saved.id)
+    assert err.value.status == 404
 
 
 # --------------------------------------------------------------------------- the tests

@@ -131,6 +131,31 @@ def profiles_and_users(w) -> tuple[dict[str, str], dict[str, set[str]]]:
     return ids, markers
 
 
+def dashboards(w, dev: dict[str, str]) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """A dashboard of customer A1 (its alias names devices of A1, A2 and the tenant: A1's user
+    must read only its own device's id in it), one shared by A1 and A2 (each may see
+    only itself among ``assignedCustomers``), one of tenant A alone and one of tenant B."""
+    cust = w.customer_ids
+    listed = [dev["dev-a1"], dev["dev-a2"], dev["dev-tenant"]]  # customer A1 may read only the first of them
+    alias = {"type": "entityList", "entityType": "DEVICE", "entityList": listed}
+    config = {"entityAliases": {"a": {"id": "a", "alias": "tenant A's devices", "filter": alias}}}
+    ids, markers = {}, {}
+    for key, owner, api, title, customers in (
+        ("dash_a1", "A1", w.admin, "dash_A1_secret", [cust["Customer A1"]]),
+        ("dash_shared", None, w.admin, "dash shared by A1 and A2", [cust["Customer A1"], cust["Customer A2"]]),
+        ("dash_at", "AT", w.admin, "dash_AT_secret", []),
+        ("dash_b", "B", w.other_admin, "dash_B_secret", []),
+    ):
+        r = api.post("/api/dashboard", json={"title": title, "configuration": config if key == "dash_a1" else None})
+        assert r.status_code == 200, r.text
+        ids[key] = r.json()["id"]["id"]
+        for cid in customers:
+            assert api.post(f"/api/customer/{cid}/dashboard/{ids[key]}").status_code == 200
+        if owner:
+            markers[owner] = {ids[key], title}
+    return ids, markers
+
+
 def build_ctx(w) -> Ctx:
     admin_jwt = jwt(w.admin)
     jwts = {
@@ -220,6 +245,10 @@ def build_ctx(w) -> Ctx:
     ids |= profile_ids
     for owner, ms in profile_markers.items():
         markers[owner] |= ms
+    dashboard_ids, dashboard_markers = dashboards(w, dev)  # dashboards (issue 18)
+    ids |= dashboard_ids
+    for owner, ms in dashboard_markers.items():
+        markers[owner] |= ms
     c = Ctx(w, jwts, ids, tokens, markers)
     c.secrets |= {p for _, p in PASSWORDS.values()} | set(tokens.values())
     c.secrets |= {t for t in jwts.values() if t and t != "not-a-jwt"}
@@ -269,6 +298,10 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
     if kind == "rpc":  # a persistent request to device A1 (stays QUEUED: A1 is never connected)
         body = {"method": "fresh", "persistent": True, "timeout": 600_000}
         return a.post(f"/api/rpc/oneway/{ctx.ids['dev_a1']}", json=body).json()["rpcId"]
+    if kind == "dashboard":  # assigned to customer A1
+        did = a.post("/api/dashboard", json={"title": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
+        assert a.post(f"/api/customer/{ctx.ids['cust_a1']}/dashboard/{did}").status_code == 200
+        return did
     raise ValueError(kind)
 
 
@@ -580,6 +613,50 @@ ROUTES: dict[tuple[str, str], Row] = {
     ),
     (r"/api/rpc/persistent/([^/]+)/?", "GET"): Row("/api/rpc/persistent/{fresh}", A1_READ, fresh="rpc"),
     (r"/api/rpc/persistent/([^/]+)/?", "DELETE"): Row("/api/rpc/persistent/{fresh}", A1_READ, fresh="rpc"),
+    # dashboards (issue 18 items 1, 2): tenant admins write; customer users read what is assigned to them
+    (r"/api/dashboard/?", "POST"): Row(
+        "/api/dashboard", ADMIN_ONLY, {"title": "renamed-{who}", "id": "{fresh}"}, "dashboard"
+    ),
+    (r"/api/dashboard/info/([^/]+)/?", "GET"): Row("/api/dashboard/info/{dash_a1}", A1_READ),
+    (r"/api/dashboard/([^/]+)/customers/?", "POST"): Row(
+        "/api/dashboard/{fresh}/customers", ADMIN_ONLY, ["{cust_a2}"], "dashboard"
+    ),
+    (r"/api/dashboard/([^/]+)/customers/add/?", "POST"): Row(
+        "/api/dashboard/{fresh}/customers/add", ADMIN_ONLY, ["{cust_a2}"], "dashboard"
+    ),
+    (r"/api/dashboard/([^/]+)/customers/remove/?", "POST"): Row(
+        "/api/dashboard/{fresh}/customers/remove", ADMIN_ONLY, ["{cust_a1}"], "dashboard"
+    ),
+    (r"/api/dashboard/([^/]+)/?", "GET"): Row("/api/dashboard/{dash_a1}", A1_READ),
+    (r"/api/dashboard/([^/]+)/?", "DELETE"): Row("/api/dashboard/{fresh}", ADMIN_ONLY, fresh="dashboard"),
+    (r"/api/tenant/dashboards/?", "GET"): Row("/api/tenant/dashboards?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/dashboards/?", "GET"): Row(
+        "/api/dashboards?dashboardIds={dash_a1},{dash_shared},{dash_at},{dash_b}", ANY_USER
+    ),
+    (r"/api/dashboards/list/?", "GET"): Row(
+        "/api/dashboards/list?dashboardIds={dash_a1},{dash_shared},{dash_at},{dash_b}", ANY_USER
+    ),
+    (r"/api/customer/([^/]+)/dashboards/?", "GET"): Row(
+        "/api/customer/{cust_a1}/dashboards?pageSize=100&page=0", A1_READ
+    ),
+    (r"/api/customer/([^/]+)/dashboard/([^/]+)/?", "POST"): Row(
+        "/api/customer/{cust_a2}/dashboard/{fresh}", ADMIN_ONLY, fresh="dashboard"
+    ),
+    (r"/api/customer/([^/]+)/dashboard/([^/]+)/?", "DELETE"): Row(
+        "/api/customer/{cust_a1}/dashboard/{fresh}", ADMIN_ONLY, fresh="dashboard"
+    ),
+    (r"/api/owner/([A-Z_]+)/([^/]+)/DASHBOARD/([^/]+)/?", "POST"): Row(
+        "/api/owner/CUSTOMER/{cust_a2}/DASHBOARD/{fresh}", ADMIN_ONLY, fresh="dashboard"
+    ),
+    (r"/api/tbpanel/dashboard/([^/]+)/export/?", "GET"): Row("/api/tbpanel/dashboard/{dash_a1}/export", A1_READ),
+    (r"/api/tbpanel/dashboard/import/?", "POST"): Row(
+        "/api/tbpanel/dashboard/import", OWN_TENANT_ADMIN, {"title": "imported-{who}", "configuration": {}}
+    ),
+    (r"/api/tbpanel/dashboard/([^/]+)/aliases/resolve/?", "POST"): Row(
+        "/api/tbpanel/dashboard/{dash_a1}/aliases/resolve",
+        A1_READ,
+        {"entityAliases": {"all": {"alias": "every device", "filter": {"type": "entityType", "entityType": "DEVICE"}}}},
+    ),
     (r"/api/.*", "GET"): Row("/api/no/such/route", same(404)),
 }
 WEBSOCKET_ROUTES = {r"/api/ws/plugins/telemetry/?", r"/api/ws/?"}
@@ -691,6 +768,11 @@ def test_shared_world_unchanged(ctx):
     assert not any(n.startswith("renamed-") for n in names)
     b_models = ctx.w.other_admin.get("/api/tbpanel/models").json()
     assert [m["name"] for m in b_models] == ["model_B_secret"]
+    dash = a.get(f"/api/dashboard/{ctx.ids['dash_a1']}").json()
+    assert dash["title"] == "dash_A1_secret" and [c["title"] for c in dash["assignedCustomers"]] == ["Customer A1"]
+    assert ctx.w.other_admin.get(f"/api/dashboard/{ctx.ids['dash_b']}").json()["title"] == "dash_B_secret"
+    b_dashboards = ctx.w.other_admin.get("/api/tenant/dashboards?pageSize=100&page=0").json()["data"]
+    assert sorted(d["title"] for d in b_dashboards) == ["dash_B_secret", "imported-other_admin"]
 
 
 # --------------------------------------------------------------------------- WebSocket commands
