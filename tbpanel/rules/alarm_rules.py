@@ -498,7 +498,8 @@ def parse_spec(raw: Any, what: str) -> Spec:
     return Spec(stype, unit_ms, PredicateValue(count, dynamic))
 
 
-def _zone(raw: Any, what: str) -> str:
+def zone_name(raw: Any, what: str) -> str:
+    """A time zone name zoneinfo knows (none: UTC); InvalidInput naming ``what`` otherwise."""
     tz = raw or "UTC"
     if not isinstance(tz, str):
         raise InvalidInput(f"{what} must be a time zone name such as Europe/Berlin, got {_short(raw)}")
@@ -517,7 +518,7 @@ def parse_schedule(raw: Any, what: str) -> Schedule | None:
     stype = _choice(s.get("type"), f"{what}.type", SCHEDULE_TYPES)
     if stype == "ANY_TIME":
         return None
-    tz = _zone(s.get("timezone"), f"{what}.timezone")
+    tz = zone_name(s.get("timezone"), f"{what}.timezone")
     dynamic = parse_dynamic(s.get("dynamicValue"), f"{what}.dynamicValue")
     if stype == "SPECIFIC_TIME":
         days = s.get("daysOfWeek")

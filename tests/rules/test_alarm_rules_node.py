@@ -178,10 +178,10 @@ def test_the_timer_raises_a_duration_alarm_of_a_quiet_device(engine, platform, t
     assert a.severity == "CRITICAL"
 
 
-@pytest.mark.parametrize("persist", [True, False])
-def test_duration_progress_survives_a_restart_when_persisted(tmp_path, persist):
-    data = tmp_path / "data"
-    spec = {"type": "DURATION", "unit": "SECONDS", "predicate": {"defaultValue": 90}}
+def long_heat(data, spec: dict, config: dict, temperatures: list[float]):
+    """A platform on ``data`` with one oven whose profile raises "Long heat" when its
+    temperature stays above 30 (``spec``), a root chain of one profile node (``config``), and
+    the temperatures sent a minute apart; closed again (the restart is the caller's)."""
     alarm = {
         "id": "t",
         "alarmType": "Long heat",
@@ -192,13 +192,22 @@ def test_duration_progress_survives_a_restart_when_persisted(tmp_path, persist):
         tenant = p.registry.create_tenant("T")
         device = p.registry.save_device(tenant.id, "d1", type="oven")
         set_alarms(p, tenant, device, alarm)
-        p.rules.chains.save(chain(tenant.id, [(PROFILE_NODE, "DP", {"persistAlarmRulesState": persist})], []))
-        for i in range(2):  # true for one minute
-            assert relations(p.rules.engine.process(telemetry(tenant, device, T0 + i * MIN, temperature=40))) == [
-                "Success"
-            ]
+        p.rules.chains.save(chain(tenant.id, [(PROFILE_NODE, "DP", config)], []))
+        results = [
+            p.rules.engine.process(telemetry(tenant, device, T0 + i * MIN, temperature=t))
+            for i, t in enumerate(temperatures)
+        ]
     finally:
         p.close()
+    return tenant, device, results
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_duration_progress_survives_a_restart_when_persisted(tmp_path, persist):
+    data = tmp_path / "data"
+    spec = {"type": "DURATION", "unit": "SECONDS", "predicate": {"defaultValue": 90}}
+    tenant, device, results = long_heat(data, spec, {"persistAlarmRulesState": persist}, [40, 40])
+    assert [relations(r) for r in results] == [["Success"], ["Success"]]  # true for one minute
     p = Platform(data, compaction_interval_s=0)
     try:
         r = p.rules.engine.process(telemetry(tenant, device, T0 + 2 * MIN, temperature=41))  # two minutes > 90 s
@@ -214,21 +223,8 @@ def test_duration_progress_survives_a_restart_when_persisted(tmp_path, persist):
 def test_fetch_on_start_lets_the_timer_cover_devices_silent_since_the_restart(tmp_path):
     data = tmp_path / "data"
     spec = {"type": "DURATION", "unit": "MINUTES", "predicate": {"defaultValue": 1}}
-    alarm = {
-        "id": "t",
-        "alarmType": "Long heat",
-        "createRules": {"MAJOR": rule(num("temperature", "GREATER", 30), spec=spec)},
-    }
     config = {"persistAlarmRulesState": True, "fetchAlarmRulesStateOnStart": True}
-    p = Platform(data, compaction_interval_s=0)
-    try:
-        tenant = p.registry.create_tenant("T")
-        device = p.registry.save_device(tenant.id, "d1", type="oven")
-        set_alarms(p, tenant, device, alarm)
-        p.rules.chains.save(chain(tenant.id, [(PROFILE_NODE, "DP", config)], []))
-        p.rules.engine.process(telemetry(tenant, device, T0, temperature=40))
-    finally:
-        p.close()
+    tenant, device, _ = long_heat(data, spec, config, [40])
     p = Platform(data, compaction_interval_s=0)
     try:
         clock = [T0 + 5 * MIN]
