@@ -61,3 +61,18 @@ def test_customer_users_are_refused(world, open_page):
     page = open_page(CUSTOMER_USER, "/profiles")
     page.get_by_text("tenant administrators only").wait_for(timeout=WAIT_MS)
     assert page.locator(".alarm-rules").count() == 0
+
+
+def test_rest_refuses_alarm_rules_that_cannot_run(world):
+    """``POST /api/deviceProfile`` reads ``profileData.alarms`` with the rules' own reader: 400 naming the field."""
+    rules = {"MAJOR": {"condition": {"condition": [{"key": {"type": "TIME_SERIES", "key": "t"}, "valueType": "NUMERIC",
+             "predicate": {"type": "NUMERIC", "operation": "ABOVE", "value": {"defaultValue": 1}}}]}}}  # fmt: skip
+    body = {
+        "name": "bad-rules-" + uuid.uuid4().hex[:6],
+        "profileData": {"alarms": [{"alarmType": "x", "createRules": rules}]},
+    }
+    r = world.admin.post("/api/deviceProfile", json=body)
+    assert r.status_code == 400, r.text
+    assert "profileData.alarms[0].createRules.MAJOR.condition.condition[0].predicate.operation" in r.json()["message"]
+    names = [p["name"] for p in world.admin.get("/api/deviceProfiles?pageSize=100&page=0").json()["data"]]
+    assert body["name"] not in names
