@@ -280,9 +280,8 @@ def parse_alarm(raw: Any, what: str = "alarm") -> AlarmDefinition:
         aid = atype  # a stable id: the rule state is kept per alarm id
     if not isinstance(aid, str) or len(aid) > 255:
         raise InvalidInput(f"{what}.id must be a text of at most 255 characters, got {_short(aid)}")
-    rules_raw = _obj(a.get("createRules"), f"{what}.createRules")
-    if not rules_raw:
-        raise InvalidInput(f"{what}.createRules needs a rule for at least one severity")
+    # no create rules is an alarm that never fires (ThingsBoard accepts it; the editor asks for one)
+    rules_raw = _obj({} if a.get("createRules") is None else a["createRules"], f"{what}.createRules")
     create = []
     for sev, rule in rules_raw.items():
         s = _choice(sev, f"{what}.createRules key", SEVERITIES)

@@ -338,7 +338,7 @@ def test_thingsboard_thermostat_profile_json_in_evaluation_out():
     ("mutate", "field"),
     [
         (lambda a: a.update(alarmType=""), "alarms[0].alarmType"),
-        (lambda a: a.update(createRules={}), "alarms[0].createRules"),
+        (lambda a: a.update(createRules=[]), "alarms[0].createRules"),
         (lambda a: a["createRules"].update(SEVERE=a["createRules"]["MAJOR"]), "alarms[0].createRules key"),
         (lambda a: a["createRules"]["MAJOR"]["condition"].update(condition=[]), "createRules.MAJOR.condition.condition"),
         (lambda a: a["createRules"]["MAJOR"]["condition"]["condition"][0]["predicate"].update(operation="ABOVE"),
@@ -368,6 +368,13 @@ def test_errors_name_the_field(mutate, field):
         ar.parse_alarms(data)
     assert field in str(e.value), str(e.value)
     assert str(e.value).startswith("profileData.alarms[0]")
+
+
+def test_an_alarm_without_create_rules_is_accepted_and_never_fires():
+    [d] = ar.parse_alarms({"alarms": [{"id": "a", "alarmType": "hot"}]})  # ThingsBoard stores it too
+    assert d.create_rules == () and d.clear_rule is None
+    snap = ar.Snapshot(ar.entity_keys([d]))
+    assert ar.AlarmTracker(d).process(snap, None) == (None, False)
 
 
 def test_two_alarms_of_one_type_are_refused():
