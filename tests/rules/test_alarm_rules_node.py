@@ -241,3 +241,22 @@ def test_fetch_on_start_lets_the_timer_cover_devices_silent_since_the_restart(tm
         engine.close()
     finally:
         p.close()
+
+
+def test_the_default_root_chain_runs_the_alarm_rules_and_still_stores(engine, platform, tenant, device):
+    from tbpanel.rules import default_root_chain
+
+    set_alarms(
+        platform,
+        tenant,
+        device,
+        {"id": "t", "alarmType": "Temp", "createRules": {"MAJOR": rule(num("temperature", "GREATER", 30))}},
+    )
+    engine.set_chain(default_root_chain(tenant.id))
+    r = engine.process(telemetry(tenant, device, T0, temperature=35))
+    assert sorted((e.node_name, e.relation) for e in r.ended) == [
+        ("Device Profile Node", "Alarm Created"),
+        ("Save Timeseries", "Success"),
+    ]
+    assert platform.store.latest(device.id)["temperature"][0] == T0
+    assert platform.alarms.repo.active_for(device.id, "Temp").severity == "MAJOR"

@@ -59,6 +59,11 @@ CREATED, UPDATED, SEVERITY_UPDATED, CLEARED = (
     "Alarm Cleared",
 )
 ALARM_DELETE = "ALARM_DELETE"
+#: the message types the node reads (the others pass by Success untouched, as in ThingsBoard)
+HANDLED = frozenset(
+    {POST_TELEMETRY_REQUEST, TIMESERIES_UPDATED, POST_ATTRIBUTES_REQUEST, ATTRIBUTES_UPDATED, ATTRIBUTES_DELETED,
+     ACTIVITY_EVENT, INACTIVITY_EVENT, ALARM_CLEAR, ALARM_DELETE, ENTITY_UPDATED, ENTITY_DELETED}
+)  # fmt: skip
 #: how often the timer looks at DURATION rules of quiet devices (ThingsBoard: one minute)
 HARVEST_MS = 60_000
 
@@ -110,11 +115,13 @@ class DeviceProfileNode(RuleNode):
         return self._next_harvest
 
     def process(self, ctx: Any, msg: TbMsg) -> Outputs:
-        if msg.originator.entity_type != "DEVICE":
+        if msg.originator.entity_type != "DEVICE" or msg.type not in HANDLED:
             return [(SUCCESS, msg)]
+        if ctx.services.registry is None or ctx.services.owner_tenant("DEVICE", msg.originator.id) is None:
+            return [(SUCCESS, msg)]  # no such device (any more): no rules to run, the chain goes on
         with self._lock:
             self._start(ctx)
-            device_id = ctx.own_originator(msg)
+            device_id = ctx.own_originator(msg)  # another tenant's device: PermissionError, Failure
             if msg.type in (ENTITY_UPDATED, ENTITY_DELETED):
                 self._forget(ctx, device_id, deleted=msg.type == ENTITY_DELETED)
                 return [(SUCCESS, msg)]
