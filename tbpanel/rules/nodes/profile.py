@@ -26,6 +26,7 @@ first message.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,9 @@ HANDLED = frozenset(
     {POST_TELEMETRY_REQUEST, TIMESERIES_UPDATED, POST_ATTRIBUTES_REQUEST, ATTRIBUTES_UPDATED, ATTRIBUTES_DELETED,
      ACTIVITY_EVENT, INACTIVITY_EVENT, ALARM_CLEAR, ALARM_DELETE, ENTITY_UPDATED, ENTITY_DELETED}
 )  # fmt: skip
+#: a device's profile and customer are read again after this many seconds (a rule edited on
+#: /profiles applies within it): reading both on every message cost more than the rules
+RECHECK_S = 1.0
 #: how often the timer looks at DURATION rules of quiet devices (ThingsBoard: one minute)
 HARVEST_MS = 60_000
 
@@ -80,6 +84,7 @@ class DeviceState:
     customer_id: str | None = None
     trackers: dict[str, ar.AlarmTracker] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    checked: float = 0.0  # time.monotonic() of the last look at the device and its profile
 
     def to_json(self) -> dict[str, Any]:
         """ThingsBoard's PersistedDeviceState."""
@@ -311,6 +316,9 @@ class DeviceProfileNode(RuleNode):
 
     def _device(self, ctx: Any, device_id: str, saved: dict[str, Any] | None = None) -> DeviceState | None:
         """The device's state, made on first use and kept in step with its profile."""
+        st = self._devices.get(device_id)
+        if st is not None and time.monotonic() - st.checked < RECHECK_S:
+            return st
         registry = ctx.services.need("registry")
         try:
             device = registry.get_device(device_id)
@@ -323,9 +331,8 @@ class DeviceProfileNode(RuleNode):
             profile = registry.default_device_profile(device.tenant_id)
         alarms = (profile.profile_data or {}).get("alarms")
         fingerprint = orjson.dumps(alarms)
-        st = self._devices.get(device_id)
         if st is not None and st.profile_id == profile.id and st.fingerprint == fingerprint:
-            st.customer_id = device.customer_id
+            st.customer_id, st.checked = device.customer_id, time.monotonic()
             return st
         definitions = ar.parse_alarms(profile.profile_data, f"device profile {profile.name!r} profileData")
         if st is None or st.profile_id != profile.id:
@@ -354,6 +361,7 @@ class DeviceProfileNode(RuleNode):
                 trackers[d.id] = t
             st.trackers = trackers
             self._fetch(ctx, st, device, snapshot.keys - old_keys)
+        st.checked = time.monotonic()
         for tracker in st.trackers.values():
             if not tracker.fetched:  # the alarm the device already has (ThingsBoard's initCurrentAlarm)
                 active = ctx.services.need("alarms").repo.active_for(device_id, tracker.definition.alarm_type)
