@@ -22,6 +22,7 @@ from .platform import Platform
 from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
 from .ui.login import DemoLogin, PageAuthProvider
+from .ui.profiles import profiles_page
 from .ui.telemetry import telemetry_page
 from .ui.workspace.models import models_page
 from .ui.workspace.page import model_page
@@ -75,10 +76,14 @@ def build_server(
     def models() -> Any:
         return models_page(platform, live)
 
+    def profiles() -> Any:
+        return profiles_page(platform)
+
     def model() -> Any:
         return model_page(platform, live)
 
     pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
+    pages["/profiles"] = profiles
     server = pn.serve(
         pages,
         port=port,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..entities import DeviceProfile, User
 from ..platform import Platform
+from ..rules.alarm_rules import parse_alarms
 from .base import ID, ApiError, ApiHandler, Route, page_data
 from .entities import CUSTOMER_USER, TENANT_ADMIN, PagedHandler, entity_uuid
 
@@ -122,6 +123,8 @@ class ProfileSaveHandler(ApiHandler):
     async def post(self) -> None:
         user = _tenant_user(self, TENANT_ADMIN)
         body = self.json_object("device profile")
+        if isinstance(body.get("profileData"), dict):
+            parse_alarms(body["profileData"])  # alarm rules that cannot run: 400 naming the field
         if body.get("id"):
             body["id"] = self.platform.registry.check_device_profile(
                 user, entity_uuid(body["id"], "device profile id")

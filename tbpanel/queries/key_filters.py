@@ -276,7 +276,7 @@ def evaluate(predicate: Predicate, value: Value, *, entity_field: bool = False) 
             x = float(v)
         else:
             return False
-        return _compare_number(predicate.operation, x, float(predicate.value))
+        return compare_number(predicate.operation, x, float(predicate.value))
     if predicate.kind == "BOOLEAN":
         if entity_field or vtype != ValueType.BOOL:
             return False
@@ -284,10 +284,11 @@ def evaluate(predicate: Predicate, value: Value, *, entity_field: bool = False) 
     if not entity_field and vtype != ValueType.STR:
         return False
     text = v if isinstance(v, str) else str(v)
-    return _compare_text(predicate.operation, text, str(predicate.value), predicate.ignore_case)
+    return compare_text(predicate.operation, text, str(predicate.value), predicate.ignore_case)
 
 
-def _compare_number(op: str, x: float, y: float) -> bool:
+def compare_number(op: str, x: float, y: float) -> bool:
+    """A NUMERIC operation (EQUAL … LESS_OR_EQUAL) on two numbers (also the alarm rules')."""
     if op == "EQUAL":
         return x == y
     if op == "NOT_EQUAL":
@@ -301,7 +302,8 @@ def _compare_number(op: str, x: float, y: float) -> bool:
     return x <= y
 
 
-def _compare_text(op: str, text: str, target: str, ignore_case: bool) -> bool:
+def compare_text(op: str, text: str, target: str, ignore_case: bool) -> bool:
+    """A STRING operation (EQUAL … NOT_IN) on two texts (also the alarm rules')."""
     if ignore_case:
         text, target = text.lower(), target.lower()
     if op == "EQUAL":

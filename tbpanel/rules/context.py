@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..alarms.service import AlarmService
     from ..entities import EntityRegistry
     from ..store import TelemetryStore
+    from .node_state import RuleNodeStates
     from .nodes.base import Outputs
 
 log = logging.getLogger("tbpanel.rules")
@@ -36,6 +37,8 @@ class Services:
     #: ``rpc(msg) -> None``: sends an RPC_CALL_FROM_SERVER_TO_DEVICE message to its device
     #: (wired by the transports; None: the RPC call node answers Failure)
     rpc: Callable[[TbMsg], None] | None = None
+    #: what nodes remember per entity across restarts (rules.sqlite); None: in memory only
+    node_states: RuleNodeStates | None = None
     clock: Callable[[], int] = now_ms
     script_timeout_ms: int = 500
     script_max_memory_bytes: int = 64 << 20

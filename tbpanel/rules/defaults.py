@@ -1,9 +1,11 @@
 """The root chain a new tenant gets: ThingsBoard's default root chain, node for node.
 
-Message Type Switch → ``Post telemetry`` → Save Timeseries, ``Post attributes`` → Save
-Client Attributes, ``RPC Request from Device`` → Log, ``RPC Request to Device`` → RPC Call
-Request, ``Other`` → Log. (ThingsBoard 3.x put a Device Profile node first; the alarm rules
-it runs come with the device-profile work, and it is added in front then.)
+Device Profile node (the profiles' alarm rules) → ``Success`` → Message Type Switch →
+``Post telemetry`` → Save Timeseries, ``Post attributes`` → Save Client Attributes, ``RPC
+Request from Device`` → Log, ``RPC Request to Device`` → RPC Call Request, ``Other`` → Log:
+ThingsBoard 3.x's layout (4.x dropped the node for calculated fields). The profile node passes
+every message on by ``Success`` and stores nothing, so a device without alarm rules is
+handled exactly as before; it is the last node of the list so the others keep their indexes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def default_root_json() -> dict[str, Any]:
     return {
         "ruleChain": {"name": "Root Rule Chain", "type": "CORE", "root": True, "debugMode": False, "configuration": None},
         "metadata": {
-            "firstNodeIndex": 2,
+            "firstNodeIndex": 6,
             "nodes": [
                 _node("telemetry.TbMsgTimeseriesNode", "Save Timeseries", 824, 156, {"defaultTTL": 0}),
                 _node("telemetry.TbMsgAttributesNode", "Save Client Attributes", 825, 52, {"scope": "CLIENT_SCOPE", "notifyDevice": False}),
@@ -38,6 +40,8 @@ def default_root_json() -> dict[str, Any]:
                 _node("action.TbLogNode", "Log RPC from Device", 825, 266, {"jsScript": _LOG}),
                 _node("action.TbLogNode", "Log Other", 825, 379, {"jsScript": _LOG}),
                 _node("rpc.TbSendRPCRequestNode", "RPC Call Request", 825, 468, {"timeoutInSeconds": 60}),
+                _node("profile.TbDeviceProfileNode", "Device Profile Node", 204, 240,
+                      {"persistAlarmRulesState": False, "fetchAlarmRulesStateOnStart": False}),
             ],
             "connections": [
                 {"fromIndex": 2, "toIndex": 4, "type": "Other"},
@@ -45,6 +49,7 @@ def default_root_json() -> dict[str, Any]:
                 {"fromIndex": 2, "toIndex": 0, "type": "Post telemetry"},
                 {"fromIndex": 2, "toIndex": 3, "type": "RPC Request from Device"},
                 {"fromIndex": 2, "toIndex": 5, "type": "RPC Request to Device"},
+                {"fromIndex": 6, "toIndex": 2, "type": "Success"},
             ],
             "ruleChainConnections": None,
         },

@@ -77,6 +77,17 @@ MIGRATIONS = [
     CREATE INDEX rule_chain_by_tenant ON rule_chain (tenant_id, name);
     CREATE UNIQUE INDEX rule_chain_one_root ON rule_chain (tenant_id) WHERE root = 1;
     """,
+    # 3: what rule nodes remember per entity across restarts (tbpanel/rules/node_state.py)
+    """
+    CREATE TABLE rule_node_state (
+        node_id TEXT NOT NULL,
+        entity_type TEXT NOT NULL,
+        entity_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (node_id, entity_id)
+    );
+    """,
 ]
 
 

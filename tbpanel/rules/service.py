@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .context import Services
 from .engine import RuleEngine
+from .node_state import RuleNodeStates
 from .queue import RuleQueue
 from .store import RuleChainStore
 
@@ -34,7 +35,9 @@ class RuleService:
         alarms: AlarmService | None = None,
     ) -> None:
         self.queue = RuleQueue(data_dir)
-        self.engine = RuleEngine(Services(store=store, registry=registry, alarms=alarms))
+        self.engine = RuleEngine(
+            Services(store=store, registry=registry, alarms=alarms, node_states=RuleNodeStates(self.queue.db))
+        )
         #: the tenants' chains (CRUD, root, import/export), kept in step with the engine
         self.chains = RuleChainStore(self.queue, self.engine)
         self.chains.load()

@@ -10,7 +10,13 @@ from panel.template.base import BasicTemplate
 from ..entities import NotFound, User
 from .theme import Design  # tbpanel's widget styles (theme.css) in every component
 
-NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
+NAV = (
+    ("/", "Fleet"),
+    ("/telemetry", "Telemetry"),
+    ("/alarms", "Alarms"),
+    ("/models", "Models"),
+    ("/profiles", "Profiles"),
+)
 
 
 def session_user(platform):
@@ -43,4 +49,14 @@ def page_template(platform, active: str) -> tuple[BasicTemplate, User | None]:
             f'<a style="color:white" href="/logout">sign out</a></span>'
         )
     )
+    return template, user
+
+
+def tenant_admin_template(platform, active: str, refusal: str, name: str) -> tuple[BasicTemplate, User | None]:
+    """:func:`page_template` for a tenant administrators' page: anyone else gets ``refusal``
+    (Markdown) in a warning named ``name`` and no user (so the page draws nothing more)."""
+    template, user = page_template(platform, active)
+    if user is not None and user.authority != "TENANT_ADMIN":
+        template.main.append(pn.pane.Alert(refusal, alert_type="warning", name=name))
+        return template, None
     return template, user

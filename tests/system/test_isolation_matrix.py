@@ -974,7 +974,7 @@ def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
 
 
 # --------------------------------------------------------------------------- pages
-PAGES = ["/", "/telemetry", "/alarms", "/models", "/model?id={model_a}"]
+PAGES = ["/", "/telemetry", "/alarms", "/models", "/model?id={model_a}", "/profiles", "/profiles?profile={prof_b}"]
 
 
 def page_cookies(ctx: Ctx) -> dict[str, str | None]:
@@ -1093,6 +1093,12 @@ def test_page_contents(ctx, browser):
                 failures.append(f"/ as {who}: its own device {own} is not on the page")
             if path == "/models" and ("model_A_secret" in doc) != (who == "admin"):
                 failures.append(f"/models as {who}: lists model_A_secret={who != 'admin'}")
+            if path.startswith("/profiles"):  # tenant administrators only, each its own tenant's profiles
+                editor = "Device profile" in doc and "prov-" in doc
+                if editor != (who in ("admin", "other_admin")) or (
+                    not editor and "tenant administrators only" not in doc
+                ):
+                    failures.append(f"{path} as {who}: editor={editor}")
         context.close()
     assert not failures, "\n".join(failures)
 

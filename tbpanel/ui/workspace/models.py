@@ -17,10 +17,9 @@ import param
 from ...views.workspace.models_list import ModelRow, ModelsList
 from ...views.workspace.wizard import ModelWizard
 from ..background import Background
-from ..layout import page_template
+from ..layout import tenant_admin_template
 from .wizard import WizardView
 
-TENANT_ADMIN = "TENANT_ADMIN"
 STATUS_COLOURS = {
     "READY": "#2e7d32",
     "IN_PROGRESS": "#0b6bcb",
@@ -283,18 +282,14 @@ class ModelsPage(pn.viewable.Viewer):
 
 def models_page(platform, live):
     """The models list for tenant administrators (``?new=1`` opens the wizard at once)."""
-    template, user = page_template(platform, "/models")
+    template, user = tenant_admin_template(
+        platform,
+        "/models",
+        "Anomaly models are for **tenant administrators only**: they span every device of a profile. "
+        "Your devices' anomalies reach you as alarms on the [Alarms](/alarms) page.",
+        "models-refused",
+    )
     if user is None:
-        return template
-    if user.authority != TENANT_ADMIN:
-        template.main.append(
-            pn.pane.Alert(
-                "Anomaly models are for **tenant administrators only**: they span every device of a profile. "
-                "Your devices' anomalies reach you as alarms on the [Alarms](/alarms) page.",
-                alert_type="warning",
-                name="models-refused",
-            )
-        )
         return template
     page = ModelsPage(platform, user)
     args = pn.state.session_args or {}
