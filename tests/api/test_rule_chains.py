@@ -1,4 +1,4 @@
-"""ThingsBoard's rule chain REST routes over real HTTP (requests and tb-rest-client 4.4): create,
+"""ThingsBoard's rule chain REST routes over real HTTP (tb-rest-client 4.4: test_rest_client_surface.py): create,
 graph, page, root, delete, the script test; ThingsBoard's thermostat chain imported through
 them and exported unchanged; tbpanel's extras (run a message, debug events, counters, dead letters)."""
 
@@ -9,9 +9,6 @@ import json
 import uuid
 
 import pytest
-from tb_rest_client.models.rule_chain import RuleChain as TbRuleChain
-from tb_rest_client.models.rule_chain_id import RuleChainId
-from tb_rest_client.rest import ApiException
 
 from tests.rules.conftest import FIXTURES
 
@@ -236,45 +233,3 @@ def test_run_debug_counters_and_dead_letters(world):
     assert world.other_admin.get(f"/api/ruleNode/{nodes[0]['id']['id']}/debugIn").status_code == 404
     assert isinstance(a.get("/api/tbpanel/rules/deadLetters").json(), list)
     assert a.post("/api/tbpanel/rules/deadLetters/999999/retry").status_code == 404
-
-
-def test_through_tb_rest_client(rest):
-    """The rule chain methods of tb-rest-client 4.4 against tbpanel."""
-    from tb_rest_client.models.default_rule_chain_create_request import DefaultRuleChainCreateRequest
-    from tb_rest_client.models.rule_chain_meta_data import RuleChainMetaData
-
-    chain = rest.save_rule_chain_v1(TbRuleChain(name=f"rest-{uuid.uuid4().hex[:6]}", type="CORE"))
-    assert chain.id.id and chain.root is False
-    md = RuleChainMetaData(
-        rule_chain_id=chain.id,
-        first_node_index=0,
-        nodes=[_filter_node()],
-        connections=[],
-    )
-    saved = rest.save_rule_chain_meta_data(md)
-    assert saved.first_node_index == 0 and saved.nodes[0].type == FILTER
-    assert rest.get_rule_chain_meta_data(chain.id).nodes[0].name == "hot?"
-    assert rest.get_rule_chain_by_id(chain.id).name == chain.name
-    assert chain.id.id in [c.id.id for c in rest.get_rule_chains(page_size=100, page=0).data]
-    assert [c.id.id for c in rest.get_rule_chains_by_ids([chain.id.id])] == [chain.id.id]
-    assert rest.get_rule_chain_output_labels(chain.id) == []
-    default = rest.save_rule_chain(DefaultRuleChainCreateRequest(name=f"dflt-{uuid.uuid4().hex[:6]}"))
-    assert default.root is False and len(rest.get_rule_chain_meta_data(default.id).nodes) >= 4
-    answer = rest.test_script(
-        {
-            "script": "return msg.t > 1;",
-            "scriptType": "filter",
-            "argNames": ["msg", "metadata", "msgType"],
-            "msg": '{"t": 2}',
-            "metadata": {},
-            "msgType": "POST_TELEMETRY_REQUEST",
-        }
-    )
-    assert answer == {"output": "true", "error": ""}
-    root_before = next(c for c in rest.get_rule_chains(page_size=100, page=0).data if c.root)
-    assert rest.set_root_rule_chain(chain.id).root is True
-    rest.set_root_rule_chain(root_before.id)
-    rest.delete_rule_chain(chain.id)
-    with pytest.raises(ApiException) as err:
-        rest.get_rule_chain_by_id(RuleChainId(chain.id.id, "RULE_CHAIN"))
-    assert err.value.status == 404
