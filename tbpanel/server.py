@@ -22,6 +22,7 @@ from .platform import Platform
 from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
 from .ui.login import DemoLogin, PageAuthProvider
+from .ui.rules import rules_page
 from .ui.telemetry import telemetry_page
 from .ui.workspace.models import models_page
 from .ui.workspace.page import model_page
@@ -78,7 +79,11 @@ def build_server(
     def model() -> Any:
         return model_page(platform, live)
 
+    def rules() -> Any:
+        return rules_page(platform)
+
     pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
+    pages["/rules"] = rules
     server = pn.serve(
         pages,
         port=port,

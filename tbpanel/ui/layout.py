@@ -10,7 +10,7 @@ from panel.template.base import BasicTemplate
 from ..entities import NotFound, User
 from .theme import Design  # tbpanel's widget styles (theme.css) in every component
 
-NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
+NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"), ("/rules", "Rules"))
 
 
 def session_user(platform):
