@@ -1087,6 +1087,8 @@ def test_page_contents(ctx, browser):
                 failures.append(f"/models as {who}: lists model_A_secret={who != 'admin'}")
             if path == "/rules" and ("chain_AT_secret" in doc) != (who == "admin"):
                 failures.append(f"/rules as {who}: lists chain_AT_secret={who != 'admin'}")
+            if path == "/rules" and who in ("customer", "other_customer") and "tenant administrators only" not in doc:
+                failures.append(f"/rules as {who}: no refusal")
         context.close()
     assert not failures, "\n".join(failures)
 
