@@ -40,6 +40,7 @@ class TenantRules:
         if not tenant_id:
             raise ValueError("TenantRules needs a tenant id")
         self.service, self.tenant_id = service, tenant_id
+        debug_log(service)  # debug events are recorded from now on (the server's routes start it first)
 
     @property
     def store(self) -> RuleChainStore:
