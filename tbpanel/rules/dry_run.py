@@ -53,6 +53,7 @@ COLUMNS = [
     "rpc_calls",
     "error",
 ]
+_TIME_COLUMNS = ("ts", "time")
 _READS = ("get_", "find_", "check_", "list_", "latest", "query", "device_")
 
 
@@ -273,19 +274,18 @@ def _plain(v: Any) -> Any:
 
 def frame_rows(frame: pd.DataFrame, device: str | None) -> list[tuple[str, int, dict[str, Any]]]:
     """``(device ref, ts ms, {key: value})`` per row with at least one value, in time order.
-    Wide (``device`` given; timestamps in a ``ts`` column or the index) or long (a ``device`` column)."""
-    df = frame.reset_index() if "ts" not in frame.columns else frame
-    if "ts" not in df.columns:  # an unnamed index became "index"
-        first = df.columns[0]
-        df = df.rename(columns={first: "ts"})
+    Wide (``device`` given; timestamps in a ``ts`` or ``time`` column or the index) or long (a
+    ``device`` column or index level: what ``tb.store.query(...).to_dataframe()`` gives)."""
+    df = frame if any(c in frame.columns for c in _TIME_COLUMNS) else frame.reset_index()
+    tcol = next((c for c in _TIME_COLUMNS if c in df.columns), df.columns[0])  # else: the unnamed index
     if "device" in df.columns:
         devices = df["device"].astype(str).to_numpy()
     elif device is not None:
         devices = np.full(len(df), device, dtype=object)
     else:
         raise InvalidInput("name the device (device=...) or give the frame a 'device' column")
-    ts = _ms(df["ts"])
-    keys = [c for c in df.columns if c not in ("ts", "device")]
+    ts = _ms(df[tcol])
+    keys = [c for c in df.columns if c not in (tcol, "device")]
     columns = {k: df[k].to_numpy() for k in keys}
     rows = []
     for i in range(len(df)):

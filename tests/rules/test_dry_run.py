@@ -100,6 +100,25 @@ def test_long_format_and_real_alarms_as_the_start(platform, tenant, device):
     assert platform.alarms.repo.active_for(other.id, "High Temperature") is None
 
 
+def test_the_frame_a_store_query_gives(platform, tenant, device):
+    """``tb.store.query(...).to_dataframe()``: a (device, time) index, device names in it."""
+    chain = platform.rules.build(
+        "hot",
+        [
+            ("filter.TbJsFilterNode", "hot?", {"jsScript": "return msg.t > 30;"}),
+            ("action.TbCreateAlarmNode", "raise", {"alarmType": "Hot", "severity": "MINOR"}),
+        ],
+        [("hot?", "raise", "True")],
+        tenant=tenant,
+    )
+    times = pd.to_datetime([T0, T0 + 3_600_000, T0 + 7_200_000], unit="ms").astype("datetime64[ms]")
+    index = pd.MultiIndex.from_arrays([[device.name] * 3, times], names=["device", "time"])
+    report = platform.rules.dry_run(chain, pd.DataFrame({"t": [20.0, 35.0, 40.0]}, index=index), tenant=tenant)
+    assert list(report["alarms_created"]) == [[], ["Hot (MINOR)"], []]
+    assert list(report["alarms_updated"]) == [[], [], ["Hot (MINOR)"]]
+    assert report["ts"][1] == pd.Timestamp(T0 + 3_600_000, unit="ms", tz="UTC")
+
+
 def test_external_calls_and_rpc_are_recorded_not_made(platform, tenant, device):
     """A REST call to a port nobody listens on would fail for real; in a dry run it is a
     recorded call with its substituted URL, and the path goes on as on Success."""
