@@ -30,8 +30,9 @@ from ..errors import InvalidInput
 from .chain import RuleChain, import_chain
 from .context import Services
 from .engine import DebugEvent, RuleEngine, RunResult
-from .message import POST_TELEMETRY_REQUEST, TbMsg, device_msg
+from .message import POST_TELEMETRY_REQUEST, TbMsg
 from .nodes.base import FAILURE, SUCCESS, Outputs, RuleNode, substitute
+from .tenant_rules import device_message, tenant_device
 
 if TYPE_CHECKING:
     from ..alarms.model import Alarm
@@ -351,14 +352,8 @@ class DryRun:
 
     def device_info(self, ref: str, cache: dict[str, Any]) -> Any:
         if ref not in cache:
-            device = None
-            try:
-                device = self.registry.get_device(ref) if self.registry is not None else None
-            except (LookupError, ValueError):
-                device = None
-            if device is None and self.registry is not None:
-                device = self.registry.find_device(self.tenant_id, ref)
-            if device is None or device.tenant_id != self.tenant_id:
+            device = tenant_device(self.registry, self.tenant_id, ref) if self.registry is not None else None
+            if device is None:
                 raise InvalidInput(f"device {ref!r} is not a device of this tenant")
             cache[ref] = device
         return cache[ref]
@@ -370,17 +365,7 @@ class DryRun:
         out = []
         for ref, ts, values in frame_rows(frame, device):
             d = self.device_info(ref, devices)
-            msg = device_msg(
-                POST_TELEMETRY_REQUEST,
-                d.id,
-                values,
-                tenant_id=self.tenant_id,
-                device_name=d.name,
-                device_type=d.type,
-                customer_id=d.customer_id,
-                ts=ts,
-            )
-            out.append(self.run_message(msg, d.name))
+            out.append(self.run_message(device_message(d, POST_TELEMETRY_REQUEST, values, ts=ts), d.name))
         return pd.DataFrame(out, columns=COLUMNS)
 
     def run_message(self, msg: TbMsg, device_name: str = "") -> dict[str, Any]:

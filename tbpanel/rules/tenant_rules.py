@@ -172,23 +172,10 @@ class TenantRules:
     ) -> TbMsg:
         """A message from one of the tenant's devices, with the metadata its transport adds."""
         registry = self.service.engine.services.need("registry")
-        try:
-            device = registry.get_device(device_id)
-        except (NotFound, ValueError):
-            device = None
-        if device is None or device.tenant_id != self.tenant_id:
+        device = tenant_device(registry, self.tenant_id, device_id, by_name=False)
+        if device is None:
             raise NotFound(f"Device with id [{device_id}] is not found")
-        return device_msg(
-            msg_type,
-            device.id,
-            data,
-            tenant_id=self.tenant_id,
-            device_name=device.name,
-            device_type=device.type,
-            customer_id=device.customer_id,
-            ts=ts,
-            metadata={str(k): str(v) for k, v in (metadata or {}).items()},
-        )
+        return device_message(device, msg_type, data, ts=ts, metadata=metadata)
 
     def run_sample(self, chain_id: str, msg: TbMsg) -> RunResult:
         """Run one message through a chain now, on this thread, with real effects (what the
@@ -197,3 +184,29 @@ class TenantRules:
             raise NotFound("the message is not from this tenant")
         self.get(chain_id)
         return self.service.engine.process(msg, chain_id)
+
+
+def tenant_device(registry: Any, tenant_id: str, ref: str, *, by_name: bool = True) -> Any:
+    """The tenant's device with id ``ref`` (or, ``by_name``, that name); None for any other."""
+    try:
+        device = registry.get_device(ref)
+    except (NotFound, ValueError):
+        device = registry.find_device(tenant_id, ref) if by_name else None
+    return device if device is not None and device.tenant_id == tenant_id else None
+
+
+def device_message(
+    device: Any, msg_type: str, data: Any, *, ts: int | None = None, metadata: Mapping[str, Any] | None = None
+) -> TbMsg:
+    """A message from ``device`` with the metadata its transport adds (name, type, ts)."""
+    return device_msg(
+        msg_type,
+        device.id,
+        data,
+        tenant_id=device.tenant_id,
+        device_name=device.name,
+        device_type=device.type,
+        customer_id=device.customer_id,
+        ts=ts,
+        metadata={str(k): str(v) for k, v in (metadata or {}).items()},
+    )

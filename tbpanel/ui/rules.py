@@ -40,6 +40,13 @@ from .layout import page_template
 TENANT_ADMIN = "TENANT_ADMIN"
 
 
+def table(columns: list[str], css: str, **options: Any) -> pn.widgets.Tabulator:
+    """A read-only table of ``columns`` (rows arrive later), found by its CSS class."""
+    return pn.widgets.Tabulator(
+        pd.DataFrame(columns=columns), show_index=False, disabled=True, css_classes=[css], **options
+    )
+
+
 class RulesView(pn.viewable.Viewer):
     """Chains on the left; the open chain's graph, node form, script test, sample run and
     debug events on the right; dead letters below."""
@@ -53,15 +60,8 @@ class RulesView(pn.viewable.Viewer):
         self._bg = Background(platform.executor)
         self._dead_selected: int | None = None
         # -- the chain list
-        self._table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=CHAIN_COLUMNS),
-            show_index=False,
-            disabled=True,
-            hidden_columns=["id"],
-            selectable=False,
-            css_classes=["rules-chains"],
-            width=340,
-            height=260,
+        self._table = table(
+            CHAIN_COLUMNS, "rules-chains", height=260, width=340, hidden_columns=["id"], selectable=False
         )
         self._table.on_click(self._on_chain_click)
         self._new_name = pn.widgets.TextInput(
@@ -141,24 +141,8 @@ class RulesView(pn.viewable.Viewer):
         self._run.on_click(lambda _e: self._run_sample())
         self._run_result = pn.pane.Markdown("", css_classes=["rules-run-result"])
         # debug events and dead letters
-        self._debug = pn.widgets.Tabulator(
-            pd.DataFrame(columns=DEBUG_COLUMNS),
-            show_index=False,
-            disabled=True,
-            css_classes=["rules-debug"],
-            height=280,
-            sizing_mode="stretch_width",
-            pagination=None,
-        )
-        self._dead = pn.widgets.Tabulator(
-            pd.DataFrame(columns=DEAD_COLUMNS),
-            show_index=False,
-            disabled=True,
-            css_classes=["rules-dead"],
-            height=180,
-            sizing_mode="stretch_width",
-            selectable=False,
-        )
+        self._debug = table(DEBUG_COLUMNS, "rules-debug", height=280, sizing_mode="stretch_width", pagination=None)
+        self._dead = table(DEAD_COLUMNS, "rules-dead", height=180, sizing_mode="stretch_width", selectable=False)
         self._dead.on_click(self._on_dead_click)
         self._retry = pn.widgets.Button(name="Retry selected", css_classes=["rules-retry"], width=140, disabled=True)
         self._retry.on_click(lambda _e: self._retry_dead())

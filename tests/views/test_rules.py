@@ -9,32 +9,20 @@ import json
 import pytest
 
 from tbpanel.errors import InvalidInput
-from tbpanel.platform import Platform
 from tbpanel.rules import import_chain
 from tbpanel.rules.engine import NodeCounters
 from tbpanel.rules.nodes import NodeConfigError
 from tbpanel.rules.tenant_rules import TenantRules
 from tbpanel.views.rules import BUSY, FAILED, IDLE, ChainEditor, ChainList, graph_data, layered_layout, node_types
+from tests.rules import conftest as rule_fixtures
 from tests.rules.conftest import FIXTURES
 
+platform, tenant, device = (
+    rule_fixtures.platform,
+    rule_fixtures.tenant,
+    rule_fixtures.device,
+)  # the rule tests' fixtures
 FILTER, LOG = "org.thingsboard.rule.engine.filter.TbJsFilterNode", "org.thingsboard.rule.engine.action.TbLogNode"
-
-
-@pytest.fixture
-def platform(tmp_path):
-    p = Platform(tmp_path / "data", compaction_interval_s=0)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def tenant(platform):
-    return platform.registry.create_tenant("T")
-
-
-@pytest.fixture
-def device(platform, tenant):
-    return platform.registry.save_device(tenant.id, "thermostat-1", type="thermostat")
 
 
 @pytest.fixture
