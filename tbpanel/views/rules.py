@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import param
 
-from ..clock import utc_text
+from ..clock import now_ms, utc_text
 from ..errors import InvalidInput
 from ..rules.chain import ChainNode, Connection, RuleChain, import_chain
 from ..rules.engine import DebugEvent, NodeCounters, RunResult
@@ -51,8 +51,9 @@ SCRIPT_TYPES = {
     "action.TbClearAlarmNode": "json",
     "debug.TbMsgGeneratorNode": "generate",
 }
-#: node colours on the graph: never ran, ran, last run failed
-IDLE, BUSY, FAILED = "#b0b7c3", "#2e9e5b", "#d62d20"
+#: node colours on the graph: never ran, ran (not lately), ran in the last RECENT_MS, has failed
+IDLE, RAN, BUSY, FAILED = "#b0b7c3", "#8fc9a5", "#2e9e5b", "#d62d20"
+RECENT_MS = 60_000
 
 
 def short_type(tb_type: str) -> str:
@@ -181,15 +182,19 @@ def layered_layout(chain: RuleChain) -> list[tuple[float, float]]:
     return out
 
 
-def node_colour(c: NodeCounters | None) -> str:
+def node_colour(c: NodeCounters | None, now: int) -> str:
+    """Grey: never ran; red: a message failed in it; green: it ran (bright: in the last minute)."""
     if c is None or (c.received == 0 and not c.relations):
         return IDLE
-    if c.failures and c.relations.get(FAILURE, 0) and c.last_error:
+    if c.failures:
         return FAILED
-    return BUSY
+    return BUSY if now - c.last_ts <= RECENT_MS else RAN
 
 
-def graph_data(chain: RuleChain, counters: dict[str, NodeCounters], selected: int | None) -> GraphData:
+def graph_data(
+    chain: RuleChain, counters: dict[str, NodeCounters], selected: int | None, now: int | None = None
+) -> GraphData:
+    now = now_ms() if now is None else now
     pos = layered_layout(chain)
     nodes: dict[str, list[Any]] = {k: [] for k in ("x", "y", "name", "type", "colour", "line", "label", "index")}
     for i, node in enumerate(chain.nodes):
@@ -198,7 +203,7 @@ def graph_data(chain: RuleChain, counters: dict[str, NodeCounters], selected: in
         nodes["y"].append(pos[i][1])
         nodes["name"].append(node.name)
         nodes["type"].append(short_type(node.type))
-        nodes["colour"].append(node_colour(c))
+        nodes["colour"].append(node_colour(c, now))
         nodes["line"].append("#0b6bcb" if i == selected else ("#222" if i == chain.first_node_index else "#fff"))
         traffic = f"{c.received} in · {c.failures} failed" if c is not None else "idle"
         nodes["label"].append(f"{node.name} ({traffic})")

@@ -13,7 +13,7 @@ from tbpanel.rules import import_chain
 from tbpanel.rules.engine import NodeCounters
 from tbpanel.rules.nodes import NodeConfigError
 from tbpanel.rules.tenant_rules import TenantRules
-from tbpanel.views.rules import BUSY, FAILED, IDLE, ChainEditor, ChainList, graph_data, layered_layout, node_types
+from tbpanel.views.rules import BUSY, FAILED, IDLE, RAN, ChainEditor, ChainList, graph_data, layered_layout, node_types
 from tests.rules import conftest as rule_fixtures
 from tests.rules.conftest import FIXTURES
 
@@ -69,10 +69,13 @@ def test_layout_and_colours(rules):
     first = thermostat.first_node_index
     assert pos[first][0] < min(x for i, (x, _y) in enumerate(pos) if i != first)  # layered from the first node
     ids = [n.id for n in thermostat.nodes]
-    counters = {ids[0]: NodeCounters(received=3), ids[1]: NodeCounters(received=1, failures=1, last_error="x")}
-    counters[ids[1]].relations["Failure"] = 1
-    g = graph_data(thermostat, counters, selected=0)
-    assert g.nodes["colour"][:3] == [BUSY, FAILED, IDLE] and g.nodes["line"][0] == "#0b6bcb"
+    counters = {
+        ids[0]: NodeCounters(received=3, last_ts=1_000_000),
+        ids[1]: NodeCounters(received=1, failures=1, last_error="x"),
+        ids[3]: NodeCounters(received=1, last_ts=900_000),
+    }
+    g = graph_data(thermostat, counters, selected=0, now=1_030_000)
+    assert g.nodes["colour"][:4] == [BUSY, FAILED, IDLE, RAN] and g.nodes["line"][0] == "#0b6bcb"
     assert len(g.edges["xs"]) == len(thermostat.connections) and "NewTempAlarm" in g.edges["label"]
 
 
@@ -91,5 +94,9 @@ def test_script_test_sample_run_and_debug(platform, rules, device):
     assert frame["type"].tolist() == ["OUT", "IN"] and frame["relation"].tolist() == ["True", ""]
     assert json.loads(frame["data"][0]) == {"t": 25}
     assert ed.counters()[ed.chain.nodes[0].id].received == 1
-    name, text = ChainList(rules).export_file(ed.chain.id)
+    chains = ChainList(rules)
+    name, text = chains.export_file(ed.chain.id)
     assert name == "run.json" and json.loads(text)["metadata"]["nodes"][0]["name"] == "hot?"
+    copy = chains.import_file(text.encode())  # what the page's FileInput hands over: bytes
+    assert chains.selected == copy.id and copy.id != ed.chain.id and not copy.root
+    assert chains.frame()["name"].tolist().count("run") == 2
