@@ -82,7 +82,12 @@ class Platform(param.Parameterized):
         self.rpc: RpcService = RpcService(self.data_dir, self.registry)
         #: Rule chains per tenant, their durable queue (rules.sqlite) and its worker
         self.rules: RuleService = RuleService(
-            self.data_dir, store=self.store, registry=self.registry, alarms=self.alarms
+            self.data_dir,
+            store=self.store,
+            registry=self.registry,
+            alarms=self.alarms,
+            rpc=self.rpc,
+            executor=self.executor,
         )
 
     def authenticate(self, username: str, password: str, address: str):
