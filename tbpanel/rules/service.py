@@ -94,7 +94,8 @@ class RuleService:
 def send_rpc(rpc: RpcService, msg: TbMsg) -> None:
     """The RPC call node's ``Services.rpc``: the message (``{"method", "params"}``, metadata
     ``oneway``, ``persistent``, ``timeout`` / ``expirationTime`` as ThingsBoard's RPC
-    messages carry them) becomes a request of the platform's RPC service to its device."""
+    messages carry them) becomes a request of the platform's RPC service to its device; a
+    device that is not connected (and a request that is not persistent) raises: Failure."""
     from ..rpc.model import parse_request
 
     meta = msg.metadata
@@ -106,4 +107,4 @@ def send_rpc(rpc: RpcService, msg: TbMsg) -> None:
             body[key] = int(meta[key])
     oneway = meta.get("oneway", "").lower() == "true"
     request = parse_request(body, tenant_id=msg.tenant_id, device_id=msg.originator.id, oneway=oneway, now=now_ms())
-    rpc.submit(request)
+    rpc.submit(request).accepted.result(timeout=30)  # stored (persistent) or handed to a session; else raises
