@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -42,6 +43,7 @@ from .chain import RuleChain
 from .defaults import default_root_chain
 from .engine import RuleEngine, RuleEngineError
 from .message import (
+    ACTIVITY_EVENT,
     ALARM,
     ALARM_ACK,
     ALARM_CLEAR,
@@ -51,6 +53,7 @@ from .message import (
     ATTRIBUTES_UPDATED,
     CONNECT_EVENT,
     DISCONNECT_EVENT,
+    INACTIVITY_EVENT,
     POST_ATTRIBUTES_REQUEST,
     EntityRef,
     TbMsg,
@@ -72,6 +75,8 @@ PROFILE_NODE = "org.thingsboard.rule.engine.profile.TbDeviceProfileNode"
 #: how long a device's "its profile has alarm rules" answer is trusted (profile edits show up
 #: within this time; the check stays off the database on the hot path)
 PROFILE_CACHE_S = 2.0
+#: ThingsBoard's default inactivity timeout (``state.defaultInactivityTimeoutInSec``)
+INACTIVITY_TIMEOUT_MS = 600_000
 #: the alarm service's changes (``AlarmService.actions``) → ThingsBoard's message types
 ALARM_TYPES = {"ALARM": ALARM, "ACK": ALARM_ACK, "CLEAR": ALARM_CLEAR}
 
@@ -151,7 +156,11 @@ class Ingress:
         self.registry = registry
         self.executor = executor
         self._plans: dict[str, Plan] = {}
+        self._ensuring = threading.Lock()
         self._alarm_rules: dict[str, tuple[float, bool]] = {}  # device id -> (checked at, has rules)
+        #: a device with no message for this long is inactive (ThingsBoard's default, 600 s)
+        self.inactivity_timeout_ms = INACTIVITY_TIMEOUT_MS
+        self._active: dict[str, tuple[str, int]] = {}  # device id -> (tenant id, last activity ms)
 
     # -- the route ---------------------------------------------------------------------------
     def plan(self, tenant_id: str) -> Plan:
@@ -159,7 +168,11 @@ class Ingress:
         try:
             root = self.engine.root(tenant_id)
         except RuleEngineError:
-            root = self.chains.ensure_root(tenant_id)
+            with self._ensuring:  # two threads must not both store a default root
+                try:
+                    root = self.engine.root(tenant_id)
+                except RuleEngineError:
+                    root = self.chains.ensure_root(tenant_id)
         plan = self._plans.get(tenant_id)
         if plan is not None and plan.chain is root and plan.nodes is root.nodes:
             return plan
@@ -207,6 +220,9 @@ class Ingress:
         Queued: a coroutine that puts the messages when awaited (so awaiting the results in
         arrival order keeps each device's order)."""
         plan = self.plan(tenant_id)
+        if rows:
+            first = rows[0][0]
+            self._touch(plan, (first,) if rows[-1][0] == first else {r[0] for r in rows})
         if plan.compiled:
             assert self.store is not None
             saved = self.store.submit_async(rows)
@@ -218,6 +234,7 @@ class Ingress:
     def attributes(self, device: Device, points: Sequence[Any]) -> Awaitable[Any]:
         """Client attributes a device posted (parsed points); a coroutine."""
         plan = self.plan(device.tenant_id)
+        self._touch(plan, (device.id,))
         if plan.compiled:
             assert self.registry is not None
             saved = self._in_pool(self.registry.save_attributes, device.id, "CLIENT_SCOPE", points)
@@ -225,6 +242,45 @@ class Ingress:
                 return saved
             return self._then_profile(saved, plan, lambda: [self.attributes_msg(device, points)])
         return self._in_pool(self._put, lambda: [self.attributes_msg(device, points)])
+
+    # -- activity ----------------------------------------------------------------------------
+    def _touch(self, plan: Plan, device_ids: Iterable[str]) -> None:
+        """A message from these devices: a device that was inactive becomes active
+        (``ACTIVITY_EVENT``, built and queued off the caller's thread)."""
+        now = self._now()
+        tenant = plan.chain.tenant_id
+        for d in device_ids:
+            if self._active.get(d) is None and (not plan.compiled or plan.profile_node_id is not None):
+                self._off_thread(self._activity_event, d, True, now)
+            self._active[d] = (tenant, now)
+
+    def check_inactive(self, now: int | None = None) -> int:
+        """``INACTIVITY_EVENT`` for every device silent for :attr:`inactivity_timeout_ms`
+        (the service's timer thread calls this); returns how many went inactive."""
+        now = self._now() if now is None else now
+        gone = [d for d, (_t, last) in list(self._active.items()) if now - last >= self.inactivity_timeout_ms]
+        for d in gone:
+            tenant, last = self._active.pop(d, ("", 0))
+            if tenant and self.wants_events(tenant):
+                self._activity_event(d, False, last)
+        return len(gone)
+
+    def _activity_event(self, device_id: str, active: bool, last: int) -> None:
+        device = self._device(device_id)
+        if device is None:
+            return
+        data = {"active": active, "lastActivityTime": last, "inactivityTimeout": self.inactivity_timeout_ms}
+        kind = ACTIVITY_EVENT if active else INACTIVITY_EVENT
+        self.safe_event(device.tenant_id, lambda: self._device_event(kind, device, data, {}))
+
+    def _off_thread(self, fn: Any, *args: Any) -> None:
+        if self.executor is not None:
+            try:
+                self.executor.submit(fn, *args)
+            except RuntimeError:  # the platform is closing: no more events
+                pass
+        else:
+            threading.Thread(target=fn, args=args, daemon=True).start()
 
     async def _then_profile(self, saved: Awaitable[Any], plan: Plan, build: Any) -> Any:
         result = await saved
@@ -253,10 +309,18 @@ class Ingress:
             if self.has_alarm_rules(msg.originator.id):
                 self.queue.put([msg], only=(plan.chain.id, plan.profile_node_id))
 
-    def safe_event(self, build: Any) -> None:
+    def wants_events(self, tenant_id: str) -> bool:
+        """False when the tenant's events would end unseen (the compiled default chain
+        without a device profile step): then they are not even built."""
+        plan = self.plan(tenant_id)
+        return not plan.compiled or plan.profile_node_id is not None
+
+    def safe_event(self, tenant_id: str, build: Any) -> None:
         """:meth:`event` of ``build()`` for signal listeners: a failure is logged, never raised
         into the change that caused it (that change committed already)."""
         try:
+            if not self.wants_events(tenant_id):
+                return
             msg = build()
             if msg is not None:
                 self.event(msg)
@@ -295,20 +359,21 @@ class Ingress:
                 )
             return self._device_event(msg_type, device, alarm.to_json(), meta)
 
-        self.safe_event(build)
+        self.safe_event(alarm.tenant_id, build)
 
     def session_event(self, device: Device, connected: bool) -> None:
         """``CONNECT_EVENT`` / ``DISCONNECT_EVENT`` of a device session (MQTT)."""
         now = self._now()
         data = {"active": connected, "lastConnectTime" if connected else "lastDisconnectTime": now}
-        self.safe_event(lambda: self._device_event(CONNECT_EVENT if connected else DISCONNECT_EVENT, device, data, {}))
+        kind = CONNECT_EVENT if connected else DISCONNECT_EVENT
+        self.safe_event(device.tenant_id, lambda: self._device_event(kind, device, data, {}))
 
     def on_anomaly_changes(self, model: Any, changes: Any) -> None:
         """After an anomaly transaction committed: ``ANOMALY_CREATED`` per new anomaly and
         ``ANOMALY_CLEARED`` per anomaly that ended (tbpanel's own message types)."""
         for kind, items in ((ANOMALY_CREATED, changes.created), (ANOMALY_CLEARED, changes.ended)):
             for a in items:
-                self.safe_event(lambda kind=kind, a=a: self._anomaly_msg(kind, model, a))
+                self.safe_event(model.tenant_id, lambda kind=kind, a=a: self._anomaly_msg(kind, model, a))
 
     # -- messages ----------------------------------------------------------------------------
     def _now(self) -> int:

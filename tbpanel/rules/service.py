@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tbpanel.rules")
 
+#: how often devices are checked for the inactivity timeout (seconds)
+INACTIVITY_CHECK_S = 5.0
+
 
 class RuleService:
     """Engine + chain store + queue + ingress of one data directory; :meth:`start` runs the worker."""
@@ -56,6 +59,7 @@ class RuleService:
         #: where transports and internal events hand over their messages
         self.ingress = Ingress(self.engine, self.chains, self.queue, store=store, registry=registry, executor=executor)
         self._worker: tuple[threading.Thread, threading.Event] | None = None
+        self._timer: tuple[threading.Thread, threading.Event] | None = None
         self._unhook: list[Any] = []
         if alarms is not None:
             self._unhook.append(alarms.actions.connect(self.ingress.on_alarm_action))
@@ -75,9 +79,26 @@ class RuleService:
                 self.ingress.plan(tenant.id)
         if self._worker is None:
             self._worker = self.queue.start_worker(self.engine)
+        if self._timer is None:
+            stop = threading.Event()
+            thread = threading.Thread(target=self._inactivity, args=(stop,), name="tbpanel-activity", daemon=True)
+            thread.start()
+            self._timer = (thread, stop)
+
+    def _inactivity(self, stop: threading.Event) -> None:
+        """Devices silent for the inactivity timeout get their INACTIVITY_EVENT (checked every 5 s)."""
+        while not stop.wait(INACTIVITY_CHECK_S):
+            try:
+                self.ingress.check_inactive()
+            except Exception:
+                log.exception("the inactivity check failed")
 
     def stop(self) -> None:
         """Stop the worker (it finishes the message it is running); the queue keeps the rest."""
+        if self._timer is not None:
+            self._timer[1].set()
+            self._timer[0].join()
+            self._timer = None
         if self._worker is not None:
             self.queue.stop_worker(self._worker)
             self._worker = None

@@ -109,20 +109,24 @@ def test_the_default_chain_profile_step_runs_only_the_first_node(platform, tenan
     assert platform.store.latest(without.id, ["t"])["t"][2] == 2
     assert [a["value"] for a in reg.get_attributes(with_rules.id, "CLIENT_SCOPE")] == ["x"]
     # and queued for the profile node: the ruled device's messages only, one per ts
+    platform.executor.submit(lambda: None).result()  # (its ACTIVITY_EVENT is queued off the loop)
     waiting = platform.rules.queue.waiting(tenant.id)
-    assert [(w["msg"]["originator"]["id"], w["msg"]["type"]) for w in waiting] == [
+    assert [
+        (w["msg"]["originator"]["id"], w["msg"]["type"]) for w in waiting if w["msg"]["type"] != "ACTIVITY_EVENT"
+    ] == [
         (with_rules.id, POST_TELEMETRY_REQUEST),
         (with_rules.id, POST_TELEMETRY_REQUEST),
         (with_rules.id, "POST_ATTRIBUTES_REQUEST"),
     ]
+    assert len(waiting) == 4  # and the ruled device's ACTIVITY_EVENT: the profile node sees events too
     engine = platform.rules.engine
     outcomes = []
-    for _ in range(3):  # one originator: its head at a time
+    for _ in range(4):  # one originator: its head at a time
         outcomes += platform.rules.queue.process_due(engine)
-    assert [o.state for o in outcomes] == ["DONE"] * 3 and platform.rules.queue.size() == 0
+    assert [o.state for o in outcomes] == ["DONE"] * 4 and platform.rules.queue.size() == 0
     root = plan.chain
     first = root.nodes[root.first_node_index]
-    assert engine.counters[first.id].received == 3
+    assert engine.counters[first.id].received == 4
     others = [n for n in root.nodes if n is not first]
     assert all(engine.counters.get(n.id) is None for n in others)  # nothing after it: no second save
 
@@ -146,6 +150,27 @@ def test_rpc_call_nodes_reach_the_rpc_service(platform, tenant, device):
     assert total == 1 and requests[0].method == "setValve" and requests[0].params == {"open": True}
     offline = device_msg(RPC_CALL_FROM_SERVER_TO_DEVICE, device.id, {"method": "m"}, tenant_id=tenant.id)
     assert platform.rules.engine.process(offline).unhandled_failures  # not connected, not persistent
+
+
+def test_activity_and_inactivity_events(platform, tenant, device):
+    ingress = platform.rules.ingress
+    platform.rules.chains.save(chain(tenant.id, [("action.TbLogNode", "log", {"jsScript": "return msgType;"})], []))
+    body = b'{"ts": 5, "values": {"t": 1}}'
+
+    async def post() -> None:
+        await ingress.telemetry(tenant.id, rows(device.id, body))
+        await ingress.telemetry(tenant.id, rows(device.id, body))  # already active: no second event
+
+    asyncio.run(_await(post))
+    platform.executor.submit(lambda: None).result()  # the ACTIVITY_EVENT is queued off the caller's thread
+    types = [w["msg"]["type"] for w in platform.rules.queue.waiting(tenant.id)]
+    assert sorted(types) == ["ACTIVITY_EVENT", POST_TELEMETRY_REQUEST, POST_TELEMETRY_REQUEST]
+    now = platform.rules.engine.services.clock()
+    assert ingress.check_inactive(now + 1000) == 0
+    assert ingress.check_inactive(now + ingress.inactivity_timeout_ms) == 1
+    last = platform.rules.queue.waiting(tenant.id)[-1]["msg"]
+    assert last["type"] == "INACTIVITY_EVENT" and last["data"]["active"] is False
+    assert last["metadata"]["deviceName"] == device.name
 
 
 def _event(device, tenant, kind):
