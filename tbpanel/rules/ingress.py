@@ -31,10 +31,10 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from ..store import TelemetryStore
 
 log = logging.getLogger("tbpanel.rules.ingress")
+T = TypeVar("T")
 
 #: ThingsBoard's device profile node (r-alarmrules); the default root chain may start with it
 PROFILE_NODE = "org.thingsboard.rule.engine.profile.TbDeviceProfileNode"
@@ -104,11 +105,23 @@ def _shape(chain: RuleChain) -> Any:
 _DEFAULT_SHAPE: list[Any] = []
 
 
+def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, on a helper thread when this thread runs an asyncio loop: importing a
+    chain compiles its scripts, and mini-racer refuses its time limit on such a thread. (Once
+    per tenant or chain change; the loop waits those few milliseconds.)"""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    with ThreadPoolExecutor(1, thread_name_prefix="tbpanel-rules-import") as pool:
+        return pool.submit(fn, *args).result()
+
+
 def is_default_chain(chain: RuleChain) -> bool:
     """True when ``chain`` behaves exactly as the default root chain (and no node is in debug
     mode: debug events need the engine to run it)."""
     if not _DEFAULT_SHAPE:
-        _DEFAULT_SHAPE.append(_shape(default_root_chain("default")))
+        _DEFAULT_SHAPE.append(off_loop(lambda: _shape(default_root_chain("default"))))
     if chain.debug_mode or any(n.debug_mode for n in chain.nodes):
         return False
     return bool(_shape(chain) == _DEFAULT_SHAPE[0])
@@ -172,7 +185,7 @@ class Ingress:
                 try:
                     root = self.engine.root(tenant_id)
                 except RuleEngineError:
-                    root = self.chains.ensure_root(tenant_id)
+                    root = off_loop(self.chains.ensure_root, tenant_id)
         plan = self._plans.get(tenant_id)
         if plan is not None and plan.chain is root and plan.nodes is root.nodes:
             return plan

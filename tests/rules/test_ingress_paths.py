@@ -77,6 +77,18 @@ def test_a_tenant_without_a_root_gets_the_default_and_runs_it_compiled(platform,
     assert waiting[0]["msg"]["metadata"]["deviceName"] == device.name
 
 
+def test_a_new_tenants_first_message_on_the_event_loop(platform, tenant, device):
+    """The transports call on the loop thread, where mini-racer refuses its time limit: the
+    default chain (scripts compiled on import) is made on a helper thread."""
+    from tbpanel.rules import ingress as module
+
+    module._DEFAULT_SHAPE.clear()  # as in a fresh process
+    body = b'{"ts": 7, "values": {"t": 4}}'
+    asyncio.run(_await(lambda: platform.rules.ingress.telemetry(tenant.id, rows(device.id, body))))
+    assert platform.store.latest(device.id, ["t"])["t"][2] == 4
+    assert platform.rules.ingress.plan(tenant.id).compiled
+
+
 @pytest.fixture
 def profile_node(monkeypatch):
     """Until tbpanel/rules/nodes/profile.py registers TbDeviceProfileNode, the default
