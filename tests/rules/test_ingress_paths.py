@@ -185,6 +185,33 @@ def test_activity_and_inactivity_events(platform, tenant, device):
     assert last["metadata"]["deviceName"] == device.name
 
 
+def test_anomaly_created_and_cleared_and_alarm_actions_enter_the_chain(platform, tenant, device):
+    """Anomaly transactions (driven through the anomaly service's listener path, as the alarm
+    tests do) and a user's alarm ack become messages once committed; the rule engine's own
+    alarm changes do not re-enter."""
+    from tbpanel.entities.models import User
+    from tbpanel.rules.nodes.actions import rule_user
+    from tests.helpers.alarms import Harness
+
+    platform.rules.chains.save(chain(tenant.id, [("action.TbLogNode", "log", {"jsScript": "return msgType;"})], []))
+    h = Harness(platform, tenant.id)
+    m = h.model()
+    first = h.run(m, new=[h.anomaly(m, device.id, T, 250)]).created[0]
+    h.run(m, end=[(first, {"end_ts": T + 60_000})])
+    admin = User(id="u1", tenant_id=tenant.id, authority="TENANT_ADMIN", email="admin@t")
+    [alarm] = platform.alarms.repo.all()
+    platform.alarms.ack(admin, alarm.id)
+    platform.alarms.save(rule_user(tenant.id), {"originator_id": device.id, "type": "ByRule", "severity": "MINOR"})
+    msgs = [w["msg"] for w in platform.rules.queue.waiting(tenant.id)]
+    assert [x["type"] for x in msgs] == ["ANOMALY_CREATED", "ANOMALY_CLEARED", "ALARM_ACK"]
+    created, cleared, ack = msgs
+    assert created["originator"] == {"entityType": "DEVICE", "id": device.id}
+    assert created["data"]["anomalyId"] == first["id"] and created["data"]["modelId"] == m.id
+    assert created["data"]["active"] is True and cleared["data"]["active"] is False
+    assert created["metadata"]["deviceName"] == device.name and created["metadata"]["modelName"] == "m"
+    assert ack["data"]["id"]["id"] == alarm.id and ack["metadata"]["userId"] == "u1"
+
+
 def _event(device, tenant, kind):
     from tbpanel.rules.message import device_msg
 
