@@ -83,7 +83,12 @@ class Platform(param.Parameterized):
         #: Rule chains per tenant, their durable queue (rules.sqlite) and its worker; the
         #: notebook conveniences (``tb.rules.list()``, ``.build``, ``.dry_run``) on top
         self.rules: NotebookRules = NotebookRules(
-            self.data_dir, store=self.store, registry=self.registry, alarms=self.alarms
+            self.data_dir,
+            store=self.store,
+            registry=self.registry,
+            alarms=self.alarms,
+            rpc=self.rpc,
+            executor=self.executor,
         )
 
     def authenticate(self, username: str, password: str, address: str):

@@ -239,6 +239,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
         )
     server = build_server(platform, address=args.address, port=args.port, show=args.show, demo_logins=logins)
     server.start()
+    platform.rules.start()  # the rule queue's worker: runs what the transports queued (and what a kill left)
     start_scheduler(platform)
     mqtt = start_transport(
         "mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1), mqtt_limits(platform, args)
@@ -275,6 +276,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
             if transport is not None:
                 asyncio_loop(server).run_until_complete(transport.close())
         server.stop()
+        platform.rules.stop()  # before the store closes: the worker may be saving
         platform.close()
         print("tbpanel stopped", file=sys.stderr, flush=True)
     return 0
