@@ -48,8 +48,9 @@ class TenantRules:
 
     # -- chains ----------------------------------------------------------------------------
     def chains(self) -> list[RuleChain]:
-        """Every chain of the tenant, the root first (a tenant without one gets the default root)."""
-        self.store.ensure_root(self.tenant_id)
+        """Every chain of the tenant, the root first (a tenant without one gets the default root,
+        made by the ingress, which never makes two)."""
+        self.service.ingress.plan(self.tenant_id)
         return sorted(self.store.list(self.tenant_id), key=lambda c: (not c.root, c.title.lower(), c.id))
 
     def get(self, chain_id: str) -> RuleChain:
