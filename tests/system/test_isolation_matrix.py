@@ -292,8 +292,9 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
         body = {"email": f"fresh-{uuid.uuid4().hex[:8]}@tenant-a.test", "authority": "CUSTOMER_USER"}
         body |= {"customerId": {"id": ctx.ids["cust_a1"]}, "password": password}
         return a.post("/api/user", json=body).json()["id"]["id"]
-    if kind == "chain":  # an empty rule chain of tenant A
-        return a.post("/api/ruleChain", json={"name": f"fresh-{uuid.uuid4().hex[:8]}"}).json()["id"]["id"]
+    if kind == "chain":  # a chain of tenant A doing what the default root does (a row makes one root)
+        body = {"name": f"fresh-{uuid.uuid4().hex[:8]}"}
+        return a.post("/api/ruleChain/device/default", json=body).json()["id"]["id"]
     if kind == "rpc":  # a persistent request to device A1 (stays QUEUED: A1 is never connected)
         body = {"method": "fresh", "persistent": True, "timeout": 600_000}
         return a.post(f"/api/rpc/oneway/{ctx.ids['dev_a1']}", json=body).json()["rpcId"]

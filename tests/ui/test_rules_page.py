@@ -1,7 +1,7 @@
 """The ``/rules`` page in a real browser: a tenant administrator builds a small chain (a
 script filter connected to a log node), tests the script on a sample message, saves, sends
-messages through it, and sees the debug events appear live — also for a message sent by
-another client (REST) while the page just sits there. (Customer users are refused: the
+messages through it (from the page, then — made root — a device's own HTTP telemetry), and
+sees the debug events appear live while the page just sits there. (Customer users are refused: the
 isolation matrix's page rows.)"""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
 
 from tests.helpers import ADMIN, WAIT_MS, shot
 
@@ -76,12 +77,16 @@ def test_build_a_chain_and_watch_its_debug_events(world, open_page):
     click(page, "rules-run")
     page.locator(".rules-run-result", has_text="log hot").wait_for(timeout=WAIT_MS)
     page.locator(".rules-debug .tabulator-row", has_text="log hot").first.wait_for(timeout=WAIT_MS)
-    # a message from elsewhere: its events reach the open page by themselves
-    did = world.devices["dev-a1"]["id"]["id"]
-    r = world.admin.post(
-        f"/api/tbpanel/ruleChain/{chain['id']['id']}/run", json={"deviceId": did, "data": {"temperature": 7}}
-    )
-    assert r.status_code == 200, r.text
-    page.locator(".rules-debug .tabulator-row", has_text="False").first.wait_for(timeout=WAIT_MS)
-    assert page.locator(".rules-debug .tabulator-row", has_text='{"temperature":7}').count() >= 1
+    # made root, the chain takes the device's own telemetry (HTTP device API, through the
+    # durable queue): its events reach the open page by themselves
+    old_root = next(c for c in world.admin.get("/api/ruleChains?pageSize=100&page=0").json()["data"] if c["root"])
+    click(page, "rules-make-root")
+    page.locator(".rules-chains .tabulator-row", has_text=name).filter(has_text="root").wait_for(timeout=WAIT_MS)
+    try:
+        r = requests.post(f"{world.url}/api/v1/{world.token('dev-a1')}/telemetry", json={"temperature": 7}, timeout=30)
+        assert r.status_code == 200, r.text
+        page.locator(".rules-debug .tabulator-row", has_text='{"temperature":7}').first.wait_for(timeout=WAIT_MS)
+        assert page.locator(".rules-debug .tabulator-row", has_text="False").count() >= 1
+    finally:
+        assert world.admin.post(f"/api/ruleChain/{old_root['id']['id']}/root").status_code == 200
     shot(page, "rules-page")
