@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, TapTool
+from bokeh.models import ColumnDataSource, DataRange1d, TapTool
 from bokeh.plotting import figure
 
 from ..errors import EntityError
@@ -151,7 +151,15 @@ class RulesView(pn.viewable.Viewer):
 
     # -- drawing ---------------------------------------------------------------------------
     def _make_figure(self) -> Any:
-        fig = figure(height=360, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset", toolbar_location="right")
+        # nodes keep their size on screen whatever the zoom; the ranges leave room for them
+        fig = figure(
+            height=360,
+            sizing_mode="stretch_width",
+            tools="pan,wheel_zoom,reset",
+            toolbar_location="right",
+            x_range=DataRange1d(range_padding=140, range_padding_units="absolute"),
+            y_range=DataRange1d(range_padding=60, range_padding_units="absolute"),
+        )
         fig.axis.visible = False
         fig.grid.visible = False
         fig.multi_line("xs", "ys", source=self._edges_src, line_color="#8a94a6", line_width=2)
@@ -165,7 +173,16 @@ class RulesView(pn.viewable.Viewer):
             text_align="center",
         )
         nodes = fig.rect(
-            "x", "y", width=190, height=56, source=self._nodes_src, fill_color="colour", line_color="line", line_width=3
+            "x",
+            "y",
+            width=170,
+            height=46,
+            width_units="screen",
+            height_units="screen",
+            source=self._nodes_src,
+            fill_color="colour",
+            line_color="line",
+            line_width=3,
         )
         fig.text(
             "x",
@@ -255,6 +272,8 @@ class RulesView(pn.viewable.Viewer):
         """Edit ``chain_id`` (a fresh copy of the stored chain)."""
 
         def show(editor: ChainEditor) -> None:
+            if self.editor is not None and self.editor.chain.id == chain_id and self.editor.selected is not None:
+                editor.selected = min(self.editor.selected, len(editor.chain.nodes) - 1) if editor.chain.nodes else None
             self.editor = editor
             self.chains.selected = chain_id
             for w in (self._root, self._delete, self._export, self._save):
