@@ -23,7 +23,7 @@ from .dashboards import DashboardStore
 from .entities import EntityRegistry, LoginThrottle, NotFound, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
 from .rpc import RpcService
-from .rules.service import RuleService
+from .rules.python_api import NotebookRules
 from .store import TelemetryStore, open_store
 from .store.limits import DEFAULT_MAX_KEYS_PER_DEVICE, DEFAULT_MAX_POINTS_PER_MESSAGE, check_points
 
@@ -83,9 +83,15 @@ class Platform(param.Parameterized):
         self.alarms: AlarmService = AlarmService(AlarmRepository(self.analytics), self.registry, self.anomaly)
         #: Server-side RPC: persistent requests in rpc.sqlite, delivery to the device sessions
         self.rpc: RpcService = RpcService(self.data_dir, self.registry)
-        #: Rule chains per tenant, their durable queue (rules.sqlite) and its worker
-        self.rules: RuleService = RuleService(
-            self.data_dir, store=self.store, registry=self.registry, alarms=self.alarms
+        #: Rule chains per tenant, their durable queue (rules.sqlite) and its worker; the
+        #: notebook conveniences (``tb.rules.list()``, ``.build``, ``.dry_run``) on top
+        self.rules: NotebookRules = NotebookRules(
+            self.data_dir,
+            store=self.store,
+            registry=self.registry,
+            alarms=self.alarms,
+            rpc=self.rpc,
+            executor=self.executor,
         )
 
     def authenticate(self, username: str, password: str, address: str):

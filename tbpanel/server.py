@@ -23,6 +23,7 @@ from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
 from .ui.login import DemoLogin, PageAuthProvider
 from .ui.profiles import profiles_page
+from .ui.rules import rules_page
 from .ui.telemetry import telemetry_page
 from .ui.workspace.models import models_page
 from .ui.workspace.page import model_page
@@ -82,8 +83,12 @@ def build_server(
     def model() -> Any:
         return model_page(platform, live)
 
+    def rules() -> Any:
+        return rules_page(platform)
+
     pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
     pages["/profiles"] = profiles
+    pages["/rules"] = rules
     server = pn.serve(
         pages,
         port=port,
@@ -239,6 +244,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
         )
     server = build_server(platform, address=args.address, port=args.port, show=args.show, demo_logins=logins)
     server.start()
+    platform.rules.start()  # the rule queue's worker: runs what the transports queued (and what a kill left)
     start_scheduler(platform)
     mqtt = start_transport(
         "mqtt", platform, server, args.address, getattr(args, "mqtt_port", -1), mqtt_limits(platform, args)
@@ -275,6 +281,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
             if transport is not None:
                 asyncio_loop(server).run_until_complete(transport.close())
         server.stop()
+        platform.rules.stop()  # before the store closes: the worker may be saving
         platform.close()
         print("tbpanel stopped", file=sys.stderr, flush=True)
     return 0

@@ -55,6 +55,10 @@ class AlarmService(param.Parameterized):
         #: only after the change committed (from the committing thread; a listener's error is
         #: logged and the others still hear).
         self.changed: Signal[[str, Alarm]] = Signal("alarms.changed")
+        #: ``fn(action, alarm, user)`` after a user's change committed: ``"ALARM"`` (saved:
+        #: created or updated), ``"ACK"``, ``"CLEAR"`` — what enters the tenant's rule chain
+        #: as ThingsBoard's ALARM / ALARM_ACK / ALARM_CLEAR (tbpanel/rules/ingress.py)
+        self.actions: Signal[[str, Alarm, User]] = Signal("alarms.actions")
         if anomaly is not None:
             anomaly.changed.connect(self.on_anomaly_changes)
 
@@ -158,6 +162,7 @@ class AlarmService(param.Parameterized):
                 self.repo.save(db, alarm)
             events.append(("UPDATED", alarm))
             self.repo.db.after_commit(lambda: self._publish(events))
+            self.repo.db.after_commit(lambda: self.actions.emit("ALARM", alarm, user))
         return alarm
 
     def ack(self, user: User, alarm_id: str) -> Alarm:
@@ -218,12 +223,15 @@ class AlarmService(param.Parameterized):
                 raise NotFound(f"Alarm with id [{alarm_id}] is not found")
             self._check(user, alarm)
             t = now_ms()
+            action = None
             if what == "ack" and not alarm.acknowledged:
-                alarm.acknowledged, alarm.ack_ts = True, t
+                alarm.acknowledged, alarm.ack_ts, action = True, t, "ACK"
             elif what == "clear" and not alarm.cleared:
-                alarm.cleared, alarm.clear_ts = True, t
+                alarm.cleared, alarm.clear_ts, action = True, t, "CLEAR"
             self.repo.save(db, alarm)
             self.repo.db.after_commit(lambda: self._publish([("UPDATED", alarm)]))
+            if action is not None:
+                self.repo.db.after_commit(lambda: self.actions.emit(action, alarm, user))
         return alarm
 
     def _check(self, user: User, alarm: Alarm) -> None:

@@ -100,7 +100,13 @@ class SaveAttributesHandler(AttributeHandler):
         points = parse_attributes(self.request.body, now_ms())
         if not points:
             raise ApiError(400, "No attributes data found in request body")
-        await self.in_thread(self.platform.registry.save_attributes, device.id, scope, points)
+        ingress = self.platform.rules.ingress
+
+        def save() -> None:  # saved, then ATTRIBUTES_UPDATED into the tenant's root chain (ThingsBoard's order)
+            self.platform.registry.save_attributes(device.id, scope, points)
+            ingress.attributes_updated(device, scope, points, user)
+
+        await self.in_thread(save)
         self.set_status(200)
         self.finish()
 
@@ -116,6 +122,12 @@ class ScopeAttributesHandler(SaveAttributesHandler):
         device = self.device_for(entity_type, entity_id, user, scope, "delete")
         keys = self.keys_arg(required=True)
         assert keys is not None
-        await self.in_thread(self.platform.registry.delete_attributes, device.id, scope, keys)
+        ingress = self.platform.rules.ingress
+
+        def delete() -> None:
+            if self.platform.registry.delete_attributes(device.id, scope, keys):
+                ingress.attributes_deleted(device, scope, keys, user)
+
+        await self.in_thread(delete)
         self.set_status(200)
         self.finish()

@@ -1,7 +1,8 @@
 """Device transport over HTTP: ``POST /api/v1/{token}/telemetry`` and ``/attributes``, and the
 device's attribute request ``GET /api/v1/{token}/attributes?clientKeys=..&sharedKeys=..``.
 
-A 200 here means the points are durably stored (ThingsBoard's only means "queued"). The
+A 200 here means the points are durably stored (ThingsBoard's only means "queued"), or, once the
+tenant's root chain is not the default one, durably queued for it (tbpanel/rules/ingress.py). The
 token is checked before the body is read, the body size is capped while it streams in, and a
 rejected payload stores nothing.
 """
@@ -56,14 +57,14 @@ class DeviceUploadHandler(ApiHandler):
                     if len(body) < OFF_LOOP_BYTES
                     else await self.in_thread(telemetry_points, *args)
                 )
-                if rows:
-                    await self.platform.store.submit_async(rows)
+                if rows:  # into the tenant's root chain (compiled default: stored when this returns)
+                    await self.platform.rules.ingress.telemetry(self.device.tenant_id, rows)
             except LimitExceeded as exc:  # 413 (points per message) or 400 (keys per device)
                 raise ApiError(exc.status, str(exc)) from None
         else:
             points = parse_attributes(body, ts)
             if points:
-                await self.in_thread(self.platform.registry.save_attributes, self.device.id, "CLIENT_SCOPE", points)
+                await self.platform.rules.ingress.attributes(self.device, points)
         self.set_status(200)
         self.clear_header("Content-Type")
         self.finish()

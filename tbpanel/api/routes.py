@@ -18,6 +18,7 @@ from .models import model_patterns
 from .profiles import profile_patterns
 from .provision import provision_patterns
 from .rpc import rpc_patterns
+from .rule_chains import rule_chain_patterns
 from .users import user_patterns
 from .ws import websocket_patterns
 
@@ -96,6 +97,7 @@ def api_patterns(platform: Platform, live: LiveHub | None = None) -> list[Route]
         *alarm_patterns(platform),
         *entity_query_patterns(platform),
         *rpc_patterns(platform),  # rpc: REST (send, persistent requests)
+        *rule_chain_patterns(platform),  # rule chains (issue 17): ThingsBoard's routes and tbpanel's extras
         *websocket_patterns(platform, live),
         (r"/api/tbpanel/live/stats/?", LiveStatsHandler, {"platform": platform, "live": live}),
         (r"/api/tbpanel/telemetry/query/?", FleetQueryHandler, p),

@@ -127,7 +127,8 @@ class SaveTelemetryHandler(TelemetryHandler):
         points = parse_telemetry(self.request.body, now_ms())
         if not points:
             raise ApiError(400, "No time series data found in request body")
-        await self.platform.store.submit_async(payload_points(device.id, points))
+        # through the tenant's root chain as the device's telemetry (compiled default: stored)
+        await self.platform.rules.ingress.telemetry(device.tenant_id, payload_points(device.id, points))
         self.set_status(200)
         self.finish()
 

@@ -202,6 +202,31 @@ class RuleEngine:
         self._run(chain, [(node_index, msg)], result, depth=0, collect=None)
         return result
 
+    def process_node(self, tenant_id: str, chain_id: str, node_id: str, msg: TbMsg) -> RunResult:
+        """Run ``msg`` through one node only: what it emits ends there, whatever the node's
+        connections say (the default root chain's device profile step, when the rest of that
+        chain ran compiled in the transport: see :mod:`.ingress`)."""
+        chain = self.chain(tenant_id, chain_id)
+        found = chain.node_by_id(node_id)
+        if found is None:
+            raise RuleEngineError(f"rule chain {chain_id} has no node {node_id}")
+        index, node = found
+        result = RunResult()
+        self._emit(chain, node, "IN", msg, None, None)
+        self._count(node, None, None)
+        error: str | None = None
+        try:
+            outputs = node.impl.process(self._context(chain, node, 0, result), msg)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {_error_text(exc)}"
+            outputs = [(FAILURE, msg.copy(metadata={**msg.metadata, "error": error}))]
+        for relation, out in outputs:
+            failed = error if relation == FAILURE else None
+            self._emit(chain, node, "OUT", out, relation, failed)
+            self._count(node, relation, failed)
+            result.ended.append(Ended(chain.id, node.id, node.name, relation, out, node.impl.external, index, msg))
+        return result
+
     def tick(self, now: int | None = None) -> RunResult:
         """Let timer nodes emit what is due at ``now`` and run it on through their chains."""
         now = self.services.clock() if now is None else now

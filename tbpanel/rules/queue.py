@@ -156,16 +156,28 @@ class RuleQueue:
         self.db.close()
 
     # -- producers -------------------------------------------------------------------------
-    def put(self, msgs: Iterable[TbMsg]) -> int:
-        """Append messages; durable when this returns. Returns how many."""
+    def put(self, msgs: Iterable[TbMsg], *, only: tuple[str, str] | None = None) -> int:
+        """Append messages; durable when this returns. Returns how many.
+
+        ``only=(chain id, node id)``: each message is run through that one node and ends
+        there (:meth:`RuleEngine.process_node`) instead of entering its tenant's root chain."""
         t = self.clock()
-        rows = [(m.tenant_id, _originator(m), orjson.dumps(m.to_json()).decode(), t) for m in msgs]
+        rows = []
+        for m in msgs:
+            text = orjson.dumps(m.to_json()).decode()
+            resume = None
+            if only is not None:
+                step = {"chain": only[0], "nodeId": only[1], "only": True, "msg": m.to_json()}
+                resume = orjson.dumps([step]).decode()
+            rows.append((m.tenant_id, _originator(m), text, t, resume))
         if not rows:
             return 0
         if any(not r[0] for r in rows):
             raise ValueError("every queued message needs its tenant_id")
         with self.db.transaction() as conn:
-            conn.executemany("INSERT INTO queue (tenant_id, originator, msg, enqueued_ms) VALUES (?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO queue (tenant_id, originator, msg, enqueued_ms, resume) VALUES (?, ?, ?, ?, ?)", rows
+            )
         self._wake.set()
         return len(rows)
 
@@ -247,13 +259,20 @@ class RuleQueue:
         self, engine: RuleEngine, seq: int, tenant: str, text: str, attempts: int, resume: str | None
     ) -> Outcome:
         msg = TbMsg.from_json(orjson.loads(text))
+        only = False
         try:
             if resume is None:
                 result = engine.process(msg)
             else:
                 result = RunResult()
-                for step in orjson.loads(resume):
-                    part = engine.process_at(tenant, step["chain"], step["node"], TbMsg.from_json(step["msg"]))
+                steps = orjson.loads(resume)
+                only = any(step.get("only") for step in steps)
+                for step in steps:
+                    given = TbMsg.from_json(step["msg"])
+                    if step.get("only"):
+                        part = engine.process_node(tenant, step["chain"], step["nodeId"], given)
+                    else:
+                        part = engine.process_at(tenant, step["chain"], step["node"], given)
                     result.ended.extend(part.ended)
         except RuleEngineError as exc:
             return self._dead(seq, msg, f"{exc}", attempts + 1)
@@ -271,7 +290,11 @@ class RuleQueue:
         attempts += 1
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return self._dead(seq, msg, f"gave up after {attempts} attempts: {error}", attempts)
-        steps = [{"chain": e.chain_id, "node": e.node_index, "msg": (e.input or e.msg).to_json()} for e in external]
+        steps = [
+            {"chain": e.chain_id, "node": e.node_index, "msg": (e.input or e.msg).to_json()}
+            | ({"nodeId": e.node_id, "only": True} if only else {})
+            for e in external
+        ]
         delay = min(self.retry_max_ms, self.retry_base_ms * 2 ** min(attempts - 1, 30))
         with self.db.transaction() as conn:
             conn.execute(

@@ -229,12 +229,12 @@ class DeviceApi(resource.Resource, interfaces.ObservableResource):
                 raise PayloadError("Invalid JSON body: the request body is empty")
             if path[3] == "telemetry":
                 rows = telemetry_points(device.id, body, now, self.platform.max_points_per_message)
-                if rows:
-                    await self.platform.store.submit_async(rows)
+                if rows:  # the tenant's root chain (tbpanel/rules/ingress.py)
+                    await self.platform.rules.ingress.telemetry(device.tenant_id, rows)
             else:
                 points = parse_attributes(body, now)
                 if points:
-                    await self._in_pool(self.platform.registry.save_attributes, device.id, "CLIENT_SCOPE", points)
+                    await self.platform.rules.ingress.attributes(device, points)
         except PayloadError as exc:
             log.info("CoAP device %s: rejected %s: %s", device.id, path[3], exc)
             too_large = isinstance(exc, LimitExceeded) and exc.status == 413  # 4.13, else 4.00

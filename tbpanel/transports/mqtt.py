@@ -229,6 +229,7 @@ class _Session:
         self.t.sessions[device_id] = self.t.sessions.get(device_id, 0) + 1
         self.t.attribute_pushes.add(device_id, self)
         writer_task = asyncio.create_task(self.write_loop())
+        self.session_event(True)
         cancelled = False
         try:
             await self.read_loop(connect.keepalive)
@@ -252,6 +253,14 @@ class _Session:
             self.rpc.close()
             if not cancelled and not self.clean_disconnect and self.will is not None:
                 await self.publish_will()
+            if not cancelled:  # (at server shutdown the rule engine closes right after)
+                self.session_event(False)
+
+    def session_event(self, connected: bool) -> None:
+        """CONNECT_EVENT / DISCONNECT_EVENT into the tenant's root chain, off the loop and
+        not awaited (the session does not wait for the rule engine)."""
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(self.platform.executor, self.platform.rules.ingress.session_event, self.device, connected)
 
     async def authenticate(self, connect: c.Connect) -> bool:
         """CONNACK: accepted for a known token under the session limit; refused otherwise."""
@@ -450,7 +459,7 @@ class _Session:
             return self.write_points(payload_points(device_id, points))
         if topic == DEVICE_ATTRIBUTES:
             points = parse_attributes(p.payload, now)
-            return lambda: self.in_executor(self.platform.registry.save_attributes, device_id, "CLIENT_SCOPE", points)
+            return lambda: self.platform.rules.ingress.attributes(self.device, points)
         if topic.startswith(RPC_REQUEST) and topic[len(RPC_REQUEST) :].isdigit():
             return self.rpc.device_request(topic, short, p.payload)
         if topic.startswith(RPC_RESPONSE) and topic[len(RPC_RESPONSE) :].isdigit():
@@ -467,9 +476,11 @@ class _Session:
         raise Rejected(c.V5_TOPIC_NAME_INVALID, f"unsupported topic {topic!r}")
 
     def write_points(self, rows: list) -> Awaitable[Any]:
+        """Into the tenant's root chain (tbpanel/rules/ingress.py): with the default chain the
+        store's write starts now; otherwise the messages are queued when the writer awaits it."""
         if not rows:
             return self._just(None)
-        return self.platform.store.submit_async(rows)
+        return self.platform.rules.ingress.telemetry(self.device.tenant_id, rows)
 
     async def _just(self, value: Any) -> Any:
         return value
@@ -541,7 +552,8 @@ class _Session:
             else:
                 for name, pts in parsed.items():
                     if pts:
-                        await self.in_executor(self.platform.registry.save_attributes, ids[name], "CLIENT_SCOPE", pts)
+                        device = await self.in_executor(self.platform.registry.get_device, ids[name])
+                        await self.platform.rules.ingress.attributes(device, pts)
 
         return store
 

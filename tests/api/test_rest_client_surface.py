@@ -65,11 +65,12 @@ CATEGORIES: list[tuple[str, str]] = [
     ("devices", r"device"),
     ("users", r"user|password"),
     ("customers", r"customer"),
+    ("rule chains", r"rule_chain|rule_node|^test_script$"),
 ]
 #: areas tbpanel does not cover; a name matching this is out of scope whatever else it says
 OTHER_AREAS = (
     r"asset|edge|entity_view|group|role|ota|firmware|software|scheduler|integration|converter"
-    r"|notification|mobile|two_fa|2fa|white_label|report|oauth|widget|rule_chain|blob|lwm2m|agent|calculated"
+    r"|notification|mobile|two_fa|2fa|white_label|report|oauth|widget|blob|lwm2m|agent|calculated"
     r"|queue|secret|api_key|audit|version|relation|connectivity|translation|custom_menu|solution"
     r"|self_registration|sign_up|trendz|image|resource|tenant_profile|ai_model|chat"
 )
@@ -144,6 +145,11 @@ NOT_PROVIDED: dict[str, str] = {
     "reset_password": "tbpanel sends no mail, so there are no reset tokens",
     "get_user_token": "administrators never sign in as other users in tbpanel",
     "handle_rule_engine_request_for_user": "the rule-engine REST API belongs to the rule-engine issue",
+    # rule chains
+    "export_rule_chains": "the bulk export of every chain is not built; GET /api/ruleChain/{id} + /metadata per chain",
+    "import_rule_chains": "the bulk import is not built; POST /api/ruleChain + /api/ruleChain/metadata per chain",
+    "get_rule_chain_output_labels_usage": "which chains use another's output labels is not built",
+    "find_missing_to_related_rule_chains": "edges (ThingsBoard Edge) are not built",
     "get_user_settings": _UI,
     "get_user_settings_by_type": _UI,
     "put_user_settings": _UI,
@@ -752,6 +758,67 @@ def _dashboards(s: Surface) -> None:
     s.admin.delete_dashboard(saved.id)
     with pytest.raises(ApiException) as err:
         s.admin.get_dashboard_by_id(saved.id)
+    assert err.value.status == 404
+
+
+# --------------------------------------------------------------------------- rule chains
+@recipe(
+    "save_rule_chain_v1",
+    "save_rule_chain",
+    "save_rule_chain_meta_data",
+    "get_rule_chain_meta_data",
+    "get_rule_chain_by_id",
+    "get_rule_chains",
+    "get_rule_chains_by_ids",
+    "get_rule_chain_output_labels",
+    "set_root_rule_chain",
+    "delete_rule_chain",
+    "test_script",
+    "get_latest_rule_node_debug_input",
+)
+def _rule_chains(s: Surface) -> None:
+    from tb_rest_client.models.default_rule_chain_create_request import DefaultRuleChainCreateRequest
+    from tb_rest_client.models.rule_chain import RuleChain
+    from tb_rest_client.models.rule_chain_id import RuleChainId
+    from tb_rest_client.models.rule_chain_meta_data import RuleChainMetaData
+
+    chain = s.admin.save_rule_chain_v1(RuleChain(name=f"surf-rc-{uuid.uuid4().hex[:6]}", type="CORE"))
+    assert chain.id.id and chain.root is False
+    node = {
+        "type": "org.thingsboard.rule.engine.filter.TbJsFilterNode",
+        "name": "hot?",
+        "debugMode": True,
+        "configuration": {"jsScript": "return msg.t > 20;"},
+    }
+    saved = s.admin.save_rule_chain_meta_data(
+        RuleChainMetaData(rule_chain_id=chain.id, first_node_index=0, nodes=[node], connections=[])
+    )
+    assert saved.first_node_index == 0 and saved.nodes[0].type == node["type"]
+    assert s.admin.get_rule_chain_meta_data(chain.id).nodes[0].name == "hot?"
+    assert s.admin.get_rule_chain_by_id(chain.id).name == chain.name
+    assert chain.id.id in [c.id.id for c in s.admin.get_rule_chains(page_size=100, page=0).data]
+    assert [c.id.id for c in s.admin.get_rule_chains_by_ids([chain.id.id])] == [chain.id.id]
+    assert s.admin.get_rule_chain_output_labels(chain.id) == []
+    # tb-rest-client's save_rule_chain is ThingsBoard's "create from the default template"
+    default = s.admin.save_rule_chain(DefaultRuleChainCreateRequest(name=f"surf-dflt-{uuid.uuid4().hex[:6]}"))
+    assert default.root is False and len(s.admin.get_rule_chain_meta_data(default.id).nodes) >= 4
+    sample = {"script": "return msg.t > 1;", "scriptType": "filter", "argNames": ["msg", "metadata", "msgType"]}
+    sample |= {"msg": '{"t": 2}', "metadata": {}, "msgType": "POST_TELEMETRY_REQUEST"}
+    assert s.admin.test_script(sample) == {"output": "true", "error": ""}
+    did = s.world.devices["dev-a1"]["id"]["id"]
+    run = s.world.admin.post(f"/api/tbpanel/ruleChain/{chain.id.id}/run", json={"deviceId": did, "data": {"t": 30}})
+    assert run.status_code == 200, run.text
+    debug_in = s.admin.get_latest_rule_node_debug_input(saved.nodes[0].id)
+    assert debug_in["type"] == "IN" and json.loads(debug_in["data"]) == {"t": 30}
+    root_before = next(c for c in s.admin.get_rule_chains(page_size=100, page=0).data if c.root)
+    assert s.admin.set_root_rule_chain(chain.id).root is True
+    s.admin.set_root_rule_chain(root_before.id)
+    with pytest.raises(ApiException) as refused:
+        s.customer.get_rule_chain_by_id(chain.id)
+    assert refused.value.status == 403
+    s.admin.delete_rule_chain(chain.id)
+    with pytest.raises(ApiException) as err:
+        s.admin.get_rule_chain_by_id(RuleChainId(chain.id.id, "RULE_CHAIN"))
     assert err.value.status == 404
 
 

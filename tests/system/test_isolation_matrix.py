@@ -156,6 +156,31 @@ def dashboards(w, dev: dict[str, str]) -> tuple[dict[str, str], dict[str, set[st
     return ids, markers
 
 
+def rule_chains(w) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """A rule chain per tenant (with a debug-mode node that has seen a message), whose name,
+    id and node id only that tenant's administrator may ever see (issue 17)."""
+    ids, markers = {}, {}
+    for owner, api, key, device in (("AT", w.admin, "a", "dev-a1"), ("B", w.other_admin, "b", "dev-b")):
+        name = f"chain_{owner}_secret"
+        cid = api.post("/api/ruleChain", json={"name": name, "type": "CORE"}).json()["id"]["id"]
+        node = {
+            "type": "org.thingsboard.rule.engine.filter.TbJsFilterNode",
+            "name": f"node_{owner}_secret",
+            "debugMode": True,
+            "configuration": {"jsScript": "return true;"},
+        }
+        md = {"ruleChainId": {"id": cid}, "firstNodeIndex": 0, "nodes": [node], "connections": []}
+        r = api.post("/api/ruleChain/metadata", json=md)
+        assert r.status_code == 200, r.text
+        did = w.devices[device]["id"]["id"]
+        assert (
+            api.post(f"/api/tbpanel/ruleChain/{cid}/run", json={"deviceId": did, "data": {"x": 1}}).status_code == 200
+        )
+        ids[f"chain_{key}"], ids[f"node_{key}"] = cid, r.json()["nodes"][0]["id"]["id"]
+        markers[owner] = {name, cid, ids[f"node_{key}"], f"node_{owner}_secret"}
+    return ids, markers
+
+
 def build_ctx(w) -> Ctx:
     admin_jwt = jwt(w.admin)
     jwts = {
@@ -242,8 +267,9 @@ def build_ctx(w) -> Ctx:
         },
     }
     profile_ids, profile_markers = profiles_and_users(w)  # device profiles, users (issue 16)
-    ids |= profile_ids
-    for owner, ms in profile_markers.items():
+    chain_ids, chain_markers = rule_chains(w)  # rule chains (issue 17)
+    ids |= profile_ids | chain_ids
+    for owner, ms in (*profile_markers.items(), *chain_markers.items()):
         markers[owner] |= ms
     dashboard_ids, dashboard_markers = dashboards(w, dev)  # dashboards (issue 18)
     ids |= dashboard_ids
@@ -295,6 +321,9 @@ def make_fresh(ctx: Ctx, kind: str) -> str:
         body = {"email": f"fresh-{uuid.uuid4().hex[:8]}@tenant-a.test", "authority": "CUSTOMER_USER"}
         body |= {"customerId": {"id": ctx.ids["cust_a1"]}, "password": password}
         return a.post("/api/user", json=body).json()["id"]["id"]
+    if kind == "chain":  # a chain of tenant A doing what the default root does (a row makes one root)
+        body = {"name": f"fresh-{uuid.uuid4().hex[:8]}"}
+        return a.post("/api/ruleChain/device/default", json=body).json()["id"]["id"]
     if kind == "rpc":  # a persistent request to device A1 (stays QUEUED: A1 is never connected)
         body = {"method": "fresh", "persistent": True, "timeout": 600_000}
         return a.post(f"/api/rpc/oneway/{ctx.ids['dev_a1']}", json=body).json()["rpcId"]
@@ -328,6 +357,16 @@ OWN_TENANT_ADMIN = expect(customer=403, other_customer=403, other_admin=200, adm
 TEL = "/api/plugins/telemetry/([A-Za-z_]+)/([^/]+)"
 SCOPE = "([A-Za-z_]*_SCOPE)"  # tbpanel.api.attributes.SCOPE
 M = "/api/tbpanel/models/([^/]+)"
+#: a chain (node) of tenant A: another tenant's administrator is told it does not exist
+CHAIN_A = expect(customer=403, other_customer=403, other_admin=404, admin=200)
+RC = "/api/ruleChain/([^/]+)"
+TEST_SCRIPT = {
+    "script": "return true;",
+    "scriptType": "filter",
+    "msg": "",  # an empty message (fill() would read braces as a placeholder)
+    "metadata": {},
+    "msgType": "POST_TELEMETRY_REQUEST",
+}
 
 
 #: every device with the secrets' latest values: each identity must get only its own
@@ -657,6 +696,42 @@ ROUTES: dict[tuple[str, str], Row] = {
         A1_READ,
         {"entityAliases": {"all": {"alias": "every device", "filter": {"type": "entityType", "entityType": "DEVICE"}}}},
     ),
+    # rule chains (issue 17): tenant administrators only; another tenant's chain or node is 404
+    (r"/api/ruleChain/?", "POST"): Row(
+        "/api/ruleChain",
+        CHAIN_A,
+        {"id": {"entityType": "RULE_CHAIN", "id": "{fresh}"}, "name": "renamed-{who}"},
+        "chain",
+    ),
+    (r"/api/ruleChain/device/default/?", "POST"): Row(
+        "/api/ruleChain/device/default", OWN_TENANT_ADMIN, {"name": "matrix-{who}"}
+    ),
+    (r"/api/ruleChain/metadata/?", "POST"): Row(
+        "/api/ruleChain/metadata",
+        CHAIN_A,
+        {"ruleChainId": {"id": "{fresh}"}, "firstNodeIndex": None, "nodes": [], "connections": []},
+        "chain",
+    ),
+    (r"/api/ruleChain/testScript/?", "POST"): Row("/api/ruleChain/testScript", OWN_TENANT_ADMIN, TEST_SCRIPT),
+    (r"/api/ruleChain/tbelEnabled/?", "GET"): Row("/api/ruleChain/tbelEnabled", OWN_TENANT_ADMIN),
+    (rf"{RC}/root/?", "POST"): Row("/api/ruleChain/{fresh}/root", CHAIN_A, fresh="chain"),
+    (rf"{RC}/metadata/?", "GET"): Row("/api/ruleChain/{chain_a}/metadata", CHAIN_A),
+    (rf"{RC}/output/labels/?", "GET"): Row("/api/ruleChain/{chain_a}/output/labels", CHAIN_A),
+    (rf"{RC}/?", "GET"): Row("/api/ruleChain/{chain_a}", CHAIN_A),
+    (rf"{RC}/?", "DELETE"): Row("/api/ruleChain/{fresh}", CHAIN_A, fresh="chain"),
+    (r"/api/ruleChains/list/?", "GET"): Row("/api/ruleChains/list?ruleChainIds={chain_a},{chain_b}", OWN_TENANT_ADMIN),
+    (r"/api/ruleChains/?", "GET"): Row("/api/ruleChains?pageSize=100&page=0", OWN_TENANT_ADMIN),
+    (r"/api/ruleNode/([^/]+)/debugIn/?", "GET"): Row("/api/ruleNode/{node_a}/debugIn", CHAIN_A),
+    (r"/api/tbpanel/ruleChain/([^/]+)/debug/?", "GET"): Row("/api/tbpanel/ruleChain/{chain_a}/debug", CHAIN_A),
+    (r"/api/tbpanel/ruleChain/([^/]+)/counters/?", "GET"): Row("/api/tbpanel/ruleChain/{chain_a}/counters", CHAIN_A),
+    (r"/api/tbpanel/ruleChain/([^/]+)/run/?", "POST"): Row(
+        "/api/tbpanel/ruleChain/{chain_a}/run", CHAIN_A, {"deviceId": "{dev_a1}", "data": {"matrix": 1}}
+    ),
+    (r"/api/tbpanel/rules/deadLetters/?", "GET"): Row("/api/tbpanel/rules/deadLetters", OWN_TENANT_ADMIN),
+    # no dead letter exists (the server runs no queue worker here): both administrators get 404
+    (r"/api/tbpanel/rules/deadLetters/([^/]+)/retry/?", "POST"): Row(
+        "/api/tbpanel/rules/deadLetters/1/retry", expect(customer=403, other_customer=403, other_admin=404, admin=404)
+    ),
     (r"/api/.*", "GET"): Row("/api/no/such/route", same(404)),
 }
 WEBSOCKET_ROUTES = {r"/api/ws/plugins/telemetry/?", r"/api/ws/?"}
@@ -974,7 +1049,16 @@ def test_websocket_pushes_stay_in_their_tenant_and_customer(ctx):
 
 
 # --------------------------------------------------------------------------- pages
-PAGES = ["/", "/telemetry", "/alarms", "/models", "/model?id={model_a}", "/profiles", "/profiles?profile={prof_b}"]
+PAGES = [
+    "/",
+    "/telemetry",
+    "/alarms",
+    "/models",
+    "/model?id={model_a}",
+    "/profiles",
+    "/profiles?profile={prof_b}",
+    "/rules",
+]
 
 
 def page_cookies(ctx: Ctx) -> dict[str, str | None]:
@@ -1099,6 +1183,10 @@ def test_page_contents(ctx, browser):
                     not editor and "tenant administrators only" not in doc
                 ):
                     failures.append(f"{path} as {who}: editor={editor}")
+            if path == "/rules" and ("chain_AT_secret" in doc) != (who == "admin"):
+                failures.append(f"/rules as {who}: lists chain_AT_secret={who != 'admin'}")
+            if path == "/rules" and who in ("customer", "other_customer") and "tenant administrators only" not in doc:
+                failures.append(f"/rules as {who}: no refusal")
         context.close()
     assert not failures, "\n".join(failures)
 
