@@ -177,7 +177,10 @@ def test_alias_resolution_per_user(world, run):
         "b": [],
     }
     # aliases being edited (not stored yet) resolve the same way, for the asking user
-    edited = {"entityAliases": {"all": alias({"type": "entityType", "entityType": "DEVICE"})}}
+    # (a name filter: other modules on the shared server give customer A1 devices of their own)
+    edited = {
+        "entityAliases": {"all": alias({"type": "entityName", "entityType": "DEVICE", "entityNameFilter": "dev-"})}
+    }
     assert resolved_names(world.customer, d, edited) == {"all": ["dev-a1"]}
     r = world.customer.post(
         f"/api/tbpanel/dashboard/{d}/aliases/resolve", json={"entityAliases": {"x": {"filter": {}}}}
