@@ -130,10 +130,15 @@ def test_assignment_and_what_customers_see(world, run):
     assert a.get(f"/api/dashboard/{d}").json()["assignedCustomers"] == []
 
 
+#: the shared world's own devices: other modules on the session server add devices of their own
+#: (to customer A1 too), which the alias filters below may also match
+WORLD_DEVICES = {"dev-a1", "dev-a2", "dev-tenant", "dev-b"}
+
+
 def resolved_names(api, did: str, body=None) -> dict[str, list[str]]:
     r = api.post(f"/api/tbpanel/dashboard/{did}/aliases/resolve", json=body)
     assert r.status_code == 200, r.text
-    return {alias: [d["name"] for d in devices] for alias, devices in r.json().items()}
+    return {alias: [d["name"] for d in devices if d["name"] in WORLD_DEVICES] for alias, devices in r.json().items()}
 
 
 def test_alias_resolution_per_user(world, run):
@@ -177,10 +182,7 @@ def test_alias_resolution_per_user(world, run):
         "b": [],
     }
     # aliases being edited (not stored yet) resolve the same way, for the asking user
-    # (a name filter: other modules on the shared server give customer A1 devices of their own)
-    edited = {
-        "entityAliases": {"all": alias({"type": "entityName", "entityType": "DEVICE", "entityNameFilter": "dev-"})}
-    }
+    edited = {"entityAliases": {"all": alias({"type": "entityType", "entityType": "DEVICE"})}}
     assert resolved_names(world.customer, d, edited) == {"all": ["dev-a1"]}
     r = world.customer.post(
         f"/api/tbpanel/dashboard/{d}/aliases/resolve", json={"entityAliases": {"x": {"filter": {}}}}

@@ -110,7 +110,7 @@ NOT_PROVIDED: dict[str, str] = {
     "get_alarm_rules_by_entity_id": "4.4's alarm-rule entity is not built",
     "get_latest_alarm_rule_debug_event": "4.4's alarm-rule entity is not built",
     "save_alarm_rule": "4.4's alarm-rule entity is not built",
-    "test_alarm_rule_script": "no script engine (TBEL/JS) in tbpanel",
+    "test_alarm_rule_script": "4.4's alarm-rule entity is not built (rule-chain scripts: test_script works)",
     # devices
     "assign_device_to_tenant": "moving a device to another tenant is not supported",
     "process_devices_bulk_import": "CSV bulk import is not built; POST /api/device per device",
@@ -144,7 +144,7 @@ NOT_PROVIDED: dict[str, str] = {
     "request_reset_password_by_email": "tbpanel sends no mail: an administrator sets a new password (POST /api/user)",
     "reset_password": "tbpanel sends no mail, so there are no reset tokens",
     "get_user_token": "administrators never sign in as other users in tbpanel",
-    "handle_rule_engine_request_for_user": "the rule-engine REST API belongs to the rule-engine issue",
+    "handle_rule_engine_request_for_user": "ThingsBoard's /api/rule-engine/ (a REST request a chain answers with a REST reply node) is not built",
     # rule chains
     "export_rule_chains": "the bulk export of every chain is not built; GET /api/ruleChain/{id} + /metadata per chain",
     "import_rule_chains": "the bulk import is not built; POST /api/ruleChain + /api/ruleChain/metadata per chain",

@@ -46,7 +46,8 @@ def test_a_tenant_without_a_root_gets_the_default_and_runs_it_compiled(platform,
     ingress = platform.rules.ingress
     assert platform.rules.engine.chains(tenant.id) == []
     plan = ingress.plan(tenant.id)
-    assert plan.compiled and plan.profile_node_id is None
+    # ThingsBoard's default root chain starts with the Device Profile node (its alarm rules)
+    assert plan.compiled and plan.profile_node_id is not None
     assert [c.title for c in platform.rules.chains.list(tenant.id)] == ["Root Rule Chain"]
     asyncio.run(
         _await(lambda: ingress.telemetry(tenant.id, rows(device.id, b'{"ts": 1767225600000, "values": {"t": 1}}')))
