@@ -181,6 +181,9 @@ class Writer(threading.Thread):
                     self._run_call(op)
                 if batches:
                     self._commit_batches(batches)
+                # drop this round's ops before waiting for the next: an idle writer must not
+                # keep the last group's points, or a compaction's month in its switch closure
+                del ops, first, batches, op
                 if stop:
                     # anything queued after the stop marker is refused
                     while True:
