@@ -141,10 +141,12 @@ class Compactor:
         #: month -> (write counter, when it was first seen at it, when the month was first
         #: deferred): what the background rounds saw of busy months (see QUIET_S)
         self._seen: dict[int, tuple[int | None, float, float]] = {}
+        self._quiet_s = QUIET_S
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, interval_s: float) -> None:
         """Compact every ``interval_s`` seconds on a background thread."""
+        self._quiet_s = min(QUIET_S, interval_s)  # a store compacting often waits less
         self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="tbpanel-compactor", daemon=True)
         self._thread.start()
 
@@ -191,7 +193,7 @@ class Compactor:
     def _loop(self, interval_s: float) -> None:
         while True:
             # a deferred (busy) month is looked at again soon: one cheap read of its counter
-            nudged = self._wake.wait(min(interval_s, QUIET_S) if self._seen else interval_s)
+            nudged = self._wake.wait(self._quiet_s if self._seen else interval_s)
             if self._stop.is_set():
                 return
             if nudged:  # a backfill: let its next batches land, then compact
@@ -295,7 +297,8 @@ class Compactor:
         return sorted(todo)
 
     def _settled(self, months: list[int]) -> list[int]:
-        """Those of ``months`` whose write counter did not move for :data:`QUIET_S` (or that
+        """Those of ``months`` whose write counter did not move for :data:`QUIET_S` (at most
+        the compaction interval) (or that
         were deferred for :data:`MAX_DEFER_S`); the others are remembered for the next look."""
         conn = self._readers.get()
         with ReadTransaction(conn):
@@ -311,7 +314,7 @@ class Compactor:
                 seen[m] = (wc, now, now if last is None else last[2])
                 if last is None or now - last[2] < MAX_DEFER_S:
                     continue
-            elif now - last[1] < QUIET_S:
+            elif now - last[1] < self._quiet_s:
                 continue
             del seen[m]
             out.append(m)

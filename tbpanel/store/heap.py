@@ -1,4 +1,5 @@
-"""Giving freed memory back to the operating system (glibc's allocator; a no-op elsewhere).
+"""Giving freed memory back to the operating system (glibc's allocator; a no-op elsewhere),
+and keeping the garbage collector off the long-lived objects.
 
 Why: a compaction reads a whole month into numpy columns and frees them minutes later; a big
 ingest body becomes many short-lived Python objects. glibc keeps freed heap memory for reuse and,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,14 @@ def tune_heap() -> bool:
     if _LIBC is None:  # pragma: no cover
         return False
     return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (a started server: modules, Panel/Bokeh, the platform) out
+    of the garbage collector's generations, so that its full collections during ingest traverse
+    only what was made since (``gc.freeze``)."""
+    gc.collect()
+    gc.freeze()
 
 
 def release_free_heap() -> None:

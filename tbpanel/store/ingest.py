@@ -18,13 +18,23 @@ columns. So a rejected body gets the same message, and an accepted one the same 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
-from .payload import _CONTROL_CHARS, MAX_KEY_LENGTH, MAX_STRING_LENGTH, TS_MAX, TS_MIN, loads, parse_telemetry
+from .payload import (
+    _CONTROL_CHARS,
+    GC_PAUSE_BYTES,
+    MAX_KEY_LENGTH,
+    MAX_STRING_LENGTH,
+    TS_MAX,
+    TS_MIN,
+    loads,
+    parse_telemetry,
+)
 from .validate import Point, payload_points
 from .values import ValueType, _cast_string, classify
 
@@ -184,29 +194,49 @@ class _Unusual(Exception):
     """Something the fast path leaves to the old parser (which raises the error, if any)."""
 
 
-def _objects(data: Any, server_ts: int) -> tuple[list[dict[str, Any]], list[int]]:
-    """The value objects of a decoded body and the ts of each, as the old parser reads them."""
+def _objects(data: Any, server_ts: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The value objects of a decoded body and the ts of each, as the old parser reads them:
+    an object is timestamped when it has both ``ts`` and ``values``. Checked with ``map`` over
+    the objects (C loops); a mix of timestamped and plain objects goes one by one."""
     if type(data) is dict:
         items = [data]
     elif type(data) is list:
         items = data
     else:
         raise _Unusual
-    dicts: list[dict[str, Any]] = []
-    stamps: list[int] = []
-    for item in items:
-        if type(item) is not dict:
+    if not items:
+        return [], np.empty(0, np.int64)
+    if set(map(type, items)) != {dict}:
+        raise _Unusual
+    has_ts = sum(map(dict.__contains__, items, repeat("ts")))
+    has_values = sum(map(dict.__contains__, items, repeat("values"))) if has_ts else 0
+    if has_ts == has_values == len(items):  # all timestamped: [{"ts": ..., "values": {...}}, ...]
+        stamps = list(map(dict.__getitem__, items, repeat("ts")))
+        dicts = list(map(dict.__getitem__, items, repeat("values")))
+        if set(map(type, stamps)) != {int} or set(map(type, dicts)) != {dict}:
             raise _Unusual
+        try:
+            ts = np.fromiter(stamps, np.int64, len(stamps))
+        except OverflowError:
+            raise _Unusual from None
+        if int(ts.min()) < TS_MIN or int(ts.max()) > TS_MAX:
+            raise _Unusual
+        return dicts, ts
+    if not has_ts or not has_values:  # none timestamped: keys and values, at the server's time
+        return items, np.full(len(items), server_ts, np.int64)
+    objs: list[dict[str, Any]] = []
+    out: list[int] = []
+    for item in items:
         if "ts" in item and "values" in item:
-            ts, values = item["ts"], item["values"]
-            if type(ts) is not int or not TS_MIN <= ts <= TS_MAX or type(values) is not dict:
+            t, values = item["ts"], item["values"]
+            if type(t) is not int or not TS_MIN <= t <= TS_MAX or type(values) is not dict:
                 raise _Unusual
-            dicts.append(values)
-            stamps.append(ts)
+            objs.append(values)
+            out.append(t)
         else:
-            dicts.append(item)
-            stamps.append(server_ts)
-    return dicts, stamps
+            objs.append(item)
+            out.append(server_ts)
+    return objs, np.array(out, np.int64)
 
 
 def _check_keys(keys: dict[str, int]) -> None:
@@ -228,7 +258,7 @@ def _fast(entity: str, data: Any, server_ts: int) -> PointColumns:
         index[k] = i
     _check_keys(index)  # type: ignore[arg-type]
     key = np.fromiter(map(index.__getitem__, keys_all), np.int32, n)
-    ts = np.repeat(np.array(stamps, np.int64), counts)
+    ts = np.repeat(stamps, counts)
     kinds = set(map(type, vals))
     keys = list(index)
     if kinds == {float}:
@@ -298,6 +328,18 @@ def _encodable(s: str) -> bool:
     return True
 
 
+def _fast_paused(entity: str, data: Any, server_ts: int) -> PointColumns:
+    """:func:`_fast` with the garbage collector paused (as :func:`~tbpanel.store.payload.loads`
+    decodes a big body: the views and lists made per object would trigger collections)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return _fast(entity, data, server_ts)
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def telemetry_columns(
     entity: str, body: bytes | str | Any, server_ts: int, count_check: Callable[[int], None] | None = None
 ) -> PointColumns:
@@ -307,9 +349,11 @@ def telemetry_columns(
     parser's message, for a body :func:`~tbpanel.store.payload.parse_telemetry` and
     :func:`~tbpanel.store.validate.payload_points` refuse; ``count_check(points)`` runs
     between the two, as the transports ran the point limit."""
-    data = loads(body) if isinstance(body, (bytes, str)) else body
+    raw = isinstance(body, (bytes, str))
+    data = loads(body) if raw else body
     try:
-        points = _fast(entity, data, server_ts)
+        big = raw and len(body) >= GC_PAUSE_BYTES
+        points = _fast_paused(entity, data, server_ts) if big else _fast(entity, data, server_ts)
     except _Unusual:
         pass
     else:
