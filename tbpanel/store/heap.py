@@ -42,6 +42,22 @@ def tune_heap() -> bool:
     return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
+class PausedCollector:
+    """``with PausedCollector():`` the cyclic garbage collector is off inside (for work that
+    makes many acyclic objects, such as decoding JSON). Another thread may pause it too: whoever
+    found it on turns it back on."""
+
+    __slots__ = ("_was_on",)
+
+    def __enter__(self) -> None:
+        self._was_on = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_on:
+            gc.enable()
+
+
 def freeze_startup_objects() -> None:
     """Move every object alive now (a started server: modules, Panel/Bokeh, the platform) out
     of the garbage collector's generations, so that its full collections during ingest traverse

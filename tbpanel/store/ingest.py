@@ -18,13 +18,13 @@ columns. So a rejected body gets the same message, and an accepted one the same 
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
+from .heap import PausedCollector
 from .payload import (
     _CONTROL_CHARS,
     GC_PAUSE_BYTES,
@@ -331,13 +331,8 @@ def _encodable(s: str) -> bool:
 def _fast_paused(entity: str, data: Any, server_ts: int) -> PointColumns:
     """:func:`_fast` with the garbage collector paused (as :func:`~tbpanel.store.payload.loads`
     decodes a big body: the views and lists made per object would trigger collections)."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with PausedCollector():
         return _fast(entity, data, server_ts)
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def telemetry_columns(

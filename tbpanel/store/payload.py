@@ -7,7 +7,6 @@ with a :class:`PayloadError` that says what is wrong: nothing from a bad request
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .heap import PausedCollector
 from .values import classify
 
 #: Earliest and latest timestamps accepted: 1970-01-01 and 9999-12-31 (epoch ms).
@@ -79,13 +79,8 @@ GC_PAUSE_BYTES = 16 << 10
 
 
 def _loads_paused(body: bytes) -> Any:
-    was_on = gc.isenabled()  # (another thread may pause it too: whoever paused it re-enables)
-    gc.disable()
-    try:
+    with PausedCollector():
         return orjson.loads(body)
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def loads(body: bytes | str) -> Any:

@@ -3,6 +3,8 @@ whose defaults are the store's, and the latest-values copy is columnar."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from tbpanel import cli
@@ -60,3 +62,39 @@ def test_latest_values_are_columns_with_slots_reused(tmp_path):
 def test_heap_helpers_run():
     assert tune_heap() in (True, False)
     release_free_heap()
+
+
+def test_paused_collector_turns_it_back_on_only_if_it_was_on():
+    import gc
+
+    from tbpanel.store.heap import PausedCollector
+
+    assert gc.isenabled()
+    with PausedCollector():
+        assert not gc.isenabled()
+        with PausedCollector():  # nested (or another thread's): the outer one re-enables
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_background_rounds_leave_a_month_alone_while_it_is_being_written(tmp_path, monkeypatch):
+    """The quiet rule (compaction.QUIET_S): a month is compacted by the background rounds only
+    once its write counter stayed put between two looks at least QUIET_S apart."""
+    from tbpanel.store import compaction
+    from tbpanel.store.times import month_of
+
+    monkeypatch.setattr(compaction, "QUIET_S", 0.3)
+    jan = 1_704_067_200_000
+    with open_store(tmp_path / "s", compaction_interval_s=0) as s:
+        c = s._compactor
+        c._quiet_s = compaction.QUIET_S
+        m = month_of(jan)
+        s.write_points([("d", "k", jan, int(V.DOUBLE), 1.0)])
+        assert c._settled([m]) == []  # first look: remembered
+        s.write_points([("d", "k", jan + 1, int(V.DOUBLE), 2.0)])
+        assert c._settled([m]) == []  # written since: still busy
+        assert c._settled([m]) == []  # quiet, but not for QUIET_S yet
+        time.sleep(0.35)
+        assert c._settled([m]) == [m] and c._seen == {}
+        assert s.compact()["partitions"] == 1  # an explicit compact() never waits
