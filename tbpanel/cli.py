@@ -342,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     memory = p.add_argument_group(
         "Memory",
         "The caches of the telemetry store, each bounded (least recently used out; 0 = off). "
-        "Latest values and the series index are always in memory, as arrays (about 100 bytes "
-        "per series).",
+        "Latest values (as numpy columns) and the series index are always in memory, "
+        "outside these bounds.",
     )
     memory.add_argument(
         "--cold-cache-mib",
