@@ -194,11 +194,13 @@ class Tbpanel(System):
     name = "tbpanel"
     durability = "fsync before ack (SQLite WAL, synchronous=FULL, group commit)"
     settle_poll_s = 10.0  # twice the compaction interval: a month being compacted moves the size
+    #: more ``tbpanel serve`` options (benchmarks/ingest_cpu.py --serve-arg)
+    serve_args: tuple[str, ...] = ()
 
     def start(self, devices: int, fleet: int) -> None:
         # the 20,000-key message needs a key limit above it (the default, 10,000, refuses it)
         extra = ["--compaction-interval", "5", "--max-keys-per-device", str(NEW_KEYS + 100), "--mqtt-port", "-1"]
-        self.proc, url = start_server(self.dir, extra=[*extra, "--coap-port", "-1"])
+        self.proc, url = start_server(self.dir, extra=[*extra, "--coap-port", "-1", *self.serve_args])
         self.host = url.split("//")[1]
         names = [(f"dev-{i}", "bench") for i in range(devices)]
         names += [(f"fleet-{i}", "fleet") for i in range(fleet)] + [

@@ -158,6 +158,23 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 
 DEFAULT_MAX_KEYS_PER_DEVICE = 10_000
 DEFAULT_MAX_POINTS_PER_MESSAGE = 100_000
 
+#: ``serve`` memory defaults (MiB): those of tbpanel.store.telemetry / tbpanel.store.hot (checked
+#: by tests/store/test_memory_bounds.py, like the limits above).
+DEFAULT_COLD_CACHE_MIB = 128
+DEFAULT_HOT_CACHE_MIB = 32
+DEFAULT_SQLITE_CACHE_MIB = 16
+
+
+def _mebibytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of MiB, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 #: MQTT's remaining length cannot say more than 256 MiB.
 MAX_MQTT_PAYLOAD = 256 << 20
 
@@ -321,6 +338,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help=f"points one telemetry message may carry (default: {DEFAULT_MAX_POINTS_PER_MESSAGE})",
+    )
+    memory = p.add_argument_group(
+        "Memory",
+        "The caches of the telemetry store, each bounded (least recently used out; 0 = off). "
+        "Latest values (as numpy columns) and the series index are always in memory, "
+        "outside these bounds.",
+    )
+    memory.add_argument(
+        "--cold-cache-mib",
+        type=_mebibytes,
+        default=DEFAULT_COLD_CACHE_MIB,
+        metavar="MIB",
+        help="decoded chunks of the Zarr cold tier (default: %(default)s)",
+    )
+    memory.add_argument(
+        "--hot-cache-mib",
+        type=_mebibytes,
+        default=DEFAULT_HOT_CACHE_MIB,
+        metavar="MIB",
+        help="merged columnar blocks of the hot tier, not yet compacted (default: %(default)s)",
+    )
+    memory.add_argument(
+        "--sqlite-cache-mib",
+        type=_mebibytes,
+        default=DEFAULT_SQLITE_CACHE_MIB,
+        metavar="MIB",
+        help="SQLite page cache of each connection to the hot tier: the writer and each reading "
+        "thread (default: %(default)s)",
     )
     p.add_argument("--demo", action="store_true", help="demo tenant, logins, simulated fleet and a built model")
     p.add_argument(

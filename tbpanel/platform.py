@@ -50,6 +50,9 @@ class Platform(param.Parameterized):
     compaction_interval_s = param.Number(
         default=60, bounds=(0, None), doc="How often closed partitions move to the Zarr tier (0: never)."
     )
+    store_options = param.Dict(
+        default={}, doc="More keyword arguments of open_store (its cache sizes: tbpanel serve's Memory options)."
+    )
 
     def __init__(self, data_dir: str | os.PathLike, **params):
         super().__init__(data_dir=str(Path(data_dir).resolve()), **params)
@@ -64,6 +67,7 @@ class Platform(param.Parameterized):
             Path(self.data_dir) / "telemetry",
             compaction_interval_s=self.compaction_interval_s,
             max_keys_per_entity=self.max_keys_per_device,
+            **self.store_options,
         )
         self.store.device_ids = self.device_ids  # store.query(devices=["Pump P1"]) takes names
         self._secret = load_or_create_secret(self.data_dir)

@@ -19,6 +19,7 @@ from . import logs
 from .api import api_patterns
 from .live import LiveHub
 from .platform import Platform
+from .store.heap import freeze_startup_objects, tune_heap
 from .ui.alarms import alarms_page
 from .ui.fleet import fleet_page
 from .ui.login import DemoLogin, PageAuthProvider
@@ -224,12 +225,24 @@ def public_url(address: str, port: int) -> str:
 def serve_from_args(args: argparse.Namespace) -> int:
     """``tbpanel serve``: open the data directory, optionally seed the demo, serve until stopped."""
     logs.configure(args.log_level)
+    tune_heap()  # large arrays (compaction, big bodies) go back to the OS when freed
     limits = {
         name: value
         for name in ("max_keys_per_device", "max_points_per_message")
         if (value := getattr(args, name, None)) is not None
     }
-    platform = Platform(args.data, compaction_interval_s=getattr(args, "compaction_interval", 60), **limits)
+    caches = {
+        store_arg: value << shift
+        for name, store_arg, shift in (
+            ("cold_cache_mib", "cache_bytes", 20),
+            ("hot_cache_mib", "hot_cache_bytes", 20),
+            ("sqlite_cache_mib", "sqlite_cache_kib", 10),
+        )
+        if (value := getattr(args, name, None)) is not None
+    }
+    platform = Platform(
+        args.data, compaction_interval_s=getattr(args, "compaction_interval", 60), store_options=caches, **limits
+    )
     simulator = None
     if args.demo:
         from . import demo
@@ -265,6 +278,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
             f"{demo.CUSTOMER_EMAIL} / {demo.CUSTOMER_PASSWORD}",
             flush=True,
         )
+    freeze_startup_objects()  # the collector's full passes skip what the start made
     print(f"tbpanel serving at {url}", flush=True)
 
     def stop(*_: object) -> None:

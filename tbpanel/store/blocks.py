@@ -37,6 +37,7 @@ BLOCK_MIN_POINTS = 64
 PACK_ROWS = 1024
 
 _LONG = int(ValueType.LONG)
+_STR = int(ValueType.STR)
 
 #: A block as fetched: ``(id, ts, t, num, lng, txt)`` blobs (``lng``/``txt`` may be None).
 BlockRow = tuple[int, bytes, bytes, bytes, bytes | None, bytes | None]
@@ -46,22 +47,39 @@ BlockRow = tuple[int, bytes, bytes, bytes, bytes | None, bytes | None]
 
 
 def group_blocks(sid: np.ndarray, ts: np.ndarray, t: np.ndarray, v: np.ndarray) -> Iterable[tuple[int, int, Columns]]:
-    """Points of a group (parallel arrays, in write order) as ``(sid, month, columns)`` per
-    series and month: sorted by ts, a timestamp written twice keeps its last value (as the
-    row upsert does)."""
+    """Points of a group (parallel arrays, in write order; ``v`` an object array of values) as
+    ``(sid, month, columns)`` per series and month (see :func:`group_columns`)."""
+    return group_columns(sid, {"ts": ts, "t": t, **columns_from_values(t, v)})
+
+
+def group_columns(sid: np.ndarray, cols: Columns) -> Iterable[tuple[int, int, Columns]]:
+    """Points of a group as columns (in write order) with their series ids, as ``(sid, month,
+    columns)`` per series and month: sorted by ts, a timestamp written twice keeps its last
+    value (as the row upsert does)."""
+    ts = cols["ts"]
     month = months_of(ts)
     order = np.lexsort((np.arange(len(ts)), ts, month, sid))  # stable: write order breaks ties
-    sid, ts, t, v, month = sid[order], ts[order], t[order], v[order], month[order]
+    sid, ts, month = sid[order], ts[order], month[order]
     last = np.ones(len(ts), bool)
     last[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
+    sel = order if last.all() else order[last]
     if not last.all():
-        sid, ts, t, v, month = sid[last], ts[last], t[last], v[last], month[last]
+        sid, ts, month = sid[last], ts[last], month[last]
+    t, num, lng = cols["t"][sel], cols["num"][sel], cols["lng"][sel]
+    txt = None if cols.get("txt") is None else cols["txt"][sel]
     cuts = np.flatnonzero((sid[1:] != sid[:-1]) | (month[1:] != month[:-1])) + 1
     bounds = [0, *cuts.tolist(), len(ts)]
     for a, b in zip(bounds[:-1], bounds[1:]):
-        tt = t[a:b]
-        cols: Columns = {"ts": ts[a:b], "t": tt, **columns_from_values(tt, v[a:b])}
-        yield int(sid[a]), int(month[a]), cols
+        part_txt = None
+        if txt is not None:
+            part_txt = txt[a:b]
+            if not (t[a:b] >= _STR).any():
+                part_txt = None
+        yield (
+            int(sid[a]),
+            int(month[a]),
+            {"ts": ts[a:b], "t": t[a:b], "num": num[a:b], "lng": lng[a:b], "txt": part_txt},
+        )
 
 
 def encode(cols: Columns) -> tuple[int, int, int, bytes, bytes, bytes, bytes | None, bytes | None]:

@@ -28,6 +28,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from ..clock import now_ms
 from .cold import ColdTier
 from .columns import Columns, merge_columns
 from .faults import storage_fault
+from .heap import release_free_heap
 from .hot import (
     SQL_ADD_POINTS,
     SQL_DELETE_BLOCKS_OF_MONTH,
@@ -70,6 +72,13 @@ BACKFILL_POINTS = 50_000
 #: Quiet time after a backfill's nudge before compacting (the next batches of the same
 #: backfill would otherwise make the month being compacted conflict and retry).
 BACKFILL_SETTLE_S = 1.0
+#: The background compactor leaves a month alone until no transaction has written it for this
+#: long (its write counter stayed put between two looks): compacting a month that is still
+#: being written reads all of it, conflicts at the switch and starts again, so that an ingest
+#: into closed months spent more CPU re-reading them than writing them. A month busy for
+#: longer than :data:`MAX_DEFER_S` is compacted anyway (and may conflict and retry as before).
+QUIET_S = 1.0
+MAX_DEFER_S = 600.0
 
 #: What :meth:`Compactor.compact` returns.
 CompactionStats = dict[str, Any]
@@ -129,10 +138,15 @@ class Compactor:
         self._thread: threading.Thread | None = None
         self._switch_lock = threading.Lock()
         self._switching = False  # the writer is inside a switch of ours (stop() interrupts it)
+        #: month -> (write counter, when it was first seen at it, when the month was first
+        #: deferred): what the background rounds saw of busy months (see QUIET_S)
+        self._seen: dict[int, tuple[int | None, float, float]] = {}
+        self._quiet_s = QUIET_S
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, interval_s: float) -> None:
         """Compact every ``interval_s`` seconds on a background thread."""
+        self._quiet_s = min(QUIET_S, interval_s)  # a store compacting often waits less
         self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="tbpanel-compactor", daemon=True)
         self._thread.start()
 
@@ -178,7 +192,8 @@ class Compactor:
 
     def _loop(self, interval_s: float) -> None:
         while True:
-            nudged = self._wake.wait(interval_s)
+            # a deferred (busy) month is looked at again soon: one cheap read of its counter
+            nudged = self._wake.wait(self._quiet_s if self._seen else interval_s)
             if self._stop.is_set():
                 return
             if nudged:  # a backfill: let its next batches land, then compact
@@ -187,7 +202,7 @@ class Compactor:
                 if self._stop.wait(BACKFILL_SETTLE_S):
                     return
             try:
-                self.compact()
+                self.compact(settled_only=True)
             except Exception as exc:
                 fault = storage_fault(exc)
                 if fault is not None:  # expected while the disk is full: no traceback every round
@@ -220,8 +235,9 @@ class Compactor:
             self._unlock()
 
     # ---------------------------------------------------------------------------- compaction
-    def compact(self, before_ts: int | None = None) -> CompactionStats:
-        """Move closed months from hot to cold (see :meth:`TelemetryStore.compact`)."""
+    def compact(self, before_ts: int | None = None, *, settled_only: bool = False) -> CompactionStats:
+        """Move closed months from hot to cold (see :meth:`TelemetryStore.compact`);
+        ``settled_only`` (the background rounds): skip the months still being written."""
         stats: CompactionStats = {
             "partitions": 0,
             "points_moved": 0,
@@ -237,7 +253,10 @@ class Compactor:
                 return stats
             try:
                 cutoff = now_ms() - self.grace_ms if before_ts is None else int(before_ts)
-                for m in self._months_to_compact(cutoff):
+                months = self._months_to_compact(cutoff)
+                if settled_only:
+                    months = self._settled(months)
+                for m in months:
                     self._check_stop()
                     log.info("compacting %s", month_name(m))
                     self._compact_month(m, stats)
@@ -249,6 +268,7 @@ class Compactor:
         self._snapshots.purge_retired()
         if (stats["partitions"] or stats["partitions_removed"]) and not self._stop.is_set():
             self._give_back_free_pages()
+            release_free_heap()  # the month's columns were freed: give the memory back too
         return stats
 
     def _give_back_free_pages(self) -> None:
@@ -275,6 +295,30 @@ class Compactor:
         todo = {m for m in hot_months if month_start(m + 1) <= cutoff}
         todo |= {month_from_name(p) for p in tomb_parts}
         return sorted(todo)
+
+    def _settled(self, months: list[int]) -> list[int]:
+        """Those of ``months`` whose write counter did not move for :data:`QUIET_S` (at most
+        the compaction interval) (or that
+        were deferred for :data:`MAX_DEFER_S`); the others are remembered for the next look."""
+        conn = self._readers.get()
+        with ReadTransaction(conn):
+            wcs = {m: month_wc(conn, m) for m in months}
+        now = time.monotonic()
+        seen, out = self._seen, []
+        for m in list(seen):
+            if m not in wcs:
+                del seen[m]
+        for m, wc in wcs.items():
+            last = seen.get(m)
+            if last is None or last[0] != wc:
+                seen[m] = (wc, now, now if last is None else last[2])
+                if last is None or now - last[2] < MAX_DEFER_S:
+                    continue
+            elif now - last[1] < self._quiet_s:
+                continue
+            del seen[m]
+            out.append(m)
+        return out
 
     def _compact_month(self, m: int, stats: CompactionStats) -> None:
         for _attempt in range(3):

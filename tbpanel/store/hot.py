@@ -52,9 +52,9 @@ import numpy as np
 from .. import sqlite as db
 from . import blocks
 from .columns import Columns, concat_columns, hot_rows_to_columns, py_value
-from .latest import Latest, LatestValues
+from .ingest import Batch, PointColumns, py_values, value_columns
+from .latest import Latest, LatestTable, LatestValues
 from .times import month_of, months_of
-from .validate import Point
 
 #: Schema versions of ``telemetry.sqlite`` (see :func:`tbpanel.sqlite.migrate`). Version 1 is
 #: the schema the store had before versioning, written with IF NOT EXISTS so those files upgrade.
@@ -133,7 +133,10 @@ CREATE INDEX hot_blocks_month ON hot_blocks(month);
 )
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-CACHE_KIB = 65536  # 64 MiB page cache per connection
+#: Default page cache of each SQLite connection of the hot tier (KiB; ``tbpanel serve
+#: --sqlite-cache-mib``). The writer and every reading thread have one; the OS page cache holds
+#: the file anyway, so a big private cache per connection mostly costs RSS.
+CACHE_KIB = 16 << 10
 SQL_IN_CHUNK = 500  # ids per IN (...) list, well below SQLite's 32766 bound variables
 
 
@@ -144,9 +147,11 @@ def db_path(data_dir: str) -> str:
 # --- connections ---------------------------------------------------------------------------
 
 
-def open_database(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+def open_database(
+    path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000, cache_kib: int = CACHE_KIB
+) -> sqlite3.Connection:
     """The writer's connection, with the file brought to the current schema version."""
-    conn = db.connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, cache_kib=CACHE_KIB)
+    conn = db.connect(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, cache_kib=cache_kib)
     try:
         db.migrate(conn, MIGRATIONS, what=f"the telemetry database {path}")
     except BaseException:
@@ -158,9 +163,10 @@ def open_database(path: str, *, synchronous: str = "FULL", busy_timeout_ms: int 
 class ReaderPool:
     """Thread-local read connections (WAL readers see a consistent snapshot per transaction)."""
 
-    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int, cache_kib: int = CACHE_KIB) -> None:
         self._path = path
         self._busy = busy_timeout_ms
+        self._cache_kib = cache_kib
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -176,7 +182,7 @@ class ReaderPool:
         if conn is None:
             if self._closed:
                 raise RuntimeError("the telemetry store is closed")
-            conn = db.connect(self._path, busy_timeout_ms=self._busy, readonly=True, cache_kib=CACHE_KIB)
+            conn = db.connect(self._path, busy_timeout_ms=self._busy, readonly=True, cache_kib=self._cache_kib)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -480,7 +486,7 @@ def latest_version(conn: sqlite3.Connection) -> int:
     return version
 
 
-def read_all_latest(conn: sqlite3.Connection) -> tuple[int, dict[str, dict[str, Latest]]]:
+def read_all_latest(conn: sqlite3.Connection) -> tuple[int, LatestTable]:
     """The latest version and every latest value, inside the caller's read transaction."""
     version = latest_version(conn)
     rows = ((e, k, ts, t, py_value(t, v)) for e, k, ts, t, v in conn.execute(SQL_ALL_LATEST))
@@ -577,7 +583,7 @@ SQL_SERIES_IDS_OF_ENTITY = "SELECT key, id FROM series WHERE entity = ? AND key 
 
 
 def create_series(
-    conn: sqlite3.Connection, ids: dict[tuple[str, str], int], points: Sequence[Point], first: int
+    conn: sqlite3.Connection, ids: dict[tuple[str, str], int], points: Sequence[Sequence[Any]], first: int
 ) -> dict[tuple[str, str], int]:
     """Create the series of ``points[first:]`` that ``ids`` does not know, in bulk: one
     ``executemany`` and one ``SELECT ... IN`` per :data:`SQL_IN_CHUNK` keys of an entity
@@ -606,65 +612,105 @@ def create_series(
 GroupState = tuple[dict[tuple[str, str], int], dict[int, list[Any]], dict[int, tuple[str, str]], int, int]
 
 
-def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], points: list[Point]) -> GroupState:
-    """Write validated points inside the writer's open transaction: create missing series
-    (``ids`` holds the known ones), upsert hot rows and latest values, touch their months."""
+def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], batches: Sequence[Batch]) -> GroupState:
+    """Write validated batches (tuple points or :class:`~tbpanel.store.ingest.PointColumns`)
+    inside the writer's open transaction: create missing series (``ids`` holds the known ones),
+    upsert latest values, touch their months, and store the points: as columnar blocks for the
+    series with at least :data:`~tbpanel.store.blocks.BLOCK_MIN_POINTS` points in the group,
+    as single rows for the others. Vectorised over the points: per-point Python only for
+    tuple batches (turning them into columns) and for the rows handed to ``executemany``."""
     new: dict[tuple[str, str], int] = {}
-    rows: list[tuple[int, int, int, Any]] = []
-    append = rows.append
-    lat: dict[int, list[Any]] = {}  # sid -> [sid, newest ts, t, v, points]
     names: dict[int, tuple[str, str]] = {}
-    mn = mx = points[0][2]
-    for i, (e, k, ts, t, v) in enumerate(points):
-        ek = (e, k)
-        sid = ids.get(ek)
-        if sid is None:
-            sid = new.get(ek)
-            if sid is None:  # the first new series of the group: create all of them at once
-                new.update(create_series(conn, ids, points, i))
-                sid = new[ek]
-        append((sid, ts, t, v))
-        cur = lat.get(sid)
-        if cur is None:
-            lat[sid] = [sid, ts, t, v, 1]
-            names[sid] = ek
-        else:
-            cur[4] += 1
-            if ts >= cur[1]:
-                cur[1] = ts
-                cur[2] = t
-                cur[3] = v
-        if ts < mn:
-            mn = ts
-        elif ts > mx:
-            mx = ts
-    big = [sid for sid, cur in lat.items() if cur[4] >= blocks.BLOCK_MIN_POINTS]
-    if big:  # many points of a series: one columnar block per series and month, not a row each
-        bigset = set(big)
-        sel = [r for r in rows if r[0] in bigset]
-        rows = [r for r in rows if r[0] not in bigset]
-        cols = list(zip(*sel))
-        n = len(sel)
-        v = np.empty(n, dtype=object)
-        v[:] = cols[3]
-        write_blocks(
-            conn,
-            blocks.group_blocks(
-                np.fromiter(cols[0], np.int64, n),
-                np.fromiter(cols[1], np.int64, n),
-                np.fromiter(cols[2], np.int8, n),
-                v,
-            ),
+    parts = [_batch_columns(conn, ids, new, names, b) for b in batches]
+    sid = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+    cols = _concat_batches([p[1] for p in parts])
+    ts, t = cols["ts"], cols["t"]
+    n = len(ts)
+    # the newest point of each series (the last written of equal timestamps), and the counts
+    order = np.lexsort((np.arange(n), ts, sid))
+    s_sorted = sid[order]
+    ends = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
+    counts = np.diff(ends, prepend=-1)
+    last = order[ends]
+    last_v = py_values(
+        t[last], cols["num"][last], cols["lng"][last], None if cols["txt"] is None else cols["txt"][last]
+    )
+    lat: dict[int, list[Any]] = {
+        s: [s, tsl, tl, v, c]
+        for s, tsl, tl, v, c in zip(
+            s_sorted[ends].tolist(), ts[last].tolist(), t[last].tolist(), last_v, counts.tolist()
         )
-    if rows:
-        conn.executemany(SQL_UPSERT_HOT, rows)
+    }
+    big = s_sorted[ends][counts >= blocks.BLOCK_MIN_POINTS]
+    rows_sel: np.ndarray | None = None
+    if len(big):  # many points of a series: one columnar block per series and month, not a row each
+        in_big = np.isin(sid, big)
+        sel = None if in_big.all() else in_big
+        bcols = cols if sel is None else blocks.take(cols, sel)
+        write_blocks(conn, blocks.group_columns(sid if sel is None else sid[sel], bcols))
+        rows_sel = ~in_big
+    if rows_sel is None or rows_sel.any():
+        rc = cols if rows_sel is None else blocks.take(cols, rows_sel)
+        rsid = sid if rows_sel is None else sid[rows_sel]
+        values = py_values(rc["t"], rc["num"], rc["lng"], rc["txt"])
+        conn.executemany(SQL_UPSERT_HOT, zip(rsid.tolist(), rc["ts"].tolist(), rc["t"].tolist(), values))
     conn.executemany(SQL_UPSERT_LATEST, lat.values())
+    mn, mx = int(ts.min()), int(ts.max())
     m0, m1 = month_of(mn), month_of(mx)
-    if m0 == m1:
-        months = [(m0,)]
-    else:
-        ts_arr = np.fromiter((p[2] for p in points), dtype=np.int64, count=len(points))
-        months = [(int(m),) for m in np.unique(months_of(ts_arr))]
+    months = [(m0,)] if m0 == m1 else [(int(m),) for m in np.unique(months_of(ts))]
     conn.executemany(SQL_TOUCH_MONTH, months)
     version = bump_latest_version(conn)
     return new, lat, names, version, mn
+
+
+def _batch_columns(
+    conn: sqlite3.Connection,
+    ids: dict[tuple[str, str], int],
+    new: dict[tuple[str, str], int],
+    names: dict[int, tuple[str, str]],
+    batch: Batch,
+) -> tuple[np.ndarray, Columns]:
+    """The series id of each point of a batch and its columns ``ts``, ``t``, ``num``, ``lng``,
+    ``txt``; series the batch needs and nobody created yet are created (into ``new``)."""
+    if isinstance(batch, PointColumns):
+        e = batch.entity
+        wanted = [(e, k) for k in batch.keys]
+        if any(ek not in ids and ek not in new for ek in wanted):
+            new.update(create_series(conn, ids, wanted, 0))
+        key_sids = [ids.get(ek) or new[ek] for ek in wanted]
+        for ek, ksid in zip(wanted, key_sids):
+            names[ksid] = ek
+        sid = np.array(key_sids, np.int64)[batch.key]
+        return sid, {"ts": batch.ts, "t": batch.t, "num": batch.num, "lng": batch.lng, "txt": batch.txt}
+    points = batch
+    n = len(points)
+    sids: list[int] = []
+    append = sids.append
+    for i, p in enumerate(points):
+        ek = (p[0], p[1])
+        s = ids.get(ek)
+        if s is None:
+            s = new.get(ek)
+            if s is None:  # the first new series of the batch: create all of them at once
+                new.update(create_series(conn, ids, points, i))
+                s = new[ek]
+        if s not in names:
+            names[s] = ek
+        append(s)
+    t = np.fromiter((p[3] for p in points), np.int8, n)
+    num, lng, txt = value_columns(t, [p[4] for p in points])
+    ts = np.fromiter((p[2] for p in points), np.int64, n)
+    return np.array(sids, np.int64), {"ts": ts, "t": t, "num": num, "lng": lng, "txt": txt}
+
+
+def _concat_batches(parts: list[Columns]) -> Columns:
+    if len(parts) == 1:
+        return parts[0]
+    out: Columns = {c: np.concatenate([p[c] for p in parts]) for c in ("ts", "t", "num", "lng")}
+    if any(p["txt"] is not None for p in parts):
+        out["txt"] = np.concatenate(
+            [p["txt"] if p["txt"] is not None else np.full(len(p["ts"]), None, dtype=object) for p in parts]
+        )
+    else:
+        out["txt"] = None
+    return out

@@ -26,10 +26,10 @@ cannot both squeeze under it. The point limit is checked by the transports right
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from .payload import PayloadError, parse_telemetry
-from .validate import Point, ValidPoints, payload_points
+from .ingest import Batch, PointColumns, series_of, telemetry_columns
+from .payload import PayloadError
 
 #: Defaults of ``tbpanel serve --max-keys-per-device`` / ``--max-points-per-message``.
 DEFAULT_MAX_KEYS_PER_DEVICE = 10_000
@@ -84,18 +84,17 @@ class KeyQuota:
         self._ids = ids
         self._count = count
 
-    def checker(self) -> Callable[[Sequence[Point]], TooManyKeys | None]:
+    def checker(self) -> Callable[[Batch], TooManyKeys | None]:
         """A check for the batches of one commit group, in order: the new keys of the batches
         it admitted count for the ones after them."""
         limit, ids, count = self.limit, self._ids, self._count
         added: dict[str, set[str]] = {}
 
-        def check(points: Sequence[Point]) -> TooManyKeys | None:
+        def check(points: Batch) -> TooManyKeys | None:
             if limit is None:
                 return None
             mine: dict[str, set[str]] = {}
-            for p in points:
-                e, k = p[0], p[1]
+            for e, k in series_of(points):
                 if (e, k) in ids:
                     continue
                 before = added.get(e)
@@ -126,12 +125,11 @@ class KeyQuota:
 OFF_LOOP_BYTES = 64 << 10
 
 
-def telemetry_points(entity: str, body: bytes, server_ts: int, max_points: int | None) -> ValidPoints:
-    """A device's telemetry body to validated store points: parse (:mod:`.payload`), check the
-    point limit, validate. Raises :class:`PayloadError` (:class:`TooManyPoints` for the limit)."""
-    parsed = parse_telemetry(body, server_ts)
-    check_points(len(parsed), max_points)
-    return payload_points(entity, parsed)
+def telemetry_points(entity: str, body: bytes, server_ts: int, max_points: int | None) -> PointColumns:
+    """A device's telemetry body to validated store points, as columns (:mod:`.ingest`: the
+    typing rules and messages of :mod:`.payload` and :mod:`.validate`), then the point limit.
+    Raises :class:`PayloadError` (:class:`TooManyPoints` for the limit)."""
+    return telemetry_columns(entity, body, server_ts, lambda n: check_points(n, max_points))
 
 
 def mqtt_reason(exc: BaseException, qos: int) -> int | None:

@@ -75,6 +75,7 @@ from .compaction import CompactionStats, Compactor
 from .delete import Deleter
 from .fleet_query import SeriesColumns, query_columns
 from .hot import (
+    CACHE_KIB,
     SQL_ENTITIES_WITH_DATA,
     SYNCHRONOUS_MODES,
     GroupState,
@@ -87,6 +88,7 @@ from .hot import (
     read_all_latest,
     write_group,
 )
+from .ingest import Batch, GroupPoints, PointColumns
 from .latest import Latest, LatestValues
 from .limits import KeyQuota
 from .series import SeriesIndex
@@ -102,6 +104,10 @@ if TYPE_CHECKING:
 __all__ = ["TelemetryStore", "open_store", "resolve_location", "Point", "parse_interval", "to_ms", "validate_points"]
 
 _DOUBLE = int(ValueType.DOUBLE)
+#: Defaults of the store's two caches of decoded data (``tbpanel serve --cold-cache-mib`` /
+#: ``--hot-cache-mib``): cold-tier chunks and merged hot-tier blocks, least recently used out.
+COLD_CACHE_BYTES = 128 << 20
+HOT_CACHE_BYTES = 32 << 20
 T = TypeVar("T")
 #: the keys argument of the queries: one key, several, or None for every key of the entity
 Keys = Sequence[str] | str | None
@@ -119,7 +125,9 @@ class TelemetryStore:
         compaction_interval_s: float = 60,
         grace_ms: int = 86_400_000,
         busy_timeout_ms: int = 10_000,
-        cache_bytes: int = 256 << 20,
+        cache_bytes: int = COLD_CACHE_BYTES,
+        hot_cache_bytes: int = HOT_CACHE_BYTES,
+        sqlite_cache_kib: int = CACHE_KIB,
         chunk_rows: int = 1_000_000,
         compressor: str = "zstd",
         max_keys_per_entity: int | None = None,
@@ -141,8 +149,8 @@ class TelemetryStore:
         #: emitted on the writer thread after each commit of points, with those points
         self.committed: Signal[[list[Point]]] = Signal("TelemetryStore.committed")
 
-        wconn = open_database(self._db, synchronous=sync, busy_timeout_ms=busy_timeout_ms)
-        self._readers = ReaderPool(self._db, busy_timeout_ms)
+        wconn = open_database(self._db, synchronous=sync, busy_timeout_ms=busy_timeout_ms, cache_kib=sqlite_cache_kib)
+        self._readers = ReaderPool(self._db, busy_timeout_ms, sqlite_cache_kib)
         self.cold = ColdTier(
             cold_url or os.path.join(self.path, "cold"),
             chunk_rows=chunk_rows,
@@ -154,7 +162,7 @@ class TelemetryStore:
         self._series = SeriesIndex(self._readers)
         self._latest = LatestValues()  # latest_many() answers from it
         self._series.load(wconn, self._latest)
-        self._snapshots = Snapshots(self._readers, self.cold)
+        self._snapshots = Snapshots(self._readers, self.cold, hot_cache_bytes)
         self._row_counts: dict[int, int] = {}  # sid -> single-point rows written (writer thread)
 
         ids = self._series.ids
@@ -213,7 +221,7 @@ class TelemetryStore:
             raise RuntimeError("the telemetry store is closed")
 
     # --------------------------------------------------------------------------------- writes
-    def submit(self, points: Iterable[Point]) -> Future[int]:
+    def submit(self, points: Iterable[Point] | PointColumns) -> Future[int]:
         """Queue points for the writer; the future resolves to their count after COMMIT.
 
         Points are validated here (unless they are :class:`~tbpanel.store.validate.ValidPoints`
@@ -221,14 +229,14 @@ class TelemetryStore:
         the transaction fails, the future carries the exception and none of the batch is stored.
         """
         self._check_open()
-        pts = points if type(points) is ValidPoints else validate_points(points)
+        pts = _checked(points)
         if not pts:
             fut: Future[int] = Future()
             fut.set_result(0)
             return fut
         return self._writer.submit_points(pts)
 
-    def submit_async(self, points: Iterable[Point]) -> asyncio.Future[int]:
+    def submit_async(self, points: Iterable[Point] | PointColumns) -> asyncio.Future[int]:
         """:meth:`submit` for a coroutine on a running asyncio loop: ``await`` the result for
         the count once the points are durable. Invalid points raise ``ValueError`` here.
 
@@ -236,7 +244,7 @@ class TelemetryStore:
         ``Future`` per batch, and the loop is woken once per commit group (:mod:`.acks`).
         """
         self._check_open()
-        pts = points if type(points) is ValidPoints else validate_points(points)
+        pts = _checked(points)
         fut, done = loop_acks().waiter()
         if pts:
             self._writer.submit_points_done(pts, done)
@@ -259,14 +267,15 @@ class TelemetryStore:
             pts.append((entity, key, ts, int(typed[0]), typed[1]))
         return self.write_points(pts) if pts else 0
 
-    def _after_commit(self, points: list[Point], state: GroupState) -> None:
+    def _after_commit(self, batches: list[Batch], state: GroupState) -> None:
         """Writer thread, after the COMMIT of a write group: mirrors first, then listeners."""
         new, lat, names, version, min_ts = state
         self._latest.written(version, [(*names[sid], ts, t, v) for sid, ts, t, v, _n in lat.values()])
         self._series.written(new, lat.values())
-        self._compactor.written(min_ts, len(points))
+        self._compactor.written(min_ts, sum(map(len, batches)))
         self._count_rows(lat.values())
-        self.committed.emit(points)
+        one = batches[0]
+        self.committed.emit(one if len(batches) == 1 and type(one) is not PointColumns else GroupPoints(batches))  # type: ignore[arg-type]
 
     def _count_rows(self, written: Iterable[list[Any]]) -> None:
         """Writer thread: count the single-point rows written per series; at
@@ -583,6 +592,14 @@ class TelemetryStore:
         return self._compactor.compact(before_ts)
 
 
+def _checked(points: Iterable[Point] | PointColumns) -> Batch:
+    """Points as the writer takes them: validated here unless they are already
+    (:class:`~tbpanel.store.validate.ValidPoints`, :class:`~tbpanel.store.ingest.PointColumns`)."""
+    if type(points) is ValidPoints or type(points) is PointColumns:
+        return points
+    return validate_points(points)
+
+
 def open_store(
     path: str | os.PathLike[str],
     cold_url: str | None = None,
@@ -600,7 +617,9 @@ def open_store(
     survives power loss; NORMAL: survives a killed process; OFF: scratch data, and cold
     generations are not fsynced either). ``compaction_interval_s``: background compaction period (0 disables).
     ``grace_ms``: how long after its end a month stays writable in the hot tier before it is
-    compacted. Extra keyword arguments: ``busy_timeout_ms``, ``cache_bytes``, ``chunk_rows``,
+    compacted. Extra keyword arguments: ``busy_timeout_ms``, ``cache_bytes`` (decoded cold
+    chunks), ``hot_cache_bytes`` (merged hot blocks), ``sqlite_cache_kib`` (page cache per SQLite
+    connection), ``chunk_rows``,
     ``compressor`` ("lz4" or "zstd"), ``max_keys_per_entity`` (None: no limit; a batch that
     would give an entity more keys fails with :class:`~tbpanel.store.limits.TooManyKeys`).
     """

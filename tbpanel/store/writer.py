@@ -24,8 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from .ingest import Batch, entities_of
 from .limits import KeyQuota
-from .validate import Point
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class _WriteOp:
 
     __slots__ = ("points", "future", "done")
 
-    def __init__(self, points: list[Point], future: Future[int] | None, done: Done | None = None) -> None:
+    def __init__(self, points: Batch, future: Future[int] | None, done: Done | None = None) -> None:
         self.points = points
         self.future = future
         self.done = done
@@ -87,9 +87,9 @@ def _small_first(batches: list[_WriteOp]) -> tuple[list[_WriteOp], list[_WriteOp
     late: list[_WriteOp] = []
     late_entities: set[str] = set()
     for op in batches:
-        if len(op.points) >= BIG_BATCH or (late and not late_entities.isdisjoint(p[0] for p in op.points)):
+        if len(op.points) >= BIG_BATCH or (late and not late_entities.isdisjoint(entities_of(op.points))):
             late.append(op)
-            late_entities.update(p[0] for p in op.points)
+            late_entities.update(entities_of(op.points))
         else:
             early.append(op)
     return early, late
@@ -98,8 +98,9 @@ def _small_first(batches: list[_WriteOp]) -> tuple[list[_WriteOp], list[_WriteOp
 class Writer(threading.Thread):
     """The single writer: group commit of queued point batches, plus arbitrary transactions.
 
-    ``write_group(conn, points) -> state`` runs inside an open transaction for all points of
-    a group; after COMMIT, ``after_commit(points, state)`` runs (still in this thread) and
+    ``write_group(conn, batches) -> state`` runs inside an open transaction for all batches of
+    a group (each a list of points or :class:`~tbpanel.store.ingest.PointColumns`); after
+    COMMIT, ``after_commit(batches, state)`` runs (still in this thread) and
     then the futures are resolved. If anything fails before COMMIT completes, the
     transaction is rolled back and every future of the group gets the exception: none of
     their points is stored.
@@ -108,8 +109,8 @@ class Writer(threading.Thread):
     def __init__(
         self,
         conn: sqlite3.Connection,
-        write_group: Callable[[sqlite3.Connection, list[Point]], Any],
-        after_commit: Callable[[list[Point], Any], None],
+        write_group: Callable[[sqlite3.Connection, list[Batch]], Any],
+        after_commit: Callable[[list[Batch], Any], None],
         max_group_points: int = 250_000,
         quota: KeyQuota | None = None,
     ) -> None:
@@ -124,14 +125,14 @@ class Writer(threading.Thread):
         self._stopping = False
 
     # -- producer side
-    def submit_points(self, points: list[Point]) -> Future[int]:
+    def submit_points(self, points: Batch) -> Future[int]:
         fut: Future[int] = Future()
         if self._stopping:
             raise RuntimeError("the telemetry store is closed")
         self._q.put(_WriteOp(points, fut))
         return fut
 
-    def submit_points_done(self, points: list[Point], done: Done) -> None:
+    def submit_points_done(self, points: Batch, done: Done) -> None:
         """Like :meth:`submit_points`, but ``done(count, exc)`` is called on this thread after
         COMMIT (``exc`` None) or after the rollback: no ``Future`` (and its lock) per batch."""
         if self._stopping:
@@ -180,6 +181,9 @@ class Writer(threading.Thread):
                     self._run_call(op)
                 if batches:
                     self._commit_batches(batches)
+                # drop this round's ops before waiting for the next: an idle writer must not
+                # keep the last group's points, or a compaction's month in its switch closure
+                del ops, first, batches, op
                 if stop:
                     # anything queued after the stop marker is refused
                     while True:
@@ -233,25 +237,25 @@ class Writer(threading.Thread):
             group = admitted
         if not group:
             return
-        points = group[0].points if len(group) == 1 else [p for op in group for p in op.points]
+        batches = [op.points for op in group]
         conn = self.conn
         state = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                state = self._write_group(conn, points)
+                state = self._write_group(conn, batches)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         except Exception as exc:
-            log.warning("telemetry write transaction failed (%d points): %s", len(points), exc)
+            log.warning("telemetry write transaction failed (%d points): %s", sum(map(len, batches)), exc)
             for op in group:
                 op.resolve(exc)
             return
         try:
-            self._after_commit(points, state)
+            self._after_commit(batches, state)
         except Exception:  # pragma: no cover - bookkeeping must never lose an ack
             log.exception("post-commit bookkeeping failed")
         for op in group:
