@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from ..store.ingest import PointColumns
 from ..store.values import ValueType
 from .chain import RuleChain
 from .defaults import default_root_chain
@@ -226,20 +227,20 @@ class Ingress:
         return False
 
     # -- the transports ----------------------------------------------------------------------
-    def telemetry(self, tenant_id: str, rows: Sequence[Any]) -> Awaitable[Any]:
+    def telemetry(self, tenant_id: str, rows: Sequence[Any] | PointColumns) -> Awaitable[Any]:
         """Device telemetry (validated store points, one or several devices of the tenant).
 
         Compiled: the store's write starts now and the result resolves once it is durable.
         Queued: a coroutine that puts the messages when awaited (so awaiting the results in
         arrival order keeps each device's order)."""
         plan = self.plan(tenant_id)
-        if rows:
-            first = rows[0][0]
-            self._touch(plan, (first,) if rows[-1][0] == first else {r[0] for r in rows})
+        devices = _device_ids(rows)
+        if devices:
+            self._touch(plan, devices)
         if plan.compiled:
             assert self.store is not None
             saved = self.store.submit_async(rows)
-            if plan.profile_node_id is None or not self._maybe_alarm_rules({r[0] for r in rows}):
+            if plan.profile_node_id is None or not self._maybe_alarm_rules(devices):
                 return saved
             return self._then_profile(saved, plan, lambda: self.telemetry_msgs(rows))
         return self._in_pool(self._put, lambda: self.telemetry_msgs(rows))
@@ -446,3 +447,14 @@ class Ingress:
         }
         meta = {"modelId": str(model.id), "modelName": str(model.config.name)}
         return self._device_event(kind, device, data, meta)
+
+
+def _device_ids(rows: Sequence[Any] | PointColumns) -> Sequence[str] | set[str]:
+    """The devices a batch of telemetry is from, without a pass over the points when it is one
+    device's columns (the HTTP and CoAP parsers' answer) or starts and ends with one device."""
+    if isinstance(rows, PointColumns):
+        return (rows.entity,) if rows else ()
+    if not rows:
+        return ()
+    first = rows[0][0]
+    return (first,) if rows[-1][0] == first else {r[0] for r in rows}
