@@ -465,7 +465,7 @@ def telemetry_page(platform, live: LiveHub | None = None) -> pn.template.BaseTem
 def rpc_console(platform, user, query: TelemetryQuery) -> pn.Column:
     """The device's RPC console, following the page's device choice, made once the page has been
     drawn (``pn.state.onload``): the plot is what a person came for, and the console's widgets in
-    the first document cost its first paint ~0.3–0.5 s (``benchmarks/pages.py``)."""
+    the first document delayed its first paint (``benchmarks/pages.py`` at load average 8: 3.3 s → 2.4 s)."""
     from ..views.rpc import RpcConsole
     from .rpc import RpcPanel
 
