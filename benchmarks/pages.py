@@ -17,6 +17,7 @@ Goal (issue 19): every page's first useful paint ≤ 1.5 s warm.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import statistics
@@ -60,6 +61,11 @@ PAGES: list[tuple[str, str, tuple[str, str]]] = [
     ("Tasks", "the Run reprocess button", ("css", ".run-reprocess button:visible")),
     ("Experiments", "the variant rows", ("css", ".variant-row:visible")),
 ]
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average: the figures mean little without it on a shared machine."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def wait(page, how: tuple[str, str]) -> None:
@@ -124,6 +130,7 @@ def main() -> int:
         f"# tbpanel pages, first useful paint{' · ' + args.label if args.label else ''} · "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}",
         f"machine: {machine()}",
+        f"load average at start: {load_average()}",
         f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
         "",
     ]
@@ -155,6 +162,8 @@ def main() -> int:
         finally:
             server.stop()
     lines += [
+        f"load average at the end: {load_average()}",
+        "",
         f"Demo model {args.model!r}; {args.runs} loads per page (1 cold, {args.runs - 1} warm). Pages are timed",
         "from navigation start, the model's tabs after Result from the click on the tab title.",
         "",

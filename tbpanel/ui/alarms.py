@@ -25,6 +25,7 @@ BUTTONS = {
     a: f'<span class="alarm-action" data-action="{a}" style="cursor:pointer;font-weight:600">{a}</span>'
     for a in ACTIONS
 }
+FILTER_ROW_HEIGHT = 62  # px: the filter widgets' row (label and input), kept before they are made
 TITLES = {
     "created": "created (UTC)",
     "start": "start (UTC)",
@@ -56,20 +57,14 @@ class AlarmsView(pn.viewable.Viewer):
         self.platform, self.user = platform, user
         self.alarms = AlarmList(platform, user, filters=self.filters)
         self._bg = Background(platform.executor)  # reads and actions off the server loop
-        f = self.filters
-        self._devices = self.alarms.devices()
-        self._status = pn.widgets.Select.from_param(f.param.status, name="Status", width=130)
-        self._severity = pn.widgets.MultiChoice.from_param(f.param.severities, name="Severity", width=260)
-        self._types = pn.widgets.MultiChoice(name="Type", options=self.alarms.types(), value=list(f.types), width=220)
-        self._device = pn.widgets.Select(
-            name="Device",
-            options={"all devices": "", **self._devices},
-            value=f.device if f.device in self._devices.values() else "",
-            width=200,
+        self._devices: dict[str, str] = {}  # the device filter's choices, name → id
+        self._known_types: list[str] = list(self.filters.types)  # the type filter's, from the last read
+        self._types: pn.widgets.MultiChoice | None = None  # made once the page has been drawn
+        # the filters follow the table: their reads (devices, types) and five widgets cost the table's
+        # first paint more than they are worth before it; the row keeps their place meanwhile
+        self._filter_row = pn.Row(
+            min_height=FILTER_ROW_HEIGHT, sizing_mode="stretch_width", css_classes=["alarm-filters"]
         )
-        self._window = pn.widgets.Select.from_param(f.param.window, name="Time (data)", width=140)
-        self._types.link(f, value="types")
-        self._device.link(f, value="device")
         self._storm = pn.pane.Alert("", alert_type="warning", visible=False, name="storm-warning")
         self._message = pn.pane.Markdown("", name="alarm-message")
         self._count = pn.pane.Markdown("", name="alarm-count")
@@ -91,8 +86,31 @@ class AlarmsView(pn.viewable.Viewer):
         )
         self._table.style.map(_severity_style, subset=["severity"])
         self._table.on_click(self._on_click)
-        f.param.watch(lambda *_: self.refresh(), ["status", "severities", "types", "device", "window", "model"])
+        self.filters.param.watch(
+            lambda *_: self.refresh(), ["status", "severities", "types", "device", "window", "model"]
+        )
         self.refresh()
+        pn.state.onload(lambda: self._bg.run("filters", self.alarms.devices, self._make_filters))  # now in a notebook
+
+    def _make_filters(self, devices: dict[str, str]) -> None:
+        f = self.filters
+        self._devices = devices
+        self._types = pn.widgets.MultiChoice(name="Type", options=self._known_types, value=list(f.types), width=220)
+        device = pn.widgets.Select(
+            name="Device",
+            options={"all devices": "", **devices},
+            value=f.device if f.device in devices.values() else "",
+            width=200,
+        )
+        self._types.link(f, value="types")
+        device.link(f, value="device")
+        self._filter_row.objects = [
+            pn.widgets.Select.from_param(f.param.status, name="Status", width=130),
+            pn.widgets.MultiChoice.from_param(f.param.severities, name="Severity", width=260),
+            self._types,
+            device,
+            pn.widgets.Select.from_param(f.param.window, name="Time (data)", width=140),
+        ]
 
     # -- data ----------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -101,7 +119,8 @@ class AlarmsView(pn.viewable.Viewer):
     def _show(self, rows: AlarmRows) -> None:
         self._table.value = with_actions(rows.frame)
         self._count.object = rows.count
-        if rows.types != self._types.options:
+        self._known_types = rows.types
+        if self._types is not None and rows.types != self._types.options:
             self._types.options = rows.types
         if rows.storm:
             self._storm.object = rows.storm
@@ -136,7 +155,7 @@ class AlarmsView(pn.viewable.Viewer):
         )
         return pn.Column(
             self._storm,
-            pn.Row(self._status, self._severity, self._types, self._device, self._window),
+            self._filter_row,
             pn.Row(self._count, self._message),
             self._table,
             sizing_mode="stretch_width",

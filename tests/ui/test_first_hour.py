@@ -128,3 +128,44 @@ def test_no_page_requests_anything_but_the_server_itself(demo, browser):
     )
     assert outside == [], outside
     assert any(kind == "websocket" for _, kind in seen)
+
+
+def first_documents(page) -> list[str]:
+    """The documents the page's session socket receives (Bokeh's PULL-DOC replies), as they come."""
+    docs: list[str] = []
+
+    def frame(payload) -> None:
+        if isinstance(payload, str) and payload.startswith('{"doc":'):
+            docs.append(payload)
+
+    page.on("websocket", lambda ws: ws.on("framereceived", frame))
+    return docs
+
+
+def test_a_page_sends_what_a_person_came_for_first_and_the_rest_after_it_was_drawn(demo, browser):
+    """Issue 19's speed: the first document a page sends holds what the page is for (the plot, the
+    alarm table, the model's cards), and the parts that cost its first paint (the RPC console, the
+    alarm filters, the Result tables and heatmap) come once the browser has drawn it."""
+    tenant = Api.login(demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+    model = next(m["id"] for m in tenant.get("/api/tbpanel/models").json() if m["name"] == "Pump health")
+    devices = tenant.get("/api/tenant/devices?pageSize=100&page=0").json()["data"]
+    pump = next(d["id"]["id"] for d in devices if d["name"] == "Pump P1")
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = ctx.new_page()
+        sign_in(page, demo.url, TENANT_EMAIL, TENANT_PASSWORD)
+        for path, first, later, then in (
+            (f"/telemetry?device={pump}", "telemetry-plot", "rpc-panel", ".rpc-send button"),
+            ("/alarms", "DataTabulator", "MultiChoice", ".alarm-filters select"),
+            (f"/model?id={model}", "model-title", "DataTabulator", ".tabulator-row [tabulator-field='device']"),
+        ):
+            page = ctx.new_page()
+            docs = first_documents(page)
+            page.goto(demo.url + path)
+            page.locator(then).first.wait_for(timeout=WAIT_MS)  # the deferred part did come
+            assert len(docs) == 1, path
+            assert first in docs[0], (path, first)
+            assert later not in docs[0], (path, later)
+            page.close()
+    finally:
+        ctx.close()

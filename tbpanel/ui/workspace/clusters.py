@@ -13,10 +13,14 @@ import param
 from bokeh.models.annotations import Span
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
+from panel.io.state import set_curdoc
 
 from ...views.workspace.clusters import ClusterInfo
 from ..background import Background
-from .session import live_session
+from .session import after_first_paint, live_session
+
+#: how long after the centroid plots were sent the scoring starts (the browser draws meanwhile)
+SCORE_AFTER_MS = 300
 
 
 def _colour(c: int) -> str:
@@ -137,8 +141,9 @@ class ClusterView(pn.viewable.Viewer):
             pn.GridBox(*figs, ncols=3),
         ]
 
-    def _show_stored(self) -> None:
-        """What the stored model already knows (counts, centroids): at once, no scoring."""
+    def _show_stored(self, centroids: bool = True) -> None:
+        """What the stored model already knows (counts, centroids): at once, no scoring.
+        ``centroids=False`` leaves a slot the centroid plots fill later (:meth:`_add_centroids`)."""
         info = self.info
         auto = info.trained.auto_clusters or {}
         how = f" Cluster count chosen automatically ({html.escape(str(auto.get('rule', '')))})." if auto else ""
@@ -149,9 +154,13 @@ class ClusterView(pn.viewable.Viewer):
                 f"{len(info.trained.trained_items)} device(s).{how}"
             ),
             self._table,
-            self._centroids(),
+            self._centroids() if centroids else pn.Column(sizing_mode="stretch_width"),
             self._scored,
         ]
+
+    def _add_centroids(self) -> None:
+        if self.info.ready and len(self._body.objects) == 4:
+            self._body[2] = self._centroids()
 
     def _show(self, _=None) -> None:
         """Once the training range is scored: anomalous counts, histograms, member segments."""
@@ -173,10 +182,30 @@ class ClusterView(pn.viewable.Viewer):
     def __panel__(self):
         if not self._started:
             self._started = True
-            if self.info.ready:
-                self._show_stored()
-            pn.state.onload(self._start) if live_session() else self._start()
+            if not live_session():  # a notebook: everything now
+                if self.info.ready:
+                    self._show_stored()
+                self._start()
+            else:
+                if self.info.ready:
+                    self._show_stored(centroids=False)
+                self._later(pn.state.curdoc)
         return self._body
+
+    def _later(self, doc) -> None:
+        """In a served page the cluster table goes first (what a person came for), the centroid
+        plots in the next message, and the scoring of the training range — seconds of CPU that
+        slowed the server sending both — starts a moment after they are on their way."""
+
+        def score() -> None:
+            with set_curdoc(doc):
+                self._start()
+
+        def centroids() -> None:
+            self._add_centroids()
+            doc.add_timeout_callback(score, SCORE_AFTER_MS)
+
+        after_first_paint(centroids)
 
 
 def clusters_tab(platform, live, user, model) -> ClusterView:

@@ -13,12 +13,12 @@ import param
 from bokeh.models import FactorRange, HoverTool, LinearColorMapper
 from bokeh.models.annotations import ColorBar
 from bokeh.plotting import figure
-from panel.io.state import set_curdoc
 
 from ...clock import DAY_MS
 from ...views.workspace.models_list import fmt_ms
 from ...views.workspace.result import ResultSummary
 from ..background import Background
+from .session import after_first_paint
 
 CARD_CSS = """
 .cards {display:flex; gap:14px; flex-wrap:wrap; margin:6px 0 4px}
@@ -225,16 +225,10 @@ class ResultView(pn.viewable.Viewer):
             f" · last refresh run {fmt_ms(model.last_refresh_run_ms)}</p>"
         )
         self._cards.object = cards_html(s, devices)
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            # the cards go to the browser now; the tables and the heatmap (most of the drawing) next
-            def later() -> None:
-                with set_curdoc(doc):
-                    self._draw_tables()
-
-            doc.add_next_tick_callback(later)
-        else:
-            self._draw_tables()
+        # the cards go to the browser now; the tables and the heatmap (most of the drawing) once the
+        # page has been drawn: a first read that ended before the browser pulled the document put them
+        # in it, and the cards waited for two Tabulators and the heatmap to be drawn
+        after_first_paint(self._draw_tables)
 
     def _draw_tables(self) -> None:
         s = self.summary

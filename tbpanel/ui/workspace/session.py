@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import panel as pn
 from bokeh.plotting import figure
+from panel.io.state import set_curdoc
 
 from ...clock import from_datetime, naive_utc
 
@@ -55,3 +57,23 @@ def time_figure(name: str, height: int = 300, **kw) -> figure:
         active_scroll="xwheel_zoom",
         **kw,
     )
+
+
+def after_first_paint(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on this page's document once the browser has drawn the page (Panel's
+    ``onload``), in a next-tick callback of its own so it goes out as a message of its own; at
+    once outside a served page. For the parts that would cost what a person came for its first
+    paint (the Result tables, the Cluster info plots)."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        callback()
+        return
+
+    def run() -> None:
+        with set_curdoc(doc):
+            callback()
+
+    def loaded() -> None:
+        doc.add_next_tick_callback(run)
+
+    pn.state.onload(loaded)
