@@ -623,7 +623,7 @@ def write_group(conn: sqlite3.Connection, ids: dict[tuple[str, str], int], batch
     names: dict[int, tuple[str, str]] = {}
     parts = [_batch_columns(conn, ids, new, names, b) for b in batches]
     sid = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-    cols = _concat_batches([p[1] for p in parts])
+    cols = parts[0][1] if len(parts) == 1 else blocks.concat([p[1] for p in parts], with_series=False)
     ts, t = cols["ts"], cols["t"]
     n = len(ts)
     # the newest point of each series (the last written of equal timestamps), and the counts
@@ -701,16 +701,3 @@ def _batch_columns(
     num, lng, txt = value_columns(t, [p[4] for p in points])
     ts = np.fromiter((p[2] for p in points), np.int64, n)
     return np.array(sids, np.int64), {"ts": ts, "t": t, "num": num, "lng": lng, "txt": txt}
-
-
-def _concat_batches(parts: list[Columns]) -> Columns:
-    if len(parts) == 1:
-        return parts[0]
-    out: Columns = {c: np.concatenate([p[c] for p in parts]) for c in ("ts", "t", "num", "lng")}
-    if any(p["txt"] is not None for p in parts):
-        out["txt"] = np.concatenate(
-            [p["txt"] if p["txt"] is not None else np.full(len(p["ts"]), None, dtype=object) for p in parts]
-        )
-    else:
-        out["txt"] = None
-    return out
