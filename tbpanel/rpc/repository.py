@@ -166,7 +166,9 @@ class RpcRepository:
             where.append("method LIKE ? ESCAPE '\\'")
             params.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         clause = " AND ".join(where)
-        order = f"{SORT[sort_property]} {'ASC' if sort_order == 'ASC' else 'DESC'}, id"
+        direction = "ASC" if sort_order == "ASC" else "DESC"
+        # requests made in the same millisecond keep the order they were made in (rowid)
+        order = f"{SORT[sort_property]} {direction}, rowid {direction}"
         with self.db.reading() as conn:
             total = conn.execute(f"SELECT COUNT(*) FROM rpc WHERE {clause}", params).fetchone()[0]
             rows = conn.execute(

@@ -31,8 +31,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,6 +62,7 @@ from .message import (
     telemetry_msgs,
 )
 from .queue import RuleQueue
+from .script import off_loop
 from .store import RuleChainStore
 
 if TYPE_CHECKING:
@@ -104,18 +105,6 @@ def _shape(chain: RuleChain) -> Any:
 
 
 _DEFAULT_SHAPE: list[Any] = []
-
-
-def off_loop(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)``, on a helper thread when this thread runs an asyncio loop: importing a
-    chain compiles its scripts, and mini-racer refuses its time limit on such a thread. (Once
-    per tenant or chain change; the loop waits those few milliseconds.)"""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn(*args)
-    with ThreadPoolExecutor(1, thread_name_prefix="tbpanel-rules-import") as pool:
-        return pool.submit(fn, *args).result()
 
 
 def is_default_chain(chain: RuleChain) -> bool:

@@ -15,11 +15,13 @@ context are serialised by a lock (V8 isolates are single-threaded).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import orjson
 
@@ -44,6 +46,26 @@ _PRELUDE = r"""
   }
 })();
 """
+
+
+T = TypeVar("T")
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, on a helper thread when this thread runs an asyncio loop (the server's, a
+    Jupyter kernel's): mini-racer refuses its time limit on such a thread. Elsewhere (the rule
+    queue's worker, a script) it runs here."""
+    global _helper
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    with _helper_lock:
+        if _helper is None:
+            _helper = ThreadPoolExecutor(1, thread_name_prefix="tbpanel-v8")
+    return _helper.submit(fn, *args).result()
 
 
 class ScriptError(Exception):
@@ -104,6 +126,9 @@ class ScriptEngine:
 
     def compile(self, body: str, args: Sequence[str] = MSG_ARGS) -> Script:
         """Compile a function body; a syntax error raises :class:`ScriptError` with V8's message."""
+        return off_loop(self._compile, body, args)
+
+    def _compile(self, body: str, args: Sequence[str]) -> Script:
         if not isinstance(body, str) or not body.strip():
             raise ScriptError("the script is empty")
         s = Script(self, f"s{next(self._ids)}", body, args)
@@ -121,6 +146,9 @@ class ScriptEngine:
             self._scripts.pop(script.sid, None)
 
     def call(self, script: Script, values: Sequence[Any]) -> Any:
+        return off_loop(self._call, script, values)
+
+    def _call(self, script: Script, values: Sequence[Any]) -> Any:
         from py_mini_racer import JSOOMException, JSTimeoutException
 
         arg_text = orjson.dumps(list(values)).decode()

@@ -129,3 +129,24 @@ def test_runaway_scripts_end_as_failure_in_a_chain(clock, body, error):
         assert engine.process(msg()).ended[0].relation == "True"
     finally:
         engine.close()
+
+
+def test_scripts_compile_and_run_on_a_thread_with_a_running_event_loop():
+    """A Jupyter kernel's thread runs an asyncio loop (so does the server's): mini-racer refuses
+    its time limit there, so compiling and calling hop to a helper thread (the notebooks opened
+    a data directory with a stored chain and failed to import it)."""
+    import asyncio
+
+    from tbpanel.rules import default_root_json, import_chain
+
+    async def in_a_loop():
+        eng = ScriptEngine(timeout_ms=500)
+        try:
+            script = eng.compile("return msg.a + 1;")
+            chain = import_chain(default_root_json(), tenant_id="t")  # compiles the chain's scripts
+            return script({"a": 1}, {}, "POST_TELEMETRY_REQUEST"), len(chain.nodes)
+        finally:
+            eng.close()
+
+    value, nodes = asyncio.run(in_a_loop())
+    assert value == 2 and nodes >= 5
