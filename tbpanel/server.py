@@ -20,6 +20,7 @@ from .api import api_patterns
 from .live import LiveHub
 from .platform import Platform
 from .ui.alarms import alarms_page
+from .ui.dashboards import dashboard_page, dashboards_page
 from .ui.fleet import fleet_page
 from .ui.login import DemoLogin, PageAuthProvider
 from .ui.telemetry import telemetry_page
@@ -78,7 +79,21 @@ def build_server(
     def model() -> Any:
         return model_page(platform, live)
 
-    pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
+    def dashboards() -> Any:
+        return dashboards_page(platform)
+
+    def dashboard() -> Any:
+        return dashboard_page(platform, live)
+
+    pages = {
+        "/": landing,
+        "/telemetry": telemetry,
+        "/alarms": alarms,
+        "/models": models,
+        "/model": model,
+        "/dashboards": dashboards,
+        "/dashboard": dashboard,
+    }
     server = pn.serve(
         pages,
         port=port,

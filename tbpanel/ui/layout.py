@@ -10,7 +10,13 @@ from panel.template.base import BasicTemplate
 from ..entities import NotFound, User
 from .theme import Design  # tbpanel's widget styles (theme.css) in every component
 
-NAV = (("/", "Fleet"), ("/telemetry", "Telemetry"), ("/alarms", "Alarms"), ("/models", "Models"))
+NAV = (
+    ("/", "Fleet"),
+    ("/telemetry", "Telemetry"),
+    ("/alarms", "Alarms"),
+    ("/models", "Models"),
+    ("/dashboards", "Dashboards"),
+)
 
 
 def session_user(platform):
