@@ -4,7 +4,7 @@ models, transports); the API layer turns them into ThingsBoard's error answer.
 Every error carries a human message (``str(exc)``) that can be shown to the client as is,
 plus the HTTP ``status`` and ThingsBoard ``error_code`` the API layer should answer with
 (ThingsBoard's ``ThingsboardErrorCode``: 2 general, 10 authentication, 11 JWT expired,
-20 permission denied, 30 invalid arguments, 31 bad request params, 32 item not found).
+20 permission denied, 30 invalid arguments, 31 bad request params, 32 item not found, 35 version conflict).
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ class Conflict(EntityError):
 
     status = 400
     error_code = 31
+
+
+class VersionConflict(Conflict):
+    """An update carried a ``version`` older than the stored one: someone saved in between
+    (ThingsBoard's ``EntityVersionMismatchException``: 409, VERSION_CONFLICT 35)."""
+
+    status = 409
+    error_code = 35
 
 
 class PermissionDenied(EntityError, PermissionError):

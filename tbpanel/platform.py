@@ -19,6 +19,7 @@ from . import analytics_db
 from .alarms import AlarmRepository, AlarmService
 from .anomaly.repository import AnomalyRepository
 from .anomaly.service import AnomalyService
+from .dashboards import DashboardStore
 from .entities import EntityRegistry, LoginThrottle, NotFound, TokenIssuer, TooManyAttempts, load_or_create_secret
 from .jobs import TaskRunner
 from .rpc import RpcService
@@ -57,6 +58,8 @@ class Platform(param.Parameterized):
             code = errno.EROFS if _read_only_fs(self.data_dir) else errno.EACCES
             raise OSError(code, f"the data directory is not writable ({os.strerror(code)})", self.data_dir)
         self.registry: EntityRegistry = EntityRegistry(self.data_dir)
+        #: Dashboards (their tables are in entities.sqlite, so they share the registry's connection)
+        self.dashboards: DashboardStore = DashboardStore(self.registry)
         self.store: TelemetryStore = open_store(
             Path(self.data_dir) / "telemetry",
             compaction_interval_s=self.compaction_interval_s,

@@ -70,6 +70,28 @@ UPDATE device SET device_profile_id =
 CREATE INDEX device_by_profile ON device(device_profile_id);
 """
 
+#: Migration 3: dashboards (tbpanel/dashboards/store.py) and their assignment to customers. A
+#: dashboard goes with its tenant, an assignment with its dashboard or its customer.
+_DASHBOARDS_MIGRATION = """
+CREATE TABLE dashboard (
+    id              TEXT PRIMARY KEY,
+    created_time    INTEGER NOT NULL,
+    tenant_id       TEXT NOT NULL REFERENCES tenant(id) ON DELETE CASCADE,
+    title           TEXT NOT NULL,
+    image           TEXT,
+    mobile_hide     INTEGER NOT NULL DEFAULT 0,
+    mobile_order    INTEGER,
+    configuration   TEXT NOT NULL,
+    version         INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX dashboard_tenant ON dashboard(tenant_id, created_time);
+CREATE TABLE dashboard_customer (
+    dashboard_id    TEXT NOT NULL REFERENCES dashboard(id) ON DELETE CASCADE,
+    customer_id     TEXT NOT NULL REFERENCES customer(id) ON DELETE CASCADE,
+    PRIMARY KEY (dashboard_id, customer_id)
+) WITHOUT ROWID;
+CREATE INDEX dashboard_customer_by_customer ON dashboard_customer(customer_id, dashboard_id);
+"""
 
 #: The schema, one script per ``PRAGMA user_version``. Version 1 is written with
 #: ``IF NOT EXISTS`` because files made before versioning (version 0) already have tables.
@@ -133,6 +155,7 @@ CREATE TABLE IF NOT EXISTS attribute (
 ) WITHOUT ROWID;
 """,
     _PROFILES_MIGRATION,
+    _DASHBOARDS_MIGRATION,
 )
 
 #: Entries kept in the access-token cache before it is flushed (bounds memory).
@@ -182,6 +205,11 @@ class Tables:
 
     _db: Database
     _tokens: TokenCache
+
+    @property
+    def database(self) -> Database:
+        """The entity database itself, for stores that keep their tables in it (dashboards)."""
+        return self._db
 
     @property
     def _conn(self) -> sqlite3.Connection:
