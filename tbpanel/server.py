@@ -241,6 +241,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
         demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
         demo.ensure_demo_models(platform, progress=lambda msg: print(msg, flush=True))
+        demo.ensure_demo_dashboards(platform, progress=lambda msg: print(msg, flush=True))
     logins: tuple[DemoLogin, ...] = ()
     if args.demo:
         logins = (

@@ -21,6 +21,7 @@ import param
 from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, LinearAxis
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
+from bokeh.transform import dodge
 
 from ..clock import now_ms, zone
 from ..dashboards.model import WidgetModel
@@ -169,7 +170,8 @@ class ChartView(WidgetView):
         )  # fmt: skip
         main: list[Any] = []
         other: list[Any] = []
-        for i, (device, key, ts, y) in enumerate(data.lines()):
+        lines = data.lines()
+        for i, (device, key, ts, y) in enumerate(lines):
             src = self._cds.get((device, key))
             if src is None:
                 src = self._cds[(device, key)] = ColumnDataSource(
@@ -179,10 +181,18 @@ class ChartView(WidgetView):
             colour = Category10_10[i % len(Category10_10)]
             label = f"{device} · {key}"
             kw: dict[str, Any] = {"y_range_name": "right"} if key in right else {}
-            if getattr(w, "chart", "line") == "bar":
-                width = (data.end - data.start) / max(len(ts), 1) * 0.8
+            if getattr(w, "chart", "line") == "bar":  # the lines' bars side by side in each slot
+                slot = (data.end - data.start) / max(len(ts), 1)
+                n = len(lines)
                 r = fig.vbar(
-                    x="ts", top="y", width=width, source=src, color=colour, name=label, legend_label=label, **kw
+                    x=dodge("ts", (i - (n - 1) / 2) * slot * 0.8 / n),
+                    top="y",
+                    width=slot * 0.8 / n,
+                    source=src,
+                    color=colour,
+                    name=label,
+                    legend_label=label,
+                    **kw,
                 )
             else:
                 r = fig.line("ts", "y", source=src, color=colour, line_width=1.6, name=label, legend_label=label, **kw)

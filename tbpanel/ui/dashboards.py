@@ -23,6 +23,7 @@ from typing import Any
 
 import panel as pn
 import param
+from panel.io.state import set_curdoc
 
 from ..clock import DAY_MS, HOUR_MS, MINUTE_MS, from_datetime, naive_utc, now_ms
 from ..dashboards.model import GRID_COLUMNS, WIDGET_KINDS, TimeWindow, WidgetModel
@@ -39,6 +40,7 @@ from .live_sink import DocumentSink
 log = logging.getLogger("tbpanel.ui")
 
 CELL_HEIGHT = 50  # px per grid row
+EDIT_ROWS = 12  # empty rows below the widgets in edit mode
 WINDOWS = {"5 min": 5 * MINUTE_MS, "1 hour": HOUR_MS, "6 hours": 6 * HOUR_MS, "1 day": DAY_MS, "7 days": 7 * DAY_MS}
 HISTORY = "History (fixed range)"
 ZONES = ["UTC", "Europe/Berlin", "Europe/London", "America/New_York", "Asia/Tokyo"]
@@ -55,6 +57,17 @@ def grid_css(columns: int = GRID_COLUMNS) -> str:
     rules.append(".grid-stack-1>.grid-stack-item{width:100%;left:0}")
     rules.append(".grid-stack-item-content{overflow:hidden}")
     return "".join(rules)
+
+
+class DashboardGrid(pn.layout.GridStack):
+    """Panel's GridStack, ignoring a browser's report that still names a widget the server has
+    just replaced (its next report is complete again)."""
+
+    @param.depends("state", watch=True)
+    def _update_objects(self) -> None:
+        known = {str(id(obj)) for obj in self}
+        if all(p["id"] in known for p in self.state):
+            super()._update_objects()
 
 
 class DashboardView(pn.viewable.Viewer):
@@ -74,6 +87,7 @@ class DashboardView(pn.viewable.Viewer):
         self._grid_ids: dict[str, str] = {}  # id(view frame) -> widget id (the GridStack's state ids)
         self._started = False
         self._building = False
+        self._rebuild_pending = False
         self._title = pn.pane.HTML("", css_classes=["dashboard-title"], margin=(5, 10))
         self._states = pn.widgets.RadioButtonGroup(
             options={}, button_type="primary", button_style="outline", css_classes=["state-tabs"]
@@ -127,10 +141,11 @@ class DashboardView(pn.viewable.Viewer):
             visible=False,
             css_classes=["edit-bar"],
         )
+        self._alias_choices: dict[str, dict] = {}
         self._drawer = pn.Column(width=340, visible=False, css_classes=["settings-drawer"], scroll=True, max_height=900)
         self._grid_box = pn.Column(sizing_mode="stretch_width", margin=0, css_classes=["grid-box"])
         ed.param.watch(self._on_mode, "mode")
-        ed.param.watch(lambda *_: self._rebuild(), ["revision", "state_id"])
+        ed.param.watch(lambda *_: self._request_rebuild(), ["revision", "state_id"])
         ed.param.watch(self._on_dirty, "dirty")
         self.session.param.watch(self._on_selection, "selected_device")
         toolbar = pn.Row(self._title, self._states, sizing_mode="stretch_width")
@@ -152,8 +167,24 @@ class DashboardView(pn.viewable.Viewer):
             view = self._views[widget.id] = widget_view(reader_for(self.session, widget), self.bg)
         return view
 
+    def _request_rebuild(self) -> None:
+        """Changes that come together (a widget added, its drawer opened) draw one new grid."""
+        doc = self.bg.doc
+        if doc is None:
+            self._rebuild()
+            return
+        if not self._rebuild_pending:
+            self._rebuild_pending = True
+
+            def rebuild() -> None:
+                with set_curdoc(doc):
+                    self._rebuild()
+
+            doc.add_next_tick_callback(rebuild)
+
     def _rebuild(self) -> None:
         """Draw the current state's widgets on a new grid, then read them (and follow live)."""
+        self._rebuild_pending = False
         ed, d = self.editor, self.editor.dashboard
         self._title.object = f"<h2 style='margin:0'>{html.escape(d.title)}</h2>"
         self._states.options = {s.title: sid for sid, s in d.states.items()}
@@ -166,9 +197,11 @@ class DashboardView(pn.viewable.Viewer):
         self._configure.options = {f"{w.title or w.kind} ({w.kind})": w.id for w, _ in placed}
         live = {w.id for w, _ in placed}
         self._views = {k: v for k, v in self._views.items() if k in live}
+        new = [w.id for w, _ in placed if w.id not in self._views or self._views[w.id].widget is not w]
         columns = d.state(ed.state_id).columns
-        rows = max((p.row + p.size_y for _, p in placed), default=1)
-        grid = pn.layout.GridStack(
+        # edit mode leaves empty rows below: gridstack drops a widget only where there is room
+        rows = max((p.row + p.size_y for _, p in placed), default=1) + (EDIT_ROWS if ed.mode == "edit" else 0)
+        grid = DashboardGrid(
             ncols=columns,
             nrows=rows,
             height=rows * CELL_HEIGHT,
@@ -177,16 +210,18 @@ class DashboardView(pn.viewable.Viewer):
             allow_resize=ed.mode == "edit",
             stylesheets=[grid_css(columns)],
             css_classes=["dashboard-grid"],
-        )
+        )  # a new grid each time: gridstack.js keeps stale items when Panel's objects change in place
         self._grid_ids = {}
         for widget, p in placed:
-            frame = self._view(widget).__panel__()
-            grid[p.row : p.row + p.size_y, p.col : p.col + p.size_x] = frame
-            self._grid_ids[str(id(frame))] = widget.id
+            self._place(grid, widget, p)
         grid.param.watch(self._on_grid, "state")
-        self._grid = grid
         self._grid_box.objects = [grid]
-        self._reload()
+        self._reload([self._views[w] for w in new])  # the others keep what they drew
+
+    def _place(self, grid: Any, widget: WidgetModel, p: Any) -> None:
+        frame = self._view(widget).__panel__()
+        grid[p.row : p.row + p.size_y, p.col : p.col + p.size_x] = frame
+        self._grid_ids[str(id(frame))] = widget.id
 
     def _on_grid(self, event: Any) -> None:
         """A drag or resize ended: record it in the model (an undo step)."""
@@ -199,14 +234,16 @@ class DashboardView(pn.viewable.Viewer):
             self._undo.disabled = False
 
     # ---------------------------------------------------------------- reads and live
-    def _reload(self) -> None:
-        """Resolve the widgets' devices, subscribe, then let every widget read (all off the loop)."""
-        views = list(self._views.values())
+    def _reload(self, views: list[WidgetView] | None = None) -> None:
+        """Resolve the widgets' devices, subscribe to all of them, then let ``views`` (default:
+        every widget) read; all off the loop."""
+        every = list(self._views.values())
+        views = every if views is None else views
 
         def resolve() -> tuple[set[str], set[str] | None]:
             entities: set[str] = set()
             keys: set[str] | None = set()
-            for v in views:
+            for v in every:
                 wanted = v.reader.live_keys()
                 if wanted is not None and not wanted:
                     continue
@@ -244,8 +281,9 @@ class DashboardView(pn.viewable.Viewer):
                 v.refresh()
 
     def _on_selection(self, *_: Any) -> None:
-        if any(v.widget.follow_selection for v in self._views.values()):
-            self._reload()
+        followers = [v for v in self._views.values() if v.widget.follow_selection]
+        if followers:
+            self._reload(followers)
 
     # ---------------------------------------------------------------- time window
     def _show_timewindow(self) -> None:
@@ -287,7 +325,7 @@ class DashboardView(pn.viewable.Viewer):
             self.editor.set_timewindow(**values)  # an undo step, saved with the dashboard
         else:
             tw.param.update(**values)  # a viewer's own look: not saved
-            self._reload()
+        self._reload()
 
     # ---------------------------------------------------------------- editing
     def _on_mode(self, event: Any) -> None:
@@ -295,7 +333,7 @@ class DashboardView(pn.viewable.Viewer):
         self._edit_bar.visible = edit
         if not edit:
             self._drawer.visible = False
-        self._rebuild()
+        self._request_rebuild()
 
     def _on_dirty(self, event: Any) -> None:
         self._save.disabled = not event.new
@@ -322,13 +360,17 @@ class DashboardView(pn.viewable.Viewer):
         own = widget.timewindow.param.values() if widget.timewindow is not None else {}
         tw_draft = TimeWindow(**{k: v for k, v in own.items() if k != "name"})
         aliases = {a.get("alias", k): k for k, a in self.editor.dashboard.aliases.items()}
+        offered = {n: f for n, f in self._alias_choices.items() if n not in aliases}
         alias = pn.widgets.Select(
-            name="Entity alias", options={"(none)": "", **aliases}, value=draft.alias_id, css_classes=["alias-select"]
+            name="Devices (entity alias)",
+            options={"(none)": "", **aliases, **{n: f"new:{n}" for n in offered}},
+            value=draft.alias_id,
+            css_classes=["alias-select"],
         )
-        alias.link(draft, value="alias_id")
         form = pn.Param(
             draft,
             parameters=[n for n in names if n != "alias_id"],
+            widgets={n: {"css_classes": [f"set-{n}"]} for n in names},
             show_name=False,
             css_classes=["settings-form"],
         )
@@ -343,12 +385,16 @@ class DashboardView(pn.viewable.Viewer):
 
         def on_apply(_: Any) -> None:
             values = {n: getattr(draft, n) for n in names}
+            chosen = alias.value or ""
+            if chosen.startswith("new:"):  # a new alias, kept in the dashboard
+                label = chosen[4:]
+                chosen = self.editor.dashboard.add_alias(label, offered[label])
+            values["alias_id"] = chosen
             values["timewindow"] = None if draft.use_dashboard_timewindow else TimeWindow(**{
                 k: v for k, v in tw_draft.param.values().items() if k != "name"
             })  # fmt: skip
-            self.editor.update_widget(widget_id, **values)
             self._views.pop(widget_id, None)  # a new reader for the new settings
-            self.editor.param.trigger("revision")
+            self.editor.update_widget(widget_id, **values)
 
         def on_remove(_: Any) -> None:
             self.editor.remove_widget(widget_id)
@@ -390,6 +436,8 @@ class DashboardView(pn.viewable.Viewer):
                 self._sink = DocumentSink(self.live, doc, self._on_live, tenant=tenant)
                 pn.state.add_periodic_callback(self._tick, period=self.tick_ms)
                 self.bg.follow(self.editor.platform.alarms.changed, self._alarm_changed, self._refresh_alarms, 30_000)
+            if self.editor.editable:  # the settings drawer's "new alias" choices
+                self.bg.run("aliases", self.editor.alias_choices, lambda c: setattr(self, "_alias_choices", c))
             self._rebuild()
         return self._layout
 

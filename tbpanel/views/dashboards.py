@@ -15,6 +15,7 @@ import param
 
 from ..dashboards.model import WIDGET_KINDS, Dashboard, WidgetModel
 from ..entities import CUSTOMER_USER, TENANT_ADMIN
+from .fleet import Fleet
 
 #: most undo steps kept
 UNDO_DEPTH = 50
@@ -171,6 +172,22 @@ class DashboardEditor(param.Parameterized):
         assert self.dashboard.timewindow is not None
         self.dashboard.timewindow.param.update(**values)
         self._changed()
+
+    # -- aliases -------------------------------------------------------------------------------
+    def alias_choices(self, limit: int = 50) -> dict[str, dict[str, Any]]:
+        """New aliases the settings drawer offers: all devices, each device type, and each of
+        the first ``limit`` devices the user may see (blocking: a registry read)."""
+        found, _ = Fleet(self.platform, self.user).find_devices("", limit)
+        choices: dict[str, dict[str, Any]] = {"All devices": {"type": "entityType", "entityType": "DEVICE"}}
+        for t in sorted({d.type for d in found}):
+            choices[f"Type: {t}"] = {"type": "deviceType", "deviceTypes": [t], "deviceNameFilter": ""}
+        for d in found:
+            choices[f"Device: {d.name}"] = {
+                "type": "singleEntity",
+                "singleEntity": {"entityType": "DEVICE", "id": d.id},
+                "resolveMultiple": False,
+            }
+        return choices
 
     # -- storage -------------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
