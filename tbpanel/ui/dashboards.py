@@ -129,7 +129,7 @@ class DashboardView(pn.viewable.Viewer):
         self._configure_btn = pn.widgets.Button(name="Settings…", css_classes=["configure"])
         self._configure_btn.on_click(lambda _: self.open_settings(self._configure.value))
         self._message = pn.pane.HTML("", css_classes=["dashboard-message"], margin=(5, 10))
-        self._edit_bar = pn.Row(
+        self._edit_bar = pn.FlexBox(
             self._kind,
             self._add,
             self._configure,
@@ -153,7 +153,7 @@ class DashboardView(pn.viewable.Viewer):
             toolbar.append(self._mode)
         self._layout = pn.Column(
             toolbar,
-            pn.Row(self._window, self._range, self._agg, self._interval, self._zone),
+            pn.FlexBox(self._window, self._range, self._agg, self._interval, self._zone),  # wraps on narrow screens
             self._edit_bar,
             self._message,
             pn.Row(self._grid_box, self._drawer, sizing_mode="stretch_width"),

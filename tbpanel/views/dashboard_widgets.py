@@ -358,6 +358,10 @@ class MapReader(WidgetReader):
             if not w.show_routes and len(common):
                 i, j = i[-1:], j[-1:]
             routes[d.id] = (lon[j].tolist(), lat[i].tolist())
+            if not len(common):  # nothing in the window: where it was last seen
+                last = self.platform.store.latest(d.id, [w.lat_key, w.lon_key])
+                if w.lat_key in last and w.lon_key in last:
+                    routes[d.id] = ([float(last[w.lon_key][2])], [float(last[w.lat_key][2])])
         return MapData(names, routes)
 
     def apply(self, data: MapData, points: list) -> set[str] | None:

@@ -298,3 +298,11 @@ def test_notebook_builds_displays_and_publishes_what_the_page_opens(world):
     assert dashboard_id in {r["id"] for r in dashboards(world.platform, world.customer_user).list()}
     opened = DashboardEditor.open(world.platform, world.customer_user, dashboard_id)
     assert opened.dashboard.to_json()["configuration"] == nb.dashboard.to_json()["configuration"]
+
+
+def test_map_shows_the_last_position_when_the_window_has_none(world):
+    m = MapWidget(use_dashboard_timewindow=False)
+    s = session(world, world.admin, m)
+    m.timewindow = s.dashboard.timewindow.__class__(realtime=False, start_ms=1, end_ms=2)
+    data = reader_for(s, m).load(world.now)
+    assert data.routes[world.devices["P2"]] == ([pytest.approx(8.29)], [pytest.approx(51.29)])
