@@ -215,8 +215,24 @@ class DashboardView(pn.viewable.Viewer):
         for widget, p in placed:
             self._place(grid, widget, p)
         grid.param.watch(self._on_grid, "state")
-        self._grid_box.objects = [grid]
+        self._show_grid(grid)
         self._reload([self._views[w] for w in new])  # the others keep what they drew
+
+    def _show_grid(self, grid: Any) -> None:
+        """Replace the grid in two steps, the old one gone before the new one is drawn: the widgets
+        are the same models, and gridstack.js tearing the old grid down after the new one was
+        drawn took some of the new grid's widgets with it (a widget now and then not drawn)."""
+        doc = self.bg.doc
+        if doc is None or not self._grid_box.objects:
+            self._grid_box.objects = [grid]
+            return
+        self._grid_box.objects = []
+
+        def show() -> None:
+            with set_curdoc(doc):
+                self._grid_box.objects = [grid]
+
+        doc.add_next_tick_callback(show)
 
     def _place(self, grid: Any, widget: WidgetModel, p: Any) -> None:
         frame = self._view(widget).__panel__()
