@@ -5,8 +5,8 @@ Starts a server on a fresh data directory (``ingest_query.start_server``), creat
 time-series chart twice: lines and hourly bars) whose alias is "every ``bench`` device", saved
 through the real ``DashboardStore``. Then, in headless Debian chromium:
 
-* *first full render*: from ``goto`` until all 12 widgets are drawn and the chart's lines have
-  their points (cold: the first open; warm: the median of the next ``--runs``);
+* *first full render*: from ``goto`` until all 12 widgets are drawn and every line of the chart
+  (one per device) has its points (cold: the first open; warm: the median of the next ``--runs``);
 * *RSS per session*: the server's resident memory after opening ``--sessions`` dashboard pages,
   minus before, divided by the sessions;
 * *ack → drawn*: with those sessions open, ``--rate`` posts/s spread over 10 devices for
@@ -47,13 +47,14 @@ from tbpanel.dashboards.model import (  # noqa: E402
 from tbpanel.dashboards.store import DashboardStore  # noqa: E402
 from tbpanel.entities import EntityRegistry  # noqa: E402
 
-RENDERED_JS = """(n) => { if (typeof Bokeh === "undefined") return false;
+RENDERED_JS = """([n, chart, lines]) => { if (typeof Bokeh === "undefined") return false;
   let c = 0; const walk = (r) => { for (const el of r.querySelectorAll('*')) {
     if (el.classList && el.classList.contains('dash-widget')) c++; if (el.shadowRoot) walk(el.shadowRoot); } };
   walk(document); if (c !== n) return false;
+  let drawn = 0;
   for (const d of Bokeh.documents) for (const m of d.all_models)
-    if (m.name && m.name.startsWith('line:') && m.data && m.data.y && m.data.y.length) return true;
-  return false; }"""
+    if (m.name && m.name.startsWith('line:' + chart + ':') && m.data && m.data.y && m.data.y.length) drawn++;
+  return drawn >= lines; }"""
 
 HOOK_JS = """(chart) => {
   window.__arrivals = []; let n = 0;
@@ -125,7 +126,7 @@ def main() -> int:
                     p = ctx.new_page()
                     t0 = time.perf_counter()
                     p.goto(path)
-                    p.wait_for_function(RENDERED_JS, arg=n_widgets, timeout=180_000)
+                    p.wait_for_function(RENDERED_JS, arg=[n_widgets, chart_id, args.devices], timeout=600_000)
                     renders.append(time.perf_counter() - t0)
                     p.close()
                 time.sleep(20)  # closed sessions are reaped (15 s linger, 3 s checks)
@@ -134,8 +135,8 @@ def main() -> int:
                 for _ in range(args.sessions):
                     p = ctx.new_page()
                     p.goto(path)
-                    p.wait_for_function(RENDERED_JS, arg=n_widgets, timeout=180_000)
-                    assert p.evaluate(HOOK_JS, chart_id) >= 10
+                    p.wait_for_function(RENDERED_JS, arg=[n_widgets, chart_id, args.devices], timeout=600_000)
+                    assert p.evaluate(HOOK_JS, chart_id) == args.devices
                     pages.append(p)
                 rss1 = server.memory_info().rss
                 print(f"{len(pages)} dashboards open; posting {args.rate:g}/s for {args.seconds:g} s …", flush=True)
