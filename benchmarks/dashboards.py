@@ -128,6 +128,7 @@ def main() -> int:
                     p.goto(path)
                     p.wait_for_function(RENDERED_JS, arg=[n_widgets, chart_id, args.devices], timeout=600_000)
                     renders.append(time.perf_counter() - t0)
+                    print(f"first full render: {renders[-1]:.2f} s", flush=True)
                     p.close()
                 time.sleep(20)  # closed sessions are reaped (15 s linger, 3 s checks)
                 rss0 = server.memory_info().rss
