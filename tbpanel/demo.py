@@ -180,6 +180,16 @@ def ensure_demo_models(platform, *, progress: Callable[[str], None] = log.info) 
     return models
 
 
+def ensure_demo_dashboards(platform, *, progress: Callable[[str], None] = log.info) -> list[str]:
+    """The two demo dashboards ("Fleet overview"; "Customer A", assigned to the customer), every
+    widget kind on the fleet (:mod:`tbpanel.dashboards.demo`). Idempotent; their ids."""
+    from .dashboards.demo import ensure_demo_dashboards as ensure
+
+    fleet = load_fleet()
+    ids = ensure_demo(platform, fleet=fleet, progress=progress)
+    return ensure(platform, fleet["tenant"], fleet["customer"], TENANT_EMAIL, ids, progress)
+
+
 def _alarms_from_history(platform, model, progress: Callable[[str], None]):
     """Reprocess the model's history with alarm creation on, for just the devices and time that
     hold an anomaly scoring high enough for an alarm (from the earliest such anomaly's start up

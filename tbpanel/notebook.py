@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerProcess", "start_server"]
+__all__ = ["NotebookDashboard", "ServerProcess", "dashboards", "start_server"]
 
 
 class ServerProcess:
@@ -149,3 +149,82 @@ class ServerProcess:
 def start_server(data_dir: str | os.PathLike, *, demo: bool = False, timeout_s: float = 120) -> ServerProcess:
     """Start ``tbpanel serve`` on ``data_dir`` on a free port and wait until it answers."""
     return ServerProcess(data_dir, demo=demo, timeout_s=timeout_s)
+
+
+# --------------------------------------------------------------------------- dashboards
+from .views.dashboards import DashboardEditor  # noqa: E402  (dashboards: below the server helpers)
+
+
+class NotebookDashboard(DashboardEditor):
+    """A dashboard built in Python: the same model and editor the ``/dashboard`` page uses.
+
+    ``add`` widgets, show it inline (it is displayable), ``publish()`` it to the data directory
+    the server serves; the page opens exactly what was published."""
+
+    def add(self, kind: str, *, devices: str | dict | None = None, state: str | None = None, **params: Any) -> Any:
+        """Add a widget of ``kind`` (``tbpanel.dashboards.model.WIDGET_KINDS``); ``devices`` is a
+        device type (``"pump"``), a ThingsBoard alias filter (a dict), or None (the first alias)."""
+        if isinstance(devices, str):
+            params["alias_id"] = self.dashboard.device_type_alias(devices)
+        elif isinstance(devices, dict):
+            params["alias_id"] = self.dashboard.add_alias(params.pop("alias_name", "devices"), devices)
+        if state is not None:
+            self.state_id = state
+        return self.add_widget(kind, **params)
+
+    def publish(self, customers: tuple[str, ...] = ()) -> str:
+        """Save (create or update) and assign to the customers of these titles; the dashboard id."""
+        stored = self.save()
+        reg = self.platform.registry
+        for title in customers:
+            customer = reg.find_customer(self.user.tenant_id, title)
+            if customer is None:
+                raise KeyError(f"no customer {title!r} in this tenant")
+            self.platform.dashboards.assign(self.user, customer.id, stored["id"]["id"])
+        return str(stored["id"]["id"])
+
+    def panel(self) -> Any:
+        """The dashboard drawn as the page draws it (reads run here and now: no live pushes)."""
+        import panel as pn
+
+        from .ui.dashboards import DashboardView
+
+        pn.extension("gridstack", "tabulator", "echarts")
+        return pn.panel(DashboardView(editor=self))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        return self.panel()._repr_mimebundle_(include, exclude)
+
+
+class Dashboards:
+    """``dashboards(platform, email)``: one user's dashboards from a notebook."""
+
+    def __init__(self, platform: Any, user: Any):
+        self.platform = platform
+        self.user = platform.registry.find_user(user) if isinstance(user, str) else user
+        if self.user is None:
+            raise KeyError(f"no user {user!r}")
+
+    def create(self, title: str, description: str = "") -> NotebookDashboard:
+        """A new dashboard (not stored until ``publish()``)."""
+        from .dashboards.model import Dashboard
+
+        return NotebookDashboard(self.platform, self.user, Dashboard(title=title, description=description))
+
+    def open(self, dashboard_id: str) -> NotebookDashboard:
+        """A stored dashboard, to change and publish again."""
+        from .dashboards.model import Dashboard
+
+        return NotebookDashboard(
+            self.platform, self.user, Dashboard.from_json(self.platform.dashboards.get(self.user, dashboard_id))
+        )
+
+    def list(self) -> list[dict[str, Any]]:
+        from .views.dashboards import DashboardList
+
+        return DashboardList(self.platform, self.user).rows()
+
+
+def dashboards(platform: Any, user: Any) -> Dashboards:
+    """The dashboards of ``user`` (an email or a User) on an open :class:`~tbpanel.platform.Platform`."""
+    return Dashboards(platform, user)

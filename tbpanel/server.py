@@ -21,6 +21,7 @@ from .live import LiveHub
 from .platform import Platform
 from .store.heap import freeze_startup_objects, tune_heap
 from .ui.alarms import alarms_page
+from .ui.dashboards import dashboard_page, dashboards_page
 from .ui.fleet import fleet_page
 from .ui.login import DemoLogin, PageAuthProvider
 from .ui.profiles import profiles_page
@@ -87,9 +88,23 @@ def build_server(
     def rules() -> Any:
         return rules_page(platform)
 
-    pages = {"/": landing, "/telemetry": telemetry, "/alarms": alarms, "/models": models, "/model": model}
-    pages["/profiles"] = profiles
-    pages["/rules"] = rules
+    def dashboards() -> Any:
+        return dashboards_page(platform)
+
+    def dashboard() -> Any:
+        return dashboard_page(platform, live)
+
+    pages = {
+        "/": landing,
+        "/telemetry": telemetry,
+        "/alarms": alarms,
+        "/models": models,
+        "/model": model,
+        "/dashboards": dashboards,
+        "/dashboard": dashboard,
+        "/rules": rules,
+        "/profiles": profiles,
+    }
     server = pn.serve(
         pages,
         port=port,
@@ -249,6 +264,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
         demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
         demo.ensure_demo_models(platform, progress=lambda msg: print(msg, flush=True))
+        demo.ensure_demo_dashboards(platform, progress=lambda msg: print(msg, flush=True))
     logins: tuple[DemoLogin, ...] = ()
     if args.demo:
         logins = (

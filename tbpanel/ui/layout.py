@@ -15,6 +15,7 @@ NAV = (
     ("/telemetry", "Telemetry"),
     ("/alarms", "Alarms"),
     ("/models", "Models"),
+    ("/dashboards", "Dashboards"),
     ("/rules", "Rules"),
     ("/profiles", "Profiles"),
 )

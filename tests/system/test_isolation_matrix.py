@@ -1058,6 +1058,9 @@ PAGES = [
     "/profiles",
     "/profiles?profile={prof_b}",
     "/rules",
+    "/dashboards",
+    "/dashboard?id={dash_a1}",
+    "/dashboard?id={dash_b}",
 ]
 
 
