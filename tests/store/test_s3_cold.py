@@ -14,11 +14,9 @@ import sys
 
 import pytest
 
-pytest.importorskip("s3fs")
-
-from tbpanel.store import ValueType, open_store  # noqa: E402
-from tbpanel.store.object_store import ForeignColdTier  # noqa: E402
-from tests.helpers.moto import HoldingProxy, MotoS3, count  # noqa: E402
+from tbpanel.store import ValueType, open_store
+from tbpanel.store.object_store import ForeignColdTier
+from tests.helpers.moto import HoldingProxy, MotoS3, count
 
 V = ValueType
 DAY = 86_400_000
