@@ -4,18 +4,15 @@ count the requests tbpanel makes: what the server saw, not what a client hook be
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.rules.brokers import wait_port
+from tests.rules.brokers import Broker
 from tests.rules.recorder import free_port
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
@@ -36,17 +33,22 @@ class Request:
         return self.method
 
 
-@dataclass
-class MotoS3:
-    """One ``moto_server``; :meth:`bucket` makes a bucket, :meth:`requests` reads the log."""
+class MotoS3(Broker):
+    """One ``moto_server`` (started and stopped by PID like the rule engine's brokers);
+    :meth:`bucket` makes a bucket, :meth:`requests` reads the access log."""
 
-    dir: Path
-    key: str = "tbpanel-test-key"
-    #: random per server, so that a test can look for it in logs and be sure it never matches by chance
-    secret: str = field(default_factory=lambda: f"tbpanel-test-secret-{uuid.uuid4().hex}")
-    port: int = 0
-    proc: subprocess.Popen | None = None
-    _fs: Any = None
+    key = "tbpanel-test-key"
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir = directory
+        self.port = free_port()
+        #: random per server, so that a test can look for it in logs and never match by chance
+        self.secret = f"tbpanel-test-secret-{uuid.uuid4().hex}"
+        self._fs: Any = None
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)], {"PYTHONUNBUFFERED": "1"}
 
     @property
     def endpoint(self) -> str:
@@ -59,35 +61,7 @@ class MotoS3:
 
     @property
     def log_path(self) -> Path:
-        return self.dir / "moto.log"
-
-    def start(self) -> MotoS3:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        log.close()
-        wait_port(self.port, 30, self.proc)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
+        return Path(self.log.name)
 
     def filesystem(self):
         """An s3fs file system on this server (for the tests' own looks at the bucket; no
