@@ -7,7 +7,7 @@
                      [--customer TITLE] [--tenant TITLE]
     tbpanel serve [--data DIR] [--address 127.0.0.1] [--port 5006] [--mqtt-port 1883] [--coap-port 5683] [--demo] [--show]
                   [--mqtt-max-sessions N] [--mqtt-max-rate N] [--mqtt-max-payload BYTES]
-                  [--compaction-interval 60]
+                  [--compaction-interval 60] [--cold-url s3://bucket/prefix --cold-option KEY=VALUE ...]
     tbpanel demo [--url URL] [--data DIR] [--devices N]
 
 A password given as ``-`` is read from the first line of standard input (keeps it out of the
@@ -18,8 +18,11 @@ input or a conflict (nothing was changed), 1 anything else.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -116,6 +119,8 @@ def _pick_tenant(registry, title: str | None, data: str):
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.cold_option and not args.cold_url:
+        raise _CliError("--cold-option is an option of the --cold-url's file system: give --cold-url too")
     try:
         from tbpanel.server import serve_from_args
     except ModuleNotFoundError as exc:
@@ -204,6 +209,26 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
+
+
+#: a ``--cold-option`` value that reads as one of these is JSON; anything else is a string
+_JSON_VALUE = re.compile(r"^(true|false|null|-?\d+(\.\d+)?|\{.*\}|\[.*\]|\".*\")$", re.DOTALL)
+
+
+def _cold_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``: one storage option of the cold tier's file system (s3fs's ``endpoint_url``,
+    ``key``, ``secret``, ``client_kwargs``, ...). ``true``, ``10``, ``{"region_name": "eu-west-1"}``
+    are JSON; ``'"10"'`` keeps a number a string; anything else is a string as given."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError("expected KEY=VALUE, e.g. endpoint_url=http://127.0.0.1:9000")
+    if _JSON_VALUE.match(value):
+        try:
+            return key, json.loads(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the value of {key} is not valid JSON") from None  # no echo: a secret?
+    return key, value
 
 
 def _transport_port(text: str) -> int:
@@ -366,6 +391,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MIB",
         help="SQLite page cache of each connection to the hot tier: the writer and each reading "
         "thread (default: %(default)s)",
+    )
+    cold = p.add_argument_group(
+        "Cold tier",
+        "Months closed for a day move from the hot tier (SQLite in DATA: recent points, the "
+        "durability) to Zarr arrays, by default in DATA/telemetry/cold. --cold-url puts them on "
+        "object storage instead: S3 or an S3-compatible service (MinIO, Ceph, ...; the s3 extra: "
+        "pip install 'tbpanel[s3]'), or any fsspec URL. Credentials: the AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY environment variables or ~/.aws keep them out of the process list, "
+        "which shows --cold-option values to every local user; they are never logged.",
+    )
+    cold.add_argument(
+        "--cold-url", default=None, metavar="URL", help="where closed months go, e.g. s3://bucket/fleet/cold"
+    )
+    cold.add_argument(
+        "--cold-option",
+        action="append",
+        default=[],
+        type=_cold_option,
+        metavar="KEY=VALUE",
+        help="an option of that URL's file system (s3fs), repeatable: endpoint_url=http://host:9000, "
+        'key=..., secret=..., client_kwargs=\'{"region_name": "eu-west-1"}\' (true, numbers and '
+        "{...} are JSON, the rest strings)",
     )
     p.add_argument("--demo", action="store_true", help="demo tenant, logins, simulated fleet and a built model")
     p.add_argument(

@@ -26,6 +26,7 @@ from .rpc import RpcService
 from .rules.python_api import NotebookRules
 from .store import TelemetryStore, open_store
 from .store.limits import DEFAULT_MAX_KEYS_PER_DEVICE, DEFAULT_MAX_POINTS_PER_MESSAGE, check_points
+from .store.object_store import StorageOptions
 
 
 class Platform(param.Parameterized):
@@ -53,8 +54,16 @@ class Platform(param.Parameterized):
     store_options = param.Dict(
         default={}, doc="More keyword arguments of open_store (its cache sizes: tbpanel serve's Memory options)."
     )
+    cold_url = param.String(
+        default=None, allow_None=True, doc="Where closed months go: an fsspec URL (s3://bucket/prefix); None: DATA."
+    )
+    cold_options = param.Dict(
+        default={},
+        doc="The cold URL's file system options (s3fs: endpoint_url, key, secret); credentials shown masked.",
+    )
 
     def __init__(self, data_dir: str | os.PathLike, **params):
+        params["cold_options"] = StorageOptions(params.get("cold_options") or {})  # its repr hides secrets
         super().__init__(data_dir=str(Path(data_dir).resolve()), **params)
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         if not os.access(self.data_dir, os.W_OK):  # say so, rather than "unable to open database file"
@@ -65,6 +74,8 @@ class Platform(param.Parameterized):
         self.dashboards: DashboardStore = DashboardStore(self.registry)
         self.store: TelemetryStore = open_store(
             Path(self.data_dir) / "telemetry",
+            cold_url=self.cold_url,
+            storage_options=self.cold_options or None,
             compaction_interval_s=self.compaction_interval_s,
             max_keys_per_entity=self.max_keys_per_device,
             **self.store_options,

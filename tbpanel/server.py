@@ -256,7 +256,12 @@ def serve_from_args(args: argparse.Namespace) -> int:
         if (value := getattr(args, name, None)) is not None
     }
     platform = Platform(
-        args.data, compaction_interval_s=getattr(args, "compaction_interval", 60), store_options=caches, **limits
+        args.data,
+        compaction_interval_s=getattr(args, "compaction_interval", 60),
+        store_options=caches,
+        cold_url=getattr(args, "cold_url", None),
+        cold_options=dict(getattr(args, "cold_option", None) or ()),
+        **limits,
     )
     simulator = None
     if args.demo:

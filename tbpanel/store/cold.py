@@ -1,6 +1,7 @@
 """Zarr v3 cold tier: one immutable Zarr group per (UTC month, generation).
 
-Layout under the cold root (a local directory by default, or an fsspec URL)::
+Layout under the cold root (a local directory by default, or an fsspec URL such as
+``s3://bucket/fleet/cold``: :mod:`.object_store`)::
 
     2024-03/g000002/          one generation of the month 2024-03 (a Zarr v3 group;
                               chunk files are named c.0, c.1, ... beside each zarr.json)
@@ -11,6 +12,11 @@ Layout under the cold root (a local directory by default, or an fsspec URL)::
         txt     string  STR/JSON text ("" elsewhere); only when the month has text points
         series  int64   sorted distinct series ids of the partition          (index)
         offsets int64   n+1 row offsets: series[i] is rows offsets[i]:offsets[i+1] (index)
+
+At a URL, the group's ``zarr.json`` carries every array's metadata too (Zarr's consolidated
+metadata), so opening a generation is one GET, not seven: on S3 a month's query is that GET
+and one per chunk of each column it reads (see README "Cold tier on S3"). Locally the seven
+small reads cost less than consolidating at every write.
 
 Arrays are written whole, once (a chunk is up to ``chunk_rows`` rows; how each array is
 encoded — delta-of-delta timestamps, values as exact scaled decimals where they are, Blosc — is
@@ -31,7 +37,9 @@ import os
 import re
 import shutil
 import threading
+import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,12 +47,17 @@ import numpy as np
 import zarr
 from zarr.abc.store import Store
 from zarr.codecs import ZstdCodec
+from zarr.core.buffer import Buffer
 from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
 
 from . import encoding
 from .columns import Columns
+from .object_store import ObjectStore
 
 log = logging.getLogger(__name__)
+# consolidated metadata (one read opens a generation) is Zarr-Python's, like the numcodecs
+# filters (store/encoding.py): said once here rather than on every generation written
+warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
 
 COLUMNS = ("ts", "t", "num", "lng", "txt")
 DTYPES = {"ts": np.int64, "t": np.int8, "num": np.float64, "lng": np.int64}
@@ -212,7 +225,10 @@ class ColdTier:
         cache_bytes: int = 256 << 20,
         compressor: str = "zstd",
         fsync: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``location``: a directory or an fsspec URL; ``storage_options``: the URL's file system
+        options (``endpoint_url``, ``key``, ``secret``, ...; never logged)."""
         self.location = location
         self.fsync = fsync
         self.chunk_rows = int(chunk_rows)
@@ -224,15 +240,13 @@ class ColdTier:
         self._cname = compressor
         self._codec = encoding.blosc(compressor)
         self._txt_codec = ZstdCodec(level=3)
-        self._fs: Any = None  # an fsspec file system for URLs
+        self._objects: ObjectStore | None = None  # the URL's root (s3://, memory://, ...)
         self.store: Store
         if _is_url(location):
-            import fsspec  # optional: only needed for URLs (s3://, gs://, memory://, ...)
-
-            self._fs, self._root = fsspec.core.url_to_fs(location)
+            self._objects = ObjectStore(location, storage_options)
             self.local = False
-            self._fs.makedirs(self._root, exist_ok=True)
-            self.store = zarr.storage.FsspecStore.from_url(location, read_only=False)
+            self._root = location
+            self.store = self._objects.zarr_store
         else:
             path = location[len("file://") :] if location.startswith("file://") else location
             self._root = os.path.abspath(path)
@@ -268,7 +282,11 @@ class ColdTier:
             "encodings": {"ts": {"kind": "delta-of-delta"}, "num": record},
             **(extra_attrs or {}),
         }
-        group = zarr.open_group(self.store, path=path, mode="w", zarr_format=3, attributes=attrs)
+        # at a URL the generation is made in memory and uploaded whole (see _upload): Zarr would
+        # look at every parent group (a GET and a HEAD each) before every array it creates
+        staged: dict[str, Buffer] | None = None if self._objects is None else {}
+        target: Store = self.store if staged is None else zarr.storage.MemoryStore(staged)
+        group = zarr.open_group(target, path=path, mode="w", zarr_format=3, attributes=attrs)
         for col in ("ts", "t", "lng"):
             arr = np.ascontiguousarray(data[col], dtype=DTYPES[col])
             filters = encoding.timestamp_filters() if col == "ts" else []
@@ -298,10 +316,22 @@ class ColdTier:
             compressors=[self._codec],
             chunk_key_encoding=_CKE,
         )
+        if staged is not None:
+            zarr.consolidate_metadata(target, path=path, zarr_format=3)  # one GET opens it
+            self._upload(path, staged)
         if self.local and self.fsync:
             _fsync_tree(os.path.join(self._root, path))
             _fsync_dir(os.path.join(self._root, name))
             _fsync_dir(self._root)
+
+    def _upload(self, path: str, staged: dict[str, Buffer]) -> None:
+        """PUT a generation made in memory: its arrays concurrently, its group ``zarr.json`` (the
+        one :meth:`exists` looks for) last. Durable when each PUT is acknowledged."""
+        assert self._objects is not None
+        group_key = f"{path}/zarr.json"
+        blobs = {k: v.to_bytes() for k, v in staged.items() if k.startswith(f"{path}/") and k != group_key}
+        self._objects.put_many(blobs)
+        self._objects.put_many({group_key: staged[group_key].to_bytes()})
 
     # -- reading
     def open(self, name: str, gen: int) -> Partition:
@@ -330,11 +360,17 @@ class ColdTier:
         self.cache.clear()
 
     # -- housekeeping
+    def claim(self, hot_dir: str) -> None:
+        """A cold tier at a URL is usable only with the hot tier that wrote it: see
+        :meth:`.object_store.ObjectStore.claim` (a local one lives in its hot tier's directory)."""
+        if self._objects is not None:
+            self._objects.claim(hot_dir)
+
     def exists(self, name: str, gen: int) -> bool:
         rel = f"{gen_dir(name, gen)}/zarr.json"
-        if self.local:
-            return os.path.exists(os.path.join(self._root, rel))
-        return bool(self._fs.exists(f"{self._root.rstrip('/')}/{rel}"))
+        if self._objects is not None:
+            return self._objects.exists(rel)
+        return os.path.exists(os.path.join(self._root, rel))
 
     def list_generations(self) -> list[tuple[str, int]]:
         out = []
@@ -352,43 +388,36 @@ class ColdTier:
         process can tell (:meth:`exists`) that chunks it just read may have been missing."""
         self.evict(name, gen)
         rel = gen_dir(name, gen)
-        try:
-            if self.local:
+        if self._objects is not None:
+            self._objects.remove(f"{rel}/zarr.json")
+        else:
+            try:
                 os.unlink(os.path.join(self._root, rel, "zarr.json"))
-            else:
-                self._fs.rm(f"{self._root.rstrip('/')}/{rel}/zarr.json")
-        except FileNotFoundError:
-            pass
+            except FileNotFoundError:
+                pass
         self._rmtree(rel)
 
     def remove_empty_month_dirs(self, keep: set[str]) -> None:
+        if self._objects is not None:
+            return  # object storage has no empty directories: a prefix exists while objects do
         for name in self._listdir(""):
             if _NAME_RE.match(name) and name not in keep:
                 if not any(_GEN_RE.match(g) for g in self._listdir(name)):
                     self._rmtree(name)
 
     def _listdir(self, rel: str) -> list[str]:
-        if self.local:
-            p = os.path.join(self._root, rel)
-            try:
-                return sorted(e.name for e in os.scandir(p) if e.is_dir())
-            except FileNotFoundError:
-                return []
-        p = f"{self._root.rstrip('/')}/{rel}" if rel else self._root
+        if self._objects is not None:
+            return self._objects.list_dirs(rel)
         try:
-            entries = self._fs.ls(p, detail=True)
+            return sorted(e.name for e in os.scandir(os.path.join(self._root, rel)) if e.is_dir())
         except FileNotFoundError:
             return []
-        return sorted(os.path.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
 
     def _rmtree(self, rel: str) -> None:
-        if self.local:
-            shutil.rmtree(os.path.join(self._root, rel), ignore_errors=True)
+        if self._objects is not None:
+            self._objects.remove_tree(rel)
         else:
-            try:
-                self._fs.rm(f"{self._root.rstrip('/')}/{rel}", recursive=True)
-            except FileNotFoundError:
-                pass
+            shutil.rmtree(os.path.join(self._root, rel), ignore_errors=True)
 
 
 def _is_url(location: str) -> bool:

@@ -131,6 +131,7 @@ class TelemetryStore:
         chunk_rows: int = 1_000_000,
         compressor: str = "zstd",
         max_keys_per_entity: int | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         os.makedirs(self.path, exist_ok=True)
@@ -149,15 +150,17 @@ class TelemetryStore:
         #: emitted on the writer thread after each commit of points, with those points
         self.committed: Signal[[list[Point]]] = Signal("TelemetryStore.committed")
 
-        wconn = open_database(self._db, synchronous=sync, busy_timeout_ms=busy_timeout_ms, cache_kib=sqlite_cache_kib)
-        self._readers = ReaderPool(self._db, busy_timeout_ms, sqlite_cache_kib)
         self.cold = ColdTier(
             cold_url or os.path.join(self.path, "cold"),
             chunk_rows=chunk_rows,
             cache_bytes=cache_bytes,
             compressor=compressor,
             fsync=sync != "OFF",
+            storage_options=storage_options,
         )  # OFF: no durability anywhere (scratch stores)
+        self.cold.claim(self.path)  # before anything at a URL is written or removed
+        wconn = open_database(self._db, synchronous=sync, busy_timeout_ms=busy_timeout_ms, cache_kib=sqlite_cache_kib)
+        self._readers = ReaderPool(self._db, busy_timeout_ms, sqlite_cache_kib)
         # in-memory mirrors (the writer thread updates them after each commit)
         self._series = SeriesIndex(self._readers)
         self._latest = LatestValues()  # latest_many() answers from it
@@ -607,13 +610,17 @@ def open_store(
     synchronous: str = "FULL",
     compaction_interval_s: float = 60,
     grace_ms: int = 86_400_000,
+    storage_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> TelemetryStore:
     """Open (creating if needed) the telemetry store in directory ``path`` (or at a URL: see
     :func:`resolve_location`).
 
     ``cold_url``: where the Zarr cold tier lives (a path or an fsspec URL; default
-    ``path/cold``). ``synchronous``: SQLite's durability level (FULL: an acknowledged write
+    ``path/cold``). ``storage_options``: the URL's fsspec options, e.g. ``{"endpoint_url":
+    "http://127.0.0.1:9000", "key": ..., "secret": ...}`` for an S3-compatible service (s3fs;
+    the ``s3`` extra); a URL's cold tier can be used only with the hot tier that first wrote it
+    (:class:`~tbpanel.store.object_store.ForeignColdTier` otherwise). ``synchronous``: SQLite's durability level (FULL: an acknowledged write
     survives power loss; NORMAL: survives a killed process; OFF: scratch data, and cold
     generations are not fsynced either). ``compaction_interval_s``: background compaction period (0 disables).
     ``grace_ms``: how long after its end a month stays writable in the hot tier before it is
@@ -630,6 +637,7 @@ def open_store(
         synchronous=synchronous,
         compaction_interval_s=compaction_interval_s,
         grace_ms=grace_ms,
+        storage_options=storage_options,
         **kwargs,
     )
 
