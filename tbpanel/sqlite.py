@@ -99,7 +99,7 @@ def truncate_wal(conn: sqlite3.Connection, wait_ms: int = 200) -> bool:
     old = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
     conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
     try:
-        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        busy = int(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
     except sqlite3.OperationalError:  # locked past wait_ms
         return False
     finally:
