@@ -54,6 +54,24 @@ def unspy(proc: subprocess.Popen | None) -> None:
         proc.wait(60)
 
 
+def disk_breakdown(root: Path, top: int = 16) -> list[str]:
+    """Markdown rows: the data directory's allocated bytes per file (SQLite files, WAL) and per
+    cold-tier month, largest first: where the bytes per point go."""
+    sizes: dict[str, int] = {}
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(root).parts
+        depth = 5 if rel[:2] == ("telemetry", "cold") else 2  # cold: per month, generation and column
+        name = "/".join(rel[:depth]) + "/…" if len(rel) > depth else "/".join(rel)
+        try:
+            sizes[name] = sizes.get(name, 0) + path.stat().st_blocks * 512
+        except FileNotFoundError:
+            pass
+    rows = sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
+    return [f"| `{name}` | {size / 2**20:,.2f} MiB |" for name, size in rows]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
@@ -95,6 +113,7 @@ def main() -> int:
             system.settle()
             idle = rss(system.pid)[0]
             disk = dir_bytes(system.dir)
+            where = disk_breakdown(system.dir)
         finally:
             system.stop()
     lines = [
@@ -113,6 +132,7 @@ def main() -> int:
         f"| RSS after start / peak / idle after settling | {rss_start:,.0f} / {peak:,.0f} / {idle:,.0f} MiB |",
         f"| disk per point after settling ({points:,} points) | {disk / points:.2f} B |",
     ]
+    lines += ["", "| data directory after settling | allocated |", "| --- | --- |", *where]
     print("\n".join(lines))
     write_report(args.out, "ingest_cpu", lines)
     return 0

@@ -112,46 +112,53 @@ class Devices(Tables):
         token = None if access_token is None else fields.access_token(access_token)
         did = None if device_id is None else fields.canonical_id(device_id, "device")
         keep_customer = customer_id is ...
-        with self.transaction():
-            tid = self._require_tenant(tenant_id)
-            cid = None if keep_customer else fields.optional_customer(customer_id)
-            if cid is not None:
-                self._check_customer_of_tenant(cid, tid)
-            pid, type = self._profile_for_type(tid, wanted_type, device_profile_id)
-            if did is None:
-                did = str(uuid.uuid4())
-                created = now_ms()
-                self._check_device_name(tid, name, None)
-                if token is None:
-                    token = generate_access_token()
-                    while self._one("SELECT 1 FROM device WHERE access_token = ?", (token,)):
-                        token = generate_access_token()  # pragma: no cover - 2**-120
+        created_token = None
+        with self._lock:  # the cache is filled after the commit, before anyone else writes
+            with self.transaction():
+                tid = self._require_tenant(tenant_id)
+                cid = None if keep_customer else fields.optional_customer(customer_id)
+                if cid is not None:
+                    self._check_customer_of_tenant(cid, tid)
+                pid, type = self._profile_for_type(tid, wanted_type, device_profile_id)
+                if did is None:
+                    did = str(uuid.uuid4())
+                    created = now_ms()
+                    self._check_device_name(tid, name, None)
+                    if token is None:
+                        token = generate_access_token()
+                        while self._one("SELECT 1 FROM device WHERE access_token = ?", (token,)):
+                            token = generate_access_token()  # pragma: no cover - 2**-120
+                    else:
+                        self._check_token_free(token, None)
+                    self._conn.execute(
+                        f"INSERT INTO device ({_DEVICE_COLS}, access_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (did, created, tid, cid, name, type, label, info, pid, token),
+                    )
+                    created_token = token
                 else:
-                    self._check_token_free(token, None)
-                self._conn.execute(
-                    f"INSERT INTO device ({_DEVICE_COLS}, access_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (did, created, tid, cid, name, type, label, info, pid, token),
-                )
-            else:
-                old = self._one("SELECT tenant_id, customer_id, created_time FROM device WHERE id = ?", (did,))
-                if old is None:
-                    raise NotFound(f"Device {did} not found")
-                if old[0] != tid:
-                    raise PermissionDenied(f"Device {did} belongs to another tenant")
-                if keep_customer:
-                    cid = old[1]
-                created = old[2]
-                self._check_device_name(tid, name, did)
-                self._forget_device(did)
-                if token is not None:
-                    self._check_token_free(token, did)
-                    self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?", (token, did))
-                self._conn.execute(
-                    "UPDATE device SET customer_id = ?, name = ?, type = ?, label = ?, "
-                    "additional_info = ?, device_profile_id = ? WHERE id = ?",
-                    (cid, name, type, label, info, pid, did),
-                )
-        return device_from_row((did, created, tid, cid, name, type, label, info, pid))
+                    old = self._one("SELECT tenant_id, customer_id, created_time FROM device WHERE id = ?", (did,))
+                    if old is None:
+                        raise NotFound(f"Device {did} not found")
+                    if old[0] != tid:
+                        raise PermissionDenied(f"Device {did} belongs to another tenant")
+                    if keep_customer:
+                        cid = old[1]
+                    created = old[2]
+                    self._check_device_name(tid, name, did)
+                    self._forget_device(did)
+                    if token is not None:
+                        self._check_token_free(token, did)
+                        self._conn.execute("UPDATE device SET access_token = ? WHERE id = ?", (token, did))
+                    self._conn.execute(
+                        "UPDATE device SET customer_id = ?, name = ?, type = ?, label = ?, "
+                        "additional_info = ?, device_profile_id = ? WHERE id = ?",
+                        (cid, name, type, label, info, pid, did),
+                    )
+            device = device_from_row((did, created, tid, cid, name, type, label, info, pid))
+            if created_token is not None and not self._db.in_transaction:
+                # committed and still under the lock: the new device's first upload is a hit
+                self._tokens.put(created_token, device)
+        return device
 
     def _check_device_name(self, tid: str, name: str, own_id: str | None) -> None:
         row = self._one("SELECT id FROM device WHERE tenant_id = ? AND name = ?", (tid, name))
@@ -164,6 +171,12 @@ class Devices(Tables):
             raise Conflict("Device credentials are already assigned to another device")
 
     def get_device(self, device_id: Any) -> Device:
+        """The device (NotFound); a device whose token is cached is answered from the cache
+        (the rule engine's ingress asks for each uploading device: no query, no new object)."""
+        if type(device_id) is str:
+            cached = self._tokens.of_device(device_id)
+            if cached is not None:
+                return cached
         did = fields.canonical_id(device_id, "device")
         row = self._one(f"SELECT {_DEVICE_COLS} FROM device WHERE id = ?", (did,))
         if row is None:

@@ -58,6 +58,10 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
+#: the entity database's WAL after a checkpoint (writes here are small: devices, attributes)
+WAL_LIMIT_BYTES = 512 * 1024
+
+
 class EntityRegistry(Tenants, Customers, Users, Devices, Profiles, Attributes):
     """Tenants, customers, users, devices and attributes of one data directory.
 
@@ -79,6 +83,8 @@ class EntityRegistry(Tenants, Customers, Users, Devices, Profiles, Attributes):
         self._db = Database(
             str(self.path), MIGRATIONS, what=str(self.path), on_rollback=self._tokens.clear, foreign_keys=True
         )
+        # the WAL is cut back to this after each checkpoint (SQLite keeps its high-water mark)
+        self._db.conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

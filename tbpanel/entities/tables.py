@@ -179,6 +179,11 @@ class TokenCache:
     def get(self, token: str) -> Device | None:
         return self._devices.get(token)
 
+    def of_device(self, device_id: str) -> Device | None:
+        """The cached device with this id (``get_device`` answers from it), or None."""
+        token = self._token_of.get(device_id)
+        return None if token is None else self._devices.get(token)
+
     def put(self, token: str, device: Device) -> None:
         if len(self._devices) >= self.limit:
             self.clear()

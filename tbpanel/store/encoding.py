@@ -9,8 +9,10 @@ encodings and keep the smallest:
   the array survives ``round(x * 10**k) / 10**k`` bit for bit (for the smallest such ``k`` up
   to :data:`MAX_DECIMALS`), the array is stored as those int64s instead, with or without a
   delta filter and byte or bit shuffle, whichever compresses smaller (slow curves like deltas, noisy ones do not).
-  Anything else (a NaN of a text row, ``-0.0``, ``0.1 + 0.2``, ``1e308``, subnormals) keeps
-  the float64 array as it is. The choice is recorded in the generation's attributes
+  ``-0.0`` and a text row's NaN are stored as two reserved integers (a random walk around
+  zero rounds to ``-0.0``: one such value made a whole month float64, 4.2 instead of ~0.7 B a
+  point). Anything else (``0.1 + 0.2``, ``1e308``, subnormals, other NaNs) keeps the float64
+  array as it is. The choice is recorded in the generation's attributes
   (``encodings``), so a reader never guesses, and generations written before this module
   (no ``encodings``) read exactly as before.
 - ``t``, ``lng`` and the index: Blosc with byte shuffle (mostly constant or zero).
@@ -42,6 +44,15 @@ _EXACT = float(2**53)
 
 #: at most this many values are compressed to compare candidates (one chunk's worth)
 _SAMPLE = 1 << 20
+
+#: scaled integers that stand for the two floats a decimal cannot carry, so that one of them
+#: does not make a whole month float64: ``-0.0`` (a sensor's value rounded to zero from below)
+#: and the NaN of a text row. Far outside the scaled range (below ``-2**53``), so no value is
+#: ever taken for one; other NaNs (other bit patterns) keep the array float64.
+NEG_ZERO = np.iinfo(np.int64).min
+NAN = NEG_ZERO + 1
+_NEG_ZERO_BITS = np.float64(-0.0).view(np.int64)
+_NAN_BITS = np.float64(np.nan).view(np.int64)
 
 
 def blosc(cname: str, shuffle: str = "shuffle") -> BloscCodec:
@@ -79,11 +90,21 @@ def _size(arr: np.ndarray, cname: str, shuffle: str, delta: bool) -> int:
 
 
 def encode_num(values: npt.NDArray[np.float64], cname: str) -> tuple[np.ndarray, dict[str, Any], list[Any], BloscCodec]:
-    """``(array to store, its encoding record, filters, compressor)`` for the ``num`` column."""
-    k = decimal_places(values)
+    """``(array to store, its encoding record, filters, compressor)`` for the ``num`` column.
+
+    ``-0.0`` and text rows' NaN become the :data:`NEG_ZERO` / :data:`NAN` integers (the record
+    says ``"specials": true``) rather than sending the whole array back to float64."""
+    bits = values.view(np.int64)
+    neg_zero, nan = bits == _NEG_ZERO_BITS, bits == _NAN_BITS
+    special = neg_zero | nan
+    any_special = bool(special.any())
+    k = decimal_places(values[~special] if any_special else values)
     if k is None:
         return values, {"kind": "float64"}, [], blosc(cname)
-    ints = np.round(values * 10.0**k).astype(np.int64)
+    ints = np.round(np.where(special, 0.0, values) * 10.0**k).astype(np.int64)
+    if any_special:
+        ints[neg_zero] = NEG_ZERO
+        ints[nan] = NAN
     options = [
         (_size(ints, cname, shuffle, delta), shuffle, delta)
         for shuffle in ("shuffle", "bitshuffle")
@@ -92,6 +113,8 @@ def encode_num(values: npt.NDArray[np.float64], cname: str) -> tuple[np.ndarray,
     _, shuffle, delta = min(options)
     filters = [Delta(dtype="int64")] if delta else []
     record = {"kind": "decimal", "decimals": k, "delta": delta, "shuffle": shuffle}
+    if any_special:
+        record["specials"] = True
     return ints, record, filters, blosc(cname, shuffle)
 
 
@@ -104,5 +127,10 @@ def decode(col: str, raw: np.ndarray, encodings: dict[str, Any]) -> np.ndarray:
     """A stored slice of column ``col`` as the values it holds (float64 for ``num``)."""
     record = encodings.get(col)
     if record is not None and record.get("kind") == "decimal":
-        return decode_decimals(np.asarray(raw, dtype=np.int64), int(record["decimals"]))
+        ints = np.asarray(raw, dtype=np.int64)
+        out = decode_decimals(ints, int(record["decimals"]))
+        if record.get("specials"):
+            out[ints == NEG_ZERO] = -0.0
+            out[ints == NAN] = np.nan
+        return out
     return raw
