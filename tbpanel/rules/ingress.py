@@ -231,7 +231,7 @@ class Ingress:
             saved = self.store.submit_async(rows)
             if plan.profile_node_id is None or not self._maybe_alarm_rules(devices):
                 return saved
-            return self._then_profile(saved, plan, lambda: self.telemetry_msgs(rows))
+            return self._then_profile(saved, plan, lambda: self.telemetry_msgs(rows), devices)
         return self._in_pool(self._put, lambda: self.telemetry_msgs(rows))
 
     def attributes(self, device: Device, points: Sequence[Any]) -> Awaitable[Any]:
@@ -243,7 +243,7 @@ class Ingress:
             saved = self._in_pool(self.registry.save_attributes, device.id, "CLIENT_SCOPE", points)
             if plan.profile_node_id is None or not self._maybe_alarm_rules([device.id]):
                 return saved
-            return self._then_profile(saved, plan, lambda: [self.attributes_msg(device, points)])
+            return self._then_profile(saved, plan, lambda: [self.attributes_msg(device, points)], [device.id])
         return self._in_pool(self._put, lambda: [self.attributes_msg(device, points)])
 
     # -- activity ----------------------------------------------------------------------------
@@ -285,12 +285,14 @@ class Ingress:
         else:
             threading.Thread(target=fn, args=args, daemon=True).start()
 
-    async def _then_profile(self, saved: Awaitable[Any], plan: Plan, build: Any) -> Any:
+    async def _then_profile(self, saved: Awaitable[Any], plan: Plan, build: Any, devices: Iterable[str]) -> Any:
         result = await saved
-        await self._in_pool(self._profile_step, plan, build)
+        await self._in_pool(self._profile_step, plan, build, devices)
         return result
 
-    def _profile_step(self, plan: Plan, build: Any) -> None:
+    def _profile_step(self, plan: Plan, build: Any, devices: Iterable[str]) -> None:
+        if not any([self.has_alarm_rules(d) for d in devices]):  # no rules: build no message
+            return
         msgs = [m for m in build() if self.has_alarm_rules(m.originator.id)]
         if msgs and plan.profile_node_id is not None:
             self.queue.put(msgs, only=(plan.chain.id, plan.profile_node_id))
