@@ -90,3 +90,37 @@ def env(tmp_path):
     platform.registry.save_device(tenant.id, "lamp", type="lamp")
     yield platform, tenant, devices
     platform.close()
+
+
+#: the longest modules (seconds each, from --durations), run first: `make test` hands whole
+#: modules to two xdist workers in collection order, and a long module picked up last leaves
+#: the other worker idle at the end
+LONG_MODULES = (
+    "tests/ui/test_workspace_tabs.py",
+    "tests/test_notebooks.py",
+    "tests/ui/test_workspace_pages.py",
+    "tests/system/test_isolation_matrix.py",
+    "tests/system/test_crash_cycles.py",
+    "tests/ui/test_live_pages.py",
+    "tests/system/test_shutdown.py",
+    "tests/ui/test_demo.py",
+    "tests/ui/test_dashboards_page.py",
+    "tests/ui/test_wizard_build.py",
+    "tests/ui/test_first_hour.py",
+    "tests/ui/test_rules_page.py",
+    "tests/test_notebook_api.py",
+    "tests/transports/test_mqtt.py",
+    "tests/system/test_storage_faults.py",
+    "tests/system/test_soak.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long modules first, each whole and in its own order; the rest as collected."""
+    rank = {m: i for i, m in enumerate(LONG_MODULES)}
+
+    def key(item):
+        path = item.nodeid.split("::", 1)[0]
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)  # stable: the order inside a module and among the rest is kept
