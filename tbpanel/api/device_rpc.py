@@ -97,7 +97,7 @@ class DeviceRpcHandler(ApiHandler):
         device = self.device_of_token(token)
         body = self.json_body()
         answer = self.platform.rpc.device_request(device.id, body, http_session_limits(self.platform))
-        self.write_json(answer)
+        self.write_json(await self.platform.rules.ingress.rpc_answer(answer, body))
 
 
 class DeviceRpcReplyHandler(ApiHandler):

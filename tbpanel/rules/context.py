@@ -37,6 +37,9 @@ class Services:
     #: ``rpc(msg) -> None``: sends an RPC_CALL_FROM_SERVER_TO_DEVICE message to its device
     #: (wired by the transports; None: the RPC call node answers Failure)
     rpc: Callable[[TbMsg], None] | None = None
+    #: ``rpc_reply(sessionId, requestId, data) -> bool``: answers a waiting device → server
+    #: RPC request (the ingress's; None: the RPC call reply node answers Failure)
+    rpc_reply: Callable[[str, str, Any], bool] | None = None
     #: what nodes remember per entity across restarts (rules.sqlite); None: in memory only
     node_states: RuleNodeStates | None = None
     clock: Callable[[], int] = now_ms

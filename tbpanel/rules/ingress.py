@@ -28,11 +28,13 @@ node: the message goes to the dead-letter list with the reason).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,6 +58,7 @@ from .message import (
     DISCONNECT_EVENT,
     INACTIVITY_EVENT,
     POST_ATTRIBUTES_REQUEST,
+    TO_SERVER_RPC_REQUEST,
     EntityRef,
     TbMsg,
     device_msg,
@@ -80,6 +83,11 @@ PROFILE_NODE = "org.thingsboard.rule.engine.profile.TbDeviceProfileNode"
 PROFILE_CACHE_S = 2.0
 #: ThingsBoard's default inactivity timeout (``state.defaultInactivityTimeoutInSec``)
 INACTIVITY_TIMEOUT_MS = 600_000
+#: how long a device → server RPC request waits for a chain's "RPC call reply" (ThingsBoard's
+#: ``transport.client_side_rpc.timeout``)
+DEVICE_RPC_TIMEOUT_MS = 60_000
+#: the metadata ``serviceId`` of the requests this process waits for
+SERVICE_ID = "tbpanel"
 #: the alarm service's changes (``AlarmService.actions``) → ThingsBoard's message types
 ALARM_TYPES = {"ALARM": ALARM, "ACK": ALARM_ACK, "CLEAR": ALARM_CLEAR}
 
@@ -164,6 +172,12 @@ class Ingress:
         #: a device with no message for this long is inactive (ThingsBoard's default, 600 s)
         self.inactivity_timeout_ms = INACTIVITY_TIMEOUT_MS
         self._active: dict[str, tuple[str, int]] = {}  # device id -> (tenant id, last activity ms)
+        #: device → server RPC requests waiting for a chain's reply: (sessionId, requestId) -> answer
+        self._rpc_waiting: dict[tuple[str, str], Future[Any]] = {}
+        self._rpc_ids = itertools.count(1)
+        self._session = uuid.uuid4().hex  # this process's sessionId prefix
+        #: how long :meth:`device_rpc` requests wait for an answer
+        self.device_rpc_timeout_ms = DEVICE_RPC_TIMEOUT_MS
 
     # -- the route ---------------------------------------------------------------------------
     def plan(self, tenant_id: str) -> Plan:
@@ -245,6 +259,57 @@ class Ingress:
                 return saved
             return self._then_profile(saved, plan, lambda: [self.attributes_msg(device, points)], [device.id])
         return self._in_pool(self._put, lambda: [self.attributes_msg(device, points)])
+
+    # -- device → server RPC ----------------------------------------------------------------
+    def device_rpc(self, device_id: str, method: str, params: Any) -> Any:
+        """:attr:`RpcService.device_rpc_handler`: on the default chain :data:`NOT_HANDLED`
+        (tbpanel answers as before); else the request enters the root chain as
+        ``TO_SERVER_RPC_REQUEST`` and this returns a Future of the answer an "RPC call reply"
+        node gives (:meth:`rpc_reply`); :func:`rpc_answer` awaits it with the timeout."""
+        from ..rpc.service import NOT_HANDLED
+
+        device = self._device(device_id)
+        if device is None or self.plan(device.tenant_id).compiled:
+            return NOT_HANDLED
+        request_id = str(next(self._rpc_ids))
+        session = f"{self._session}-{device_id}"
+        answer: Future[Any] = Future()
+        self._rpc_waiting[(session, request_id)] = answer
+        answer.add_done_callback(lambda _f: self._rpc_waiting.pop((session, request_id), None))
+        meta = {"requestId": request_id, "serviceId": SERVICE_ID, "sessionId": session}
+        msg = self._device_event(TO_SERVER_RPC_REQUEST, device, {"method": method, "params": params}, meta)
+
+        def put() -> None:
+            try:
+                self.queue.put([msg])
+            except Exception as exc:  # not queued: the device hears why at once
+                log.exception("a device RPC request could not enter the rule engine")
+                if not answer.done():
+                    answer.set_result({"error": f"the RPC request could not enter the rule engine: {exc}"})
+
+        self._off_thread(put)
+        return answer
+
+    def rpc_reply(self, session_id: str, request_id: str, data: Any) -> bool:
+        """The "RPC call reply" node's answer to a waiting device request; False when none waits
+        (it timed out, or another process's session asked)."""
+        answer = self._rpc_waiting.pop((session_id, request_id), None)
+        if answer is None or answer.done():
+            return False
+        answer.set_result(data)
+        return True
+
+    async def rpc_answer(self, answer: Any, request: Any) -> Any:
+        """The answer a transport sends: ``answer`` itself, or what the chain replied to
+        :meth:`device_rpc`'s Future within :attr:`device_rpc_timeout_ms`, else an error."""
+        if not isinstance(answer, Future):
+            return answer
+        timeout = self.device_rpc_timeout_ms
+        method = str(request.get("method")) if isinstance(request, dict) else ""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(answer), timeout / 1000)
+        except TimeoutError:
+            return {"error": f"unsupported RPC method {method[:100]!r}: no rule answered it within {timeout} ms"}
 
     # -- activity ----------------------------------------------------------------------------
     def _touch(self, plan: Plan, device_ids: Iterable[str]) -> None:

@@ -59,6 +59,9 @@ class RuleService:
         self.chains.load()
         #: where transports and internal events hand over their messages
         self.ingress = Ingress(self.engine, self.chains, self.queue, store=store, registry=registry, executor=executor)
+        services.rpc_reply = self.ingress.rpc_reply
+        if rpc is not None:  # device → server RPC of a custom root chain enters it
+            rpc.device_rpc_handler = self.ingress.device_rpc
         self._worker: tuple[threading.Thread, threading.Event] | None = None
         self._timer: tuple[threading.Thread, threading.Event] | None = None
         self._unhook: list[Any] = []

@@ -222,7 +222,7 @@ class DeviceApi(resource.Resource, interfaces.ObservableResource):
                 Code.REQUEST_ENTITY_TOO_LARGE, f"payload of {len(body)} bytes exceeds the limit of {limit} bytes"
             )
         if path[3] == "rpc":
-            return self._device_rpc(device.id, body)
+            return await self._device_rpc(device.id, body)
         now = now_ms()
         try:
             if not body.strip():
@@ -253,14 +253,15 @@ class DeviceApi(resource.Resource, interfaces.ObservableResource):
                 answer[name] = values
         return _json(answer)
 
-    def _device_rpc(self, device_id: str, body: bytes) -> aiocoap.Message:
+    async def _device_rpc(self, device_id: str, body: bytes) -> aiocoap.Message:
         from ..api.device_rpc import http_session_limits  # the same limits as an HTTP device
 
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return _reply(Code.BAD_REQUEST, f"Invalid JSON body: {exc}")
-        return _json(self.platform.rpc.device_request(device_id, request, http_session_limits(self.platform)))
+        answer = self.platform.rpc.device_request(device_id, request, http_session_limits(self.platform))
+        return _json(await self.platform.rules.ingress.rpc_answer(answer, request))
 
     async def _rpc_answer(self, request: aiocoap.Message, path: tuple[str, ...]) -> aiocoap.Message:
         if request.code != Code.POST:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,9 +207,15 @@ class SessionRpc:
         """``rpc/request/{n}`` from the device, answered on ``rpc/response/{n}``."""
         request = loads(payload)
         answer = self.service.device_request(self.s.device.id, request, self.s.t.session_limits())
-        response = c.publish(
-            self.s.level, outbound(RPC_RESPONSE + topic[len(RPC_REQUEST) :], short), orjson.dumps(answer)
-        )
+        out = outbound(RPC_RESPONSE + topic[len(RPC_REQUEST) :], short)
+        if isinstance(answer, Future):  # a custom root chain answers (tbpanel/rules/ingress.py)
+            ingress = self.s.platform.rules.ingress
+
+            async def chain() -> bytes:
+                return c.publish(self.s.level, out, orjson.dumps(await ingress.rpc_answer(answer, request)))
+
+            return chain
+        response = c.publish(self.s.level, out, orjson.dumps(answer))
 
         async def just() -> bytes:
             return response

@@ -226,6 +226,33 @@ class SendRpcRequestNode(RuleNode):
 
 
 @register
+class SendRpcReplyNode(RuleNode):
+    """Answers a device's RPC request (``TO_SERVER_RPC_REQUEST``) with the message data: the
+    request is found by the metadata keys the configuration names (ThingsBoard's: the service,
+    the session and the request id; tbpanel has one service, so its key is not read)."""
+
+    tb_type = "rpc.TbSendRPCReplyNode"
+    service_id_meta_data_attribute = param.String(default="serviceId")
+    session_id_meta_data_attribute = param.String(default="sessionId")
+    request_id_meta_data_attribute = param.String(default="requestId")
+
+    def process(self, ctx, msg: TbMsg) -> Outputs:
+        request_id = msg.metadata.get(self.request_id_meta_data_attribute)
+        session_id = msg.metadata.get(self.session_id_meta_data_attribute)
+        if not request_id or not session_id:
+            keys = (self.request_id_meta_data_attribute, self.session_id_meta_data_attribute)
+            raise ValueError(f"the metadata has no {keys[0]!r} or {keys[1]!r} to reply to")
+        reply = ctx.services.rpc_reply
+        if reply is None:
+            raise RuntimeError("RPC replies to devices are not available in this rule engine")
+        if not msg.data and msg.data != 0:
+            raise ValueError("the RPC reply (the message data) is empty")
+        if not reply(str(session_id), str(request_id), msg.data):
+            raise RuntimeError(f"no device RPC request {request_id} waits for an answer (it timed out?)")
+        return [(SUCCESS, msg)]
+
+
+@register
 class AckNode(RuleNode):
     """Acknowledges the message and passes it on (ThingsBoard's flow.TbAckNode)."""
 
