@@ -1,15 +1,18 @@
 """Device → server RPC through a custom root chain, over a real ``tbpanel serve``: the chain
 (imported over REST) answers ``TO_SERVER_RPC_REQUEST`` with a script-built reply (transform →
-"RPC call reply"), over MQTT (paho) and the HTTP device API; ``getCurrentTime`` is still answered by tbpanel."""
+"RPC call reply"), over MQTT (paho), the HTTP device API and CoAP; ``getCurrentTime`` is still answered by tbpanel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
+from concurrent.futures import Future
 
 import paho.mqtt.client as paho
 import pytest
 import requests
+from aiocoap import POST, Context, Message
 
 from tests.helpers import Api, ServerProcess, cli
 
@@ -96,6 +99,22 @@ def test_mqtt_device_rpc_is_answered_by_the_chain(site):
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def test_coap_device_rpc_is_answered_by_the_chain(site):
+    server, token = site
+
+    async def ask() -> bytes:
+        ctx = await Context.create_client_context()
+        try:
+            uri = f"coap://127.0.0.1:{server.coap_port}/api/v1/{token}/rpc"
+            body = json.dumps({"method": "twice", "params": {"x": 4}}).encode()
+            response = await ctx.request(Message(code=POST, uri=uri, payload=body)).response
+            return bytes(response.payload)
+        finally:
+            await ctx.shutdown()
+
+    assert json.loads(asyncio.run(ask())) == {"echo": "twice", "doubled": 8, "device": "rpc-dev", "type": "thermo"}
 
 
 def test_an_unanswered_request_times_out_and_a_late_reply_finds_nothing():
