@@ -74,8 +74,9 @@ class RpcService:
         self.repo = RpcRepository(data_dir)
         self.sessions = SessionRegistry()
         #: Device → server methods tbpanel itself does not answer go here when set: the rule
-        #: engine (a later issue) installs ``fn(device_id, method, params) -> answer`` and
-        #: returns :data:`NOT_HANDLED` for methods it has no rule for.
+        #: engine installs ``fn(device_id, method, params) -> answer`` (``Ingress.device_rpc``):
+        #: :data:`NOT_HANDLED` on the default chain, else a Future of the custom root chain's
+        #: reply, which the transport awaits (``Ingress.rpc_answer``).
         self.device_rpc_handler: Callable[[str, str, Any], Any] | None = None
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._heap: list[tuple[int, int, str]] = []

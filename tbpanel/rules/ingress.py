@@ -1,6 +1,6 @@
-"""Where messages enter the tenants' root rule chains: the device transports' telemetry and
-attributes, and tbpanel's internal events (attribute changes, alarm changes, sessions,
-anomalies).
+"""Where messages enter the tenants' root rule chains: the device transports' telemetry,
+attributes and RPC requests, and tbpanel's internal events (attribute changes, alarm changes,
+sessions, anomalies).
 
 Every message goes to its tenant's root chain (a tenant without one gets the default chain,
 :meth:`~.store.RuleChainStore.ensure_root`), by one of two routes that :meth:`Ingress.plan`
@@ -19,6 +19,10 @@ picks per tenant with a cheap check (the root chain object is cached until it ch
   is put in the durable :class:`~.queue.RuleQueue` and the transport acks once ``put``
   returned — "durably queued"; the queue's worker runs it through the chain (per-originator
   order, retries of external nodes, dead letters).
+
+A device's RPC request (``TO_SERVER_RPC_REQUEST``) other than ``getCurrentTime`` and
+``getSessionLimits`` enters a custom root chain only (:meth:`Ingress.device_rpc`); the device's
+session waits for an "RPC call reply" node (:meth:`Ingress.rpc_reply`) or the timeout.
 
 A payload the store would refuse (bad JSON, a bad value, the point limit) is refused before
 either route, as before; only the key quota is checked later on the queued route (by the save
