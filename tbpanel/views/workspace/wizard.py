@@ -39,6 +39,8 @@ RANGES = {"last 7 days": 7 * DAY_MS, "last 30 days": 30 * DAY_MS, "last 90 days"
 #: points per segment offered as granularities (the data's step times these)
 GRANULARITY_POINTS = (12, 24, 48, 96)
 SCORE_KEYS = ("_EAD_", "_EID_")
+#: where a device is, not how it behaves: offered, not chosen by default (the demo's map routes)
+LOCATION_KEYS = ("latitude", "longitude")
 
 
 def recommended_segment(intent: str, step_ms: float) -> int:
@@ -97,7 +99,7 @@ class ModelWizard(param.Parameterized):
             devices={d.name: d.id for d in devices},
             items=[],
             keys_available=keys,
-            fields=list(keys),
+            fields=[k for k in keys if k not in LOCATION_KEYS],
             model_name=self.model_name or f"{self.device_type} anomalies",
         )
 
