@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("tbpanel.server")
 
 
+def announce(line: str) -> None:
+    """One line on stdout in one write: tests and `tbpanel.notebook` read the URL and ports from
+    these lines, and a log record of another thread (stderr, the same pipe) must not land inside
+    one (``print`` writes the text and its newline separately)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((address, 0))
@@ -213,7 +221,7 @@ def start_transport(
         except ImportError as exc:  # aiocoap missing from an older environment
             if port is not None:
                 raise SystemExit(f"tbpanel: error: CoAP needs aiocoap: {exc}") from None
-            print("coap off: aiocoap is not installed", flush=True)
+            announce("coap off: aiocoap is not installed")
             return None
         transport = CoapTransport(platform)
     default = DEFAULT_PORTS[kind]
@@ -226,9 +234,9 @@ def start_transport(
         log.warning(
             "%s transport off: cannot listen on %s:%d (%s); use --%s-port", kind.upper(), address, default, exc, kind
         )
-        print(f"{kind} off: {address}:{default} is not available", flush=True)
+        announce(f"{kind} off: {address}:{default} is not available")
         return None
-    print(f"{kind} listening on {address}:{bound}{detail}", flush=True)
+    announce(f"{kind} listening on {address}:{bound}{detail}")
     return transport
 
 
@@ -267,9 +275,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
     if args.demo:
         from . import demo
 
-        demo.ensure_demo(platform, progress=lambda msg: print(msg, flush=True))
-        demo.ensure_demo_models(platform, progress=lambda msg: print(msg, flush=True))
-        demo.ensure_demo_dashboards(platform, progress=lambda msg: print(msg, flush=True))
+        demo.ensure_demo(platform, progress=announce)
+        demo.ensure_demo_models(platform, progress=announce)
+        demo.ensure_demo_dashboards(platform, progress=announce)
     logins: tuple[DemoLogin, ...] = ()
     if args.demo:
         logins = (
@@ -300,7 +308,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
             flush=True,
         )
     freeze_startup_objects()  # the collector's full passes skip what the start made
-    print(f"tbpanel serving at {url}", flush=True)
+    announce(f"tbpanel serving at {url}")
 
     def stop(*_: object) -> None:
         asyncio_loop(server).call_soon_threadsafe(server.io_loop.stop)
